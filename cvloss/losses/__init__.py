@@ -1,0 +1,36 @@
+"""The loss library: every loss of cvloss, built from spec strings by the registry.
+
+>>> from cvloss.losses import build_loss, list_losses
+>>> loss = build_loss("ce+0.1*topo(mu=0.5)", task="seg")
+"""
+from cvloss.losses.base import AdversarialLoss, Loss, weighted_reduce
+from cvloss.losses.registry import TASKS, LossInfo, get_loss_info, list_losses, register_loss
+from cvloss.losses.spec import CombinedLoss, SpecError, build_loss, parse_spec
+
+# Importing a family module registers its losses.
+from cvloss.losses import (  # noqa: E402,F401  (registration side effects)
+    pixel,
+    segmentation,
+    ssim,
+    perceptual,
+    style,
+    topology,
+    metric,
+    adversarial,
+    cycle,
+)
+
+__all__ = [
+    "AdversarialLoss",
+    "CombinedLoss",
+    "Loss",
+    "LossInfo",
+    "SpecError",
+    "TASKS",
+    "build_loss",
+    "get_loss_info",
+    "list_losses",
+    "parse_spec",
+    "register_loss",
+    "weighted_reduce",
+]

@@ -1,0 +1,177 @@
+"""The loss contract: one base class that holds every shape check, so each loss writes
+only its formula.
+
+Input kinds (``Loss.kind``) and what ``forward`` takes:
+
+* ``"seg"``    -- ``loss(logits, target, weight=None)``: logits ``(N, C, H, W)`` float
+  (raw scores, any range), target ``(N, H, W)`` int64 class ids in ``[0, C)``. With
+  ``C == 1`` the logits are binary foreground scores and the target is in ``{0, 1}``.
+  ``weight`` is an optional per-pixel map ``(N, H, W)`` (>= 0).
+* ``"image"``  -- ``loss(pred, target, weight=None)``: ``(N, C, H, W)`` with C in {1, 3},
+  float, values in [0, 1]. ``weight`` is ``(N, H, W)``, ``(N, 1, H, W)`` or
+  ``(N, C, H, W)``.
+* ``"metric"`` -- ``loss(embeddings, labels)``: ``(N, D)`` float, ``(N,)`` int64.
+* ``"adversarial"`` -- no ``forward``: ``d_loss(real_out, fake_out)``,
+  ``g_loss(fake_out)`` and ``penalty(critic, real, fake)`` on logits / critic outputs.
+* ``"cycle"`` -- ``loss(reconstruction, original)`` on images; the task decides which
+  pair each term sees (cycle: F(G(x)) vs x; identity: G(y) vs y).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+KINDS = ("seg", "image", "metric", "adversarial", "cycle")
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def check_seg(logits: torch.Tensor, target: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless logits are (N,C,H,W) float and target (N,H,W) int64 ids."""
+    if not torch.is_tensor(logits) or logits.dim() != 4 or not logits.is_floating_point():
+        raise ValueError(
+            f"expected logits of shape (N, C, H, W), floating point; got {_shape(logits) if torch.is_tensor(logits) else type(logits).__name__}"
+        )
+    n, c, h, w = logits.shape
+    if not torch.is_tensor(target) or target.shape != (n, h, w):
+        got = _shape(target) if torch.is_tensor(target) else type(target).__name__
+        raise ValueError(f"expected target of shape (N, H, W) = ({n}, {h}, {w}) with class ids; got {got}")
+    if target.dtype != torch.int64:
+        raise ValueError(f"expected target of dtype int64 (class ids); got {target.dtype}")
+    n_classes = max(c, 2)
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        raise ValueError(
+            f"target class ids must lie in [0, {n_classes - 1}] for logits with C={c}; "
+            f"got range [{int(target.min())}, {int(target.max())}]"
+        )
+
+
+def check_image(pred: torch.Tensor, target: torch.Tensor | None = None) -> None:
+    """Raise ``ValueError`` unless pred (and target) are (N,C,H,W) float with C in {1, 3}."""
+    if not torch.is_tensor(pred) or pred.dim() != 4 or not pred.is_floating_point():
+        got = _shape(pred) if torch.is_tensor(pred) else type(pred).__name__
+        raise ValueError(f"expected images of shape (N, C, H, W), floating point, C in {{1, 3}}; got {got}")
+    if pred.shape[1] not in (1, 3):
+        raise ValueError(f"expected images with 1 or 3 channels, shape (N, C, H, W); got {_shape(pred)}")
+    if target is not None and (not torch.is_tensor(target) or target.shape != pred.shape):
+        got = _shape(target) if torch.is_tensor(target) else type(target).__name__
+        raise ValueError(f"expected target of the same shape as the prediction {_shape(pred)}; got {got}")
+
+
+def check_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless embeddings are (N,D) float and labels (N,) int64."""
+    if not torch.is_tensor(embeddings) or embeddings.dim() != 2 or not embeddings.is_floating_point():
+        got = _shape(embeddings) if torch.is_tensor(embeddings) else type(embeddings).__name__
+        raise ValueError(f"expected embeddings of shape (N, D), floating point; got {got}")
+    n = embeddings.shape[0]
+    if not torch.is_tensor(labels) or labels.shape != (n,):
+        got = _shape(labels) if torch.is_tensor(labels) else type(labels).__name__
+        raise ValueError(f"expected labels of shape (N,) = ({n},); got {got}")
+    if labels.dtype != torch.int64:
+        raise ValueError(f"expected labels of dtype int64; got {labels.dtype}")
+
+
+def check_weight(weight: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor | None:
+    """Return a per-pixel weight map broadcastable to ``ref`` (N,C,H,W) as (N,1|C,H,W).
+
+    Accepts (N,H,W), (N,1,H,W) or (N,C,H,W); raises ``ValueError`` otherwise.
+    """
+    if weight is None:
+        return None
+    n, c, h, w = ref.shape
+    if weight.dim() == 3 and weight.shape == (n, h, w):
+        return weight.unsqueeze(1)
+    if weight.dim() == 4 and weight.shape[0] == n and weight.shape[2:] == (h, w) and weight.shape[1] in (1, c):
+        return weight
+    raise ValueError(
+        f"expected a weight map of shape (N, H, W) = ({n}, {h}, {w}) or (N, 1|C, H, W); got {_shape(weight)}"
+    )
+
+
+def weighted_reduce(values: torch.Tensor, weight: torch.Tensor | None, reduction: str = "mean") -> torch.Tensor:
+    """Reduce elementwise ``values`` with an optional broadcastable weight map.
+
+    ``mean`` with weights is the weighted mean Σ w·v / Σ w (BasicSR's convention, so a
+    weight map changes where the loss looks, not its scale); ``sum`` is Σ w·v; ``none``
+    returns w·v with the shape of ``values``.
+    """
+    if weight is not None:
+        weight = weight.to(values.dtype).expand_as(values)
+        values = values * weight
+    if reduction == "none":
+        return values
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "mean":
+        if weight is None:
+            return values.mean()
+        return values.sum() / weight.sum().clamp_min(torch.finfo(values.dtype).tiny)
+    raise ValueError(f"unknown reduction {reduction!r}; valid: mean, sum, none")
+
+
+class Loss(nn.Module):
+    """Base class of every registered loss.
+
+    Subclasses set ``kind`` (one of :data:`KINDS`), implement ``forward`` (or, for
+    adversarial objectives, ``d_loss``/``g_loss``/``penalty``), and call the ``check_*``
+    helpers above so that wrong shapes fail with a message naming the expected shape.
+    The registry fills in ``name`` and the constructor arguments (``spec_args``).
+    """
+
+    kind: str = "image"
+    name: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec_args: dict[str, Any] = {}
+
+    @property
+    def feature_weights(self) -> str | None:
+        """The feature-network weights this loss uses ("imagenet", "random(seed=0)", a
+        path), or ``None`` when it uses no pretrained features. Recorded in results."""
+        return None
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration, JSON-serialisable, for ``trial.json``."""
+        cfg: dict[str, Any] = {"name": self.name, "args": dict(self.spec_args)}
+        if self.feature_weights is not None:
+            cfg["feature_weights"] = self.feature_weights
+        return cfg
+
+
+class AdversarialLoss(Loss):
+    """Base class of GAN objectives. Works on raw discriminator logits / critic outputs
+    of any shape (a scalar per sample or a PatchGAN map); never on probabilities.
+
+    ``n_critic`` is the number of discriminator steps per generator step that the paper
+    prescribes; ``clip_value`` the weight-clipping bound (WGAN) or ``None``.
+    """
+
+    kind = "adversarial"
+    n_critic: int = 1
+    clip_value: float | None = None
+
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def penalty(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Extra discriminator regulariser (gradient penalty, R1); zero by default."""
+        return real.new_zeros(())
+
+    def clip_weights(self, critic: nn.Module) -> None:
+        """Clamp every critic parameter to [-clip_value, clip_value] when set (WGAN)."""
+        if self.clip_value is None:
+            return
+        with torch.no_grad():
+            for p in critic.parameters():
+                p.clamp_(-self.clip_value, self.clip_value)
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise TypeError(f"{self.name or type(self).__name__} is adversarial: call d_loss(real_out, fake_out), g_loss(fake_out) or penalty(critic, real, fake)")

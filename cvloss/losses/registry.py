@@ -1,0 +1,121 @@
+"""The loss registry: ``@register_loss`` on a :class:`~cvloss.losses.base.Loss` subclass
+records its name, family, paper, the tasks it serves and its constructor arguments
+(read from the ``__init__`` signature, so defaults live in one place)."""
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constructor argument of a loss: name, default and accepted type."""
+
+    name: str
+    default: Any
+    annotation: Any
+
+    @property
+    def type_name(self) -> str:
+        ann = self.annotation
+        if ann is inspect.Parameter.empty:
+            return type(self.default).__name__ if self.default is not None else "any"
+        return ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """What ``cvloss losses list/show`` prints about a registered loss."""
+
+    name: str
+    cls: type
+    family: str
+    tasks: tuple[str, ...]
+    paper: str
+    params: tuple[Param, ...] = field(default_factory=tuple)
+
+    @property
+    def kind(self) -> str:
+        return self.cls.kind
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.cls) or ""
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+_REGISTRY: dict[str, LossInfo] = {}
+
+
+def _params_of(cls: type) -> tuple[Param, ...]:
+    sig = inspect.signature(cls.__init__)
+    try:
+        hints = {k: v for k, v in inspect.get_annotations(cls.__init__, eval_str=True).items()}
+    except Exception:  # pragma: no cover - unresolved forward references
+        hints = {}
+    params = []
+    for p in list(sig.parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is inspect.Parameter.empty:
+            raise TypeError(f"loss {cls.__name__}: argument {p.name!r} needs a default so the loss builds from a bare name")
+        params.append(Param(p.name, p.default, hints.get(p.name, p.annotation)))
+    return tuple(params)
+
+
+def register_loss(name: str, *, family: str, tasks: tuple[str, ...] | list[str], paper: str) -> Callable[[type], type]:
+    """Class decorator that registers a loss under ``name`` (lower-case, unique)."""
+
+    def deco(cls: type) -> type:
+        if name in _REGISTRY:
+            raise ValueError(f"loss {name!r} is registered twice ({_REGISTRY[name].cls.__name__} and {cls.__name__})")
+        bad = [t for t in tasks if t not in TASKS]
+        if bad:
+            raise ValueError(f"loss {name!r}: unknown tasks {bad}; valid: {', '.join(TASKS)}")
+        cls.name = name
+        _REGISTRY[name] = LossInfo(name, cls, family, tuple(tasks), paper, _params_of(cls))
+        return cls
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every family module.
+    import cvloss.losses  # noqa: F401
+
+
+def get_loss_info(name: str) -> LossInfo:
+    """Return the registered loss ``name``; ``KeyError`` with close matches otherwise."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise KeyError(unknown_loss_message(name))
+    return _REGISTRY[name]
+
+
+def unknown_loss_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown loss {name!r}{hint}; valid losses: {', '.join(sorted(_REGISTRY))}"
+
+
+def list_losses(task: str | None = None) -> list[LossInfo]:
+    """Every registered loss, sorted by family then name; only those serving ``task`` if given."""
+    _ensure_loaded()
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    infos = [i for i in _REGISTRY.values() if task is None or task in i.tasks]
+    return sorted(infos, key=lambda i: (i.family, i.name))
