@@ -1,1 +1,100 @@
-"""Placeholder: being written."""
+"""Pixel-wise image losses: ``mse``, ``l1`` and ``charbonnier``.
+
+Every loss here takes images ``pred``, ``target`` of shape ``(N, C, H, W)`` with
+``C`` in {1, 3}, float, values in [0, 1], and an optional per-pixel ``weight`` map of
+shape ``(N, H, W)``, ``(N, 1, H, W)`` or ``(N, C, H, W)`` (>= 0). With a weight map the
+``mean`` reduction is the weighted mean ``Σ w·ρ / Σ w`` (BasicSR's convention: a weight
+map moves where the loss looks without changing its scale); ``sum`` is ``Σ w·ρ``.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from cvloss.losses.base import Loss, check_image, check_weight, weighted_reduce
+from cvloss.losses.registry import register_loss
+
+_REDUCTIONS = ("mean", "sum")
+
+
+def _upcast(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32 (float32/float64 untouched).
+
+    A network run under ``torch.autocast`` hands us bfloat16 outputs; squaring and
+    summing in 8 mantissa bits would round small residuals to zero, so losses are
+    always evaluated in at least float32. float64 is kept for ``gradcheck``.
+    """
+    return t.float() if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64) else t
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(_REDUCTIONS)}")
+
+
+class _PixelLoss(Loss):
+    """Shared body: shape checks, float32 upcast, weighted reduction of ``rho(pred - target)``."""
+
+    kind = "image"
+
+    def __init__(self, reduction: Literal["mean", "sum"] = "mean") -> None:
+        super().__init__()
+        _check_reduction(reduction)
+        self.reduction = reduction
+
+    def rho(self, diff: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        check_image(pred, target)
+        weight = check_weight(weight, pred)
+        pred = _upcast(pred)
+        target = target.to(pred.dtype)
+        return weighted_reduce(self.rho(pred - target), weight, self.reduction)
+
+
+@register_loss("mse", family="pixel-wise", tasks=("sr", "translate"), paper="classical least squares (L2); see Zhao et al. 2017, 'Loss Functions for Image Restoration with Neural Networks'")
+class MSELoss(_PixelLoss):
+    """Mean squared error: mean over pixels and channels of (pred - target)².
+
+    ``ρ(d) = d²`` with ``d = pred - target``; for inputs in [0, 1] the value lies in [0, 1].
+    Shapes: pred, target ``(N, C, H, W)``, C in {1, 3}; optional weight ``(N, H, W)``,
+    ``(N, 1, H, W)`` or ``(N, C, H, W)`` -> weighted mean Σ w·d² / Σ w.
+    ``reduction``: ``mean`` (default) or ``sum``.
+    """
+
+    def rho(self, diff: torch.Tensor) -> torch.Tensor:
+        return diff.square()
+
+
+@register_loss("l1", family="pixel-wise", tasks=("sr", "translate"), paper="mean absolute error; see Zhao et al. 2017, 'Loss Functions for Image Restoration with Neural Networks'")
+class L1Loss(_PixelLoss):
+    """Mean absolute error: mean over pixels and channels of |pred - target|.
+
+    ``ρ(d) = |d|``; for inputs in [0, 1] the value lies in [0, 1]. Shapes as ``mse``;
+    optional weight map -> weighted mean Σ w·|d| / Σ w. ``reduction``: ``mean`` or ``sum``.
+    """
+
+    def rho(self, diff: torch.Tensor) -> torch.Tensor:
+        return diff.abs()
+
+
+@register_loss("charbonnier", family="pixel-wise", tasks=("sr", "translate"), paper="Lai et al. 2017, 'Deep Laplacian Pyramid Networks for Fast and Accurate Super-Resolution' (LapSRN)")
+class CharbonnierLoss(_PixelLoss):
+    """Charbonnier penalty, a differentiable L1: mean of sqrt((pred - target)² + ε²).
+
+    ``ρ(d) = sqrt(d² + ε²)`` with ``ε = 1e-3`` (Lai et al. 2017, LapSRN, eq. 3 and §3.3).
+    As in the paper nothing is subtracted, so the minimum (at ``pred == target``) is
+    ``ε``, not 0; the gradient ``d / sqrt(d² + ε²)`` is smooth at 0 unlike L1.
+    Shapes as ``mse``; optional weight map -> weighted mean. ``reduction``: ``mean`` or ``sum``.
+    """
+
+    def __init__(self, eps: float = 1e-3, reduction: Literal["mean", "sum"] = "mean") -> None:
+        super().__init__(reduction)
+        if not eps > 0:
+            raise ValueError(f"charbonnier: eps must be > 0; got {eps}")
+        self.eps = float(eps)
+
+    def rho(self, diff: torch.Tensor) -> torch.Tensor:
+        return (diff.square() + self.eps**2).sqrt()
