@@ -107,6 +107,123 @@ def losses_show(name: str = typer.Argument(..., help="A registered loss name, e.
     typer.echo(info.doc)
 
 
+# ---------------------------------------------------------------- train / compare / report
+_DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps."
+_SET_HELP = "Override a budget setting, e.g. --set epochs=5 (repeatable); becomes part of the results path."
+
+
+def _base_config(task: str, dataset: Optional[str], budget: str, device: str, out: str, data_dir: Optional[str],
+                 feature_weights: str, sets: Optional[list[str]]):
+    from cvloss.run.budgets import budget_params, parse_overrides
+    from cvloss.run.config import TrialConfig
+    from cvloss.run.trainer import resolve_device
+    from cvloss.tasks import get_task_class
+
+    task_cls = get_task_class(task)
+    overrides = parse_overrides(sets)
+    budget_params(task, budget, overrides)  # validates budget name and setting keys
+    resolve_device(device)  # an unavailable device fails now, not after loading data
+    dataset = dataset or task_cls.default_dataset
+    from cvloss.data.registry import check_dataset_for_task
+
+    check_dataset_for_task(dataset, task)
+    return TrialConfig(task=task, loss="", dataset=dataset, budget=budget, device=device, out=out,
+                       data_dir=data_dir, feature_weights=feature_weights, overrides=overrides)
+
+
+def _reporter(quiet: bool, task: str):
+    from cvloss.run.progress import make_reporter
+    from cvloss.tasks import get_task_class
+
+    return make_reporter(quiet, keys=list(get_task_class(task).metrics))
+
+
+def _interrupted(where: str) -> None:
+    typer.echo(f"interrupted: finished epochs are checkpointed under {where}; run the same command again to resume", err=True)
+    raise typer.Exit(130)
+
+
+@app.command()
+def train(
+    task: str = typer.Option(..., "--task", "-t", help="seg (more tasks follow)."),
+    loss: str = typer.Option(..., "--loss", "-l", help='Loss spec, e.g. "ce+0.1*topo(mu=0.5)".'),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
+    budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
+    seed: int = typer.Option(0, "--seed", help="Seed of init, batch order and augmentation."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    out: str = typer.Option("results", "--out", "-o", help="Results root folder."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Datasets folder (default $CVLOSS_DATA, then the user cache)."),
+    feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train one model under one loss and write its results folder."""
+    from dataclasses import replace
+
+    from cvloss.run.compare import canonical_specs
+    from cvloss.run.trainer import run_trial
+
+    if seed < 0:
+        fail(f"--seed must be >= 0; got {seed}")
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
+    (spec,) = canonical_specs([loss], task)
+    cfg = replace(base, loss=spec, seed=seed)
+    try:
+        summary = run_trial(cfg, _reporter(quiet, task))
+    except KeyboardInterrupt:
+        _interrupted(str(cfg.trial_dir))
+    from cvloss.report.console import print_table
+
+    row = {"loss": spec, "seed": seed, "status": summary["status"]}
+    row.update({k: f"{v:.4g}" for k, v in summary.get("metrics", {}).items()})
+    print_table([row])
+    typer.echo(f"results: {cfg.trial_dir}")
+    if summary["status"] == "diverged":
+        raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    task: str = typer.Option(..., "--task", "-t", help="seg (more tasks follow)."),
+    losses: str = typer.Option(..., "--losses", "-l", help='Comma-separated specs; the first is the baseline, e.g. "ce,topo,ce+0.1*topo".'),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
+    budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
+    seeds: str = typer.Option("3", "--seeds", help="A count (3 -> seeds 0,1,2) or a list (0,1,2)."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    out: str = typer.Option("results", "--out", "-o", help="Results root folder."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Datasets folder (default $CVLOSS_DATA, then the user cache)."),
+    feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train every loss at every seed (same init and batches per seed) and compare them."""
+    from cvloss.report.console import print_table
+    from cvloss.report.tables import comparison_rows
+    from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
+
+    seed_list = parse_seeds(seeds)
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
+    specs = canonical_specs(split_losses(losses), task)
+    try:
+        result = run_comparison(base, specs, seed_list, _reporter(quiet, task))
+    except KeyboardInterrupt:
+        _interrupted(str(base.group_dir))
+    print_table(comparison_rows(result), title=f"{task} / {base.dataset} / {result['budget']}: mean ± 95% CI over seeds {seed_list}"
+                + (f"; features: {', '.join(result['feature_weights'])}" if result.get("feature_weights") else ""))
+    typer.echo(f"results: {result['dir']}")
+
+
+@app.command()
+def report(results_dir: str = typer.Argument("results", help="Results root folder to gather.")) -> None:
+    """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md."""
+    from pathlib import Path
+
+    from cvloss.report.markdown import write_report
+
+    path = write_report(Path(results_dir))
+    typer.echo(f"report: {path}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

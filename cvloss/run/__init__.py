@@ -1,0 +1,1 @@
+"""Running trials and comparisons: config, trainer (loop, checkpoints, resume), compare."""

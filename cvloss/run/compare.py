@@ -1,0 +1,153 @@
+"""A comparison: several losses x several seeds on one task, dataset and budget.
+
+Every spec is built (and fitted to the task) before any training, so a typo costs no
+compute. Trials run seed-major (all losses at seed 0, then seed 1, ...) so an interrupted
+comparison already holds complete paired sets. Outputs go to
+``<out>/<task>/<dataset>/<budget>/compare--<loss>--<loss>/``: ``compare.csv``,
+``compare.md``, ``compare.json`` and the plots.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cvloss.errors import UsageError
+from cvloss.run.config import TrialConfig, loss_slug
+from cvloss.run.io import read_json, write_json, write_text, write_csv
+from cvloss.run.progress import Reporter
+from cvloss.run.stats import mean_ci, paired_difference
+from cvloss.run.trainer import SUMMARY, run_trial
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> [0, 1, 2]; ``0,1,2`` or ``5`` given as a list -> those seeds."""
+    text = str(text).strip()
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            n = int(text)
+            if n < 1:
+                raise UsageError(f"--seeds must be a count >= 1 or a list such as 0,1,2; got {text!r}")
+            seeds = list(range(n))
+    except ValueError:
+        raise UsageError(f"--seeds must be a count >= 1 or a list such as 0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds must list distinct non-negative seeds; got {text!r}")
+    return seeds
+
+
+def split_losses(text: str) -> list[str]:
+    """Split ``ce,topo(mu=0.5,layers=[a,b])`` on top-level commas only."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    parts = [p for p in parts if p]
+    if not parts:
+        raise UsageError("--losses needs at least one loss spec, e.g. --losses ce,topo")
+    return parts
+
+
+def canonical_specs(specs: list[str], task: str) -> list[str]:
+    """Build every spec for ``task`` (raising on the first bad one) and return canonical
+    texts. Random feature weights here: this only validates, it must not download."""
+    from cvloss.losses import build_loss
+
+    out = [build_loss(spec, task=task, feature_weights="random").spec for spec in specs]
+    if len(set(out)) != len(out):
+        raise UsageError(f"--losses lists the same loss twice: {', '.join(out)}")
+    return out
+
+
+def comparison_dir(base: TrialConfig, losses: list[str]) -> Path:
+    name = "compare--" + "--".join(loss_slug(l) for l in losses)
+    if len(name) > 120:
+        import hashlib
+
+        name = name[:100] + "-" + hashlib.sha1("|".join(losses).encode()).hexdigest()[:8]
+    return base.group_dir / name
+
+
+def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones)
+    and write the comparison's tables and plots. ``base`` gives everything but loss/seed."""
+    reporter = reporter or Reporter()
+    for seed in seeds:
+        for spec in losses:
+            run_trial(replace(base, loss=spec, seed=seed), reporter)
+    return summarize_comparison(base, losses, seeds)
+
+
+def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int]) -> dict[str, Any]:
+    """Aggregate the trials' summaries into the comparison table and write its files."""
+    from cvloss.tasks import get_task_class
+
+    task_cls = get_task_class(base.task)
+    summaries: dict[str, list[dict[str, Any] | None]] = {}
+    for spec in losses:
+        summaries[spec] = []
+        for seed in seeds:
+            path = replace(base, loss=spec, seed=seed).trial_dir / SUMMARY
+            summaries[spec].append(read_json(path) if path.exists() else None)
+
+    metric_names: list[str] = []
+    for runs in summaries.values():
+        for s in runs:
+            if s and s.get("status") == "done":
+                metric_names += [m for m in s["metrics"] if m not in metric_names]
+    directions = {m: task_cls.metrics.get(m, True) for m in metric_names}
+
+    baseline = losses[0]
+
+    def values(spec: str, metric: str) -> list[float]:
+        return [(s["metrics"].get(metric, math.nan) if s and s.get("status") == "done" else math.nan) for s in summaries[spec]]
+
+    rows = []
+    for spec in losses:
+        runs = summaries[spec]
+        diverged = sum(1 for s in runs if s and s.get("status") == "diverged")
+        missing = sum(1 for s in runs if s is None)
+        for metric in metric_names:
+            mean, ci, n = mean_ci(values(spec, metric))
+            row = {"loss": spec, "metric": metric, "higher_is_better": directions[metric],
+                   "mean": mean, "ci95": ci, "n": n, "diverged": diverged, "missing": missing}
+            if spec != baseline:
+                d, d_ci, p, n_pairs = paired_difference(values(spec, metric), values(baseline, metric))
+                row.update({"diff_vs_baseline": d, "diff_ci95": d_ci, "p_value": p, "n_pairs": n_pairs})
+            else:
+                row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
+            rows.append(row)
+
+    feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
+                              if s and s.get("feature_weights")})
+    out_dir = comparison_dir(base, losses)
+    result = {
+        "task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "losses": losses, "seeds": seeds,
+        "baseline": baseline, "metrics": metric_names, "directions": directions, "rows": rows,
+        "feature_weights": feature_weights or None,
+        "trials": {spec: [str(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses},
+        "status": {spec: [(s or {}).get("status", "missing") for s in summaries[spec]] for spec in losses},
+        "primary_metric": task_cls.primary_metric,
+        "dir": str(out_dir),
+    }
+    from cvloss.report.tables import comparison_markdown
+
+    write_csv(out_dir / "compare.csv", rows)
+    write_text(out_dir / "compare.md", comparison_markdown(result))
+    write_json(out_dir / "compare.json", result)
+    from cvloss.report.plots import comparison_plots
+
+    result["plots"] = comparison_plots(result, out_dir)
+    write_json(out_dir / "compare.json", result)
+    return result

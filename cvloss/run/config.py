@@ -1,0 +1,70 @@
+"""A trial's configuration: everything that determines its result, and where it lives.
+
+A trial is self-contained -- a resolved config in, a results folder out -- so any
+executor (this process, a pool, a cluster job) can run it without change."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvloss.run.budgets import budget_params
+
+
+def loss_slug(spec: str) -> str:
+    """A folder name for a canonical loss spec: ``ce+0.1*topo(mu=0.5)`` -> ``ce+0.1xtopo-mu=0.5``.
+
+    Long specs keep a readable prefix and an 8-hex hash so two specs never share a folder.
+    """
+    slug = spec.replace("*", "x").replace("(", "-").replace(")", "").replace(",", "-")
+    slug = re.sub(r"[^A-Za-z0-9_.+=-]", "_", slug)
+    if len(slug) > 80:
+        slug = slug[:60] + "-" + hashlib.sha1(spec.encode()).hexdigest()[:8]
+    return slug
+
+
+def budget_label(budget: str, overrides: dict[str, Any]) -> str:
+    """``quick`` or, with overrides, ``quick+epochs=5+lr=0.001`` (sorted keys)."""
+    if not overrides:
+        return budget
+    parts = [f"{k}={v}" for k, v in sorted(overrides.items())]
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "+".join([budget] + parts))
+
+
+@dataclass
+class TrialConfig:
+    """One trial: a task trained under one loss at one seed for one budget."""
+
+    task: str
+    loss: str  # canonical spec, as ``build_loss(...).spec`` prints it
+    dataset: str
+    budget: str = "smoke"
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "results"
+    data_dir: str | None = None
+    feature_weights: str = "auto"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return budget_params(self.task, self.budget, self.overrides)
+
+    @property
+    def group_dir(self) -> Path:
+        """``<out>/<task>/<dataset>/<budget>``: where a comparison's trials live."""
+        return Path(self.out) / self.task / self.dataset / budget_label(self.budget, self.overrides)
+
+    @property
+    def trial_dir(self) -> Path:
+        return self.group_dir / loss_slug(self.loss) / f"seed{self.seed}"
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a rerun to resume this trial (device and paths may differ)."""
+        d = asdict(self)
+        for key in ("device", "out", "data_dir"):
+            d.pop(key)
+        d["params"] = self.params
+        return d

@@ -1,0 +1,233 @@
+"""The training loop of one trial: seed, build, train, evaluate, checkpoint, resume.
+
+Fairness: the model is built right after ``torch.manual_seed(seed)``, before anything
+else draws from the global generator, so every loss starts from the same weights at a
+given seed; each epoch's batch order and augmentation come from a generator seeded by
+(seed, epoch) alone, so every loss sees the same batches in the same order -- and a
+resumed trial sees exactly the batches an uninterrupted one would have.
+
+Files (written atomically, see :mod:`cvloss.run.io`), in ``cfg.trial_dir``:
+``trial.json`` (first), ``metrics.csv`` and ``checkpoint.pt`` (each epoch), ``samples.png``
+and ``samples.npz``, then ``summary.json`` (last: its presence means the trial is done).
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cvloss import __version__
+from cvloss.errors import CvlossError, UsageError
+from cvloss.run.config import TrialConfig
+from cvloss.run.io import load_checkpoint, read_json, save_checkpoint, write_csv, write_json
+from cvloss.run.progress import Reporter
+
+SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, mps")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but torch sees no CUDA device")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps requested but MPS is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's batch order and augmentation: a function of (seed,
+    epoch) only, never of the loss or of what ran before (resume-exact, loss-fair)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {"cvloss": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"{device.type}:{platform.processor() or platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+class TrialError(CvlossError):
+    pass
+
+
+def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Run (or resume, or skip) one trial and return its summary.
+
+    ``stop_after_epoch`` stops after that epoch as if the process had been killed (tests
+    of resume use it); the returned dict then has ``status == "interrupted"``.
+    """
+    from cvloss.losses import build_loss
+    from cvloss.tasks import get_task_class
+
+    reporter = reporter or Reporter()
+    out_dir = cfg.trial_dir
+    label = f"{cfg.task}/{cfg.dataset}/{cfg.loss}/seed{cfg.seed}"
+    if (out_dir / SUMMARY).exists():
+        summary = read_json(out_dir / SUMMARY)
+        reporter.trial_end(label, "already done, skipped", str(out_dir))
+        return summary
+
+    device = resolve_device(cfg.device)
+    params = cfg.params
+    loss = build_loss(cfg.loss, task=cfg.task, feature_weights=cfg.feature_weights).to(device)
+    task = get_task_class(cfg.task)(cfg.dataset, params, device, cfg.data_dir)
+    task.load_data()
+
+    seed_everything(cfg.seed)
+    model = task.build_model()
+    optimizers = task.build_optimizers(model)
+
+    trial_info = {
+        "identity": cfg.identity(),
+        "config": {**cfg.__dict__, "params": params},
+        "loss": loss.config(),
+        "feature_weights": loss.feature_weights,
+        "data": task.describe_data(),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "device": _device_name(device),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    _check_or_write_trial(out_dir, trial_info)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if (out_dir / CHECKPOINT).exists():
+        state = load_checkpoint(out_dir / CHECKPOINT)
+        model.load_state_dict(state["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        task.load_state_dict(state.get("task", {}))
+        history = state["history"]
+        start_epoch = state["epoch"]
+
+    epochs = params["epochs"]
+    reporter.trial_start(label, epochs, task.num_batches(), start_epoch)
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch + 1, epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        data_time, losses = 0.0, []
+        batches = task.train_batches(epoch_generator(cfg.seed, epoch))
+        step = 0
+        while True:
+            t_data = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            data_time += time.perf_counter() - t_data
+            step += 1
+            value = float(task.train_step(model, loss, optimizers, batch)["loss"])
+            if not math.isfinite(value):
+                return _diverged(cfg, out_dir, history, epoch, step, value, reporter, label)
+            losses.append(value)
+            reporter.batch(value)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan}
+        row.update(task.evaluate(model))
+        row["epoch_time_s"] = time.perf_counter() - t0
+        row["data_time_s"] = data_time
+        history.append(row)
+        write_csv(out_dir / METRICS, history)
+        save_checkpoint(out_dir / CHECKPOINT, {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "task": task.state_dict(),
+            "history": history,
+        })
+        reporter.epoch_end(epoch, epochs, row)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < epochs:
+            return {"status": "interrupted", "epoch": epoch}
+
+    rows = task.sample_rows(model)
+    np.savez_compressed(out_dir / "samples.npz", **rows)
+    from cvloss.tasks.base import save_grid
+
+    save_grid(rows, out_dir / "samples.png", titles={"pred": cfg.loss})
+    final = history[-1] if history else {}
+    summary = {
+        "status": "done",
+        "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
+        "metrics": {k: final[k] for k in task.metrics if k in final},
+        "train_loss": final.get("train_loss"),
+        "epochs": epochs,
+        "train_time_s": sum(r["epoch_time_s"] for r in history),
+        "feature_weights": loss.feature_weights,
+        "device": _device_name(device),
+    }
+    write_json(out_dir / SUMMARY, summary)
+    reporter.trial_end(label, "done", f"{task.primary_metric}={summary['metrics'].get(task.primary_metric, math.nan):.4g} "
+                       f"in {time.perf_counter() - t_start:.1f}s")
+    return summary
+
+
+def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
+    """Write trial.json, or check that an existing one describes the same trial, so a
+    rerun never mixes two configurations in one folder."""
+    path = out_dir / TRIAL
+    if path.exists():
+        old = read_json(path)
+        if old.get("identity") != info["identity"] or old.get("feature_weights") != info["feature_weights"]:
+            raise TrialError(
+                f"{out_dir} holds a trial with a different configuration "
+                f"(feature weights {old.get('feature_weights')} vs {info['feature_weights']}, or settings); "
+                f"use another --out or delete that folder"
+            )
+        return
+    try:
+        write_json(path, info)
+    except PermissionError:
+        raise TrialError(f"cannot write results to {out_dir}: permission denied; choose another --out") from None
+
+
+def _diverged(cfg, out_dir, history, epoch, step, value, reporter, label) -> dict[str, Any]:
+    summary = {
+        "status": "diverged",
+        "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
+        "diverged_at": {"epoch": epoch, "step": step, "loss": repr(value)},
+        "metrics": {},
+    }
+    if history:
+        write_csv(out_dir / METRICS, history)
+    write_json(out_dir / SUMMARY, summary)
+    reporter.trial_end(label, "DIVERGED", f"loss={value} at epoch {epoch}, step {step}")
+    return summary
