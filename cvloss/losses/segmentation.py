@@ -1,1 +1,408 @@
-"""Placeholder: being written."""
+"""Segmentation losses on logits: ``ce``, ``bce``, ``wce``, ``dice``, ``focal``; and the
+weight maps of U-Net (Ronneberger et al. 2015): :func:`class_balanced_weights`,
+:func:`unet_weight_map`.
+
+Inputs (see :mod:`cvloss.losses.base`): ``logits`` ``(N, C, H, W)`` float, raw scores;
+``target`` ``(N, H, W)`` int64 class ids in ``[0, C)``; optional per-pixel ``weight``
+``(N, H, W)`` (or ``(N, 1, H, W)``), >= 0, which turns the pixel mean into the
+weighted mean ``Σ w·l / Σ w``.
+
+Binary masks (``C == 1``): the single channel is the foreground logit ``z`` and the
+target is in {0, 1}. The cross-entropy family (``ce``, ``wce``, ``focal``) treats it as
+the two-class problem with logits ``(0, z)``: softmax over ``(0, z)`` is
+``(1 − σ(z), σ(z))``, so the multi-class formula becomes binary cross-entropy exactly.
+All log-probabilities come from ``log_softmax`` / ``binary_cross_entropy_with_logits``
+(log-sum-exp), never from ``log`` of a probability, so saturated logits stay finite.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from cvloss.losses.base import Loss, _shape, check_seg, weighted_reduce
+from cvloss.losses.pixel import _upcast
+from cvloss.losses.registry import register_loss
+
+_UNET = "Ronneberger et al. 2015, 'U-Net: Convolutional Networks for Biomedical Image Segmentation'"
+
+
+# ---------------------------------------------------------------- shared helpers
+def _seg_weight(weight: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor | None:
+    """Validate a per-pixel weight map against target (N, H, W); return it as (N, H, W)."""
+    if weight is None:
+        return None
+    n, h, w = target.shape
+    if torch.is_tensor(weight) and weight.dim() == 4 and weight.shape[1] == 1:
+        weight = weight[:, 0]
+    if not torch.is_tensor(weight) or weight.shape != (n, h, w):
+        got = _shape(weight) if torch.is_tensor(weight) else type(weight).__name__
+        raise ValueError(f"expected a per-pixel weight map of shape (N, H, W) = ({n}, {h}, {w}) or (N, 1, H, W); got {got}")
+    return weight
+
+
+def _log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """Log class probabilities (N, K, H, W), K = max(C, 2), via log-sum-exp.
+
+    ``C == 1`` becomes the two logits ``(0, z)`` (see the module docstring). Half
+    precision is upcast so that log-probabilities of confident pixels keep their digits.
+    """
+    logits = _upcast(logits)
+    if logits.shape[1] == 1:
+        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+    return F.log_softmax(logits, dim=1)
+
+
+def _pixel_ce(log_p: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-pixel cross-entropy (N, H, W) from log-probabilities (N, K, H, W).
+
+    ``−log p_t``; with label smoothing ε (Szegedy et al. 2016) the one-hot target becomes
+    ``(1 − ε)·onehot + ε/K``, i.e. ``(1 − ε)(−log p_t) + ε·mean_k(−log p_k)``.
+    """
+    nll = -log_p.gather(1, target.unsqueeze(1)).squeeze(1)
+    if label_smoothing > 0:
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * log_p.mean(dim=1)
+    return nll
+
+
+# ---------------------------------------------------------------- weight maps
+def class_balanced_weights(target: torch.Tensor | np.ndarray, num_classes: int) -> torch.Tensor:
+    """Class-balancing weights from the label frequencies of ``target``.
+
+    ``w_c = N_pixels / (C · N_c)`` with ``N_c`` the number of pixels of class ``c`` in the
+    whole of ``target`` (all images together) and ``C = num_classes``; a class absent
+    from ``target`` gets ``w_c = 0`` (it has no pixel to weigh, and 0 avoids dividing by
+    zero). With every class present the mean weight per pixel is 1, so the frequency-
+    weighted mean of the weights, Σ_c N_c w_c / N_pixels, is (#classes present) / C.
+
+    Args:
+        target: int class ids, any shape (typically ``(N, H, W)`` or ``(H, W)``), in ``[0, C)``.
+        num_classes: ``C`` >= 1.
+
+    Returns:
+        ``(C,)`` float32 tensor (on ``target``'s device when it is a tensor).
+    """
+    t = torch.as_tensor(target)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"class_balanced_weights expects integer class ids; got dtype {t.dtype}")
+    if not (isinstance(num_classes, int) and num_classes >= 1):
+        raise ValueError(f"class_balanced_weights: num_classes must be a positive int; got {num_classes!r}")
+    if t.numel() == 0:
+        raise ValueError("class_balanced_weights: target is empty")
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"class ids must lie in [0, {num_classes - 1}]; got range [{lo}, {hi}]")
+    counts = torch.bincount(t.reshape(-1).long(), minlength=num_classes).to(torch.float32)
+    weights = t.numel() / (num_classes * counts.clamp_min(1.0))
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
+
+
+def unet_weight_map(
+    mask: torch.Tensor | np.ndarray,
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    class_weights: torch.Tensor | np.ndarray | list[float] | None = None,
+    background: int = 0,
+) -> torch.Tensor:
+    """U-Net border weight map (Ronneberger et al. 2015, eq. 2)::
+
+        w(x) = w_c(x) + w0 · exp(−(d1(x) + d2(x))² / (2 σ²))
+
+    ``d1``/``d2`` are the Euclidean distances (in pixels) from ``x`` to the nearest and
+    second-nearest object; ``w0 = 10``, ``σ = 5`` pixels as in the paper.
+
+    Choices, stated:
+
+    * An *object* is a 4-connected component of one non-background class, found in each
+      image separately; two touching objects of different classes are two objects.
+      ``background`` (default 0) is the class id that forms no object.
+    * The border term is added on background pixels only: it exists to make the network
+      learn the thin background gaps between touching objects (paper §3, Fig. 3c/d); on
+      an object pixel ``d1 = 0`` and the term would only blur the object's own weight.
+    * Fewer than two objects in an image: ``d2 = ∞`` and the border term is 0.
+    * ``w_c(x) = class_weights[mask(x)]`` when ``class_weights`` (length > max class id)
+      is given, e.g. from :func:`class_balanced_weights`; otherwise ``w_c ≡ 1``.
+
+    Vectorised: one ``scipy.ndimage.label`` call labels every (image, class) plane at
+    once (the structuring element has no neighbours across planes), and one
+    ``distance_transform_edt`` call computes the distance to every object of the batch:
+    the K per-object "not this object" masks are stacked into a (K, H, W) volume sampled
+    with spacing H + W along the stacking axis, which is larger than any in-plane
+    distance, so each plane's nearest zero is always in the same plane. ``np.partition``
+    then picks d1, d2 per pixel. Memory is O(N · K_max · H · W).
+
+    Args:
+        mask: ``(H, W)`` or ``(N, H, W)`` integer class ids (tensor or array).
+        w0, sigma: border weight and width (10 and 5 pixels in the paper).
+        class_weights: optional ``(C,)`` per-class weights ``w_c``.
+        background: class id of the background.
+
+    Returns:
+        float32 torch tensor with the leading dims of ``mask`` (on its device if a
+        tensor), values >= min(w_c); computed without gradient, nothing cached.
+    """
+    device = mask.device if torch.is_tensor(mask) else torch.device("cpu")
+    m = mask.detach().cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
+    if m.ndim not in (2, 3) or not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"unet_weight_map expects an integer mask of shape (H, W) or (N, H, W); got shape {m.shape}, dtype {m.dtype}")
+    if not sigma > 0:
+        raise ValueError(f"unet_weight_map: sigma must be > 0; got {sigma}")
+    if not w0 >= 0:
+        raise ValueError(f"unet_weight_map: w0 must be >= 0; got {w0}")
+    single = m.ndim == 2
+    if single:
+        m = m[None]
+    n, h, w = m.shape
+
+    # w_c(x)
+    if class_weights is None:
+        wc = np.ones(m.shape, dtype=np.float64)
+    else:
+        cw = np.asarray(torch.as_tensor(class_weights).detach().cpu(), dtype=np.float64).reshape(-1)
+        if m.size and (m.min() < 0 or m.max() >= cw.size):
+            raise ValueError(f"class_weights has {cw.size} entries but the mask holds class ids in [{m.min()}, {m.max()}]")
+        wc = cw[m]
+
+    classes = np.unique(m)
+    fg = classes[classes != background]
+    border = np.zeros(m.shape, dtype=np.float64)
+    if fg.size and w0 > 0:
+        # Label every (image, class) plane in one call: neighbours only within a plane.
+        planes = (m[:, None] == fg[None, :, None, None]).reshape(n * fg.size, h, w)
+        structure = np.zeros((3, 3, 3), dtype=bool)
+        structure[1] = ndimage.generate_binary_structure(2, 1)
+        labels, n_obj = ndimage.label(planes, structure=structure)
+        # A pixel has one class, so summing over the class planes gives each image's
+        # object map (0 = background), with labels unique across the batch.
+        labels = labels.reshape(n, fg.size, h, w).sum(axis=1)
+        obj_ids = np.arange(1, n_obj + 1)
+        image_of = np.zeros(n_obj + 1, dtype=np.int64)
+        image_of[labels.reshape(n, -1)] = np.arange(n)[:, None]
+        image_of = image_of[1:]  # (K,) image index of each object
+        per_image = np.bincount(image_of, minlength=n)
+        k_max = int(per_image.max())
+        if k_max >= 2:
+            # Rank of each object within its image (objects sorted by image, stably).
+            order = np.argsort(image_of, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(per_image)[:-1]])
+            rank = np.empty(n_obj, dtype=np.int64)
+            rank[order] = np.arange(n_obj) - starts[image_of[order]]
+            # Distance from every pixel to object k of its image, one EDT for all objects.
+            not_obj = labels[image_of] != obj_ids[:, None, None]  # (K, H, W)
+            dist = ndimage.distance_transform_edt(not_obj, sampling=(float(h + w), 1.0, 1.0))
+            table = np.full((n, k_max, h, w), np.inf)
+            table[image_of, rank] = dist
+            two = np.partition(table, 1, axis=1)[:, :2]  # d1 <= d2 per pixel
+            d = two[:, 0] + two[:, 1]  # inf where the image has < 2 objects -> term 0
+            border = w0 * np.exp(-np.square(d) / (2.0 * sigma**2))
+            border = np.where(m == background, border, 0.0)
+
+    out = torch.from_numpy((wc + border).astype(np.float32)).to(device)
+    return out[0] if single else out
+
+
+# ---------------------------------------------------------------- losses
+@register_loss("ce", family="pixel-wise", tasks=("seg",), paper=_UNET + " (pixel-wise softmax cross-entropy, eq. 1)")
+class CrossEntropyLoss(Loss):
+    """Multi-class cross-entropy on logits: mean over pixels of −log softmax(z)_t.
+
+    ``l(x) = −log p_{t(x)}(x)``, ``p = softmax(z)`` over the C channels (log-sum-exp form);
+    value >= 0. With ``C == 1`` it is binary cross-entropy on the foreground logit.
+    ``label_smoothing`` ε in [0, 1) (Szegedy et al. 2016) replaces the one-hot target by
+    ``(1 − ε)·onehot + ε/K`` (K = max(C, 2)). Optional per-pixel ``weight`` (N, H, W)
+    gives the weighted mean Σ w·l / Σ w.
+    """
+
+    kind = "seg"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"ce: label_smoothing must lie in [0, 1); got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        check_seg(logits, target)
+        weight = _seg_weight(weight, target)
+        return weighted_reduce(_pixel_ce(_log_probs(logits), target, self.label_smoothing), weight, "mean")
+
+
+@register_loss("bce", family="pixel-wise", tasks=("seg",), paper="binary cross-entropy on logits (log-sum-exp form); see " + _UNET)
+class BCELoss(Loss):
+    """Binary cross-entropy on the foreground logit: mean of softplus(z) − t·z.
+
+    ``l = −[t log σ(z) + (1 − t) log(1 − σ(z))] = max(z, 0) − t·z + log(1 + e^{−|z|})``,
+    evaluated in that log-sum-exp form (``binary_cross_entropy_with_logits``), never as a
+    log of probabilities. Logits ``(N, 1, H, W)`` (the foreground logit z) with target in
+    {0, 1}; ``(N, 2, H, W)`` is accepted and uses the logit difference ``z = z1 − z0``
+    (``σ(z1 − z0)`` is the softmax probability of class 1, so this equals 2-class ``ce``);
+    more channels raise ``ValueError``. Optional ``weight`` (N, H, W) -> Σ w·l / Σ w.
+    """
+
+    kind = "seg"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        check_seg(logits, target)
+        if logits.shape[1] > 2:
+            raise ValueError(
+                f"bce expects binary logits of shape (N, 1, H, W) (or (N, 2, H, W)); got {_shape(logits)}; use ce for C > 2"
+            )
+        weight = _seg_weight(weight, target)
+        logits = _upcast(logits)
+        z = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            values = F.binary_cross_entropy_with_logits(z, target.to(z.dtype), reduction="none")
+        return weighted_reduce(values, weight, "mean")
+
+
+@register_loss("wce", family="pixel-wise", tasks=("seg",), paper=_UNET + " (weight map, eq. 2; w0=10, sigma=5)")
+class WeightedCrossEntropyLoss(Loss):
+    """Weighted cross-entropy with class-balanced and/or U-Net border weight maps.
+
+    ``loss = Σ_x w(x)·(−log p_{t(x)}(x)) / Σ_x w(x)`` (weighted mean; the overall
+    scale of w cancels), with ``w`` computed from the target, without gradient, at every
+    call (nothing cached) by ``weighting``:
+
+    * ``balanced``: ``w(x) = w_c(t(x))``, ``w_c = N_pixels / (C · N_c)`` from the class
+      frequencies of the whole batch (absent classes get 0; :func:`class_balanced_weights`).
+    * ``unet`` (default): ``w(x) = 1 + w0·exp(−(d1 + d2)²/(2σ²))`` -- eq. 2 of Ronneberger
+      et al. 2015 with ``w_c ≡ 1``, the border term that separates touching objects.
+    * ``balanced+unet``: eq. 2 in full, ``w_c`` class-balanced plus the border term.
+      (Quote it in a spec: ``wce(weighting="balanced+unet")``.)
+
+    ``w0 = 10``, ``σ = 5`` pixels (the paper). Objects are the 4-connected components of
+    each class except ``background`` (default 0); the border term is added on background
+    pixels only (see :func:`unet_weight_map`). With ``C == 1`` the classes are {0, 1}.
+    A ``weight`` map passed to ``forward`` multiplies the computed one.
+    """
+
+    kind = "seg"
+
+    def __init__(
+        self,
+        weighting: Literal["balanced", "unet", "balanced+unet"] = "unet",
+        w0: float = 10.0,
+        sigma: float = 5.0,
+        background: int = 0,
+    ) -> None:
+        super().__init__()
+        if weighting not in ("balanced", "unet", "balanced+unet"):
+            raise ValueError(f"wce: unknown weighting {weighting!r}; valid: balanced, unet, balanced+unet")
+        if not w0 >= 0:
+            raise ValueError(f"wce: w0 must be >= 0; got {w0}")
+        if not sigma > 0:
+            raise ValueError(f"wce: sigma must be > 0; got {sigma}")
+        self.weighting = weighting
+        self.w0 = float(w0)
+        self.sigma = float(sigma)
+        self.background = int(background)
+
+    @torch.no_grad()
+    def weight_map(self, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """The (N, H, W) float32 weight map of ``target`` for this ``weighting``."""
+        cw = class_balanced_weights(target, num_classes) if "balanced" in self.weighting else None
+        if self.weighting == "balanced":
+            return cw[target]
+        return unet_weight_map(target, self.w0, self.sigma, cw, self.background)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        check_seg(logits, target)
+        weight = _seg_weight(weight, target)
+        wmap = self.weight_map(target, max(logits.shape[1], 2)).to(logits.device)
+        if weight is not None:
+            wmap = wmap * weight
+        return weighted_reduce(_pixel_ce(_log_probs(logits), target), wmap, "mean")
+
+
+@register_loss("dice", family="region", tasks=("seg",), paper="Milletari et al. 2016, 'V-Net: Fully Convolutional Neural Networks for Volumetric Medical Image Segmentation'")
+class DiceLoss(Loss):
+    """Soft Dice loss, batch-level: 1 − mean_c (2 Σ p·g + s) / (Σ p + Σ g + s).
+
+    ``p`` = softmax probabilities (sigmoid of the single channel when ``C == 1``), ``g``
+    the one-hot target; each sum runs over all images and pixels of the batch for one
+    class (batch Dice, as in V-Net, Milletari et al. 2016, and nnU-Net), and the mean is
+    over classes. The smoothing ``s = smooth`` (default 1.0) is added once to the
+    numerator and once to the denominator, so an absent class predicted absent scores 1.
+    Value in [0, 1). ``include_background=False`` drops channel 0 (C >= 2); with
+    ``C == 1`` the only channel is the foreground and the flag changes nothing.
+    Optional ``weight`` (N, H, W) weighs each pixel in the three sums.
+    """
+
+    kind = "seg"
+
+    def __init__(self, smooth: float = 1.0, include_background: bool = True) -> None:
+        super().__init__()
+        if not smooth >= 0:
+            raise ValueError(f"dice: smooth must be >= 0; got {smooth}")
+        self.smooth = float(smooth)
+        self.include_background = bool(include_background)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        check_seg(logits, target)
+        weight = _seg_weight(weight, target)
+        logits = _upcast(logits)
+        c = logits.shape[1]
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            if c == 1:
+                probs = torch.sigmoid(logits)
+                onehot = target.unsqueeze(1).to(probs.dtype)
+            else:
+                probs = F.softmax(logits, dim=1)
+                onehot = F.one_hot(target, c).permute(0, 3, 1, 2).to(probs.dtype)
+                if not self.include_background:
+                    probs, onehot = probs[:, 1:], onehot[:, 1:]
+            if weight is not None:
+                w = weight.unsqueeze(1).to(probs.dtype)
+                probs_w, onehot_w = probs * w, onehot * w
+            else:
+                probs_w, onehot_w = probs, onehot
+            dims = (0, 2, 3)
+            inter = (probs_w * onehot).sum(dims)
+            dice = (2 * inter + self.smooth) / (probs_w.sum(dims) + onehot_w.sum(dims) + self.smooth)
+            return 1.0 - dice.mean()
+
+
+@register_loss("focal", family="pixel-wise", tasks=("seg",), paper="Lin et al. 2017, 'Focal Loss for Dense Object Detection'")
+class FocalLoss(Loss):
+    """Focal loss: mean over pixels of −α_t (1 − p_t)^γ log p_t (Lin et al. 2017, eq. 5).
+
+    ``log p_t`` comes from ``log_softmax`` (log-sum-exp; ``C == 1`` uses logits (0, z),
+    i.e. the sigmoid form) and ``p_t = exp(log p_t)``; ``γ = 2`` (paper's default,
+    ``γ = 0`` gives cross-entropy). ``alpha=None`` (default): no α weighting. A float α
+    follows the paper's binary definition -- ``α_t = α`` on foreground, ``1 − α`` on
+    background -- and, for C > 2, every class except 0 counts as foreground. The paper
+    normalises by the number of anchors assigned to objects; for dense segmentation
+    every pixel counts, so this is the mean over pixels (weighted mean Σ w·l / Σ w with
+    an optional (N, H, W) ``weight``). Value >= 0.
+    """
+
+    kind = "seg"
+
+    def __init__(self, gamma: float = 2.0, alpha: float | None = None) -> None:
+        super().__init__()
+        if not gamma >= 0:
+            raise ValueError(f"focal: gamma must be >= 0; got {gamma}")
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"focal: alpha must lie in [0, 1] or be none; got {alpha}")
+        self.gamma = float(gamma)
+        self.alpha = None if alpha is None else float(alpha)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        check_seg(logits, target)
+        weight = _seg_weight(weight, target)
+        log_pt = _log_probs(logits).gather(1, target.unsqueeze(1)).squeeze(1)
+        # (1 − p_t) via −expm1(log p_t): exact when p_t is close to 1, where the
+        # modulating factor matters most.
+        values = -log_pt
+        if self.gamma != 0:  # skip x**0: its gradient is nan at x = 0 (p_t == 1)
+            values = (-torch.expm1(log_pt)).pow(self.gamma) * values
+        if self.alpha is not None:
+            alpha_t = torch.where(target > 0, self.alpha, 1.0 - self.alpha).to(values.dtype)
+            values = alpha_t * values
+        return weighted_reduce(values, weight, "mean")
