@@ -1,1 +1,403 @@
-"""Placeholder: being written."""
+"""Frozen VGG16 / VGG19 feature extractors for the feature-based losses (perceptual,
+content, style, texture, topo).
+
+Layers are named as in the papers (``conv1_1``, ``relu1_1``, ``conv1_2``, ``relu1_2``,
+``pool1``, ``conv2_1`` ... ``relu5_3`` (VGG16) / ``relu5_4`` (VGG19), ``pool5``) and map
+one-to-one onto the module indices of torchvision's ``vgg16().features`` /
+``vgg19().features`` (see :data:`LAYER_INDEX`), so a torchvision state_dict
+(``features.{i}.weight`` / ``features.{i}.bias``) loads unchanged. Only the
+convolutional part is built: torchvision's classifier would add ~120M random
+parameters that no loss uses.
+
+Inputs are images ``(N, C, H, W)`` with ``C`` in {1, 3} and values in ``[0, 1]``; the
+extractor repeats one channel to three and applies the ImageNet normalisation
+``(x - mean) / std`` with mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) itself
+-- the normalisation that the torchvision weights were trained with (feeding [0, 1] or
+[-1, 1] images unnormalised is a classic bug of the source article and of peer code).
+
+Weights (``weights=`` of every feature loss):
+
+* ``imagenet``  -- torchvision's ``VGG16_Weights.IMAGENET1K_V1`` / ``VGG19_Weights``,
+  read from torch hub's cache (``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth``
+  or ``vgg19-dcbb9e9d.pth``), downloaded there if missing; an error if neither works.
+* ``random`` / ``random:SEED`` -- torchvision's own initialisation (Kaiming normal,
+  fan_out, zero bias) drawn from a private generator seeded with SEED (default 0):
+  reproducible, and it leaves the global RNG untouched.
+* a path    -- a ``torch.save``-d state_dict of a torchvision VGG (``features.{i}.*`` keys,
+  classifier keys ignored) or of its features only (``{i}.*`` keys).
+* ``auto``  -- ``imagenet`` when it can be loaded, else ``random:0`` with a loud warning
+  (``warnings.warn`` + a log record) that names the file to put where.
+
+Whatever was used is in :attr:`VGGFeatures.weights_used` ("imagenet", "random(seed=0)",
+"file:/abs/path") and every loss reports it through ``Loss.feature_weights``.
+
+Sharing: :func:`get_feature_extractor` caches one instance per (arch, weights) so several
+loss terms share one network. Each loss holds it as a submodule, so ``loss.to(device)``
+works -- and, because ``Module.to`` moves parameters in place, moving one loss moves the
+network for every loss that shares it (all terms of a run live on one device, so this is
+what we want; using the same weights on two devices at once needs
+``VGGFeatures(arch, weights)`` built separately). The extractor also follows the device of
+its input on first use. Its parameters appear in each sharing loss's ``state_dict``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from cvloss.losses.base import Loss
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("vgg16", "vgg19")
+# Convolutions per block: VGG16 is configuration "D", VGG19 configuration "E" of
+# Simonyan & Zisserman 2015; every block ends with a 2x2 max pool, stride 2.
+_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+_CHANNELS = (64, 128, 256, 512, 512)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_URLS = {
+    "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+}
+
+
+def _layer_names(arch: str) -> tuple[str, ...]:
+    names = []
+    for b, n_conv in enumerate(_BLOCKS[arch], start=1):
+        for i in range(1, n_conv + 1):
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+        names.append(f"pool{b}")
+    return tuple(names)
+
+
+#: layer name -> index in torchvision's ``vgg16().features`` / ``vgg19().features``.
+LAYER_INDEX: dict[str, dict[str, int]] = {a: {n: i for i, n in enumerate(_layer_names(a))} for a in ARCHS}
+#: layer name -> spatial stride of its output w.r.t. the input: block b's convolutions
+#: see the input downsampled 2^(b-1) times, its pool 2^b times.
+_STRIDE: dict[str, dict[str, int]] = {
+    a: {n: 2 ** (int(n[4]) - (0 if n.startswith("pool") else 1)) for n in LAYER_INDEX[a]} for a in ARCHS
+}
+
+
+def layer_stride(arch: str, layer: str) -> int:
+    """Downsampling factor of ``layer``'s output w.r.t. the input (1, 2, 4, 8, 16 or 32)."""
+    check_layers(arch, (layer,))
+    return _STRIDE[arch][layer]
+
+
+class FeatureWeightsError(ValueError):
+    """Feature-network weights that cannot be resolved or loaded (the message says why)."""
+
+
+class RandomFeaturesWarning(UserWarning):
+    """``weights="auto"`` fell back to random VGG weights: numbers are not ImageNet ones."""
+
+
+def check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown feature network {arch!r}; valid: {', '.join(ARCHS)}")
+
+
+def check_layers(arch: str, layers: Iterable[str]) -> tuple[str, ...]:
+    """Return ``layers`` as a tuple; ``ValueError`` listing the valid names otherwise."""
+    check_arch(arch)
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError(f"give at least one {arch} layer; valid: {', '.join(LAYER_INDEX[arch])}")
+    bad = [l for l in layers if l not in LAYER_INDEX[arch]]
+    if bad:
+        raise ValueError(f"unknown {arch} layer(s) {', '.join(map(repr, bad))}; valid: {', '.join(LAYER_INDEX[arch])}")
+    return layers
+
+
+def hub_checkpoint_path(arch: str) -> str:
+    """Where torchvision's weights API caches the ImageNet weights of ``arch``."""
+    check_arch(arch)
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(_URLS[arch]))
+
+
+def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet state_dict: from the hub cache if there, else downloaded.
+
+    The cache is checked first so an offline machine with the file never touches the
+    network; a download attempt offline fails on name resolution within seconds.
+    """
+    from torchvision.models import VGG16_Weights, VGG19_Weights
+
+    path = hub_checkpoint_path(arch)
+    if os.path.isfile(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+    weights = VGG16_Weights.IMAGENET1K_V1 if arch == "vgg16" else VGG19_Weights.IMAGENET1K_V1
+    return weights.get_state_dict(progress=False)
+
+
+def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keep the convolutional part: ``features.{i}.*`` -> ``{i}.*``; ``{i}.*`` kept."""
+    if any(k.startswith("features.") for k in state):
+        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return dict(state)
+
+
+def _parse_weights(weights: str) -> tuple[str, int | str | None]:
+    """``weights`` -> (mode, arg): ("imagenet", None), ("random", seed), ("file", path), ("auto", None)."""
+    if not isinstance(weights, str) or not weights:
+        raise FeatureWeightsError(f"feature weights must be auto, imagenet, random, random:SEED or a path; got {weights!r}")
+    low = weights.lower()
+    if low in ("auto", "imagenet"):
+        return low, None
+    if low == "random":
+        return "random", 0
+    if low.startswith("random:"):
+        try:
+            return "random", int(low.split(":", 1)[1])
+        except ValueError:
+            raise FeatureWeightsError(f"feature weights {weights!r}: the seed after 'random:' must be an integer") from None
+    return "file", os.path.abspath(os.path.expanduser(weights))
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG16/VGG19 convolutional trunk returning named intermediate layers.
+
+    ``extract(x, layers)`` takes ``x`` of shape ``(N, 1|3, H, W)`` in ``[0, 1]`` and returns
+    ``{layer: (N, C_l, H / s_l, W / s_l)}`` for every requested layer in one forward pass,
+    which stops at the deepest requested layer. Gradients flow to ``x`` (the losses need
+    them) but never into the frozen weights. The module stays in eval mode even when a
+    parent calls ``.train()`` (VGG has no dropout/BN in its trunk today, but a
+    train-mode feature network is never what a loss wants).
+    """
+
+    def __init__(self, arch: str = "vgg16", weights: str = "random") -> None:
+        super().__init__()
+        check_arch(arch)
+        self.arch = arch
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for n_conv, ch in zip(_BLOCKS[arch], _CHANNELS):
+            for _ in range(n_conv):
+                # skip_init: no default init, so building a loss never draws from (or
+                # advances) the global RNG -- every loss must see the same model init.
+                # inplace=False: a conv output requested by name must survive its ReLU.
+                conv = nn.utils.skip_init(nn.Conv2d, in_ch, ch, kernel_size=3, padding=1)
+                layers += [conv, nn.ReLU(inplace=False)]
+                in_ch = ch
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        self.features = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.weights_used = ""
+        self._load(weights)
+        self.requires_grad_(False)
+        super().train(False)
+
+    # ------------------------------------------------------------------ weights
+    def _load(self, weights: str) -> None:
+        mode, arg = _parse_weights(weights)
+        if mode == "random":
+            self._init_random(int(arg))  # type: ignore[arg-type]
+        elif mode == "file":
+            self._load_file(str(arg))
+        elif mode == "imagenet":
+            try:
+                state = _imagenet_state_dict(self.arch)
+            except Exception as exc:  # offline, corrupted cache, HTTP error...
+                raise FeatureWeightsError(
+                    f"cannot load ImageNet {self.arch} weights ({type(exc).__name__}: {exc}); "
+                    f"put torchvision's file at {hub_checkpoint_path(self.arch)} "
+                    f"(from {_URLS[self.arch]}) or use weights=random / a path"
+                ) from None
+            self._load_state(state, "torchvision ImageNet weights")
+            self.weights_used = "imagenet"
+        else:  # auto
+            try:
+                state = _imagenet_state_dict(self.arch)
+                self._load_state(state, "torchvision ImageNet weights")
+                self.weights_used = "imagenet"
+            except Exception as exc:
+                msg = (
+                    f"ImageNet {self.arch} weights unavailable ({type(exc).__name__}: {exc}); "
+                    f"using RANDOM {self.arch} features (seed 0) -- feature-loss numbers are NOT comparable "
+                    f"to ImageNet ones. To use ImageNet weights, put {os.path.basename(_URLS[self.arch])} "
+                    f"(from {_URLS[self.arch]}) in {os.path.dirname(hub_checkpoint_path(self.arch))}/"
+                )
+                log.warning(msg)
+                warnings.warn(msg, RandomFeaturesWarning, stacklevel=3)
+                self._init_random(0)
+
+    def _init_random(self, seed: int) -> None:
+        # torchvision's VGG init for convolutions, from a private generator: the same seed
+        # gives the same network on every machine without touching torch's global RNG.
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for m in self.features:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                    nn.init.zeros_(m.bias)
+        self.weights_used = f"random(seed={seed})"
+
+    def _load_file(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise FeatureWeightsError(
+                f"feature weights file {path!r} does not exist (valid weights: auto, imagenet, random, random:SEED "
+                f"or a path to a torchvision {self.arch} state_dict)"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise FeatureWeightsError(f"cannot read feature weights file {path!r}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(state, dict):
+            raise FeatureWeightsError(f"feature weights file {path!r} holds a {type(state).__name__}, not a state_dict")
+        self._load_state(state, f"file {path!r}")
+        self.weights_used = f"file:{path}"
+
+    def _load_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        feats = _features_only(state)
+        own = self.features.state_dict()
+        missing = sorted(set(own) - set(feats))
+        unexpected = sorted(set(feats) - set(own))
+        wrong = [k for k in own if k in feats and tuple(feats[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing[:4]}{'...' if len(missing) > 4 else ''}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}")
+            if wrong:
+                parts.append(f"shape mismatch at {wrong[:4]}")
+            raise FeatureWeightsError(
+                f"{source} does not match a torchvision {self.arch} (features.{{i}}.weight/bias): " + "; ".join(parts)
+            )
+        self.features.load_state_dict(feats)
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        """Ignore ``mode``: a loss network is always in eval mode."""
+        return super().train(False)
+
+    # ------------------------------------------------------------------ forward
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` images (N, 1|3, H, W) -> ImageNet-normalised (N, 3, H, W)."""
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"expected images of shape (N, C, H, W) with C in {{1, 3}}; got {tuple(x.shape)}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def extract(self, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Return ``{layer: features}`` for ``layers`` from one pass over ``x`` in [0, 1]."""
+        layers = check_layers(self.arch, layers)
+        param = self.features[0].weight
+        if param.device != x.device:
+            self.to(x.device)  # follow the input (moves the shared network for every sharer)
+        if x.dtype != param.dtype:
+            # Parameters define the compute dtype (autocast still lowers convs to bf16).
+            x = x.to(param.dtype)
+        wanted = {LAYER_INDEX[self.arch][l]: l for l in layers}
+        last = max(wanted)
+        out: dict[str, torch.Tensor] = {}
+        h = self.normalize(x)
+        for i, module in enumerate(self.features):
+            h = module(h)
+            if i in wanted:
+                out[wanted[i]] = h
+            if i == last:
+                break
+        return {l: out[l] for l in layers}
+
+    def forward(self, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        return self.extract(x, layers)
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, weights_used={self.weights_used!r}"
+
+
+# ---------------------------------------------------------------------- shared cache
+_CACHE: dict[tuple[str, str], VGGFeatures] = {}
+
+
+def _cache_key(arch: str, weights: str) -> tuple[str, str]:
+    mode, arg = _parse_weights(weights)
+    if mode == "random":
+        return arch, f"random:{arg}"
+    if mode == "file":
+        return arch, f"file:{arg}"
+    return arch, mode
+
+
+def get_feature_extractor(arch: str = "vgg16", weights: str = "auto") -> VGGFeatures:
+    """The shared frozen extractor for (arch, weights); built on first request.
+
+    ``auto`` is resolved once per process (one warning), then cached under both ``auto``
+    and what it resolved to, so ``auto`` and ``random`` share one network when offline.
+    """
+    check_arch(arch)
+    key = _cache_key(arch, weights)
+    if key not in _CACHE:
+        if key[1] == "auto" and (arch, "imagenet") in _CACHE:
+            _CACHE[key] = _CACHE[(arch, "imagenet")]
+        else:
+            net = VGGFeatures(arch, weights)
+            _CACHE[key] = net
+            if key[1] == "auto":  # share with explicit requests for what auto resolved to
+                _CACHE.setdefault((arch, "imagenet" if net.weights_used == "imagenet" else "random:0"), net)
+    return _CACHE[key]
+
+
+def clear_feature_cache() -> None:
+    """Forget every cached extractor (tests; or to re-resolve ``auto`` after a download)."""
+    _CACHE.clear()
+
+
+__all__ = [
+    "ARCHS",
+    "FeatureLoss",
+    "at_least_float32",
+    "check_layer_weights",
+    "FeatureWeightsError",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LAYER_INDEX",
+    "RandomFeaturesWarning",
+    "VGGFeatures",
+    "check_layers",
+    "clear_feature_cache",
+    "get_feature_extractor",
+    "hub_checkpoint_path",
+    "layer_stride",
+]
+
+
+# ---------------------------------------------------------------------- loss base
+class FeatureLoss(Loss):
+    """Base of the losses that compare VGG features: holds the shared extractor as the
+    submodule ``extractor``, the validated ``layers``, and reports ``feature_weights``."""
+
+    def _init_features(self, arch: str, weights: str, layers: Iterable[str]) -> None:
+        self.arch = arch
+        self.layers = check_layers(arch, layers)
+        self.extractor = get_feature_extractor(arch, weights)
+
+    @property
+    def feature_weights(self) -> str | None:
+        return self.extractor.weights_used
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is half/bfloat16 (autocast outputs), else unchanged (float64 stays)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def check_layer_weights(layers: tuple[str, ...], layer_weights: tuple[float, ...] | None, default: float) -> tuple[float, ...]:
+    """``layer_weights`` as floats, one per layer (``default`` each when ``None``)."""
+    if layer_weights is None:
+        return tuple(default for _ in layers)
+    lw = tuple(float(w) for w in layer_weights)
+    if len(lw) != len(layers):
+        raise ValueError(f"give one layer weight per layer: {len(layers)} layers {list(layers)} but {len(lw)} weights")
+    if any(w < 0 for w in lw):
+        raise ValueError(f"layer weights must be >= 0; got {list(lw)}")
+    return lw
