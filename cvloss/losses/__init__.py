@@ -19,6 +19,7 @@ from cvloss.losses import (  # noqa: E402,F401  (registration side effects)
     adversarial,
     cycle,
 )
+from cvloss.losses import functional  # noqa: E402
 
 __all__ = [
     "AdversarialLoss",
@@ -28,6 +29,7 @@ __all__ = [
     "SpecError",
     "TASKS",
     "build_loss",
+    "functional",
     "get_loss_info",
     "list_losses",
     "parse_spec",

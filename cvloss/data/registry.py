@@ -1,0 +1,337 @@
+"""The dataset catalog (``datasets.toml``), where data lives on disk, and one entry point
+to load any split: :func:`load_dataset`.
+
+Data directory precedence: ``--data-dir`` > ``$CVLOSS_DATA`` > the user cache dir
+(``platformdirs.user_cache_dir("cvloss")``). Dataset ``NAME`` lives in
+``<data-dir>/NAME/``; its archives are downloaded (or placed by hand) there and extracted
+in place.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the backport
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from cvloss.data.types import DatasetError
+
+__all__ = [
+    "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
+    "load_catalog", "get_dataset", "datasets_for", "default_dataset", "resolve_data_dir",
+    "dataset_dir", "is_present", "load_dataset",
+]
+
+TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
+SPLITS = ("train", "val")
+ENV_VAR = "CVLOSS_DATA"
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+_REQUIRED = (
+    "name", "tasks", "description", "urls", "files", "layout", "size_bytes", "license",
+    "citation", "loader", "loader_status", "embedded", "real", "splits",
+)
+_FILE_REQUIRED = ("url", "filename", "size")
+_CHECKSUM_KEYS = ("md5", "sha256", "checksum")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One downloadable file of a dataset.
+
+    ``algo``/``checksum`` are what the source publishes (``"md5"``/``"sha256"``), or
+    ``algo = ""`` and ``checksum = ""`` when nothing is published. ``size`` is in bytes,
+    0 when not recorded.
+    """
+
+    url: str
+    filename: str
+    size: int = 0
+    algo: Literal["md5", "sha256", ""] = ""
+    checksum: str = ""
+    mirrors: tuple[str, ...] = ()
+
+    @property
+    def is_archive(self) -> bool:
+        return self.filename.lower().endswith(ARCHIVE_SUFFIXES)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The URL first, then the mirrors: the order the downloader tries them."""
+        return (self.url, *self.mirrors)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One ``[datasets.NAME]`` table of ``datasets.toml`` (field meanings are documented at
+    the top of that file)."""
+
+    name: str
+    tasks: tuple[str, ...]
+    description: str
+    urls: tuple[str, ...]
+    files: tuple[FileInfo, ...]
+    layout: tuple[str, ...]
+    size_bytes: int
+    license: str
+    citation: str
+    loader: str
+    loader_status: Literal["ready", "planned"]
+    embedded: bool
+    real: str | None
+    splits: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def task(self) -> str:
+        """The main task (first of ``tasks``)."""
+        return self.tasks[0]
+
+    def loader_function(self) -> Callable[..., Any]:
+        """Import ``module:function`` of :attr:`loader`; :class:`DatasetError` if that fails
+        (a planned loader says so)."""
+        module_name, _, func_name = self.loader.partition(":")
+        if self.loader_status == "planned":
+            raise DatasetError(
+                f"dataset '{self.name}': its loader {self.loader} is planned but not written yet"
+            )
+        try:
+            module = importlib.import_module(module_name)
+            return getattr(module, func_name)
+        except (ImportError, AttributeError) as exc:
+            raise DatasetError(f"dataset '{self.name}': cannot import loader {self.loader}: {exc}") from exc
+
+    def load(self, split: str, *, data_dir: str | Path | None = None, size: int | None = None,
+             limit: int | None = None, seed: int = 0, **options: Any) -> Any:
+        """Same as :func:`load_dataset` for this dataset."""
+        return _load(self, split, data_dir=data_dir, size=size, limit=limit, seed=seed, **options)
+
+
+# ----------------------------------------------------------------------------- catalog
+def catalog_path() -> Path:
+    """``datasets.toml`` at the repository root (source checkout / editable install), or a
+    copy packaged next to this module."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "datasets.toml", here.parent / "datasets.toml"):
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"datasets.toml not found (looked in {here.parents[2]} and {here.parent})")
+
+
+def _parse_file(ds: str, raw: dict[str, Any]) -> FileInfo:
+    missing = [k for k in _FILE_REQUIRED if k not in raw]
+    if missing:
+        raise DatasetError(f"datasets.toml: a file of '{ds}' lacks {', '.join(missing)}")
+    present = [k for k in _CHECKSUM_KEYS if k in raw]
+    if len(present) != 1:
+        raise DatasetError(
+            f"datasets.toml: file {raw['filename']} of '{ds}' needs exactly one of md5 / sha256 / "
+            f'checksum = "" (none published), got {present or "none"}'
+        )
+    key = present[0]
+    value = str(raw[key]).strip().lower()
+    if key == "checksum":
+        if value:
+            raise DatasetError(
+                f"datasets.toml: file {raw['filename']} of '{ds}': write the digest as md5 = ... or "
+                f'sha256 = ...; checksum = "" only marks "no published checksum"'
+            )
+        algo = ""
+    else:
+        algo = key
+        want = 32 if key == "md5" else 64
+        if len(value) != want or any(c not in "0123456789abcdef" for c in value):
+            raise DatasetError(f"datasets.toml: file {raw['filename']} of '{ds}': bad {key} {value!r}")
+    unknown = set(raw) - {*_FILE_REQUIRED, *_CHECKSUM_KEYS, "mirrors"}
+    if unknown:
+        raise DatasetError(f"datasets.toml: file {raw['filename']} of '{ds}': unknown keys {sorted(unknown)}")
+    name = str(raw["filename"])
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise DatasetError(f"datasets.toml: file name {name!r} of '{ds}' must be a plain file name")
+    return FileInfo(url=str(raw["url"]), filename=name, size=int(raw["size"]), algo=algo,  # type: ignore[arg-type]
+                    checksum=value, mirrors=tuple(raw.get("mirrors", ())))
+
+
+def _parse_dataset(key: str, raw: dict[str, Any]) -> DatasetInfo:
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise DatasetError(f"datasets.toml: dataset '{key}' lacks {', '.join(missing)}")
+    unknown = set(raw) - set(_REQUIRED)
+    if unknown:
+        raise DatasetError(f"datasets.toml: dataset '{key}' has unknown keys {sorted(unknown)}")
+    if raw["name"] != key:
+        raise DatasetError(f"datasets.toml: [datasets.{key}] has name = {raw['name']!r}")
+    tasks = tuple(raw["tasks"])
+    bad = [t for t in tasks if t not in TASKS]
+    if not tasks or bad:
+        raise DatasetError(f"datasets.toml: dataset '{key}' has tasks {list(tasks)}; valid: {', '.join(TASKS)}")
+    if raw["loader_status"] not in ("ready", "planned") or ":" not in raw["loader"]:
+        raise DatasetError(
+            f"datasets.toml: dataset '{key}' needs loader = 'module:function' and "
+            f"loader_status = 'ready' | 'planned'"
+        )
+    files = tuple(_parse_file(key, f) for f in raw["files"])
+    if not raw["embedded"] and not files:
+        raise DatasetError(f"datasets.toml: dataset '{key}' is not embedded but lists no files")
+    return DatasetInfo(
+        name=key, tasks=tasks, description=str(raw["description"]), urls=tuple(raw["urls"]),
+        files=files, layout=tuple(raw["layout"]), size_bytes=int(raw["size_bytes"]),
+        license=str(raw["license"]), citation=str(raw["citation"]), loader=str(raw["loader"]),
+        loader_status=raw["loader_status"], embedded=bool(raw["embedded"]),
+        real=str(raw["real"]) or None, splits=dict(raw["splits"]),
+    )
+
+
+def _read(path: str | Path | None) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
+    p = Path(path) if path is not None else catalog_path()
+    try:
+        with open(p, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise DatasetError(f"dataset catalog {p} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DatasetError(f"dataset catalog {p} is not valid TOML: {exc}") from None
+    catalog = {k: _parse_dataset(k, v) for k, v in raw.get("datasets", {}).items()}
+    defaults = dict(raw.get("defaults", {}))
+    for task, name in defaults.items():
+        if task not in TASKS or name not in catalog or task not in catalog[name].tasks:
+            raise DatasetError(f"dataset catalog {p}: [defaults] {task} = {name!r} is not a {task} dataset")
+    for info in catalog.values():
+        if info.real is not None and info.real not in catalog:
+            raise DatasetError(f"dataset catalog {p}: '{info.name}' has real = {info.real!r}, not in the catalog")
+    return catalog, defaults
+
+
+def load_catalog(path: str | Path | None = None) -> dict[str, DatasetInfo]:
+    """Parse ``datasets.toml`` (default: :func:`catalog_path`) into ``{name: DatasetInfo}``,
+    in file order. Malformed entries raise :class:`DatasetError` naming the entry."""
+    return _read(path)[0]
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise DatasetError(f"unknown task '{task}'; valid: {', '.join(TASKS)}")
+
+
+def datasets_for(task: str, catalog: dict[str, DatasetInfo] | None = None) -> list[DatasetInfo]:
+    """Every dataset serving ``task``, in catalog order."""
+    _check_task(task)
+    catalog = load_catalog() if catalog is None else catalog
+    return [info for info in catalog.values() if task in info.tasks]
+
+
+def default_dataset(task: str, path: str | Path | None = None) -> str:
+    """The name of the task's default dataset (``[defaults]`` of ``datasets.toml``: the
+    embedded one, so that every task runs offline)."""
+    _check_task(task)
+    catalog, defaults = _read(path)
+    if task not in defaults:
+        raise DatasetError(f"datasets.toml has no default dataset for task '{task}'")
+    return defaults[task]
+
+
+def get_dataset(name: str, task: str | None = None,
+                catalog: dict[str, DatasetInfo] | None = None) -> DatasetInfo:
+    """Look up ``name``; unknown names (or a dataset of another task when ``task`` is given)
+    raise :class:`DatasetError` listing the valid names."""
+    catalog = load_catalog() if catalog is None else catalog
+    valid = [i.name for i in datasets_for(task, catalog)] if task is not None else list(catalog)
+    if name in valid:
+        return catalog[name]
+    where = f" for task '{task}'" if task is not None else ""
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if name in catalog:
+        served = ", ".join(catalog[name].tasks)
+        raise DatasetError(f"dataset '{name}' serves {served}, not '{task}'; valid{where}: {', '.join(valid)}")
+    raise DatasetError(f"unknown dataset '{name}'{where}{hint}; valid: {', '.join(valid)}")
+
+
+# ----------------------------------------------------------------------------- disk
+def resolve_data_dir(cli: str | Path | None = None) -> Path:
+    """``--data-dir`` if given, else ``$CVLOSS_DATA`` if set and non-empty, else
+    ``platformdirs.user_cache_dir("cvloss")``. ``~`` is expanded; nothing is created."""
+    if cli is not None and str(cli) != "":
+        return Path(cli).expanduser()
+    env = os.environ.get(ENV_VAR, "")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("cvloss"))
+
+
+def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
+    """``<data-dir>/<name>``: where the dataset's archives and extracted files live."""
+    return resolve_data_dir(data_dir) / name
+
+
+def is_present(info: DatasetInfo, data_dir: str | Path | None = None) -> bool:
+    """Embedded datasets are always present; a downloadable one is present when every path
+    of its ``layout`` exists under :func:`dataset_dir`."""
+    if info.embedded:
+        return True
+    root = dataset_dir(info.name, data_dir)
+    return all((root / rel).exists() for rel in info.layout)
+
+
+# ----------------------------------------------------------------------------- loading
+def _missing_message(info: DatasetInfo, root: Path) -> str:
+    names = ", ".join(f.filename for f in info.files)
+    return (
+        f"dataset '{info.name}' is not in {root}: run `cvloss datasets download {info.name}` "
+        f"(add --data-dir if you use one), or place {names} in {root} by hand and run that command "
+        f"to verify and extract them"
+    )
+
+
+def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: int | None,
+          limit: int | None, seed: int, **options: Any) -> Any:
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+    if limit is not None and limit < 1:
+        raise DatasetError(f"limit must be >= 1, got {limit}")
+    fn = info.loader_function()
+    root = dataset_dir(info.name, data_dir)
+    if not info.embedded and not is_present(info, data_dir):
+        raise DatasetError(_missing_message(info, root))
+    # Loaders share the shape ``fn(root, split, size=..., limit=..., seed=..., **options)``;
+    # pass only what a loader accepts (a real dataset's fixed split ignores ``seed``) and
+    # leave ``size`` out when not given so the loader's own default applies.
+    kwargs: dict[str, Any] = {"limit": limit, "seed": seed, **options}
+    if size is not None:
+        kwargs["size"] = size
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in params and not takes_any]
+    if unknown:
+        raise DatasetError(f"dataset '{info.name}' does not take option(s) {', '.join(unknown)}")
+    kwargs = {k: v for k, v in kwargs.items() if takes_any or k in params}
+    return fn(root, split, **kwargs)
+
+
+def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, size: int | None = None,
+                 limit: int | None = None, seed: int = 0, task: str | None = None, **options: Any) -> Any:
+    """Load split ``split`` (``"train"`` | ``"val"``) of dataset ``name``.
+
+    Args:
+        name: catalog name; unknown names raise :class:`DatasetError` with the valid ones
+            (for ``task`` when given).
+        data_dir: ``--data-dir`` (see :func:`resolve_data_dir`); embedded datasets ignore it.
+        size: output side in pixels (the loader's default when ``None``).
+        limit: at most this many samples (a deterministic subset; see the loader).
+        seed: generation seed of embedded datasets; real datasets' splits are fixed.
+        options: extra keyword arguments a specific loader accepts.
+
+    Returns what the loader returns (:class:`~cvloss.data.types.SegData` for ``seg``).
+    A downloadable dataset that is not on disk raises :class:`DatasetError` saying to run
+    ``cvloss datasets download NAME`` or where to place the archives.
+    """
+    info = get_dataset(name, task)
+    return _load(info, split, data_dir=data_dir, size=size, limit=limit, seed=seed, **options)
