@@ -1,1 +1,472 @@
-"""Placeholder: being written."""
+"""Metric-learning losses: contrastive (Hadsell, Chopra & LeCun 2006) and triplet
+(Schroff, Kalenichenko & Philbin 2015, "FaceNet") with batch-all / batch-hard (Hermans,
+Beyer & Leibe 2017, "In Defense of the Triplet Loss") and semi-hard (FaceNet) mining.
+
+Inputs (``kind = "metric"``): ``loss(embeddings, labels)`` with embeddings ``(N, D)``
+float and labels ``(N,)`` int64 identity ids. The ``embed`` task L2-normalises the
+embeddings before the loss (as FaceNet does: ‖f(x)‖₂ = 1), so Euclidean distances lie in
+[0, 2] and squared ones in [0, 4]; the default margins are chosen for that range.
+
+Batches come from a P×K sampler (P identities, K images each). With K = 1 there is no
+positive pair and every triplet loss raises ``ValueError``; with one identity only (P = 1)
+there is no negative and it raises too. The contrastive loss needs N ≥ 2 (any pair is
+either positive or negative).
+
+Every loss here computes in float32 (or float64 if given) with autocast disabled: the
+Gram-matrix distance ‖a‖² − 2a·b + ‖b‖² cancels catastrophically in bfloat16 (8-bit
+mantissa), which would make near pairs look random.
+
+Functional helpers: :func:`pairwise_distances`, :func:`contrastive_loss`,
+:func:`batch_all_triplet_loss`, :func:`batch_hard_triplet_loss`,
+:func:`semi_hard_triplet_loss`, :func:`triplet_margin_loss`; sampler
+:class:`OfflineTripletSampler`.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Literal
+
+import torch
+from torch.utils.data import Sampler
+
+from cvloss.losses.base import Loss, check_embeddings
+from cvloss.losses.registry import register_loss
+
+__all__ = [
+    "ContrastiveLoss",
+    "OfflineTripletSampler",
+    "TripletLoss",
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
+    "contrastive_loss",
+    "pairwise_distances",
+    "semi_hard_triplet_loss",
+    "triplet_margin_loss",
+]
+
+NO_POSITIVE = "batch has no positive pair: use a P×K sampler with K ≥ 2"
+NO_NEGATIVE = "batch has no negative pair: it holds a single label; use a P×K sampler with P ≥ 2"
+
+
+# ---------------------------------------------------------------- helpers
+def _float(x: torch.Tensor) -> torch.Tensor:
+    """Upcast half / bfloat16 to float32; float32 and float64 pass through unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _safe_sqrt(sq: torch.Tensor, eps: float) -> torch.Tensor:
+    """sqrt with a finite gradient at 0.
+
+    d/dx sqrt(x) = 1 / (2 sqrt(x)) is infinite at x = 0 and autograd would return
+    inf · 0 = NaN for coincident embeddings (duplicates, or the diagonal). Entries at or
+    below ``eps`` are treated as exactly zero: we take the sqrt of a harmless 1 there
+    and multiply the result by 0, so the value is 0 and the gradient is 0 (the
+    subgradient of ‖·‖ at 0 that points nowhere) instead of NaN.
+    """
+    zero = sq <= eps
+    root = torch.sqrt(torch.where(zero, torch.ones_like(sq), sq))
+    return torch.where(zero, torch.zeros_like(root), root)
+
+
+def _check_margin(margin: float) -> None:
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not margin > 0:
+        raise ValueError(f"margin must be a number > 0; got {margin!r}")
+
+
+def _label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, N) boolean masks: positive pairs (same label, i ≠ j) and negative pairs."""
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    return same & ~eye, ~same
+
+
+def _require_pairs(pos: torch.Tensor, neg: torch.Tensor) -> None:
+    if not bool(pos.any()):
+        raise ValueError(NO_POSITIVE)
+    if not bool(neg.any()):
+        raise ValueError(NO_NEGATIVE)
+
+
+# ---------------------------------------------------------------- functional
+def pairwise_distances(embeddings: torch.Tensor, squared: bool = False, eps: float = 1e-12) -> torch.Tensor:
+    """All pairwise Euclidean distances of a batch, through the Gram matrix.
+
+    Args:
+        embeddings: ``(N, D)`` float.
+        squared: return ‖x_i − x_j‖² instead of ‖x_i − x_j‖.
+        eps: squared distances ≤ ``eps`` count as exactly 0 when taking the square root
+            (value 0, gradient 0): the derivative of sqrt is infinite at 0.
+
+    Returns:
+        ``(N, N)``, ≥ 0, with an exact-zero diagonal, in float32 (float64 if given).
+
+    d²_ij = ‖x_i‖² − 2 x_i·x_j + ‖x_j‖² costs one (N, D)×(D, N) matmul instead of an
+    (N, N, D) difference tensor. Rounding can make it slightly negative (clamped to 0)
+    and leaves noise on the diagonal (set to exactly 0).
+    """
+    if not torch.is_tensor(embeddings) or embeddings.dim() != 2 or not embeddings.is_floating_point():
+        got = tuple(embeddings.shape) if torch.is_tensor(embeddings) else type(embeddings).__name__
+        raise ValueError(f"expected embeddings of shape (N, D), floating point; got {got}")
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        x = _float(embeddings)
+        gram = x @ x.t()
+        sq_norm = gram.diagonal()
+        d2 = (sq_norm[:, None] - 2.0 * gram + sq_norm[None, :]).clamp_min(0.0)
+        # The diagonal is 0 by definition; make it exact whatever the matmul rounding.
+        d2 = d2 * (1.0 - torch.eye(x.shape[0], dtype=x.dtype, device=x.device))
+        # Masked sqrt: an exact 0 (diagonal, duplicates) must not send inf into the
+        # backward pass (inf · 0 = NaN). clamp_min's backward happens to drop the
+        # gradient at exactly 0 too, but we do not rely on that detail; and entries
+        # ≤ eps (rounding residue of coincident points) get 0 instead of a huge gradient.
+        return d2 if squared else _safe_sqrt(d2, eps)
+
+
+def contrastive_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 1.0,
+    balance: bool = False,
+) -> torch.Tensor:
+    """Contrastive loss of Hadsell, Chopra & LeCun (2006), Eq. (4), over all pairs i < j.
+
+    L(y, d) = y · ½ d² + (1 − y) · ½ max(0, m − d)²
+
+    with d = ‖x_i − x_j‖₂ (not squared) and y = 1 for a same-label pair. (The paper writes
+    Y = 0 for similar pairs; the ½ factors are the paper's.)
+
+    Args:
+        embeddings: ``(N, D)`` float, N ≥ 2.
+        labels: ``(N,)`` int64.
+        margin: m > 0; dissimilar pairs farther than m cost nothing. On L2-normalised
+            embeddings d ∈ [0, 2], so the default m = 1 sits mid-range.
+        balance: False: mean over all N(N−1)/2 pairs. True: ½ (mean over positive pairs +
+            mean over negative pairs), so the many negative pairs of a P×K batch (for
+            P = 32, K = 8: 28 negatives per positive) do not drown the positives; a kind
+            absent from the batch is left out.
+
+    Returns:
+        A scalar ≥ 0.
+    """
+    check_embeddings(embeddings, labels)
+    _check_margin(margin)
+    n = embeddings.shape[0]
+    if n < 2:
+        raise ValueError(f"contrastive loss needs at least 2 embeddings (one pair); got N={n}")
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        d2 = pairwise_distances(embeddings, squared=True)
+        d = _safe_sqrt(d2, 1e-12)
+        iu = torch.triu_indices(n, n, offset=1, device=embeddings.device)
+        d2, d = d2[iu[0], iu[1]], d[iu[0], iu[1]]
+        y = (labels[iu[0]] == labels[iu[1]]).to(d.dtype)
+        # Positive term from d² directly (no sqrt): smooth, exact gradient at d = 0.
+        pos_term = 0.5 * y * d2
+        neg_term = 0.5 * (1.0 - y) * torch.clamp_min(margin - d, 0.0) ** 2
+        if not balance:
+            return (pos_term + neg_term).mean()
+        n_pos, n_neg = y.sum(), (1.0 - y).sum()
+        parts = []
+        if n_pos > 0:
+            parts.append(pos_term.sum() / n_pos)
+        if n_neg > 0:
+            parts.append(neg_term.sum() / n_neg)
+        return torch.stack(parts).mean()
+
+
+def _hinge(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp_min(x, 0.0)
+
+
+def batch_all_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    squared: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hermans et al. (2017) "batch all" triplet loss, with FaceNet's hinge.
+
+    Every valid triplet (a, p, n): a ≠ p, y_a = y_p, y_n ≠ y_a, costs
+    ℓ = max(d(a,p) − d(a,n) + α, 0) (FaceNet Eq. 1 when ``squared``). The loss is the mean
+    over triplets with ℓ > 0 (Hermans et al.: averaging over all triplets would let the
+    many easy ones wash out the gradient); 0 (with a graph) when none is active.
+
+    Memory: builds an (N, N, N) tensor, O(N³): 256 embeddings → 16.8 M entries (67 MB in
+    float32, plus as much for autograd).
+
+    Returns:
+        ``(loss, fraction_positive)``: the scalar loss and the fraction of valid
+        triplets with ℓ > 0 (a detached scalar; it falls as training converges).
+    """
+    check_embeddings(embeddings, labels)
+    _check_margin(margin)
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        d = pairwise_distances(embeddings, squared=squared)
+        pos, neg = _label_masks(labels)
+        _require_pairs(pos, neg)
+        # valid[a, p, n] = pos[a, p] & neg[a, n]  (a ≠ p is in pos; n ≠ a is in neg).
+        valid = pos[:, :, None] & neg[:, None, :]
+        loss = _hinge(d[:, :, None] - d[:, None, :] + margin) * valid
+        active = (loss > 0) & valid
+        n_active = active.sum()
+        frac = (n_active.to(d.dtype) / valid.sum()).detach()
+        return loss.sum() / n_active.clamp_min(1).to(d.dtype), frac
+
+
+def batch_hard_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    squared: bool = True,
+) -> torch.Tensor:
+    """Hermans et al. (2017) "batch hard" triplet loss.
+
+    For each anchor a: hardest positive p* = argmax_{p: y_p = y_a, p ≠ a} d(a, p) and
+    hardest negative n* = argmin_{n: y_n ≠ y_a} d(a, n); ℓ_a = max(d(a,p*) − d(a,n*) + α, 0).
+    Mean over anchors that have at least one positive and one negative. O(N²) memory.
+    """
+    check_embeddings(embeddings, labels)
+    _check_margin(margin)
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        d = pairwise_distances(embeddings, squared=squared)
+        pos, neg = _label_masks(labels)
+        _require_pairs(pos, neg)
+        inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+        hardest_pos = torch.where(pos, d, -inf).amax(dim=1)
+        hardest_neg = torch.where(neg, d, inf).amin(dim=1)
+        # Select valid anchors before subtracting so no ±inf reaches the loss.
+        ok = pos.any(dim=1) & neg.any(dim=1)
+        return _hinge(hardest_pos[ok] - hardest_neg[ok] + margin).mean()
+
+
+def semi_hard_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.2,
+    squared: bool = True,
+    fallback: Literal["easiest", "hardest"] = "easiest",
+) -> torch.Tensor:
+    """Triplet loss with FaceNet's semi-hard negatives (Schroff et al. 2015, Sec. 3.2).
+
+    For every positive pair (a, p) (a ≠ p, same label) the negative is the hardest
+    *semi-hard* one: n* = argmin d(a, n) over negatives with d(a, n) > d(a, p) ("further
+    away from the anchor than the positive, but still hard"); ℓ = max(d(a,p) − d(a,n*) + α, 0),
+    which is > 0 only when n* lies inside the margin band d(a,p) < d(a,n*) < d(a,p) + α.
+
+    When no negative is farther than the positive (all are closer: hard), ``fallback``
+    picks the negative:
+
+    * ``"easiest"`` (default): the largest d(a, n), i.e. the least hard of the hard
+      negatives. This is TensorFlow-Addons' documented convention ("if no such negative
+      exists, uses the largest negative distance instead") and keeps FaceNet's warning
+      that the hardest negatives lead to collapsed models early in training.
+    * ``"hardest"``: the smallest d(a, n).
+
+    Mean over all positive pairs. O(N²) memory: the search sorts each anchor's negatives.
+    """
+    check_embeddings(embeddings, labels)
+    _check_margin(margin)
+    if fallback not in ("easiest", "hardest"):
+        raise ValueError(f"fallback must be 'easiest' or 'hardest'; got {fallback!r}")
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        d = pairwise_distances(embeddings, squared=squared)
+        pos, neg = _label_masks(labels)
+        _require_pairs(pos, neg)
+        a_idx, p_idx = pos.nonzero(as_tuple=True)
+        # Choosing n* is a discrete decision: make it without autograd, then gather
+        # d(a, n*) with its gradient (the same gradient a differentiable min would give).
+        with torch.no_grad():
+            inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+            # Each anchor's negatives sorted by distance (non-negatives pushed to +inf at
+            # the end); searchsorted(right=True) finds, for every d(a, p), the first
+            # negative with d(a, n) > d(a, p): the hardest semi-hard one. O(N²) memory
+            # and O(N² log N) time instead of an (N, N, N) mask.
+            d_neg, order = torch.sort(torch.where(neg, d, inf), dim=1)
+            k = torch.searchsorted(d_neg, d.contiguous(), right=True)  # (N, N): per (a, p)
+            has_semi = k < neg.sum(dim=1, keepdim=True)
+            semi = order.gather(1, k.clamp_max(d.shape[1] - 1))
+            if fallback == "easiest":
+                fb = torch.where(neg, d, -inf).argmax(dim=1)  # (N,): per anchor
+            else:
+                fb = torch.where(neg, d, inf).argmin(dim=1)
+            n_star = torch.where(has_semi, semi, fb[:, None].expand_as(semi))[a_idx, p_idx]
+        return _hinge(d[a_idx, p_idx] - d[a_idx, n_star] + margin).mean()
+
+
+def triplet_margin_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    margin: float = 0.2,
+    squared: bool = True,
+) -> torch.Tensor:
+    """FaceNet's triplet loss (Schroff et al. 2015, Eq. 1) on triplets sampled offline.
+
+    ℓ_i = max(‖f(a_i) − f(p_i)‖² − ‖f(a_i) − f(n_i)‖² + α, 0), mean over the B triplets
+    (non-squared distances when ``squared=False``). Inputs: three ``(B, D)`` float tensors
+    (e.g. from :class:`OfflineTripletSampler`).
+    """
+    for name, t in (("anchor", anchor), ("positive", positive), ("negative", negative)):
+        if not torch.is_tensor(t) or t.dim() != 2 or not t.is_floating_point() or t.shape != anchor.shape:
+            got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"expected {name} of shape (B, D) = {tuple(anchor.shape)}, floating point; got {got}")
+    _check_margin(margin)
+    with torch.autocast(device_type=anchor.device.type, enabled=False):
+        a, p, n = _float(anchor), _float(positive), _float(negative)
+        d_ap = ((a - p) ** 2).sum(dim=1)
+        d_an = ((a - n) ** 2).sum(dim=1)
+        if not squared:
+            d_ap, d_an = _safe_sqrt(d_ap, 1e-12), _safe_sqrt(d_an, 1e-12)
+        return _hinge(d_ap - d_an + margin).mean()
+
+
+# ---------------------------------------------------------------- offline sampling
+class OfflineTripletSampler(Sampler):
+    """FaceNet's offline baseline: random (anchor, positive, negative) index triplets.
+
+    Each triplet draws the anchor uniformly over the dataset, the positive uniformly over
+    the other samples of the anchor's class, and the negative uniformly over samples of
+    the other classes. Iterating yields ``(a, p, n)`` int tuples; ``len`` is
+    ``triplets_per_epoch``. Deterministic for a given ``seed`` and epoch
+    (:meth:`set_epoch` changes the draw, as ``DistributedSampler`` does).
+
+    Args:
+        labels: ``(N,)`` int labels of the dataset (tensor or sequence).
+        triplets_per_epoch: number of triplets per iteration, ≥ 1.
+        seed: seed of the generator.
+
+    Raises:
+        ValueError: a class with fewer than 2 samples (no positive) or a single class (no
+            negative).
+    """
+
+    def __init__(self, labels, triplets_per_epoch: int, seed: int = 0) -> None:
+        labels = torch.as_tensor(labels)
+        if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex():
+            raise ValueError(f"expected labels of shape (N,), integer; got shape {tuple(labels.shape)}, {labels.dtype}")
+        if int(triplets_per_epoch) < 1:
+            raise ValueError(f"triplets_per_epoch must be ≥ 1; got {triplets_per_epoch}")
+        classes, counts = torch.unique(labels, return_counts=True)
+        if classes.numel() < 2:
+            raise ValueError(f"offline triplets need at least 2 classes (a negative); got {classes.numel()}")
+        small = classes[counts < 2]
+        if small.numel():
+            raise ValueError(
+                f"offline triplets need at least 2 samples per class (a positive); classes with fewer: "
+                f"{small.tolist()[:10]}{' ...' if small.numel() > 10 else ''}"
+            )
+        self.labels = labels.cpu()
+        self.triplets_per_epoch = int(triplets_per_epoch)
+        self.seed = int(seed)
+        self.epoch = 0
+        # Samples sorted by class: class c occupies positions [start[c], start[c] + count[c]).
+        self._order = torch.argsort(self.labels, stable=True)
+        self._cls = torch.searchsorted(classes, self.labels)  # class index of each sample
+        self._count = counts
+        self._start = torch.cumsum(counts, 0) - counts
+        self._rank = torch.empty_like(self._order)
+        self._rank[self._order] = torch.arange(len(self.labels))  # position in sorted order
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def triplets(self) -> torch.Tensor:
+        """The epoch's triplets as a ``(T, 3)`` int64 tensor of dataset indices."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        n, t = len(self.labels), self.triplets_per_epoch
+        a = torch.randint(n, (t,), generator=g)
+        c = self._cls[a]
+        count, start = self._count[c], self._start[c]
+        # Positive: a uniform rank among the count−1 other members, skipping the anchor.
+        r = (torch.rand(t, generator=g) * (count - 1)).long().clamp_max(count - 2)
+        a_rank = self._rank[a] - start
+        p = self._order[start + r + (r >= a_rank).long()]
+        # Negative: a uniform position among the n − count samples outside the class
+        # block, jumping over the block.
+        r = (torch.rand(t, generator=g) * (n - count)).long().clamp_max(n - count - 1)
+        neg = self._order[torch.where(r < start, r, r + count)]
+        return torch.stack([a, p, neg], dim=1)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        for a, p, n in self.triplets().tolist():
+            yield a, p, n
+
+    def __len__(self) -> int:
+        return self.triplets_per_epoch
+
+
+# ---------------------------------------------------------------- registered losses
+@register_loss(
+    "contrastive",
+    family="metric learning",
+    tasks=("embed",),
+    paper="Hadsell, Chopra & LeCun 2006, Dimensionality Reduction by Learning an Invariant Mapping",
+)
+class ContrastiveLoss(Loss):
+    """Contrastive loss over all pairs of the batch: ½d² for same-label pairs, ½max(0, m−d)² else.
+
+    Hadsell, Chopra & LeCun (2006), Eq. (4), with the paper's ½ factors:
+    L = y · ½ d² + (1 − y) · ½ max(0, m − d)², y = 1 for a same-label pair, d the
+    (non-squared) Euclidean distance, mean over the N(N−1)/2 pairs i < j.
+
+    Input: embeddings ``(N, D)`` float (L2-normalised by the task, so d ∈ [0, 2]), labels
+    ``(N,)`` int64; N ≥ 2. ``margin`` m = 1.0 by default; ``balance=true`` averages
+    positive and negative pairs separately and takes the mean of the two.
+    """
+
+    kind = "metric"
+
+    def __init__(self, margin: float = 1.0, balance: bool = False) -> None:
+        super().__init__()
+        _check_margin(margin)
+        self.margin = float(margin)
+        self.balance = bool(balance)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return contrastive_loss(embeddings, labels, self.margin, self.balance)
+
+
+@register_loss(
+    "triplet",
+    family="metric learning",
+    tasks=("embed",),
+    paper="Schroff, Kalenichenko & Philbin 2015 (FaceNet); Hermans, Beyer & Leibe 2017",
+)
+class TripletLoss(Loss):
+    """Triplet loss max(d(a,p) − d(a,n) + α, 0) with in-batch mining (semi-hard, batch-hard, all).
+
+    FaceNet (Schroff et al. 2015), Eq. (1): ‖f(a) − f(p)‖² − ‖f(a) − f(n)‖² + α, α = 0.2,
+    on L2-normalised embeddings with **squared** Euclidean distance (``squared=true``);
+    Hermans et al. (2017) use the non-squared distance (``squared=false``), which they
+    found more stable.
+
+    ``mining``: ``semi_hard`` (FaceNet; mean over positive pairs, falls back to the
+    largest-distance negative when no negative is farther than the positive),
+    ``batch_hard`` (Hermans; mean over anchors), ``all`` (Hermans' batch-all; mean over
+    triplets with positive loss; O(N³) memory). Input: embeddings ``(N, D)`` float,
+    labels ``(N,)`` int64 from a P×K sampler with K ≥ 2 and P ≥ 2, else ``ValueError``.
+    After each call, ``fraction_positive`` holds the fraction of active triplets for
+    ``mining=all`` (``None`` otherwise).
+    """
+
+    kind = "metric"
+
+    def __init__(
+        self,
+        mining: Literal["all", "batch_hard", "semi_hard"] = "semi_hard",
+        margin: float = 0.2,
+        squared: bool = True,
+    ) -> None:
+        super().__init__()
+        if mining not in ("all", "batch_hard", "semi_hard"):
+            raise ValueError(f"mining must be one of 'all', 'batch_hard', 'semi_hard'; got {mining!r}")
+        _check_margin(margin)
+        self.mining = mining
+        self.margin = float(margin)
+        self.squared = bool(squared)
+        self.fraction_positive: torch.Tensor | None = None
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.mining == "all":
+            loss, self.fraction_positive = batch_all_triplet_loss(embeddings, labels, self.margin, self.squared)
+            return loss
+        if self.mining == "batch_hard":
+            return batch_hard_triplet_loss(embeddings, labels, self.margin, self.squared)
+        return semi_hard_triplet_loss(embeddings, labels, self.margin, self.squared)
