@@ -46,6 +46,8 @@ app = typer.Typer(
 )
 losses_app = typer.Typer(help="List and describe the registered losses.", no_args_is_help=True)
 app.add_typer(losses_app, name="losses")
+datasets_app = typer.Typer(help="List, download and verify datasets (datasets.toml).", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
 
 _state = {"debug": False}
 
@@ -105,6 +107,72 @@ def losses_show(name: str = typer.Argument(..., help="A registered loss name, e.
     typer.echo("arguments: " + (", ".join(f"{p.name}: {p.type_name} = {p.default!r}" for p in info.params) or "none"))
     typer.echo("")
     typer.echo(info.doc)
+
+
+# ---------------------------------------------------------------- datasets
+_DATA_DIR_HELP = "Datasets folder (default $CVLOSS_DATA, then the user cache dir)."
+
+
+@datasets_app.command("list")
+def datasets_list(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only datasets of this task."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """Name, task, size, and whether each dataset is present locally (and where)."""
+    from cvloss.data.registry import dataset_dir, datasets_for, is_present, load_catalog
+    from cvloss.report.console import print_table
+
+    infos = datasets_for(task) if task else list(load_catalog().values())
+    rows = []
+    for info in infos:
+        if info.embedded:
+            where = "embedded" + (f" (stands in for {info.real})" if info.real else "")
+        else:
+            where = str(dataset_dir(info.name, data_dir)) if is_present(info, data_dir) else "not downloaded"
+        size = "generated" if info.embedded else (f"{info.size_bytes / 2**20:,.0f} MiB" if info.size_bytes else "?")
+        rows.append({"name": info.name, "tasks": ",".join(info.tasks), "size": size,
+                     "present": "yes" if info.embedded or is_present(info, data_dir) else "no", "where": where})
+    print_table(rows)
+
+
+@datasets_app.command("download")
+def datasets_download(
+    name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """Download (resuming a partial file), verify the checksum and extract safely."""
+    import sys
+
+    from cvloss.data.fetch import download
+    from cvloss.data.registry import get_dataset
+
+    info = get_dataset(name)
+    if info.embedded:
+        typer.echo(f"{name} is embedded (generated on the fly): nothing to download")
+        return
+    path = download(info, data_dir, progress=sys.stderr.isatty())
+    typer.echo(f"{name}: ready in {path}")
+
+
+@datasets_app.command("verify")
+def datasets_verify(
+    name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """Check every downloaded file of NAME against its published checksum."""
+    from cvloss.data.fetch import verify
+    from cvloss.data.registry import get_dataset
+    from cvloss.report.console import print_table
+
+    info = get_dataset(name)
+    if info.embedded:
+        typer.echo(f"{name} is embedded (generated on the fly): nothing to verify")
+        return
+    checks = verify(info, data_dir)
+    print_table([{"file": c.filename, "status": c.status, "detail": c.message} for c in checks])
+    bad = [c for c in checks if c.status in ("missing", "mismatch")]
+    if bad:
+        fail(f"{name}: {len(bad)} file(s) missing or corrupt: {', '.join(c.filename for c in bad)}", code=1)
 
 
 # ---------------------------------------------------------------- train / compare / report

@@ -34,7 +34,8 @@ def _by_loss(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _best(result: dict[str, Any], metric: str) -> str | None:
-    rows = [r for r in result["rows"] if r["metric"] == metric and r["n"] > 0 and not math.isnan(r["mean"])]
+    rows = [r for r in result["rows"] if r["metric"] == metric and r["n"] > 0 and not math.isnan(r["mean"])
+            and not r.get("reference")]
     if not rows:
         return None
     pick = max if result["directions"][metric] else min
@@ -45,9 +46,10 @@ def _runs_cell(result: dict[str, Any], loss: str) -> str:
     status = result["status"][loss]
     done = sum(s == "done" for s in status)
     text = f"{done}/{len(status)}"
-    div = sum(s == "diverged" for s in status)
-    if div:
-        text += f" ({div} diverged)"
+    for state in ("diverged", "collapsed"):
+        count = sum(s == state for s in status)
+        if count:
+            text += f" ({count} {state})"
     miss = sum(s == "missing" for s in status)
     if miss:
         text += f" ({miss} missing)"
@@ -70,6 +72,13 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict
                 cell = f"**{cell}**" if markdown else f"{cell} (best)"
             arrow = "↑" if result["directions"][metric] else "↓"
             row[f"{metric} {arrow}"] = cell
+        out.append(row)
+    for ref in result.get("references", []):
+        row = {"loss": f"_{ref}_" if markdown else f"({ref})", "runs": "reference"}
+        for metric in result["metrics"]:
+            r = table.get(ref, {}).get(metric)
+            arrow = "↑" if result["directions"][metric] else "↓"
+            row[f"{metric} {arrow}"] = _cell(r) if r else "n/a"
         out.append(row)
     return out
 
@@ -113,7 +122,8 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2) -> str:
         f"(n = {len(seeds)}); baseline `{result['baseline']}`; feature-network weights: {fw}.\n",
         "Cells: mean ± 95% CI (Student t over seeds) of the final-epoch validation metric; "
         "**bold** = best; `*` = paired t-test against the baseline p < 0.05; ↑/↓ = higher/lower is better. "
-        "Diverged trials (NaN/Inf) are counted in *runs* and left out of every mean.\n",
+        "Diverged (NaN/Inf) and collapsed trials are counted in *runs* and left out of every mean; "
+        "rows in italics are references (no loss trained), not contestants.\n",
         markdown_table(comparison_rows(result, markdown=True)),
     ]
     if len(result["losses"]) > 1:

@@ -12,22 +12,14 @@ from cvloss.errors import UsageError
 
 BUDGET_NAMES = ("smoke", "quick", "full")
 
-BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
-    "seg": {
-        "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, width=8, depth=2, augment=True),
-        "quick": dict(epochs=12, batch_size=16, lr=2e-3, image_size=64, n_train=192, n_val=64, width=16, depth=3, augment=True),
-        "full": dict(epochs=60, batch_size=16, lr=1e-3, image_size=128, n_train=None, n_val=None, width=32, depth=4, augment=True),
-    },
-}
-
-
 def budget_params(task: str, budget: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The budget's parameters for ``task`` with ``overrides`` applied (keys must exist)."""
+    """The budget's parameters for ``task`` (its Task class's ``budgets``) with ``overrides``
+    applied (keys must exist)."""
+    from cvloss.tasks import get_task_class
+
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGET_NAMES)}")
-    if task not in BUDGETS:
-        raise UsageError(f"task {task!r} has no runner yet; tasks with a runner: {', '.join(BUDGETS)}")
-    params = dict(BUDGETS[task][budget])
+    params = dict(get_task_class(task).budgets[budget])
     for key, value in (overrides or {}).items():
         if key not in params:
             raise UsageError(f"unknown setting {key!r} for task {task}; valid settings: {', '.join(params)}")

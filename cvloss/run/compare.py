@@ -117,11 +117,12 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
     for spec in losses:
         runs = summaries[spec]
         diverged = sum(1 for s in runs if s and s.get("status") == "diverged")
+        collapsed = sum(1 for s in runs if s and s.get("status") == "collapsed")
         missing = sum(1 for s in runs if s is None)
         for metric in metric_names:
             mean, ci, n = mean_ci(values(spec, metric))
             row = {"loss": spec, "metric": metric, "higher_is_better": directions[metric],
-                   "mean": mean, "ci95": ci, "n": n, "diverged": diverged, "missing": missing}
+                   "mean": mean, "ci95": ci, "n": n, "diverged": diverged, "collapsed": collapsed, "missing": missing}
             if spec != baseline:
                 d, d_ci, p, n_pairs = paired_difference(values(spec, metric), values(baseline, metric))
                 row.update({"diff_vs_baseline": d, "diff_ci95": d_ci, "p_value": p, "n_pairs": n_pairs})
@@ -129,12 +130,32 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
                 row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
             rows.append(row)
 
+    # Reference rows (model-free baselines such as bicubic, the untrained network): same
+    # statistics over the trials that report them, never marked best or significant.
+    references: dict[str, dict[str, list[float]]] = {}
+    for runs in summaries.values():
+        for s in runs:
+            if not s:
+                continue
+            refs = dict(s.get("reference") or {})
+            if s.get("at_init"):
+                refs["untrained (epoch 0)"] = s["at_init"]
+            for name, vals in refs.items():
+                for metric, v in vals.items():
+                    references.setdefault(name, {}).setdefault(metric, []).append(v)
+    for name, per_metric in references.items():
+        for metric in metric_names:
+            mean, ci, n = mean_ci(per_metric.get(metric, []))
+            rows.append({"loss": name, "metric": metric, "higher_is_better": directions[metric], "mean": mean,
+                         "ci95": ci, "n": n, "diverged": 0, "missing": 0, "reference": True,
+                         "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0})
+
     feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
                               if s and s.get("feature_weights")})
     out_dir = comparison_dir(base, losses)
     result = {
         "task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "losses": losses, "seeds": seeds,
-        "baseline": baseline, "metrics": metric_names, "directions": directions, "rows": rows,
+        "baseline": baseline, "references": list(references), "metrics": metric_names, "directions": directions, "rows": rows,
         "feature_weights": feature_weights or None,
         "trials": {spec: [str(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses},
         "status": {spec: [(s or {}).get("status", "missing") for s in summaries[spec]] for spec in losses},

@@ -140,6 +140,9 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
         start_epoch = state["epoch"]
 
     epochs = params["epochs"]
+    if task.evaluate_at_init and not history:
+        history.append({"epoch": 0, "train_loss": math.nan, **task.evaluate(model), "epoch_time_s": 0.0, "data_time_s": 0.0})
+        write_csv(out_dir / METRICS, history)
     reporter.trial_start(label, epochs, task.num_batches(), start_epoch)
     t_start = time.perf_counter()
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -184,10 +187,15 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
 
     save_grid(rows, out_dir / "samples.png", titles={"pred": cfg.loss})
     final = history[-1] if history else {}
+    metrics = {k: final[k] for k in task.metrics if k in final}
+    collapse = task.collapse_reason(model, metrics)
     summary = {
-        "status": "done",
+        "status": "collapsed" if collapse else "done",
         "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
-        "metrics": {k: final[k] for k in task.metrics if k in final},
+        "metrics": metrics,
+        **({"collapse": collapse} if collapse else {}),
+        **({"at_init": {k: history[0][k] for k in task.metrics if k in history[0]}} if task.evaluate_at_init else {}),
+        "reference": task.reference_metrics(),
         "train_loss": final.get("train_loss"),
         "epochs": epochs,
         "train_time_s": sum(r["epoch_time_s"] for r in history),
@@ -195,7 +203,7 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
         "device": _device_name(device),
     }
     write_json(out_dir / SUMMARY, summary)
-    reporter.trial_end(label, "done", f"{task.primary_metric}={summary['metrics'].get(task.primary_metric, math.nan):.4g} "
+    reporter.trial_end(label, summary["status"] + (f" ({collapse})" if collapse else ""), f"{task.primary_metric}={summary['metrics'].get(task.primary_metric, math.nan):.4g} "
                        f"in {time.perf_counter() - t_start:.1f}s")
     return summary
 

@@ -23,6 +23,10 @@ class Task(ABC):
     default_dataset: str = ""
     metrics: dict[str, bool] = {}
     primary_metric: str = ""
+    # {"smoke": {...}, "quick": {...}, "full": {...}}: every setting a run may override.
+    budgets: dict[str, dict[str, Any]] = {}
+    # Evaluate the untrained model too (row ``epoch 0`` of metrics.csv, ``summary["at_init"]``).
+    evaluate_at_init: bool = False
 
     def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None) -> None:
         self.dataset = dataset
@@ -63,6 +67,16 @@ class Task(ABC):
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """Images for sample grids, uint8 (K, H, W, 3): ``input``, ``truth``, ``pred``,
         always the same K validation images so grids line up across losses."""
+
+    def reference_metrics(self) -> dict[str, dict[str, float]]:
+        """Model-free reference rows for the comparison table, e.g. ``{"bicubic": {...}}``
+        for super-resolution; computed once per trial, shown as extra rows."""
+        return {}
+
+    def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
+        """A one-line reason when the trained model has collapsed (all embeddings alike, a
+        GAN stuck on one mode); the trial is then reported as collapsed, not as a low score."""
+        return None
 
     def state_dict(self) -> dict:
         """Task state beyond model/optimisers that a resume needs (e.g. a GAN image pool)."""

@@ -44,6 +44,14 @@ class SegTask(Task):
         "cldice_score": True,
     }
     primary_metric = "miou"
+    budgets = {
+        "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, width=8, depth=2,
+                      augment=True, amp=True, channels_last=True),
+        "quick": dict(epochs=12, batch_size=16, lr=2e-3, image_size=64, n_train=192, n_val=64, width=16, depth=3,
+                      augment=True, amp=True, channels_last=True),
+        "full": dict(epochs=60, batch_size=16, lr=1e-3, image_size=128, n_train=None, n_val=None, width=32, depth=4,
+                     augment=True, amp=True, channels_last=True),
+    }
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
