@@ -170,5 +170,6 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
     from cvloss.report.plots import comparison_plots
 
     result["plots"] = comparison_plots(result, out_dir)
+    result["plots"].update(task_cls.comparison_plots(result, out_dir))
     write_json(out_dir / "compare.json", result)
     return result

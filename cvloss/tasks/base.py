@@ -78,6 +78,13 @@ class Task(ABC):
         GAN stuck on one mode); the trial is then reported as collapsed, not as a low score."""
         return None
 
+    @classmethod
+    def comparison_plots(cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+        """Task-specific plots of a whole comparison (ROC curves, sample scatter, ...),
+        written into ``out_dir``; returns {key: file name}. ``result["trials"][loss]``
+        lists each loss's trial folders (per seed) to read ``samples.npz`` etc. from."""
+        return {}
+
     def state_dict(self) -> dict:
         """Task state beyond model/optimisers that a resume needs (e.g. a GAN image pool)."""
         return {}
