@@ -223,8 +223,9 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
         return
     try:
         write_json(path, info)
-    except PermissionError:
-        raise TrialError(f"cannot write results to {out_dir}: permission denied; choose another --out") from None
+    except OSError as exc:  # permission denied, a file in the way, read-only file system
+        reason = exc.strerror or type(exc).__name__
+        raise TrialError(f"cannot write results to {out_dir}: {reason.lower()}; choose another --out") from None
 
 
 def _diverged(cfg, out_dir, history, epoch, step, value, reporter, label) -> dict[str, Any]:
