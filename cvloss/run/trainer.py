@@ -141,7 +141,8 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
 
     epochs = params["epochs"]
     if task.evaluate_at_init and not history:
-        history.append({"epoch": 0, "train_loss": math.nan, **task.evaluate(model), "epoch_time_s": 0.0, "data_time_s": 0.0})
+        history.append({"epoch": 0, "train_loss": math.nan, **task.evaluate(model),
+                        "epoch_time_s": 0.0, "train_time_s": 0.0, "data_time_s": 0.0})
         write_csv(out_dir / METRICS, history)
     reporter.trial_start(label, epochs, task.num_batches(), start_epoch)
     t_start = time.perf_counter()
@@ -164,10 +165,12 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
                 return _diverged(cfg, out_dir, history, epoch, step, value, reporter, label)
             losses.append(value)
             reporter.batch(value)
+        train_time = time.perf_counter() - t0
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan}
         row.update(task.evaluate(model))
         row["epoch_time_s"] = time.perf_counter() - t0
-        row["data_time_s"] = data_time
+        row["train_time_s"] = train_time  # the optimisation part of the epoch (no evaluation)
+        row["data_time_s"] = data_time  # of which waiting for batches
         history.append(row)
         write_csv(out_dir / METRICS, history)
         save_checkpoint(out_dir / CHECKPOINT, {

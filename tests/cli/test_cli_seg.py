@@ -59,7 +59,7 @@ def test_same_seed_same_init_and_batches_and_identical_reruns(tmp_path):
     b = invoke("train", "--task", "seg", "--loss", "ce", "--out", str(tmp_path / "b"), "--quiet", *TINY)
     assert a.exit_code == 0 and b.exit_code == 0
     read = lambda root: (Path(root) / "seg" / "synth-pets" / LABEL / "ce" / "seed0" / "metrics.csv").read_text()
-    strip = lambda text: [line.rsplit(",", 2)[0] for line in text.splitlines()]  # drop timing columns
+    strip = lambda text: [line.rsplit(",", 3)[0] for line in text.splitlines()]  # drop timing columns
     assert strip(read(tmp_path / "a")) == strip(read(tmp_path / "b"))
 
 
@@ -157,3 +157,57 @@ def test_existing_results_with_other_configuration_are_protected(tmp_path):
     result = invoke("train", "--task", "seg", "--loss", "ce", "--out", str(tmp_path), "--quiet",
                     "--set", "n_train=16", "--set", "n_val=8", "--set", "epochs=1")
     assert result.exit_code == 2 and "different configuration" in result.output
+
+
+def test_ctrl_c_stops_cleanly_with_checkpoint_and_resumes(tmp_path, monkeypatch):
+    from cvloss.tasks.seg import SegTask
+
+    calls = {"n": 0}
+    original = SegTask.train_step
+
+    def interrupted_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # second epoch (2 batches per epoch at n_train=16, batch 8)
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SegTask, "train_step", interrupted_step)
+    result = invoke("train", "--task", "seg", "--loss", "ce", "--out", str(tmp_path), "--quiet", *TINY)
+    assert result.exit_code == 130
+    assert "interrupted" in result.output and "run the same command again to resume" in result.output
+    trial = tmp_path / "seg" / "synth-pets" / LABEL / "ce" / "seed0"
+    assert (trial / "checkpoint.pt").exists() and not (trial / "summary.json").exists()
+    monkeypatch.setattr(SegTask, "train_step", original)
+    result = invoke("train", "--task", "seg", "--loss", "ce", "--out", str(tmp_path), "--quiet", *TINY)
+    assert result.exit_code == 0 and (trial / "summary.json").exists()
+    assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["1", "2"]
+
+
+def test_kill_9_mid_trial_then_same_command_resumes(tmp_path):
+    """A real SIGKILL of the CLI process after its first checkpoint; the rerun resumes and
+    ends with the metrics of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--task", "seg", "--loss", "ce", "--quiet", "--set", "n_train=16", "--set", "n_val=8", "--set", "epochs=4"]
+    label = "smoke+epochs=4+n_train=16+n_val=8"
+    cmd = [sys.executable, "-c", "from cvloss.cli import main; main()", "train", *args]
+    killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
+    trial = killed_out / "seg" / "synth-pets" / label / "ce" / "seed0"
+    proc = subprocess.Popen(cmd + ["--out", str(killed_out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (trial / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the trial finished before it could be killed")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (trial / "summary.json").exists()
+    assert subprocess.run(cmd + ["--out", str(killed_out)], capture_output=True).returncode == 0
+    assert subprocess.run(cmd + ["--out", str(clean_out)], capture_output=True).returncode == 0
+    resumed = json.loads((trial / "summary.json").read_text())["metrics"]
+    clean = json.loads((clean_out / trial.relative_to(killed_out) / "summary.json").read_text())["metrics"]
+    assert resumed == clean
