@@ -173,6 +173,13 @@ def small_critic() -> nn.Module:
     )
 
 
+def blob_labels(n: int, h: int, classes: int, g: torch.Generator) -> torch.Tensor:
+    """(n, h, h) int64 label maps of smooth blobs, about 8×8 blobs per image."""
+    field = F.interpolate(torch.rand(n, 1, 8, 8, generator=g), size=(h, h), mode="bicubic", align_corners=False)[:, 0]
+    edges = torch.quantile(field.flatten(), torch.linspace(0, 1, classes + 1)[1:-1])
+    return torch.bucketize(field, edges).long()
+
+
 class Inputs:
     """All benchmark tensors, made once from a fixed seed so every row sees the same data."""
 
@@ -180,9 +187,12 @@ class Inputs:
         g = torch.Generator().manual_seed(0)
         n, h = s.batch, s.image
         self.logits = torch.randn(n, s.classes, h, h, generator=g).requires_grad_()
-        self.target = torch.randint(s.classes, (n, h, h), generator=g)
+        # Targets are blob-shaped label maps (a smooth random field cut at quantiles), like
+        # real masks: per-pixel random labels would make every pixel its own object and
+        # time the U-Net weight map on a case no dataset has.
+        self.target = blob_labels(n, h, s.classes, g)
         self.logits1 = torch.randn(n, 1, h, h, generator=g).requires_grad_()
-        self.target1 = torch.randint(2, (n, h, h), generator=g)
+        self.target1 = blob_labels(n, h, 2, g)
         self.pred = torch.rand(n, 3, h, h, generator=g).requires_grad_()
         self.image = torch.rand(n, 3, h, h, generator=g)
         m = s.emb_ids * s.emb_per_id
