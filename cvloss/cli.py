@@ -135,6 +135,17 @@ def datasets_list(
     print_table(rows)
 
 
+def _downloadable(name: str, verb: str):
+    """The catalog entry of a real dataset, or ``None`` (after saying so) for an embedded one."""
+    from cvloss.data.registry import get_dataset
+
+    info = get_dataset(name)
+    if info.embedded:
+        typer.echo(f"{name} is embedded (generated on the fly): nothing to {verb}")
+        return None
+    return info
+
+
 @datasets_app.command("download")
 def datasets_download(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
@@ -144,11 +155,9 @@ def datasets_download(
     import sys
 
     from cvloss.data.fetch import download
-    from cvloss.data.registry import get_dataset
 
-    info = get_dataset(name)
-    if info.embedded:
-        typer.echo(f"{name} is embedded (generated on the fly): nothing to download")
+    info = _downloadable(name, "download")
+    if info is None:
         return
     path = download(info, data_dir, progress=sys.stderr.isatty())
     typer.echo(f"{name}: ready in {path}")
@@ -161,12 +170,10 @@ def datasets_verify(
 ) -> None:
     """Check every downloaded file of NAME against its published checksum."""
     from cvloss.data.fetch import verify
-    from cvloss.data.registry import get_dataset
     from cvloss.report.console import print_table
 
-    info = get_dataset(name)
-    if info.embedded:
-        typer.echo(f"{name} is embedded (generated on the fly): nothing to verify")
+    info = _downloadable(name, "verify")
+    if info is None:
         return
     checks = verify(info, data_dir)
     print_table([{"file": c.filename, "status": c.status, "detail": c.message} for c in checks])

@@ -1,0 +1,58 @@
+"""`cvloss datasets list/verify/download` through the CLI (offline)."""
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from cvloss.cli import app
+from cvloss.data.registry import load_catalog
+
+runner = CliRunner()
+
+
+def test_list_shows_every_dataset_and_where(tmp_path):
+    result = runner.invoke(app, ["datasets", "list", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = {line.split()[0] for line in result.output.splitlines()[2:] if line.strip()}
+    assert names == set(load_catalog())
+    pets = next(line for line in result.output.splitlines() if line.startswith("oxford-pets "))
+    assert "not downloaded" in pets
+    synth = next(line for line in result.output.splitlines() if line.startswith("synth-pets "))
+    assert "stands in for oxford-pets" in synth
+
+
+def test_list_marks_a_present_dataset_with_its_folder(tmp_path):
+    info = load_catalog()["oxford-pets"]
+    for rel in info.layout:
+        (tmp_path / "oxford-pets" / rel).mkdir(parents=True, exist_ok=True)
+    result = runner.invoke(app, ["datasets", "list", "--task", "seg", "--data-dir", str(tmp_path)])
+    pets = next(line for line in result.output.splitlines() if line.startswith("oxford-pets "))
+    assert " yes " in pets and str(tmp_path / "oxford-pets") in pets
+
+
+def test_verify_names_missing_and_corrupt_files(tmp_path):
+    root = tmp_path / "oxford-pets"
+    root.mkdir()
+    (root / "images.tar.gz").write_bytes(b"not the real archive")
+    result = runner.invoke(app, ["datasets", "verify", "oxford-pets", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "mismatch" in result.output and "missing" in result.output
+    assert "error: oxford-pets: 2 file(s) missing or corrupt: images.tar.gz, annotations.tar.gz" in result.output
+
+
+def test_download_offline_names_url_and_path(tmp_path, monkeypatch):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    result = runner.invoke(app, ["datasets", "download", "oxford-pets", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.startswith("error: ") and "\n" not in line
+    assert "https://" in line and str(tmp_path / "oxford-pets" / "images.tar.gz") in line
+
+
+def test_unknown_dataset():
+    result = runner.invoke(app, ["datasets", "verify", "petz"])
+    assert result.exit_code == 2 and "unknown dataset 'petz'" in result.output and "oxford-pets" in result.output
