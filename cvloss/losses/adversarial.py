@@ -156,10 +156,18 @@ def r1_penalty(critic: nn.Module, real: torch.Tensor, gamma: float) -> torch.Ten
     return 0.5 * gamma * sq_norm.mean()
 
 
-class _R1Mixin:
-    """``penalty`` = R1 on reals when ``r1`` (γ) > 0, zero otherwise."""
+class _R1Objective(AdversarialLoss):
+    """Base of the objectives with an optional R1 penalty: ``penalty`` = R1 on reals when
+    ``r1`` (γ) > 0, zero otherwise. One D step per G step; no single paper optimiser."""
 
-    r1: float
+    n_critic = 1
+    paper_optimizer: dict[str, Any] | None = None
+
+    def __init__(self, r1: float = 0.0) -> None:
+        super().__init__()
+        if r1 < 0:
+            raise ValueError(f"r1 (the R1 weight gamma) must be >= 0; got {r1}")
+        self.r1 = float(r1)
 
     def penalty(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         if self.r1 == 0.0:
@@ -167,16 +175,10 @@ class _R1Mixin:
         return r1_penalty(critic, real, self.r1)
 
 
-def _check_r1(r1: float) -> float:
-    if r1 < 0:
-        raise ValueError(f"r1 (the R1 weight gamma) must be >= 0; got {r1}")
-    return float(r1)
-
-
 # ---------------------------------------------------------------- log-likelihood GANs
 @register_loss("minimax", family="adversarial", tasks=_TASKS,
                paper="Goodfellow et al. 2014, Generative Adversarial Nets")
-class MinimaxGANLoss(_R1Mixin, AdversarialLoss):
+class MinimaxGANLoss(_R1Objective):
     """Original saturating minimax GAN: G minimises log(1 - D(G(z))).
 
     Goodfellow et al. 2014, eq. 1: min_G max_D E_x[log D(x)] + E_z[log(1 - D(G(z)))],
@@ -200,13 +202,6 @@ class MinimaxGANLoss(_R1Mixin, AdversarialLoss):
             ``penalty``; 0 (default) disables it.
     """
 
-    n_critic = 1
-    paper_optimizer: dict[str, Any] | None = None
-
-    def __init__(self, r1: float = 0.0) -> None:
-        super().__init__()
-        self.r1 = _check_r1(r1)
-
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         real_out, fake_out = _logits(real_out, "real_out"), _logits(fake_out, "fake_out")
         return F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
@@ -217,7 +212,7 @@ class MinimaxGANLoss(_R1Mixin, AdversarialLoss):
 
 @register_loss("ns", family="adversarial", tasks=_TASKS,
                paper="Goodfellow et al. 2014, Generative Adversarial Nets (non-saturating, Sec. 3)")
-class NonSaturatingGANLoss(_R1Mixin, AdversarialLoss):
+class NonSaturatingGANLoss(_R1Objective):
     """Non-saturating GAN: G maximises log D(G(z)) instead of minimising log(1 - D(G(z))).
 
     Goodfellow et al. 2014, Sec. 3: same fixed point as ``minimax``, much stronger
@@ -234,13 +229,6 @@ class NonSaturatingGANLoss(_R1Mixin, AdversarialLoss):
         r1: γ of an optional R1 penalty on reals (Mescheder et al. 2018, who use it with
             this loss, typically γ = 10), returned by ``penalty``; 0 (default) disables it.
     """
-
-    n_critic = 1
-    paper_optimizer: dict[str, Any] | None = None
-
-    def __init__(self, r1: float = 0.0) -> None:
-        super().__init__()
-        self.r1 = _check_r1(r1)
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         real_out, fake_out = _logits(real_out, "real_out"), _logits(fake_out, "fake_out")
@@ -382,7 +370,7 @@ class WGANGPLoss(WGANLoss):
 # ---------------------------------------------------------------- hinge
 @register_loss("hinge", family="adversarial", tasks=_TASKS,
                paper="Lim & Ye 2017, Geometric GAN; Miyato et al. 2018, Spectral Normalization for GANs")
-class HingeGANLoss(_R1Mixin, AdversarialLoss):
+class HingeGANLoss(_R1Objective):
     """Hinge GAN: a margin-1 SVM discriminator and a linear generator loss.
 
     Lim & Ye 2017; Miyato et al. 2018 (Sec. 4), on raw outputs D(·):
@@ -398,13 +386,6 @@ class HingeGANLoss(_R1Mixin, AdversarialLoss):
         r1: γ of an optional R1 penalty on reals (Mescheder et al. 2018), returned by
             ``penalty``; 0 (default) disables it.
     """
-
-    n_critic = 1
-    paper_optimizer: dict[str, Any] | None = None
-
-    def __init__(self, r1: float = 0.0) -> None:
-        super().__init__()
-        self.r1 = _check_r1(r1)
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         real_out, fake_out = _logits(real_out, "real_out"), _logits(fake_out, "fake_out")
