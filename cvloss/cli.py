@@ -285,7 +285,11 @@ def compare(
         result = run_comparison(base, specs, seed_list, _reporter(quiet, task))
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
-    print_table(comparison_rows(result), title=f"{task} / {base.dataset} / {result['budget']}: mean ± 95% CI over seeds {seed_list}"
+    from cvloss.data.registry import get_dataset
+
+    real = get_dataset(base.dataset).real
+    data = f"{base.dataset} (embedded stand-in for {real})" if real else base.dataset
+    print_table(comparison_rows(result), title=f"{task} / {data} / {result['budget']}: mean ± 95% CI over seeds {seed_list}"
                 + (f"; features: {', '.join(result['feature_weights'])}" if result.get("feature_weights") else ""))
     typer.echo(f"results: {result['dir']}")
 

@@ -140,6 +140,8 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
         start_epoch = state["epoch"]
 
     epochs = params["epochs"]
+    reporter.message(f"[{label}] data: {task.describe_data()}; device: {trial_info['device']}; "
+                     f"feature weights: {loss.feature_weights or 'none'}")
     if task.evaluate_at_init and not history:
         history.append({"epoch": 0, "train_loss": math.nan, **task.evaluate(model),
                         "epoch_time_s": 0.0, "train_time_s": 0.0, "data_time_s": 0.0})
