@@ -97,7 +97,8 @@ def test_synth_vessels_fraction_thinness_and_loops():
     assert np.mean(np.array(holes) > 0) >= 0.5, holes
     # Vessel pixels are darker than the background on average (the cue to learn).
     img = d.images.float().mean(1).numpy()
-    assert all(img[i][m[i]].mean() < img[i][~m[i]].mean() - 10 for i in range(len(d)))
+    # low contrast by design (thin branches near the noise level), but darker on average
+    assert all(img[i][m[i]].mean() < img[i][~m[i]].mean() - 5 for i in range(len(d)))
 
 
 def test_segdata_checks_shapes():
