@@ -1,0 +1,153 @@
+"""Unpaired two-domain image data for the ``translate`` task, and the loader of any dataset
+in the CycleGAN on-disk layout (horse2zebra, monet2photo, summer2winter_yosemite, ...).
+
+The CycleGAN archives (``https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/NAME.zip``)
+extract to::
+
+    <root>/NAME/trainA/*.jpg    domain A, training   (horse2zebra: 1067 horses)
+    <root>/NAME/trainB/*.jpg    domain B, training   (horse2zebra: 1334 zebras)
+    <root>/NAME/testA/*.jpg     domain A, test       (120)
+    <root>/NAME/testB/*.jpg     domain B, test       (140)
+
+where ``<root>`` is ``<data-dir>/NAME`` (so the folders sit at ``<data-dir>/NAME/NAME/``).
+:func:`load_cyclegan_folder` accepts ``<root>`` holding ``trainA`` directly or through
+exactly one sub-folder. Our ``train`` split is ``trainA``/``trainB``, ``val`` is
+``testA``/``testB``; the two domains are unpaired (``paired=False``).
+
+Images are decoded by content through PIL (some horse2zebra JPEGs are grayscale; CMYK,
+RGBA and palette images exist in other sets), converted to RGB, and resized to
+``size x size`` with bilinear filtering (antialiased when shrinking; horse2zebra is
+already 256x256). Files are taken in sorted name order; ``limit`` picks evenly spaced
+files per domain. Decoding runs in a thread pool (PIL releases the GIL).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cvloss.data.types import DatasetError
+
+__all__ = ["IMAGE_SUFFIXES", "SPLIT_FOLDERS", "TranslateData", "find_cyclegan_root", "load_cyclegan_folder",
+           "load_horse2zebra"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SPLIT_FOLDERS = {"train": ("trainA", "trainB"), "val": ("testA", "testB")}
+
+
+@dataclass
+class TranslateData:
+    """One split of an unpaired two-domain dataset, held in memory.
+
+    Attributes:
+        a: ``(N, 3, H, W)`` ``torch.uint8`` RGB images of domain A.
+        b: ``(M, 3, H, W)`` ``torch.uint8`` RGB images of domain B (same H, W).
+        paired: ``True`` when ``a[i]`` and ``b[i]`` show the same scene (``N == M``): the
+            hidden pairs of an embedded set, for paired metrics only; ``False`` for real
+            unpaired data.
+        domains: names of domains A and B, e.g. ``("horse", "zebra")``.
+        name: catalog name; ``real``: the real dataset an embedded one stands in for.
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor
+    paired: bool
+    domains: tuple[str, str]
+    name: str
+    real: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("a", "b"):
+            t = getattr(self, key)
+            if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[1] != 3 or t.dtype != torch.uint8 or len(t) == 0:
+                got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"TranslateData.{key} must be non-empty (N, 3, H, W) torch.uint8, got {got}")
+        if self.a.shape[2:] != self.b.shape[2:]:
+            raise ValueError(f"TranslateData: A and B images differ in size: {tuple(self.a.shape)} vs {tuple(self.b.shape)}")
+        if self.paired and len(self.a) != len(self.b):
+            raise ValueError(f"TranslateData: paired data needs as many A as B images, got {len(self.a)} and {len(self.b)}")
+        self.domains = tuple(self.domains)  # type: ignore[assignment]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.a.shape[2]), int(self.a.shape[3])
+
+
+def find_cyclegan_root(root: Path | str) -> Path:
+    """The folder holding ``trainA``: ``root`` itself or its only sub-folder that has one."""
+    root = Path(root)
+    if (root / "trainA").is_dir():
+        return root
+    subs = [p for p in sorted(root.iterdir()) if (p / "trainA").is_dir()] if root.is_dir() else []
+    if len(subs) == 1:
+        return subs[0]
+    if len(subs) > 1:
+        raise DatasetError(f"{root} holds several CycleGAN datasets ({', '.join(p.name for p in subs)}); point at one")
+    raise DatasetError(f"no CycleGAN layout (trainA/ trainB/ testA/ testB/) under {root}")
+
+
+def _list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"CycleGAN folder {folder} is missing")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"CycleGAN folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _subset(files: list[Path], limit: int | None) -> list[Path]:
+    if limit is None or limit >= len(files):
+        return files
+    idx = np.unique(np.linspace(0, len(files) - 1, limit).round().astype(np.int64))
+    return [files[i] for i in idx]
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (size, size))  # decode at a reduced scale when shrinking a lot
+            rgb = im.convert("RGB")  # grayscale (L), CMYK, RGBA, P -> RGB
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
+        raise DatasetError(f"cannot decode image {path}: {exc}") from None
+
+
+def _decode_all(files: list[Path], size: int) -> torch.Tensor:
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        arrays = list(pool.map(lambda p: _decode(p, size), files))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_cyclegan_folder(root: Path | str, split: str, size: int = 256, limit: int | None = None,
+                         name: str = "cyclegan", domains: tuple[str, str] = ("A", "B")) -> TranslateData:
+    """Load ``split`` (``train`` -> trainA/trainB, ``val`` -> testA/testB) of a dataset in
+    the CycleGAN layout under ``root`` (see the module docstring).
+
+    Args:
+        size: output side in pixels; ``limit``: at most this many images per domain
+            (evenly spaced in name order).
+
+    Returns:
+        :class:`TranslateData`, ``paired=False``, images ``(N, 3, size, size)`` uint8.
+    """
+    if split not in SPLIT_FOLDERS:
+        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(SPLIT_FOLDERS)}")
+    if size < 16:
+        raise DatasetError(f"size must be >= 16 pixels, got {size}")
+    base = find_cyclegan_root(root)
+    fa, fb = (_subset(_list_images(base / f), limit) for f in SPLIT_FOLDERS[split])
+    return TranslateData(a=_decode_all(fa, size), b=_decode_all(fb, size), paired=False, domains=domains, name=name)
+
+
+def load_horse2zebra(root: Path | str, split: str, size: int = 256, limit: int | None = None) -> TranslateData:
+    """Catalog loader of ``horse2zebra`` (A = horse, B = zebra); see :func:`load_cyclegan_folder`."""
+    return load_cyclegan_folder(root, split, size=size, limit=limit, name="horse2zebra", domains=("horse", "zebra"))

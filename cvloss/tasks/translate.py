@@ -1,0 +1,439 @@
+"""Task ``translate``: unpaired image-to-image translation with CycleGAN (Zhu et al. 2017).
+
+Model (:mod:`cvloss.models.cyclegan`): two ResNet generators G: A -> B, F: B -> A and two
+PatchGAN discriminators D_B (real B vs G(a)), D_A (real A vs F(b)), InstanceNorm
+throughout. Images are in [-1, 1] inside the model (tanh outputs), as in the paper.
+
+Objective, routed from the loss spec (``build_loss(spec, task="translate")``)::
+
+    L_G = w_adv · [g_loss(D_B(G(a))) + g_loss(D_A(F(b)))]             adversarial term
+        + Σ w · [cycle(F(G(a)), a) + cycle(G(F(b)), b)]                 ``cycle`` terms
+        + Σ w · [identity(G(b), b) + identity(F(a), a)]                 ``identity`` terms
+        + Σ w · [t(F(G(a)), a) + t(G(F(b)), b)]                         ``image`` terms (l1, ssim, ...)
+    L_D = d_loss(D_B(b), D_B(pool_B(G(a)))) + penalty(D_B, b, pool_B(G(a)))   (+ the same for D_A)
+
+``cycle``/``identity`` (L1, λ = 10 and 5) see images in [-1, 1], the range λ was tuned in;
+``image`` terms (another reconstruction distance, e.g. ``ssim``) see them mapped to [0, 1].
+The library's ``lsgan`` keeps Mao's ½, so CycleGAN's exact balance (G minimises
+(D(G(x)) − 1)² + 10·L_cyc + 5·L_idt) is ``2*lsgan+cycle+identity``; the reference
+comparison uses that spec as its baseline. Without an adversarial term (``cycle``
+alone) the discriminators are never trained (nor run).
+
+Schedule (the paper's Sec. 4 and official code): Adam(lr = 2e-4, β = (0.5, 0.999)) for
+both generators together and both discriminators together, for every objective (the
+same optimiser for all, so objectives are compared alone; WGAN's own RMSprop is not
+used); the learning rate is constant for the first half of the epochs and decays
+linearly towards 0 over the second half (epoch e of E, 0-based:
+``1 − max(0, e + 1 − ⌈E/2⌉) / (⌊E/2⌋ + 1)``). Each step: a G step, then a D step on the
+same batch. With ``n_critic > 1`` (``wgan``, ``wgan_gp``: 5) every batch makes a D step
+and only every n_critic-th batch a G step (the fakes of the other batches come from G
+under no_grad), so a critic step always sees fresh real data, as in Algorithm 1 of
+Arjovsky et al.; ``wgan`` clips D's weights after each D step. D sees fakes through an
+image pool of 50 (Shrivastava et al. 2017): once full, each new fake is, with
+probability ½, swapped for a random stored one.
+
+Randomness after the model is built comes only from (a) the batch generator the trainer
+passes to :meth:`train_batches` (batch order, flips, crops) and (b) the task's own
+generators (image pool draws, WGAN-GP's ε), which are in :meth:`state_dict` with the pools
+and the step counter: a resumed trial continues exactly.
+
+Data: ``synth-stripes`` (default, embedded; A plain shapes, B striped; hidden pairs in
+val) or any CycleGAN-layout dataset such as ``horse2zebra``. An epoch has
+``max(|A|, |B|) // batch_size`` batches; A and B are shuffled independently (unpaired).
+
+Metrics on the validation split (images in [0, 1]):
+
+* ``paired_ssim``/``paired_psnr``/``paired_l1``: G(a) against the hidden true b (embedded
+  paired data only; n/a for real unpaired data);
+* ``cycle_l1``: ½(mean|F(G(a)) − a| + mean|G(F(b)) − b|);
+* ``fid``/``kid``: G(val A) against real val B on Inception-v3 features (:mod:`cvloss.metrics.fid`)
+  when torchvision's weights are in the torch hub cache (never downloaded), else n/a, and
+  :meth:`describe_data` (recorded in trial.json) says why.
+
+Reference row: ``identity (B = A)`` -- the metrics of returning the input unchanged, the
+score any translation must beat. Collapse rule (:meth:`collapse_reason`): G's outputs on
+the validation A images are "all alike" when their per-pixel standard deviation across
+images, averaged over pixels, is below 10% of that of the real validation B images.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from cvloss.tasks.base import Task
+
+N_SAMPLES = 4
+COLLAPSE_RATIO = 0.1
+
+
+def _to01(x: torch.Tensor) -> torch.Tensor:
+    return (x + 1) / 2
+
+
+def _uint8(x01: torch.Tensor) -> np.ndarray:
+    return (x01.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+class ImagePool:
+    """History of generated images for the discriminator (Shrivastava et al. 2017; CycleGAN
+    Sec. 4, size 50).
+
+    :meth:`query` takes a batch ``(N, C, H, W)`` and returns one of the same shape: while
+    the pool has room each image is stored and returned; once full, each image is, with
+    probability ½, returned as is, otherwise stored in place of a uniformly drawn stored
+    image, which is returned instead. All draws come from ``generator`` (a fixed number
+    per image, so the stream never depends on the pool's fill level). Size 0 = no pool.
+    """
+
+    def __init__(self, size: int = 50) -> None:
+        self.size = int(size)
+        self.images: torch.Tensor | None = None  # (size, C, H, W) once the first batch arrives
+        self.count = 0
+
+    @torch.no_grad()
+    def query(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.size <= 0:
+            return images
+        n = images.shape[0]
+        coins = torch.rand(n, generator=generator).tolist()
+        slots = torch.randint(self.size, (n,), generator=generator).tolist()
+        if self.images is None:
+            self.images = images.new_zeros((self.size, *images.shape[1:]))
+        out = images.clone()
+        for i in range(n):
+            if self.count < self.size:
+                self.images[self.count] = images[i]
+                self.count += 1
+            elif coins[i] > 0.5:
+                out[i] = self.images[slots[i]]
+                self.images[slots[i]] = images[i]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "count": self.count, "images": None if self.images is None else self.images.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.size, self.count = int(state["size"]), int(state["count"])
+        self.images = None if state["images"] is None else state["images"].to(device)
+
+
+class _Route:
+    """The terms of one loss spec, sorted by where they apply in the CycleGAN objective."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        from cvloss.losses.spec import CombinedLoss
+
+        terms = loss.weighted_terms() if isinstance(loss, CombinedLoss) else [(1.0, loss)]
+        adv = [(w, t) for w, t in terms if t.kind == "adversarial"]
+        if len(adv) > 1:
+            raise ValueError(f"loss {getattr(loss, 'spec', loss)!r}: translate takes at most one adversarial objective")
+        self.adv = adv[0] if adv else None
+        self.cycle = [(w, t) for w, t in terms if t.kind == "cycle" and t.name == "cycle"]
+        self.identity = [(w, t) for w, t in terms if t.kind == "cycle" and t.name == "identity"]
+        self.image = [(w, t) for w, t in terms if t.kind == "image"]
+        other = [t.name for w, t in terms if t.kind not in ("adversarial", "cycle", "image")
+                 or (t.kind == "cycle" and t.name not in ("cycle", "identity"))]
+        if other:
+            raise ValueError(f"translate cannot route loss term(s) {other}: expected adversarial, cycle, identity or image terms")
+
+
+class TranslateTask(Task):
+    name = "translate"
+    default_dataset = "synth-stripes"
+    metrics = {
+        "paired_ssim": True,
+        "paired_psnr": True,
+        "paired_l1": False,
+        "cycle_l1": False,
+        "fid": False,
+        "kid": False,
+    }
+    primary_metric = "paired_ssim"
+    _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
+    budgets = {
+        # ~10 s per trial on a shared 2-core CPU.
+        "smoke": dict(_common, epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8, n_blocks=1,
+                      d_width=8, d_layers=2),
+        # 5 losses x 3 seeds in ~12 min on 2 idle cores.
+        "quick": dict(_common, epochs=8, batch_size=8, image_size=32, n_train=256, n_val=64, g_width=16, n_blocks=3,
+                      d_width=16, d_layers=2),
+        # The paper: horse2zebra (--dataset horse2zebra), batch 1, 286 -> random 256 crop +
+        # flips, 9 blocks, 70x70 PatchGAN, 100 + 100 epochs.
+        "full": dict(_common, epochs=200, batch_size=1, image_size=256, n_train=None, n_val=None, g_width=64,
+                     n_blocks=9, d_width=64, d_layers=3, augment=True, load_size=286),
+    }
+
+    # ------------------------------------------------------------------ data
+    def load_data(self) -> None:
+        from cvloss.data.registry import load_dataset
+
+        p = self.params
+        size = p["image_size"]
+        load_size = p.get("load_size") or size
+        if load_size < size:
+            raise ValueError(f"load_size ({load_size}) must be >= image_size ({size})")
+        train = load_dataset(self.dataset, "train", data_dir=self.data_dir, size=load_size, limit=p["n_train"],
+                             task="translate")
+        val = load_dataset(self.dataset, "val", data_dir=self.data_dir, size=size, limit=p["n_val"], task="translate")
+        self.domains, self.real_name, self.paired = train.domains, train.real, bool(val.paired)
+        # Decode once: uint8 -> float [-1, 1] on the device, reused every epoch.
+        to = lambda t: t.to(self.device, torch.float32).div_(127.5).sub_(1)  # noqa: E731
+        self.train_a, self.train_b = to(train.a), to(train.b)
+        self.val_a, self.val_b = to(val.a), to(val.b)
+        self.metrics = dict(TranslateTask.metrics)
+        if not self.paired:
+            for k in ("paired_ssim", "paired_psnr", "paired_l1"):
+                self.metrics.pop(k)
+        self._inception = None
+        self.fid_note = "off (--set fid=false)"
+        if p.get("fid", True):
+            from cvloss.metrics.fid import InceptionFeatures, inception_status
+
+            path, why = inception_status()
+            if path is None:
+                self.fid_note = f"n/a: {why}"
+            else:
+                self._inception = InceptionFeatures(path).to(self.device)
+                self.fid_note = f"torchvision Inception-v3 IMAGENET1K_V1 ({path.name})"
+        self._real_b_feats = None
+        self._init_state()
+
+    def describe_data(self) -> str:
+        real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
+        pairs = "hidden pairs in val" if self.paired else "unpaired val"
+        a, b = self.domains
+        return (f"{self.dataset}{real}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
+                f"{len(self.val_a)} / {len(self.val_b)} val ({pairs}), {self.train_a.shape[-1]} px; FID/KID: {self.fid_note}")
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> nn.Module:
+        from cvloss.models.cyclegan import CycleGAN
+
+        p = self.params
+        if p["image_size"] % (2 ** p["n_down"]):
+            raise ValueError(f"image_size {p['image_size']} must be divisible by 2**n_down = {2 ** p['n_down']}")
+        return CycleGAN(p["g_width"], p["n_blocks"], p["n_down"], p["d_width"], p["d_layers"]).to(self.device)
+
+    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.params["beta1"], 0.999)
+        return {"g": torch.optim.Adam(model.generator_parameters(), lr=self.params["lr"], betas=betas),
+                "d": torch.optim.Adam(model.discriminator_parameters(), lr=self.params["lr"], betas=betas)}
+
+    def _init_state(self) -> None:
+        """Task state that a resume restores: step counter, pools, the task's generators."""
+        self._step = 0
+        self._last_g = torch.zeros((), device=self.device)
+        self._pool_a, self._pool_b = ImagePool(self.params["pool_size"]), ImagePool(self.params["pool_size"])
+        # Fixed seeds: the trainer's per-seed fairness comes from the model init and the
+        # batches; these streams are the same for every loss (and exact after resume).
+        self._pool_gen = torch.Generator().manual_seed(0x5EED)
+        self._gp_gen = torch.Generator(device=self.device).manual_seed(0x6F)
+        self._routes: dict[int, _Route] = {}
+
+    def state_dict(self) -> dict:
+        return {"step": self._step, "last_g": self._last_g.cpu(), "pool_a": self._pool_a.state_dict(),
+                "pool_b": self._pool_b.state_dict(), "pool_gen": self._pool_gen.get_state(),
+                "gp_gen": self._gp_gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self._step = int(state["step"])
+        self._last_g = state["last_g"].to(self.device)
+        self._pool_a.load_state_dict(state["pool_a"], self.device)
+        self._pool_b.load_state_dict(state["pool_b"], self.device)
+        self._pool_gen.set_state(state["pool_gen"])
+        self._gp_gen.set_state(state["gp_gen"])
+
+    # ------------------------------------------------------------------ training
+    def num_batches(self) -> int:
+        return max(1, max(len(self.train_a), len(self.train_b)) // self.params["batch_size"])
+
+    def _order(self, n: int, total: int, generator: torch.Generator) -> torch.Tensor:
+        """``total`` indices: concatenated random permutations of ``range(n)``."""
+        reps = math.ceil(total / n)
+        return torch.cat([torch.randperm(n, generator=generator) for _ in range(reps)])[:total]
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random ``image_size`` crop (when loaded larger) and horizontal flip, per image."""
+        n, size = x.shape[0], self.params["image_size"]
+        full = x.shape[-1]
+        offs = torch.randint(full - size + 1, (n, 2), generator=generator).tolist()
+        flips = (torch.rand(n, generator=generator) < 0.5).tolist()
+        out = torch.stack([x[i, :, oy : oy + size, ox : ox + size] for i, (oy, ox) in enumerate(offs)])
+        flip_mask = torch.tensor(flips, device=x.device)[:, None, None, None]
+        return torch.where(flip_mask, out.flip(-1), out)
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        """``(a, b)`` batches in [-1, 1]: A and B shuffled independently (unpaired), last
+        partial batch dropped; crops and flips (``augment``) drawn from ``generator``."""
+        bs, nb = self.params["batch_size"], self.num_batches()
+        ia = self._order(len(self.train_a), nb * bs, generator)
+        ib = self._order(len(self.train_b), nb * bs, generator)
+        augment = self.params.get("augment", False)
+        size = self.params["image_size"]
+        for k in range(nb):
+            a = self.train_a[ia[k * bs : (k + 1) * bs].to(self.device)]
+            b = self.train_b[ib[k * bs : (k + 1) * bs].to(self.device)]
+            if augment or a.shape[-1] != size:
+                a, b = self._augment(a, generator), self._augment(b, generator)
+            yield a, b
+
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of the base learning rate in 0-based ``epoch``: 1 for the first
+        ⌈E/2⌉ epochs, then linear towards 0 (CycleGAN's schedule)."""
+        e_total = self.params["epochs"]
+        n_decay = e_total // 2
+        n_const = e_total - n_decay
+        return 1.0 - max(0, epoch + 1 - n_const) / (n_decay + 1)
+
+    def _route(self, loss: nn.Module) -> _Route:
+        route = self._routes.get(id(loss))
+        if route is None:
+            route = self._routes[id(loss)] = _Route(loss)
+            if route.adv is not None and hasattr(route.adv[1], "generator"):
+                # WGAN-GP's ε from the task's generator (in state_dict), not the global RNG.
+                route.adv[1].generator = self._gp_gen
+        return route
+
+    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
+        a, b = batch
+        route = self._route(loss)
+        lr = self.params["lr"] * self.lr_factor(self._step // self.num_batches())
+        for opt in optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+        adv = route.adv
+        n_critic = adv[1].n_critic if adv else 1
+        g_step = self._step % n_critic == 0
+        self._step += 1
+
+        if g_step:
+            d_params = model.discriminator_parameters()
+            for p in d_params:  # D gets no gradient from the G step (saves its backward)
+                p.requires_grad_(False)
+            fake_b, fake_a = model.g_ab(a), model.g_ba(b)
+            parts = []
+            if adv:
+                w, obj = adv
+                parts.append(w * (obj.g_loss(model.d_b(fake_b)) + obj.g_loss(model.d_a(fake_a))))
+            if route.cycle or route.image:
+                rec_a, rec_b = model.g_ba(fake_b), model.g_ab(fake_a)
+                parts += [w * (t(rec_a, a) + t(rec_b, b)) for w, t in route.cycle]
+                parts += [w * (t(_to01(rec_a), _to01(a)) + t(_to01(rec_b), _to01(b))) for w, t in route.image]
+            if route.identity:
+                idt_b, idt_a = model.g_ab(b), model.g_ba(a)
+                parts += [w * (t(idt_b, b) + t(idt_a, a)) for w, t in route.identity]
+            g_total = torch.stack([p.float() for p in parts]).sum()
+            optimizers["g"].zero_grad(set_to_none=True)
+            g_total.backward()
+            optimizers["g"].step()
+            for p in d_params:
+                p.requires_grad_(True)
+            self._last_g = g_total.detach()
+            fake_b, fake_a = fake_b.detach(), fake_a.detach()
+        elif adv:
+            with torch.no_grad():
+                fake_b, fake_a = model.g_ab(a), model.g_ba(b)
+
+        d_total = torch.zeros((), device=a.device)
+        if adv:
+            w, obj = adv
+            pool_b = self._pool_b.query(fake_b, self._pool_gen)
+            pool_a = self._pool_a.query(fake_a, self._pool_gen)
+            d_total = (obj.d_loss(model.d_b(b), model.d_b(pool_b)) + obj.penalty(model.d_b, b, pool_b)
+                       + obj.d_loss(model.d_a(a), model.d_a(pool_a)) + obj.penalty(model.d_a, a, pool_a))
+            optimizers["d"].zero_grad(set_to_none=True)
+            d_total.backward()
+            optimizers["d"].step()
+            obj.clip_weights(model.d_a)
+            obj.clip_weights(model.d_b)
+            d_total = d_total.detach()
+        # "loss" is G's objective (of the latest G step); adding 0·L_D makes a NaN/Inf in
+        # the discriminator non-finite here too (0·inf = nan), so the trainer flags it.
+        return {"loss": self._last_g + 0.0 * d_total, "d_loss": d_total}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def _translate(self, model: nn.Module, x: torch.Tensor, direction: str = "ab") -> torch.Tensor:
+        """Apply G (``ab``) or F (``ba``) in eval mode, in batches; [-1, 1] in and out."""
+        net = model.g_ab if direction == "ab" else model.g_ba
+        was = model.training
+        model.eval()
+        bs = max(self.params["batch_size"], 32)
+        out = torch.cat([net(x[i : i + bs]) for i in range(0, len(x), bs)])
+        model.train(was)
+        return out
+
+    def _fid_kid(self, fake_b01: torch.Tensor) -> tuple[float, float]:
+        if self._inception is None:
+            return math.nan, math.nan
+        from cvloss.metrics.fid import fid_from_features, kid_from_features
+
+        if self._real_b_feats is None:
+            self._real_b_feats = self._inception(_to01(self.val_b))
+        fake = self._inception(fake_b01)
+        return fid_from_features(self._real_b_feats, fake), kid_from_features(self._real_b_feats, fake)[0]
+
+    def _paired(self, pred01: torch.Tensor, truth01: torch.Tensor) -> dict[str, float]:
+        from cvloss.losses.ssim import ssim
+        from cvloss.metrics.fid import psnr
+
+        size = pred01.shape[-1]
+        window = min(11, size - (1 - size % 2))  # the paper's 11x11 window, smaller for tiny images
+        return {
+            "paired_ssim": float(ssim(pred01, truth01, data_range=1.0, window_size=window).mean()),
+            "paired_psnr": float(psnr(pred01, truth01).clamp(max=100).mean()),
+            "paired_l1": float((pred01 - truth01).abs().mean()),
+        }
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        fake_b = self._translate(model, self.val_a, "ab")
+        rec_a = self._translate(model, fake_b, "ba")
+        rec_b = self._translate(model, self._translate(model, self.val_b, "ba"), "ab")
+        out: dict[str, float] = {}
+        fake01 = _to01(fake_b).clamp(0, 1)
+        if self.paired:
+            out.update(self._paired(fake01, _to01(self.val_b)))
+        # Differences of [-1, 1] images halved = differences in [0, 1].
+        out["cycle_l1"] = float(0.5 * ((rec_a - self.val_a).abs().mean() + (rec_b - self.val_b).abs().mean()) / 2)
+        out["fid"], out["kid"] = self._fid_kid(fake01)
+        return {k: out[k] for k in self.metrics if k in out}
+
+    def reference_metrics(self) -> dict[str, dict[str, float]]:
+        """``identity (B = A)``: the metrics of G(a) = a (the input returned unchanged)."""
+        a01 = _to01(self.val_a)
+        ref: dict[str, float] = {"cycle_l1": 0.0}
+        if self.paired:
+            ref.update(self._paired(a01, _to01(self.val_b)))
+        ref["fid"], ref["kid"] = self._fid_kid(a01)
+        return {"identity (B = A)": {k: ref[k] for k in self.metrics if k in ref}}
+
+    def diversity(self, model: nn.Module) -> tuple[float, float]:
+        """(per-pixel std across G's validation outputs, the same for the real val B), in
+        [0, 1] units, each averaged over pixels and channels."""
+        fake = _to01(self._translate(model, self.val_a, "ab"))
+        return float(fake.std(0).mean()), float(_to01(self.val_b).std(0).mean())
+
+    def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
+        if len(self.val_a) < 2:
+            return None
+        d, ref = self.diversity(model)
+        if d < COLLAPSE_RATIO * ref:
+            return (f"G's outputs are all alike: per-pixel std across {len(self.val_a)} validation outputs "
+                    f"{d:.4f} < {COLLAPSE_RATIO:g} x that of real B images ({ref:.4f})")
+        return None
+
+    def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """The first K validation A images: ``input`` a, ``truth`` the hidden true b (for
+        unpaired data: the first K validation B images, a domain reference, not pairs),
+        ``pred`` G(a), ``recon`` F(G(a))."""
+        a = self.val_a[:N_SAMPLES]
+        fake = self._translate(model, a, "ab")
+        rec = self._translate(model, fake, "ba")
+        return {"input": _uint8(_to01(a)), "truth": _uint8(_to01(self.val_b[:N_SAMPLES])),
+                "pred": _uint8(_to01(fake)), "recon": _uint8(_to01(rec))}

@@ -1,0 +1,97 @@
+"""FID, KID and PSNR against hand / NumPy / SciPy computations on small feature sets."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from cvloss.metrics.fid import (feature_stats, fid_from_features, frechet_distance, inception_status,
+                                kid_from_features, mmd2_unbiased, polynomial_kernel, psnr)
+
+
+def _fid_scipy(x: np.ndarray, y: np.ndarray) -> float:
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6))
+    y = rng.normal(size=(40, 6)) @ rng.normal(size=(6, 6)) * 0.7 + 0.3
+    assert fid_from_features(x, y) == pytest.approx(_fid_scipy(x, y), rel=1e-8)
+    assert fid_from_features(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(_fid_scipy(x, y), rel=1e-8)
+
+
+def test_frechet_distance_by_hand():
+    # 1-D: (mu1 - mu2)^2 + s1 + s2 - 2 sqrt(s1 s2) = (mu1 - mu2)^2 + (sqrt s1 - sqrt s2)^2
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == pytest.approx(4 + 1)
+    # Diagonal covariances: the sum of the 1-D distances.
+    d = frechet_distance(np.zeros(2), np.diag([1.0, 4.0]), np.ones(2), np.diag([4.0, 16.0]))
+    assert d == pytest.approx(2 + 1 + 4)
+    # Identical sets: 0 (up to round-off), and symmetric.
+    x = np.random.default_rng(1).normal(size=(30, 5))
+    assert abs(fid_from_features(x, x)) < 1e-8
+    y = x[::-1] * 2
+    assert fid_from_features(x, y) == pytest.approx(fid_from_features(y, x), rel=1e-9)
+
+
+def test_feature_stats_are_mean_and_unbiased_covariance():
+    x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 4.0]])
+    mu, sigma = feature_stats(x)
+    assert np.allclose(mu, [2.0, 2.0])
+    assert np.allclose(sigma, [[4.0, 3.0], [3.0, 3.0]])  # ddof = 1
+    with pytest.raises(ValueError, match="n >= 2"):
+        feature_stats(x[:1])
+
+
+def _mmd_loops(x: np.ndarray, y: np.ndarray) -> float:
+    d = x.shape[1]
+    k = lambda u, v: (u @ v / d + 1) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    kxx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    kyy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    kxy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return kxx + kyy - 2 * kxy
+
+
+def test_kid_unbiased_estimator_matches_loops():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(7, 4)), rng.normal(size=(9, 4)) + 0.5
+    assert mmd2_unbiased(x, y) == pytest.approx(_mmd_loops(x, y), rel=1e-10)
+    assert polynomial_kernel(x[:1], y[:1])[0, 0] == pytest.approx((x[0] @ y[0] / 4 + 1) ** 3)
+    # The whole sets as the single subset when both fit: mean = the estimator, std 0.
+    y7 = y[:7]
+    assert kid_from_features(x, y7) == (pytest.approx(_mmd_loops(x, y7), rel=1e-10), 0.0)
+
+
+def test_kid_subsets_are_deterministic_and_near_zero_for_one_distribution():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(200, 8)), rng.normal(size=(150, 8))
+    a = kid_from_features(x, y, n_subsets=20, subset_size=50, seed=0)
+    assert a == kid_from_features(x, y, n_subsets=20, subset_size=50, seed=0) and a[1] > 0
+    shifted = kid_from_features(x, y + 1.0, n_subsets=20, subset_size=50)
+    assert abs(a[0]) < 0.05 < shifted[0]  # same distribution ~ 0 (unbiased), a shift is seen
+    # Subsets are drawn without replacement: a 1-subset of full size reproduces the whole-set value.
+    assert kid_from_features(x[:50], y[:50], n_subsets=1, subset_size=50)[0] == pytest.approx(mmd2_unbiased(x[:50], y[:50]))
+
+
+def test_psnr_by_hand():
+    a = torch.zeros(2, 3, 4, 4)
+    b = a.clone()
+    b[0] += 0.1  # MSE 0.01 -> 20 dB
+    b[1, 0, 0, 0] = 1.0  # MSE 1/48 -> 10 log10(48)
+    out = psnr(b, a)
+    assert out[0].item() == pytest.approx(20.0) and out[1].item() == pytest.approx(10 * math.log10(48))
+    assert math.isinf(psnr(a, a)[0].item())
+
+
+def test_inception_status_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path, why = inception_status()
+    assert path is None and "not in the torch hub cache" in why and str(tmp_path) in why
+    assert not any(tmp_path.iterdir())  # nothing fetched

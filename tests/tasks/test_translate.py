@@ -1,0 +1,219 @@
+"""Task ``translate`` (CycleGAN): image pool, loss routing (adversarial / cycle / identity,
+n_critic, clipping, no D for ``cycle`` alone), RNG hygiene, LR schedule, metrics against
+hand computations, collapse rule, exact resume, and ``cvloss compare`` end to end."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cvloss.cli import app
+from cvloss.losses import build_loss
+from cvloss.run.config import TrialConfig
+from cvloss.run.trainer import run_trial
+from cvloss.tasks.translate import ImagePool, TranslateTask
+
+TINY = {"n_train": 16, "n_val": 8, "epochs": 2, "batch_size": 4, "g_width": 4, "d_width": 4, "n_blocks": 1}
+
+
+@pytest.fixture(scope="module")
+def task():
+    t = TranslateTask("synth-stripes", TranslateTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t.load_data()
+    return t
+
+
+def _fresh(task, seed=0):
+    task._init_state()
+    torch.manual_seed(seed)
+    model = task.build_model()
+    return model, task.build_optimizers(model)
+
+
+def _params(module):
+    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
+
+def _batches(task, seed=0):
+    return list(task.train_batches(torch.Generator().manual_seed(seed)))
+
+
+# ------------------------------------------------------------------ image pool
+def test_image_pool_fills_then_swaps_half_and_restores_exactly():
+    pool, gen = ImagePool(4), torch.Generator().manual_seed(0)
+    first = torch.arange(3.0).view(3, 1, 1, 1)
+    assert torch.equal(pool.query(first, gen), first) and pool.count == 3  # room: stored and returned
+    out = pool.query(torch.full((1, 1, 1, 1), 9.0), gen)
+    assert out.item() == 9.0 and pool.count == 4
+    state = pool.state_dict() | {"images": pool.images.clone()}
+    gen_state = gen.get_state()
+    new = torch.arange(100.0, 400.0).view(300, 1, 1, 1)
+    out = pool.query(new, gen)
+    swapped = (out != new).flatten()
+    assert 0.4 < swapped.float().mean() < 0.6  # probability 1/2
+    # A returned old image is one that was stored before it (pool or earlier in the batch).
+    assert set(out[swapped].flatten().tolist()) <= set(range(3)) | {9.0} | set(new.flatten().tolist())
+    # Restoring pool + generator reproduces the same answers (exact resume).
+    pool2, gen2 = ImagePool(4), torch.Generator()
+    pool2.load_state_dict(state, torch.device("cpu"))
+    gen2.set_state(gen_state)
+    assert torch.equal(pool2.query(new, gen2), out)
+    assert torch.equal(ImagePool(0).query(new, gen), new)  # size 0: no pool
+
+
+# ------------------------------------------------------------------ routing and steps
+def test_cycle_alone_never_trains_or_runs_the_discriminators(task):
+    model, opts = _fresh(task)
+    d0, g0 = _params(model.d_a), _params(model.g_ab)
+    calls = []
+    model.d_a.register_forward_hook(lambda *a: calls.append(1))
+    out = task.train_step(model, build_loss("cycle", task="translate"), opts, _batches(task)[0])
+    assert torch.equal(_params(model.d_a), d0) and not torch.equal(_params(model.g_ab), g0)
+    assert not calls and out["d_loss"].item() == 0.0 and torch.isfinite(out["loss"])
+
+
+def test_gan_alone_trains_both_and_cyclegan_loss_is_the_sum_of_its_terms(task):
+    model, opts = _fresh(task)
+    d0 = _params(model.d_b)
+    task.train_step(model, build_loss("2*lsgan", task="translate"), opts, _batches(task)[0])
+    assert not torch.equal(_params(model.d_b), d0)
+    # The G objective of 2*lsgan+cycle+identity, recomputed by hand from the same weights.
+    model, opts = _fresh(task)
+    a, b = _batches(task)[0]
+    with torch.no_grad():
+        fb, fa = model.g_ab(a), model.g_ba(b)
+        ls = lambda d: 0.5 * (d - 1).pow(2).mean()  # noqa: E731  (Mao's 1/2, c = 1)
+        adv = 2 * (ls(model.d_b(fb)) + ls(model.d_a(fa)))
+        cyc = 10 * ((model.g_ba(fb) - a).abs().mean() + (model.g_ab(fa) - b).abs().mean())
+        idt = 5 * ((model.g_ab(b) - b).abs().mean() + (model.g_ba(a) - a).abs().mean())
+    out = task.train_step(model, build_loss("2*lsgan+cycle+identity", task="translate"), opts, (a, b))
+    assert out["loss"].item() == pytest.approx((adv + cyc + idt).item(), rel=1e-5)
+
+
+def test_wgan_n_critic_and_clipping(task):
+    model, opts = _fresh(task)
+    loss = build_loss("wgan(n_critic=3)+cycle", task="translate")
+    batches = _batches(task)
+    g_before = [_params(model.g_ab)]
+    for batch in batches[:4]:
+        task.train_step(model, loss, opts, batch)
+        g_before.append(_params(model.g_ab))
+    changed = [not torch.equal(x, y) for x, y in zip(g_before, g_before[1:])]
+    assert changed == [True, False, False, True]  # G steps on batches 0 and 3 only
+    assert max(p.abs().max().item() for p in model.discriminator_parameters()) <= 0.01 + 1e-7
+
+
+def test_gradient_penalty_uses_task_generator_not_global_rng(task):
+    model, opts = _fresh(task)
+    loss = build_loss("wgan_gp+cycle+identity", task="translate")
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    for batch in _batches(task)[:2]:
+        out = task.train_step(model, loss, opts, batch)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert out["d_loss"].item() != 0.0 and loss.adversarial[1].generator is task._gp_gen
+
+
+def test_discriminator_divergence_makes_the_reported_loss_non_finite(task, monkeypatch):
+    model, opts = _fresh(task)
+    loss = build_loss("ns+cycle", task="translate")
+    obj = loss.adversarial[1]
+    monkeypatch.setattr(obj, "d_loss", lambda r, f: (r.mean() + f.mean()) * float("inf"))
+    out = task.train_step(model, loss, opts, _batches(task)[0])
+    assert not torch.isfinite(out["loss"])
+
+
+def test_unroutable_spec_is_refused(task):
+    model, opts = _fresh(task)
+    with pytest.raises(ValueError, match="at most one adversarial"):
+        task.train_step(model, build_loss("lsgan+ns", task="translate"), opts, _batches(task)[0])
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero(task):
+    t = TranslateTask("synth-stripes", task.params | {"epochs": 4}, torch.device("cpu"))
+    assert [t.lr_factor(e) for e in range(4)] == pytest.approx([1, 1, 2 / 3, 1 / 3])
+    t.params = t.params | {"epochs": 200}
+    assert t.lr_factor(99) == 1 and t.lr_factor(100) == pytest.approx(1 - 1 / 101) and t.lr_factor(199) == pytest.approx(1 / 101)
+
+
+def test_batches_are_unpaired_and_come_from_the_generator(task):
+    b1, b2 = _batches(task, 5), _batches(task, 5)
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(b1, b2))
+    assert len(b1) == task.num_batches() == 4 and b1[0][0].shape == (4, 3, 32, 32)
+    assert b1[0][0].min() >= -1 and b1[0][0].max() <= 1
+    assert not torch.equal(_batches(task, 6)[0][0], b1[0][0])
+
+
+# ------------------------------------------------------------------ metrics
+def test_identity_reference_metrics_by_hand(task):
+    ref = task.reference_metrics()["identity (B = A)"]
+    a = task.val_a.numpy().astype(np.float64) / 2 + 0.5
+    b = task.val_b.numpy().astype(np.float64) / 2 + 0.5
+    assert ref["paired_l1"] == pytest.approx(np.abs(a - b).mean(), rel=1e-5)
+    mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
+    assert ref["paired_psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-5)
+    from skimage.metrics import structural_similarity
+
+    ssim = [structural_similarity(x, y, channel_axis=0, data_range=1, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False) for x, y in zip(a, b)]
+    assert ref["paired_ssim"] == pytest.approx(np.mean(ssim), abs=1e-4)
+    assert ref["cycle_l1"] == 0.0 and np.isnan(ref["fid"])  # no Inception weights offline
+
+
+def test_evaluate_and_collapse_rule(task):
+    model, _ = _fresh(task)
+    m = task.evaluate(model)
+    assert list(m) == list(TranslateTask.metrics) and 0 <= m["paired_l1"] <= 1 and m["cycle_l1"] > 0
+    assert task.collapse_reason(model, m) is None  # an untrained G still varies with its input
+
+    class Const(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros_like(x) + 0.3
+
+    model.g_ab = Const()
+    reason = task.collapse_reason(model, m)
+    assert reason and "all alike" in reason
+    rows = task.sample_rows(model)
+    assert set(rows) == {"input", "truth", "pred", "recon"} and rows["pred"].shape == (4, 32, 32, 3)
+    assert rows["pred"].dtype == np.uint8 and (rows["pred"] == round(0.65 * 255)).all()
+
+
+# ------------------------------------------------------------------ runner integration
+def test_resume_is_exact_with_pool_and_optimisers(tmp_path):
+    base = dict(task="translate", loss="2*lsgan+cycle+identity", dataset="synth-stripes", overrides=TINY)
+    full = run_trial(TrialConfig(out=str(tmp_path / "full"), **base))
+    crashed = TrialConfig(out=str(tmp_path / "crash"), **base)
+    assert run_trial(crashed, stop_after_epoch=1)["status"] == "interrupted"
+    state = torch.load(crashed.trial_dir / "checkpoint.pt", weights_only=False)
+    assert state["task"]["pool_b"]["count"] == 16 and set(state["optimizers"]) == {"g", "d"}
+    resumed = run_trial(crashed)
+    assert resumed["metrics"] == full["metrics"] and resumed["status"] == "done"
+
+
+def test_compare_smoke_writes_every_output(tmp_path):
+    sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    result = CliRunner().invoke(app, ["compare", "--task", "translate", "--losses", "2*lsgan+cycle+identity,cycle",
+                                      "--budget", "smoke", "--seeds", "1", "--out", str(tmp_path), "--quiet", *sets])
+    assert result.exit_code == 0, result.output
+    group = next((tmp_path / "translate" / "synth-stripes").iterdir())
+    trial = group / "cycle" / "seed0"
+    assert {"trial.json", "metrics.csv", "checkpoint.pt", "samples.png", "samples.npz", "summary.json"} <= {
+        p.name for p in trial.iterdir()}
+    summary = json.loads((trial / "summary.json").read_text())
+    assert summary["status"] == "done" and 0 <= summary["metrics"]["paired_ssim"] <= 1
+    assert "identity (B = A)" in summary["reference"]
+    info = json.loads((trial / "trial.json").read_text())
+    assert "FID/KID: n/a" in info["data"]  # why the FID column is empty
+    with np.load(trial / "samples.npz") as z:
+        assert set(z.files) == {"input", "truth", "pred", "recon"}
+    assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["1", "2"]
+    cmp_dir = next(group.glob("compare--*"))
+    assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
+        p.name for p in cmp_dir.iterdir()}
+    rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
+    assert {r["loss"] for r in rows} == {"2*lsgan+cycle+identity", "cycle", "identity (B = A)"}
+    assert "paired_ssim" in result.output and "n/a" in result.output
