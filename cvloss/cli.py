@@ -185,6 +185,18 @@ def datasets_verify(
 # ---------------------------------------------------------------- train / compare / report
 _DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps."
 _SET_HELP = "Override a budget setting, e.g. --set epochs=5 (repeatable); becomes part of the results path."
+_THREADS_HELP = ("CPU threads for torch (default: torch's choice). Use 1 per process when several runs share "
+                 "a small CPU: oversubscribed threads spin and can be 10x slower.")
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        fail(f"--threads must be >= 1; got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _base_config(task: str, dataset: Optional[str], budget: str, device: str, out: str, data_dir: Optional[str],
@@ -233,8 +245,10 @@ def train(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Datasets folder (default $CVLOSS_DATA, then the user cache)."),
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
 ) -> None:
     """Train one model under one loss and write its results folder."""
+    _set_threads(threads)
     from dataclasses import replace
 
     from cvloss.run.compare import canonical_specs
@@ -272,8 +286,10 @@ def compare(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Datasets folder (default $CVLOSS_DATA, then the user cache)."),
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
+    _set_threads(threads)
     from cvloss.report.console import print_table
     from cvloss.report.tables import comparison_rows
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
