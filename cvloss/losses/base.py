@@ -15,6 +15,10 @@ Input kinds (``Loss.kind``) and what ``forward`` takes:
   ``g_loss(fake_out)`` and ``penalty(critic, real, fake)`` on logits / critic outputs.
 * ``"cycle"`` -- ``loss(reconstruction, original)`` on images; the task decides which
   pair each term sees (cycle: F(G(x)) vs x; identity: G(y) vs y).
+* ``"logits"`` -- ``loss(class_logits, labels)``: (N, C) classifier scores over training
+  identities, (N,) int64 (the softmax baseline of ``embed``).
+* ``"triplets"`` -- ``loss(anchor, positive, negative)``: three (B, D) embeddings of
+  triplets sampled offline (FaceNet's baseline).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-KINDS = ("seg", "image", "metric", "adversarial", "cycle")
+KINDS = ("seg", "image", "metric", "adversarial", "cycle", "logits", "triplets")
 
 
 def _shape(t: torch.Tensor) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Iterator, Literal
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Sampler
 
 from cvloss.losses.base import Loss, check_embeddings
@@ -33,7 +34,9 @@ from cvloss.losses.registry import register_loss
 
 __all__ = [
     "ContrastiveLoss",
+    "OfflineTripletLoss",
     "OfflineTripletSampler",
+    "SoftmaxLoss",
     "TripletLoss",
     "batch_all_triplet_loss",
     "batch_hard_triplet_loss",
@@ -470,3 +473,58 @@ class TripletLoss(Loss):
         if self.mining == "batch_hard":
             return batch_hard_triplet_loss(embeddings, labels, self.margin, self.squared)
         return semi_hard_triplet_loss(embeddings, labels, self.margin, self.squared)
+
+
+@register_loss("softmax", family="metric learning", tasks=("embed",),
+               paper="softmax classification baseline (e.g. Taigman et al. 2014, DeepFace)")
+class SoftmaxLoss(Loss):
+    """Softmax baseline: cross-entropy −log softmax(W f(x) + b)_y over training identities.
+
+    Input: ``logits`` ``(N, C)`` float from a linear classifier on the un-normalised
+    embedding f(x) (C = training identities), ``labels`` ``(N,)`` int64 in [0, C). The
+    embedding used for verification is the layer before the classifier, f(x)/‖f(x)‖₂
+    (the classic "softmax features" baseline of FaceNet-era face recognition, e.g.
+    DeepFace / DeepID). ``label_smoothing`` ε ∈ [0, 1) mixes the one-hot target with the
+    uniform distribution (0 = plain cross-entropy). Returns a scalar ≥ 0 (mean over N).
+    Kind ``logits``: the ``embed`` task routes it to the classifier's output.
+    """
+
+    kind = "logits"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1); got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_embeddings(logits, labels)  # same shapes: (N, C) float, (N,) int64
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+
+@register_loss("triplet_offline", family="metric learning", tasks=("embed",),
+               paper="Schroff, Kalenichenko & Philbin 2015 (FaceNet), random offline triplets")
+class OfflineTripletLoss(Loss):
+    """FaceNet's offline baseline: the triplet hinge on random triplets, no mining.
+
+    ℓ_i = max(‖f(a_i) − f(p_i)‖² − ‖f(a_i) − f(n_i)‖² + α, 0), mean over the B triplets
+    (Schroff et al. 2015, Eq. 1; α = ``margin`` = 0.2; non-squared distances with
+    ``squared=false``). Input: ``anchor``, ``positive``, ``negative`` ``(B, D)``
+    L2-normalised embeddings of random triplets (anchor uniform over the training
+    images, positive uniform over the anchor's other images, negative uniform over the
+    other identities' images: :class:`~cvloss.losses.metric.OfflineTripletSampler`).
+    Kind ``triplets``: the ``embed`` task feeds it ⌊P·K/3⌋ such triplets per step.
+    """
+
+    kind = "triplets"
+
+    def __init__(self, margin: float = 0.2, squared: bool = True) -> None:
+        super().__init__()
+        if not margin > 0:
+            raise ValueError(f"margin must be > 0; got {margin}")
+        self.margin = float(margin)
+        self.squared = bool(squared)
+
+    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        return triplet_margin_loss(anchor, positive, negative, self.margin, self.squared)

@@ -190,7 +190,9 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
     np.savez_compressed(out_dir / "samples.npz", **rows)
     from cvloss.tasks.base import save_grid
 
-    save_grid(rows, out_dir / "samples.png", titles={"pred": cfg.loss})
+    # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
+    images = {k: v for k, v in rows.items() if v.ndim == 4 and v.shape[-1] == 3 and v.dtype == np.uint8}
+    save_grid(images, out_dir / "samples.png", titles={"pred": cfg.loss})
     final = history[-1] if history else {}
     metrics = {k: final[k] for k in task.metrics if k in final}
     collapse = task.collapse_reason(model, metrics)

@@ -12,7 +12,7 @@ from cvloss.losses import build_loss, list_losses
 EXPECTED = {
     "mse", "l1", "charbonnier", "ce", "bce", "wce", "dice", "focal", "ssim",
     "perceptual", "content", "style", "texture", "tv", "topo", "cldice",
-    "contrastive", "triplet",
+    "contrastive", "triplet", "triplet_offline", "softmax",
     "minimax", "ns", "lsgan", "wgan", "wgan_gp", "hinge",
     "cycle", "identity",
 }  # fmt: skip
@@ -62,6 +62,15 @@ def _forward_value(loss: nn.Module, kind: str, gen: torch.Generator, autocast: b
         labels = torch.arange(4).repeat_interleave(3)
         with ctx:
             return loss(emb, labels), [emb]
+    if kind == "logits":
+        logits = torch.randn(6, 4, generator=gen, requires_grad=True)
+        labels = torch.tensor([0, 1, 2, 3, 0, 1])
+        with ctx:
+            return loss(logits, labels), [logits]
+    if kind == "triplets":
+        a, p, n = (torch.nn.functional.normalize(torch.randn(5, 8, generator=gen), dim=1).requires_grad_() for _ in range(3))
+        with ctx:
+            return loss(a, p, n), [a, p, n]
     if kind == "adversarial":
         real_out = torch.randn(4, 1, generator=gen, requires_grad=True)
         fake_out = torch.randn(4, 1, generator=gen, requires_grad=True)

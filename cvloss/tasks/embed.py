@@ -1,0 +1,377 @@
+"""Task ``embed``: a small CNN embedding trained for face verification.
+
+Data: ``synth-ids`` (default, embedded stand-in for LFW) or ``lfw`` (downloaded). The
+train and val identities are disjoint; val carries 10-fold verification pairs.
+
+Training batches come from a **P×K sampler**: each step draws P identities (an epoch
+visits every identity with ≥ 2 images once, in an order drawn from the batch generator)
+and K images of each (without replacement when the identity has ≥ K images, otherwise
+cycling through its shuffled images), each flipped horizontally with probability ½.
+K = 1 is refused (no positive pair for any metric loss).
+
+How a loss is applied, by the ``kind`` of each term of the spec:
+
+* ``metric`` (``contrastive``, ``triplet(mining=all|batch_hard|semi_hard)``):
+  ``loss(e, y)`` on the P·K L2-normalised embeddings e = f(x)/‖f(x)‖₂ and identity ids y.
+* ``triplets`` (:class:`OfflineTripletLoss`, registered as ``triplet_offline``): FaceNet's
+  offline baseline. Each step also carries ⌊P·K/3⌋ random (anchor, positive, negative)
+  image triplets drawn by the library's :class:`~cvloss.losses.metric.OfflineTripletSampler`
+  (seeded from the batch generator, so fair and resume-exact) -- the same number of images
+  per step as the P×K batch, with no mining; the loss is FaceNet's hinge on them.
+* ``logits`` (:class:`SoftmaxLoss`, registered as ``softmax``): the softmax baseline,
+  cross-entropy over the training identities of a linear classifier on the
+  un-normalised embedding f(x); verification then uses f(x)/‖f(x)‖₂, the layer before
+  the classifier. The classifier exists in every model (so all losses share the
+  backbone's initial weights) and is simply unused by the other losses.
+
+``softmax`` and ``triplet_offline`` live in :mod:`cvloss.losses.metric` with the other
+metric-learning losses (kinds ``logits`` and ``triplets``: only this task can feed them).
+
+Metrics (see :mod:`cvloss.metrics.verification`), on the cosine similarity of the val
+pairs: 10-fold verification accuracy (threshold chosen on nine folds, applied to the
+tenth), ROC AUC, TAR at FAR = 1e-2 and 1e-3 (highest TAR with FAR ≤ target, no
+interpolation). The untrained network is evaluated too (``evaluate_at_init``).
+
+Collapse: a trial is reported as collapsed when the root-mean-square pairwise Euclidean
+distance of its unit-norm val embeddings is below ``collapse_tol`` (default 0.05), i.e.
+all images map to (nearly) one point -- the classic triplet failure, whose accuracy of
+~50% would otherwise read as a merely bad score. Scale: random unit vectors in R^D give
+√2 ≈ 1.41; trained quick-budget models 0.8–1.4; collapsed batch-hard runs (seen without
+the BatchNorm neck of :class:`~cvloss.models.embedding.EmbeddingNet`) 0.03–0.05. The
+untrained network in eval mode measures 0.03–0.09 (seeds 0–2, quick): fresh BatchNorm
+running statistics (mean 0, variance 1) leave its embeddings huddled, which is why the
+check is applied to trained models only.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvloss.errors import UsageError
+from cvloss.losses.metric import OfflineTripletLoss, SoftmaxLoss  # noqa: F401 (re-exported for the task's users)
+from cvloss.tasks.base import Task
+
+N_SAMPLES = 4  # verification pairs shown in the sample grid
+PCA_IDS = 10  # val identities drawn in the PCA plot
+
+
+# ---------------------------------------------------------------- the two extra losses
+def _terms(loss: nn.Module) -> list[tuple[float, nn.Module]]:
+    from cvloss.losses.spec import CombinedLoss
+
+    return loss.weighted_terms() if isinstance(loss, CombinedLoss) else [(1.0, loss)]
+
+
+class EmbedBatch(NamedTuple):
+    """One step: the P×K batch and, for offline terms, random triplets.
+
+    x: ``(P·K, 3, H, W)`` float in [0, 1]; y: ``(P·K,)`` int64 identity ids;
+    triplets: ``(T, 3)`` int64 train-image indices (anchor, positive, negative), T = ⌊P·K/3⌋;
+    triplet_flip: ``(T, 3)`` bool horizontal flips of those images.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    triplets: torch.Tensor
+    triplet_flip: torch.Tensor
+
+
+class EmbedTask(Task):
+    name = "embed"
+    default_dataset = "synth-ids"
+    metrics = {"verif_acc": True, "auc": True, "tar_far1e-2": True, "tar_far1e-3": True}
+    primary_metric = "verif_acc"
+    evaluate_at_init = True
+    # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
+    # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).
+    budgets = {
+        "smoke": dict(epochs=2, P=8, K=4, lr=2e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=32,
+                      n_train_ids=40, per_id=6, n_val_ids=20, val_per_id=4, pairs_per_fold=6, eval_batch=512,
+                      collapse_tol=0.05, bn_neck=True, amp=True),
+        # quick: 15 epochs × 12 steps of 16 × 4 images, ~20 s per trial on 2 idle cores.
+        "quick": dict(epochs=15, P=16, K=4, lr=1e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=64,
+                      n_train_ids=200, per_id=8, n_val_ids=100, val_per_id=6, pairs_per_fold=30, eval_batch=512,
+                      collapse_tol=0.05, bn_neck=True, amp=True),
+        # Real data (lfw) on a GPU: Hermans et al.'s P = 18, K = 4 scaled to 32 × 4;
+        # 96 px crops, 128-d embeddings (FaceNet's size).
+        "full": dict(epochs=60, P=32, K=4, lr=1e-3, weight_decay=5e-4, image_size=96, width=32, depth=4, dim=128,
+                     n_train_ids=None, per_id=10, n_val_ids=300, val_per_id=8, pairs_per_fold=300, eval_batch=512,
+                     collapse_tol=0.05, bn_neck=True, amp=True),
+    }
+
+    # ------------------------------------------------------------------ data
+    def load_data(self) -> None:
+        from cvloss.data.registry import load_dataset
+
+        p = self.params
+        if int(p["K"]) < 2:
+            raise UsageError(f"embed: K={p['K']} images per identity gives no positive pair (contrastive and "
+                             f"triplet losses need one); use --set K=2 or more")
+        if int(p["P"]) < 2:
+            raise UsageError(f"embed: P={p['P']} identities per batch gives no negative pair; use --set P=2 or more")
+        size = p["image_size"]
+        if self.dataset == "synth-ids":
+            train = load_dataset(self.dataset, "train", size=size, n_ids=p["n_train_ids"], per_id=p["per_id"])
+            val = load_dataset(self.dataset, "val", size=size, n_ids=p["n_val_ids"], per_id=p["val_per_id"],
+                               pairs_per_fold=p["pairs_per_fold"])
+        else:
+            train = load_dataset(self.dataset, "train", data_dir=self.data_dir, size=size, limit=p["n_train_ids"])
+            val = load_dataset(self.dataset, "val", data_dir=self.data_dir, size=size)
+        self.real_name = getattr(train, "real", None)
+        self.n_train_ids = train.num_identities
+        self.train_x = train.images.to(self.device, torch.float32).div_(255)
+        self.train_y = train.labels.to(self.device)
+        self.val_x = val.images.to(self.device, torch.float32).div_(255)
+        self.val_y = val.labels
+        self.pairs, self.same, self.folds = val.pairs.numpy(), val.same.numpy(), val.folds.numpy()
+        # P×K sampler tables: identities with ≥ 2 images, their image indices padded to
+        # the largest count (so K draws per identity are one argsort of random keys).
+        labels = train.labels
+        counts = torch.bincount(labels, minlength=self.n_train_ids)
+        self.eligible = torch.nonzero(counts >= 2).squeeze(1)
+        if len(self.eligible) < int(p["P"]):
+            raise UsageError(f"embed: P={p['P']} but only {len(self.eligible)} training identities have 2+ images")
+        order = torch.argsort(labels, stable=True)
+        start = torch.cumsum(counts, 0) - counts
+        width = int(counts.max())
+        slot = torch.arange(width)
+        table = start[:, None] + slot[None, :]
+        self.id_count = counts
+        self.id_images = torch.where(slot[None, :] < counts[:, None], order[table.clamp_max(len(labels) - 1)], -1)
+        self.offline_pool = torch.nonzero(counts[labels] >= 2).squeeze(1)  # images usable as offline anchors
+        self._eval_cache: np.ndarray | None = None
+
+    def describe_data(self) -> str:
+        real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
+        return (f"{self.dataset}{real}: {len(self.train_x)} train images of {self.n_train_ids} identities / "
+                f"{len(self.val_x)} val images, {len(self.same)} pairs in {len(np.unique(self.folds))} folds "
+                f"(identity-disjoint)")
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> nn.Module:
+        from cvloss.models.embedding import EmbeddingNet
+
+        p = self.params
+        return EmbeddingNet(width=p["width"], dim=p["dim"], depth=p["depth"], num_classes=self.n_train_ids,
+                            bn_neck=p["bn_neck"]).to(self.device)
+
+    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        return {"model": torch.optim.AdamW(model.parameters(), lr=self.params["lr"],
+                                           weight_decay=self.params["weight_decay"])}
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.params.get("amp", True):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ training
+    def num_batches(self) -> int:
+        return max(1, len(self.eligible) // int(self.params["P"]))
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[EmbedBatch]:
+        """P×K batches plus offline triplets, every random choice from ``generator``."""
+        from cvloss.losses.metric import OfflineTripletSampler
+
+        P, K = int(self.params["P"]), int(self.params["K"])
+        steps = self.num_batches()
+        ids = self.eligible[torch.randperm(len(self.eligible), generator=generator)][: steps * P].view(steps, P)
+        # K images per identity: sort random keys (invalid slots last), take the first K,
+        # cycling when an identity has fewer than K images.
+        keys = torch.rand(steps, P, self.id_images.shape[1], generator=generator)
+        flips = torch.rand(steps, P * K, generator=generator) < 0.5
+        n_trip = (P * K) // 3
+        sampler_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        trip_flip = torch.rand(steps, n_trip, 3, generator=generator) < 0.5
+        sub_labels = self.train_y.cpu()[self.offline_pool]
+        sampler = OfflineTripletSampler(sub_labels, triplets_per_epoch=steps * n_trip, seed=sampler_seed)
+        triplets = self.offline_pool[sampler.triplets()].view(steps, n_trip, 3)
+        for b in range(steps):
+            cnt = self.id_count[ids[b]]
+            k = keys[b].masked_fill(self.id_images[ids[b]] < 0, 2.0)
+            perm = torch.argsort(k, dim=1)
+            pos = torch.arange(K)[None, :] % cnt[:, None]
+            idx = self.id_images[ids[b]].gather(1, perm).gather(1, pos).reshape(-1)
+            x = self.train_x[idx.to(self.device)]
+            x = torch.where(flips[b].to(self.device)[:, None, None, None], x.flip(-1), x)
+            yield EmbedBatch(x, self.train_y[idx.to(self.device)], triplets[b], trip_flip[b])
+
+    def train_step(self, model, loss, optimizers, batch: EmbedBatch) -> dict[str, torch.Tensor]:
+        opt = optimizers["model"]
+        opt.zero_grad(set_to_none=True)
+        terms = _terms(loss)
+        kinds = {t.kind for _, t in terms}
+        bad = kinds - {"metric", "logits", "triplets"}
+        if bad:
+            raise UsageError(f"embed cannot apply loss terms of kind {', '.join(sorted(bad))}")
+        total = None
+        with self._autocast():
+            if kinds & {"metric", "logits"}:
+                feats = model.features(batch.x).float()
+                emb = F.normalize(feats, dim=1)
+            if "triplets" in kinds:
+                idx = batch.triplets.reshape(-1).to(self.device)
+                tx = self.train_x[idx]
+                tx = torch.where(batch.triplet_flip.reshape(-1).to(self.device)[:, None, None, None], tx.flip(-1), tx)
+                temb = F.normalize(model.features(tx).float(), dim=1).view(-1, 3, model.dim)
+        for w, t in terms:
+            if t.kind == "metric":
+                value = t(emb, batch.y)
+            elif t.kind == "logits":
+                value = t(model.classifier(feats), batch.y)
+            else:
+                value = t(temb[:, 0], temb[:, 1], temb[:, 2])
+            total = w * value if total is None else total + w * value
+        total.backward()
+        opt.step()
+        return {"loss": total.detach()}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def embed(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings ``(N, D)`` of images ``x`` in eval mode, on the CPU."""
+        was_training = model.training
+        model.eval()
+        out = []
+        bs = int(self.params["eval_batch"])
+        with self._autocast():
+            for i in range(0, len(x), bs):
+                out.append(F.normalize(model.features(x[i : i + bs]).float(), dim=1).cpu())
+        model.train(was_training)
+        return torch.cat(out)
+
+    def pair_scores(self, emb: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Cosine similarity of every val pair, ``(M,)`` in [−1, 1]."""
+        e = torch.as_tensor(emb, dtype=torch.float64)
+        p = torch.as_tensor(self.pairs)
+        return (e[p[:, 0]] * e[p[:, 1]]).sum(1).numpy()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        from cvloss.metrics.verification import verification_metrics
+
+        emb = self.embed(model, self.val_x)
+        out = verification_metrics(self.pair_scores(emb), self.same, self.folds)
+        return {k: float(out[k]) for k in self.metrics}
+
+    @staticmethod
+    def spread(emb: torch.Tensor) -> float:
+        """Mean pairwise Euclidean distance of unit-norm embeddings (0 = all identical),
+        from the mean vector: mean_{i≠j} ‖e_i − e_j‖² = 2N/(N−1) · (1 − ‖ē‖²) for unit
+        rows, so no N×N matrix is needed; the square root gives a distance scale."""
+        n = emb.shape[0]
+        mean_sq = 2.0 * n / max(n - 1, 1) * (1.0 - float(emb.double().mean(0).pow(2).sum()))
+        return math.sqrt(max(mean_sq, 0.0))
+
+    def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
+        spread = self.spread(self.embed(model, self.val_x))
+        tol = float(self.params["collapse_tol"])
+        if spread < tol:
+            return f"embeddings collapsed: RMS pairwise distance {spread:.3g} < {tol:g} (unit-norm embeddings)"
+        return None
+
+    def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """``input``/``truth``: the two images of N_SAMPLES val pairs (half same, half
+        different); ``pred``: the decision at the best threshold over all pairs -- green
+        "same", red "different" -- with a white bar whose height is the similarity
+        mapped from [−1, 1] to [0, 1] and a yellow line at the threshold."""
+        from cvloss.metrics.verification import best_threshold
+
+        emb = self.embed(model, self.val_x)
+        scores = self.pair_scores(emb)
+        t = best_threshold(scores, self.same)
+        pick = np.r_[np.flatnonzero(self.same)[: N_SAMPLES // 2], np.flatnonzero(~self.same)[: N_SAMPLES - N_SAMPLES // 2]]
+        a, b = self.pairs[pick, 0], self.pairs[pick, 1]
+        to_img = lambda x: (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
+        h, w = self.val_x.shape[2:]
+        pred = np.zeros((len(pick), h, w, 3), dtype=np.uint8)
+        for i, s in enumerate(scores[pick]):
+            pred[i] = (40, 160, 60) if s >= t else (200, 50, 50)
+            bar = int(round((s + 1) / 2 * h))
+            pred[i, h - bar :, w // 3 : 2 * w // 3] = 255
+            ty = min(h - 1, max(0, h - int(round((t + 1) / 2 * h))))
+            pred[i, ty, :] = (255, 220, 0)
+        return {"input": to_img(self.val_x[a]), "truth": to_img(self.val_x[b]), "pred": pred}
+
+    # ------------------------------------------------------------------ comparison plots
+    @classmethod
+    def comparison_plots(cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+        """``roc.png``: ROC curves (TAR vs FAR, log FAR axis) of every loss at the first
+        seed, plus the untrained network; ``pca.png``: per loss, the 2-D PCA of the val
+        embeddings of the first 10 val identities, coloured by identity. Both rebuilt
+        from each trial's ``checkpoint.pt`` and ``trial.json`` (nothing extra is saved)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from cvloss.metrics.verification import roc_auc, roc_curve
+        from cvloss.run.io import load_checkpoint, read_json
+        from cvloss.run.trainer import seed_everything
+
+        curves, clouds, task = [], [], None
+        for spec, dirs in result["trials"].items():
+            d = next((Path(x) for x in dirs if (Path(x) / "checkpoint.pt").exists() and (Path(x) / "trial.json").exists()), None)
+            if d is None:
+                continue
+            info = read_json(d / "trial.json")
+            cfg = info["config"]
+            if task is None:
+                task = cls(cfg["dataset"], cfg["params"], torch.device("cpu"), cfg.get("data_dir"))
+                task.load_data()
+                seed_everything(int(cfg["seed"]))  # the trainer's init at this seed
+                init = task.build_model()
+                s0 = task.pair_scores(task.embed(init, task.val_x))
+                curves.append(("untrained", s0))
+            model = task.build_model()
+            model.load_state_dict(load_checkpoint(d / "checkpoint.pt")["model"])
+            emb = task.embed(model, task.val_x)
+            curves.append((spec, task.pair_scores(emb)))
+            clouds.append((spec, emb))
+        if task is None:
+            return {}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        floor = 1.0 / max(1, int((~task.same).sum()))
+        for spec, s in curves:
+            far, tar, _ = roc_curve(s, task.same)
+            ax.step(np.maximum(far, floor / 2), tar, where="post", ls="--" if spec == "untrained" else "-",
+                    color="grey" if spec == "untrained" else None, label=f"{spec} (AUC {roc_auc(s, task.same):.3f})")
+        ax.set_xscale("log")
+        ax.set_xlim(floor / 2, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("FAR (false accept rate)")
+        ax.set_ylabel("TAR (true accept rate)")
+        ax.set_title(f"{result['task']} / {result['dataset']}: ROC on val pairs, seed {result['seeds'][0]}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "roc.png", dpi=110)
+        plt.close(fig)
+
+        keep = torch.isin(task.val_y, torch.unique(task.val_y)[:PCA_IDS]).numpy()
+        ncol = min(3, len(clouds))
+        nrow = math.ceil(len(clouds) / ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.0 * nrow), squeeze=False)
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for ax, (spec, emb) in zip(axes.flat, clouds):
+            e = emb.numpy()[keep].astype(np.float64)
+            e = e - e.mean(0)
+            _, _, vt = np.linalg.svd(e, full_matrices=False)
+            xy = e @ vt[:2].T
+            ax.set_axis_on()
+            ax.scatter(xy[:, 0], xy[:, 1], c=task.val_y.numpy()[keep], cmap="tab10", s=12)
+            ax.set_title(spec, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"PCA of val embeddings, {PCA_IDS} identities (colour = identity)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out_dir / "pca.png", dpi=100)
+        plt.close(fig)
+        return {"roc": "roc.png", "pca": "pca.png"}
