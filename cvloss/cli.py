@@ -311,14 +311,21 @@ def compare(
 
 
 @app.command()
-def report(results_dir: str = typer.Argument("results", help="Results root folder to gather.")) -> None:
-    """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md."""
+def report(
+    results_dir: str = typer.Argument("results", help="Results root folder to gather."),
+    html: bool = typer.Option(True, "--html/--no-html", help="Also write the self-contained report.html."),
+    replot: bool = typer.Option(True, "--replot/--no-replot",
+                                help="Redraw each comparison's standard plots from its trials (one look per loss)."),
+) -> None:
+    """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md and
+    RESULTS_DIR/report.html (one self-contained file: tables, plots, provenance)."""
     from pathlib import Path
 
-    from cvloss.report.markdown import write_report
+    from cvloss.report.markdown import write_reports
 
-    path = write_report(Path(results_dir))
-    typer.echo(f"report: {path}")
+    paths = write_reports(Path(results_dir), html=html, replot=replot)
+    for path in paths.values():
+        typer.echo(f"report: {path}")
 
 
 def main() -> None:

@@ -1,12 +1,34 @@
-"""``cvloss report``: gather every comparison under a results folder into REPORT.md."""
+"""``cvloss report``: gather every comparison under a results folder into ``REPORT.md``
+(tables, relative image links) and ``report.html`` (one self-contained file).
+
+Layout of both: a contents list; per task and dataset, one section per comparison (facts,
+table, paired differences, bars, learning curves, samples and the task's own plots);
+a colour key; provenance at the bottom (the command that reproduces each comparison,
+package versions, git commit, device, budget settings, read from the trials'
+``trial.json``).
+
+The standard plots are redrawn from the trials when their folders are there, so every
+plot of the report uses the same look per loss (:mod:`cvloss.report.style`) even for
+comparisons made by an older version.
+"""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from cvloss.report.tables import comparison_markdown
 from cvloss.run.io import read_json, write_text
+
+PLOT_TITLES = {
+    "bars": "Final validation metrics: mean ± 95% CI, one dot per seed",
+    "curves": "Learning curves: mean over seeds, band = min..max",
+    "samples": "The same validation images under each loss",
+}
+STANDARD_PLOTS = ("bars", "curves", "samples")
 
 
 def find_comparisons(root: Path) -> list[Path]:
@@ -14,30 +36,190 @@ def find_comparisons(root: Path) -> list[Path]:
     return sorted(Path(root).rglob("compare.json"))
 
 
-def write_report(root: Path) -> Path:
-    """Write ``<root>/REPORT.md`` (tables, plot links, how each was produced)."""
+def plot_title(key: str) -> str:
+    return PLOT_TITLES.get(key, key.replace("_", " "))
+
+
+def _resolve_trials(result: dict[str, Any], cmp_dir: Path) -> None:
+    """Trial paths in compare.json are as the comparison saw them (maybe relative to
+    another working directory, or an old absolute path): fall back to the sibling
+    folders ``<group>/<loss-slug>/seed<k>`` next to the comparison folder."""
+    for loss, dirs in result["trials"].items():
+        fixed = []
+        for d in dirs:
+            p = Path(d)
+            if not p.exists():
+                p = cmp_dir.parent / p.parent.name / p.name
+            fixed.append(str(p))
+        result["trials"][loss] = fixed
+    result["dir"] = str(cmp_dir)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def provenance(result: dict[str, Any]) -> dict[str, Any]:
+    """What made a comparison, from its trials' ``trial.json``: ``versions`` (name ->
+    sorted distinct values), ``git_commits``, ``devices``, ``params`` (budget settings of
+    the first trial), ``overrides``, ``feature_weights`` (the option), ``data``, and
+    ``n_trials`` (how many trial.json were found)."""
+    versions: dict[str, set[str]] = {}
+    commits, devices, datas = set(), set(), set()
+    params, overrides, fw_option, found = None, {}, "auto", 0
+    for dirs in result["trials"].values():
+        for d in dirs:
+            f = Path(d) / "trial.json"
+            if not f.exists():
+                continue
+            info = read_json(f)
+            found += 1
+            for k, v in (info.get("versions") or {}).items():
+                versions.setdefault(k, set()).add(str(v))
+            if info.get("git_commit"):
+                commits.add(str(info["git_commit"]))
+            if info.get("device"):
+                devices.add(str(info["device"]))
+            if info.get("data"):
+                datas.add(str(info["data"]))
+            cfg = info.get("config") or {}
+            if params is None:
+                params = cfg.get("params")
+                overrides = cfg.get("overrides") or {}
+                fw_option = cfg.get("feature_weights") or "auto"
+    return {"versions": {k: sorted(v) for k, v in versions.items()}, "git_commits": sorted(commits),
+            "devices": sorted(devices), "data": sorted(datas), "params": params or {}, "overrides": overrides,
+            "feature_weights": fw_option, "n_trials": found}
+
+
+def reproduce_command(result: dict[str, Any], prov: dict[str, Any], out: str | None = None) -> str:
+    """The ``cvloss compare`` command line that remakes this comparison (it resumes and
+    skips finished trials, so running it on the same folder only redraws)."""
+    budget = result["budget"].split("+")[0]
+    overrides = prov.get("overrides") or {}
+    if overrides:
+        sets = [f"{k}={v}" for k, v in sorted(overrides.items())]
+    else:  # no trial.json: recover the overrides from the budget label
+        sets = result["budget"].split("+")[1:]
+    cmd = ["cvloss", "compare", "--task", result["task"], "--dataset", result["dataset"],
+           "--losses", ",".join(result["losses"]), "--budget", budget,
+           "--seeds", ",".join(map(str, result["seeds"]))]
+    for s in sets:
+        cmd += ["--set", s]
+    if prov.get("feature_weights", "auto") != "auto":
+        cmd += ["--feature-weights", str(prov["feature_weights"])]
+    if out and out != "results":
+        cmd += ["--out", out]
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
+    """Every comparison under ``root`` with resolved trial paths, provenance, reproduce
+    command and anchors; ordered by task, dataset, budget, folder. With ``replot`` the
+    standard plots are redrawn (current style) when the trials are there."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no results folder at {root}; run `cvloss compare ...` first")
     found = find_comparisons(root)
     if not found:
         raise FileNotFoundError(f"no comparisons under {root}; run `cvloss compare ...` first")
-    parts = ["# cvloss report\n", f"{len(found)} comparison(s) under `{root}`.\n", "## Contents\n"]
-    results = [read_json(p) | {"_path": p} for p in found]
+    results, anchors = [], set()
+    for path in found:
+        r = read_json(path)
+        cmp_dir = path.parent
+        _resolve_trials(r, cmp_dir)
+        r.setdefault("plots", {})
+        if replot and any(Path(d).is_dir() for dirs in r["trials"].values() for d in dirs):
+            from cvloss.report.plots import comparison_plots
+
+            r["plots"].update(comparison_plots(r, cmp_dir))
+        r["plots"] = {k: v for k, v in r["plots"].items() if (cmp_dir / v).exists()}
+        r["_path"] = path
+        r["_rel"] = os.path.relpath(cmp_dir, root).replace(os.sep, "/")
+        r["_prov"] = provenance(r)
+        r["_command"] = reproduce_command(r, r["_prov"], str(root))
+        anchor = base = _slug(f"{r['task']}-{r['dataset']}-{r['budget']}-{cmp_dir.name}")
+        k = 2
+        while anchor in anchors:
+            anchor, k = f"{base}-{k}", k + 1
+        anchors.add(anchor)
+        r["_anchor"] = anchor
+        results.append(r)
+    results.sort(key=lambda r: (r["task"], r["dataset"], r["budget"], r["_rel"]))
+    return results
+
+
+def group_by_task_dataset(results: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
-        anchor = f"{r['task']}-{r['dataset']}-{r['budget']}".lower().replace("+", "").replace("=", "").replace(".", "")
-        parts.append(f"- [{r['task']} · {r['dataset']} · {r['budget']}: {', '.join(r['losses'])}](#{anchor})")
-    parts.append("")
+        groups.setdefault((r["task"], r["dataset"]), []).append(r)
+    return [(t, d, rs) for (t, d), rs in groups.items()]
+
+
+def comparison_title(r: dict[str, Any]) -> str:
+    return f"{r['budget']}: {', '.join(r['losses'])}"
+
+
+def _budget_line(r: dict[str, Any]) -> str:
+    params = r["_prov"]["params"]
+    if not params:
+        return ""
+    return "Budget settings: " + ", ".join(f"{k}={v}" for k, v in params.items()) + "."
+
+
+def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
+    parts = ["# cvloss report\n",
+             f"{len(results)} comparison(s) under `{root}`. Also as one self-contained page: "
+             "[report.html](report.html).\n", "## Contents\n"]
+    for task, dataset, rs in group_by_task_dataset(results):
+        parts.append(f"- **{task} · {dataset}**")
+        for r in rs:
+            parts.append(f"  - [{comparison_title(r)}](#{r['_anchor']})")
+    parts.append("- [Provenance](#provenance)\n")
+    for task, dataset, rs in group_by_task_dataset(results):
+        parts.append(f"## {task} · {dataset}\n")
+        for r in rs:
+            parts.append(f'<a id="{r["_anchor"]}"></a>\n')
+            body = comparison_markdown(r, heading_level=3, heading=comparison_title(r))
+            if r["_prov"]["data"]:
+                body += "\nData: " + "; ".join(r["_prov"]["data"]) + "\n"
+            if _budget_line(r):
+                body += "\n" + _budget_line(r) + "\n"
+            parts.append(body)
+            for key, name in r["plots"].items():
+                parts.append(f"![{plot_title(key)}]({quote(r['_rel'] + '/' + name, safe='/+=-_.,')})\n")
+            parts.append(f"Reproduce: `{r['_command']}`\n")
+    parts.append('<a id="provenance"></a>\n\n## Provenance\n')
+    parts.append(f"Report made with `cvloss report {root}` from the files below; each comparison is remade "
+                 "(finished trials are skipped) by its command.\n")
     for r in results:
-        parts.append(comparison_markdown(r, heading_level=2))
-        rel = os.path.relpath(r["_path"].parent, root)
-        for key, title in (("bars", "metrics"), ("curves", "learning curves"), ("samples", "samples")):
-            if key in r.get("plots", {}):
-                parts.append(f"![{title}]({rel}/{r['plots'][key]})\n")
-        parts.append(f"Reproduce: `cvloss compare --task {r['task']} --dataset {r['dataset']} "
-                     f"--losses {shlex.quote(','.join(r['losses']))} --seeds {','.join(map(str, r['seeds']))} "
-                     f"--budget {r['budget'].split('+')[0]}"
-                     + "".join(f" --set {kv}" for kv in r["budget"].split("+")[1:]) + "`\n")
-    path = root / "REPORT.md"
-    write_text(path, "\n".join(parts))
-    return path
+        p = r["_prov"]
+        parts.append(f"### {r['task']} · {r['dataset']} · {comparison_title(r)}\n")
+        parts.append(f"- folder: `{r['_rel']}`")
+        parts.append(f"- command: `{r['_command']}`")
+        parts.append(f"- git commit: {', '.join(f'`{c}`' for c in p['git_commits']) or 'unknown'}")
+        parts.append(f"- device: {'; '.join(p['devices']) or 'unknown'}")
+        parts.append("- versions: " + (", ".join(f"{k} {' / '.join(v)}" for k, v in p["versions"].items()) or "unknown"))
+        parts.append(f"- trials with a trial.json: {p['n_trials']} of "
+                     f"{sum(len(d) for d in r['trials'].values())}\n")
+    return "\n".join(parts)
+
+
+def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[str, Path]:
+    """Write ``<root>/REPORT.md`` and (``html``) ``<root>/report.html``; returns their paths
+    by kind (``md``, ``html``)."""
+    root = Path(root)
+    results = load_comparisons(root, replot=replot)
+    out = {"md": root / "REPORT.md"}
+    write_text(out["md"], markdown_report(results, root))
+    if html:
+        from cvloss.report.html import html_report
+
+        out["html"] = root / "report.html"
+        write_text(out["html"], html_report(results, root))
+    return out
+
+
+def write_report(root: Path, html: bool = True, replot: bool = True) -> Path:
+    """Write the report files (see :func:`write_reports`); returns the path of REPORT.md."""
+    return write_reports(root, html=html, replot=replot)["md"]

@@ -1,8 +1,11 @@
 """Comparison plots (matplotlib, Agg): metric bars with 95% CI, learning curves, and a
 side-by-side grid of every loss's prediction on the same validation images.
 
-Each loss keeps one colour and one hatch pattern across all plots of a comparison, so
-plots stay readable when printed in grey."""
+Every loss keeps its look (:func:`cvloss.report.style.loss_style`: colour, hatch, line
+style, marker) across every plot of every comparison, so plots stay readable when
+printed in grey and a loss is recognisable from one figure to the next. References
+(bicubic, the untrained network) are grey dashed lines, never bars.
+"""
 from __future__ import annotations
 
 import math
@@ -14,120 +17,268 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from cvloss.run.io import read_csv  # noqa: E402
+from cvloss.report.style import loss_style, metric_label, reference_style  # noqa: E402
+from cvloss.run.io import read_csv, read_json  # noqa: E402
 
-COLORS = plt.get_cmap("tab10").colors
-HATCHES = ["", "//", "..", "xx", "\\\\", "oo", "--", "++", "**", "||"]
-LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1))]
-
-
-def loss_style(i: int) -> dict[str, Any]:
-    return {"color": COLORS[i % len(COLORS)], "hatch": HATCHES[i % len(HATCHES)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+DPI = 110
+FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+        "legend.fontsize": 7, "hatch.linewidth": 0.8}
 
 
 def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
 
 
+def _short(spec: str, width: int = 22) -> str:
+    """Tick label or title: a long spec wrapped before ``+`` / ``(`` and after ``,``
+    so neighbouring labels do not run into each other."""
+    if len(spec) <= width:
+        return spec
+    import re
+
+    parts = [p for p in re.split(r"(?=[+(])|(?<=,)", spec) if p]
+    out, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) > width:
+            out.append(line)
+            line = part
+        else:
+            line += part
+    out.append(line)
+    return "\n".join(out)
+
+
+def seed_values(result: dict[str, Any], loss: str, metric: str) -> list[float]:
+    """Final metric of each finished seed of ``loss`` (read from its ``summary.json``)."""
+    vals = []
+    for trial in result["trials"].get(loss, []):
+        f = Path(trial) / "summary.json"
+        if f.exists():
+            s = read_json(f)
+            v = s.get("metrics", {}).get(metric) if s.get("status") == "done" else None
+            if v is not None and math.isfinite(v):
+                vals.append(float(v))
+    return vals
+
+
+def _status_note(result: dict[str, Any], loss: str) -> str:
+    status = result.get("status", {}).get(loss, [])
+    bad = [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "missing") if k in status]
+    return ", ".join(bad)
+
+
 def bar_plot(result: dict[str, Any], path: Path) -> None:
-    metrics = result["metrics"]
+    """One panel per metric: a bar per loss (mean, 95% CI whisker, each seed a dot),
+    reference rows as grey dashed lines, trials that diverged/collapsed named above."""
+    losses = result["losses"]
     rows = {(r["loss"], r["metric"]): r for r in result["rows"]}
+    # A metric no loss has a value for (FID without Inception weights) gets no panel.
+    empty = [m for m in result["metrics"] if not any(
+        r["n"] and r["mean"] is not None and math.isfinite(r["mean"]) for (l, mm), r in rows.items() if mm == m)]
+    metrics = [m for m in result["metrics"] if m not in empty] or result["metrics"][:1]
+    refs = list(result.get("references") or [])
     ncol = min(3, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.8 * nrow), squeeze=False)
-    for k, metric in enumerate(metrics):
-        ax = axes[k // ncol][k % ncol]
-        for i, loss in enumerate(result["losses"]):
-            r = rows.get((loss, metric))
-            mean = r["mean"] if r and r["n"] else np.nan
-            ci = r["ci95"] if r and r["n"] >= 2 else 0.0
-            st = loss_style(i)
-            ax.bar(i, mean, yerr=None if np.isnan(ci) else ci, color=st["color"], hatch=st["hatch"],
-                   edgecolor="black", capsize=4, label=loss)
-        arrow = "higher is better" if result["directions"][metric] else "lower is better"
-        ax.set_title(f"{metric} ({arrow})", fontsize=9)
-        ax.set_xticks(range(len(result["losses"])))
-        ax.set_xticklabels(result["losses"], rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel(metric)
-    for k in range(len(metrics), nrow * ncol):
-        axes[k // ncol][k % ncol].axis("off")
-    fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "no feature net"
-    fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: mean ± 95% CI over "
-                 f"{len(result['seeds'])} seeds (features: {fw})", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    width = max(2.9, 0.55 * len(losses) + 1.2)
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, 2.6 * nrow + 0.6), squeeze=False)
+        for k, metric in enumerate(metrics):
+            ax = axes[k // ncol][k % ncol]
+            for i, loss in enumerate(losses):
+                r = rows.get((loss, metric))
+                st = loss_style(loss)
+                n = r["n"] if r else 0
+                mean = r["mean"] if n else math.nan
+                ci = r["ci95"] if r and n >= 2 and r["ci95"] is not None and math.isfinite(r["ci95"]) else None
+                if n and mean is not None and math.isfinite(mean):
+                    ax.bar(i, mean, width=0.7, yerr=ci, color=st["color"], hatch=st["hatch"], edgecolor="black",
+                           linewidth=0.6, capsize=4, error_kw={"elinewidth": 1.1, "ecolor": "black"}, zorder=2,
+                           gid=loss)
+                    vals = seed_values(result, loss, metric)
+                    if vals:
+                        xs = i + np.linspace(-0.18, 0.18, len(vals)) if len(vals) > 1 else [i]
+                        ax.scatter(xs, vals, s=12, marker=st["marker"], facecolor="white", edgecolor="black",
+                                   linewidth=0.7, zorder=3)
+                else:
+                    ax.text(i, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=7)
+            for j, ref in enumerate(refs):
+                r = rows.get((ref, metric))
+                if r and r["n"] and r["mean"] is not None and math.isfinite(r["mean"]):
+                    rs = reference_style(j)
+                    ax.axhline(r["mean"], color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2, zorder=1)
+            ax.axhline(0, color="black", linewidth=0.6, zorder=1)
+            direction = result["directions"].get(metric, True)
+            ax.set_title(f"{metric} ({'higher' if direction else 'lower'} is better)")
+            ax.set_ylabel(metric_label(metric))
+            # Trials left out of the mean are named under the loss, in red.
+            notes = [_status_note(result, l) for l in losses]
+            ax.set_xticks(range(len(losses)))
+            ax.set_xticklabels([_short(l) + ("\n" + n.replace(", ", "\n") if n else "") for l, n in zip(losses, notes)],
+                               rotation=30 if len(losses) > 3 else 0, ha="right" if len(losses) > 3 else "center")
+            for label, note in zip(ax.get_xticklabels(), notes):
+                if note:
+                    label.set_color("#b00000")
+            ax.set_xlim(-0.6, len(losses) - 0.4)
+            ax.grid(axis="y", alpha=0.3, zorder=0)
+            ax.margins(y=0.12)
+        for k in range(len(metrics), nrow * ncol):
+            axes[k // ncol][k % ncol].axis("off")
+        handles = [Patch(facecolor=loss_style(l)["color"], hatch=loss_style(l)["hatch"], edgecolor="black", label=l)
+                   for l in losses]
+        handles += [Line2D([], [], color=reference_style(j)["color"], linestyle=reference_style(j)["linestyle"],
+                           label=f"reference: {ref}") for j, ref in enumerate(refs)]
+        handles.append(Line2D([], [], color="black", marker="|", markersize=10, linestyle="", label="95% CI (Student t)"))
+        handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="",
+                              markersize=4, label="one seed"))
+        fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "none used"
+        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: final validation metrics\n"
+                     f"mean ± 95% CI over {len(result['seeds'])} seeds (feature-network weights: {fw})"
+                     + (f"; no value for: {', '.join(empty)}" if empty else ""))
+        ncol = len(handles) if len(handles) <= 7 else 5
+        fig.tight_layout(rect=(0, (0.1 + 0.17 * math.ceil(len(handles) / ncol)) / fig.get_figheight(), 1, 1))
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, columnspacing=1.2)
+        _save(fig, path)
+
+
+def _curves(result: dict[str, Any], loss: str, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per key: (epochs, array seeds x epochs) from each finished or partial trial's metrics.csv."""
+    per_key: dict[str, list[dict[int, float]]] = {k: [] for k in keys}
+    for trial in result["trials"].get(loss, []):
+        f = Path(trial) / "metrics.csv"
+        if not f.exists():
+            continue
+        rows = read_csv(f)
+        for key in keys:
+            series = {}
+            for r in rows:
+                try:
+                    series[int(float(r["epoch"]))] = float(r.get(key) or "nan")
+                except (KeyError, ValueError):
+                    continue
+            per_key[key].append(series)
+    out = {}
+    for key, runs in per_key.items():
+        epochs = sorted({e for run in runs for e in run if math.isfinite(run[e])})
+        if epochs:
+            arr = np.array([[run.get(e, np.nan) for e in epochs] for run in runs], dtype=float)
+            out[key] = (np.array(epochs), arr)
+    return out
 
 
 def curves_plot(result: dict[str, Any], path: Path) -> None:
+    """Training loss and the primary validation metric per epoch: line = mean over seeds,
+    band = min..max over seeds; diverged epochs (NaN/Inf) leave gaps."""
     metric = result.get("primary_metric") or (result["metrics"][0] if result["metrics"] else None)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for i, loss in enumerate(result["losses"]):
-        curves = {"train_loss": [], metric: []}
-        for trial in result["trials"][loss]:
-            f = Path(trial) / "metrics.csv"
-            if not f.exists():
-                continue
-            rows = read_csv(f)
-            for key in curves:
-                curves[key].append([float(r.get(key) or "nan") for r in rows])
-        st = loss_style(i)
-        for ax, key in zip(axes, ["train_loss", metric]):
-            series = curves[key]
-            if not series:
-                continue
-            length = min(len(s) for s in series)
-            arr = np.array([s[:length] for s in series])
-            epochs = np.arange(1, length + 1)
-            mean = np.nanmean(arr, axis=0)
-            ax.plot(epochs, mean, color=st["color"], linestyle=st["linestyle"], label=loss)
-            if len(arr) > 1:
-                ax.fill_between(epochs, np.nanmin(arr, 0), np.nanmax(arr, 0), color=st["color"], alpha=0.15)
-    axes[0].set_ylabel("training loss (own scale per loss)")
-    axes[0].set_yscale("log")
-    axes[1].set_ylabel(f"validation {metric}")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
-    fig.suptitle("learning curves: mean over seeds, band = min..max", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    keys = ["train_loss"] + ([metric] if metric else [])
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.3), squeeze=False)
+        axes = axes[0]
+        positive, lows, highs = True, [], []
+        for loss in result["losses"]:
+            st = loss_style(loss)
+            data = _curves(result, loss, keys)
+            for ax, key in zip(axes, keys):
+                if key not in data:
+                    continue
+                epochs, arr = data[key]
+                arr = np.where(np.isfinite(arr), arr, np.nan)
+                with np.errstate(all="ignore"):
+                    import warnings
+
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        mean, lo, hi = np.nanmean(arr, 0), np.nanmin(arr, 0), np.nanmax(arr, 0)
+                if key == "train_loss":
+                    positive = positive and bool(np.nanmin(lo) > 0)
+                    lows.append(np.nanmin(lo))
+                    highs.append(np.nanmax(hi))
+                ax.plot(epochs, mean, color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
+                        markersize=4, markevery=max(1, len(epochs) // 12), linewidth=1.5, label=loss, gid=loss)
+                if len(arr) > 1:
+                    ax.fill_between(epochs, lo, hi, color=st["color"], alpha=0.15, linewidth=0)
+        for j, ref in enumerate(result.get("references") or []):
+            r = next((r for r in result["rows"] if r["loss"] == ref and r["metric"] == metric), None)
+            if metric and r and r["n"] and r["mean"] is not None and math.isfinite(r["mean"]):
+                rs = reference_style(j)
+                axes[-1].axhline(r["mean"], color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2,
+                                 label=f"reference: {ref}")
+        # Losses live on their own scales (CE ~1, a weighted sum ~100): log scale when
+        # they span more than a decade and are all positive (WGAN losses can be negative).
+        log = positive and bool(lows) and max(highs) > 10 * min(lows)
+        axes[0].set_ylabel("training loss (own scale per loss)")
+        axes[0].set_title("training loss per epoch" + (" (log scale)" if log else ""))
+        if log:
+            axes[0].set_yscale("log")
+        if metric:
+            axes[-1].set_ylabel(metric_label(metric, result["directions"].get(metric, True)))
+            axes[-1].set_title(f"validation {metric} per epoch")
+        for ax in axes:
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        if axes[-1].lines:
+            axes[-1].legend(loc="best", framealpha=0.85)
+        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: learning curves\n"
+                     f"line = mean over seeds, band = min..max over seeds")
+        fig.tight_layout()
+        _save(fig, path)
 
 
 def samples_plot(result: dict[str, Any], path: Path) -> bool:
-    """Columns: input, truth, then each loss's prediction at its first finished seed."""
+    """Columns: input, truth, then each loss's prediction on the same validation images
+    at its first seed that wrote samples; each loss column framed in the loss's colour."""
     cols: dict[str, np.ndarray] = {}
+    seed_of: dict[str, int] = {}
     for loss in result["losses"]:
-        for trial in result["trials"][loss]:
+        for seed, trial in zip(result["seeds"], result["trials"].get(loss, [])):
             f = Path(trial) / "samples.npz"
             if f.exists():
                 with np.load(f) as z:
                     if not cols:
                         cols["input"], cols["truth"] = z["input"], z["truth"]
                     cols[loss] = z["pred"]
+                seed_of[loss] = seed
                 break
     if not cols:
         return False
     names = list(cols)
     k = len(cols["input"])
-    fig, axes = plt.subplots(k, len(names), figsize=(1.5 * len(names), 1.5 * k), squeeze=False)
-    for j, name in enumerate(names):
-        for i in range(k):
-            axes[i][j].imshow(cols[name][i], interpolation="nearest")
-            axes[i][j].set_xticks([])
-            axes[i][j].set_yticks([])
-        axes[0][j].set_title(name, fontsize=7)
-    fig.suptitle(f"same validation images, seed {result['seeds'][0]}", fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    one_seed = len(set(seed_of.values())) == 1
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(k, len(names), figsize=(1.45 * len(names), 1.45 * k + 0.5), squeeze=False)
+        for j, name in enumerate(names):
+            is_loss = name in seed_of
+            color = loss_style(name)["color"] if is_loss else "black"
+            for i in range(k):
+                ax = axes[i][j]
+                ax.imshow(cols[name][i], interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for sp in ax.spines.values():
+                    sp.set_edgecolor(color)
+                    sp.set_linewidth(3 if is_loss else 0.8)
+            title = _short(name, 14) + ("" if one_seed or not is_loss else f"\n(seed {seed_of[name]})")
+            # black text (pale loss colours are unreadable as text); the frame carries the colour
+            axes[0][j].set_title(title, fontsize=7, fontweight="bold" if is_loss else "normal")
+        where = f"seed {next(iter(seed_of.values()))}" if one_seed else "first finished seed of each loss"
+        fig.suptitle(f"{result['task']} / {result['dataset']}: the same validation images under each loss ({where})",
+                     fontsize=8)
+        fig.tight_layout()
+        _save(fig, path)
     return True
 
 
 def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    """Write ``bars.png``, ``curves.png`` and ``samples.png`` into ``out_dir``; returns
+    {key: file name} of the plots made."""
     out_dir = Path(out_dir)
     made = {}
     if result["metrics"]:

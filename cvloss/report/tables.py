@@ -1,7 +1,16 @@
 """Comparison tables: one row per loss, one column per metric, ``mean ± 95% CI``.
 
-Marks: **bold** = best mean of the column (by the metric's direction); ``*`` after a
-value = its paired difference against the baseline (first loss) has p < 0.05 over seeds.
+Marks (the same in the console, Markdown and HTML):
+
+* best -- the best mean of the column by the metric's direction (↑ higher / ↓ lower is
+  better) among the losses; reference rows (bicubic, the untrained network) are never
+  best. Ties are all marked. Console ``(best)``, Markdown **bold**, HTML bold + shaded.
+* ``*`` / ``**`` -- the paired difference against the baseline (first loss) over seeds has
+  p < 0.05 / p < 0.01 (paired t-test); the baseline and references are never marked.
+* *runs* -- ``done/seeds``, i.e. ``n`` of the statistics, followed by the trials left out
+  of every mean: ``(1 diverged)`` (NaN/Inf), ``(1 collapsed)``, ``(1 missing)``.
+
+:func:`comparison_table` computes these once; the renderers only format.
 """
 from __future__ import annotations
 
@@ -9,21 +18,21 @@ import math
 from typing import Any
 
 ALPHA = 0.05
+ALPHA_STRONG = 0.01
 
 
-def _fmt(x: float, digits: int = 4) -> str:
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def fmt(x: float | None, digits: int = 4) -> str:
+    """4 significant digits, scientific for large magnitudes; ``n/a`` for None/NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
-def _cell(row: dict[str, Any]) -> str:
-    if row["n"] == 0:
-        return "n/a"
-    text = _fmt(row["mean"])
-    if row["n"] >= 2 and not math.isnan(row["ci95"]):
-        text += f" ± {_fmt(row['ci95'], 2)}"
-    return text
+_fmt = fmt  # old private name
 
 
 def _by_loss(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -33,97 +42,168 @@ def _by_loss(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     return table
 
 
+def best_losses(result: dict[str, Any], metric: str) -> set[str]:
+    """The loss(es) with the best mean of ``metric``; references never count. Empty when
+    there is a single loss (nothing to compare) or no finite mean."""
+    refs = set(result.get("references") or [])
+    rows = [r for r in result["rows"] if r["metric"] == metric and r["loss"] in result["losses"]
+            and r["loss"] not in refs and not r.get("reference") and r["n"] > 0 and _finite(r["mean"])]
+    if len(result["losses"]) < 2 or not rows:
+        return set()
+    pick = max if result["directions"].get(metric, True) else min
+    target = pick(r["mean"] for r in rows)
+    return {r["loss"] for r in rows if r["mean"] == target}
+
+
 def _best(result: dict[str, Any], metric: str) -> str | None:
-    rows = [r for r in result["rows"] if r["metric"] == metric and r["n"] > 0 and not math.isnan(r["mean"])
-            and not r.get("reference")]
-    if not rows:
-        return None
-    pick = max if result["directions"][metric] else min
-    return pick(rows, key=lambda r: r["mean"])["loss"]
+    best = best_losses(result, metric)
+    return next(iter(best)) if len(best) == 1 else (sorted(best)[0] if best else None)
 
 
-def _runs_cell(result: dict[str, Any], loss: str) -> str:
-    status = result["status"][loss]
+def significance(row: dict[str, Any] | None, baseline: str) -> str:
+    """``**`` (p < 0.01), ``*`` (p < 0.05) or ``""`` for a loss's paired test."""
+    if not row or row["loss"] == baseline or row.get("reference"):
+        return ""
+    p = row.get("p_value")
+    if not _finite(p):
+        return ""
+    return "**" if p < ALPHA_STRONG else "*" if p < ALPHA else ""
+
+
+def runs_text(result: dict[str, Any], loss: str) -> str:
+    """``2/3 (1 diverged)``: finished trials of the seeds, then the excluded ones."""
+    status = result["status"].get(loss, [])
     done = sum(s == "done" for s in status)
     text = f"{done}/{len(status)}"
-    for state in ("diverged", "collapsed"):
+    for state in ("diverged", "collapsed", "missing"):
         count = sum(s == state for s in status)
         if count:
             text += f" ({count} {state})"
-    miss = sum(s == "missing" for s in status)
-    if miss:
-        text += f" ({miss} missing)"
     return text
 
 
-def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict[str, str]]:
-    """Rows for printing: loss, runs, one ``mean ± CI`` cell per metric (marked)."""
+_runs_cell = runs_text
+
+
+def flags(result: dict[str, Any], loss: str) -> list[str]:
+    """States that left trials out of the means: ``["1 diverged", ...]``."""
+    status = result["status"].get(loss, [])
+    return [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "missing") if k in status]
+
+
+def comparison_table(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Structured rows: ``{"loss", "reference", "runs", "flags", "cells": {metric: cell}}``
+    with ``cell = {"mean", "ci95", "n", "text", "best", "sig", "p_value", "diff"}``;
+    losses first (in comparison order, baseline first), then references."""
     table = _by_loss(result)
-    best = {m: _best(result, m) for m in result["metrics"]}
+    best = {m: best_losses(result, m) for m in result["metrics"]}
     out = []
-    for loss in result["losses"]:
-        row = {"loss": f"`{loss}`" if markdown else loss, "runs": _runs_cell(result, loss)}
+    refs = [r for r in (result.get("references") or []) if r not in result["losses"]]
+    for loss in list(result["losses"]) + refs:
+        is_ref = loss in refs
+        cells = {}
         for metric in result["metrics"]:
             r = table.get(loss, {}).get(metric)
-            cell = _cell(r) if r else "n/a"
-            if r and loss != result["baseline"] and r.get("p_value") is not None and not math.isnan(r["p_value"]) and r["p_value"] < ALPHA:
-                cell += "*"
-            if best[metric] == loss and len(result["losses"]) > 1:
-                cell = f"**{cell}**" if markdown else f"{cell} (best)"
-            arrow = "↑" if result["directions"][metric] else "↓"
-            row[f"{metric} {arrow}"] = cell
-        out.append(row)
-    for ref in result.get("references", []):
-        row = {"loss": f"_{ref}_" if markdown else f"({ref})", "runs": "reference"}
-        for metric in result["metrics"]:
-            r = table.get(ref, {}).get(metric)
-            arrow = "↑" if result["directions"][metric] else "↓"
-            row[f"{metric} {arrow}"] = _cell(r) if r else "n/a"
-        out.append(row)
+            n = r["n"] if r else 0
+            mean = r["mean"] if r and n else None
+            ci = r["ci95"] if r and n >= 2 and _finite(r.get("ci95")) else None
+            text = "n/a" if mean is None or not _finite(mean) else fmt(mean) + (f" ± {fmt(ci, 2)}" if ci is not None else "")
+            cells[metric] = {
+                "mean": mean, "ci95": ci, "n": n, "text": text,
+                "best": (not is_ref) and loss in best[metric],
+                "sig": "" if is_ref else significance(r, result["baseline"]),
+                "p_value": r.get("p_value") if r else None,
+                "diff": r.get("diff_vs_baseline") if r else None,
+            }
+        if is_ref:
+            ns = {c["n"] for c in cells.values()}
+            runs = "reference" + (f" (n={max(ns)})" if ns and max(ns) else "")
+        else:
+            runs = runs_text(result, loss)
+        out.append({"loss": loss, "reference": is_ref, "runs": runs, "flags": [] if is_ref else flags(result, loss),
+                    "cells": cells})
     return out
 
 
-def difference_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+def _header(result: dict[str, Any], metric: str) -> str:
+    return f"{metric} {'↑' if result['directions'].get(metric, True) else '↓'}"
+
+
+def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict[str, str]]:
+    """Rows for printing: loss, runs, one ``mean ± CI`` cell per metric (marked). Plain
+    text (``(best)``, ``*``) or Markdown (``**bold**``, escaped ``\\*``)."""
+    out = []
+    for row in comparison_table(result):
+        name = row["loss"]
+        if markdown:
+            name = f"_{name}_ (reference)" if row["reference"] else f"`{name}`"
+            runs = row["runs"] + (" ⚠" if row["flags"] else "")
+        else:
+            name = f"({name})" if row["reference"] else name
+            runs = row["runs"]
+        line = {"loss": name, "runs": runs}
+        for metric, c in row["cells"].items():
+            text = c["text"]
+            if markdown:
+                text = (f"**{text}**" if c["best"] else text) + c["sig"].replace("*", "\\*")
+            else:
+                text += c["sig"] + (" (best)" if c["best"] else "")
+            line[_header(result, metric)] = text
+        out.append(line)
+    return out
+
+
+def difference_rows(result: dict[str, Any], markdown: bool = True) -> list[dict[str, str]]:
     """Paired differences against the baseline: ``Δ ± CI (p=…)`` per metric."""
     table = _by_loss(result)
     out = []
     for loss in result["losses"][1:]:
-        row = {"loss": f"`{loss}`"}
+        row = {"loss": f"`{loss}`" if markdown else loss}
         for metric in result["metrics"]:
             r = table.get(loss, {}).get(metric)
-            if not r or r.get("n_pairs", 0) == 0:
+            if not r or not r.get("n_pairs") or not _finite(r.get("diff_vs_baseline")):
                 row[metric] = "n/a"
                 continue
             text = f"{r['diff_vs_baseline']:+.3g}"
-            if r["n_pairs"] >= 2:
-                text += f" ± {_fmt(r['diff_ci95'], 2)} (p={_fmt(r['p_value'], 2)})"
+            if r["n_pairs"] >= 2 and _finite(r.get("diff_ci95")):
+                text += f" ± {fmt(r['diff_ci95'], 2)} (p={fmt(r['p_value'], 2)})"
             row[metric] = text
         out.append(row)
     return out
 
 
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def markdown_table(rows: list[dict[str, str]]) -> str:
+    """GitHub-flavoured Markdown table of ``rows`` (dicts sharing keys)."""
     if not rows:
         return "(no rows)\n"
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines = ["| " + " | ".join(_md_escape(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(_md_escape(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def comparison_markdown(result: dict[str, Any], heading_level: int = 2) -> str:
+LEGEND = ("Cells: mean ± 95% CI (Student t over seeds) of the final-epoch validation metric; "
+          "↑/↓ = higher/lower is better; **bold** = best loss for that metric (references never count); "
+          "`*` / `**` = paired t-test against the baseline p < 0.05 / p < 0.01. *runs* = finished trials / seeds "
+          "(the n of every statistic); diverged (NaN/Inf), collapsed and missing trials are named there (⚠) "
+          "and left out of every mean. Rows in italics are references (no loss trained), not contestants.")
+
+
+def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading: str | None = None) -> str:
     """The comparison as Markdown: header facts, main table, paired differences."""
     h = "#" * heading_level
     seeds = result["seeds"]
     fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "none used"
     parts = [
-        f"{h} {result['task']} · {result['dataset']} · {result['budget']}\n",
+        f"{h} {heading or ' · '.join([result['task'], result['dataset'], result['budget']])}\n",
         f"Losses: {', '.join(f'`{l}`' for l in result['losses'])}; seeds {', '.join(map(str, seeds))} "
-        f"(n = {len(seeds)}); baseline `{result['baseline']}`; feature-network weights: {fw}.\n",
-        "Cells: mean ± 95% CI (Student t over seeds) of the final-epoch validation metric; "
-        "**bold** = best; `*` = paired t-test against the baseline p < 0.05; ↑/↓ = higher/lower is better. "
-        "Diverged (NaN/Inf) and collapsed trials are counted in *runs* and left out of every mean; "
-        "rows in italics are references (no loss trained), not contestants.\n",
+        f"(n = {len(seeds)}); baseline `{result['baseline']}`; budget `{result['budget']}`; "
+        f"feature-network weights: {fw}.\n",
+        LEGEND + "\n",
         markdown_table(comparison_rows(result, markdown=True)),
     ]
     if len(result["losses"]) > 1:

@@ -1,0 +1,214 @@
+"""``report.html``: the whole report as ONE self-contained file -- inline CSS, every image
+a base64 ``data:`` URI, no script, no external resource -- so it can be mailed, attached to
+a paper's supplement or opened offline and still show everything.
+
+Same content as ``REPORT.md`` (see :mod:`cvloss.report.markdown`), plus a colour key whose
+swatches are the plots' colours and hatches (:mod:`cvloss.report.style`) and table
+cells styled by their marks (best, significant, flagged trials)."""
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from cvloss.report.style import HATCHES, loss_style, metric_unit
+from cvloss.report.tables import LEGEND, comparison_table, difference_rows
+
+CSS = """
+:root { --fg:#1b1b1b; --muted:#5a5a5a; --line:#d0d0d0; --best:#e3f1e3; --bad:#b00000; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--fg);
+       max-width: 1240px; margin: 0 auto; padding: 24px 28px 64px; background: #fff; }
+h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin-top: 40px; border-bottom: 2px solid var(--fg); }
+h3 { font-size: 17px; margin-top: 30px; border-bottom: 1px solid var(--line); }
+.muted, .facts { color: var(--muted); } .facts { margin: 4px 0 10px; } .facts b { color: var(--fg); font-weight: 600; }
+nav.toc { background: #f6f6f6; border: 1px solid var(--line); padding: 8px 18px; margin: 14px 0; }
+nav.toc ul { margin: 4px 0; padding-left: 20px; }
+code, pre { font: 12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+pre { background: #f6f6f6; border: 1px solid var(--line); padding: 8px 10px; white-space: pre-wrap; word-break: break-all; }
+.scroll { overflow-x: auto; margin: 8px 0 14px; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #efefef; font-weight: 600; } td.name, th.name { text-align: left; }
+tbody tr:nth-child(even) td { background: #fafafa; }
+td.best { font-weight: 700; background: var(--best) !important; }
+td.best::after { content: " \\2605"; font-weight: 400; }
+sup.sig { color: #003e8a; font-weight: 700; }
+tr.ref td { font-style: italic; color: var(--muted); }
+td.flag, span.flag { color: var(--bad); font-weight: 700; }
+.swatch { display: inline-block; width: 22px; height: 13px; border: 1px solid #000; vertical-align: -2px; margin-right: 6px; }
+.legend { font-size: 12.5px; color: var(--muted); max-width: 980px; }
+figure { margin: 14px 0 22px; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 12.5px; color: var(--muted); }
+.key { display: flex; flex-wrap: wrap; gap: 6px 18px; } .key span { white-space: nowrap; }
+dl.prov { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 6px 0 18px; }
+dl.prov dt { font-weight: 600; } dl.prov dd { margin: 0; word-break: break-word; }
+@media print { body { max-width: none; padding: 0; font-size: 11px; } nav.toc { display: none; }
+  h2, h3 { break-after: avoid; } figure, table { break-inside: avoid; } a { color: inherit; text-decoration: none; } }
+"""
+
+
+def _hatch_css(hatch: str) -> str:
+    """A CSS background that imitates a matplotlib hatch on a swatch (so the key still
+    tells losses apart in grey print)."""
+    ink = "rgba(0,0,0,.55)"
+    if hatch in ("//", "\\\\"):
+        angle = 45 if hatch == "//" else -45
+        return f"repeating-linear-gradient({angle}deg, {ink} 0 1px, transparent 1px 4px)"
+    if hatch in ("--", "||"):
+        angle = 0 if hatch == "--" else 90
+        return f"repeating-linear-gradient({angle}deg, {ink} 0 1px, transparent 1px 4px)"
+    if hatch in ("xx", "++"):
+        a, b = (45, -45) if hatch == "xx" else (0, 90)
+        return (f"repeating-linear-gradient({a}deg, {ink} 0 1px, transparent 1px 4px), "
+                f"repeating-linear-gradient({b}deg, {ink} 0 1px, transparent 1px 4px)")
+    if hatch in ("..", "oo", "**"):
+        return f"radial-gradient({ink} 0.8px, transparent 1.2px) 0 0 / 4px 4px"
+    return "none"
+
+
+def swatch(loss: str) -> str:
+    st = loss_style(loss)
+    return (f'<span class="swatch" style="background:{_hatch_css(st["hatch"])}, {st["color"]};'
+            f'background-color:{st["color"]}" title="{escape(loss)}"></span>')
+
+
+def data_uri(path: Path) -> str:
+    """A file as a base64 ``data:`` URI (PNG/JPEG/SVG by suffix)."""
+    mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}.get(
+        path.suffix.lower(), "application/octet-stream")
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def comparison_table_html(result: dict[str, Any]) -> str:
+    """The marked comparison table as an HTML ``<table>``."""
+    heads = "".join(f'<th title="{escape(metric_unit(m) or m)}">{escape(m)} '
+                    f'{"↑" if result["directions"].get(m, True) else "↓"}</th>' for m in result["metrics"])
+    out = [f'<div class="scroll"><table><thead><tr><th class="name">loss</th><th>runs</th>{heads}</tr></thead><tbody>']
+    for row in comparison_table(result):
+        if row["reference"]:
+            name = f"{escape(row['loss'])} (reference)"
+            out.append(f'<tr class="ref"><td class="name">{name}</td><td>{escape(row["runs"])}</td>')
+        else:
+            base = " (baseline)" if row["loss"] == result["baseline"] else ""
+            name = f"{swatch(row['loss'])}<code>{escape(row['loss'])}</code>{base}"
+            flag = ' class="flag"' if row["flags"] else ""
+            warn = " ⚠" if row["flags"] else ""
+            out.append(f'<tr><td class="name">{name}</td><td{flag}>{escape(row["runs"])}{warn}</td>')
+        for m in result["metrics"]:
+            c = row["cells"][m]
+            cls = ' class="best"' if c["best"] else ""
+            sig = f'<sup class="sig">{c["sig"]}</sup>' if c["sig"] else ""
+            p = f' title="p = {c["p_value"]:.3g} vs baseline"' if c["sig"] else ""
+            out.append(f"<td{cls}{p}>{escape(c['text'])}{sig}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def difference_table_html(result: dict[str, Any]) -> str:
+    rows = difference_rows(result, markdown=False)
+    if not rows:
+        return ""
+    heads = "".join(f"<th>{escape(m)}</th>" for m in result["metrics"])
+    out = [f'<div class="scroll"><table><thead><tr><th class="name">loss − {escape(result["baseline"])}</th>{heads}'
+           "</tr></thead><tbody>"]
+    for r in rows:
+        out.append(f'<tr><td class="name">{swatch(r["loss"])}<code>{escape(r["loss"])}</code></td>'
+                   + "".join(f"<td>{escape(r[m])}</td>" for m in result["metrics"]) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _comparison_section(r: dict[str, Any]) -> str:
+    from cvloss.report.markdown import _budget_line, comparison_title, plot_title
+
+    fw = ", ".join(r["feature_weights"]) if r.get("feature_weights") else "none used"
+    cmp_dir = Path(r["_path"]).parent
+    bad = [f"{escape(l)}: {escape(', '.join(f))}" for l in r["losses"] for f in [
+        [f"{r['status'][l].count(k)} {k}" for k in ("diverged", "collapsed", "missing") if k in r["status"].get(l, [])]] if f]
+    parts = [
+        f'<section id="{r["_anchor"]}"><h3>{escape(comparison_title(r))}</h3>',
+        '<p class="facts">'
+        f"<b>Losses</b> {', '.join(swatch(l) + '<code>' + escape(l) + '</code>' for l in r['losses'])} · "
+        f"<b>baseline</b> <code>{escape(r['baseline'])}</code> · <b>seeds</b> {', '.join(map(str, r['seeds']))} "
+        f"(n = {len(r['seeds'])}) · <b>budget</b> <code>{escape(r['budget'])}</code> · "
+        f"<b>feature-network weights</b> {escape(fw)}</p>",
+    ]
+    if r["_prov"]["data"]:
+        parts.append(f'<p class="facts"><b>Data</b> {escape("; ".join(r["_prov"]["data"]))}</p>')
+    if _budget_line(r):
+        parts.append(f'<p class="facts">{escape(_budget_line(r))}</p>')
+    if bad:
+        parts.append(f'<p><span class="flag">⚠ left out of the means:</span> {"; ".join(bad)}</p>')
+    parts.append(comparison_table_html(r))
+    if len(r["losses"]) > 1:
+        parts.append(f"<p class=\"muted\">Paired difference against <code>{escape(r['baseline'])}</code> "
+                     "(Δ ± 95% CI over seeds, paired t-test p):</p>")
+        parts.append(difference_table_html(r))
+    for key, name in r["plots"].items():
+        parts.append(f'<figure><img src="{data_uri(cmp_dir / name)}" alt="{escape(plot_title(key))}">'
+                     f"<figcaption>{escape(plot_title(key))} (<code>{escape(r['_rel'])}/{escape(name)}</code>)"
+                     "</figcaption></figure>")
+    parts.append(f'<p class="muted">Reproduce:</p><pre>{escape(r["_command"])}</pre></section>')
+    return "\n".join(parts)
+
+
+def _legend_html() -> str:
+    text = escape(LEGEND).replace("**bold**", "<b>bold ★</b>").replace("`*`", "<sup class=sig>*</sup>")
+    text = text.replace("`**`", "<sup class=sig>**</sup>").replace("*runs*", "<i>runs</i>")
+    return f'<p class="legend">{text}</p>'
+
+
+def html_report(results: list[dict[str, Any]], root: Path) -> str:
+    """The report page (see the module docstring) for comparisons loaded by
+    :func:`cvloss.report.markdown.load_comparisons`."""
+    from cvloss.report.markdown import comparison_title, group_by_task_dataset
+
+    groups = group_by_task_dataset(results)
+    toc = ['<nav class="toc"><b>Contents</b><ul>']
+    body = []
+    for task, dataset, rs in groups:
+        gid = f"{task}-{dataset}".lower()
+        toc.append(f'<li><a href="#{escape(gid)}">{escape(task)} · {escape(dataset)}</a><ul>')
+        toc += [f'<li><a href="#{r["_anchor"]}">{escape(comparison_title(r))}</a></li>' for r in rs]
+        toc.append("</ul></li>")
+        body.append(f'<h2 id="{escape(gid)}">{escape(task)} · {escape(dataset)}</h2>')
+        body += [_comparison_section(r) for r in rs]
+    toc.append('<li><a href="#colour-key">Colour key</a></li><li><a href="#provenance">Provenance</a></li></ul></nav>')
+
+    losses = sorted({l for r in results for l in r["losses"]})
+    key = ['<h2 id="colour-key">Colour key</h2><p class="muted">One colour and hatch per loss, the same in every '
+           "plot and table of this report (reference rows are grey dashed lines).</p><div class=\"key\">"]
+    key += [f"<span>{swatch(l)}<code>{escape(l)}</code></span>" for l in losses]
+    key.append("</div>")
+
+    prov = ['<h2 id="provenance">Provenance</h2>',
+            f'<p class="muted">Made with <code>cvloss report {escape(str(root))}</code> from the trials\' '
+            "<code>trial.json</code>. Each command remakes its comparison (finished trials are skipped).</p>"]
+    for r in results:
+        p = r["_prov"]
+        versions = ", ".join(f"{escape(k)} {escape(' / '.join(v))}" for k, v in p["versions"].items()) or "unknown"
+        prov.append(f"<h3>{escape(r['task'])} · {escape(r['dataset'])} · {escape(comparison_title(r))}</h3>"
+                    f"<pre>{escape(r['_command'])}</pre><dl class=\"prov\">"
+                    f"<dt>folder</dt><dd><code>{escape(r['_rel'])}</code></dd>"
+                    f"<dt>git commit</dt><dd><code>{escape(', '.join(p['git_commits']) or 'unknown')}</code></dd>"
+                    f"<dt>device</dt><dd>{escape('; '.join(p['devices']) or 'unknown')}</dd>"
+                    f"<dt>versions</dt><dd>{versions}</dd>"
+                    f"<dt>trials</dt><dd>{p['n_trials']} with a trial.json of "
+                    f"{sum(len(d) for d in r['trials'].values())}</dd></dl>")
+
+    n_trials = sum(len(d) for r in results for d in r["trials"].values())
+    head = (f"<h1>cvloss report</h1><p class=\"muted\">{len(results)} comparison(s), {n_trials} trials, "
+            f"{len(groups)} task/dataset pair(s) under <code>{escape(str(root))}</code>. Every number is the "
+            "final-epoch validation metric of a model trained from the same initial weights on the same batches "
+            "for every loss at a given seed.</p>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>cvloss report</title><style>{CSS}</style></head><body>\n"
+            + head + "\n" + "".join(toc) + "\n" + _legend_html() + "\n" + "\n".join(body) + "\n"
+            + "\n".join(key) + "\n" + "\n".join(prov) + "\n</body></html>\n")
+
+
+__all__ = ["html_report", "comparison_table_html", "data_uri", "swatch", "HATCHES"]
