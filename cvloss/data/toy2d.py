@@ -1,0 +1,104 @@
+"""2-D Gaussian mixtures: the standard cheap benchmark for mode coverage of GAN objectives.
+
+Two embedded datasets (nothing is downloaded; samples are drawn on demand, so the data
+is infinite and a training "epoch" is just a fixed number of steps):
+
+* ``ring8`` -- 8 Gaussians with means evenly spaced on a circle of radius 2,
+  ``(2 cos(2πk/8), 2 sin(2πk/8))``, k = 0..7, isotropic σ = 0.02 (Metz et al. 2017,
+  Unrolled GANs; PacGAN's 2D-ring).
+* ``grid25`` -- 25 Gaussians with means on the 5×5 grid ``{-4, -2, 0, 2, 4}²`` (spacing
+  2), isotropic σ = 0.05 (Srivastava et al. 2017, VEEGAN; PacGAN's 2D-grid).
+
+Every component has the same weight 1/K, so the target distribution over modes is uniform.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cvloss.data.types import DatasetError
+
+__all__ = ["Mixture2D", "ring8", "grid25", "load_ring8", "load_grid25"]
+
+_SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Mixture2D:
+    """An equal-weight mixture of K isotropic 2-D Gaussians N(μ_k, σ² I).
+
+    Attributes:
+        centers: ``(K, 2)`` float32 component means μ_k.
+        sigma: the common standard deviation σ (> 0).
+        name: catalog name (``"ring8"``, ``"grid25"``).
+        description: one line: layout, spacing, σ.
+    """
+
+    centers: torch.Tensor
+    sigma: float
+    name: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        c = self.centers
+        if not isinstance(c, torch.Tensor) or c.dim() != 2 or c.shape[1] != 2 or c.shape[0] < 1:
+            got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+            raise ValueError(f"expected centers of shape (K, 2) with K >= 1; got {got}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0; got {self.sigma}")
+
+    @property
+    def n_modes(self) -> int:
+        return int(self.centers.shape[0])
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
+        """``n`` samples ``(n, 2)`` float32: a uniform component index, then μ_k + σ·N(0, I).
+
+        Both draws come from ``generator`` (which must live on ``device``; CPU by default),
+        so the same generator state gives the same samples.
+        """
+        device = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
+        idx = torch.randint(self.n_modes, (n,), generator=generator, device=device)
+        noise = torch.randn(n, 2, generator=generator, device=device)
+        return self.centers.to(device)[idx] + self.sigma * noise
+
+
+def ring8(radius: float = 2.0, sigma: float = 0.02, k: int = 8) -> Mixture2D:
+    """``k`` Gaussians on a circle of ``radius``, the first at angle 0 (Metz et al. 2017)."""
+    angles = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
+    centers = torch.stack([radius * torch.cos(angles), radius * torch.sin(angles)], dim=1).float()
+    return Mixture2D(centers, float(sigma), "ring8", f"{k} Gaussians on a ring of radius {radius:g}, sigma {sigma:g}")
+
+
+def grid25(spacing: float = 2.0, sigma: float = 0.05, side: int = 5) -> Mixture2D:
+    """``side``² Gaussians on a square grid centred at 0 with ``spacing``: the default
+    5×5 grid has means at {-4, -2, 0, 2, 4}² (Srivastava et al. 2017)."""
+    axis = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * spacing
+    xx, yy = torch.meshgrid(axis, axis, indexing="ij")
+    centers = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+    lo, hi = float(axis[0]), float(axis[-1])
+    return Mixture2D(centers, float(sigma), "grid25",
+                     f"{side * side} Gaussians on a {side}x{side} grid at {lo:g}..{hi:g} step {spacing:g}, sigma {sigma:g}")
+
+
+def _check_split(split: str) -> None:
+    if split not in _SPLITS:
+        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(_SPLITS)}")
+
+
+def load_ring8(root: str | Path | None = None, split: str = "train") -> Mixture2D:
+    """Catalog loader of ``ring8``. Both splits describe the same mixture (the data is
+    infinite: training and evaluation draw from different generator streams); ``root``
+    is ignored (embedded)."""
+    _check_split(split)
+    return ring8()
+
+
+def load_grid25(root: str | Path | None = None, split: str = "train") -> Mixture2D:
+    """Catalog loader of ``grid25`` (see :func:`load_ring8`)."""
+    _check_split(split)
+    return grid25()
