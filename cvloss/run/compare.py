@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cvloss.errors import UsageError
 from cvloss.run.config import TrialConfig, loss_slug
 from cvloss.run.io import read_json, write_json, write_text, write_csv
@@ -132,9 +134,12 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
 
     # Reference rows (model-free baselines such as bicubic, the untrained network): same
     # statistics over the trials that report them, never marked best or significant.
-    references: dict[str, dict[str, list[float]]] = {}
+    # Every loss's trial at one seed reports the same reference (same data, same initial
+    # weights), so a seed contributes one value -- the mean of its copies -- and n counts
+    # seeds, not trials.
+    references: dict[str, dict[str, dict[int, list[float]]]] = {}
     for runs in summaries.values():
-        for s in runs:
+        for seed, s in zip(seeds, runs):
             if not s:
                 continue
             refs = dict(s.get("reference") or {})
@@ -142,10 +147,12 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
                 refs["untrained (epoch 0)"] = s["at_init"]
             for name, vals in refs.items():
                 for metric, v in vals.items():
-                    references.setdefault(name, {}).setdefault(metric, []).append(v)
+                    if v is not None:
+                        references.setdefault(name, {}).setdefault(metric, {}).setdefault(seed, []).append(v)
     for name, per_metric in references.items():
         for metric in metric_names:
-            mean, ci, n = mean_ci(per_metric.get(metric, []))
+            per_seed = per_metric.get(metric, {})
+            mean, ci, n = mean_ci([float(np.mean(v)) for v in per_seed.values()])
             rows.append({"loss": name, "metric": metric, "higher_is_better": directions[metric], "mean": mean,
                          "ci95": ci, "n": n, "diverged": 0, "missing": 0, "reference": True,
                          "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0})
