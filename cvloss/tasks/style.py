@@ -1,0 +1,401 @@
+"""Task ``style``: Gatys-style neural style transfer by optimising an image.
+
+Protocol (Gatys, Ecker & Bethge 2016, *Image Style Transfer Using CNNs*): the "model" is
+one image x, initialised from the content image p ("content init"), optimised to minimise
+
+    L(x) = Σ_i w_i · L_i(x, target_i),  e.g.  content + 1e3·style + 1e-3·tv,
+
+with L-BFGS (as the paper) or Adam (``--set optimizer=lbfgs|adam``). Each term of the loss
+spec is called with its own target, routed by the term's name (one ``CombinedLoss``
+forward takes one target, so the task walks ``loss.weighted_terms()`` itself):
+
+    content, perceptual -> the content image p   (N, 3, H, W)
+    style, texture      -> the style image a     (N, 3, Hs, Ws), may differ in size
+    tv                  -> no target (a prior on x alone)
+
+Parameterisation: x lives in [0, 1] pixel space. ``param=clamp`` (default) optimises the
+pixels directly; the loss sees ``x.clamp(0, 1)`` and after every optimiser step the
+pixels are projected back to [0, 1] (projected gradient; for L-BFGS after each epoch's
+call, since projecting inside its line search would break it). ``param=sigmoid``
+optimises θ unconstrained with x = sigmoid(θ), θ₀ = logit(clip(p, 1e-3, 1 − 1e-3)).
+
+Budget settings (all overridable with ``--set``): ``epochs`` × ``iters_per_epoch``
+optimisation iterations. Adam: one iteration = one step = one loss evaluation
+(forward + backward). L-BFGS: one ``step(closure)`` call per epoch with
+``max_iter=iters_per_epoch`` and torch's default ``max_eval = 1.25·max_iter``, strong-Wolfe
+line search; the metric ``evals`` counts loss evaluations so the two optimisers' costs
+can be compared. ``lr=None`` means 1.0 for L-BFGS and 0.02 for Adam (pixels in [0, 1]).
+
+Inputs: ``--dataset skimage-photos`` (default; scikit-image photos as content, its
+brick/grass/gravel textures and two procedural colour textures as style, see
+:mod:`cvloss.data.style_pairs`), ``--dataset div2k`` (contents from DIV2K_valid_HR), or
+any pair on disk with ``--set content=PATH --set style=PATH``; named embedded pairs with
+``--set pairs=astronaut:brick,coffee:waves``.
+
+Seeds: content init is (nearly) deterministic, so the seed chooses *which* pairs are
+optimised: right after the trainer seeds torch, :meth:`StyleTask.build_model` draws
+``n_pairs`` distinct contents and one style for each from the pool (the same draw for
+every loss at that seed -- fair, and the sample grids line up). Named pairs and files are
+used as given; then seeds differ only through ``init_noise`` (σ of Gaussian noise added
+to the content init, default 0).
+
+Metrics, with a FIXED evaluation network whatever the loss being trained -- VGG19 with the
+same feature weights as the loss (``imagenet``, ``random(seed=0)`` or a file; recorded in
+``metrics.csv`` as ``eval_feature_weights``):
+
+* ``content_loss`` = ½ · mean (φ_relu4_2(x) − φ_relu4_2(p))² (the ``content`` loss's
+  default, i.e. Gatys' ½ Σ (F − P)² divided by the element count);
+* ``gram_<layer>`` = E_l = 1/(4 N_l² M_l²) Σ_ij (G^l(x) − G^l(a))²_ij for l in
+  relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (Gatys' style layers), and
+  ``style_dist`` = their mean (Gatys' L_style with w_l = 1/5);
+* ``tv`` = mean |x_{i+1,j} − x_{i,j}| + |x_{i,j+1} − x_{i,j}| over all differences
+  (high-frequency noise raises it);
+* ``evals`` (loss evaluations) and ``wall_s`` (optimisation wall time, no evaluation).
+
+All are averaged over the optimised pairs; lower is better for each. Reference rows:
+``content image (init)`` (the starting point: content loss 0, the content's Gram
+distance to the style, its TV) and ``style image`` (its TV).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from cvloss.errors import UsageError
+from cvloss.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+#: The fixed evaluation layers (VGG19): content as Gatys' conv4_2, style as his five.
+EVAL_CONTENT_LAYER = "relu4_2"
+EVAL_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: Which target each loss term is called with (``None``: no target).
+ROUTES = {"content": "content", "perceptual": "content", "style": "style", "texture": "style", "tv": None}
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+
+
+class StyleImage(nn.Module):
+    """The optimised image(s): one parameter, ``forward()`` returns (N, 3, H, W) in [0, 1].
+
+    ``param="clamp"``: the parameter is the image itself (projected to [0, 1] by
+    :meth:`project_`); ``param="sigmoid"``: x = sigmoid(θ).
+    """
+
+    def __init__(self, init: torch.Tensor, param: str = "clamp") -> None:
+        super().__init__()
+        if param not in ("clamp", "sigmoid"):
+            raise UsageError(f"unknown image parameterisation param={param!r}; valid: clamp, sigmoid")
+        self.param = param
+        init = init.detach().clone().clamp(0, 1)
+        if param == "sigmoid":
+            init = torch.logit(init.clamp(1e-3, 1 - 1e-3))
+        self.image = nn.Parameter(init)
+
+    def forward(self) -> torch.Tensor:
+        if self.param == "sigmoid":
+            return torch.sigmoid(self.image)
+        return self.image.clamp(0, 1)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        if self.param == "clamp":
+            self.image.clamp_(0, 1)
+
+
+def _weights_spec(used: str) -> str:
+    """``weights_used`` of an extractor -> the ``weights=`` value that rebuilds it."""
+    m = re.fullmatch(r"random\(seed=(-?\d+)\)", used)
+    if m:
+        return f"random:{m.group(1)}"
+    if used.startswith("file:"):
+        return used[len("file:"):]
+    return used  # "imagenet"
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(K, 3, H, W) in [0, 1] -> (K, H, W, 3) uint8."""
+    return (x.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+class StyleTask(Task):
+    name = "style"
+    default_dataset = "skimage-photos"
+    metrics = {
+        "content_loss": False,
+        "style_dist": False,
+        **{f"gram_{l}": False for l in EVAL_STYLE_LAYERS},
+        "tv": False,
+        "evals": False,
+        "wall_s": False,
+    }
+    primary_metric = "style_dist"
+    _common = dict(optimizer="lbfgs", lr=None, param="clamp", init_noise=0.0, pairs=None, content=None, style=None)
+    budgets = {
+        # smoke: every output in seconds; quick: 1 pair per seed (3 seeds = 3 pairs),
+        # 64 px, 60 L-BFGS iterations; full: Gatys' ~500 iterations at 512 px on a GPU.
+        "smoke": dict(epochs=2, iters_per_epoch=2, image_size=32, style_size=None, n_pairs=1, **_common),
+        "quick": dict(epochs=4, iters_per_epoch=15, image_size=64, style_size=None, n_pairs=1, **_common),
+        "full": dict(epochs=10, iters_per_epoch=50, image_size=512, style_size=None, n_pairs=3, **_common),
+    }
+
+    # ------------------------------------------------------------------ data
+    def load_data(self) -> None:
+        from cvloss.data.registry import dataset_dir
+        from cvloss.data.style_pairs import load_style_pairs
+
+        p = self.params
+        if p["optimizer"] not in DEFAULT_LR:
+            raise UsageError(f"unknown optimizer={p['optimizer']!r}; valid: {', '.join(DEFAULT_LR)}")
+        for key in ("epochs", "iters_per_epoch", "image_size", "n_pairs"):
+            if not isinstance(p[key], int) or p[key] < 1:
+                raise UsageError(f"setting {key} must be a positive integer; got {p[key]!r}")
+        if p["image_size"] < 16:
+            raise UsageError(f"image_size={p['image_size']} is too small: VGG19's relu5_1 needs at least 16 px")
+        if self.dataset not in ("skimage-photos", "div2k"):
+            raise UsageError(f"task style reads skimage-photos or div2k (or --set content=PATH --set style=PATH); got {self.dataset!r}")
+        root = dataset_dir(self.dataset, self.data_dir) if self.dataset == "div2k" else None
+        self.data = load_style_pairs(
+            root, "val", size=p["image_size"], style_size=p["style_size"], pairs=p["pairs"],
+            content=p["content"], style=p["style"], source=self.dataset,
+        )
+        if self.data.explicit and self.data.notes:  # a user's file: say it once, loudly
+            log.warning("; ".join(self.data.notes))
+        self.contents = self.data.contents.to(self.device)
+        self.styles = self.data.styles.to(self.device)
+        self._eval_weights: str | None = None
+        self._eval_cache: dict[str, Any] = {}
+        self._wall = 0.0
+        self._evals = 0
+
+    def describe_data(self) -> str:
+        d = self.data
+        src = {"files": "files", "div2k": "div2k (DIV2K_valid_HR contents)"}.get(d.name, f"{d.name} (embedded stand-in for {d.real})")
+        how = "pairs as given" if d.explicit else f"{self.params['n_pairs']} pair(s) drawn per seed"
+        notes = f"; {'; '.join(d.notes)}" if d.notes else ""
+        return (f"{src}: {len(d.content_names)} content x {len(d.style_names)} style images, {len(d.pairs)} candidate pairs, "
+                f"{how}; content {tuple(self.contents.shape[-2:])} px, style {tuple(self.styles.shape[-2:])} px{notes}")
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> nn.Module:
+        """Draw this seed's pairs (global RNG, seeded by the trainer just before) and
+        build the image initialised from their contents (+ ``init_noise`` · N(0, 1))."""
+        p = self.params
+        pairs = list(self.data.pairs)
+        if not self.data.explicit:
+            n_c = len(self.data.content_names)
+            k = min(p["n_pairs"], n_c)
+            contents = torch.randperm(n_c)[:k].tolist()
+            styles = torch.randint(len(self.data.style_names), (k,)).tolist()
+            pairs = list(zip(contents, styles))
+        self.pairs = pairs
+        self.content = self.contents[[c for c, _ in pairs]]
+        self.style = self.styles[[s for _, s in pairs]]
+        init = self.content
+        if p["init_noise"]:
+            init = init + float(p["init_noise"]) * torch.randn(init.shape).to(self.device)
+        self._eval_cache = {}
+        return StyleImage(init.clamp(0, 1), p["param"]).to(self.device)
+
+    def pair_names(self) -> list[str]:
+        return [f"{self.data.content_names[c]}:{self.data.style_names[s]}" for c, s in self.pairs]
+
+    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        p = self.params
+        lr = DEFAULT_LR[p["optimizer"]] if p["lr"] is None else float(p["lr"])
+        if p["optimizer"] == "lbfgs":
+            opt = torch.optim.LBFGS(model.parameters(), lr=lr, max_iter=p["iters_per_epoch"],
+                                    history_size=100, line_search_fn="strong_wolfe")
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+        return {"image": opt}
+
+    # ------------------------------------------------------------------ training
+    def num_batches(self) -> int:
+        # L-BFGS runs its epoch's iterations inside one step(closure) call.
+        return 1 if self.params["optimizer"] == "lbfgs" else self.params["iters_per_epoch"]
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        # Nothing is sampled: every step sees the same content/style targets.
+        for i in range(self.num_batches()):
+            yield i
+
+    def objective(self, loss: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Σ w_i · L_i(x, target_i), each term routed to its target by name (see ROUTES)."""
+        terms = loss.weighted_terms() if hasattr(loss, "weighted_terms") else [(1.0, loss)]
+        total = x.new_zeros(())
+        for w, term in terms:
+            if term.kind != "image" or term.name not in ROUTES:
+                raise UsageError(
+                    f"task style cannot route loss term {term.name!r} (kind {term.kind}); "
+                    f"it routes {', '.join(ROUTES)} (content/perceptual -> content image, style/texture -> style image, tv -> none)"
+                )
+            route = ROUTES[term.name]
+            target = {"content": self.content, "style": self.style, None: None}[route]
+            total = total + w * (term(x) if target is None else term(x, target))
+        return total
+
+    def _note_weights(self, loss: nn.Module) -> None:
+        """Remember which feature weights the loss uses, for the evaluation network."""
+        if self._eval_weights is not None:
+            return
+        from cvloss.losses.features import FeatureLoss
+
+        terms = loss.weighted_terms() if hasattr(loss, "weighted_terms") else [(1.0, loss)]
+        used = [t.extractor.weights_used for _, t in terms if isinstance(t, FeatureLoss)]
+        # tv alone uses no features: fall back to "auto" (ImageNet if cached, else random:0)
+        self._eval_weights = _weights_spec(used[0]) if used else "auto"
+
+    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
+        self._note_weights(loss)
+        opt = optimizers["image"]
+        last: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            value = self.objective(loss, model())
+            value.backward()
+            self._evals += 1
+            last.append(value.detach())
+            return value
+
+        t0 = time.perf_counter()
+        if isinstance(opt, torch.optim.LBFGS):
+            opt.step(closure)
+        else:
+            closure()
+            opt.step()
+        model.project_()
+        self._wall += time.perf_counter() - t0
+        return {"loss": last[-1]}
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_net(self):
+        from cvloss.losses.features import get_feature_extractor
+
+        return get_feature_extractor("vgg19", self._eval_weights or "auto")
+
+    @torch.no_grad()
+    def image_metrics(self, x: torch.Tensor, with_content: bool = True) -> dict[str, float]:
+        """Fixed-layer metrics of images ``x`` (N, 3, H, W) against this seed's pairs."""
+        from cvloss.losses.style import gram_matrix, total_variation
+
+        net = self._eval_net()
+        layers = (EVAL_CONTENT_LAYER, *EVAL_STYLE_LAYERS)
+        if "style_grams" not in self._eval_cache:
+            fc = net.extract(self.content, (EVAL_CONTENT_LAYER,))[EVAL_CONTENT_LAYER]
+            fs = net.extract(self.style, EVAL_STYLE_LAYERS)
+            self._eval_cache = {"content_feat": fc, "style_grams": {l: gram_matrix(fs[l], "chw") for l in EVAL_STYLE_LAYERS}}
+        fx = net.extract(x, layers)
+        out: dict[str, float] = {}
+        if with_content:
+            out["content_loss"] = float(0.5 * (fx[EVAL_CONTENT_LAYER] - self._eval_cache["content_feat"]).square().mean())
+        grams = {}
+        for l in EVAL_STYLE_LAYERS:
+            # E_l = ¼ Σ (Ĝ − Â)² with Ĝ = G / (N_l M_l): Gatys' 1/(4 N² M²) Σ (G − A)²
+            d = gram_matrix(fx[l], "chw") - self._eval_cache["style_grams"][l]
+            grams[f"gram_{l}"] = float(0.25 * d.square().sum(dim=(1, 2)).mean())
+        out["style_dist"] = float(np.mean(list(grams.values())))
+        out.update(grams)
+        out["tv"] = float(total_variation(x, "l1", "mean"))
+        return out
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        out = self.image_metrics(model().detach())
+        out["evals"] = float(self._evals)
+        out["wall_s"] = self._wall
+        out["eval_feature_weights"] = self._eval_net().weights_used  # type: ignore[assignment]
+        return out
+
+    def reference_metrics(self) -> dict[str, dict[str, float]]:
+        from cvloss.losses.style import total_variation
+
+        init = self.image_metrics(self.content)
+        return {
+            "content image (init)": {k: v for k, v in init.items()},
+            "style image": {"tv": float(total_variation(self.style, "l1", "mean"))},
+        }
+
+    def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """input = content, truth = style, pred = the optimised image, one row per pair."""
+        with torch.no_grad():
+            x = model()
+        return {"input": _to_uint8(self.content), "truth": _to_uint8(self.style), "pred": _to_uint8(x)}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"wall_s": self._wall, "evals": self._evals, "pairs": self.pairs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._wall = float(state.get("wall_s", 0.0))
+        self._evals = int(state.get("evals", 0))
+        if "pairs" in state and [tuple(p) for p in state["pairs"]] != [tuple(p) for p in self.pairs]:
+            raise UsageError("the checkpoint was made with other content/style pairs; use another --out")
+
+    # ------------------------------------------------------------------ plots
+    @classmethod
+    def comparison_plots(cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+        """``stylised_all_seeds.png``: rows = every seed's pairs, columns = content,
+        style, then each loss's result (the generic ``samples.png`` shows seed 1 only),
+        plus a 2x nearest-neighbour zoom of each result's centre to show pixel noise."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        losses = result["losses"]
+        rows: list[dict[str, np.ndarray]] = []
+        for s_i, seed in enumerate(result["seeds"]):
+            per_loss = {}
+            for loss in losses:
+                f = Path(result["trials"][loss][s_i]) / "samples.npz"
+                if f.exists():
+                    with np.load(f) as z:
+                        per_loss[loss] = {k: z[k] for k in ("input", "truth", "pred")}
+            if not per_loss:
+                continue
+            first = next(iter(per_loss.values()))
+            for k in range(len(first["input"])):
+                row = {"content": first["input"][k], "style": first["truth"][k]}
+                for loss in losses:
+                    if loss in per_loss:
+                        pred = per_loss[loss]["pred"][k]
+                        row[loss] = pred
+                        h, w = pred.shape[:2]
+                        crop = pred[h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2]
+                        row[f"{loss} (centre, 2x)"] = crop.repeat(2, 0).repeat(2, 1)
+                row["_seed"] = seed  # type: ignore[assignment]
+                rows.append(row)
+        if not rows:
+            return {}
+        cols = [c for c in rows[0] if c != "_seed"]
+        fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.5 * len(cols), 1.5 * len(rows)), squeeze=False)
+        for i, row in enumerate(rows):
+            for j, c in enumerate(cols):
+                ax = axes[i][j]
+                if c in row:
+                    ax.imshow(row[c], interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:  # long specs wrap instead of running into the next title
+                    ax.set_title("\n".join(textwrap.wrap(c, 22)), fontsize=5)
+                if j == 0:
+                    ax.set_ylabel(f"seed {row['_seed']}", fontsize=7)
+        weights = ", ".join(result.get("feature_weights") or ["none"])
+        fig.suptitle(f"style transfer, every seed (feature weights: {weights})", fontsize=8)
+        fig.tight_layout()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "stylised_all_seeds.png"
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        tmp.replace(path)
+        return {"stylised_all_seeds": path.name}
