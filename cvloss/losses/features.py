@@ -367,6 +367,7 @@ __all__ = [
     "clear_feature_cache",
     "get_feature_extractor",
     "hub_checkpoint_path",
+    "shared_features",
     "layer_stride",
 ]
 
@@ -374,7 +375,23 @@ __all__ = [
 # ---------------------------------------------------------------------- loss base
 class FeatureLoss(Loss):
     """Base of the losses that compare VGG features: holds the shared extractor as the
-    submodule ``extractor``, the validated ``layers``, and reports ``feature_weights``."""
+    submodule ``extractor``, the validated ``layers``, and reports ``feature_weights``.
+
+    A subclass that sets ``shares_features = True`` splits its formula in two so that a
+    :class:`~cvloss.losses.spec.CombinedLoss` can run the network once for all its terms:
+
+    * ``check_inputs(pred, target, weight)`` -- the shape checks; returns the weight map
+      in the form the formula wants (or ``None``);
+    * ``loss_from_features(fp, ft, weight)`` -- the value from ``fp`` / ``ft``, dicts
+      ``{layer: (N, C_l, H_l, W_l)}`` of the prediction (with graph) and of the target
+      (computed under ``no_grad``), holding at least ``self.layers``.
+
+    ``forward`` is then the same for every such loss: check, one pass over ``pred``, one
+    ``no_grad`` pass over ``target``, formula. Losses that leave ``shares_features``
+    ``False`` (``topo``, which feeds per-class masks to VGG) write their own ``forward``.
+    """
+
+    shares_features: bool = False
 
     def _init_features(self, arch: str, weights: str, layers: Iterable[str]) -> None:
         self.arch = arch
@@ -384,6 +401,50 @@ class FeatureLoss(Loss):
     @property
     def feature_weights(self) -> str | None:
         return self.extractor.weights_used
+
+    def check_inputs(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def loss_from_features(
+        self, fp: dict[str, torch.Tensor], ft: dict[str, torch.Tensor], weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.shares_features:
+            raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+        w = self.check_inputs(pred, target, weight)
+        fp = self.extractor.extract(pred, self.layers)
+        with torch.no_grad():  # the target is a constant: no graph for its pass
+            ft = self.extractor.extract(target, self.layers)
+        return self.loss_from_features(fp, ft, w)
+
+
+def shared_features(
+    terms: Iterable[FeatureLoss], pred: torch.Tensor, target: torch.Tensor
+) -> dict[int, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """Run each distinct extractor of ``terms`` once on ``pred`` and once on ``target``.
+
+    The terms are grouped by extractor (one per (arch, weights), see
+    :func:`get_feature_extractor`); each group asks for the union of its terms' layers, so
+    the pass stops at the deepest layer any of them needs. The target pass runs under
+    ``no_grad``. Returns ``{id(extractor): (pred_features, target_features)}``.
+
+    Cost: ``perceptual`` (relu2_2) + ``texture`` (relu1_1, relu2_1, relu3_1) on one
+    network is one pass to relu3_1 per image instead of a pass to relu2_2 plus one to
+    relu3_1; terms on different networks (VGG16 and VGG19) cannot share.
+    """
+    groups: dict[int, tuple[VGGFeatures, dict[str, None]]] = {}
+    for t in terms:
+        net, layers = groups.setdefault(id(t.extractor), (t.extractor, {}))
+        layers.update(dict.fromkeys(t.layers))  # ordered union
+    out = {}
+    for key, (net, layers) in groups.items():
+        fp = net.extract(pred, tuple(layers))
+        with torch.no_grad():
+            ft = net.extract(target, tuple(layers))
+        out[key] = (fp, ft)
+    return out
 
 
 def at_least_float32(t: torch.Tensor) -> torch.Tensor:

@@ -70,13 +70,14 @@ class PerceptualLoss(FeatureLoss):
         self._init_features(arch, weights, layers)
         self.layer_weights = check_layer_weights(self.layers, layer_weights, 1.0)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    shares_features = True  # forward: FeatureLoss.forward (check, one pass each, formula)
+
+    def check_inputs(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor | None:
         check_image(pred, target)
-        w = check_weight(weight, pred)
-        fp = self.extractor.extract(pred, self.layers)
-        with torch.no_grad():
-            ft = self.extractor.extract(target, self.layers)
-        terms = [lw * feature_sq_error(fp[l], ft[l], w) for l, lw in zip(self.layers, self.layer_weights)]
+        return check_weight(weight, pred)
+
+    def loss_from_features(self, fp: dict[str, torch.Tensor], ft: dict[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
+        terms = [lw * feature_sq_error(fp[l], ft[l], weight) for l, lw in zip(self.layers, self.layer_weights)]
         return torch.stack(terms).sum()
 
 
@@ -121,13 +122,14 @@ class ContentLoss(FeatureLoss):
         self.layer = layer
         self.reduction = reduction
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    shares_features = True
+
+    def check_inputs(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor | None:
         check_image(pred, target)
-        w = check_weight(weight, pred)
-        fp = self.extractor.extract(pred, self.layers)[self.layer]
-        with torch.no_grad():
-            ft = self.extractor.extract(target, self.layers)[self.layer]
-        return 0.5 * feature_sq_error(fp, ft, w, self.reduction)
+        return check_weight(weight, pred)
+
+    def loss_from_features(self, fp: dict[str, torch.Tensor], ft: dict[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
+        return 0.5 * feature_sq_error(fp[self.layer], ft[self.layer], weight, self.reduction)
 
 
 __all__ = ["ContentLoss", "PerceptualLoss", "feature_sq_error"]

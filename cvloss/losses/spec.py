@@ -290,6 +290,11 @@ class CombinedLoss(Loss):
     all ``metric``). Terms a task must route itself -- an ``adversarial`` objective or
     the ``cycle``/``identity`` terms of CycleGAN -- are reached with :meth:`terms_of_kind`
     and :attr:`adversarial`; their weight is the factor the task applies.
+
+    Feature terms (``perceptual``, ``content``, ``style``, ``texture``) share their frozen
+    network: per call, each distinct (arch, weights) VGG runs once on the prediction and
+    once under ``no_grad`` on the target, up to the deepest layer any term asks for (see
+    :meth:`_term_values`); the value and gradient equal the sum of the terms run alone.
     """
 
     def __init__(self, terms: list[tuple[float, Loss]], spec: str) -> None:
@@ -317,16 +322,39 @@ class CombinedLoss(Loss):
     def term(self, name: str) -> tuple[float, Loss] | None:
         return next(((w, t) for w, t in self.weighted_terms() if t.name == name), None)
 
+    def _term_values(self, args: tuple, kwargs: dict) -> list[tuple[float, Loss, torch.Tensor]]:
+        """(weight, term, unweighted value) of every forward term.
+
+        Feature terms that share (``FeatureLoss.shares_features``: perceptual, content,
+        style, texture) get their features from :func:`~cvloss.losses.features.shared_features`:
+        each frozen network runs ONCE on the prediction and ONCE, without a graph, on
+        the target per call, up to the deepest layer any term needs, instead of once per
+        term. Each term's own input checks run first, so errors read as before.
+        """
+        forward = [(w, t) for w, t in self.weighted_terms() if t.kind in ("seg", "image", "metric")]
+        sharing = [t for _, t in forward if getattr(t, "shares_features", False)]
+        if not sharing:
+            return [(w, t, t(*args, **kwargs)) for w, t in forward]
+        from cvloss.losses.features import shared_features
+
+        pred, target, weight = _image_args(*args, **kwargs)
+        checked = {id(t): t.check_inputs(pred, target, weight) for t in sharing}
+        feats = shared_features(sharing, pred, target)
+        out = []
+        for w, t in forward:
+            if id(t) in checked:
+                value = t.loss_from_features(*feats[id(t.extractor)], checked[id(t)])
+            else:
+                value = t(*args, **kwargs)
+            out.append((w, t, value))
+        return out
+
     def components(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Each forward term's weighted value, keyed by its canonical text (for logging)."""
-        return {
-            format_term(t.name, t.spec_args, w): w * t(*args, **kwargs)
-            for w, t in self.weighted_terms()
-            if t.kind in ("seg", "image", "metric")
-        }
+        return {format_term(t.name, t.spec_args, w): w * v for w, t, v in self._term_values(args, kwargs)}
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        parts = [w * t(*args, **kwargs) for w, t in self.weighted_terms() if t.kind in ("seg", "image", "metric")]
+        parts = [w * v for w, _, v in self._term_values(args, kwargs)]
         if not parts:
             raise TypeError(f"loss {self.spec!r} has no term with a forward(); use terms_of_kind() or adversarial")
         total = parts[0]
@@ -342,6 +370,11 @@ class CombinedLoss(Loss):
     def config(self) -> dict[str, Any]:
         return {"spec": self.spec, "terms": [dict(t.config(), weight=w) for w, t in self.weighted_terms()],
                 **({"feature_weights": self.feature_weights} if self.feature_weights else {})}
+
+
+def _image_args(pred: torch.Tensor, target: torch.Tensor | None = None, weight: torch.Tensor | None = None):
+    """The (pred, target, weight) of an ``image`` loss call, however they were passed."""
+    return pred, target, weight
 
 
 # ---------------------------------------------------------------- build_loss

@@ -168,11 +168,12 @@ class StyleLoss(FeatureLoss):
         self._init_features(arch, weights, layers)
         self.layer_weights = check_layer_weights(self.layers, layer_weights, 1.0 / len(self.layers))
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    shares_features = True
+
+    def check_inputs(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> None:
         _check_style_inputs(pred, target, weight, "style", same_size=False)
-        fp = self.extractor.extract(pred, self.layers)
-        with torch.no_grad():
-            ft = self.extractor.extract(target, self.layers)
+
+    def loss_from_features(self, fp: dict[str, torch.Tensor], ft: dict[str, torch.Tensor], weight: None) -> torch.Tensor:
         terms = [w * _style_layer_term(fp[l], ft[l]) for l, w in zip(self.layers, self.layer_weights)]
         return torch.stack(terms).sum()
 
@@ -235,11 +236,12 @@ class TextureLoss(FeatureLoss):
         f = f.reshape(n, c, h // k, k, w // k, k).permute(0, 2, 4, 1, 3, 5)
         return f.reshape(-1, c, k, k)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    shares_features = True
+
+    def check_inputs(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> None:
         _check_style_inputs(pred, target, weight, "texture", same_size=self.patch_size > 0)
-        fp = self.extractor.extract(pred, self.layers)
-        with torch.no_grad():
-            ft = self.extractor.extract(target, self.layers)
+
+    def loss_from_features(self, fp: dict[str, torch.Tensor], ft: dict[str, torch.Tensor], weight: None) -> torch.Tensor:
         terms = []
         for l, w in zip(self.layers, self.layer_weights):
             a, b = fp[l], ft[l]

@@ -13,16 +13,7 @@ from cvloss.data.registry import (DatasetError, dataset_dir, datasets_for, defau
 
 # Loaders that later engineers write. When one of them lands, this test fails until its
 # ``loader_status`` in datasets.toml is flipped to "ready" and it is removed from here.
-PLANNED = {
-    "div2k": "cvloss.data.div2k:load_div2k",
-    "skimage-photos": "cvloss.data.skimage_photos:load_skimage_photos",
-    "lfw": "cvloss.data.lfw:load_lfw",
-    "synth-ids": "cvloss.data.synth_ids:load_synth_ids",
-    "horse2zebra": "cvloss.data.horse2zebra:load_horse2zebra",
-    "synth-stripes": "cvloss.data.synth_stripes:load_synth_stripes",
-    "ring8": "cvloss.data.toy2d:load_ring8",
-    "grid25": "cvloss.data.toy2d:load_grid25",
-}
+PLANNED: dict[str, str] = {}
 DESIGN_DATASETS = {
     "seg": {"oxford-pets", "synth-pets", "synth-vessels"},
     "sr": {"div2k", "skimage-photos"},
@@ -137,7 +128,7 @@ def test_missing_real_dataset_says_how_to_get_it(tmp_path, catalog):
     msg = str(err.value)
     assert "cvloss datasets download oxford-pets" in msg and str(tmp_path / "oxford-pets") in msg
     assert "\n" not in msg
-    with pytest.raises(DatasetError, match="planned"):
+    with pytest.raises(DatasetError, match="cvloss datasets download div2k"):  # div2k's loader is ready now
         load_dataset("div2k", "train", data_dir=tmp_path)
 
 

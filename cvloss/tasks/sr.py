@@ -1,0 +1,328 @@
+"""Task ``sr``: single-image super-resolution with a small EDSR-baseline-like network.
+
+Data: ``skimage-photos`` (default, embedded; stands in for DIV2K: 6 train / 2 val colour
+photos, shrunk so their short side is ``hr_size``) or ``div2k`` (downloaded; 0001-0800
+train, 0801-0900 val, native size, official bicubic LR files when present).
+
+Degradation (DIV2K's bicubic track): LR = antialiased bicubic ×1/s downsampling of the HR
+image, ``torch.nn.functional.interpolate(mode="bicubic", antialias=True)``, rounded to
+8 bits (:func:`cvloss.data.div2k.bicubic_downsample`), or DIV2K's official LR files.
+Every HR image is first cropped (top-left) to a multiple of the scale s ∈ {2, 3, 4} so
+each LR pixel has an s×s HR block (:func:`cvloss.data.div2k.make_pair`).
+
+Training (EDSR protocol, scaled down): random aligned crops -- an LR patch of
+``patch / s`` px and its HR patch of ``patch`` px -- with random flips and 90° rotations,
+``repeat`` crops of every training image per epoch, all drawn from the trainer's batch
+generator; Adam (β = 0.9, 0.999), learning rate halved every ``lr_step`` epochs.
+The loss sees the raw network output (no clamping) and the HR patch in [0, 1].
+
+Adversarial terms (SRGAN, Ledig et al. 2017: ``l1+1e-3*ns``): the spec's adversarial
+objective trains the small discriminator (:class:`~cvloss.models.discriminator.SRDiscriminator`)
+on HR patches vs super-resolved ones -- ``d_loss(D(hr), D(sr.detach())) + penalty(D, hr,
+sr)``, weights clipped for ``wgan`` -- and adds ``w · g_loss(D(sr))`` to the generator's
+loss, w being the term's weight in the spec. With ``n_critic`` > 1 every batch makes a D
+step and every n_critic-th batch a G step. WGAN-GP's ε comes from a generator that is
+task state (resume-exact).
+
+Evaluation: whole validation images (cropped to a multiple of s), predictions clamped and
+quantised to 8 bits, ``s`` border pixels shaved (see :mod:`cvloss.metrics.image_quality`):
+``psnr_y`` (BT.601 Y, 16-235), ``psnr_rgb``, ``ssim`` (on Y), ``feat_dist`` (VGG16
+``relu3_3`` mean squared feature difference; a layer deeper than the perceptual loss's
+relu2_2 so no loss is scored by its own objective). The feature network's weights are
+``auto`` (ImageNet when torchvision's cache has them, else random(seed=0)) unless the
+trainer sets :attr:`SRTask.feature_weights`; they are named in ``describe_data()``
+(``trial.json``). Reference row: ``bicubic`` upsampling of the LR images
+(``interpolate(mode="bicubic", align_corners=False)``), measured the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from cvloss.errors import UsageError
+from cvloss.tasks.base import Task
+
+EVAL_ARCH, EVAL_LAYER = "vgg16", "relu3_3"
+N_SAMPLES = 4
+SAMPLE_SIDE = 64
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(K, 3, H, W) float [0, 1] -> (K, H, W, 3) uint8."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class SRTask(Task):
+    name = "sr"
+    default_dataset = "skimage-photos"
+    metrics = {"psnr_y": True, "psnr_rgb": True, "ssim": True, "feat_dist": False}
+    primary_metric = "psnr_y"
+    _common = dict(scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4, n_train=None,
+                   n_val=None)
+    budgets = {
+        # ~10 s per trial on a shared CPU core.
+        "smoke": dict(_common, epochs=2, batch_size=4, patch=32, repeat=2, hr_size=64, n_feats=8, n_blocks=1,
+                      d_width=8, d_down=2),
+        # 8 losses x 3 seeds (l1 ... texture, l1+1e-3*ns) in ~12 min on a shared 2-core CPU, one
+        # thread (OMP_NUM_THREADS=1: small convolutions run slower with 2 threads on busy cores).
+        "quick": dict(_common, epochs=8, batch_size=16, patch=32, repeat=64, hr_size=128, n_feats=24, n_blocks=3,
+                      d_width=16, d_down=3),
+        # EDSR-baseline (Lim et al. 2017) on DIV2K (--dataset div2k): F=64, B=16, LR patch
+        # 48 (HR 96 at x2), batch 16, Adam lr 1e-4 halved every 2e5 iterations, 3e5
+        # iterations = 300 epochs of 800 images x 20 crops / 16; no bicubic skip.
+        "full": dict(_common, epochs=300, batch_size=16, patch=96, repeat=20, hr_size=None, n_feats=64, n_blocks=16,
+                     lr=1e-4, lr_step=200, global_skip="none", d_width=64, d_down=4),
+    }
+    #: weights of the evaluation feature network (``auto`` | ``imagenet`` | ``random`` | a
+    #: path); ``None`` = ``auto``. The trainer may set it to ``--feature-weights``.
+    feature_weights: str | None = None
+
+    # ------------------------------------------------------------------ data
+    def load_data(self) -> None:
+        from cvloss.data.div2k import check_scale, make_pair
+        from cvloss.data.registry import load_dataset
+        from cvloss.losses.features import get_feature_extractor
+
+        p = self.params
+        self.scale = s = check_scale(p["scale"])
+        patch = int(p["patch"])
+        if patch <= 0 or patch % s:
+            raise UsageError(f"patch (HR crop side) must be a positive multiple of the scale {s}; got {patch}")
+        opts: dict[str, Any] = {"scale": s} if self.dataset == "div2k" else {}
+        if self.dataset != "div2k":
+            opts["size"] = p["hr_size"]
+        train = load_dataset(self.dataset, "train", data_dir=self.data_dir, limit=p["n_train"], task="sr", **opts)
+        val = load_dataset(self.dataset, "val", data_dir=self.data_dir, limit=p["n_val"], task="sr", **opts)
+        self.real_name = train.real
+        self.official_lr = s in train.lr
+
+        def pairs(data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+            out = [make_pair(h, s, data.lr[s][i] if s in data.lr else None) for i, h in enumerate(data.hr)]
+            return [h.to(self.device) for h, _ in out], [l.to(self.device) for _, l in out]
+
+        self.train_hr, self.train_lr = pairs(train)
+        self.val_hr, self.val_lr = pairs(val)
+        self.val_names = val.names
+        for name, lr in zip(train.names, self.train_lr):
+            h, w = lr.shape[-2:]
+            if min(h, w) < patch // s:
+                raise UsageError(
+                    f"training image {name} is {w * s}x{h * s} px (HR after cropping to a multiple of {s}), smaller than "
+                    f"the training crop of {patch} px; use --set patch=<= {min(h, w) * s} or larger images (hr_size)")
+        for name, lr in zip(val.names, self.val_lr):
+            if min(lr.shape[-2:]) * s <= 2 * s + 10:
+                raise UsageError(f"validation image {name} is too small to score after shaving {s} border px")
+        self._eval_net = get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
+        self._reference: dict[str, dict[str, float]] | None = None
+        self._init_state()
+
+    def describe_data(self) -> str:
+        real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
+        sizes = sorted({tuple(h.shape[-2:]) for h in self.val_hr})
+        lr_src = "official DIV2K bicubic LR files" if self.official_lr else "antialiased bicubic (torch interpolate, 8-bit)"
+        hr = f", HR short side {self.params['hr_size']} px" if self.dataset != "div2k" and self.params["hr_size"] else ""
+        return (f"{self.dataset}{real}: {len(self.train_hr)} train / {len(self.val_hr)} val images{hr}, x{self.scale}, "
+                f"LR: {lr_src}; val scored whole ({'; '.join(f'{w}x{h}' for h, w in sizes[:3])} px), "
+                f"{self.scale}-px border shaved; feat_dist: {EVAL_ARCH} {EVAL_LAYER}, weights {self._eval_net.weights_used}")
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> nn.Module:
+        from cvloss.models.discriminator import SRDiscriminator
+        from cvloss.models.sr import EDSR, SRModel
+
+        p = self.params
+        g = EDSR(self.scale, p["n_feats"], p["n_blocks"], p["res_scale"], p["global_skip"])
+        d = SRDiscriminator(p["d_width"], p["d_down"])  # after g: g's init is the same with or without a GAN term
+        return SRModel(g, d).to(self.device)
+
+    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        return {"g": torch.optim.Adam(model.g.parameters(), lr=self.params["lr"], betas=(0.9, 0.999)),
+                "d": torch.optim.Adam(model.d.parameters(), lr=self.params["d_lr"], betas=(0.9, 0.999))}
+
+    def _init_state(self) -> None:
+        self._step = 0
+        self._last_g = torch.zeros((), device=self.device)
+        # Fixed seed: the same ε stream for every loss; in state_dict for exact resume.
+        self._gp_gen = torch.Generator(device=self.device).manual_seed(0x5151)
+
+    def state_dict(self) -> dict:
+        return {"step": self._step, "last_g": self._last_g.cpu(), "gp_gen": self._gp_gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self._step = int(state["step"])
+        self._last_g = state["last_g"].to(self.device)
+        self._gp_gen.set_state(state["gp_gen"])
+
+    # ------------------------------------------------------------------ training
+    def num_batches(self) -> int:
+        return max(1, len(self.train_hr) * self.params["repeat"] // self.params["batch_size"])
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        """``(lr, hr)`` float batches in [0, 1]: (B, 3, p/s, p/s) and (B, 3, p, p).
+
+        Every training image appears ``repeat`` times per epoch in a random order; each
+        crop has a uniform random LR offset and one of the 8 flips/rotations (EDSR's
+        augmentation), all drawn from ``generator``. Last partial batch dropped.
+        """
+        s, bs, nb = self.scale, self.params["batch_size"], self.num_batches()
+        pl = self.params["patch"] // s
+        n = len(self.train_hr)
+        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(self.params["repeat"])])
+        u = torch.rand(len(order), 2, generator=generator)
+        aug = torch.randint(0, 8, (len(order),), generator=generator)
+        for b in range(nb):
+            lrs, hrs = [], []
+            for k in range(b * bs, (b + 1) * bs):
+                i = int(order[k])
+                lr, hr = self.train_lr[i], self.train_hr[i]
+                y = int(u[k, 0] * (lr.shape[-2] - pl + 1))
+                x = int(u[k, 1] * (lr.shape[-1] - pl + 1))
+                a = int(aug[k])
+                lrs.append(_augment(lr[:, y : y + pl, x : x + pl], a))
+                hrs.append(_augment(hr[:, y * s : (y + pl) * s, x * s : (x + pl) * s], a))
+            yield torch.stack(lrs).float().div_(255), torch.stack(hrs).float().div_(255)
+
+    def _route(self, loss: nn.Module) -> tuple[float, nn.Module] | None:
+        """The spec's adversarial term (weight, objective) or None; refuses what sr cannot train."""
+        from cvloss.losses.spec import CombinedLoss
+
+        terms = loss.weighted_terms() if isinstance(loss, CombinedLoss) else [(1.0, loss)]
+        adv = [(w, t) for w, t in terms if t.kind == "adversarial"]
+        other = [t.name for _, t in terms if t.kind not in ("adversarial", "image")]
+        spec = getattr(loss, "spec", loss)
+        if other:
+            raise UsageError(f"loss {spec!r}: sr cannot use term(s) {other}; it takes image losses and one adversarial term")
+        if len(adv) > 1:
+            raise UsageError(f"loss {spec!r}: sr takes at most one adversarial objective")
+        if len(adv) == len(terms):
+            raise UsageError(f"loss {spec!r}: an adversarial term alone has no reconstruction target in sr; "
+                             f"add a content term, e.g. l1+1e-3*{adv[0][1].name} (SRGAN)")
+        if adv and hasattr(adv[0][1], "generator"):
+            adv[0][1].generator = self._gp_gen  # WGAN-GP's ε from task state, not the global RNG
+        return adv[0] if adv else None
+
+    def _set_lr(self, optimizers: dict) -> None:
+        step = self.params.get("lr_step")
+        if not step:
+            return
+        factor = 0.5 ** ((self._step // self.num_batches()) // int(step))
+        for name, opt in optimizers.items():
+            base = self.params["lr"] if name == "g" else self.params["d_lr"]
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+
+    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
+        lr, hr = batch
+        adv = self._route(loss)
+        self._set_lr(optimizers)
+        n_critic = adv[1].n_critic if adv else 1
+        g_step = self._step % n_critic == 0
+        self._step += 1
+
+        sr = None
+        if g_step:
+            for p in model.d.parameters():  # no D gradients from the G step
+                p.requires_grad_(False)
+            sr = model.g(lr)
+            total = loss(sr, hr)
+            if adv:
+                total = total + adv[0] * adv[1].g_loss(model.d(sr))
+            optimizers["g"].zero_grad(set_to_none=True)
+            total.backward()
+            optimizers["g"].step()
+            for p in model.d.parameters():
+                p.requires_grad_(True)
+            self._last_g = total.detach()
+        d_total = torch.zeros((), device=hr.device)
+        if adv:
+            obj = adv[1]
+            if sr is None:
+                with torch.no_grad():
+                    sr = model.g(lr)
+            fake = sr.detach()
+            d_total = obj.d_loss(model.d(hr), model.d(fake)) + obj.penalty(model.d, hr, fake)
+            optimizers["d"].zero_grad(set_to_none=True)
+            d_total.backward()
+            optimizers["d"].step()
+            obj.clip_weights(model.d)
+            d_total = d_total.detach()
+        # 0·L_D makes a NaN/Inf in the discriminator non-finite here too, so the trainer flags it.
+        return {"loss": self._last_g + 0.0 * d_total, "d_loss": d_total}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def _upscale(self, model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+        """One whole LR image (3, h, w) uint8 -> (1, 3, s·h, s·w) in [0, 1], 8-bit quantised."""
+        from cvloss.metrics.image_quality import quantize
+
+        was = model.training
+        model.eval()
+        out = model.g(lr[None].float().div(255))
+        model.train(was)
+        return quantize(out)
+
+    def _score(self, preds: list[torch.Tensor]) -> dict[str, float]:
+        from cvloss.metrics.image_quality import feature_distance, psnr, ssim_y
+
+        rows = []
+        s = self.scale
+        for pred, hr in zip(preds, self.val_hr):
+            t = hr[None].float().div(255)
+            rows.append([float(psnr(pred, t, s, y_only=True)), float(psnr(pred, t, s)), float(ssim_y(pred, t, s)),
+                         float(feature_distance(pred, t, self._eval_net, EVAL_LAYER, s))])
+        mean = np.mean(np.array(rows), axis=0)
+        return dict(zip(self.metrics, map(float, mean)))
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        return self._score([self._upscale(model, lr) for lr in self.val_lr])
+
+    def _bicubic(self, lr: torch.Tensor) -> torch.Tensor:
+        from cvloss.metrics.image_quality import quantize
+
+        x = lr[None].float().div(255)
+        return quantize(torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False))
+
+    def reference_metrics(self) -> dict[str, dict[str, float]]:
+        if self._reference is None:
+            with torch.no_grad():
+                self._reference = {"bicubic": self._score([self._bicubic(lr) for lr in self.val_lr])}
+        return self._reference
+
+    def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """``N_SAMPLES`` fixed HR crops (at most 64 px) of the validation images, cycling
+        through the images (centre, then upper-left quarter): ``input`` the LR crop
+        enlarged with nearest neighbours, ``bicubic``, ``truth`` (HR) and ``pred``."""
+        s = self.scale
+        side = min([SAMPLE_SIDE] + [min(h.shape[-2:]) for h in self.val_hr]) // s * s
+        rows: dict[str, list[torch.Tensor]] = {"input": [], "bicubic": [], "truth": [], "pred": []}
+        preds = [self._upscale(model, lr) for lr in self.val_lr]
+        for k in range(N_SAMPLES):
+            i = k % len(self.val_hr)
+            frac = 0.5 if k // len(self.val_hr) % 2 == 0 else 0.25
+            H, W = self.val_hr[i].shape[-2:]
+            y = int((H - side) * frac) // s * s
+            x = int((W - side) * frac) // s * s
+            crop = lambda t: t[..., y : y + side, x : x + side]  # noqa: E731
+            lr = self.val_lr[i][None].float().div(255)[..., y // s : (y + side) // s, x // s : (x + side) // s]
+            rows["input"].append(torch.nn.functional.interpolate(lr, scale_factor=s, mode="nearest")[0])
+            rows["bicubic"].append(crop(self._bicubic(self.val_lr[i]))[0])
+            rows["truth"].append(crop(self.val_hr[i].float().div(255)))
+            rows["pred"].append(crop(preds[i])[0])
+        return {k: _to_uint8(torch.stack(v)) for k, v in rows.items()}
+
+
+def _augment(x: torch.Tensor, a: int) -> torch.Tensor:
+    """One of the 8 symmetries of the square: bit 0 = horizontal flip, bit 1 = vertical
+    flip, bit 2 = transpose (with the flips, every 90° rotation)."""
+    if a & 1:
+        x = x.flip(-1)
+    if a & 2:
+        x = x.flip(-2)
+    if a & 4:
+        x = x.transpose(-1, -2)
+    return x

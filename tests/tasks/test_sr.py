@@ -1,0 +1,152 @@
+"""Task ``sr``: model shapes per scale, aligned augmented crops from the batch generator,
+loss routing (adversarial term, refusals), bicubic reference row, resume state, and
+``cvloss compare`` / ``train`` end to end including the bad-input errors."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cvloss.cli import app
+from cvloss.errors import UsageError
+from cvloss.losses import build_loss
+from cvloss.models.sr import EDSR
+from cvloss.tasks.sr import SRTask
+
+TINY = {"hr_size": 40, "patch": 16, "repeat": 2, "batch_size": 4, "n_feats": 4, "d_width": 4, "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def task():
+    t = SRTask("skimage-photos", SRTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t.load_data()
+    return t
+
+
+def _fresh(task, seed=0):
+    task._init_state()
+    torch.manual_seed(seed)
+    model = task.build_model()
+    return model, task.build_optimizers(model)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_model_upscales_by_its_scale(scale):
+    out = EDSR(scale, n_feats=4, n_blocks=1)(torch.rand(2, 3, 5, 7))
+    assert out.shape == (2, 3, 5 * scale, 7 * scale)
+    skip = EDSR(scale, n_feats=4, n_blocks=1, global_skip="bicubic")
+    x = torch.rand(1, 3, 6, 6)
+    bic = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(skip(x), bic)  # zero-initialised tail: starts as bicubic
+    with pytest.raises(ValueError, match="2, 3 or 4"):
+        EDSR(5)
+
+
+def test_crops_are_aligned_augmented_and_come_from_the_generator(task):
+    # Replace the data by HR images made of constant s x s blocks of a known LR image:
+    # then an aligned crop pair satisfies hr == nearest-upsample(lr) under every flip/rotation.
+    s = task.scale
+    saved = task.train_lr, task.train_hr
+    g = torch.Generator().manual_seed(1)
+    task.train_lr = [torch.randint(0, 256, (3, 11, 13), generator=g, dtype=torch.uint8) for _ in range(3)]
+    task.train_hr = [l.repeat_interleave(s, 1).repeat_interleave(s, 2) for l in task.train_lr]
+    try:
+        a = list(task.train_batches(torch.Generator().manual_seed(5)))
+        b = list(task.train_batches(torch.Generator().manual_seed(5)))
+        c = list(task.train_batches(torch.Generator().manual_seed(6)))
+    finally:
+        task.train_lr, task.train_hr = saved
+    assert len(a) == 3 * TINY["repeat"] // TINY["batch_size"]
+    lr, hr = a[0]
+    assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16) and 0 <= lr.min() and hr.max() <= 1
+    for lr, hr in a:
+        assert torch.equal(hr, torch.nn.functional.interpolate(lr, scale_factor=s, mode="nearest"))
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+def test_plain_loss_trains_g_only_and_adversarial_trains_d(task):
+    batch = next(task.train_batches(torch.Generator().manual_seed(0)))
+    model, opts = _fresh(task)
+    d0 = [p.clone() for p in model.d.parameters()]
+    out = task.train_step(model, build_loss("l1", task="sr"), opts, batch)
+    assert torch.isfinite(out["loss"]) and all(torch.equal(a, b) for a, b in zip(d0, model.d.parameters()))
+    model, opts = _fresh(task)
+    gp_state = task._gp_gen.get_state()
+    loss = build_loss("l1+1e-3*wgan_gp", task="sr")
+    for _ in range(2):  # n_critic = 5: a G step, then a D-only step
+        out = task.train_step(model, loss, opts, batch)
+    assert not all(torch.equal(a, b) for a, b in zip(d0, model.d.parameters()))
+    assert not torch.equal(task._gp_gen.get_state(), gp_state)  # ε from task state
+    assert task.state_dict()["step"] == 2 and float(out["d_loss"]) != 0
+
+
+def test_g_init_does_not_depend_on_the_loss(task):
+    a, _ = _fresh(task, seed=3)
+    b, _ = _fresh(task, seed=3)
+    c, _ = _fresh(task, seed=4)
+    sa, sb = a.g.state_dict(), b.g.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(a.g.head.weight, c.g.head.weight)
+
+
+def test_bad_loss_specs_are_refused(task):
+    model, opts = _fresh(task)
+    batch = next(task.train_batches(torch.Generator().manual_seed(0)))
+    with pytest.raises(UsageError, match="adversarial term alone"):
+        task.train_step(model, build_loss("ns", task="sr"), opts, batch)
+
+
+def test_bicubic_reference_equals_scoring_the_bicubic_image(task):
+    ref = task.reference_metrics()["bicubic"]
+    assert set(ref) == set(SRTask.metrics) and 15 < ref["psnr_y"] < 60 and 0 < ref["ssim"] <= 1
+    # the untrained bicubic-skip model is exactly bicubic, so it scores the same
+    model, _ = _fresh(task)
+    got = task.evaluate(model)
+    for k in ref:
+        assert got[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9)
+    rows = task.sample_rows(model)
+    assert set(rows) == {"input", "bicubic", "truth", "pred"} and rows["pred"].shape[0] == 4
+    assert rows["pred"].dtype == np.uint8 and np.array_equal(rows["pred"], rows["bicubic"])
+
+
+def _sets(d):
+    return [x for k, v in d.items() for x in ("--set", f"{k}={v}")]
+
+
+def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
+    result = CliRunner().invoke(app, ["compare", "--task", "sr", "--losses", "l1,l1+1e-3*ns", "--budget", "smoke",
+                                      "--seeds", "1", "--out", str(tmp_path), "--quiet", "--feature-weights", "random",
+                                      *_sets(TINY | {"epochs": 2})])
+    assert result.exit_code == 0, result.output
+    group = next((tmp_path / "sr" / "skimage-photos").iterdir())
+    trial = group / "l1" / "seed0"
+    assert {"trial.json", "metrics.csv", "checkpoint.pt", "samples.png", "samples.npz", "summary.json"} <= {
+        p.name for p in trial.iterdir()}
+    summary = json.loads((trial / "summary.json").read_text())
+    assert summary["status"] == "done" and set(summary["metrics"]) == set(SRTask.metrics)
+    assert "bicubic" in summary["reference"]
+    assert "feat_dist: vgg16 relu3_3, weights random(seed=0)" in json.loads((trial / "trial.json").read_text())["data"]
+    assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["1", "2"]
+    cmp_dir = next(group.glob("compare--*"))
+    assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
+        p.name for p in cmp_dir.iterdir()}
+    rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
+    assert {r["loss"] for r in rows} == {"l1", "l1+0.001*ns", "bicubic"}
+    assert "psnr_y" in result.output and "bicubic" in result.output
+
+
+@pytest.mark.parametrize("sets, message", [
+    ({"scale": 5}, "scale must be 2, 3 or 4"),
+    ({"patch": 200}, "smaller than the training crop of 200 px"),
+    ({"patch": 15}, "multiple of the scale 2"),
+])
+def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, sets, message):
+    result = CliRunner().invoke(app, ["train", "--task", "sr", "--loss", "l1", "--budget", "smoke",
+                                      "--out", str(tmp_path), *_sets(TINY | sets)])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
