@@ -109,6 +109,7 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
     params = cfg.params
     loss = build_loss(cfg.loss, task=cfg.task, feature_weights=cfg.feature_weights).to(device)
     task = get_task_class(cfg.task)(cfg.dataset, params, device, cfg.data_dir)
+    task.feature_weights = cfg.feature_weights
     task.load_data()
 
     seed_everything(cfg.seed)

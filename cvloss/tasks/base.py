@@ -27,6 +27,9 @@ class Task(ABC):
     budgets: dict[str, dict[str, Any]] = {}
     # Evaluate the untrained model too (row ``epoch 0`` of metrics.csv, ``summary["at_init"]``).
     evaluate_at_init: bool = False
+    # ``--feature-weights`` of the run, set by the trainer before ``load_data`` so metrics that
+    # use a feature network (SR feature distance, style Gram distances) use the same weights.
+    feature_weights: str | None = None
 
     def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None) -> None:
         self.dataset = dataset

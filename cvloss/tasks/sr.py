@@ -29,8 +29,8 @@ quantised to 8 bits, ``s`` border pixels shaved (see :mod:`cvloss.metrics.image_
 ``psnr_y`` (BT.601 Y, 16-235), ``psnr_rgb``, ``ssim`` (on Y), ``feat_dist`` (VGG16
 ``relu3_3`` mean squared feature difference; a layer deeper than the perceptual loss's
 relu2_2 so no loss is scored by its own objective). The feature network's weights are
-``auto`` (ImageNet when torchvision's cache has them, else random(seed=0)) unless the
-trainer sets :attr:`SRTask.feature_weights`; they are named in ``describe_data()``
+the run's ``--feature-weights`` (set by the trainer; ``auto`` = ImageNet when torchvision's
+cache has them, else random(seed=0)); they are named in ``describe_data()``
 (``trial.json``). Reference row: ``bicubic`` upsampling of the LR images
 (``interpolate(mode="bicubic", align_corners=False)``), measured the same way.
 """
@@ -76,9 +76,6 @@ class SRTask(Task):
         "full": dict(_common, epochs=300, batch_size=16, patch=96, repeat=20, hr_size=None, n_feats=64, n_blocks=16,
                      lr=1e-4, lr_step=200, global_skip="none", d_width=64, d_down=4),
     }
-    #: weights of the evaluation feature network (``auto`` | ``imagenet`` | ``random`` | a
-    #: path); ``None`` = ``auto``. The trainer may set it to ``--feature-weights``.
-    feature_weights: str | None = None
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
