@@ -61,6 +61,12 @@ def test_json_csv_checkpoint_round_trip(tmp_path):
     write_json(tmp_path / "a" / "s.json", {"x": float("nan"), "y": [1, 2]})
     assert read_json(tmp_path / "a" / "s.json") == {"x": None, "y": [1, 2]}
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")], "temp files left behind"
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a" / "s.json").stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
     write_csv(tmp_path / "m.csv", [{"epoch": 1, "v": 0.5}, {"epoch": 2, "v": math.nan}])
     assert (tmp_path / "m.csv").read_text() == "epoch,v\n1,0.5\n2,nan\n"
     save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(2), "epoch": 3})
