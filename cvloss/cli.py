@@ -234,7 +234,7 @@ def _interrupted(where: str) -> None:
 
 @app.command()
 def train(
-    task: str = typer.Option(..., "--task", "-t", help="seg (more tasks follow)."),
+    task: str = typer.Option(..., "--task", "-t", help="seg, sr, style, embed, translate or gan."),
     loss: str = typer.Option(..., "--loss", "-l", help='Loss spec, e.g. "ce+0.1*topo(mu=0.5)".'),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
@@ -275,7 +275,7 @@ def train(
 
 @app.command()
 def compare(
-    task: str = typer.Option(..., "--task", "-t", help="seg (more tasks follow)."),
+    task: str = typer.Option(..., "--task", "-t", help="seg, sr, style, embed, translate or gan."),
     losses: str = typer.Option(..., "--losses", "-l", help='Comma-separated specs; the first is the baseline, e.g. "ce,topo,ce+0.1*topo".'),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
