@@ -338,10 +338,14 @@ class EmbedTask(Task):
         out_dir.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
         floor = 1.0 / max(1, int((~task.same).sum()))
+        from cvloss.report.style import REFERENCE_COLOR, loss_style
+
         for spec, s in curves:
             far, tar, _ = roc_curve(s, task.same)
-            ax.step(np.maximum(far, floor / 2), tar, where="post", ls="--" if spec == "untrained" else "-",
-                    color="grey" if spec == "untrained" else None, label=f"{spec} (AUC {roc_auc(s, task.same):.3f})")
+            # the report's colour and line style of each loss, so the ROC matches every other plot
+            look = {"color": REFERENCE_COLOR, "linestyle": "--"} if spec == "untrained" else loss_style(spec)
+            ax.step(np.maximum(far, floor / 2), tar, where="post", ls=look["linestyle"], color=look["color"],
+                    label=f"{spec} (AUC {roc_auc(s, task.same):.3f})")
         ax.set_xscale("log")
         ax.set_xlim(floor / 2, 1)
         ax.set_ylim(0, 1.01)
