@@ -210,11 +210,10 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
     overrides = parse_overrides(sets)
     budget_params(task, budget, overrides)  # validates budget name and setting keys
     resolve_device(device)  # an unavailable device fails now, not after loading data
-    from cvloss.data.registry import DatasetError, _missing_message, dataset_dir, get_dataset, is_present
+    from cvloss.data.registry import get_dataset, require_present
 
     info = get_dataset(dataset or task_cls.default_dataset, task=task)
-    if not is_present(info, data_dir):  # refuse before any training, naming what to fetch
-        raise DatasetError(_missing_message(info, dataset_dir(info.name, data_dir)))
+    require_present(info, data_dir)  # refuse before any training, naming what to fetch
     dataset = info.name
     return TrialConfig(task=task, loss="", dataset=dataset, budget=budget, device=device, out=out,
                        data_dir=data_dir, feature_weights=feature_weights, overrides=overrides)

@@ -26,7 +26,7 @@ from cvloss.data.types import DatasetError
 __all__ = [
     "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
     "load_catalog", "get_dataset", "datasets_for", "default_dataset", "resolve_data_dir",
-    "dataset_dir", "is_present", "load_dataset",
+    "dataset_dir", "is_present", "require_present", "load_dataset",
 ]
 
 TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
@@ -282,6 +282,13 @@ def is_present(info: DatasetInfo, data_dir: str | Path | None = None) -> bool:
 
 
 # ----------------------------------------------------------------------------- loading
+def require_present(info: DatasetInfo, data_dir: str | Path | None = None) -> None:
+    """Raise :class:`DatasetError` naming what to fetch and where, unless ``info`` is
+    embedded or present under the data dir (the CLI calls it before any training)."""
+    if not info.embedded and not is_present(info, data_dir):
+        raise DatasetError(_missing_message(info, dataset_dir(info.name, data_dir)))
+
+
 def _missing_message(info: DatasetInfo, root: Path) -> str:
     names = ", ".join(f.filename for f in info.files)
     return (
@@ -299,8 +306,7 @@ def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: i
         raise DatasetError(f"limit must be >= 1, got {limit}")
     fn = info.loader_function()
     root = dataset_dir(info.name, data_dir)
-    if not info.embedded and not is_present(info, data_dir):
-        raise DatasetError(_missing_message(info, root))
+    require_present(info, data_dir)
     # Loaders share the shape ``fn(root, split, size=..., limit=..., seed=..., **options)``;
     # pass only what a loader accepts (a real dataset's fixed split ignores ``seed``) and
     # leave ``size`` out when not given so the loader's own default applies.
