@@ -6,14 +6,21 @@ Examples::
     cvloss losses show wgan_gp
     cvloss compare --task seg --losses ce,topo --budget smoke
     cvloss train --task seg --loss "ce+0.1*topo(mu=0.5)" --seed 1
-    cvloss report results
+    cvloss report                 # gathers ./cvloss-results (or $CVLOSS_RESULTS)
     cvloss datasets list
 
-Errors print one line to stderr and exit non-zero (2 for bad input); ``--debug`` shows
-the traceback.
+Streams: stdout carries only tables and paths; progress, warnings (each once) and library
+chatter go to stderr, and ``--quiet`` silences them. Errors: bad input (ours or a usage
+error of the command line) is one line on stderr and exit code 2, with nothing written; a
+failure that is not the user's is a bug and says so in one line (exit code 1;
+``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+import warnings
 from typing import Optional
 
 import typer
@@ -22,34 +29,111 @@ import typer.core
 from cvloss import __version__
 from cvloss.errors import CvlossError
 
+_BUG = "internal error (a bug in cvloss, not in your input)"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _is_cli_usage_error(exc: BaseException) -> bool:
+    """Click's (or Typer's vendored click's) usage errors: they carry an exit code and a
+    message. Recognised by shape because Typer >= 0.29 has its own copy of click."""
+    return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
+
+
 class _OneLineErrors(typer.core.TyperGroup):
-    """Turn user-facing errors raised anywhere below into one line and exit code 2."""
+    """Every error is one line: cvloss errors and OS errors (a folder that cannot be
+    written, a full disk) exit 2, usage errors of the command line exit 2, anything else
+    is a bug: exit 1 with a line that says so."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (CvlossError, ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except CvlossError as exc:
             if _state["debug"]:
                 raise
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            typer.echo(f"error: {msg}", err=True)
+            typer.echo(f"error: {_one_line(exc)}", err=True)
             ctx.exit(2)
+        except OSError as exc:
+            if _state["debug"]:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: cannot use{where}: {_one_line(exc.strerror or exc)}", err=True)
+            ctx.exit(2)
+        except Exception as exc:
+            if _state["debug"] or _is_cli_usage_error(exc):
+                raise
+            typer.echo(f"error: {_BUG}: {type(exc).__name__}: {_one_line(exc)}; rerun with --debug for the "
+                       f"traceback and report it", err=True)
+            ctx.exit(1)
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's usage errors print three lines (usage, hint, error); ours print one."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            if not _is_cli_usage_error(exc):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `cvloss` or group: the help
+                typer.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)  # UsageError, BadParameter, NoSuchOption ...
+            hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+            typer.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     cls=_OneLineErrors,
     help="cvloss: which loss should I use, and what does it buy me? Fair, reproducible comparisons of computer-vision losses.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=_CONTEXT,
 )
-losses_app = typer.Typer(help="List and describe the registered losses.", no_args_is_help=True)
+losses_app = typer.Typer(help="List and describe the registered losses.", no_args_is_help=True, context_settings=_CONTEXT)
 app.add_typer(losses_app, name="losses")
-datasets_app = typer.Typer(help="List, download and verify datasets (datasets.toml).", no_args_is_help=True)
+datasets_app = typer.Typer(help="List, download and verify datasets (the catalog that ships with cvloss).",
+                           no_args_is_help=True, context_settings=_CONTEXT)
 app.add_typer(datasets_app, name="datasets")
 
 _state = {"debug": False}
+_seen_warnings: set[str] = set()
+
+
+def _show_warning_once(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``warning: ...`` line on stderr, each text once per command (the
+    random-feature warning is raised by every loss that builds a network)."""
+    text = _one_line(message)
+    if text in _seen_warnings:
+        return
+    _seen_warnings.add(text)
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _chatter(quiet: bool):
+    """Around a run: warnings once each; with ``quiet`` neither warnings nor whatever the
+    libraries write on stderr (download notices) -- errors are printed after, outside."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning_once
+        warnings.simplefilter("ignore" if quiet else "always")
+        if quiet:
+            with contextlib.redirect_stderr(io.StringIO()):
+                yield
+        else:
+            yield
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -184,6 +268,7 @@ def datasets_verify(
 
 # ---------------------------------------------------------------- train / compare / report
 _DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps."
+_OUT_HELP = "Results root folder (default $CVLOSS_RESULTS, else ./cvloss-results)."
 _SET_HELP = "Override a budget setting, e.g. --set epochs=5 (repeatable); becomes part of the results path."
 _THREADS_HELP = ("CPU threads for torch (default: torch's choice). Use 1 per process when several runs share "
                  "a small CPU: oversubscribed threads spin and can be 10x slower.")
@@ -201,18 +286,23 @@ def _set_threads(threads: Optional[int]) -> None:
 
 def _base_config(task: str, dataset: Optional[str], budget: str, device: str, out: str, data_dir: Optional[str],
                  feature_weights: str, sets: Optional[list[str]]):
-    from cvloss.run.budgets import budget_params, parse_overrides
-    from cvloss.run.config import TrialConfig
+    """Every option checked (and values made canonical) before any data, network or
+    folder is touched: a bad setting costs nothing and writes nothing."""
+    from cvloss.losses.features import check_feature_weights
+    from cvloss.run.budgets import budget_params, parse_overrides, resolve_overrides
+    from cvloss.run.config import TrialConfig, resolve_results_dir
     from cvloss.run.trainer import resolve_device
     from cvloss.tasks import get_task_class
 
     task_cls = get_task_class(task)
-    overrides = parse_overrides(sets)
-    budget_params(task, budget, overrides)  # validates budget name and setting keys
+    out = resolve_results_dir(out)
+    overrides = resolve_overrides(task, parse_overrides(sets))  # canonical: lr=1 and lr=1.0 are one folder
+    budget_params(task, budget, overrides)  # the budget name, and checks that tie settings together
+    check_feature_weights(feature_weights)
     resolve_device(device)  # an unavailable device fails now, not after loading data
     from cvloss.data.registry import get_dataset, require_present
 
-    info = get_dataset(dataset or task_cls.default_dataset, task=task)
+    info = get_dataset(task_cls.default_dataset if dataset is None else dataset, task=task)  # "" is refused
     require_present(info, data_dir)  # refuse before any training, naming what to fetch
     dataset = info.name
     return TrialConfig(task=task, loss="", dataset=dataset, budget=budget, device=device, out=out,
@@ -240,7 +330,7 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of init, batch order and augmentation."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     sets: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
-    out: str = typer.Option("results", "--out", "-o", help="Results root folder."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help=_OUT_HELP),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Datasets folder (default $CVLOSS_DATA, then the user cache)."),
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -259,7 +349,8 @@ def train(
     (spec,) = canonical_specs([loss], task)
     cfg = replace(base, loss=spec, seed=seed)
     try:
-        summary = run_trial(cfg, _reporter(quiet, task))
+        with _chatter(quiet):
+            summary = run_trial(cfg, _reporter(quiet, task))
     except KeyboardInterrupt:
         _interrupted(str(cfg.trial_dir))
     from cvloss.report.console import print_table
@@ -281,7 +372,7 @@ def compare(
     seeds: str = typer.Option("3", "--seeds", help="A count (3 -> seeds 0,1,2) or a list (0,1,2)."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     sets: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
-    out: str = typer.Option("results", "--out", "-o", help="Results root folder."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help=_OUT_HELP),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Datasets folder (default $CVLOSS_DATA, then the user cache)."),
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -297,7 +388,8 @@ def compare(
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
     specs = canonical_specs(split_losses(losses), task)
     try:
-        result = run_comparison(base, specs, seed_list, _reporter(quiet, task))
+        with _chatter(quiet):
+            result = run_comparison(base, specs, seed_list, _reporter(quiet, task))
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset
@@ -311,7 +403,8 @@ def compare(
 
 @app.command()
 def report(
-    results_dir: str = typer.Argument("results", help="Results root folder to gather."),
+    results_dir: Optional[str] = typer.Argument(None, help="Results root folder to gather (default $CVLOSS_RESULTS, "
+                                                           "else ./cvloss-results)."),
     html: bool = typer.Option(True, "--html/--no-html", help="Also write the self-contained report.html."),
     replot: bool = typer.Option(True, "--replot/--no-replot",
                                 help="Redraw each comparison's standard plots from its trials (one look per loss)."),
@@ -321,8 +414,14 @@ def report(
     from pathlib import Path
 
     from cvloss.report.markdown import write_reports
+    from cvloss.run.config import resolve_results_dir
 
-    paths = write_reports(Path(results_dir), html=html, replot=replot)
+    root = Path(resolve_results_dir(results_dir))
+    if not root.is_dir():
+        fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to gather")
+    if not any(root.glob("**/compare.json")):
+        fail(f"no comparisons under {root}: run `cvloss compare ...` first")
+    paths = write_reports(root, html=html, replot=replot)
     for path in paths.values():
         typer.echo(f"report: {path}")
 

@@ -115,13 +115,15 @@ class DatasetInfo:
 
 # ----------------------------------------------------------------------------- catalog
 def catalog_path() -> Path:
-    """``datasets.toml`` at the repository root (source checkout / editable install), or a
-    copy packaged next to this module."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "datasets.toml", here.parent / "datasets.toml"):
-        if candidate.is_file():
-            return candidate
-    raise DatasetError(f"datasets.toml not found (looked in {here.parents[2]} and {here.parent})")
+    """The ``datasets.toml`` that ships inside the package (``cvloss/data/datasets.toml``),
+    found through :mod:`importlib.resources`, so a wheel install has it as much as a source
+    checkout does."""
+    from importlib import resources
+
+    path = Path(str(resources.files("cvloss.data") / "datasets.toml"))
+    if not path.is_file():  # a broken install: say which file is missing, not a KeyError later
+        raise DatasetError(f"the dataset catalog {path} is missing from this cvloss install; reinstall cvloss")
+    return path
 
 
 def _parse_file(ds: str, raw: dict[str, Any]) -> FileInfo:

@@ -26,7 +26,7 @@ Weights (``weights=`` of every feature loss):
 * a path    -- a ``torch.save``-d state_dict of a torchvision VGG (``features.{i}.*`` keys,
   classifier keys ignored) or of its features only (``{i}.*`` keys).
 * ``auto``  -- ``imagenet`` when it can be loaded, else ``random:0`` with a loud warning
-  (``warnings.warn`` + a log record) that names the file to put where.
+  (a :class:`RandomFeaturesWarning`) that names the file to put where.
 
 Whatever was used is in :attr:`VGGFeatures.weights_used` ("imagenet", "random(seed=0)",
 "file:/abs/path") and every loss reports it through ``Loss.feature_weights``.
@@ -41,17 +41,17 @@ its input on first use. Its parameters appear in each sharing loss's ``state_dic
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
+import sys
 import warnings
 from typing import Iterable
 
 import torch
 from torch import nn
 
+from cvloss.errors import UsageError
 from cvloss.losses.base import Loss
-
-log = logging.getLogger(__name__)
 
 ARCHS = ("vgg16", "vgg19")
 # Convolutions per block: VGG16 is configuration "D", VGG19 configuration "E" of
@@ -90,7 +90,7 @@ def layer_stride(arch: str, layer: str) -> int:
     return _STRIDE[arch][layer]
 
 
-class FeatureWeightsError(ValueError):
+class FeatureWeightsError(UsageError):
     """Feature-network weights that cannot be resolved or loaded (the message says why)."""
 
 
@@ -133,7 +133,9 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     if os.path.isfile(path):
         return torch.load(path, map_location="cpu", weights_only=True)
     weights = VGG16_Weights.IMAGENET1K_V1 if arch == "vgg16" else VGG19_Weights.IMAGENET1K_V1
-    return weights.get_state_dict(progress=False)
+    # torch.hub announces a download on stdout; stdout carries only tables and paths.
+    with contextlib.redirect_stdout(sys.stderr):
+        return weights.get_state_dict(progress=False)
 
 
 def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -158,6 +160,17 @@ def _parse_weights(weights: str) -> tuple[str, int | str | None]:
         except ValueError:
             raise FeatureWeightsError(f"feature weights {weights!r}: the seed after 'random:' must be an integer") from None
     return "file", os.path.abspath(os.path.expanduser(weights))
+
+
+def check_feature_weights(weights: str) -> str:
+    """Refuse a ``--feature-weights`` value that is none of ``auto``, ``imagenet``,
+    ``random``, ``random:SEED`` or an existing file (a typo such as ``imagnet`` would
+    otherwise be taken as a path and fail only once a trial starts). Returns it unchanged."""
+    mode, arg = _parse_weights(weights)
+    if mode == "file" and not os.path.isfile(str(arg)):
+        raise FeatureWeightsError(f"unknown feature weights {weights!r}: not auto, imagenet, random, random:SEED, "
+                                  f"nor an existing file")
+    return weights
 
 
 class VGGFeatures(nn.Module):
@@ -224,7 +237,7 @@ class VGGFeatures(nn.Module):
                     f"to ImageNet ones. To use ImageNet weights, put {os.path.basename(_URLS[self.arch])} "
                     f"(from {_URLS[self.arch]}) in {os.path.dirname(hub_checkpoint_path(self.arch))}/"
                 )
-                log.warning(msg)
+                # One channel only: a log record as well would print the message twice.
                 warnings.warn(msg, RandomFeaturesWarning, stacklevel=3)
                 self._init_random(0)
 
@@ -356,6 +369,7 @@ __all__ = [
     "ARCHS",
     "FeatureLoss",
     "at_least_float32",
+    "check_feature_weights",
     "check_layer_weights",
     "FeatureWeightsError",
     "IMAGENET_MEAN",

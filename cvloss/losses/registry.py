@@ -8,6 +8,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cvloss.errors import UsageError
+
 TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
 
 
@@ -116,6 +118,6 @@ def list_losses(task: str | None = None) -> list[LossInfo]:
     """Every registered loss, sorted by family then name; only those serving ``task`` if given."""
     _ensure_loaded()
     if task is not None and task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+        raise UsageError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     infos = [i for i in _REGISTRY.values() if task is None or task in i.tasks]
     return sorted(infos, key=lambda i: (i.family, i.name))

@@ -25,11 +25,12 @@ from typing import Any, Literal, Union
 import torch
 from torch import nn
 
+from cvloss.errors import UsageError
 from cvloss.losses.base import Loss
 from cvloss.losses.registry import TASKS, LossInfo, _REGISTRY, _ensure_loaded, list_losses, unknown_loss_message
 
 
-class SpecError(ValueError):
+class SpecError(UsageError):
     """A loss spec that cannot be built; the message names the problem in one line."""
 
 
@@ -416,6 +417,11 @@ def build_loss(spec: str, task: str | None = None, feature_weights: str | None =
             raise SpecError(f"loss {term.name!r}: {exc}") from None
         loss.spec_args = args
         built.append((term.weight, loss))
+    adversarial = [t.name for t in terms if _REGISTRY[t.name].kind == "adversarial"]
+    if task is not None and len(adversarial) > 1:
+        # A task trains one discriminator against one objective; two would need two critics.
+        raise SpecError(f"loss {spec!r} has {len(adversarial)} adversarial terms ({', '.join(adversarial)}); "
+                        f"a task trains one adversarial objective: keep one")
     canonical = "+".join(format_term(t.name, dict(t.args), t.weight) for t in terms)
     if len(built) == 1 and built[0][0] == 1.0:
         loss = built[0][1]

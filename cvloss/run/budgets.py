@@ -9,45 +9,49 @@ from __future__ import annotations
 from typing import Any
 
 from cvloss.errors import UsageError
+from cvloss.settings import coerce
 
 BUDGET_NAMES = ("smoke", "quick", "full")
 
 def budget_params(task: str, budget: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The budget's parameters for ``task`` (its Task class's ``budgets``) with ``overrides``
-    applied (keys must exist)."""
+    applied: every key must be a setting of the task and every value must pass its schema
+    (:mod:`cvloss.settings`); values come back canonical."""
     from cvloss.tasks import get_task_class
 
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGET_NAMES)}")
-    params = dict(get_task_class(task).budgets[budget])
-    for key, value in (overrides or {}).items():
-        if key not in params:
-            raise UsageError(f"unknown setting {key!r} for task {task}; valid settings: {', '.join(params)}")
-        params[key] = value
+    task_cls = get_task_class(task)
+    params = dict(task_cls.budgets[budget])
+    params.update(resolve_overrides(task, overrides or {}))
+    task_cls.check_params(params)
     return params
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """Parse ``--set key=value`` items; values are JSON-ish (int, float, bool, none, str)."""
+def resolve_overrides(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{key: text or value}`` -> ``{key: canonical value}``, checked against the task's
+    schema: unknown keys and bad values raise :class:`UsageError` naming the valid ones."""
+    from cvloss.tasks import get_task_class
+
+    schema = get_task_class(task).schema()
     out: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        if key not in schema:
+            raise UsageError(f"unknown setting {key!r} for task {task}; valid settings: {', '.join(schema)}")
+        out[key] = coerce(task, key, raw, schema[key])
+    return out
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    """Split ``--set key=value`` items into ``{key: value text}``; the task's schema types
+    them (:func:`resolve_overrides`). A key given twice is refused, not overwritten."""
+    out: dict[str, str] = {}
     for item in items or []:
-        if "=" not in item:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
             raise UsageError(f"--set expects key=value; got {item!r}")
-        key, raw = item.split("=", 1)
-        key, raw = key.strip(), raw.strip()
-        low = raw.lower()
-        value: Any
-        if low in ("true", "false"):
-            value = low == "true"
-        elif low in ("none", "null"):
-            value = None
-        else:
-            try:
-                value = int(raw)
-            except ValueError:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = raw
-        out[key] = value
+        if key in out:
+            raise UsageError(f"--set {key} is given twice ({out[key]!r} and {raw.strip()!r}); give one value")
+        out[key] = raw.strip()
     return out

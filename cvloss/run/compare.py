@@ -28,7 +28,7 @@ def parse_seeds(text: str) -> list[int]:
     text = str(text).strip()
     try:
         if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
+            seeds = [int(s) for s in text.split(",")]  # an empty item ("0,,1") is refused
         else:
             n = int(text)
             if n < 1:
@@ -55,9 +55,10 @@ def split_losses(text: str) -> list[str]:
         else:
             cur += ch
     parts.append(cur.strip())
-    parts = [p for p in parts if p]
-    if not parts:
+    if not any(parts):
         raise UsageError("--losses needs at least one loss spec, e.g. --losses ce,topo")
+    if not all(parts):  # "ce,,dice" or "ce,": a slip, not a request for fewer losses
+        raise UsageError(f"--losses {text!r} has an empty item; separate specs by single commas")
     return parts
 
 

@@ -5,12 +5,28 @@ executor (this process, a pool, a cluster job) can run it without change."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvloss.errors import UsageError
 from cvloss.run.budgets import budget_params
+
+RESULTS_ENV = "CVLOSS_RESULTS"
+DEFAULT_RESULTS = "cvloss-results"
+
+
+def resolve_results_dir(cli: str | None = None) -> str:
+    """``--out`` if given, else ``$CVLOSS_RESULTS`` if set and non-empty, else
+    ``./cvloss-results``. Never the repository's tracked ``results/`` by default: that
+    folder holds the reference study, and a user's runs must not mix into it."""
+    if cli is not None:
+        if not str(cli).strip():
+            raise UsageError(f'--out is empty; give a folder (default: ${RESULTS_ENV}, else ./{DEFAULT_RESULTS})')
+        return str(cli)
+    return os.environ.get(RESULTS_ENV, "").strip() or DEFAULT_RESULTS
 
 
 def loss_slug(spec: str) -> str:
@@ -43,7 +59,7 @@ class TrialConfig:
     budget: str = "smoke"
     seed: int = 0
     device: str = "cpu"
-    out: str = "results"
+    out: str = DEFAULT_RESULTS
     data_dir: str | None = None
     feature_weights: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)

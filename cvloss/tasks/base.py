@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.settings import COMMON, Setting
+
 
 class Task(ABC):
     """Base class: subclasses set the class attributes and implement the methods.
@@ -25,6 +27,9 @@ class Task(ABC):
     primary_metric: str = ""
     # {"smoke": {...}, "quick": {...}, "full": {...}}: every setting a run may override.
     budgets: dict[str, dict[str, Any]] = {}
+    # The schema of the task's own settings (cvloss.settings); names shared by every task
+    # (epochs, lr, batch_size, ...) come from COMMON unless declared here.
+    settings: dict[str, Setting] = {}
     # Evaluate the untrained model too (row ``epoch 0`` of metrics.csv, ``summary["at_init"]``).
     evaluate_at_init: bool = False
     # ``--feature-weights`` of the run, set by the trainer before ``load_data`` so metrics that
@@ -36,6 +41,17 @@ class Task(ABC):
         self.params = params
         self.device = device
         self.data_dir = data_dir
+
+    @classmethod
+    def schema(cls) -> dict[str, Setting]:
+        """Every setting a run may override (the budgets' keys), with its type and range."""
+        keys = dict.fromkeys(k for params in cls.budgets.values() for k in params)
+        return {k: cls.settings.get(k) or COMMON[k] for k in keys}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Checks that tie settings together (``UsageError``); each value alone already
+        passed its schema. Called before anything is built or written."""
 
     @abstractmethod
     def load_data(self) -> None:

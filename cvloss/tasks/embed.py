@@ -56,6 +56,7 @@ from torch import nn
 
 from cvloss.errors import UsageError
 from cvloss.losses.metric import OfflineTripletLoss, SoftmaxLoss  # noqa: F401 (re-exported for the task's users)
+from cvloss.settings import Bool, Float, Int
 from cvloss.tasks.base import Task
 
 N_SAMPLES = 4  # verification pairs shown in the sample grid
@@ -91,6 +92,20 @@ class EmbedTask(Task):
     evaluate_at_init = True
     # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
     # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).
+    settings = {
+        "P": Int(2, help="identities per batch (>= 2 for a negative pair)"),
+        "K": Int(2, help="images per identity (>= 2 for a positive pair)"),
+        "dim": Int(1, help="embedding dimension"),
+        "depth": Int(2, 4, help="ResNet stages (2, 3 or 4)"),
+        "n_train_ids": Int(2, nullable=True, help="training identities (none: all)"),
+        "per_id": Int(2, help="synth-ids images per identity"),
+        "n_val_ids": Int(2, help="synth-ids evaluation identities"),
+        "val_per_id": Int(2, help="synth-ids evaluation images per identity"),
+        "pairs_per_fold": Int(1, help="verification pairs per fold and kind"),
+        "eval_batch": Int(1, help="images per evaluation batch"),
+        "collapse_tol": Float(0.0, help="embedding spread below which a model counts as collapsed"),
+        "bn_neck": Bool("batch-norm before the embedding"),
+    }
     budgets = {
         "smoke": dict(epochs=2, P=8, K=4, lr=2e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=32,
                       n_train_ids=40, per_id=6, n_val_ids=20, val_per_id=4, pairs_per_fold=6, eval_batch=512,

@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from cvloss.errors import UsageError
+from cvloss.settings import Choice, Int
 from cvloss.tasks.base import Task
 
 EVAL_SEED = 20180101  # fixed noise for evaluation: every epoch and loss sees the same z
@@ -181,6 +182,16 @@ class GANTask(Task):
     # 2,000 generator steps, ~20 min for 6 losses x 3 seeds on a heavily shared 2-core CPU
     # (load 5-11), much less idle. full: 50,000 steps of wider nets -- the toy benchmark
     # has no single paper protocol (Gulrajani et al. train 100k steps of 512-wide MLPs).
+    settings = {
+        "steps_per_epoch": Int(1, help="generator steps per epoch"),
+        "noise_dim": Int(1, help="latent dimension"),
+        "hidden": Int(1, help="MLP width"),
+        "layers": Int(1, help="MLP hidden layers"),
+        "optimizer": Choice("paper", "adam", help="each objective's paper optimiser, or Adam for all"),
+        "n_eval": Int(10, help="samples drawn for the mode metrics"),
+        "min_count": Int(1, help="samples a mode needs to count as covered"),
+        "cpu_threads": Int(1, nullable=True, help="torch threads on a CPU (none: leave as is)"),
+    }
     budgets = {
         "smoke": dict(epochs=2, steps_per_epoch=50, batch_size=64, noise_dim=2, hidden=64, layers=2,
                       optimizer="paper", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=500, min_count=1, cpu_threads=1),

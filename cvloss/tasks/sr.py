@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from cvloss.errors import UsageError
+from cvloss.settings import Choice, Int, Positive
 from cvloss.tasks.base import Task
 
 EVAL_ARCH, EVAL_LAYER = "vgg16", "relu3_3"
@@ -62,6 +63,20 @@ class SRTask(Task):
     primary_metric = "psnr_y"
     _common = dict(scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4, n_train=None,
                    n_val=None)
+    settings = {
+        "scale": Int(2, 4, help="upscaling factor (2, 3 or 4)"),
+        "lr_step": Int(1, nullable=True, help="halve the learning rates every lr_step epochs (none: constant)"),
+        "res_scale": Positive(help="EDSR residual scaling"),
+        "global_skip": Choice("bicubic", "none", help="add the bicubic upsampling to the output"),
+        "d_lr": Positive(help="discriminator learning rate (adversarial terms)"),
+        "patch": Int(2, help="HR crop side in pixels (a multiple of the scale)"),
+        "repeat": Int(1, help="random crops per image per epoch"),
+        "hr_size": Int(8, nullable=True, help="embedded photos' HR side (none: native)"),
+        "n_feats": Int(1, help="EDSR feature channels"),
+        "n_blocks": Int(1, help="EDSR residual blocks"),
+        "d_width": Int(1, help="discriminator width"),
+        "d_down": Int(1, help="discriminator down-sampling stages"),
+    }
     budgets = {
         # ~10 s per trial on a shared CPU core.
         "smoke": dict(_common, epochs=2, batch_size=4, patch=32, repeat=2, hr_size=64, n_feats=8, n_blocks=1,

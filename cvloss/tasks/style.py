@@ -70,6 +70,7 @@ import torch
 from torch import nn
 
 from cvloss.errors import UsageError
+from cvloss.settings import Choice, Float, ImagePath, Int, Positive, Setting
 from cvloss.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,19 @@ class StyleTask(Task):
     }
     primary_metric = "style_dist"
     _common = dict(optimizer="lbfgs", lr=None, param="clamp", init_noise=0.0, pairs=None, content=None, style=None)
+    settings = {
+        "iters_per_epoch": Int(1, help="optimiser iterations between evaluations"),
+        "image_size": Int(16, help="content side in px (VGG19's relu5_1 needs >= 16)"),
+        "style_size": Int(16, nullable=True, help="style image side (none: image_size)"),
+        "n_pairs": Int(1, help="content/style pairs optimised per trial"),
+        "optimizer": Choice(*DEFAULT_LR, help="L-BFGS (the paper) or Adam"),
+        "lr": Positive(nullable=True, help="step size (none: the optimiser's default)"),
+        "param": Choice("clamp", "sigmoid", help="image parameterisation"),
+        "init_noise": Float(0.0, help="std of noise added to the content init"),
+        "pairs": Setting("str", nullable=True, help="named embedded pairs, e.g. astronaut:brick,coffee:waves"),
+        "content": ImagePath("a content image file (with style=)"),
+        "style": ImagePath("a style image file (with content=)"),
+    }
     budgets = {
         # smoke: every output in seconds; quick: 1 pair per seed (3 seeds = 3 pairs),
         # 64 px, 60 L-BFGS iterations; full: Gatys' ~500 iterations at 512 px on a GPU.
@@ -146,19 +160,17 @@ class StyleTask(Task):
         "full": dict(epochs=10, iters_per_epoch=50, image_size=512, style_size=None, n_pairs=3, **_common),
     }
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        if (params.get("content") is None) != (params.get("style") is None):
+            raise UsageError("give both a content and a style image (--set content=PATH --set style=PATH), or neither")
+
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
         from cvloss.data.registry import dataset_dir
         from cvloss.data.style_pairs import load_style_pairs
 
-        p = self.params
-        if p["optimizer"] not in DEFAULT_LR:
-            raise UsageError(f"unknown optimizer={p['optimizer']!r}; valid: {', '.join(DEFAULT_LR)}")
-        for key in ("epochs", "iters_per_epoch", "image_size", "n_pairs"):
-            if not isinstance(p[key], int) or p[key] < 1:
-                raise UsageError(f"setting {key} must be a positive integer; got {p[key]!r}")
-        if p["image_size"] < 16:
-            raise UsageError(f"image_size={p['image_size']} is too small: VGG19's relu5_1 needs at least 16 px")
+        p = self.params  # types and ranges: checked by the schema (``settings``) before this
         if self.dataset not in ("skimage-photos", "div2k"):
             raise UsageError(f"task style reads skimage-photos or div2k (or --set content=PATH --set style=PATH); got {self.dataset!r}")
         root = dataset_dir(self.dataset, self.data_dir) if self.dataset == "div2k" else None

@@ -64,6 +64,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.errors import UsageError
+from cvloss.settings import Bool, Int
 from cvloss.tasks.base import Task
 
 N_SAMPLES = 4
@@ -154,6 +156,16 @@ class TranslateTask(Task):
     }
     primary_metric = "paired_ssim"
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
+    settings = {
+        "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
+        "n_down": Int(1, help="generator down-sampling stages"),
+        "load_size": Int(8, nullable=True, help="resize before the random crop (none: image_size)"),
+        "fid": Bool("compute FID/KID when Inception weights are present"),
+        "g_width": Int(1, help="generator width"),
+        "n_blocks": Int(1, help="generator residual blocks"),
+        "d_width": Int(1, help="PatchGAN width"),
+        "d_layers": Int(1, help="PatchGAN layers"),
+    }
     budgets = {
         # ~10 s per trial on a shared 2-core CPU.
         "smoke": dict(_common, epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8, n_blocks=1,
@@ -167,15 +179,21 @@ class TranslateTask(Task):
                      n_blocks=9, d_width=64, d_layers=3, augment=True, load_size=286),
     }
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        size, load_size = params["image_size"], params.get("load_size") or params["image_size"]
+        if load_size < size:
+            raise UsageError(f"load_size ({load_size}) must be >= image_size ({size})")
+        if size % 2 ** params["n_down"]:
+            raise UsageError(f"image_size {size} must be divisible by 2**n_down = {2 ** params['n_down']}")
+
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
         from cvloss.data.registry import load_dataset
 
         p = self.params
         size = p["image_size"]
-        load_size = p.get("load_size") or size
-        if load_size < size:
-            raise ValueError(f"load_size ({load_size}) must be >= image_size ({size})")
+        load_size = p.get("load_size") or size  # >= size: checked by check_params
         train = load_dataset(self.dataset, "train", data_dir=self.data_dir, size=load_size, limit=p["n_train"],
                              task="translate")
         val = load_dataset(self.dataset, "val", data_dir=self.data_dir, size=size, limit=p["n_val"], task="translate")
@@ -214,8 +232,6 @@ class TranslateTask(Task):
         from cvloss.models.cyclegan import CycleGAN
 
         p = self.params
-        if p["image_size"] % (2 ** p["n_down"]):
-            raise ValueError(f"image_size {p['image_size']} must be divisible by 2**n_down = {2 ** p['n_down']}")
         return CycleGAN(p["g_width"], p["n_blocks"], p["n_down"], p["d_width"], p["d_layers"]).to(self.device)
 
     def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:

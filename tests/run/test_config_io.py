@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cvloss.errors import UsageError
-from cvloss.run.budgets import budget_params, parse_overrides
+from cvloss.run.budgets import budget_params, parse_overrides, resolve_overrides
 from cvloss.run.compare import parse_seeds, split_losses
-from cvloss.run.config import TrialConfig, loss_slug
+from cvloss.run.config import TrialConfig, budget_label, loss_slug
 from cvloss.run.io import load_checkpoint, read_json, save_checkpoint, write_csv, write_json
 
 
@@ -36,10 +36,16 @@ def test_bad_budget_and_setting():
 
 
 def test_parse_overrides_types():
-    assert parse_overrides(["epochs=3", "lr=1e-3", "augment=false", "n_train=none", "x=abc"]) == {
-        "epochs": 3, "lr": 1e-3, "augment": False, "n_train": None, "x": "abc"}
+    raw = parse_overrides(["epochs=3", "lr=1e-3", "augment=false", "n_train=none"])
+    assert raw == {"epochs": "3", "lr": "1e-3", "augment": "false", "n_train": "none"}
+    # The task's schema types them: canonical values, so lr=1 and lr=1.0 are one folder.
+    assert resolve_overrides("seg", raw) == {"epochs": 3, "lr": 1e-3, "augment": False, "n_train": None}
+    assert resolve_overrides("seg", {"lr": "1"}) == resolve_overrides("seg", {"lr": "1.0"}) == {"lr": 1.0}
+    assert budget_label("smoke", resolve_overrides("seg", {"lr": "1"})) == "smoke+lr=1.0"
     with pytest.raises(UsageError, match="key=value"):
         parse_overrides(["epochs"])
+    with pytest.raises(UsageError, match="unknown setting 'x'"):
+        resolve_overrides("seg", {"x": "abc"})
 
 
 @pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("0,4,2", [0, 4, 2]), ("1", [0])])

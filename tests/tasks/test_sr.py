@@ -141,7 +141,7 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
 
 
 @pytest.mark.parametrize("sets, message", [
-    ({"scale": 5}, "scale must be 2, 3 or 4"),
+    ({"scale": 5}, "--set scale=5: expected int >= 2, <= 4"),
     ({"patch": 200}, "smaller than the training crop of 200 px"),
     ({"patch": 15}, "multiple of the scale 2"),
 ])

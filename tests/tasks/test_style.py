@@ -105,10 +105,10 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
     base = ["train", "--task", "style", "--loss", "content+style", "--budget", "smoke", "--out", str(tmp_path / "r"),
             "--feature-weights", "random"]
     cases = {
-        ("content=" + str(tmp_path / "missing.png"), "style=" + str(tmp_path / "c.png")): "does not exist",
+        ("content=" + str(tmp_path / "missing.png"), "style=" + str(tmp_path / "c.png")): "no such file",
         ("content=" + str(tmp_path / "c.png"), "style=" + str(tmp_path / "tiny.png")): "less than 1/4",
         ("content=" + str(tmp_path / "c.png"),): "give both",
-        ("optimizer=sgd",): "unknown optimizer",
+        ("optimizer=sgd",): "expected one of lbfgs, adam",
     }
     for sets, match in cases.items():
         args = base + [a for s in sets for a in ("--set", s)]

@@ -1,0 +1,207 @@
+"""A corpus of plausible wrong calls: each is refused with exactly one ``error:`` line on
+stderr, nothing on stdout, exit code 2, no traceback, and nothing written anywhere --
+not the results folder, the data folder, the current directory or the caches."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cvloss.cli import app
+
+runner = CliRunner()
+
+
+def _compare(task: str, losses: str, *extra: str) -> list[str]:
+    return ["compare", "--task", task, "--losses", losses, *extra]
+
+
+def _seg(*extra: str) -> list[str]:
+    return _compare("seg", "ce", *extra)
+
+
+# (arguments, a fragment the one error line must contain). {png} and {txt} are files the
+# test writes before it takes its snapshot; {out} and {data} are folders that must not appear.
+CASES: list[tuple[list[str], str]] = [
+    # names
+    (_compare("nope", "ce"), "unknown task 'nope'"),
+    (_compare("seg", "ce,mes"), "unknown loss 'mes'"),
+    (_compare("seg", "ce,triplet"), "does not serve task 'seg'"),
+    (_compare("embed", "dice"), "does not serve task 'embed'"),
+    (_seg("--dataset", "lfw"), "dataset 'lfw' serves embed"),
+    (_seg("--dataset", "pets"), "unknown dataset 'pets'"),
+    (_seg("--dataset", ""), "unknown dataset ''"),
+    (_compare("gan", "ns", "--dataset", "synth-pets"), "dataset 'synth-pets' serves seg"),
+    (_seg("--budget", "huge"), "unknown budget 'huge'"),
+    (_seg("--budget", ""), "unknown budget ''"),
+    (_seg("--device", "tpu"), "unknown device 'tpu'"),
+    (["losses", "show", "nope"], "unknown loss 'nope'"),
+    (["losses", "list", "--task", "nope"], "unknown task 'nope'"),
+    (["datasets", "list", "--task", "nope"], "unknown task 'nope'"),
+    (["datasets", "download", "nope"], "unknown dataset 'nope'"),
+    (["datasets", "verify", "nope"], "unknown dataset 'nope'"),
+    # seeds
+    (_seg("--seeds", "0"), "--seeds must be a count >= 1"),
+    (_seg("--seeds", "-1"), "--seeds must be a count >= 1"),
+    (_seg("--seeds", "0,,1"), "--seeds must be a count >= 1"),
+    (_seg("--seeds", "0,0"), "distinct"),
+    (_seg("--seeds", "abc"), "--seeds must be a count"),
+    (_seg("--seeds", "1.5"), "--seeds must be a count"),
+    (_seg("--seeds", "0,-1"), "distinct non-negative"),
+    (["train", "--task", "seg", "--loss", "ce", "--seed", "-1"], "--seed must be >= 0"),
+    # settings: type, range, one value, canonical keys
+    (_seg("--set", "epoch=1"), "unknown setting 'epoch'"),
+    (_seg("--set", "epochs=0"), "--set epochs=0: expected int >= 1"),
+    (_seg("--set", "epochs=-1"), "--set epochs=-1"),
+    (_seg("--set", "epochs=abc"), "--set epochs=abc"),
+    (_seg("--set", "epochs=1.5"), "--set epochs=1.5"),
+    (_seg("--set", "epochs=none"), "epochs cannot be none"),
+    (_seg("--set", "epochs="), "empty value"),
+    (_seg("--set", "batch_size=0"), "--set batch_size=0"),
+    (_seg("--set", "lr=abc"), "--set lr=abc: expected float > 0"),
+    (_seg("--set", "lr=0"), "--set lr=0"),
+    (_seg("--set", "lr=-1e-3"), "--set lr=-1e-3"),
+    (_seg("--set", "lr=nan"), "lr must be finite"),
+    (_seg("--set", "lr=inf"), "lr must be finite"),
+    (_seg("--set", "lr=1e-3,1e-4"), "one value per setting"),
+    (_seg("--set", "lr=1e-3", "--set", "lr=1e-4"), "given twice"),
+    (_seg("--set", "augment=maybe"), "expected true or false"),
+    (_seg("--set", "amp=2"), "--set amp=2"),
+    (_seg("--set", "channels_last=perhaps"), "--set channels_last=perhaps"),
+    (_seg("--set", "epochs"), "--set expects key=value"),
+    (_seg("--set", "=3"), "--set expects key=value"),
+    (_seg("--set", "n_train=0"), "--set n_train=0"),
+    (_seg("--set", "n_val=-3"), "--set n_val=-3"),
+    (_seg("--set", "image_size=4"), "--set image_size=4"),
+    (_seg("--set", "width=0"), "--set width=0"),
+    (_seg("--set", "depth=abc"), "--set depth=abc"),
+    (_compare("sr", "l1", "--set", "scale=5"), "--set scale=5"),
+    (_compare("sr", "l1", "--set", "global_skip=maybe"), "one of bicubic, none"),
+    (_compare("sr", "l1", "--set", "patch=0"), "--set patch=0"),
+    (_compare("sr", "l1", "--set", "hr_size=abc"), "--set hr_size=abc"),
+    (_compare("style", "content+style", "--set", "optimizer=sgd"), "one of lbfgs, adam"),
+    (_compare("style", "content+style", "--set", "image_size=8"), "--set image_size=8"),
+    (_compare("style", "content+style", "--set", "content=/nonexistent/c.png", "--set", "style=/nonexistent/s.png"),
+     "no such file"),
+    (_compare("style", "content+style", "--set", "content={txt}", "--set", "style={txt}"), "not a readable image"),
+    (_compare("style", "content+style", "--set", "content={png}"), "give both a content and a style image"),
+    (_compare("translate", "lsgan+cycle", "--set", "image_size=30"), "divisible by 2**n_down"),
+    (_compare("translate", "lsgan+cycle", "--set", "load_size=16"), "load_size (16) must be >= image_size (32)"),
+    (_compare("embed", "triplet", "--set", "K=1"), "--set K=1"),
+    (_compare("embed", "triplet", "--set", "P=1"), "--set P=1"),
+    (_compare("gan", "ns", "--set", "optimizer=rmsprop"), "one of paper, adam"),
+    # losses
+    (_compare("seg", "ce,,dice"), "empty item"),
+    (_compare("seg", "ce,"), "empty item"),
+    (_compare("seg", ","), "--losses needs at least one loss spec"),
+    (_compare("seg", ""), "--losses needs at least one loss spec"),
+    (_compare("seg", "ce,ce"), "the same loss twice"),
+    (_compare("seg", "ce("), "syntax error at column 4"),
+    (_compare("seg", "ce+"), "syntax error"),
+    (_compare("seg", "0.5*"), "syntax error"),
+    (_compare("seg", "ce(foo=1)"), "foo"),
+    (_compare("seg", "ce(label_smoothing=abc)"), "label_smoothing"),
+    (_compare("gan", "ns+wgan"), "2 adversarial terms"),
+    (_compare("translate", "lsgan+wgan_gp+cycle"), "2 adversarial terms"),
+    (["train", "--task", "gan", "--loss", "ns+wgan"], "2 adversarial terms"),
+    (["train", "--task", "seg", "--loss", ""], "empty loss spec"),
+    # options
+    (_seg("--out", ""), "--out is empty"),
+    (["train", "--task", "seg", "--loss", "ce", "--out", " "], "--out is empty"),
+    (_seg("--feature-weights", "imagnet"), "unknown feature weights 'imagnet'"),
+    (_seg("--feature-weights", "random:x"), "the seed after 'random:' must be an integer"),
+    (_seg("--feature-weights", ""), "feature weights must be auto, imagenet"),
+    (_seg("--threads", "0"), "--threads must be >= 1"),
+    (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
+    # data that is not there
+    (_seg("--dataset", "oxford-pets"), "cvloss datasets download oxford-pets"),
+    (_compare("sr", "l1", "--dataset", "div2k"), "cvloss datasets download div2k"),
+    (_compare("embed", "triplet", "--dataset", "lfw"), "cvloss datasets download lfw"),
+    # the report
+    (["report", "{out}/nothing-here"], "no results folder"),
+    (["report", "{data}"], "no comparisons under"),
+    # usage errors of the command line itself (Typer/Click): one line too
+    (["compare", "--losses", "ce"], "Missing option '--task'"),
+    (["train", "--task", "seg"], "Missing option '--loss'"),
+    (["compare", "--task"], "requires an argument"),
+    (_seg("--seeds"), "requires an argument"),
+    (_seg("--bogus"), "No such option: --bogus"),
+    (["frob"], "No such command 'frob'"),
+    (["train", "--task", "seg", "--loss", "ce", "--seed", "x"], "Invalid value for '--seed'"),
+    (_seg("--threads", "two"), "Invalid value for '--threads'"),
+]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """Every place a run could write -- cwd, data, caches, results -- inside ``tmp_path``."""
+    for name in ("cwd", "data", "cache", "torch", "home", "mpl"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("CVLOSS_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("CVLOSS_RESULTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "cwd" / "ok.png")
+    (tmp_path / "cwd" / "notes.txt").write_text("not an image\n")
+    return tmp_path
+
+
+def test_the_corpus_is_large():
+    assert len(CASES) >= 80
+
+
+@pytest.mark.parametrize("args, fragment", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(sandbox, args, fragment):
+    values = {"out": str(sandbox / "out"), "data": str(sandbox / "data"),
+              "png": str(sandbox / "cwd" / "ok.png"), "txt": str(sandbox / "cwd" / "notes.txt")}
+    args = [a.format(**values) for a in args]
+    if args[0] in ("train", "compare") and "--out" not in args:
+        args = [args[0], "--out", values["out"], *args[1:]]  # first: a trailing option must stay last
+    before = _snapshot(sandbox)
+    result = runner.invoke(app, args)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.stdout)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert fragment in lines[0], lines[0]
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert _snapshot(sandbox) == before, "a refused command must write nothing"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so --device cuda is valid here")
+def test_cuda_requested_without_cuda(sandbox):
+    result = runner.invoke(app, _seg("--device", "cuda", "--out", str(sandbox / "out")))
+    assert result.exit_code == 2 and "torch sees no CUDA device" in result.stderr
+    assert not (sandbox / "out").exists()
+
+
+def test_a_bug_is_not_reported_as_bad_input(sandbox, monkeypatch):
+    """An exception that is not a cvloss error is a bug: exit 1, one line saying so."""
+    import cvloss.run.compare as compare
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(compare, "run_comparison", broken)
+    result = runner.invoke(app, _seg("--out", str(sandbox / "out")))
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: internal error (a bug in cvloss") and "ZeroDivisionError" in line and "--debug" in line
+
+
+def test_help_and_completion_options():
+    assert runner.invoke(app, ["-h"]).exit_code == 0
+    for sub in (["compare", "-h"], ["train", "-h"], ["datasets", "list", "-h"], ["losses", "-h"]):
+        result = runner.invoke(app, sub)
+        assert result.exit_code == 0 and "Usage:" in result.stdout, sub
+    assert "--install-completion" in runner.invoke(app, ["--help"]).stdout

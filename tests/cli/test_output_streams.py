@@ -1,0 +1,57 @@
+"""Streams of a real command, run as a subprocess with stdout and stderr kept apart:
+stdout carries only the table and the results path; the download notice that torch hub
+prints on stdout, progress and the random-weights warning go to stderr, the warning
+once; ``--quiet`` leaves stderr empty.
+
+The subprocess is offline by construction: torchvision's weights download is replaced
+by one that prints torch hub's notice on stdout (as the real one does) and then fails.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+OFFLINE_CLI = """
+import sys, urllib.error
+import torchvision.models._api as api
+
+def offline(self, *args, **kwargs):
+    print(f'Downloading: "{self.url}" to /nowhere/{self.url.rsplit("/", 1)[-1]}')  # torch.hub writes this on stdout
+    raise urllib.error.URLError("offline (simulated by the test)")
+
+api.WeightsEnum.get_state_dict = offline
+from cvloss.cli import main
+sys.argv = ["cvloss", *sys.argv[1:]]
+main()
+"""
+
+ARGS = ["compare", "--task", "sr", "--losses", "l1,l1+0.01*perceptual", "--seeds", "1", "--threads", "1",
+        "--set", "epochs=1", "--set", "repeat=1", "--set", "hr_size=32", "--set", "patch=16"]
+
+
+def _run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), OMP_NUM_THREADS="1")
+    env.pop("CVLOSS_RESULTS", None)
+    return subprocess.run([sys.executable, "-c", OFFLINE_CLI, *ARGS, "--out", str(tmp_path / "out"), *extra],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["verbose", "quiet"])
+def test_stdout_is_tables_and_paths_and_each_warning_prints_once(tmp_path, quiet):
+    proc = _run(tmp_path, *(["--quiet"] if quiet else []))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0].startswith("sr / skimage-photos") and "features: random(seed=0)" in out[0]
+    assert out[-1].startswith("results: ") and out[-1].endswith("compare--l1--l1+0.01xperceptual")
+    assert {line.split()[0] for line in out[3:-1]} == {"l1", "l1+0.01*perceptual", "(bicubic)"}
+    assert "Downloading" not in proc.stdout and "warning" not in proc.stdout.lower()
+    if quiet:
+        assert proc.stderr == ""
+    else:
+        assert 'Downloading: "https://download.pytorch.org/models/vgg16' in proc.stderr
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+        assert len(warnings) == 1 and "RANDOM vgg16 features" in warnings[0], proc.stderr
+        assert "RandomFeaturesWarning" not in proc.stderr  # one line, not Python's two-line format
