@@ -208,7 +208,7 @@ def _fetch(url: str, part: Path, label: str, progress, timeout: float, cap: int)
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else None
         if total is not None and total > cap:
-            raise _TooLarge(f"announced {total:,} bytes, more than the cap of {cap:,}")
+            raise _TooLarge(f"announced {total:,} bytes, more than the cap of {cap:,} bytes")
         task = progress.add_task(label, total=total, completed=have) if progress is not None else None
         with open(part, mode) as out:
             while True:
@@ -225,15 +225,16 @@ def _fetch(url: str, part: Path, label: str, progress, timeout: float, cap: int)
         raise urllib.error.URLError(f"connection closed after {part.stat().st_size} of {total} bytes")
 
 
-def _download_file(info: DatasetInfo, f: FileInfo, root: Path, progress, timeout: float) -> Path:
+def _download_file(info: DatasetInfo, f: FileInfo, root: Path, progress, timeout: float) -> tuple[Path, str | None]:
+    """``(path, source)``: the verified file, and where it came from when it is to be
+    trusted on first use (recorded by the caller once the file proved usable), else None."""
     final = root / f.filename
     tofu = _tofu_read(root)
     if final.exists():
         check = _check(f, final, tofu)
-        if check.status == "unverified":  # placed by hand, or downloaded by an older cvloss
-            _tofu_record(root, f, final, "(found on disk)")
         if check.status in ("ok", "unverified", "trusted-on-first-use"):
-            return final
+            # unverified: placed by hand, or downloaded by an older cvloss
+            return final, "(found on disk)" if check.status == "unverified" else None
         raise DatasetError(f"{check.message}; delete it and run `cvloss datasets download {info.name}` again")
     part = root / (f.filename + ".part")
     cap, why = download_cap(info, f)
@@ -260,10 +261,8 @@ def _download_file(info: DatasetInfo, f: FileInfo, root: Path, progress, timeout
         part.unlink()  # a corrupt file must not be resumed next time
         hint = "; if the source really changed it, delete that record" if not f.algo else ""
         raise DatasetError(f"downloaded {f.filename} of '{info.name}' is corrupt: {check.message} (deleted; retry{hint})")
-    if check.status == "unverified":
-        _tofu_record(root, f, part, url)
     os.replace(part, final)
-    return final
+    return final, url if check.status == "unverified" else None
 
 
 def _own_name(info: DatasetInfo, top: str) -> bool:
@@ -294,11 +293,13 @@ def download(info: DatasetInfo, data_dir: str | Path | None = None, progress: bo
         if bar is not None:
             bar.start()
         for f in info.files:
-            path = _download_file(info, f, root, bar, timeout)
+            path, source = _download_file(info, f, root, bar, timeout)
             marker = extraction_marker(root, f.filename)
             if f.is_archive and (redo or not marker.exists()):
                 marker.unlink(missing_ok=True)
                 safe_extract(path, root, marker=marker, reserved=lambda top: _own_name(info, top))
+            if source is not None:  # only an archive that extracted safely is worth trusting
+                _tofu_record(root, f, path, source)
     finally:
         if bar is not None:
             bar.stop()
