@@ -277,8 +277,8 @@ def download(info: DatasetInfo, data_dir: str | Path | None = None, progress: bo
     """Fetch, verify and extract every file of ``info`` into ``<data-dir>/<name>/``.
 
     Idempotent: verified files are not fetched again and extracted archives (marker
-    ``.extracted-<filename>``) are not extracted again -- unless the layout is missing
-    although every archive is marked, then all are extracted again. ``progress=True``
+    ``.extracted-<filename>``) are not extracted again -- unless the layout is still
+    missing after that, then every archive is extracted again (once). ``progress=True``
     draws a rich bar on stderr (the CLI passes ``sys.stderr.isatty()``). Embedded
     datasets: nothing to do. Returns the dataset folder. Raises :class:`DatasetError`
     (one line) on any failure, and when the extracted files still lack the layout.
@@ -287,24 +287,32 @@ def download(info: DatasetInfo, data_dir: str | Path | None = None, progress: bo
     if info.embedded or not info.files:
         return root
     root.mkdir(parents=True, exist_ok=True)
-    redo = bool(missing_layout(info, root))
     bar = _progress_bar(progress)
+    extracted: set[str] = set()
     try:
         if bar is not None:
             bar.start()
         for f in info.files:
             path, source = _download_file(info, f, root, bar, timeout)
-            marker = extraction_marker(root, f.filename)
-            if f.is_archive and (redo or not marker.exists()):
-                marker.unlink(missing_ok=True)
-                safe_extract(path, root, marker=marker, reserved=lambda top: _own_name(info, top))
+            if f.is_archive and not extraction_marker(root, f.filename).exists():
+                _extract(info, f, path, root)
+                extracted.add(f.filename)
             if source is not None:  # only an archive that extracted safely is worth trusting
                 _tofu_record(root, f, path, source)
     finally:
         if bar is not None:
             bar.stop()
-    problem = presence_problem(info, data_dir)
-    if problem is not None:
+    if missing_layout(info, root):  # marked archives whose files were moved or deleted since
+        for f in info.files:
+            if f.is_archive and f.filename not in extracted:
+                _extract(info, f, root / f.filename, root)
+    if presence_problem(info, data_dir) is not None:
         raise DatasetError(f"downloaded and extracted every file of '{info.name}', but {root} still lacks "
                            f"{', '.join(missing_layout(info, root))}: the archives do not hold the catalog's layout")
     return root
+
+
+def _extract(info: DatasetInfo, f: FileInfo, path: Path, root: Path) -> None:
+    marker = extraction_marker(root, f.filename)
+    marker.unlink(missing_ok=True)
+    safe_extract(path, root, marker=marker, reserved=lambda top: _own_name(info, top))

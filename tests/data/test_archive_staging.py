@@ -186,3 +186,27 @@ def test_copy_streams_in_chunks(monkeypatch):
     out = io.BytesIO()
     assert archive._copy(io.BytesIO(b"x" * 20), out, 5, 25, Path("a.zip"), archive.Caps()) == 25
     assert out.getvalue() == b"x" * 20
+
+
+def test_cli_verify_reports_trust_on_first_use_and_incomplete_extraction(tmp_path):
+    from typer.testing import CliRunner
+
+    from cvloss.cli import app
+
+    runner = CliRunner()
+    root = tmp_path / "horse2zebra"
+    root.mkdir()
+    layout = [f"horse2zebra/{d}/1.jpg" for d in ("trainA", "trainB", "testA", "testB")]
+    (root / "horse2zebra.zip").write_bytes(evil.zip_bytes([(name, b"jpeg") for name in layout]))
+    args = ["horse2zebra", "--data-dir", str(tmp_path)]
+    result = runner.invoke(app, ["datasets", "download", *args])  # offline: the archive is on disk
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["datasets", "verify", *args])
+    assert result.exit_code == 0 and "trusted-on-first-use" in result.output, result.output
+    extraction_marker(root, "horse2zebra.zip").unlink()
+    result = runner.invoke(app, ["datasets", "verify", *args])
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 1 and len(errors) == 1 and "no completion marker for horse2zebra.zip" in errors[0]
+    (root / "horse2zebra.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # another file: refused by its record
+    result = runner.invoke(app, ["datasets", "verify", *args])
+    assert result.exit_code == 1 and "mismatch" in result.output and "differs from the first download" in result.output
