@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
+from cvloss.errors import CvlossError
 
-class DatasetError(ValueError):
+
+class DatasetError(CvlossError, ValueError):
     """A user-facing data problem (unknown name, missing files, bad checksum, unsafe
     archive, unreachable URL). The message is one line and says what to do next."""
 

@@ -182,3 +182,9 @@ def test_download_cap_is_a_limit_not_an_exact_size(tmp_path, monkeypatch):
         monkeypatch.setenv("CVLOSS_MAX_DOWNLOAD_BYTES", str(1 << 20))
         download(big, tmp_path / "b")
         assert is_present(big, tmp_path / "b")
+
+
+def test_refusals_are_cvloss_errors():
+    from cvloss.errors import CvlossError
+
+    assert issubclass(DatasetError, CvlossError) and issubclass(DatasetError, ValueError)
