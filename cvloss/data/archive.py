@@ -40,6 +40,7 @@ import os
 import shutil
 import stat
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,7 +294,7 @@ def safe_extract(archive: Path, dest: Path, *, marker: Path | None = None,
         for entry in sorted(staging.iterdir()):
             _merge(entry, dest / entry.name)
         staging.rmdir()
-    except (DatasetError, tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:
+    except (DatasetError, tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, RuntimeError, ValueError) as exc:
         # An ordinary failure tidies up; an interrupt leaves the staging folder to the next run.
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, DatasetError):
@@ -311,8 +312,6 @@ def _one_line(exc: BaseException) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a uniquely named temp file and a rename."""
-    import tempfile
-
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
