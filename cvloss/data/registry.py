@@ -33,7 +33,7 @@ __all__ = [
 TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
 SPLITS = ("train", "val")
 ENV_VAR = "CVLOSS_DATA"
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")  # as cvloss.data.archive reads them
 
 _REQUIRED = (
     "name", "tasks", "description", "urls", "files", "layout", "size_bytes", "license",

@@ -171,6 +171,9 @@ def test_format_is_read_from_the_bytes_not_the_name(tmp_path):
     xz = _write(tmp_path / "d.tar.xz", (tmp_path / "d.bin").read_bytes())
     archive.safe_extract(xz, tmp_path / "t")
     assert (tmp_path / "t" / "x").read_bytes() == b"1"
+    from cvloss.data.registry import ARCHIVE_SUFFIXES  # what the catalog extracts, archive reads
+
+    assert all(archive.expected_format("x" + suffix) for suffix in ARCHIVE_SUFFIXES)
     empty = _write(tmp_path / "empty.zip", evil.zip_bytes([]))
     archive.safe_extract(empty, tmp_path / "e")
     assert list((tmp_path / "e").iterdir()) == []
