@@ -252,8 +252,11 @@ def datasets_verify(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
 ) -> None:
-    """Check every downloaded file of NAME against its published checksum."""
+    """Check every downloaded file of NAME against its published checksum (or, where none is
+    published, the sha256 recorded at its first download: trusted-on-first-use), and that
+    every archive was extracted completely."""
     from cvloss.data.fetch import verify
+    from cvloss.data.registry import presence_problem
     from cvloss.report.console import print_table
 
     info = _downloadable(name, "verify")
@@ -264,6 +267,9 @@ def datasets_verify(
     bad = [c for c in checks if c.status in ("missing", "mismatch")]
     if bad:
         fail(f"{name}: {len(bad)} file(s) missing or corrupt: {', '.join(c.filename for c in bad)}", code=1)
+    problem = presence_problem(info, data_dir)
+    if problem is not None:
+        fail(problem, code=1)
 
 
 # ---------------------------------------------------------------- train / compare / report

@@ -6,40 +6,49 @@ For every file of ``info.files`` (URL and checksum come only from ``datasets.tom
    Verify it and go on -- no network.
 2. Otherwise stream it with urllib into ``<filename>.part``. A ``.part`` left by an
    interrupted run is resumed with an HTTP ``Range: bytes=N-`` request; a server that
-   ignores Range (answers 200) restarts the file from byte 0.
+   ignores Range (answers 200) restarts the file from byte 0. The download stops, and the
+   ``.part`` is deleted, past a cap: the file's recorded ``size``, or 2 x the dataset's
+   ``size_bytes`` when the file's own size is not recorded (an endless body cannot fill
+   the disk). ``CVLOSS_MAX_DOWNLOAD_BYTES`` replaces that cap (raise it for a genuine
+   file that outgrew the catalog's estimate).
 3. Verify md5/sha256 (as the source publishes it), then rename ``.part`` to the file.
-4. Extract ``.tar``/``.tar.gz``/``.tgz``/``.zip`` into ``<data-dir>/<name>/`` after checking
-   EVERY member first: absolute paths, ``..`` components, paths that resolve outside the
-   folder, links that point outside it and device/fifo members are refused with a
-   :class:`DatasetError` naming the member, before anything is written. Tar extraction
-   also uses ``filter="data"`` where Python has it (belt and braces).
-   A marker ``.extracted-<filename>`` records a finished extraction.
+   Where no checksum is published, the sha256 of the first download is recorded in
+   ``<data-dir>/<name>/.tofu.json`` (trust on first use) and every later copy must match
+   it; ``verify`` reports such a file as ``trusted-on-first-use``.
+4. Extract archives with :func:`cvloss.data.archive.safe_extract` (no links, special
+   files, absolute or ``..`` members; format checked against the name; caps
+   ``CVLOSS_MAX_EXTRACT_RATIO``, ``CVLOSS_EXTRACT_SLACK_BYTES``, ``CVLOSS_MAX_MEMBERS``)
+   through a staging folder ``.<filename>.extracting/``; the marker
+   ``.extracted-<filename>`` is written last, and only marked archives count as present
+   (:func:`cvloss.data.registry.presence_problem`).
 
 Unreachable URLs give one line: the URL, the reason, and the exact path where a manually
 fetched file is picked up.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
+import json
 import os
-import posixpath
-import stat
-import tarfile
 import urllib.error
 import urllib.request
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from cvloss import __version__
-from cvloss.data.registry import DatasetInfo, FileInfo, dataset_dir
+from cvloss.data.archive import write_atomic, safe_extract
+from cvloss.data.registry import (DatasetInfo, FileInfo, dataset_dir, extraction_marker, missing_layout,
+                                  presence_problem)
 from cvloss.data.types import DatasetError
 
-__all__ = ["FileCheck", "download", "verify", "file_digest", "safe_extract"]
+__all__ = ["FileCheck", "download", "verify", "file_digest", "safe_extract", "TOFU_FILE", "DOWNLOAD_ENV"]
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
+TOFU_FILE = ".tofu.json"
+DOWNLOAD_ENV = "CVLOSS_MAX_DOWNLOAD_BYTES"
 _USER_AGENT = f"cvloss/{__version__} (+https://github.com/; dataset fetcher)"
 
 
@@ -47,13 +56,15 @@ _USER_AGENT = f"cvloss/{__version__} (+https://github.com/; dataset fetcher)"
 class FileCheck:
     """Result of verifying one file of a dataset.
 
-    status: ``"ok"`` (checksum matches), ``"unverified"`` (present, but no checksum is
-    published -- ``message`` says "no published checksum"), ``"missing"`` or ``"mismatch"``.
+    status: ``"ok"`` (published checksum matches), ``"trusted-on-first-use"`` (no checksum
+    is published; the sha256 matches the first download's, recorded in ``.tofu.json``),
+    ``"unverified"`` (present, no published checksum and no record yet: the next
+    ``download`` records one), ``"missing"`` or ``"mismatch"``.
     """
 
     filename: str
     path: Path
-    status: Literal["ok", "unverified", "missing", "mismatch"]
+    status: Literal["ok", "trusted-on-first-use", "unverified", "missing", "mismatch"]
     message: str
 
 
@@ -66,89 +77,63 @@ def file_digest(path: Path, algo: str) -> str:
     return h.hexdigest()
 
 
-def _check(f: FileInfo, path: Path) -> FileCheck:
+# ----------------------------------------------------------------------------- trust on first use
+def _tofu_read(root: Path) -> dict[str, dict]:
+    """``{filename: {"sha256", "size", "url", "recorded"}}`` from ``<root>/.tofu.json``."""
+    path = root / TOFU_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path} is unreadable ({exc}); delete it to trust the next download") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str)
+                                             for v in data.values()):
+        raise DatasetError(f"{path} is not a trust-on-first-use record; delete it to trust the next download")
+    return data
+
+
+def _tofu_record(root: Path, f: FileInfo, path: Path, url: str) -> None:
+    records = _tofu_read(root)
+    records[f.filename] = {
+        "sha256": file_digest(path, "sha256"), "size": path.stat().st_size, "url": url,
+        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_atomic(root / TOFU_FILE, json.dumps(records, indent=1, sort_keys=True) + "\n")
+
+
+def _check(f: FileInfo, path: Path, tofu: dict[str, dict]) -> FileCheck:
     if not path.is_file():
         return FileCheck(f.filename, path, "missing", f"{path} is missing")
     size = path.stat().st_size
     if f.size and size != f.size:
         return FileCheck(f.filename, path, "mismatch", f"{path}: {size} bytes, expected {f.size}")
-    if not f.algo:
-        return FileCheck(f.filename, path, "unverified", f"{path}: present, no published checksum")
-    got = file_digest(path, f.algo)
-    if got != f.checksum:
-        return FileCheck(f.filename, path, "mismatch", f"{path}: {f.algo} {got}, expected {f.checksum}")
-    return FileCheck(f.filename, path, "ok", f"{path}: {f.algo} ok")
+    if f.algo:
+        got = file_digest(path, f.algo)
+        if got != f.checksum:
+            return FileCheck(f.filename, path, "mismatch", f"{path}: {f.algo} {got}, expected {f.checksum}")
+        return FileCheck(f.filename, path, "ok", f"{path}: {f.algo} ok")
+    record = tofu.get(f.filename)
+    if record is None:
+        return FileCheck(f.filename, path, "unverified",
+                         f"{path}: present, no published checksum and no first-download record yet")
+    got = file_digest(path, "sha256")
+    where = f"{path.parent / TOFU_FILE} ({record.get('recorded', '?')})"
+    if got != record["sha256"]:
+        return FileCheck(f.filename, path, "mismatch",
+                         f"{path}: sha256 {got} differs from the first download's {record['sha256']}, recorded in {where}")
+    return FileCheck(f.filename, path, "trusted-on-first-use",
+                     f"{path}: sha256 matches the first download, recorded in {where}; no published checksum")
 
 
 def verify(info: DatasetInfo, data_dir: str | Path | None = None) -> list[FileCheck]:
     """Check every file of ``info`` in ``<data-dir>/<name>/`` against its size and published
-    checksum. Embedded datasets have no files: the list is empty."""
+    checksum, or its first-download record. Embedded datasets have no files: the list is
+    empty. Whether the dataset is completely extracted is
+    :func:`cvloss.data.registry.presence_problem`'s answer."""
     root = dataset_dir(info.name, data_dir)
-    return [_check(f, root / f.filename) for f in info.files]
-
-
-# ----------------------------------------------------------------------------- safe extraction
-def _inside(root: Path, candidate: Path) -> bool:
-    try:
-        candidate.resolve().relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
-def _check_member_name(archive: Path, name: str, root: Path) -> None:
-    """Refuse absolute paths, drive letters, ``..`` parts and anything resolving outside."""
-    norm = name.replace("\\", "/")
-    parts = PurePosixPath(norm).parts
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in parts:
-        raise DatasetError(f"refusing to extract {archive.name}: unsafe member path {name!r}")
-    if not _inside(root, root / norm):
-        raise DatasetError(f"refusing to extract {archive.name}: member {name!r} escapes {root}")
-
-
-def _check_link(archive: Path, name: str, target: str, root: Path, hard: bool) -> None:
-    """A symlink's target is relative to the member's folder, a hard link's to the archive
-    root; either must stay inside ``root``."""
-    norm = target.replace("\\", "/")
-    base = root if hard else (root / posixpath.dirname(name.replace("\\", "/")))
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or not _inside(root, base / norm):
-        kind = "hard link" if hard else "symlink"
-        raise DatasetError(f"refusing to extract {archive.name}: {kind} {name!r} -> {target!r} points outside {root}")
-
-
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a tar (any compression) or zip archive into ``dest`` after checking every
-    member (see the module docstring). Nothing is written when a member is refused."""
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for zi in zf.infolist():
-                _check_member_name(archive, zi.filename, root)
-                if stat.S_ISLNK(zi.external_attr >> 16):
-                    # zipfile writes a link as a file holding its target, but refuse
-                    # escaping ones anyway: another tool might honour them.
-                    _check_link(archive, zi.filename, zf.read(zi).decode("utf-8", "replace"), root, hard=False)
-            zf.extractall(root)
-        return
-    try:
-        tf = tarfile.open(archive)  # compression is detected from the content
-    except (tarfile.TarError, OSError) as exc:
-        raise DatasetError(f"{archive} is neither a zip nor a tar archive ({exc})") from None
-    with tf:
-        members = tf.getmembers()
-        for m in members:
-            _check_member_name(archive, m.name, root)
-            if m.issym():
-                _check_link(archive, m.name, m.linkname, root, hard=False)
-            elif m.islnk():
-                _check_link(archive, m.name, m.linkname, root, hard=True)
-            elif not (m.isfile() or m.isdir()):
-                raise DatasetError(f"refusing to extract {archive.name}: special member {m.name!r} (device or fifo)")
-        if hasattr(tarfile, "data_filter"):  # Python 3.12, 3.11.4+, 3.10.12+
-            tf.extractall(root, members=members, filter="data")
-        else:  # pragma: no cover - old Pythons: the explicit checks above are the guard
-            tf.extractall(root, members=members)
+    tofu = _tofu_read(root)
+    return [_check(f, root / f.filename, tofu) for f in info.files]
 
 
 # ----------------------------------------------------------------------------- download
@@ -173,9 +158,28 @@ def _content_range_start(header: str | None) -> int | None:
         return None
 
 
-def _fetch(url: str, part: Path, label: str, progress, timeout: float) -> None:
-    """Stream ``url`` into ``part``, resuming from its current length. Network errors
-    propagate as ``OSError``/``urllib.error.URLError`` (the caller words them)."""
+class _TooLarge(Exception):
+    """The server sent (or announced) more than the download cap."""
+
+
+def download_cap(info: DatasetInfo, f: FileInfo) -> tuple[int, str]:
+    """``(bytes, why)``: a download of ``f`` stops after that many bytes --
+    ``$CVLOSS_MAX_DOWNLOAD_BYTES`` if set, else the file's recorded size, else 2 x the
+    dataset's ``size_bytes``."""
+    raw = os.environ.get(DOWNLOAD_ENV, "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise DatasetError(f"{DOWNLOAD_ENV} must be a whole number of bytes, got {raw!r}")
+        return int(raw), f"{DOWNLOAD_ENV}"
+    if f.size:
+        return f.size, "its recorded size"
+    return 2 * info.size_bytes, "2 x the dataset's size_bytes; its own size is not recorded"
+
+
+def _fetch(url: str, part: Path, label: str, progress, timeout: float, cap: int) -> None:
+    """Stream ``url`` into ``part``, resuming from its current length, never past ``cap``
+    bytes (:class:`_TooLarge`). Network errors propagate as ``OSError``/
+    ``urllib.error.URLError`` (the caller words them)."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": _USER_AGENT}
     if have:
@@ -203,12 +207,17 @@ def _fetch(url: str, part: Path, label: str, progress, timeout: float) -> None:
             mode, have = "wb", 0
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else None
+        if total is not None and total > cap:
+            raise _TooLarge(f"announced {total:,} bytes, more than the cap of {cap:,} bytes")
         task = progress.add_task(label, total=total, completed=have) if progress is not None else None
         with open(part, mode) as out:
             while True:
                 block = resp.read(CHUNK)
                 if not block:
                     break
+                have += len(block)
+                if have > cap:
+                    raise _TooLarge(f"sent more than the cap of {cap:,} bytes")
                 out.write(block)
                 if task is not None:
                     progress.advance(task, len(block))
@@ -216,19 +225,29 @@ def _fetch(url: str, part: Path, label: str, progress, timeout: float) -> None:
         raise urllib.error.URLError(f"connection closed after {part.stat().st_size} of {total} bytes")
 
 
-def _download_file(info: DatasetInfo, f: FileInfo, root: Path, progress, timeout: float) -> Path:
+def _download_file(info: DatasetInfo, f: FileInfo, root: Path, progress, timeout: float) -> tuple[Path, str | None]:
+    """``(path, source)``: the verified file, and where it came from when it is to be
+    trusted on first use (recorded by the caller once the file proved usable), else None."""
     final = root / f.filename
+    tofu = _tofu_read(root)
     if final.exists():
-        check = _check(f, final)
-        if check.status in ("ok", "unverified"):
-            return final
+        check = _check(f, final, tofu)
+        if check.status in ("ok", "unverified", "trusted-on-first-use"):
+            # unverified: placed by hand, or downloaded by an older cvloss
+            return final, "(found on disk)" if check.status == "unverified" else None
         raise DatasetError(f"{check.message}; delete it and run `cvloss datasets download {info.name}` again")
     part = root / (f.filename + ".part")
+    cap, why = download_cap(info, f)
     errors: list[str] = []
     for url in f.sources:
         try:
-            _fetch(url, part, f.filename, progress, timeout)
+            _fetch(url, part, f.filename, progress, timeout, cap)
             break
+        except _TooLarge as exc:
+            part.unlink(missing_ok=True)
+            raise DatasetError(
+                f"refusing {f.filename} of '{info.name}' from {url}: the server {exc} ({why}); "
+                f"deleted the partial file; if the file is genuine, raise {DOWNLOAD_ENV}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = " ".join(str(getattr(exc, "reason", None) or exc).split())  # one line
             errors.append(f"{url} ({reason})")
@@ -237,12 +256,20 @@ def _download_file(info: DatasetInfo, f: FileInfo, root: Path, progress, timeout
             f"cannot download {f.filename} of '{info.name}' from {'; '.join(errors)}; fetch it by hand "
             f"and place it at {final} -- `cvloss datasets download {info.name}` then verifies and extracts it"
         )
-    check = _check(f, part)
+    check = _check(f, part, tofu)
     if check.status == "mismatch":
         part.unlink()  # a corrupt file must not be resumed next time
-        raise DatasetError(f"downloaded {f.filename} of '{info.name}' is corrupt: {check.message} (deleted; retry)")
+        hint = "; if the source really changed it, delete that record" if not f.algo else ""
+        raise DatasetError(f"downloaded {f.filename} of '{info.name}' is corrupt: {check.message} (deleted; retry{hint})")
     os.replace(part, final)
-    return final
+    return final, url if check.status == "unverified" else None
+
+
+def _own_name(info: DatasetInfo, top: str) -> bool:
+    """Top-level names an archive may not write: cvloss's markers, records, staging
+    folders and the dataset's downloads."""
+    own = {TOFU_FILE, *(f.filename for f in info.files), *(f.filename + ".part" for f in info.files)}
+    return top in own or top.startswith(".extracted-") or top.endswith(".extracting")
 
 
 def download(info: DatasetInfo, data_dir: str | Path | None = None, progress: bool = False,
@@ -250,28 +277,42 @@ def download(info: DatasetInfo, data_dir: str | Path | None = None, progress: bo
     """Fetch, verify and extract every file of ``info`` into ``<data-dir>/<name>/``.
 
     Idempotent: verified files are not fetched again and extracted archives (marker
-    ``.extracted-<filename>``) are not extracted again. ``progress=True`` draws a rich bar
-    on stderr (the CLI passes ``sys.stderr.isatty()``). Embedded datasets: nothing to do.
-    Returns the dataset folder. Raises :class:`DatasetError` (one line) on any failure.
+    ``.extracted-<filename>``) are not extracted again -- unless the layout is still
+    missing after that, then every archive is extracted again (once). ``progress=True``
+    draws a rich bar on stderr (the CLI passes ``sys.stderr.isatty()``). Embedded
+    datasets: nothing to do. Returns the dataset folder. Raises :class:`DatasetError`
+    (one line) on any failure, and when the extracted files still lack the layout.
     """
     root = dataset_dir(info.name, data_dir)
     if info.embedded or not info.files:
         return root
     root.mkdir(parents=True, exist_ok=True)
     bar = _progress_bar(progress)
+    extracted: set[str] = set()
     try:
         if bar is not None:
             bar.start()
         for f in info.files:
-            path = _download_file(info, f, root, bar, timeout)
-            marker = root / f".extracted-{f.filename}"
-            if f.is_archive and not marker.exists():
-                try:
-                    safe_extract(path, root)
-                except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-                    raise DatasetError(f"cannot extract {path}: {exc}") from None
-                marker.write_text(f"{f.algo} {f.checksum}\n")
+            path, source = _download_file(info, f, root, bar, timeout)
+            if f.is_archive and not extraction_marker(root, f.filename).exists():
+                _extract(info, f, path, root)
+                extracted.add(f.filename)
+            if source is not None:  # only an archive that extracted safely is worth trusting
+                _tofu_record(root, f, path, source)
     finally:
         if bar is not None:
             bar.stop()
+    if missing_layout(info, root):  # marked archives whose files were moved or deleted since
+        for f in info.files:
+            if f.is_archive and f.filename not in extracted:
+                _extract(info, f, root / f.filename, root)
+    if presence_problem(info, data_dir) is not None:
+        raise DatasetError(f"downloaded and extracted every file of '{info.name}', but {root} still lacks "
+                           f"{', '.join(missing_layout(info, root))}: the archives do not hold the catalog's layout")
     return root
+
+
+def _extract(info: DatasetInfo, f: FileInfo, path: Path, root: Path) -> None:
+    marker = extraction_marker(root, f.filename)
+    marker.unlink(missing_ok=True)
+    safe_extract(path, root, marker=marker, reserved=lambda top: _own_name(info, top))

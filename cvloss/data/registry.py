@@ -26,13 +26,14 @@ from cvloss.data.types import DatasetError
 __all__ = [
     "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
     "load_catalog", "get_dataset", "datasets_for", "default_dataset", "resolve_data_dir",
-    "dataset_dir", "is_present", "require_present", "load_dataset",
+    "dataset_dir", "extraction_marker", "missing_layout", "presence_problem", "is_present",
+    "require_present", "load_dataset",
 ]
 
 TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
 SPLITS = ("train", "val")
 ENV_VAR = "CVLOSS_DATA"
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")  # as cvloss.data.archive reads them
 
 _REQUIRED = (
     "name", "tasks", "description", "urls", "files", "layout", "size_bytes", "license",
@@ -274,21 +275,55 @@ def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
     return resolve_data_dir(data_dir) / name
 
 
-def is_present(info: DatasetInfo, data_dir: str | Path | None = None) -> bool:
-    """Embedded datasets are always present; a downloadable one is present when every path
-    of its ``layout`` exists under :func:`dataset_dir`."""
+def extraction_marker(root: Path, filename: str) -> Path:
+    """``<root>/.extracted-<filename>``: written last, once archive ``filename`` is extracted
+    completely (see :func:`cvloss.data.archive.safe_extract`)."""
+    return root / f".extracted-{filename}"
+
+
+def missing_layout(info: DatasetInfo, root: Path) -> list[str]:
+    """The entries of ``info.layout`` absent under ``root``; an entry ``a|b`` needs either."""
+    return [entry for entry in info.layout if not any((root / alt).exists() for alt in entry.split("|"))]
+
+
+def presence_problem(info: DatasetInfo, data_dir: str | Path | None = None) -> str | None:
+    """``None`` when ``info`` is present, else one line saying what is missing and what to
+    run. Present: embedded, or every archive of ``info.files`` has its extraction marker
+    and every layout entry exists. Folders extracted without markers (by an older cvloss,
+    or by a run that was killed) do not count: downloading again re-extracts them from the
+    archives already on disk."""
     if info.embedded:
-        return True
+        return None
     root = dataset_dir(info.name, data_dir)
-    return all((root / rel).exists() for rel in info.layout)
+    unmarked = [f.filename for f in info.files if f.is_archive and not extraction_marker(root, f.filename).exists()]
+    missing = missing_layout(info, root)
+    if not unmarked and not missing:
+        return None
+    started = any((root / f.filename).exists() for f in info.files) or len(missing) < len(info.layout)
+    if not started:
+        return _missing_message(info, root)
+    what = []
+    if unmarked:
+        what.append(f"no completion marker for {', '.join(unmarked)} (extracted by an older cvloss, or interrupted)")
+    if missing:
+        what.append(f"lacks {', '.join(missing)}")
+    return (f"dataset '{info.name}' in {root} is incomplete: {'; '.join(what)}; run `cvloss datasets download "
+            f"{info.name}` (add --data-dir if you use one): it re-extracts from the archives already there")
+
+
+def is_present(info: DatasetInfo, data_dir: str | Path | None = None) -> bool:
+    """Embedded datasets are always present; a downloadable one when every archive's
+    extraction marker and every ``layout`` entry exist (see :func:`presence_problem`)."""
+    return presence_problem(info, data_dir) is None
 
 
 # ----------------------------------------------------------------------------- loading
 def require_present(info: DatasetInfo, data_dir: str | Path | None = None) -> None:
     """Raise :class:`DatasetError` naming what to fetch and where, unless ``info`` is
     embedded or present under the data dir (the CLI calls it before any training)."""
-    if not info.embedded and not is_present(info, data_dir):
-        raise DatasetError(_missing_message(info, dataset_dir(info.name, data_dir)))
+    problem = presence_problem(info, data_dir)
+    if problem is not None:
+        raise DatasetError(problem)
 
 
 def _missing_message(info: DatasetInfo, root: Path) -> str:

@@ -24,6 +24,8 @@ def test_list_marks_a_present_dataset_with_its_folder(tmp_path):
     info = load_catalog()["oxford-pets"]
     for rel in info.layout:
         (tmp_path / "oxford-pets" / rel).mkdir(parents=True, exist_ok=True)
+    for f in info.files:  # the extraction markers `cvloss datasets download` writes last
+        (tmp_path / "oxford-pets" / f".extracted-{f.filename}").touch()
     result = runner.invoke(app, ["datasets", "list", "--task", "seg", "--data-dir", str(tmp_path)])
     pets = next(line for line in result.output.splitlines() if line.startswith("oxford-pets "))
     assert " yes " in pets and str(tmp_path / "oxford-pets") in pets

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cvloss.data.registry import extraction_marker, get_dataset
+
 _spec = importlib.util.spec_from_file_location(
     "cvloss_test_fixtures_oxford_pets", Path(__file__).resolve().parents[1] / "fixtures" / "oxford_pets.py"
 )
@@ -18,6 +20,8 @@ _spec.loader.exec_module(oxford_fixture)
 def pets_root(tmp_path: Path) -> Path:
     root = tmp_path / "oxford-pets"
     oxford_fixture.build_oxford_pets(root)
+    for f in get_dataset("oxford-pets").files:  # as `cvloss datasets download` leaves it
+        extraction_marker(root, f.filename).touch()
     return root
 
 

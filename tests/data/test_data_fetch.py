@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import socket
 import tarfile
@@ -103,7 +104,8 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/toy.tar.gz"  # nothing listens there any more
 
 
-def toy_info(tmp_path: Path, url: str, checksum: str | None = None, algo: str = "md5", data: bytes = ARCHIVE):
+def toy_info(tmp_path: Path, url: str, checksum: str | None = None, algo: str = "md5", data: bytes = ARCHIVE,
+             size: int | None = None, size_bytes: int | None = None):
     digest = checksum if checksum is not None or not algo else hashlib.new(algo, data).hexdigest()
     line = f'{algo} = "{digest}"' if algo else 'checksum = ""'
     (tmp_path / "cat.toml").write_text(f"""
@@ -112,9 +114,9 @@ name = "toy"
 tasks = ["seg"]
 description = "toy"
 urls = ["{url}"]
-files = [{{ url = "{url}", filename = "toy.tar.gz", size = {len(data)}, {line} }}]
+files = [{{ url = "{url}", filename = "toy.tar.gz", size = {len(data) if size is None else size}, {line} }}]
 layout = ["toy/hello.txt", "toy/data.bin"]
-size_bytes = {len(data)}
+size_bytes = {len(data) if size_bytes is None else size_bytes}
 license = "MIT"
 citation = "none"
 loader = "cvloss.data.synthetic:load_synth_pets"
@@ -233,11 +235,40 @@ def test_wrong_manual_file_is_refused(tmp_path):
     assert target.exists()  # the user's file is never deleted behind their back
 
 
-def test_no_published_checksum(server, tmp_path):
-    info = toy_info(tmp_path, server.url + "/toy.tar.gz", algo="")
+def test_no_published_checksum_is_trusted_on_first_use(server, tmp_path):
+    info = toy_info(tmp_path, server.url + "/toy.tar.gz", algo="", size=0)  # no size on record either
+    root = tmp_path / "data" / "toy"
     download(info, tmp_path / "data")
+    record = json.loads((root / ".tofu.json").read_text())["toy.tar.gz"]
+    assert record["sha256"] == hashlib.sha256(ARCHIVE).hexdigest() and record["size"] == len(ARCHIVE)
+    assert record["url"] == server.url + "/toy.tar.gz"
     [check] = verify(info, tmp_path / "data")
-    assert check.status == "unverified" and "no published checksum" in check.message
+    assert check.status == "trusted-on-first-use" and "no published checksum" in check.message
+    # The source now serves other bytes: a fresh download of them is refused and deleted.
+    (root / "toy.tar.gz").unlink()
+    server.files["/toy.tar.gz"] = make_tar_gz({"toy/hello.txt": b"HELLO\n", "toy/data.bin": b"x"})
+    with pytest.raises(DatasetError) as err:
+        download(info, tmp_path / "data")
+    msg = str(err.value)
+    assert "differs from the first download" in msg and "toy.tar.gz" in msg and "\n" not in msg
+    assert not (root / "toy.tar.gz").exists() and not (root / "toy.tar.gz.part").exists()
+    # A changed copy on disk is refused too, by download and by verify.
+    (root / "toy.tar.gz").write_bytes(server.files["/toy.tar.gz"])
+    with pytest.raises(DatasetError, match="differs from the first download.*delete it"):
+        download(info, tmp_path / "data")
+    assert verify(info, tmp_path / "data")[0].status == "mismatch"
+    assert (root / "toy" / "hello.txt").read_bytes() == b"hello\n"  # the trusted copy's files stay
+
+
+def test_file_found_on_disk_without_record_is_recorded(tmp_path):
+    info = toy_info(tmp_path, closed_port_url(), algo="")
+    root = tmp_path / "data" / "toy"
+    root.mkdir(parents=True)
+    (root / "toy.tar.gz").write_bytes(ARCHIVE)  # placed by hand, or by an older cvloss
+    assert verify(info, tmp_path / "data")[0].status == "unverified"
+    download(info, tmp_path / "data")  # no network needed
+    assert verify(info, tmp_path / "data")[0].status == "trusted-on-first-use"
+    assert is_present(info, tmp_path / "data")
 
 
 def test_embedded_dataset_has_nothing_to_download(tmp_path):
@@ -289,10 +320,12 @@ def test_malicious_tar_is_refused_and_nothing_is_written(tmp_path, kind, member)
     with pytest.raises(DatasetError) as err:
         safe_extract(archive, target)
     assert member in str(err.value)
-    assert tree(tmp_path) - before <= {"target"} and not any(target.iterdir())
+    assert tree(tmp_path) == before  # not even the target folder
 
 
-def test_symlink_inside_the_target_is_allowed(tmp_path):
+def test_even_a_symlink_inside_the_target_is_refused(tmp_path):
+    # No catalog dataset needs links, so none is ever created: no check has to resolve a
+    # path through a link (the CVE-2025-4517 class of escapes cannot arise).
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
         f = tarfile.TarInfo("d/file.txt")
@@ -303,8 +336,9 @@ def test_symlink_inside_the_target_is_allowed(tmp_path):
         link.linkname = "file.txt"
         tf.addfile(link)
     (tmp_path / "a.tar").write_bytes(buf.getvalue())
-    safe_extract(tmp_path / "a.tar", tmp_path / "t")
-    assert (tmp_path / "t" / "d" / "alias.txt").read_bytes() == b"x"
+    with pytest.raises(DatasetError, match=r"a\.tar: member 'd/alias\.txt' is a symlink -> 'file\.txt'"):
+        safe_extract(tmp_path / "a.tar", tmp_path / "t")
+    assert not (tmp_path / "t").exists()
 
 
 def test_malicious_zip_is_refused(tmp_path):
@@ -314,7 +348,7 @@ def test_malicious_zip_is_refused(tmp_path):
         zf.writestr("../evil.txt", "evil")
     with pytest.raises(DatasetError, match=r"\.\./evil\.txt"):
         safe_extract(path, tmp_path / "t")
-    assert not (tmp_path / "evil.txt").exists() and not any((tmp_path / "t").iterdir())
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "t").exists()
     good = tmp_path / "good.zip"
     with zipfile.ZipFile(good, "w") as zf:
         zf.writestr("horse2zebra/trainA/a.jpg", "x")

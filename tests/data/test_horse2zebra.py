@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cvloss.data.horse2zebra import TranslateData, find_cyclegan_root, load_cyclegan_folder, load_horse2zebra
-from cvloss.data.registry import load_dataset
+from cvloss.data.registry import extraction_marker, load_dataset
 from cvloss.data.types import DatasetError
 
 COUNTS = {"trainA": 3, "trainB": 4, "testA": 2, "testB": 2}
@@ -79,6 +79,9 @@ def test_root_with_or_without_the_archive_folder_and_registry(h2z_root, tmp_path
     assert find_cyclegan_root(h2z_root / "horse2zebra") == h2z_root / "horse2zebra"
     direct = load_cyclegan_folder(h2z_root / "horse2zebra", "train", size=16, limit=2)
     assert direct.a.shape[0] == 2 and direct.b.shape[0] == 2
+    with pytest.raises(DatasetError, match="no completion marker for horse2zebra.zip"):
+        load_dataset("horse2zebra", "train", data_dir=tmp_path, size=16, limit=2)
+    extraction_marker(h2z_root, "horse2zebra.zip").touch()  # as `cvloss datasets download` leaves it
     via = load_dataset("horse2zebra", "train", data_dir=tmp_path, size=16, limit=2)
     assert torch.equal(via.a, direct.a) and torch.equal(via.b, direct.b)
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cvloss.data.lfw import load_lfw, read_pairs
-from cvloss.data.registry import is_present, get_dataset, load_dataset
+from cvloss.data.registry import extraction_marker, get_dataset, is_present, load_dataset, presence_problem
 from cvloss.data.types import DatasetError
 
 # Person -> number of images. Each image is a flat colour that encodes (person, number).
@@ -92,8 +92,11 @@ def test_dev_pairs_option_and_plain_lfw_folder(tmp_path):
 
 
 def test_catalog_entry_reads_the_layout(tmp_path):
-    build_lfw(tmp_path / "lfw")
+    root = build_lfw(tmp_path / "lfw")
     info = get_dataset("lfw")
+    assert "no completion marker for lfw.tgz, lfw-deepfunneled.tgz" in presence_problem(info, tmp_path)
+    for f in info.files:  # as `cvloss datasets download` leaves it
+        extraction_marker(root, f.filename).touch()
     assert info.loader_status == "ready" and is_present(info, tmp_path)
     d = load_dataset("lfw", "train", data_dir=tmp_path, size=8)
     assert d.name == "lfw" and len(d) == 6
