@@ -203,19 +203,23 @@ def datasets_list(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
 ) -> None:
     """Name, task, size, and whether each dataset is present locally (and where)."""
-    from cvloss.data.registry import dataset_dir, datasets_for, is_present, load_catalog
+    from cvloss.data.registry import dataset_dir, datasets_for, load_catalog, presence_problem
     from cvloss.report.console import print_table
 
     infos = datasets_for(task) if task else list(load_catalog().values())
     rows = []
     for info in infos:
+        problem = presence_problem(info, data_dir)
+        root = dataset_dir(info.name, data_dir)
         if info.embedded:
             where = "embedded" + (f" (stands in for {info.real})" if info.real else "")
-        else:
-            where = str(dataset_dir(info.name, data_dir)) if is_present(info, data_dir) else "not downloaded"
+        elif problem is None:
+            where = str(root)
+        else:  # a half-extracted folder is not "not downloaded": say it is incomplete
+            where = f"incomplete: {root} (run cvloss datasets download {info.name})" if root.exists() else "not downloaded"
         size = "generated" if info.embedded else (f"{info.size_bytes / 2**20:,.0f} MiB" if info.size_bytes else "?")
         rows.append({"name": info.name, "tasks": ",".join(info.tasks), "size": size,
-                     "present": "yes" if info.embedded or is_present(info, data_dir) else "no", "where": where})
+                     "present": "yes" if problem is None else "no", "where": where})
     print_table(rows)
 
 

@@ -31,6 +31,17 @@ def test_list_marks_a_present_dataset_with_its_folder(tmp_path):
     assert " yes " in pets and str(tmp_path / "oxford-pets") in pets
 
 
+def test_list_calls_a_half_extracted_dataset_incomplete(tmp_path):
+    # LFW's two text lists without its images (or without the archive's marker): not present.
+    root = tmp_path / "lfw"
+    root.mkdir()
+    for name in ("peopleDevTrain.txt", "pairs.txt"):
+        (root / name).write_text("1\n")
+    result = runner.invoke(app, ["datasets", "list", "--task", "embed", "--data-dir", str(tmp_path)])
+    lfw = next(line for line in result.output.splitlines() if line.startswith("lfw "))
+    assert " no " in lfw and "incomplete" in lfw and "cvloss datasets download lfw" in lfw
+
+
 def test_verify_names_missing_and_corrupt_files(tmp_path):
     root = tmp_path / "oxford-pets"
     root.mkdir()
