@@ -245,6 +245,8 @@ def train(
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
+    break_stale_locks: bool = typer.Option(
+        False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
 ) -> None:
     """Train one model under one loss and write its results folder."""
     _set_threads(threads)
@@ -259,7 +261,7 @@ def train(
     (spec,) = canonical_specs([loss], task)
     cfg = replace(base, loss=spec, seed=seed)
     try:
-        summary = run_trial(cfg, _reporter(quiet, task))
+        summary = run_trial(cfg, _reporter(quiet, task), break_stale_locks=break_stale_locks)
     except KeyboardInterrupt:
         _interrupted(str(cfg.trial_dir))
     from cvloss.report.console import print_table
@@ -286,6 +288,8 @@ def compare(
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
+    break_stale_locks: bool = typer.Option(
+        False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
@@ -297,7 +301,7 @@ def compare(
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
     specs = canonical_specs(split_losses(losses), task)
     try:
-        result = run_comparison(base, specs, seed_list, _reporter(quiet, task))
+        result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset
