@@ -30,7 +30,7 @@ import random
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ import torch
 from cvloss import __version__
 from cvloss.errors import CheckpointError, CvlossError, UsageError
 from cvloss.run.config import TrialConfig
-from cvloss.run.io import load_checkpoint, read_json, read_summary, save_checkpoint, write_csv, write_json
+from cvloss.run.io import atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv, write_json
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.progress import Reporter
 
@@ -134,14 +134,14 @@ def run_trials(cfgs: list[TrialConfig], reporter: Reporter | None = None, stop_a
         waiting = []
         for i in pending:
             summary = _attempt_trial(cfgs[i], reporter, stop_after_epoch, break_stale_locks)
-            if summary.get("status") != "locked":
+            if not isinstance(summary, _Locked):
                 done[i] = summary
                 continue
             waiting.append(i)
             if i not in announced:
                 announced.add(i)
                 later = "running the other trials first, then waiting" if len(cfgs) > 1 else "waiting"
-                reporter.message(f"[{trial_label(cfgs[i])}] locked by {describe(summary['holder'])}: {later} for it "
+                reporter.message(f"[{trial_label(cfgs[i])}] locked by {describe(summary.holder)}: {later} for it "
                                  f"(taken over if its process dies or its heartbeat is older than ${TIMEOUT_ENV}; "
                                  "--break-stale-locks forces it)")
         pending = waiting
@@ -163,10 +163,14 @@ def _cannot_write(out_dir: Path, exc: OSError) -> TrialError:
     return TrialError(f"cannot write results to {out_dir}: {reason.lower()}; choose another --out")
 
 
+class _Locked(NamedTuple):
+    holder: dict[str, Any]  # the live holder's lock content
+
+
 def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None,
-                   break_stale_locks: bool) -> dict[str, Any]:
-    """One try: the summary of a finished trial, ``{"status": "locked", "holder": ...}``
-    when a live process holds the trial, else the trial trained under its lock."""
+                   break_stale_locks: bool) -> dict[str, Any] | _Locked:
+    """One try: the summary of a finished trial, :class:`_Locked` when a live process
+    holds the trial, else the trial trained under its lock."""
     out_dir = cfg.trial_dir
     label = trial_label(cfg)
     summary = _finished(out_dir, label, reporter)
@@ -179,7 +183,7 @@ def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int |
         except OSError as exc:
             raise _cannot_write(out_dir, exc) from None
         if holder is not None:
-            return {"status": "locked", "holder": holder}
+            return _Locked(holder)
         # finished by another process between our first look and taking the lock
         return _finished(out_dir, label, reporter) or _train(cfg, reporter, stop_after_epoch, lock, label)
     finally:
@@ -291,7 +295,8 @@ def _train(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None, l
             return {"status": "interrupted", "epoch": epoch}
 
     rows = task.sample_rows(model)
-    np.savez_compressed(out_dir / "samples.npz", **rows)
+    with atomic_path(out_dir / "samples.npz") as tmp:
+        np.savez_compressed(tmp, **rows)
     from cvloss.tasks.base import save_grid
 
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
