@@ -70,6 +70,8 @@ def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this host (a zombie counts as gone)."""
     if pid <= 0:
         return False
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C there: rely on the heartbeat alone
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
