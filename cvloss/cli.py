@@ -345,6 +345,8 @@ def train(
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
+    break_stale_locks: bool = typer.Option(
+        False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
 ) -> None:
     """Train one model under one loss and write its results folder."""
     _set_threads(threads)
@@ -360,7 +362,7 @@ def train(
     cfg = replace(base, loss=spec, seed=seed)
     try:
         with _chatter(quiet):
-            summary = run_trial(cfg, _reporter(quiet, task))
+            summary = run_trial(cfg, _reporter(quiet, task), break_stale_locks=break_stale_locks)
     except KeyboardInterrupt:
         _interrupted(str(cfg.trial_dir))
     from cvloss.report.console import print_table
@@ -387,6 +389,8 @@ def compare(
     feature_weights: str = typer.Option("auto", "--feature-weights", help="imagenet | random | auto | PATH to a VGG state_dict."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
+    break_stale_locks: bool = typer.Option(
+        False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
@@ -399,7 +403,7 @@ def compare(
     specs = canonical_specs(split_losses(losses), task)
     try:
         with _chatter(quiet):
-            result = run_comparison(base, specs, seed_list, _reporter(quiet, task))
+            result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset

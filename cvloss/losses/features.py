@@ -131,11 +131,23 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
 
     path = hub_checkpoint_path(arch)
     if os.path.isfile(path):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _read_weights_file(path)
     weights = VGG16_Weights.IMAGENET1K_V1 if arch == "vgg16" else VGG19_Weights.IMAGENET1K_V1
     # torch.hub announces a download on stdout; stdout carries only tables and paths.
     with contextlib.redirect_stdout(sys.stderr):
         return weights.get_state_dict(progress=False)
+
+
+def _read_weights_file(path: str):
+    """``torch.load(weights_only=True)``; a refusal (a file that holds code, a corrupt or
+    empty one) is one line naming the file -- never torch's advice to turn the check off."""
+    from cvloss.errors import CheckpointError
+    from cvloss.run.io import load_torch_file
+
+    try:
+        return load_torch_file(path, what="feature weights file")
+    except CheckpointError as exc:
+        raise FeatureWeightsError(str(exc)) from None
 
 
 def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -258,10 +270,7 @@ class VGGFeatures(nn.Module):
                 f"feature weights file {path!r} does not exist (valid weights: auto, imagenet, random, random:SEED "
                 f"or a path to a torchvision {self.arch} state_dict)"
             )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise FeatureWeightsError(f"cannot read feature weights file {path!r}: {type(exc).__name__}: {exc}") from None
+        state = _read_weights_file(path)
         if not isinstance(state, dict):
             raise FeatureWeightsError(f"feature weights file {path!r} holds a {type(state).__name__}, not a state_dict")
         self._load_state(state, f"file {path!r}")

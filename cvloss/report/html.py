@@ -14,6 +14,7 @@ from typing import Any
 
 from cvloss.report.style import HATCHES, loss_style, metric_unit
 from cvloss.report.tables import LEGEND, comparison_table, difference_rows
+from cvloss.run.io import file_inside
 
 CSS = """
 :root { --fg:#1b1b1b; --muted:#5a5a5a; --line:#d0d0d0; --best:#e3f1e3; --bad:#b00000; }
@@ -148,7 +149,10 @@ def _comparison_section(r: dict[str, Any]) -> str:
                      "(Δ ± 95% CI over seeds, paired t-test p):</p>")
         parts.append(difference_table_html(r))
     for key, name in r["plots"].items():
-        parts.append(f'<figure><img src="{data_uri(cmp_dir / name)}" alt="{escape(plot_title(key))}">'
+        path = file_inside(cmp_dir, name)  # checked again where the bytes are read
+        if path is None:
+            continue
+        parts.append(f'<figure><img src="{data_uri(path)}" alt="{escape(plot_title(key))}">'
                      f"<figcaption>{escape(plot_title(key))} (<code>{escape(r['_rel'])}/{escape(name)}</code>)"
                      "</figcaption></figure>")
     parts.append(f'<p class="muted">Reproduce:</p><pre>{escape(r["_command"])}</pre></section>')

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cvloss.report.tables import comparison_markdown
-from cvloss.run.io import read_json, write_text
+from cvloss.run.io import file_inside, read_comparison, read_json_object, write_text
 
 PLOT_TITLES = {
     "bars": "Final validation metrics: mean ± 95% CI, one dot per seed",
@@ -41,17 +41,24 @@ def plot_title(key: str) -> str:
 
 
 def _resolve_trials(result: dict[str, Any], cmp_dir: Path) -> None:
-    """Trial paths in compare.json are as the comparison saw them (maybe relative to
-    another working directory, or an old absolute path): fall back to the sibling
-    folders ``<group>/<loss-slug>/seed<k>`` next to the comparison folder."""
-    for loss, dirs in result["trials"].items():
-        fixed = []
-        for d in dirs:
-            p = Path(d)
-            if not p.exists():
-                p = cmp_dir.parent / p.parent.name / p.name
-            fixed.append(str(p))
-        result["trials"][loss] = fixed
+    """Trial folders are the siblings ``<group>/<loss-slug>/seed<k>`` of the comparison
+    folder, derived from (loss, seed) alone: the paths compare.json stores (maybe another
+    machine's, maybe hostile) are never followed. A folder that is a link leading out of
+    the group is left out (treated as missing)."""
+    from cvloss.run.config import loss_slug
+
+    group = cmp_dir.parent.resolve()
+    trials = {}
+    for loss in result["losses"]:
+        slug = loss_slug(loss)
+        dirs = []
+        for seed in result["seeds"]:
+            d = cmp_dir.parent / slug / f"seed{seed}"
+            real = d.resolve()
+            ok = slug not in (".", "..") and real.parent.parent == group and real.parent.name == slug
+            dirs.append(str(d) if ok else str(cmp_dir / ".outside" / slug / f"seed{seed}"))
+        trials[loss] = dirs
+    result["trials"] = trials
     result["dir"] = str(cmp_dir)
 
 
@@ -72,9 +79,10 @@ def provenance(result: dict[str, Any]) -> dict[str, Any]:
             f = Path(d) / "trial.json"
             if not f.exists():
                 continue
-            info = read_json(f)
+            info = read_json_object(f, "trial file")
             found += 1
-            for k, v in (info.get("versions") or {}).items():
+            versions_of = info.get("versions")
+            for k, v in (versions_of.items() if isinstance(versions_of, dict) else ()):
                 versions.setdefault(k, set()).add(str(v))
             if info.get("git_commit"):
                 commits.add(str(info["git_commit"]))
@@ -82,11 +90,11 @@ def provenance(result: dict[str, Any]) -> dict[str, Any]:
                 devices.add(str(info["device"]))
             if info.get("data"):
                 datas.add(str(info["data"]))
-            cfg = info.get("config") or {}
+            cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
             if params is None:
-                params = cfg.get("params")
-                overrides = cfg.get("overrides") or {}
-                fw_option = cfg.get("feature_weights") or "auto"
+                params = cfg.get("params") if isinstance(cfg.get("params"), dict) else None
+                overrides = cfg.get("overrides") if isinstance(cfg.get("overrides"), dict) else {}
+                fw_option = str(cfg.get("feature_weights") or "auto")
     return {"versions": {k: sorted(v) for k, v in versions.items()}, "git_commits": sorted(commits),
             "devices": sorted(devices), "data": sorted(datas), "params": params or {}, "overrides": overrides,
             "feature_weights": fw_option, "n_trials": found}
@@ -125,15 +133,17 @@ def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"no comparisons under {root}; run `cvloss compare ...` first")
     results, anchors = [], set()
     for path in found:
-        r = read_json(path)
+        r = read_comparison(path)  # untrusted: a wrong shape is one line naming the file
         cmp_dir = path.parent
         _resolve_trials(r, cmp_dir)
-        r.setdefault("plots", {})
+        for key, default in (("plots", {}), ("status", {}), ("directions", {}), ("references", [])):
+            r.setdefault(key, default)
         if replot and any(Path(d).is_dir() for dirs in r["trials"].values() for d in dirs):
             from cvloss.report.plots import comparison_plots
 
             r["plots"].update(comparison_plots(r, cmp_dir))
-        r["plots"] = {k: v for k, v in r["plots"].items() if (cmp_dir / v).exists()}
+        # only plain file names of files inside the comparison folder are shown or embedded
+        r["plots"] = {k: v for k, v in r["plots"].items() if file_inside(cmp_dir, v)}
         r["_path"] = path
         r["_rel"] = os.path.relpath(cmp_dir, root).replace(os.sep, "/")
         r["_prov"] = provenance(r)

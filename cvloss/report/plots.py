@@ -9,6 +9,7 @@ printed in grey and a loss is recognisable from one figure to the next. Referenc
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from cvloss.errors import ResultsFileError  # noqa: E402
 from cvloss.report.style import loss_style, metric_label, reference_style  # noqa: E402
-from cvloss.run.io import read_csv, read_json  # noqa: E402
+from cvloss.run.io import atomic_path, read_csv, read_summary  # noqa: E402
 
 DPI = 110
 FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
@@ -30,11 +32,11 @@ FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsi
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:  # a unique temporary name: concurrent writers never collide
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _short(spec: str, width: int = 22) -> str:
@@ -62,7 +64,7 @@ def seed_values(result: dict[str, Any], loss: str, metric: str) -> list[float]:
     for trial in result["trials"].get(loss, []):
         f = Path(trial) / "summary.json"
         if f.exists():
-            s = read_json(f)
+            s = read_summary(f)
             v = s.get("metrics", {}).get(metric) if s.get("status") == "done" else None
             if v is not None and math.isfinite(v):
                 vals.append(float(v))
@@ -161,7 +163,7 @@ def _curves(result: dict[str, Any], loss: str, keys: list[str]) -> dict[str, tup
             for r in rows:
                 try:
                     series[int(float(r["epoch"]))] = float(r.get(key) or "nan")
-                except (KeyError, ValueError):
+                except (KeyError, ValueError, TypeError):
                     continue
             per_key[key].append(series)
     out = {}
@@ -241,10 +243,13 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
         for seed, trial in zip(result["seeds"], result["trials"].get(loss, [])):
             f = Path(trial) / "samples.npz"
             if f.exists():
-                with np.load(f) as z:
-                    if not cols:
-                        cols["input"], cols["truth"] = z["input"], z["truth"]
-                    cols[loss] = z["pred"]
+                try:
+                    with np.load(f) as z:
+                        if not cols:
+                            cols["input"], cols["truth"] = z["input"], z["truth"]
+                        cols[loss] = z["pred"]
+                except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+                    raise ResultsFileError(f"{f} is not a valid samples file: {type(exc).__name__}: {exc}") from None
                 seed_of[loss] = seed
                 break
     if not cols:

@@ -5,10 +5,20 @@ compute. Trials run seed-major (all losses at seed 0, then seed 1, ...) so an in
 comparison already holds complete paired sets. Outputs go to
 ``<out>/<task>/<dataset>/<budget>/compare--<loss>--<loss>/``: ``compare.csv``,
 ``compare.md``, ``compare.json`` and the plots.
+
+A comparison's identity is its folder (task, dataset, budget, losses) *and* its seed set,
+checked against the ``compare.json`` already there: the same seeds redo it, a superset
+extends it (and says so), a subset or another set is refused before any training, so a
+comparison is never replaced by a smaller one without a word. Every file is written
+atomically under a unique temporary name, so two commands finishing the same comparison
+at once both leave whole, identical files.
 """
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,10 +27,10 @@ import numpy as np
 
 from cvloss.errors import UsageError
 from cvloss.run.config import TrialConfig, loss_slug
-from cvloss.run.io import read_json, write_json, write_text, write_csv
+from cvloss.run.io import plain_file_name, read_comparison, read_summary, write_json, write_text, write_csv
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import mean_ci, paired_difference
-from cvloss.run.trainer import SUMMARY, run_trial
+from cvloss.run.trainer import SUMMARY, run_trials
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -82,14 +92,53 @@ def comparison_dir(base: TrialConfig, losses: list[str]) -> Path:
     return base.group_dir / name
 
 
-def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None) -> dict[str, Any]:
-    """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones)
-    and write the comparison's tables and plots. ``base`` gives everything but loss/seed."""
+class ComparisonError(UsageError):
+    """A comparison that would replace another one (a different seed set)."""
+
+
+def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
+    """The seeds of the comparison already in ``out_dir`` (None if there is none); raise
+    :class:`ComparisonError` unless ``seeds`` is the same set or a superset of them."""
+    path = Path(out_dir) / "compare.json"
+    if not path.exists():
+        return None
+    old = read_comparison(path)["seeds"]
+    if not set(old) <= set(seeds):
+        raise ComparisonError(
+            f"{out_dir} holds a comparison over seeds {sorted(old)}; --seeds {sorted(seeds)} would replace it "
+            f"(give a superset of {sorted(old)} to extend it, or another --out)")
+    return old
+
+
+def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None,
+                   break_stale_locks: bool = False) -> dict[str, Any]:
+    """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones,
+    waiting for ones another process holds) and write the comparison's tables and plots.
+    ``base`` gives everything but loss/seed."""
     reporter = reporter or Reporter()
-    for seed in seeds:
-        for spec in losses:
-            run_trial(replace(base, loss=spec, seed=seed), reporter)
+    out_dir = comparison_dir(base, losses)
+    old = check_seed_set(out_dir, seeds)
+    if old is not None and set(old) != set(seeds):
+        reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
+    run_trials([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter,
+               break_stale_locks=break_stale_locks)
     return summarize_comparison(base, losses, seeds)
+
+
+def _task_plots(task_cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    """The task's own plots, drawn in a private folder and then renamed into ``out_dir``:
+    a task may save through fixed names, and two commands finishing the same comparison
+    must never write one file at once."""
+    stage = Path(tempfile.mkdtemp(prefix=".plots.", dir=out_dir))
+    try:
+        made = task_cls.comparison_plots(result, stage)
+        for name in made.values():
+            if not plain_file_name(name) or not (stage / name).is_file():
+                raise ValueError(f"task {task_cls.name!r} returned plot {name!r}, not a file it wrote")
+            os.replace(stage / name, out_dir / name)
+        return made
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int]) -> dict[str, Any]:
@@ -102,7 +151,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
         summaries[spec] = []
         for seed in seeds:
             path = replace(base, loss=spec, seed=seed).trial_dir / SUMMARY
-            summaries[spec].append(read_json(path) if path.exists() else None)
+            summaries[spec].append(read_summary(path) if path.exists() else None)
 
     metric_names: list[str] = []
     for runs in summaries.values():
@@ -172,12 +221,13 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
     }
     from cvloss.report.tables import comparison_markdown
 
+    check_seed_set(out_dir, seeds)  # again: another command may have written it meanwhile
     write_csv(out_dir / "compare.csv", rows)
     write_text(out_dir / "compare.md", comparison_markdown(result))
     write_json(out_dir / "compare.json", result)
     from cvloss.report.plots import comparison_plots
 
     result["plots"] = comparison_plots(result, out_dir)
-    result["plots"].update(task_cls.comparison_plots(result, out_dir))
+    result["plots"].update(_task_plots(task_cls, result, out_dir))
     write_json(out_dir / "compare.json", result)
     return result

@@ -7,11 +7,22 @@ given seed; each epoch's batch order and augmentation come from a generator seed
 resumed trial sees exactly the batches an uninterrupted one would have.
 
 Files (written atomically, see :mod:`cvloss.run.io`), in ``cfg.trial_dir``:
-``trial.json`` (first), ``metrics.csv`` and ``checkpoint.pt`` (each epoch), ``samples.png``
-and ``samples.npz``, then ``summary.json`` (last: its presence means the trial is done).
+``trial.json`` (first), ``metrics.csv`` and ``checkpoint.pt`` (each epoch; the one before
+is kept as ``checkpoint.prev.pt``), ``samples.png`` and ``samples.npz``, then
+``summary.json`` (last: its presence means the trial is done).
+
+A trial is trained under its folder's lock (:mod:`cvloss.run.lock`): a command that meets
+a trial locked by a live process runs its other trials first, then waits for that one
+and reads its summary, so no trial is ever trained twice at once.
+
+A checkpoint that cannot be read (0 bytes, truncated) is set aside as
+``checkpoint.pt.corrupt-<n>`` and the trial resumes from the previous one, or restarts
+from scratch when neither is good, saying so in one line. A checkpoint that holds code is
+never loaded: the trial stops with one line naming it.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
@@ -19,18 +30,20 @@ import random
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from cvloss import __version__
-from cvloss.errors import CvlossError, UsageError
+from cvloss.errors import CheckpointError, CvlossError, UsageError
 from cvloss.run.config import TrialConfig
-from cvloss.run.io import load_checkpoint, read_json, save_checkpoint, write_csv, write_json
+from cvloss.run.io import atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv, write_json
+from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.progress import Reporter
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
+PREV_CHECKPOINT = "checkpoint.prev.pt"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -88,23 +101,101 @@ class TrialError(CvlossError):
     pass
 
 
-def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None) -> dict[str, Any]:
-    """Run (or resume, or skip) one trial and return its summary.
+def trial_label(cfg: TrialConfig) -> str:
+    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/seed{cfg.seed}"
+
+
+def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None,
+              break_stale_locks: bool = False) -> dict[str, Any]:
+    """Run (or resume, or skip) one trial and return its summary; a trial locked by a live
+    process is waited for (see :func:`run_trials`).
 
     ``stop_after_epoch`` stops after that epoch as if the process had been killed (tests
     of resume use it); the returned dict then has ``status == "interrupted"``.
     """
+    return run_trials([cfg], reporter, stop_after_epoch, break_stale_locks)[0]
+
+
+def run_trials(cfgs: list[TrialConfig], reporter: Reporter | None = None, stop_after_epoch: int | None = None,
+               break_stale_locks: bool = False) -> list[dict[str, Any]]:
+    """Run every trial of ``cfgs`` in order and return their summaries (same order).
+
+    A trial whose lock is held by a live process is left for later: the others run
+    first, then the locked ones are polled (every ``$CVLOSS_LOCK_POLL`` seconds, default
+    2) until their holder finishes -- its summary is read, never retrained -- or stops
+    or dies -- the lock is taken over and the trial resumed from its checkpoint.
+    """
+    reporter = reporter or Reporter()
+    poll = env_seconds(POLL_ENV, DEFAULT_POLL_S)
+    done: dict[int, dict[str, Any]] = {}
+    pending = list(range(len(cfgs)))
+    announced: set[int] = set()
+    while pending:
+        waiting = []
+        for i in pending:
+            summary = _attempt_trial(cfgs[i], reporter, stop_after_epoch, break_stale_locks)
+            if not isinstance(summary, _Locked):
+                done[i] = summary
+                continue
+            waiting.append(i)
+            if i not in announced:
+                announced.add(i)
+                later = "running the other trials first, then waiting" if len(cfgs) > 1 else "waiting"
+                reporter.message(f"[{trial_label(cfgs[i])}] locked by {describe(summary.holder)}: {later} for it "
+                                 f"(taken over if its process dies or its heartbeat is older than ${TIMEOUT_ENV}; "
+                                 "--break-stale-locks forces it)")
+        pending = waiting
+        if pending:
+            time.sleep(poll)
+    return [done[i] for i in range(len(cfgs))]
+
+
+def _finished(out_dir: Path, label: str, reporter: Reporter) -> dict[str, Any] | None:
+    if not (out_dir / SUMMARY).exists():
+        return None
+    summary = read_summary(out_dir / SUMMARY)
+    reporter.trial_end(label, "already done, skipped", str(out_dir))
+    return summary
+
+
+def _cannot_write(out_dir: Path, exc: OSError) -> TrialError:
+    reason = exc.strerror or type(exc).__name__  # permission denied, a file in the way, read-only file system
+    return TrialError(f"cannot write results to {out_dir}: {reason.lower()}; choose another --out")
+
+
+class _Locked(NamedTuple):
+    holder: dict[str, Any]  # the live holder's lock content
+
+
+def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None,
+                   break_stale_locks: bool) -> dict[str, Any] | _Locked:
+    """One try: the summary of a finished trial, :class:`_Locked` when a live process
+    holds the trial, else the trial trained under its lock."""
+    out_dir = cfg.trial_dir
+    label = trial_label(cfg)
+    summary = _finished(out_dir, label, reporter)
+    if summary is not None:
+        return summary
+    lock = TrialLock(out_dir, break_stale=break_stale_locks, say=lambda text: reporter.message(f"[{label}] {text}"))
+    try:
+        try:
+            holder = lock.acquire()
+        except OSError as exc:
+            raise _cannot_write(out_dir, exc) from None
+        if holder is not None:
+            return _Locked(holder)
+        # finished by another process between our first look and taking the lock
+        return _finished(out_dir, label, reporter) or _train(cfg, reporter, stop_after_epoch, lock, label)
+    finally:
+        lock.release()
+
+
+def _train(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None, lock: TrialLock,
+           label: str) -> dict[str, Any]:
     from cvloss.losses import build_loss
     from cvloss.tasks import get_task_class
 
-    reporter = reporter or Reporter()
     out_dir = cfg.trial_dir
-    label = f"{cfg.task}/{cfg.dataset}/{cfg.loss}/seed{cfg.seed}"
-    if (out_dir / SUMMARY).exists():
-        summary = read_json(out_dir / SUMMARY)
-        reporter.trial_end(label, "already done, skipped", str(out_dir))
-        return summary
-
     device = resolve_device(cfg.device)
     params = cfg.params
     loss = build_loss(cfg.loss, task=cfg.task, feature_weights=cfg.feature_weights).to(device)
@@ -112,10 +203,12 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
     task.feature_weights = cfg.feature_weights
     task.load_data()
 
-    seed_everything(cfg.seed)
-    model = task.build_model()
-    optimizers = task.build_optimizers(model)
+    def fresh_model():
+        seed_everything(cfg.seed)
+        model = task.build_model()
+        return model, task.build_optimizers(model)
 
+    model, optimizers = fresh_model()
     trial_info = {
         "identity": cfg.identity(),
         "config": {**cfg.__dict__, "params": params},
@@ -131,14 +224,27 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if (out_dir / CHECKPOINT).exists():
-        state = load_checkpoint(out_dir / CHECKPOINT)
-        model.load_state_dict(state["model"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        task.load_state_dict(state.get("task", {}))
-        history = state["history"]
-        start_epoch = state["epoch"]
+    task_state0 = copy.deepcopy(task.state_dict())
+    set_aside: list[str] = []
+    for name in (CHECKPOINT, PREV_CHECKPOINT):
+        path = out_dir / name
+        if not path.exists():
+            continue
+        try:
+            state = load_checkpoint(path)
+            _apply_checkpoint(state, model, optimizers, task, path)
+        except CheckpointError as exc:
+            if exc.holds_code:  # an attack, not an accident: stop and let the user look
+                raise CheckpointError(f"{exc}; delete it to restart the trial", holds_code=True) from None
+            set_aside.append(f"{name} ({str(exc).split(' refused: ', 1)[-1]}) as {_set_aside(path)}")
+            model, optimizers = fresh_model()  # a failed load may have changed some weights
+            task.load_state_dict(copy.deepcopy(task_state0))
+            continue
+        history, start_epoch = list(state["history"]), int(state["epoch"])
+        break
+    if set_aside:
+        then = f"resuming from {PREV_CHECKPOINT} (epoch {start_epoch})" if start_epoch else "restarting the trial from scratch"
+        reporter.message(f"[{label}] unreadable checkpoint set aside: {'; '.join(set_aside)}; {then}")
 
     epochs = params["epochs"]
     reporter.message(f"[{label}] data: {task.describe_data()}; device: {trial_info['device']}; "
@@ -176,7 +282,8 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
         row["data_time_s"] = data_time  # of which waiting for batches
         history.append(row)
         write_csv(out_dir / METRICS, history)
-        save_checkpoint(out_dir / CHECKPOINT, {
+        lock.refresh()  # the heartbeat; raises if another process has taken the trial over
+        save_checkpoint(out_dir / CHECKPOINT, keep_previous=out_dir / PREV_CHECKPOINT, state={
             "epoch": epoch,
             "model": model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -188,7 +295,8 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
             return {"status": "interrupted", "epoch": epoch}
 
     rows = task.sample_rows(model)
-    np.savez_compressed(out_dir / "samples.npz", **rows)
+    with atomic_path(out_dir / "samples.npz") as tmp:
+        np.savez_compressed(tmp, **rows)
     from cvloss.tasks.base import save_grid
 
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
@@ -231,9 +339,30 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
         return
     try:
         write_json(path, info)
-    except OSError as exc:  # permission denied, a file in the way, read-only file system
-        reason = exc.strerror or type(exc).__name__
-        raise TrialError(f"cannot write results to {out_dir}: {reason.lower()}; choose another --out") from None
+    except OSError as exc:
+        raise _cannot_write(out_dir, exc) from None
+
+
+def _apply_checkpoint(state: dict[str, Any], model, optimizers: dict, task, path: Path) -> None:
+    """Load a checkpoint's states; one that loads but does not fit is corrupt too."""
+    try:
+        model.load_state_dict(state["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        task.load_state_dict(state.get("task", {}))
+        int(state["epoch"]), list(state["history"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {path} refused: it does not fit this trial ({type(exc).__name__})") from None
+
+
+def _set_aside(path: Path) -> str:
+    """Rename a corrupt checkpoint to ``<name>.corrupt-<n>`` (kept for a post-mortem)."""
+    n = 1
+    while path.with_name(f"{path.name}.corrupt-{n}").exists():
+        n += 1
+    aside = path.with_name(f"{path.name}.corrupt-{n}")
+    os.replace(path, aside)
+    return aside.name
 
 
 def _diverged(cfg, out_dir, history, epoch, step, value, reporter, label) -> dict[str, Any]:

@@ -135,8 +135,8 @@ def save_grid(rows: dict[str, np.ndarray], path: Path, titles: dict[str, str] | 
             if i == 0:
                 ax.set_title((titles or {}).get(col, col), fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    from cvloss.run.io import atomic_path
+
+    with atomic_path(path) as tmp:  # a unique temporary name: concurrent writers never collide
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(path)

@@ -85,5 +85,5 @@ def test_corrupt_files_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"corrupt results file .*s.json"):
         read_json(tmp_path / "s.json")
     (tmp_path / "c.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"corrupt checkpoint .*c.pt"):
+    with pytest.raises(ValueError, match=r"checkpoint .*c.pt refused: it is corrupt"):
         load_checkpoint(tmp_path / "c.pt")

@@ -1,0 +1,256 @@
+"""The per-trial lock: one process trains a trial folder at a time.
+
+``<trial>/trial.lock`` is created atomically (``O_CREAT | O_EXCL``: of two processes
+exactly one succeeds) and holds JSON: ``pid``, ``host``, a random ``token``, ``started``
+and ``heartbeat`` (Unix times). The holder refreshes the heartbeat every epoch and, from
+a background thread, at least every ``$CVLOSS_LOCK_HEARTBEAT`` seconds (default 30), so a
+long epoch never looks dead. It removes the file when the trial ends, however it ends.
+
+A lock is *stale*, and taken over with one line saying why, when
+
+* its pid is on this host and that process is gone (or the pid now belongs to a younger
+  process), or
+* its heartbeat is older than ``$CVLOSS_LOCK_TIMEOUT`` seconds (default 600: generous,
+  since a live holder beats every 30 s; this is what frees a lock left by another host),
+
+or always with ``break_stale=True`` (``--break-stale-locks``: the user says the locks met
+are stale, e.g. a crashed run on another machine within the timeout).
+
+Takeover is serialised by a short-lived ``trial.lock.break`` file (also ``O_EXCL``), and
+the breaker removes the lock only if its bytes are still the ones it judged stale, so two
+processes taking over one stale lock never both end up holding it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cvloss.errors import LockError, UsageError
+
+LOCK_NAME = "trial.lock"
+TIMEOUT_ENV, HEARTBEAT_ENV, POLL_ENV = "CVLOSS_LOCK_TIMEOUT", "CVLOSS_LOCK_HEARTBEAT", "CVLOSS_LOCK_POLL"
+DEFAULT_TIMEOUT_S, DEFAULT_HEARTBEAT_S, DEFAULT_POLL_S = 600.0, 30.0, 2.0
+_BREAK_STALE_S = 60.0  # a takeover takes milliseconds: an older .break file is a crashed breaker's
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable ``name``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"${name} must be a positive number of seconds; got {raw!r}")
+    return value
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time (clock ticks since boot) of ``pid`` from /proc, None where there is
+    no /proc (macOS, Windows) or the process is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    if not fields or fields[0] in ("Z", "X"):  # zombie or dead: exited, not yet reaped
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C there: rely on the heartbeat alone
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except OSError:
+        return False
+    if Path("/proc").is_dir() and Path(f"/proc/{pid}").exists():
+        return _proc_start(pid) is not None
+    return True
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        info = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def describe(info: dict[str, Any], now: float | None = None) -> str:
+    """``pid 123 on host-a (heartbeat 4s ago)`` for a lock's content."""
+    if not info:
+        return "an unreadable lock file"
+    beat = info.get("heartbeat")
+    age = f", heartbeat {max(0.0, (now or time.time()) - beat):.0f}s ago" if isinstance(beat, (int, float)) else ""
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}{age}"
+
+
+def stale_reason(info: dict[str, Any], mtime: float, timeout: float, now: float | None = None) -> str | None:
+    """Why a lock with content ``info`` (file modified at ``mtime``) is stale, or None if
+    it is live. Unreadable content counts as being written until it is ``timeout`` old."""
+    now = time.time() if now is None else now
+    pid, host = info.get("pid"), info.get("host")
+    if host == socket.gethostname() and isinstance(pid, int):
+        if not pid_alive(pid):
+            return f"its process (pid {pid}) is gone"
+        start = info.get("pid_start")
+        if start is not None and _proc_start(pid) not in (None, start):
+            return f"pid {pid} now belongs to another process"
+    beat = info.get("heartbeat")
+    last = max(mtime, beat) if isinstance(beat, (int, float)) else mtime
+    if now - last > timeout:
+        return f"its heartbeat is {now - last:.0f}s old (more than ${TIMEOUT_ENV}={timeout:g}s)"
+    return None
+
+
+class TrialLock:
+    """The lock of one trial folder. ``acquire()`` tries once; ``refresh()`` beats (and
+    raises :class:`LockError` if another process has taken the lock); ``release()``."""
+
+    def __init__(self, trial_dir: Path, break_stale: bool = False, say=None) -> None:
+        self.dir = Path(trial_dir)
+        self.path = self.dir / LOCK_NAME
+        self.break_stale = break_stale
+        self.say = say or (lambda text: None)
+        self.timeout = env_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+        self.beat_every = env_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S)
+        self.token = uuid.uuid4().hex
+        self.held = False
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._io = threading.Lock()  # the epoch beat and the background beat never interleave
+        self._made: list[Path] = []  # folders acquire() created: removed again if left empty
+
+    # -------------------------------------------------------------- content
+    def _content(self, started: float | None = None) -> bytes:
+        now = time.time()
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token,
+                "started": started or now, "heartbeat": now, "pid_start": _proc_start(os.getpid())}
+        return (json.dumps(info) + "\n").encode()
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(self._content())
+        self.started = time.time()
+        self.held = True
+        self._thread = threading.Thread(target=self._beat_loop, name=f"cvloss-lock-{self.dir.name}", daemon=True)
+        self._thread.start()
+        return True
+
+    # -------------------------------------------------------------- acquire
+    def acquire(self) -> dict[str, Any] | None:
+        """Take the lock if it is free or stale (saying why, through ``say``); return
+        None when held, else the live holder's info (``{}`` if being written)."""
+        if not self._made:
+            self._made = [d for d in (self.dir, *self.dir.parents) if not d.exists()]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # a lock released or broken between our steps: look again
+            if self._create():
+                return None
+            raw = _read(self.path)
+            if raw is None:
+                continue
+            info = _parse(raw)
+            try:
+                mtime = self.path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            reason = "--break-stale-locks" if self.break_stale else stale_reason(info, mtime, self.timeout)
+            if reason is None:
+                return info
+            if self._break(raw):
+                self.say(f"took over the lock of {describe(info)} in {self.dir}: {reason}")
+                return None
+        raw = _read(self.path)
+        return _parse(raw) if raw is not None else {}
+
+    def _break(self, judged: bytes) -> bool:
+        """Remove the lock if it still holds ``judged`` and create ours, serialised by the
+        ``.break`` file; False if another process got there first (the caller looks again)."""
+        breaker = self.path.with_name(LOCK_NAME + ".break")
+        try:
+            fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - breaker.stat().st_mtime > _BREAK_STALE_S:
+                    breaker.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            return False
+        try:
+            if _read(self.path) != judged:
+                return False
+            self.path.unlink(missing_ok=True)
+            return self._create()
+        finally:
+            os.close(fd)
+            breaker.unlink(missing_ok=True)
+
+    # -------------------------------------------------------------- hold
+    def refresh(self) -> None:
+        """Rewrite the heartbeat; raise :class:`LockError` if the lock is no longer ours."""
+        with self._io:
+            if self.lost is None and self.held:
+                raw = _read(self.path)
+                if raw is None or self.token.encode() not in raw:
+                    holder = describe(_parse(raw)) if raw else "nobody"
+                    self.lost = f"the lock of {self.dir} was taken over (now held by {holder})"
+                else:
+                    tmp = self.path.with_name(f".{LOCK_NAME}.{self.token}.tmp")
+                    tmp.write_bytes(self._content(self.started))
+                    os.replace(tmp, self.path)
+        if self.lost:
+            raise LockError(f"{self.lost}; stopping so the trial is not trained twice")
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.beat_every):
+            try:
+                self.refresh()
+            except (LockError, OSError):
+                return  # the trainer's next refresh() raises
+
+    def release(self) -> None:
+        """Stop beating and remove the lock file if it is still ours."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._io:
+            if self.held:
+                raw = _read(self.path)
+                if raw is not None and self.token.encode() in raw:
+                    self.path.unlink(missing_ok=True)
+                self.held = False
+        for d in self._made:  # deepest first: a trial refused before writing leaves nothing
+            try:
+                d.rmdir()
+            except OSError:
+                break
