@@ -122,6 +122,8 @@ CASES: list[tuple[list[str], str]] = [
     # the report
     (["report", "{out}/nothing-here"], "no results folder"),
     (["report", "{data}"], "no comparisons under"),
+    (["report", "{cwd}/list-report"], "compare.json"),
+    (["report", "{cwd}/partial-report"], "compare.json"),
     # usage errors of the command line itself (Typer/Click): one line too
     (["compare", "--losses", "ce"], "Missing option '--task'"),
     (["train", "--task", "seg"], "Missing option '--loss'"),
@@ -154,6 +156,10 @@ def sandbox(tmp_path, monkeypatch):
 
     Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "cwd" / "ok.png")
     (tmp_path / "cwd" / "notes.txt").write_text("not an image\n")
+    for name, text in (("list-report", "[1, 2, 3]"), ("partial-report", '{"task": "seg"}')):
+        folder = tmp_path / "cwd" / name / "seg" / "synth-pets" / "smoke" / "compare--ce"
+        folder.mkdir(parents=True)
+        (folder / "compare.json").write_text(text)
     return tmp_path
 
 
@@ -163,7 +169,7 @@ def test_the_corpus_is_large():
 
 @pytest.mark.parametrize("args, fragment", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(sandbox, args, fragment):
-    values = {"out": str(sandbox / "out"), "data": str(sandbox / "data"),
+    values = {"out": str(sandbox / "out"), "data": str(sandbox / "data"), "cwd": str(sandbox / "cwd"),
               "png": str(sandbox / "cwd" / "ok.png"), "txt": str(sandbox / "cwd" / "notes.txt")}
     args = [a.format(**values) for a in args]
     if args[0] in ("train", "compare") and "--out" not in args:
