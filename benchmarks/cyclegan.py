@@ -122,24 +122,24 @@ def main() -> None:
     torch.manual_seed(0)
     model_task = task.build_model()
     model_hand = copy.deepcopy(model_task)  # same networks, same initial weights
-    opts = task.build_optimizers(model_task)
-    loss = build_loss("2*lsgan+cycle+identity", task="translate")
+    plan = task.plan(build_loss("2*lsgan+cycle+identity", task="translate"))
+    opts = plan.build_optimizers(model_task)
     hand = HandLoop(model_hand)
     print(f"CycleGAN {args.size}px, batch {args.batch}, width {args.width}, {args.blocks} blocks, "
           f"{sum(p.numel() for p in model_task.parameters())} parameters, {torch.get_num_threads()} thread(s)")
-    compare("task step (2*lsgan+cycle+identity)", lambda b: task.train_step(model_task, loss, opts, b)["loss"],
+    compare("task step (2*lsgan+cycle+identity)", lambda b: task.train_step(model_task, plan, opts, b)["loss"],
             "hand loop", lambda b: hand.step(*b), batches, args)
 
     for n_critic in (1, 5):
-        task._init_state()
+        t_gp, t_wg = make_task(args), make_task(args)  # each plan's stepper is its task's state
+        gp = t_gp.plan(build_loss(f"wgan_gp(n_critic={n_critic})+cycle+identity", task="translate"))
+        wg = t_wg.plan(build_loss(f"wgan(n_critic={n_critic})+cycle+identity", task="translate"))
         torch.manual_seed(0)
         m1 = task.build_model()
         m2 = copy.deepcopy(m1)
-        o1, o2 = task.build_optimizers(m1), task.build_optimizers(m2)
-        gp = build_loss(f"wgan_gp(n_critic={n_critic})+cycle+identity", task="translate")
-        wg = build_loss(f"wgan(n_critic={n_critic})+cycle+identity", task="translate")
-        compare(f"wgan (n_critic={n_critic})", lambda b: task.train_step(m2, wg, o2, b)["loss"],
-                f"wgan_gp (n_critic={n_critic})", lambda b: task.train_step(m1, gp, o1, b)["loss"], batches, args)
+        o1, o2 = gp.build_optimizers(m1), wg.build_optimizers(m2)
+        compare(f"wgan (n_critic={n_critic})", lambda b: t_wg.train_step(m2, wg, o2, b)["loss"],
+                f"wgan_gp (n_critic={n_critic})", lambda b: t_gp.train_step(m1, gp, o1, b)["loss"], batches, args)
     print("ratio of the wgan rows = plain wgan speed / wgan_gp speed = the cost factor of the gradient penalty")
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from cvloss.run.config import TrialConfig
-from cvloss.run.io import read_csv
+from cvloss.io import read_csv
 from cvloss.run.trainer import resolve_device, run_trial, seed_everything
 from cvloss.tasks.seg import SegTask
 

@@ -28,6 +28,7 @@ import typer.core
 
 from cvloss import __version__
 from cvloss.errors import CvlossError
+from cvloss.task_registry import TASK_HELP
 
 _BUG = "internal error (a bug in cvloss, not in your input)"
 
@@ -304,15 +305,15 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
     from cvloss.run.trainer import resolve_device
     from cvloss.tasks import get_task_class
 
-    task_cls = get_task_class(task)
+    get_task_class(task)  # an unknown task is refused first
     out = resolve_results_dir(out)
     overrides = resolve_overrides(task, parse_overrides(sets))  # canonical: lr=1 and lr=1.0 are one folder
     budget_params(task, budget, overrides)  # the budget name, and checks that tie settings together
     check_feature_weights(feature_weights)
     resolve_device(device)  # an unavailable device fails now, not after loading data
-    from cvloss.data.registry import get_dataset, require_present
+    from cvloss.data.registry import default_dataset, get_dataset, require_present
 
-    info = get_dataset(task_cls.default_dataset if dataset is None else dataset, task=task)  # "" is refused
+    info = get_dataset(default_dataset(task) if dataset is None else dataset, task=task)  # "" is refused
     require_present(info, data_dir)  # refuse before any training, naming what to fetch
     dataset = info.name
     return TrialConfig(task=task, loss="", dataset=dataset, budget=budget, device=device, out=out,
@@ -333,7 +334,7 @@ def _interrupted(where: str) -> None:
 
 @app.command()
 def train(
-    task: str = typer.Option(..., "--task", "-t", help="seg, sr, style, embed, translate or gan."),
+    task: str = typer.Option(..., "--task", "-t", help=TASK_HELP),
     loss: str = typer.Option(..., "--loss", "-l", help='Loss spec, e.g. "ce+0.1*topo(mu=0.5)".'),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
@@ -377,7 +378,7 @@ def train(
 
 @app.command()
 def compare(
-    task: str = typer.Option(..., "--task", "-t", help="seg, sr, style, embed, translate or gan."),
+    task: str = typer.Option(..., "--task", "-t", help=TASK_HELP),
     losses: str = typer.Option(..., "--losses", "-l", help='Comma-separated specs; the first is the baseline, e.g. "ce,topo,ce+0.1*topo".'),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),

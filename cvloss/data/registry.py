@@ -30,7 +30,7 @@ __all__ = [
     "require_present", "load_dataset",
 ]
 
-TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
+from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
 SPLITS = ("train", "val")
 ENV_VAR = "CVLOSS_DATA"
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")  # as cvloss.data.archive reads them
@@ -360,7 +360,8 @@ def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: i
 
 
 def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, size: int | None = None,
-                 limit: int | None = None, seed: int = 0, task: str | None = None, **options: Any) -> Any:
+                 limit: int | None = None, seed: int = 0, task: str | None = None,
+                 optional: dict[str, Any] | None = None, **options: Any) -> Any:
     """Load split ``split`` (``"train"`` | ``"val"``) of dataset ``name``.
 
     Args:
@@ -371,10 +372,16 @@ def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, s
         limit: at most this many samples (a deterministic subset; see the loader).
         seed: generation seed of embedded datasets; real datasets' splits are fixed.
         options: extra keyword arguments a specific loader accepts.
+        optional: options passed only to a loader whose signature takes them (a task's
+            settings for one dataset, e.g. ``scale`` for div2k's official LR files), so a
+            task never branches on the dataset's name.
 
     Returns what the loader returns (:class:`~cvloss.data.types.SegData` for ``seg``).
     A downloadable dataset that is not on disk raises :class:`DatasetError` saying to run
     ``cvloss datasets download NAME`` or where to place the archives.
     """
     info = get_dataset(name, task)
+    if optional:
+        params = inspect.signature(info.loader_function()).parameters
+        options = {**{k: v for k, v in optional.items() if k in params}, **options}
     return _load(info, split, data_dir=data_dir, size=size, limit=limit, seed=seed, **options)

@@ -139,6 +139,11 @@ class Loss(nn.Module):
         path), or ``None`` when it uses no pretrained features. Recorded in results."""
         return None
 
+    def weighted_terms(self) -> list[tuple[float, "Loss"]]:
+        """The (weight, term) pairs of this loss; a single loss is one term of weight 1
+        (:class:`~cvloss.losses.spec.CombinedLoss` lists its own)."""
+        return [(1.0, self)]
+
     def config(self) -> dict[str, Any]:
         """The resolved configuration, JSON-serialisable, for ``trial.json``."""
         cfg: dict[str, Any] = {"name": self.name, "args": dict(self.spec_args)}

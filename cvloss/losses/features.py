@@ -142,7 +142,7 @@ def _read_weights_file(path: str):
     """``torch.load(weights_only=True)``; a refusal (a file that holds code, a corrupt or
     empty one) is one line naming the file -- never torch's advice to turn the check off."""
     from cvloss.errors import CheckpointError
-    from cvloss.run.io import load_torch_file
+    from cvloss.io import load_torch_file
 
     try:
         return load_torch_file(path, what="feature weights file")

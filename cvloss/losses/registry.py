@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from cvloss.errors import UsageError
 
-TASKS = ("seg", "sr", "style", "embed", "translate", "gan")
+from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from cvloss.report.style import HATCHES, loss_style, metric_unit
 from cvloss.report.tables import LEGEND, comparison_table, difference_rows
-from cvloss.run.io import file_inside
+from cvloss.io import file_inside
 
 CSS = """
 :root { --fg:#1b1b1b; --muted:#5a5a5a; --line:#d0d0d0; --best:#e3f1e3; --bad:#b00000; }

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cvloss.report.tables import comparison_markdown
-from cvloss.run.io import file_inside, read_comparison, read_json_object, write_text
+from cvloss.io import file_inside, read_comparison, read_json_object, write_text
 
 PLOT_TITLES = {
     "bars": "Final validation metrics: mean ± 95% CI, one dot per seed",

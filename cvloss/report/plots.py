@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cvloss.errors import ResultsFileError  # noqa: E402
 from cvloss.report.style import loss_style, metric_label, reference_style  # noqa: E402
-from cvloss.run.io import atomic_path, read_csv, read_summary  # noqa: E402
+from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 
 DPI = 110
 FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,

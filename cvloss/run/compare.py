@@ -26,11 +26,15 @@ from typing import Any
 import numpy as np
 
 from cvloss.errors import UsageError
+from cvloss.report.plots import comparison_plots
+from cvloss.report.tables import comparison_markdown
+from cvloss.report.task_plots import task_plots
 from cvloss.run.config import TrialConfig, loss_slug
-from cvloss.run.io import plain_file_name, read_comparison, read_summary, write_json, write_text, write_csv
+from cvloss.io import plain_file_name, read_comparison, read_summary, write_json, write_text, write_csv
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import mean_ci, paired_difference
 from cvloss.run.trainer import SUMMARY, run_trials
+from cvloss.tasks import get_task_class
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -125,16 +129,16 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
     return summarize_comparison(base, losses, seeds)
 
 
-def _task_plots(task_cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     """The task's own plots, drawn in a private folder and then renamed into ``out_dir``:
     a task may save through fixed names, and two commands finishing the same comparison
     must never write one file at once."""
     stage = Path(tempfile.mkdtemp(prefix=".plots.", dir=out_dir))
     try:
-        made = task_cls.comparison_plots(result, stage)
+        made = task_plots(task, result, stage)
         for name in made.values():
             if not plain_file_name(name) or not (stage / name).is_file():
-                raise ValueError(f"task {task_cls.name!r} returned plot {name!r}, not a file it wrote")
+                raise ValueError(f"task {task!r} plot {name!r} is not a file it wrote")
             os.replace(stage / name, out_dir / name)
         return made
     finally:
@@ -143,8 +147,6 @@ def _task_plots(task_cls, result: dict[str, Any], out_dir: Path) -> dict[str, st
 
 def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int]) -> dict[str, Any]:
     """Aggregate the trials' summaries into the comparison table and write its files."""
-    from cvloss.tasks import get_task_class
-
     task_cls = get_task_class(base.task)
     summaries: dict[str, list[dict[str, Any] | None]] = {}
     for spec in losses:
@@ -158,7 +160,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
         for s in runs:
             if s and s.get("status") == "done":
                 metric_names += [m for m in s["metrics"] if m not in metric_names]
-    directions = {m: task_cls.metrics.get(m, True) for m in metric_names}
+    directions = {m: task_cls.direction(m) for m in metric_names}
 
     baseline = losses[0]
 
@@ -219,15 +221,11 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
         "primary_metric": task_cls.primary_metric,
         "dir": str(out_dir),
     }
-    from cvloss.report.tables import comparison_markdown
-
     check_seed_set(out_dir, seeds)  # again: another command may have written it meanwhile
     write_csv(out_dir / "compare.csv", rows)
     write_text(out_dir / "compare.md", comparison_markdown(result))
     write_json(out_dir / "compare.json", result)
-    from cvloss.report.plots import comparison_plots
-
     result["plots"] = comparison_plots(result, out_dir)
-    result["plots"].update(_task_plots(task_cls, result, out_dir))
+    result["plots"].update(_task_plots(base.task, result, out_dir))
     write_json(out_dir / "compare.json", result)
     return result

@@ -6,7 +6,7 @@ given seed; each epoch's batch order and augmentation come from a generator seed
 (seed, epoch) alone, so every loss sees the same batches in the same order -- and a
 resumed trial sees exactly the batches an uninterrupted one would have.
 
-Files (written atomically, see :mod:`cvloss.run.io`), in ``cfg.trial_dir``:
+Files (written atomically, see :mod:`cvloss.io`), in ``cfg.trial_dir``:
 ``trial.json`` (first), ``metrics.csv`` and ``checkpoint.pt`` (each epoch; the one before
 is kept as ``checkpoint.prev.pt``), ``samples.png`` and ``samples.npz``, then
 ``summary.json`` (last: its presence means the trial is done).
@@ -26,7 +26,6 @@ import copy
 import math
 import os
 import platform
-import random
 import subprocess
 import time
 from pathlib import Path
@@ -37,13 +36,18 @@ import torch
 
 from cvloss import __version__
 from cvloss.errors import CheckpointError, CvlossError, UsageError
+from cvloss.io import atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv, write_json
+from cvloss.losses import build_loss
+from cvloss.report.grid import save_grid
 from cvloss.run.config import TrialConfig
-from cvloss.run.io import atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv, write_json
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.progress import Reporter
+from cvloss.tasks.base import evaluating, seed_everything
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
 PREV_CHECKPOINT = "checkpoint.prev.pt"
+CHECKPOINT_LAYOUT = 2  # 2: the one training contract (plan optimisers, trainer step, task steppers)
+_END = object()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,13 +65,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps requested but MPS is not available")
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -190,137 +187,221 @@ def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int |
         lock.release()
 
 
+class _Trial:
+    """Everything one trial trains with, built by :func:`_prepare`."""
+
+    def __init__(self, cfg: TrialConfig, label: str, lock: TrialLock) -> None:
+        from cvloss.tasks import get_task_class  # lazy: tasks import torchvision models
+
+        self.cfg, self.label, self.lock, self.out_dir = cfg, label, lock, cfg.trial_dir
+        self.device = resolve_device(cfg.device)
+        self.params = cfg.params
+        self.loss = build_loss(cfg.loss, task=cfg.task, feature_weights=cfg.feature_weights).to(self.device)
+        self.task = get_task_class(cfg.task)(cfg.dataset, self.params, self.device, cfg.data_dir, cfg.feature_weights)
+        cuda = self.device.type == "cuda"
+        self.amp = cuda and bool(self.params.get("amp", False))
+        self.channels_last = cuda and bool(self.params.get("channels_last", False))
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = self.step = 0
+
+    def fresh_model(self) -> None:
+        """Seed, build the model and the plan's optimisers (same weights for every loss)."""
+        seed_everything(self.cfg.seed)
+        model = self.task.build_model()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizers = self.plan.build_optimizers(model)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:  # the base rate the schedule multiplies
+                group.setdefault("initial_lr", group["lr"])
+
+    def autocast(self):
+        """bf16 autocast on CUDA when the budget asks (``amp``); losses stay fp32 (Slot)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def evaluating(self):
+        """Eval mode, no_grad and the budget's autocast (see :func:`cvloss.tasks.base.evaluating`)."""
+        return evaluating(self.model, self.autocast())
+
+    def evaluate(self) -> dict[str, float]:
+        with self.evaluating() as model:
+            return self.task.evaluate(model)
+
+    def set_lr(self) -> None:
+        factor = self.task.lr_factor(self.step)
+        if factor is None:
+            return
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+
+
 def _train(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None, lock: TrialLock,
            label: str) -> dict[str, Any]:
-    from cvloss.losses import build_loss
-    from cvloss.tasks import get_task_class
+    threads = torch.get_num_threads()
+    try:
+        trial = _prepare(cfg, label, lock)
+        _resume(trial, reporter)
+        stopped = _epochs(trial, reporter, stop_after_epoch)
+        return stopped if stopped is not None else _finish(trial, reporter)
+    finally:
+        torch.set_num_threads(threads)  # a budget's cpu_threads holds for its trial only
 
-    out_dir = cfg.trial_dir
-    device = resolve_device(cfg.device)
-    params = cfg.params
-    loss = build_loss(cfg.loss, task=cfg.task, feature_weights=cfg.feature_weights).to(device)
-    task = get_task_class(cfg.task)(cfg.dataset, params, device, cfg.data_dir)
-    task.feature_weights = cfg.feature_weights
+
+def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
+    """Build loss, task, data, plan, model and optimisers; write (or check) trial.json."""
+    trial = _Trial(cfg, label, lock)
+    task = trial.task
+    if trial.device.type == "cpu" and trial.params.get("cpu_threads"):
+        # Small models gain nothing from intra-op threads, and on a shared CPU every
+        # parallel op can stall for a scheduler slice (gan: 50 WGAN-GP steps 34 s with 2
+        # threads on a loaded 2-core machine vs ~3 s with one).
+        torch.set_num_threads(int(trial.params["cpu_threads"]))
     task.load_data()
-
-    def fresh_model():
-        seed_everything(cfg.seed)
-        model = task.build_model()
-        return model, task.build_optimizers(model)
-
-    model, optimizers = fresh_model()
-    trial_info = {
+    trial.plan = task.plan(trial.loss)
+    trial.fresh_model()
+    trial.info = {
         "identity": cfg.identity(),
-        "config": {**cfg.__dict__, "params": params},
-        "loss": loss.config(),
-        "feature_weights": loss.feature_weights,
+        "config": {**cfg.__dict__, "params": trial.params},
+        "loss": trial.loss.config(),
+        "feature_weights": trial.loss.feature_weights,
         "data": task.describe_data(),
         "versions": _versions(),
         "git_commit": _git_commit(),
-        "device": _device_name(device),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": _device_name(trial.device),
+        "parameters": sum(p.numel() for p in trial.model.parameters()),
     }
-    _check_or_write_trial(out_dir, trial_info)
+    _check_or_write_trial(trial.out_dir, trial.info)
+    return trial
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    task_state0 = copy.deepcopy(task.state_dict())
+
+def _resume(trial: _Trial, reporter: Reporter) -> None:
+    """Continue from the newest readable checkpoint; set unreadable ones aside."""
+    task_state0 = copy.deepcopy(trial.task.state_dict())
     set_aside: list[str] = []
     for name in (CHECKPOINT, PREV_CHECKPOINT):
-        path = out_dir / name
+        path = trial.out_dir / name
         if not path.exists():
             continue
         try:
             state = load_checkpoint(path)
-            _apply_checkpoint(state, model, optimizers, task, path)
+            _apply_checkpoint(state, trial, path)
         except CheckpointError as exc:
             if exc.holds_code:  # an attack, not an accident: stop and let the user look
                 raise CheckpointError(f"{exc}; delete it to restart the trial", holds_code=True) from None
             set_aside.append(f"{name} ({str(exc).split(' refused: ', 1)[-1]}) as {_set_aside(path)}")
-            model, optimizers = fresh_model()  # a failed load may have changed some weights
-            task.load_state_dict(copy.deepcopy(task_state0))
+            trial.fresh_model()  # a failed load may have changed some weights
+            trial.task.load_state_dict(copy.deepcopy(task_state0))
             continue
-        history, start_epoch = list(state["history"]), int(state["epoch"])
+        trial.history, trial.start_epoch, trial.step = list(state["history"]), int(state["epoch"]), int(state["step"])
         break
     if set_aside:
-        then = f"resuming from {PREV_CHECKPOINT} (epoch {start_epoch})" if start_epoch else "restarting the trial from scratch"
-        reporter.message(f"[{label}] unreadable checkpoint set aside: {'; '.join(set_aside)}; {then}")
+        then = (f"resuming from {PREV_CHECKPOINT} (epoch {trial.start_epoch})" if trial.start_epoch
+                else "restarting the trial from scratch")
+        reporter.message(f"[{trial.label}] unreadable checkpoint set aside: {'; '.join(set_aside)}; {then}")
 
-    epochs = params["epochs"]
-    reporter.message(f"[{label}] data: {task.describe_data()}; device: {trial_info['device']}; "
-                     f"feature weights: {loss.feature_weights or 'none'}")
-    if task.evaluate_at_init and not history:
-        history.append({"epoch": 0, "train_loss": math.nan, **task.evaluate(model),
-                        "epoch_time_s": 0.0, "train_time_s": 0.0, "data_time_s": 0.0})
-        write_csv(out_dir / METRICS, history)
-    reporter.trial_start(label, epochs, task.num_batches(), start_epoch)
-    t_start = time.perf_counter()
-    for epoch in range(start_epoch + 1, epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        data_time, losses = 0.0, []
-        batches = task.train_batches(epoch_generator(cfg.seed, epoch))
-        step = 0
-        while True:
-            t_data = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                break
-            data_time += time.perf_counter() - t_data
-            step += 1
-            value = float(task.train_step(model, loss, optimizers, batch)["loss"])
-            if not math.isfinite(value):
-                return _diverged(cfg, out_dir, history, epoch, step, value, reporter, label)
-            losses.append(value)
-            reporter.batch(value)
-        train_time = time.perf_counter() - t0
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan}
-        row.update(task.evaluate(model))
-        row["epoch_time_s"] = time.perf_counter() - t0
-        row["train_time_s"] = train_time  # the optimisation part of the epoch (no evaluation)
-        row["data_time_s"] = data_time  # of which waiting for batches
-        history.append(row)
-        write_csv(out_dir / METRICS, history)
-        lock.refresh()  # the heartbeat; raises if another process has taken the trial over
-        save_checkpoint(out_dir / CHECKPOINT, keep_previous=out_dir / PREV_CHECKPOINT, state={
+
+def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None) -> dict[str, Any] | None:
+    """Train the remaining epochs; a summary when the trial diverged or was stopped."""
+    cfg, task, epochs = trial.cfg, trial.task, trial.params["epochs"]
+    reporter.message(f"[{trial.label}] data: {task.describe_data()}; device: {trial.info['device']}; "
+                     f"feature weights: {trial.loss.feature_weights or 'none'}")
+    if task.evaluate_at_init and not trial.history:
+        trial.history.append({"epoch": 0, "train_loss": math.nan, **trial.evaluate(),
+                              "epoch_time_s": 0.0, "train_time_s": 0.0, "data_time_s": 0.0})
+        write_csv(trial.out_dir / METRICS, trial.history)
+    reporter.trial_start(trial.label, epochs, task.num_batches(), trial.start_epoch)
+    trial.t_start = time.perf_counter()
+    for epoch in range(trial.start_epoch + 1, epochs + 1):
+        row = _epoch(trial, epoch, reporter)
+        if row.get("status") == "diverged":
+            return row
+        trial.history.append(row)
+        write_csv(trial.out_dir / METRICS, trial.history)
+        trial.lock.refresh()  # the heartbeat; raises if another process has taken the trial over
+        save_checkpoint(trial.out_dir / CHECKPOINT, keep_previous=trial.out_dir / PREV_CHECKPOINT, state={
+            "layout": CHECKPOINT_LAYOUT,
             "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "step": trial.step,
+            "model": trial.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in trial.optimizers.items()},
             "task": task.state_dict(),
-            "history": history,
+            "history": trial.history,
         })
         reporter.epoch_end(epoch, epochs, row)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < epochs:
+        if stop_after_epoch is not None and stop_after_epoch <= epoch < epochs:
             return {"status": "interrupted", "epoch": epoch}
+    return None
 
-    rows = task.sample_rows(model)
+
+def _epoch(trial: _Trial, epoch: int, reporter: Reporter) -> dict[str, Any]:
+    """One epoch: every batch's step (every scalar it returns logged and checked), then
+    the evaluation; the metrics.csv row, or the diverged summary."""
+    trial.model.train()
+    t0 = time.perf_counter()
+    data_time, sums, n = 0.0, {}, 0
+    batches = trial.task.train_batches(epoch_generator(trial.cfg.seed, epoch))
+    while True:
+        t_data = time.perf_counter()
+        batch = next(batches, _END)
+        if batch is _END:
+            break
+        data_time += time.perf_counter() - t_data
+        trial.set_lr()
+        with trial.autocast():
+            out = trial.task.train_step(trial.model, trial.plan, trial.optimizers, batch)
+        trial.step += 1
+        n += 1
+        values = {k: float(v) for k, v in out.items()}
+        bad = next((k for k, v in values.items() if not math.isfinite(v)), None)
+        if bad is not None:
+            return _diverged(trial, epoch, n, bad, values[bad], reporter)
+        for k, v in values.items():
+            sums.setdefault(k, []).append(v)
+        reporter.batch(values["loss"])
+    train_time = time.perf_counter() - t0
+    row = {"epoch": epoch, **{f"train_{k}": float(np.mean(v)) for k, v in sums.items()}}
+    row.setdefault("train_loss", math.nan)
+    row.update(trial.evaluate())
+    row["epoch_time_s"] = time.perf_counter() - t0
+    row["train_time_s"] = train_time  # the optimisation part of the epoch (no evaluation)
+    row["data_time_s"] = data_time  # of which waiting for batches
+    return row
+
+
+def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
+    """Samples, the collapse check and summary.json (written last)."""
+    cfg, task, out_dir, history = trial.cfg, trial.task, trial.out_dir, trial.history
+    with trial.evaluating() as model:
+        rows = task.sample_rows(model)
+        final = history[-1] if history else {}
+        names = task.metric_names()
+        metrics = {k: final[k] for k in names if k in final}
+        collapse = task.collapse_reason(model, metrics)
+        reference = task.reference_metrics()
     with atomic_path(out_dir / "samples.npz") as tmp:
         np.savez_compressed(tmp, **rows)
-    from cvloss.tasks.base import save_grid
-
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
     images = {k: v for k, v in rows.items() if v.ndim == 4 and v.shape[-1] == 3 and v.dtype == np.uint8}
     save_grid(images, out_dir / "samples.png", titles={"pred": cfg.loss})
-    final = history[-1] if history else {}
-    metrics = {k: final[k] for k in task.metrics if k in final}
-    collapse = task.collapse_reason(model, metrics)
     summary = {
         "status": "collapsed" if collapse else "done",
         "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
         "metrics": metrics,
         **({"collapse": collapse} if collapse else {}),
-        **({"at_init": {k: history[0][k] for k in task.metrics if k in history[0]}} if task.evaluate_at_init else {}),
-        "reference": task.reference_metrics(),
+        **({"at_init": {k: history[0][k] for k in names if k in history[0]}} if task.evaluate_at_init else {}),
+        "reference": reference,
         "train_loss": final.get("train_loss"),
-        "epochs": epochs,
+        "epochs": trial.params["epochs"],
         "train_time_s": sum(r["epoch_time_s"] for r in history),
-        "feature_weights": loss.feature_weights,
-        "device": _device_name(device),
+        "feature_weights": trial.loss.feature_weights,
+        "device": _device_name(trial.device),
     }
     write_json(out_dir / SUMMARY, summary)
-    reporter.trial_end(label, summary["status"] + (f" ({collapse})" if collapse else ""), f"{task.primary_metric}={summary['metrics'].get(task.primary_metric, math.nan):.4g} "
-                       f"in {time.perf_counter() - t_start:.1f}s")
+    primary = summary["metrics"].get(task.primary_metric, math.nan)
+    reporter.trial_end(trial.label, summary["status"] + (f" ({collapse})" if collapse else ""),
+                       f"{task.primary_metric}={primary:.4g} in {time.perf_counter() - trial.t_start:.1f}s")
     return summary
 
 
@@ -343,14 +424,20 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
         raise _cannot_write(out_dir, exc) from None
 
 
-def _apply_checkpoint(state: dict[str, Any], model, optimizers: dict, task, path: Path) -> None:
-    """Load a checkpoint's states; one that loads but does not fit is corrupt too."""
+def _apply_checkpoint(state: dict[str, Any], trial: _Trial, path: Path) -> None:
+    """Load a checkpoint's states; one that loads but does not fit is corrupt too. One of
+    an older layout (before the one training contract) is refused with one line."""
+    if isinstance(state, dict) and "layout" not in state and "model" in state:
+        raise TrialError(f"checkpoint {path} was written by an older cvloss (another checkpoint layout); "
+                         f"delete the trial folder {trial.out_dir} or rerun with the version that wrote it")
     try:
-        model.load_state_dict(state["model"])
-        for name, opt in optimizers.items():
+        if state["layout"] != CHECKPOINT_LAYOUT:
+            raise ValueError(state["layout"])
+        trial.model.load_state_dict(state["model"])
+        for name, opt in trial.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        task.load_state_dict(state.get("task", {}))
-        int(state["epoch"]), list(state["history"])
+        trial.task.load_state_dict(state.get("task", {}))
+        int(state["epoch"]), int(state["step"]), list(state["history"])
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {path} refused: it does not fit this trial ({type(exc).__name__})") from None
 
@@ -365,15 +452,16 @@ def _set_aside(path: Path) -> str:
     return aside.name
 
 
-def _diverged(cfg, out_dir, history, epoch, step, value, reporter, label) -> dict[str, Any]:
+def _diverged(trial: _Trial, epoch: int, step: int, key: str, value: float, reporter: Reporter) -> dict[str, Any]:
+    cfg = trial.cfg
     summary = {
         "status": "diverged",
         "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
-        "diverged_at": {"epoch": epoch, "step": step, "loss": repr(value)},
+        "diverged_at": {"epoch": epoch, "step": step, key: repr(value)},
         "metrics": {},
     }
-    if history:
-        write_csv(out_dir / METRICS, history)
-    write_json(out_dir / SUMMARY, summary)
-    reporter.trial_end(label, "DIVERGED", f"loss={value} at epoch {epoch}, step {step}")
+    if trial.history:
+        write_csv(trial.out_dir / METRICS, trial.history)
+    write_json(trial.out_dir / SUMMARY, summary)
+    reporter.trial_end(trial.label, "DIVERGED", f"{key}={value} at epoch {epoch}, step {step}")
     return summary

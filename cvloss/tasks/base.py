@@ -1,17 +1,117 @@
-"""The Task contract the trainer drives. A task owns its model, data, optimiser(s), one
-training step, evaluation and sample images; the trainer owns the loop, seeding,
-checkpoints, resume, divergence detection and results files."""
+"""The Task contract the trainer drives, and the routing of a loss's terms to a task.
+
+A task owns its model, data, batches, one training step, evaluation and sample images.
+The trainer owns everything every task would otherwise repeat: the loop, seeding,
+checkpoints and resume, eval mode and ``no_grad`` around evaluation and samples, autocast
+and channels_last (budget flags ``amp`` / ``channels_last``, CUDA only), the learning-rate
+schedule (:meth:`Task.lr_factor`, a pure function of the step), CPU threads (budget
+setting ``cpu_threads``), divergence checks on every scalar a step returns, and
+results files.
+
+A loss is bound once per trial: the trainer asks the task for its :class:`Plan`
+(:meth:`Task.plan`): which terms feed which input slot (:func:`route`) and which
+optimisers to build (:class:`Optim`). ``train_step`` then receives the plan, never the
+raw loss, so no task re-routes a loss at every step.
+"""
 from __future__ import annotations
 
+import random
+import contextlib
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from cvloss.errors import UsageError
+from cvloss.losses.base import AdversarialLoss, Loss
+from cvloss.losses.spec import CombinedLoss
 from cvloss.settings import COMMON, Setting
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+              "sgd": torch.optim.SGD, "lbfgs": torch.optim.LBFGS}
+
+
+class Slot:
+    """The weighted terms of a loss that one input slot of a task takes; calling it
+    returns Σ w·term(*args) in fp32 (autocast off: a loss is never computed in bf16).
+    Several forward terms go through :class:`~cvloss.losses.spec.CombinedLoss`, so
+    feature terms share one pass of their frozen network."""
+
+    def __init__(self, terms: list[tuple[float, Loss]], spec: str) -> None:
+        self.terms = terms
+        self._combined = CombinedLoss(terms, spec) if len(terms) > 1 else None
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def __iter__(self):
+        return iter(self.terms)
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        device = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
+        args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+        with torch.autocast(device, enabled=False):
+            if self._combined is not None:
+                return self._combined(*args)
+            w, term = self.terms[0]
+            return w * term(*args)
+
+
+def route(loss: Loss, slots: dict[str, tuple[str, ...]], task: str) -> dict[str, Slot]:
+    """Map every weighted term of ``loss`` to the task's input slot that names it: first
+    a slot listing the term's name (``identity``, ``tv``), else one listing its kind
+    (``image``, ``adversarial``). A term no slot takes is refused with a UsageError."""
+    spec = getattr(loss, "spec", loss.name)
+    taken: dict[str, list[tuple[float, Loss]]] = {s: [] for s in slots}
+    refused = []
+    for w, term in loss.weighted_terms():
+        slot = next((s for s, keys in slots.items() if term.name in keys), None)
+        slot = slot or next((s for s, keys in slots.items() if term.kind in keys), None)
+        if slot is None:
+            refused.append(f"{term.name} (kind {term.kind})")
+        else:
+            taken[slot].append((w, term))
+    if refused:
+        accepted = "; ".join(f"{s}: {', '.join(keys)}" for s, keys in slots.items())
+        raise UsageError(f"loss {spec!r}: task {task} cannot route term(s) {', '.join(refused)}; it takes {accepted}")
+    return {s: Slot(terms, spec) for s, terms in taken.items()}
+
+
+@dataclass(frozen=True)
+class Optim:
+    """One optimiser of a plan: which parameters (a function of the model) and the
+    ``torch.optim`` class (a key of :data:`OPTIMIZERS`) with its arguments."""
+
+    params: Callable[[nn.Module], Iterable[nn.Parameter]]
+    name: str = "adam"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        return OPTIMIZERS[self.name](self.params(model), **self.kwargs)
+
+
+@dataclass
+class Plan:
+    """What one loss asks of a task, decided once per trial: the routed terms (slot name
+    -> :class:`Slot`) and the optimisers the trainer builds."""
+
+    slots: dict[str, Slot]
+    optimizers: dict[str, Optim]
+
+    def __getitem__(self, slot: str) -> Slot:
+        return self.slots[slot]
+
+    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        return {k: o.build(model) for k, o in self.optimizers.items()}
+
+    @property
+    def adversarial(self) -> tuple[float, AdversarialLoss] | None:
+        """The (weight, objective) of the adversarial slot, when it has a term."""
+        slot = self.slots.get("adversarial")
+        return slot.terms[0] if slot else None
 
 
 class Task(ABC):
@@ -19,12 +119,16 @@ class Task(ABC):
 
     ``metrics`` maps each reported metric to ``True`` when higher is better; its order is
     the column order of tables. ``primary_metric`` is the one plots lead with.
+    ``extra_metrics`` declares metrics whose names depend on the data (seg's per-class
+    IoU): a name prefix and its direction. ``slots`` maps each input slot of the task to
+    the loss kinds or names it takes (see :func:`route`).
     """
 
     name: str = ""
-    default_dataset: str = ""
     metrics: dict[str, bool] = {}
+    extra_metrics: dict[str, bool] = {}
     primary_metric: str = ""
+    slots: dict[str, tuple[str, ...]] = {}
     # {"smoke": {...}, "quick": {...}, "full": {...}}: every setting a run may override.
     budgets: dict[str, dict[str, Any]] = {}
     # The schema of the task's own settings (cvloss.settings); names shared by every task
@@ -32,15 +136,16 @@ class Task(ABC):
     settings: dict[str, Setting] = {}
     # Evaluate the untrained model too (row ``epoch 0`` of metrics.csv, ``summary["at_init"]``).
     evaluate_at_init: bool = False
-    # ``--feature-weights`` of the run, set by the trainer before ``load_data`` so metrics that
-    # use a feature network (SR feature distance, style Gram distances) use the same weights.
-    feature_weights: str | None = None
 
-    def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None) -> None:
+    def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None,
+                 feature_weights: str | None = None) -> None:
         self.dataset = dataset
         self.params = params
         self.device = device
         self.data_dir = data_dir
+        # ``--feature-weights`` of the run: metrics that use a feature network (SR feature
+        # distance, style Gram distances) use the same weights as the losses.
+        self.feature_weights = feature_weights
 
     @classmethod
     def schema(cls) -> dict[str, Setting]:
@@ -53,6 +158,36 @@ class Task(ABC):
         """Checks that tie settings together (``UsageError``); each value alone already
         passed its schema. Called before anything is built or written."""
 
+    @classmethod
+    def direction(cls, metric: str) -> bool:
+        """True when higher is better for ``metric`` (declared, or by an extra prefix;
+        True for a name neither declares)."""
+        if metric in cls.metrics:
+            return cls.metrics[metric]
+        return next((up for prefix, up in cls.extra_metrics.items() if metric.startswith(prefix)), True)
+
+    def metric_names(self) -> list[str]:
+        """This trial's metrics: ``metrics`` (those the data supports) plus extra ones."""
+        return list(self.metrics)
+
+    def plan(self, loss: Loss) -> Plan:
+        """Bind ``loss`` to this task (once per trial): route its terms, choose optimisers."""
+        slots = route(loss, self.slots, self.name)
+        self.check_plan(slots, getattr(loss, "spec", loss.name))
+        return Plan(slots, self.optimizers(slots))
+
+    def check_plan(self, slots: dict[str, Slot], spec: str) -> None:
+        """Refuse combinations of terms the task cannot train (``UsageError``)."""
+
+    @abstractmethod
+    def optimizers(self, slots: dict[str, Slot]) -> dict[str, Optim]:
+        """The optimisers the trainer builds for this plan."""
+
+    def lr_factor(self, step: int) -> float | None:
+        """Multiplier of every optimiser's base learning rate before (0-based) training
+        step ``step``, or None for a constant rate. A pure function of the step."""
+        return None
+
     @abstractmethod
     def load_data(self) -> None:
         """Load (decode once) the train and validation data into memory."""
@@ -60,10 +195,6 @@ class Task(ABC):
     @abstractmethod
     def build_model(self) -> nn.Module:
         """Build the model; the trainer seeds torch right before, so init is per seed."""
-
-    @abstractmethod
-    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        ...
 
     @abstractmethod
     def num_batches(self) -> int:
@@ -74,18 +205,20 @@ class Task(ABC):
         """Yield the epoch's batches in an order (and augmentation) drawn from ``generator``."""
 
     @abstractmethod
-    def train_step(self, model: nn.Module, loss: nn.Module, optimizers: dict, batch: Any) -> dict[str, torch.Tensor]:
-        """One optimisation step; returns at least ``{"loss": scalar tensor}`` (unreduced
-        by ``.item()`` so the trainer decides when to synchronise)."""
+    def train_step(self, model: nn.Module, plan: Plan, optimizers: dict, batch: Any) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns ``{"loss": scalar tensor, ...}`` (not reduced
+        by ``.item()``, so the trainer decides when to synchronise). Every scalar goes to
+        metrics.csv (``train_<key>``) and is checked for NaN/Inf."""
 
     @abstractmethod
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation metrics (keys of ``metrics``)."""
+        """Validation metrics; called in eval mode under ``no_grad``."""
 
     @abstractmethod
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """Images for sample grids, uint8 (K, H, W, 3): ``input``, ``truth``, ``pred``,
-        always the same K validation images so grids line up across losses."""
+        always the same K validation images so grids line up across losses (eval mode,
+        ``no_grad``)."""
 
     def reference_metrics(self) -> dict[str, dict[str, float]]:
         """Model-free reference rows for the comparison table, e.g. ``{"bicubic": {...}}``
@@ -96,13 +229,6 @@ class Task(ABC):
         """A one-line reason when the trained model has collapsed (all embeddings alike, a
         GAN stuck on one mode); the trial is then reported as collapsed, not as a low score."""
         return None
-
-    @classmethod
-    def comparison_plots(cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
-        """Task-specific plots of a whole comparison (ROC curves, sample scatter, ...),
-        written into ``out_dir``; returns {key: file name}. ``result["trials"][loss]``
-        lists each loss's trial folders (per seed) to read ``samples.npz`` etc. from."""
-        return {}
 
     def state_dict(self) -> dict:
         """Task state beyond model/optimisers that a resume needs (e.g. a GAN image pool)."""
@@ -116,27 +242,30 @@ class Task(ABC):
         return self.dataset
 
 
-def save_grid(rows: dict[str, np.ndarray], path: Path, titles: dict[str, str] | None = None) -> None:
-    """Save a grid whose columns are ``rows``' keys and rows the K sample images."""
-    import matplotlib
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(K, 3, H, W) float in [0, 1] -> (K, H, W, 3) uint8 (clamped, rounded)."""
+    return (x.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    cols = list(rows)
-    k = len(next(iter(rows.values())))
-    fig, axes = plt.subplots(k, len(cols), figsize=(1.6 * len(cols), 1.6 * k), squeeze=False)
-    for j, col in enumerate(cols):
-        for i in range(k):
-            ax = axes[i][j]
-            ax.imshow(rows[col][i], interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title((titles or {}).get(col, col), fontsize=8)
-    fig.tight_layout()
-    from cvloss.run.io import atomic_path
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices): the trainer calls it right before
+    :meth:`Task.build_model`, so every loss starts from the same weights at a seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
-    with atomic_path(path) as tmp:  # a unique temporary name: concurrent writers never collide
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module, *contexts: Any) -> Iterator[nn.Module]:
+    """Eval mode and ``no_grad`` (and ``contexts``, e.g. autocast) around evaluation and
+    samples; the model's mode is restored afterwards. The trainer wraps every
+    ``evaluate``, ``sample_rows``, ``collapse_reason`` and ``reference_metrics`` in it."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            for c in contexts:
+                stack.enter_context(c)
+            yield model
+    finally:
+        model.train(was)

@@ -44,9 +44,7 @@ check is applied to trained models only.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -54,20 +52,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvloss.data.registry import load_dataset
 from cvloss.errors import UsageError
-from cvloss.losses.metric import OfflineTripletLoss, SoftmaxLoss  # noqa: F401 (re-exported for the task's users)
+from cvloss.losses.metric import OfflineTripletSampler
+from cvloss.metrics.verification import best_threshold, verification_metrics
+from cvloss.models.embedding import EmbeddingNet
 from cvloss.settings import Bool, Float, Int
-from cvloss.tasks.base import Task
+from cvloss.tasks.base import Optim, Task, to_uint8
 
 N_SAMPLES = 4  # verification pairs shown in the sample grid
-PCA_IDS = 10  # val identities drawn in the PCA plot
-
-
-# ---------------------------------------------------------------- the two extra losses
-def _terms(loss: nn.Module) -> list[tuple[float, nn.Module]]:
-    from cvloss.losses.spec import CombinedLoss
-
-    return loss.weighted_terms() if isinstance(loss, CombinedLoss) else [(1.0, loss)]
 
 
 class EmbedBatch(NamedTuple):
@@ -86,9 +79,9 @@ class EmbedBatch(NamedTuple):
 
 class EmbedTask(Task):
     name = "embed"
-    default_dataset = "synth-ids"
     metrics = {"verif_acc": True, "auc": True, "tar_far1e-2": True, "tar_far1e-3": True}
     primary_metric = "verif_acc"
+    slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
     evaluate_at_init = True
     # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
     # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).
@@ -123,22 +116,18 @@ class EmbedTask(Task):
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
-        from cvloss.data.registry import load_dataset
-
         p = self.params
         if int(p["K"]) < 2:
             raise UsageError(f"embed: K={p['K']} images per identity gives no positive pair (contrastive and "
                              f"triplet losses need one); use --set K=2 or more")
         if int(p["P"]) < 2:
             raise UsageError(f"embed: P={p['P']} identities per batch gives no negative pair; use --set P=2 or more")
-        size = p["image_size"]
-        if self.dataset == "synth-ids":
-            train = load_dataset(self.dataset, "train", size=size, n_ids=p["n_train_ids"], per_id=p["per_id"])
-            val = load_dataset(self.dataset, "val", size=size, n_ids=p["n_val_ids"], per_id=p["val_per_id"],
-                               pairs_per_fold=p["pairs_per_fold"])
-        else:
-            train = load_dataset(self.dataset, "train", data_dir=self.data_dir, size=size, limit=p["n_train_ids"])
-            val = load_dataset(self.dataset, "val", data_dir=self.data_dir, size=size)
+        size, data_dir = p["image_size"], self.data_dir
+        # synth-ids' loader takes its sizes; lfw's lists are fixed (n_train_ids caps them)
+        train = load_dataset(self.dataset, "train", data_dir=data_dir, size=size, limit=p["n_train_ids"], task="embed",
+                             optional=dict(n_ids=p["n_train_ids"], per_id=p["per_id"]))
+        val = load_dataset(self.dataset, "val", data_dir=data_dir, size=size, task="embed",
+                           optional=dict(n_ids=p["n_val_ids"], per_id=p["val_per_id"], pairs_per_fold=p["pairs_per_fold"]))
         self.real_name = getattr(train, "real", None)
         self.n_train_ids = train.num_identities
         self.train_x = train.images.to(self.device, torch.float32).div_(255)
@@ -161,7 +150,6 @@ class EmbedTask(Task):
         self.id_count = counts
         self.id_images = torch.where(slot[None, :] < counts[:, None], order[table.clamp_max(len(labels) - 1)], -1)
         self.offline_pool = torch.nonzero(counts[labels] >= 2).squeeze(1)  # images usable as offline anchors
-        self._eval_cache: np.ndarray | None = None
 
     def describe_data(self) -> str:
         real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
@@ -171,20 +159,13 @@ class EmbedTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        from cvloss.models.embedding import EmbeddingNet
-
         p = self.params
         return EmbeddingNet(width=p["width"], dim=p["dim"], depth=p["depth"], num_classes=self.n_train_ids,
                             bn_neck=p["bn_neck"]).to(self.device)
 
-    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.AdamW(model.parameters(), lr=self.params["lr"],
-                                           weight_decay=self.params["weight_decay"])}
-
-    def _autocast(self):
-        if self.device.type == "cuda" and self.params.get("amp", True):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def optimizers(self, slots) -> dict[str, Optim]:
+        return {"model": Optim(nn.Module.parameters, "adamw",
+                               {"lr": self.params["lr"], "weight_decay": self.params["weight_decay"]})}
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -192,8 +173,6 @@ class EmbedTask(Task):
 
     def train_batches(self, generator: torch.Generator) -> Iterator[EmbedBatch]:
         """P×K batches plus offline triplets, every random choice from ``generator``."""
-        from cvloss.losses.metric import OfflineTripletSampler
-
         P, K = int(self.params["P"]), int(self.params["K"])
         steps = self.num_batches()
         ids = self.eligible[torch.randperm(len(self.eligible), generator=generator)][: steps * P].view(steps, P)
@@ -217,49 +196,33 @@ class EmbedTask(Task):
             x = torch.where(flips[b].to(self.device)[:, None, None, None], x.flip(-1), x)
             yield EmbedBatch(x, self.train_y[idx.to(self.device)], triplets[b], trip_flip[b])
 
-    def train_step(self, model, loss, optimizers, batch: EmbedBatch) -> dict[str, torch.Tensor]:
+    def train_step(self, model, plan, optimizers, batch: EmbedBatch) -> dict[str, torch.Tensor]:
         opt = optimizers["model"]
         opt.zero_grad(set_to_none=True)
-        terms = _terms(loss)
-        kinds = {t.kind for _, t in terms}
-        bad = kinds - {"metric", "logits", "triplets"}
-        if bad:
-            raise UsageError(f"embed cannot apply loss terms of kind {', '.join(sorted(bad))}")
-        total = None
-        with self._autocast():
-            if kinds & {"metric", "logits"}:
-                feats = model.features(batch.x).float()
-                emb = F.normalize(feats, dim=1)
-            if "triplets" in kinds:
-                idx = batch.triplets.reshape(-1).to(self.device)
-                tx = self.train_x[idx]
-                tx = torch.where(batch.triplet_flip.reshape(-1).to(self.device)[:, None, None, None], tx.flip(-1), tx)
-                temb = F.normalize(model.features(tx).float(), dim=1).view(-1, 3, model.dim)
-        for w, t in terms:
-            if t.kind == "metric":
-                value = t(emb, batch.y)
-            elif t.kind == "logits":
-                value = t(model.classifier(feats), batch.y)
-            else:
-                value = t(temb[:, 0], temb[:, 1], temb[:, 2])
-            total = w * value if total is None else total + w * value
+        parts = []
+        if plan["metric"] or plan["logits"]:
+            feats = model.features(batch.x).float()
+            if plan["metric"]:
+                parts.append(plan["metric"](F.normalize(feats, dim=1), batch.y))
+            if plan["logits"]:
+                parts.append(plan["logits"](model.classifier(feats), batch.y))
+        if plan["triplets"]:
+            tx = self.train_x[batch.triplets.reshape(-1).to(self.device)]
+            tx = torch.where(batch.triplet_flip.reshape(-1).to(self.device)[:, None, None, None], tx.flip(-1), tx)
+            temb = F.normalize(model.features(tx).float(), dim=1).view(-1, 3, model.dim)
+            parts.append(plan["triplets"](temb[:, 0], temb[:, 1], temb[:, 2]))
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
         total.backward()
         opt.step()
         return {"loss": total.detach()}
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def embed(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings ``(N, D)`` of images ``x`` in eval mode, on the CPU."""
-        was_training = model.training
-        model.eval()
-        out = []
+        """Unit-norm embeddings ``(N, D)`` of images ``x`` (call in eval mode), on the CPU."""
         bs = int(self.params["eval_batch"])
-        with self._autocast():
-            for i in range(0, len(x), bs):
-                out.append(F.normalize(model.features(x[i : i + bs]).float(), dim=1).cpu())
-        model.train(was_training)
-        return torch.cat(out)
+        return torch.cat([F.normalize(model.features(x[i : i + bs]).float(), dim=1).cpu() for i in range(0, len(x), bs)])
 
     def pair_scores(self, emb: np.ndarray | torch.Tensor) -> np.ndarray:
         """Cosine similarity of every val pair, ``(M,)`` in [−1, 1]."""
@@ -268,8 +231,6 @@ class EmbedTask(Task):
         return (e[p[:, 0]] * e[p[:, 1]]).sum(1).numpy()
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        from cvloss.metrics.verification import verification_metrics
-
         emb = self.embed(model, self.val_x)
         out = verification_metrics(self.pair_scores(emb), self.same, self.folds)
         return {k: float(out[k]) for k in self.metrics}
@@ -295,14 +256,11 @@ class EmbedTask(Task):
         different); ``pred``: the decision at the best threshold over all pairs -- green
         "same", red "different" -- with a white bar whose height is the similarity
         mapped from [−1, 1] to [0, 1] and a yellow line at the threshold."""
-        from cvloss.metrics.verification import best_threshold
-
         emb = self.embed(model, self.val_x)
         scores = self.pair_scores(emb)
         t = best_threshold(scores, self.same)
         pick = np.r_[np.flatnonzero(self.same)[: N_SAMPLES // 2], np.flatnonzero(~self.same)[: N_SAMPLES - N_SAMPLES // 2]]
         a, b = self.pairs[pick, 0], self.pairs[pick, 1]
-        to_img = lambda x: (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
         h, w = self.val_x.shape[2:]
         pred = np.zeros((len(pick), h, w, 3), dtype=np.uint8)
         for i, s in enumerate(scores[pick]):
@@ -311,86 +269,4 @@ class EmbedTask(Task):
             pred[i, h - bar :, w // 3 : 2 * w // 3] = 255
             ty = min(h - 1, max(0, h - int(round((t + 1) / 2 * h))))
             pred[i, ty, :] = (255, 220, 0)
-        return {"input": to_img(self.val_x[a]), "truth": to_img(self.val_x[b]), "pred": pred}
-
-    # ------------------------------------------------------------------ comparison plots
-    @classmethod
-    def comparison_plots(cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
-        """``roc.png``: ROC curves (TAR vs FAR, log FAR axis) of every loss at the first
-        seed, plus the untrained network; ``pca.png``: per loss, the 2-D PCA of the val
-        embeddings of the first 10 val identities, coloured by identity. Both rebuilt
-        from each trial's ``checkpoint.pt`` and ``trial.json`` (nothing extra is saved)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from cvloss.metrics.verification import roc_auc, roc_curve
-        from cvloss.run.io import load_checkpoint, read_json
-        from cvloss.run.trainer import seed_everything
-
-        curves, clouds, task = [], [], None
-        for spec, dirs in result["trials"].items():
-            d = next((Path(x) for x in dirs if (Path(x) / "checkpoint.pt").exists() and (Path(x) / "trial.json").exists()), None)
-            if d is None:
-                continue
-            info = read_json(d / "trial.json")
-            cfg = info["config"]
-            if task is None:
-                task = cls(cfg["dataset"], cfg["params"], torch.device("cpu"), cfg.get("data_dir"))
-                task.load_data()
-                seed_everything(int(cfg["seed"]))  # the trainer's init at this seed
-                init = task.build_model()
-                s0 = task.pair_scores(task.embed(init, task.val_x))
-                curves.append(("untrained", s0))
-            model = task.build_model()
-            model.load_state_dict(load_checkpoint(d / "checkpoint.pt")["model"])
-            emb = task.embed(model, task.val_x)
-            curves.append((spec, task.pair_scores(emb)))
-            clouds.append((spec, emb))
-        if task is None:
-            return {}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(5.5, 4.5))
-        floor = 1.0 / max(1, int((~task.same).sum()))
-        from cvloss.report.style import REFERENCE_COLOR, loss_style
-
-        for spec, s in curves:
-            far, tar, _ = roc_curve(s, task.same)
-            # the report's colour and line style of each loss, so the ROC matches every other plot
-            look = {"color": REFERENCE_COLOR, "linestyle": "--"} if spec == "untrained" else loss_style(spec)
-            ax.step(np.maximum(far, floor / 2), tar, where="post", ls=look["linestyle"], color=look["color"],
-                    label=f"{spec} (AUC {roc_auc(s, task.same):.3f})")
-        ax.set_xscale("log")
-        ax.set_xlim(floor / 2, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_xlabel("FAR (false accept rate)")
-        ax.set_ylabel("TAR (true accept rate)")
-        ax.set_title(f"{result['task']} / {result['dataset']}: ROC on val pairs, seed {result['seeds'][0]}", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out_dir / "roc.png", dpi=110)
-        plt.close(fig)
-
-        keep = torch.isin(task.val_y, torch.unique(task.val_y)[:PCA_IDS]).numpy()
-        ncol = min(3, len(clouds))
-        nrow = math.ceil(len(clouds) / ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.0 * nrow), squeeze=False)
-        for ax in axes.flat:
-            ax.set_axis_off()
-        for ax, (spec, emb) in zip(axes.flat, clouds):
-            e = emb.numpy()[keep].astype(np.float64)
-            e = e - e.mean(0)
-            _, _, vt = np.linalg.svd(e, full_matrices=False)
-            xy = e @ vt[:2].T
-            ax.set_axis_on()
-            ax.scatter(xy[:, 0], xy[:, 1], c=task.val_y.numpy()[keep], cmap="tab10", s=12)
-            ax.set_title(spec, fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.suptitle(f"PCA of val embeddings, {PCA_IDS} identities (colour = identity)", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out_dir / "pca.png", dpi=100)
-        plt.close(fig)
-        return {"roc": "roc.png", "pca": "pca.png"}
+        return {"input": to_uint8(self.val_x[a]), "truth": to_uint8(self.val_x[b]), "pred": pred}

@@ -18,19 +18,17 @@ One training step = ONE GENERATOR STEP, preceded by ``adv.n_critic`` discriminat
     z ~ N(0, I);  L_G = w · g_loss(D(G(z)));  step G
 
 ``w`` is the adversarial term's weight in the spec (``2*lsgan`` -> 2); it scales the
-generator's loss only. The spec must contain exactly one adversarial term
-(:class:`~cvloss.losses.base.AdversarialLoss` or ``CombinedLoss.adversarial``); a spec
-without one (or with two) is refused with a :class:`~cvloss.errors.UsageError`.
+generator's loss only. The spec must contain exactly one adversarial term and nothing
+else; any other spec is refused with a :class:`~cvloss.errors.UsageError`. The steps
+themselves are :class:`~cvloss.tasks.adversarial.AdversarialStepper`'s ``critic_first``.
 
 Optimisers (``optimizer`` setting): ``"paper"`` (default) uses the objective's
 ``paper_optimizer`` for both networks where its paper prescribes one -- ``wgan``: RMSProp,
 lr 5e-5; ``wgan_gp``: Adam, lr 1e-4, betas (0, 0.9) -- and otherwise Adam(``lr``,
 betas (``beta1``, ``beta2``)) = Adam(1e-3, (0.5, 0.999)) in ``quick``; ``"adam"`` uses that
 Adam for every objective (the same optimiser for all, at the price of running WGAN with the
-momentum optimiser its paper found unstable). Because the task meets the loss only in
-``train_step``, each optimiser is a :class:`ObjectiveOptimizer` that builds the real one
-on the first step and checkpoints which one it built, so a resumed trial continues with
-the same optimiser and state.
+momentum optimiser its paper found unstable). The trial's plan names the optimiser
+(:meth:`GANTask.optimizers`), so the trainer builds the right one before the first step.
 
 Randomness (fairness and exact resume): the first critic step's real batch and an integer
 step seed are drawn from the trainer's epoch generator in :meth:`GANTask.train_batches`;
@@ -48,78 +46,23 @@ concentrated in one place is reported as collapsed (see :meth:`GANTask.collapse_
 """
 from __future__ import annotations
 
-import io
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.registry import load_dataset
 from cvloss.errors import UsageError
+from cvloss.metrics.generative import mode_metrics
+from cvloss.models.mlp_gan import MLPGAN
 from cvloss.settings import Choice, Int
-from cvloss.tasks.base import Task
+from cvloss.tasks.adversarial import AdversarialStepper
+from cvloss.tasks.base import Optim, Task
 
 EVAL_SEED = 20180101  # fixed noise for evaluation: every epoch and loss sees the same z
 REAL_SEED = 12345  # fixed real sample for the reference row and the 'input' scatter
 _STREAMS = {"data": 0, "gen": 1, "penalty": 2}
-_OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
-
-
-# ---------------------------------------------------------------- optimiser chosen late
-class ObjectiveOptimizer:
-    """An optimiser whose kind is fixed on the first training step, by the objective.
-
-    The trainer builds optimisers before the task sees the loss, and restores their state
-    from a checkpoint before the first step; this wrapper holds the parameters until
-    :meth:`configure` builds the real ``torch.optim`` optimiser from a spec such as
-    ``{"name": "rmsprop", "lr": 5e-5}``, and its ``state_dict`` carries that spec so a
-    resume rebuilds the same kind before loading its state.
-    """
-
-    def __init__(self, params) -> None:
-        self.params = list(params)
-        self.spec: dict[str, Any] | None = None
-        self.inner: torch.optim.Optimizer | None = None
-
-    def configure(self, spec: dict[str, Any]) -> None:
-        spec = {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.items()}
-        if self.inner is not None:
-            if spec != self.spec:
-                raise UsageError(f"this trial's optimiser is {self.spec} but the objective asks for {spec}; "
-                                 f"use another --out or delete the trial folder")
-            return
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "name"}
-        try:
-            cls = _OPTIMIZERS[spec["name"]]
-        except KeyError:
-            raise UsageError(f"unknown optimiser {spec.get('name')!r}; valid: {', '.join(_OPTIMIZERS)}") from None
-        self.inner = cls(self.params, **kwargs)
-        self.spec = spec
-
-    def _need(self) -> torch.optim.Optimizer:
-        if self.inner is None:
-            raise RuntimeError("ObjectiveOptimizer used before configure()")
-        return self.inner
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._need().zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        self._need().step()
-
-    @property
-    def param_groups(self):
-        return self._need().param_groups
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "inner": self.inner.state_dict() if self.inner is not None else None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("spec") is not None:
-            self.inner = None
-            self.configure(state["spec"])
-            self.inner.load_state_dict(state["inner"])
 
 
 # ---------------------------------------------------------------- scatter rendering
@@ -134,12 +77,9 @@ def render_scatter(points: np.ndarray, centers: np.ndarray, sigma: float, size: 
     on fixed axes (±1.5 × the farthest centre), rendered with Agg to a uint8 RGB image
     ``(size, size, 3)``. Points outside the axes are clipped to its border so a generator
     that wandered off still shows where it went."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.patches
-    from matplotlib.figure import Figure
+    import matplotlib.patches  # lazy: matplotlib only for the final samples
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     lo, hi = _lims(centers)
     dpi = 80
@@ -174,9 +114,9 @@ def _spread(points: torch.Tensor) -> float:
 # ---------------------------------------------------------------- the task
 class GANTask(Task):
     name = "gan"
-    default_dataset = "ring8"
     metrics = {"modes": True, "hq_pct": True, "kl": False}
     primary_metric = "modes"
+    slots = {"adversarial": ("adversarial",)}
     evaluate_at_init = True
     # steps_per_epoch counts GENERATOR steps (each with n_critic critic steps). quick:
     # 2,000 generator steps, ~20 min for 6 losses x 3 seeds on a heavily shared 2-core CPU
@@ -203,17 +143,8 @@ class GANTask(Task):
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
-        from cvloss.data.registry import load_dataset
-
-        if self.device.type == "cpu" and self.params.get("cpu_threads"):
-            # These MLPs are far too small to gain from intra-op threads, and on a shared
-            # CPU every parallel op can stall for a scheduler slice (measured: 50 WGAN-GP
-            # steps 34 s with 2 threads on a loaded 2-core machine vs ~3 s with one).
-            torch.set_num_threads(int(self.params["cpu_threads"]))
         self.mixture = load_dataset(self.dataset, "train", data_dir=self.data_dir, task="gan")
         self.centers = self.mixture.centers.to(self.device)
-        if self.params["optimizer"] not in ("paper", "adam"):
-            raise UsageError(f"optimizer must be 'paper' or 'adam'; got {self.params['optimizer']!r}")
         # A fixed real sample (its own seed stream): the reference row and the 'input' plot.
         g = torch.Generator().manual_seed(REAL_SEED)
         self.real_eval = self.mixture.sample(self.params["n_eval"], g)
@@ -223,37 +154,26 @@ class GANTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        from cvloss.models.mlp_gan import MLPGAN
-
         p = self.params
         return MLPGAN(noise_dim=p["noise_dim"], hidden=p["hidden"], layers=p["layers"]).to(self.device)
 
-    def build_optimizers(self, model: nn.Module) -> dict[str, ObjectiveOptimizer]:
-        return {"D": ObjectiveOptimizer(model.D.parameters()), "G": ObjectiveOptimizer(model.G.parameters())}
-
-    def optimizer_spec(self, adv) -> dict[str, Any]:
-        """The optimiser both networks use under objective ``adv`` (see the module docstring)."""
-        p = self.params
-        if p["optimizer"] == "paper" and getattr(adv, "paper_optimizer", None):
-            return dict(adv.paper_optimizer)
-        return {"name": "adam", "lr": p["lr"], "betas": (p["beta1"], p["beta2"])}
-
-    @staticmethod
-    def objective(loss: nn.Module):
-        """``(weight, AdversarialLoss)`` of a spec; UsageError unless it has exactly one."""
-        from cvloss.losses.base import AdversarialLoss
-
-        if isinstance(loss, AdversarialLoss):
-            return 1.0, loss
-        terms = loss.terms_of_kind("adversarial") if hasattr(loss, "terms_of_kind") else []
-        spec = getattr(loss, "spec", getattr(loss, "name", type(loss).__name__))
-        if len(terms) != 1:
-            what = "no adversarial term" if not terms else f"{len(terms)} adversarial terms"
+    def check_plan(self, slots, spec: str) -> None:
+        if not slots["adversarial"]:
             raise UsageError(f"task gan needs exactly one adversarial objective (minimax, ns, lsgan, wgan, wgan_gp, "
-                             f"hinge) in the loss spec; {spec!r} has {what}")
-        if len(terms) != len(loss.terms):
-            raise UsageError(f"task gan trains with the adversarial objective only; {spec!r} has other terms")
-        return terms[0]
+                             f"hinge) in the loss spec; {spec!r} has no adversarial term")
+
+    def plan(self, loss):
+        plan = super().plan(loss)
+        self.stepper = AdversarialStepper(plan.adversarial, self.device, 0)  # ε reseeded every step
+        return plan
+
+    def optimizers(self, slots) -> dict[str, Optim]:
+        """Both networks' optimiser under the objective (see the module docstring)."""
+        p, adv = self.params, slots["adversarial"].terms[0][1]
+        spec = dict(adv.paper_optimizer) if p["optimizer"] == "paper" and adv.paper_optimizer else \
+            {"name": "adam", "lr": p["lr"], "betas": (p["beta1"], p["beta2"])}
+        name = spec.pop("name")
+        return {"d": Optim(lambda m: m.D.parameters(), name, spec), "g": Optim(lambda m: m.G.parameters(), name, spec)}
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -268,44 +188,23 @@ class GANTask(Task):
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             yield real, seed
 
-    def _streams(self, seed: int) -> dict[str, torch.Generator]:
-        return {k: torch.Generator(device=self.device).manual_seed(seed + off) for k, off in _STREAMS.items()}
-
-    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
-        weight, adv = self.objective(loss)
-        opt_d, opt_g = optimizers["D"], optimizers["G"]
-        spec = self.optimizer_spec(adv)
-        opt_d.configure(spec)
-        opt_g.configure(spec)
+    def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
         real, seed = batch
-        rng = self._streams(seed)
-        if hasattr(adv, "generator"):  # WGAN-GP draws its ε from here (resume-exact, not global)
-            adv.generator = rng["penalty"]
+        rng = {k: torch.Generator(device=self.device).manual_seed(seed + off) for k, off in _STREAMS.items()
+               if k != "penalty"}
+        self.stepper.penalty_gen.manual_seed(seed + _STREAMS["penalty"])  # WGAN-GP's ε stream of this step
         bs = real.shape[0]
 
-        for k in range(adv.n_critic):
-            if k:
-                real = self.mixture.sample(bs, rng["data"], self.device)
+        def critic_pairs(k: int):
+            x = self.mixture.sample(bs, rng["data"], self.device) if k else real
             with torch.no_grad():  # D's step must not reach G: G(z) is a constant here
                 fake = model.G(model.noise(bs, rng["data"]))
-            d_loss = adv.d_loss(model.D(real), model.D(fake)) + adv.penalty(model.D, real, fake)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            adv.clip_weights(model.D)
+            return [(model.D, x, fake)]
 
-        fake = model.G(model.noise(bs, rng["gen"]))
-        g_loss = weight * adv.g_loss(model.D(fake))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()  # also fills D's grads; the next critic step zeroes them first
-        opt_g.step()
-        g, d = g_loss.detach(), d_loss.detach()
-        # "loss" is G's loss; adding 0·L_D makes it non-finite when L_D is (NaN·0 = NaN),
-        # so the trainer's divergence check sees either network blowing up.
-        return {"loss": g + 0.0 * d, "g_loss": g, "d_loss": d}
+        return self.stepper.critic_first(optimizers, [model.D], critic_pairs,
+                                         lambda: self.stepper.adversarial_loss(model.D, model.G(model.noise(bs, rng["gen"]))))
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def generate(self, model: nn.Module, n: int | None = None) -> torch.Tensor:
         """``n`` (default ``n_eval``) generated points ``(n, 2)`` from a FIXED noise batch
         (seed ``EVAL_SEED``): the same z for every epoch, loss and seed."""
@@ -314,8 +213,6 @@ class GANTask(Task):
         return model.sample(n, g)
 
     def _metrics(self, points: torch.Tensor) -> dict[str, float]:
-        from cvloss.metrics.generative import mode_metrics
-
         return mode_metrics(points, self.centers, self.mixture.sigma, min_count=self.params["min_count"])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -349,56 +246,3 @@ class GANTask(Task):
         real = render_scatter(self.real_eval.numpy(), centers, self.mixture.sigma, color="#2ca02c")
         fake = render_scatter(self.generate(model).cpu().numpy(), centers, self.mixture.sigma)
         return {"input": real[None], "truth": real[None], "pred": fake[None]}
-
-    @classmethod
-    def comparison_plots(cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
-        """``scatter.png``: one column per loss (and the real data first), one row per seed,
-        each cell that trial's generated samples over the modes (its ``samples.npz``)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        losses, seeds = result["losses"], result["seeds"]
-        cells: dict[tuple[int, int], np.ndarray] = {}
-        real = None
-        for j, loss in enumerate(losses):
-            for i, trial in enumerate(result["trials"][loss]):
-                f = Path(trial) / "samples.npz"
-                if f.exists():
-                    with np.load(f) as z:
-                        cells[(i, j + 1)] = z["pred"][0]
-                        if real is None:
-                            real = z["truth"][0]
-        if not cells:
-            return {}
-        status = result.get("status", {})
-        fig, axes = plt.subplots(len(seeds), len(losses) + 1, figsize=(1.8 * (len(losses) + 1), 1.9 * len(seeds)),
-                                 squeeze=False)
-        for i, seed in enumerate(seeds):
-            for j in range(len(losses) + 1):
-                ax = axes[i][j]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                img = real if j == 0 else cells.get((i, j))
-                if img is not None:
-                    ax.imshow(img, interpolation="nearest")
-                else:
-                    ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-                if j == 0:
-                    ax.set_ylabel(f"seed {seed}", fontsize=7)
-                if i == 0:
-                    ax.set_title("real data" if j == 0 else losses[j - 1], fontsize=8)
-                if j > 0:
-                    st = (status.get(losses[j - 1]) or [None] * len(seeds))[i]
-                    if st and st != "done":
-                        ax.set_xlabel(st, fontsize=7, color="#d62728")
-        fig.suptitle(f"gan · {result['dataset']}: samples over the modes (red: centres, 3σ circles)", fontsize=8)
-        fig.tight_layout()
-        out = Path(out_dir) / "scatter.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(out)
-        return {"scatter": out.name}

@@ -10,14 +10,16 @@ the foreground classes, pixel accuracy, Betti-0/1 errors and the clDice score.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from cvloss.tasks.base import Task
+from cvloss.data.registry import load_dataset
+from cvloss.metrics.segmentation import SegMetricAccumulator
+from cvloss.models.unet import UNet
+from cvloss.tasks.base import Optim, Task
 
 # Mask colours: background dark, first class light, then distinct hues (print-safe
 # because lightness differs between classes too).
@@ -34,7 +36,6 @@ def colorize(mask: np.ndarray) -> np.ndarray:
 
 class SegTask(Task):
     name = "seg"
-    default_dataset = "synth-pets"
     metrics = {
         "miou": True,
         "dice": True,
@@ -43,7 +44,9 @@ class SegTask(Task):
         "betti1_err": False,
         "cldice_score": True,
     }
+    extra_metrics = {"iou_": True}  # per-class IoU, one per class of the dataset
     primary_metric = "miou"
+    slots = {"seg": ("seg",)}
     budgets = {
         "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, width=8, depth=2,
                       augment=True, amp=True, channels_last=True),
@@ -55,8 +58,6 @@ class SegTask(Task):
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
-        from cvloss.data.registry import load_dataset
-
         p = self.params
         train = load_dataset(self.dataset, "train", data_dir=self.data_dir, size=p["image_size"], limit=p["n_train"])
         val = load_dataset(self.dataset, "val", data_dir=self.data_dir, size=p["image_size"], limit=p["n_val"])
@@ -68,8 +69,9 @@ class SegTask(Task):
         self.train_y = train.masks.to(self.device)
         self.val_x = val.images.to(self.device, torch.float32).div_(255)
         self.val_y = val.masks.to(self.device)
-        self.metrics = dict(SegTask.metrics)
-        self.metrics.update({f"iou_{c}": True for c in self.class_names})
+
+    def metric_names(self) -> list[str]:
+        return [*self.metrics, *(f"iou_{c}" for c in self.class_names)]
 
     def describe_data(self) -> str:
         n_tr, n_va = len(self.train_x), len(self.val_x)
@@ -78,26 +80,11 @@ class SegTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        from cvloss.models.unet import UNet
+        p = self.params
+        return UNet(in_channels=3, num_classes=self.num_classes, width=p["width"], depth=p["depth"]).to(self.device)
 
-        model = UNet(in_channels=3, num_classes=self.num_classes, width=self.params["width"], depth=self.params["depth"])
-        model = model.to(self.device)
-        if self._cuda and self.params.get("channels_last", True):
-            model = model.to(memory_format=torch.channels_last)
-        return model
-
-    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.Adam(model.parameters(), lr=self.params["lr"])}
-
-    @property
-    def _cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    def _autocast(self):
-        # bf16 autocast only on CUDA (a flag of the budget); the loss itself runs in fp32.
-        if self._cuda and self.params.get("amp", True):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def optimizers(self, slots) -> dict[str, Optim]:
+        return {"model": Optim(nn.Module.parameters, "adam", {"lr": self.params["lr"]})}
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -121,41 +108,31 @@ class SegTask(Task):
                 y = torch.where(fv[:, None, None], y.flip(-2), y)
             yield x, y
 
-    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
+    def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
         x, y = batch
         opt = optimizers["model"]
         opt.zero_grad(set_to_none=True)
-        if self._cuda and self.params.get("channels_last", True):
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            logits = model(x)
-        value = loss(logits.float(), y)
+        value = plan["seg"](model(x), y)
         value.backward()
         opt.step()
         return {"loss": value.detach()}
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Class ids (N, H, W): argmax of the logits, or sigmoid > 0.5 for one channel."""
-        model.eval()
-        with self._autocast():
-            logits = model(x).float()
-        model.train()
+        logits = model(x).float()
         if logits.shape[1] == 1:
             return (logits[:, 0] > 0).long()
         return logits.argmax(1)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        from cvloss.metrics.segmentation import SegMetricAccumulator
-
         acc = SegMetricAccumulator(self.num_classes, self.class_names)
         bs = self.params["batch_size"]
         for i in range(0, len(self.val_x), bs):
             pred = self.predict(model, self.val_x[i : i + bs])
             acc.update(pred.cpu(), self.val_y[i : i + bs].cpu())
         out = acc.compute()
-        return {k: float(out[k]) for k in self.metrics if k in out}
+        return {k: float(out[k]) for k in self.metric_names() if k in out}
 
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         x = self.val_x[:N_SAMPLES]

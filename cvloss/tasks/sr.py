@@ -42,25 +42,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.div2k import check_scale, make_pair
+from cvloss.data.registry import get_dataset, load_dataset
 from cvloss.errors import UsageError
+from cvloss.losses.features import get_feature_extractor
+from cvloss.metrics.image_quality import feature_distance, psnr, quantize, ssim_y
+from cvloss.models.discriminator import SRDiscriminator
+from cvloss.models.sr import EDSR, SRModel
 from cvloss.settings import Choice, Int, Positive
-from cvloss.tasks.base import Task
+from cvloss.tasks.adversarial import AdversarialStepper
+from cvloss.tasks.base import Optim, Task, to_uint8
 
 EVAL_ARCH, EVAL_LAYER = "vgg16", "relu3_3"
 N_SAMPLES = 4
 SAMPLE_SIDE = 64
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(K, 3, H, W) float [0, 1] -> (K, H, W, 3) uint8."""
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+PENALTY_SEED = 0x5151  # the same ε stream for every loss; in state_dict for exact resume
 
 
 class SRTask(Task):
     name = "sr"
-    default_dataset = "skimage-photos"
     metrics = {"psnr_y": True, "psnr_rgb": True, "ssim": True, "feat_dist": False}
     primary_metric = "psnr_y"
+    slots = {"image": ("image",), "adversarial": ("adversarial",)}
     _common = dict(scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4, n_train=None,
                    n_val=None)
     settings = {
@@ -94,22 +97,18 @@ class SRTask(Task):
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
-        from cvloss.data.div2k import check_scale, make_pair
-        from cvloss.data.registry import load_dataset
-        from cvloss.losses.features import get_feature_extractor
-
         p = self.params
         self.scale = s = check_scale(p["scale"])
         patch = int(p["patch"])
         if patch <= 0 or patch % s:
             raise UsageError(f"patch (HR crop side) must be a positive multiple of the scale {s}; got {patch}")
-        opts: dict[str, Any] = {"scale": s} if self.dataset == "div2k" else {}
-        if self.dataset != "div2k":
-            opts["size"] = p["hr_size"]
-        train = load_dataset(self.dataset, "train", data_dir=self.data_dir, limit=p["n_train"], task="sr", **opts)
-        val = load_dataset(self.dataset, "val", data_dir=self.data_dir, limit=p["n_val"], task="sr", **opts)
+        # embedded photos are shrunk to hr_size; div2k's official LR files are read for the scale
+        load = lambda split, limit: load_dataset(self.dataset, split, data_dir=self.data_dir, size=p["hr_size"],  # noqa: E731
+                                                 limit=limit, task="sr", optional={"scale": s})
+        train, val = load("train", p["n_train"]), load("val", p["n_val"])
         self.real_name = train.real
         self.official_lr = s in train.lr
+        self.resized = get_dataset(self.dataset).embedded and p["hr_size"]
 
         def pairs(data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             out = [make_pair(h, s, data.lr[s][i] if s in data.lr else None) for i, h in enumerate(data.hr)]
@@ -129,46 +128,50 @@ class SRTask(Task):
                 raise UsageError(f"validation image {name} is too small to score after shaving {s} border px")
         self._eval_net = get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
         self._reference: dict[str, dict[str, float]] | None = None
-        self._init_state()
 
     def describe_data(self) -> str:
         real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
         sizes = sorted({tuple(h.shape[-2:]) for h in self.val_hr})
         lr_src = "official DIV2K bicubic LR files" if self.official_lr else "antialiased bicubic (torch interpolate, 8-bit)"
-        hr = f", HR short side {self.params['hr_size']} px" if self.dataset != "div2k" and self.params["hr_size"] else ""
+        hr = f", HR short side {self.params['hr_size']} px" if self.resized else ""
         return (f"{self.dataset}{real}: {len(self.train_hr)} train / {len(self.val_hr)} val images{hr}, x{self.scale}, "
                 f"LR: {lr_src}; val scored whole ({'; '.join(f'{w}x{h}' for h, w in sizes[:3])} px), "
                 f"{self.scale}-px border shaved; feat_dist: {EVAL_ARCH} {EVAL_LAYER}, weights {self._eval_net.weights_used}")
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        from cvloss.models.discriminator import SRDiscriminator
-        from cvloss.models.sr import EDSR, SRModel
-
         p = self.params
         g = EDSR(self.scale, p["n_feats"], p["n_blocks"], p["res_scale"], p["global_skip"])
         d = SRDiscriminator(p["d_width"], p["d_down"])  # after g: g's init is the same with or without a GAN term
         return SRModel(g, d).to(self.device)
 
-    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        return {"g": torch.optim.Adam(model.g.parameters(), lr=self.params["lr"], betas=(0.9, 0.999)),
-                "d": torch.optim.Adam(model.d.parameters(), lr=self.params["d_lr"], betas=(0.9, 0.999))}
+    def check_plan(self, slots, spec: str) -> None:
+        if slots["adversarial"] and not slots["image"]:
+            name = slots["adversarial"].terms[0][1].name
+            raise UsageError(f"loss {spec!r}: an adversarial term alone has no reconstruction target in sr; "
+                             f"add a content term, e.g. l1+1e-3*{name} (SRGAN)")
 
-    def _init_state(self) -> None:
-        self._step = 0
-        self._last_g = torch.zeros((), device=self.device)
-        # Fixed seed: the same ε stream for every loss; in state_dict for exact resume.
-        self._gp_gen = torch.Generator(device=self.device).manual_seed(0x5151)
+    def plan(self, loss):
+        plan = super().plan(loss)
+        self.stepper = AdversarialStepper(plan.adversarial, self.device, PENALTY_SEED)
+        return plan
+
+    def optimizers(self, slots) -> dict[str, Optim]:
+        betas = (0.9, 0.999)
+        return {"g": Optim(lambda m: m.g.parameters(), "adam", {"lr": self.params["lr"], "betas": betas}),
+                "d": Optim(lambda m: m.d.parameters(), "adam", {"lr": self.params["d_lr"], "betas": betas})}
+
+    def lr_factor(self, step: int) -> float | None:
+        """EDSR's schedule: halved every ``lr_step`` epochs (none: constant)."""
+        every = self.params.get("lr_step")
+        return 0.5 ** ((step // self.num_batches()) // int(every)) if every else None
 
     def state_dict(self) -> dict:
-        return {"step": self._step, "last_g": self._last_g.cpu(), "gp_gen": self._gp_gen.get_state()}
+        return {"stepper": self.stepper.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        self._step = int(state["step"])
-        self._last_g = state["last_g"].to(self.device)
-        self._gp_gen.set_state(state["gp_gen"])
+        if state:
+            self.stepper.load_state_dict(state["stepper"])
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -199,88 +202,21 @@ class SRTask(Task):
                 hrs.append(_augment(hr[:, y * s : (y + pl) * s, x * s : (x + pl) * s], a))
             yield torch.stack(lrs).float().div_(255), torch.stack(hrs).float().div_(255)
 
-    def _route(self, loss: nn.Module) -> tuple[float, nn.Module] | None:
-        """The spec's adversarial term (weight, objective) or None; refuses what sr cannot train."""
-        from cvloss.losses.spec import CombinedLoss
-
-        terms = loss.weighted_terms() if isinstance(loss, CombinedLoss) else [(1.0, loss)]
-        adv = [(w, t) for w, t in terms if t.kind == "adversarial"]
-        other = [t.name for _, t in terms if t.kind not in ("adversarial", "image")]
-        spec = getattr(loss, "spec", loss)
-        if other:
-            raise UsageError(f"loss {spec!r}: sr cannot use term(s) {other}; it takes image losses and one adversarial term")
-        if len(adv) > 1:
-            raise UsageError(f"loss {spec!r}: sr takes at most one adversarial objective")
-        if len(adv) == len(terms):
-            raise UsageError(f"loss {spec!r}: an adversarial term alone has no reconstruction target in sr; "
-                             f"add a content term, e.g. l1+1e-3*{adv[0][1].name} (SRGAN)")
-        if adv and hasattr(adv[0][1], "generator"):
-            adv[0][1].generator = self._gp_gen  # WGAN-GP's ε from task state, not the global RNG
-        return adv[0] if adv else None
-
-    def _set_lr(self, optimizers: dict) -> None:
-        step = self.params.get("lr_step")
-        if not step:
-            return
-        factor = 0.5 ** ((self._step // self.num_batches()) // int(step))
-        for name, opt in optimizers.items():
-            base = self.params["lr"] if name == "g" else self.params["d_lr"]
-            for group in opt.param_groups:
-                group["lr"] = base * factor
-
-    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
+    def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
         lr, hr = batch
-        adv = self._route(loss)
-        self._set_lr(optimizers)
-        n_critic = adv[1].n_critic if adv else 1
-        g_step = self._step % n_critic == 0
-        self._step += 1
 
-        sr = None
-        if g_step:
-            for p in model.d.parameters():  # no D gradients from the G step
-                p.requires_grad_(False)
-            sr = model.g(lr)
-            total = loss(sr, hr)
-            if adv:
-                total = total + adv[0] * adv[1].g_loss(model.d(sr))
-            optimizers["g"].zero_grad(set_to_none=True)
-            total.backward()
-            optimizers["g"].step()
-            for p in model.d.parameters():
-                p.requires_grad_(True)
-            self._last_g = total.detach()
-        d_total = torch.zeros((), device=hr.device)
-        if adv:
-            obj = adv[1]
-            if sr is None:
-                with torch.no_grad():
-                    sr = model.g(lr)
-            fake = sr.detach()
-            d_total = obj.d_loss(model.d(hr), model.d(fake)) + obj.penalty(model.d, hr, fake)
-            optimizers["d"].zero_grad(set_to_none=True)
-            d_total.backward()
-            optimizers["d"].step()
-            obj.clip_weights(model.d)
-            d_total = d_total.detach()
-        # 0·L_D makes a NaN/Inf in the discriminator non-finite here too, so the trainer flags it.
-        return {"loss": self._last_g + 0.0 * d_total, "d_loss": d_total}
+        def g_loss(sr: torch.Tensor) -> torch.Tensor:
+            total = plan["image"](sr, hr)
+            return total + self.stepper.adversarial_loss(model.d, sr) if plan.adversarial else total
+
+        return self.stepper.alternate(optimizers, [model.d], lambda: model.g(lr), g_loss, lambda sr: [(model.d, hr, sr)])
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def _upscale(self, model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
         """One whole LR image (3, h, w) uint8 -> (1, 3, s·h, s·w) in [0, 1], 8-bit quantised."""
-        from cvloss.metrics.image_quality import quantize
-
-        was = model.training
-        model.eval()
-        out = model.g(lr[None].float().div(255))
-        model.train(was)
-        return quantize(out)
+        return quantize(model.g(lr[None].float().div(255)))
 
     def _score(self, preds: list[torch.Tensor]) -> dict[str, float]:
-        from cvloss.metrics.image_quality import feature_distance, psnr, ssim_y
-
         rows = []
         s = self.scale
         for pred, hr in zip(preds, self.val_hr):
@@ -294,15 +230,12 @@ class SRTask(Task):
         return self._score([self._upscale(model, lr) for lr in self.val_lr])
 
     def _bicubic(self, lr: torch.Tensor) -> torch.Tensor:
-        from cvloss.metrics.image_quality import quantize
-
         x = lr[None].float().div(255)
         return quantize(torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False))
 
     def reference_metrics(self) -> dict[str, dict[str, float]]:
         if self._reference is None:
-            with torch.no_grad():
-                self._reference = {"bicubic": self._score([self._bicubic(lr) for lr in self.val_lr])}
+            self._reference = {"bicubic": self._score([self._bicubic(lr) for lr in self.val_lr])}
         return self._reference
 
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
@@ -325,7 +258,7 @@ class SRTask(Task):
             rows["bicubic"].append(crop(self._bicubic(self.val_lr[i]))[0])
             rows["truth"].append(crop(self.val_hr[i].float().div(255)))
             rows["pred"].append(crop(preds[i])[0])
-        return {k: _to_uint8(torch.stack(v)) for k, v in rows.items()}
+        return {k: to_uint8(torch.stack(v)) for k, v in rows.items()}
 
 
 def _augment(x: torch.Tensor, a: int) -> torch.Tensor:

@@ -6,8 +6,8 @@ one image x, initialised from the content image p ("content init"), optimised to
     L(x) = Σ_i w_i · L_i(x, target_i),  e.g.  content + 1e3·style + 1e-3·tv,
 
 with L-BFGS (as the paper) or Adam (``--set optimizer=lbfgs|adam``). Each term of the loss
-spec is called with its own target, routed by the term's name (one ``CombinedLoss``
-forward takes one target, so the task walks ``loss.weighted_terms()`` itself):
+spec is called with its own target, routed once per trial by the term's name (the
+task's ``slots``, see :func:`cvloss.tasks.base.route`):
 
     content, perceptual -> the content image p   (N, 3, H, W)
     style, texture      -> the style image a     (N, 3, Hs, Ws), may differ in size
@@ -59,27 +59,26 @@ distance to the style, its TV) and ``style image`` (its TV).
 from __future__ import annotations
 
 import logging
-import re
-import textwrap
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.registry import dataset_dir, get_dataset
+from cvloss.data.style_pairs import load_style_pairs
 from cvloss.errors import UsageError
+from cvloss.losses.features import get_feature_extractor
+from cvloss.losses.style import gram_matrix, total_variation
 from cvloss.settings import Choice, Float, ImagePath, Int, Positive, Setting
-from cvloss.tasks.base import Task
+from cvloss.tasks.base import Optim, Task, to_uint8
 
 log = logging.getLogger(__name__)
 
 #: The fixed evaluation layers (VGG19): content as Gatys' conv4_2, style as his five.
 EVAL_CONTENT_LAYER = "relu4_2"
 EVAL_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-#: Which target each loss term is called with (``None``: no target).
-ROUTES = {"content": "content", "perceptual": "content", "style": "style", "texture": "style", "tv": None}
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 
 
@@ -111,24 +110,8 @@ class StyleImage(nn.Module):
             self.image.clamp_(0, 1)
 
 
-def _weights_spec(used: str) -> str:
-    """``weights_used`` of an extractor -> the ``weights=`` value that rebuilds it."""
-    m = re.fullmatch(r"random\(seed=(-?\d+)\)", used)
-    if m:
-        return f"random:{m.group(1)}"
-    if used.startswith("file:"):
-        return used[len("file:"):]
-    return used  # "imagenet"
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(K, 3, H, W) in [0, 1] -> (K, H, W, 3) uint8."""
-    return (x.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-
-
 class StyleTask(Task):
     name = "style"
-    default_dataset = "skimage-photos"
     metrics = {
         "content_loss": False,
         "style_dist": False,
@@ -138,6 +121,8 @@ class StyleTask(Task):
         "wall_s": False,
     }
     primary_metric = "style_dist"
+    # Which target each term is called with: the content image, the style image, none.
+    slots = {"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)}
     _common = dict(optimizer="lbfgs", lr=None, param="clamp", init_noise=0.0, pairs=None, content=None, style=None)
     settings = {
         "iters_per_epoch": Int(1, help="optimiser iterations between evaluations"),
@@ -167,13 +152,9 @@ class StyleTask(Task):
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
-        from cvloss.data.registry import dataset_dir
-        from cvloss.data.style_pairs import load_style_pairs
-
         p = self.params  # types and ranges: checked by the schema (``settings``) before this
-        if self.dataset not in ("skimage-photos", "div2k"):
-            raise UsageError(f"task style reads skimage-photos or div2k (or --set content=PATH --set style=PATH); got {self.dataset!r}")
-        root = dataset_dir(self.dataset, self.data_dir) if self.dataset == "div2k" else None
+        info = get_dataset(self.dataset, task="style")  # the catalog refuses datasets style cannot read
+        root = None if info.embedded else dataset_dir(self.dataset, self.data_dir)
         self.data = load_style_pairs(
             root, "val", size=p["image_size"], style_size=p["style_size"], pairs=p["pairs"],
             content=p["content"], style=p["style"], source=self.dataset,
@@ -182,8 +163,9 @@ class StyleTask(Task):
             log.warning("; ".join(self.data.notes))
         self.contents = self.data.contents.to(self.device)
         self.styles = self.data.styles.to(self.device)
-        self._eval_weights: str | None = None
         self._eval_cache: dict[str, Any] = {}
+        # The fixed evaluation network uses the run's feature weights (auto without any).
+        self._eval_net = get_feature_extractor("vgg19", self.feature_weights or "auto")
         self._wall = 0.0
         self._evals = 0
 
@@ -219,15 +201,13 @@ class StyleTask(Task):
     def pair_names(self) -> list[str]:
         return [f"{self.data.content_names[c]}:{self.data.style_names[s]}" for c, s in self.pairs]
 
-    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self, slots) -> dict[str, Optim]:
         p = self.params
         lr = DEFAULT_LR[p["optimizer"]] if p["lr"] is None else float(p["lr"])
         if p["optimizer"] == "lbfgs":
-            opt = torch.optim.LBFGS(model.parameters(), lr=lr, max_iter=p["iters_per_epoch"],
-                                    history_size=100, line_search_fn="strong_wolfe")
-        else:
-            opt = torch.optim.Adam(model.parameters(), lr=lr)
-        return {"image": opt}
+            return {"image": Optim(nn.Module.parameters, "lbfgs", dict(lr=lr, max_iter=p["iters_per_epoch"],
+                                   history_size=100, line_search_fn="strong_wolfe"))}
+        return {"image": Optim(nn.Module.parameters, "adam", {"lr": lr})}
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -239,40 +219,22 @@ class StyleTask(Task):
         for i in range(self.num_batches()):
             yield i
 
-    def objective(self, loss: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Σ w_i · L_i(x, target_i), each term routed to its target by name (see ROUTES)."""
-        terms = loss.weighted_terms() if hasattr(loss, "weighted_terms") else [(1.0, loss)]
-        total = x.new_zeros(())
-        for w, term in terms:
-            if term.kind != "image" or term.name not in ROUTES:
-                raise UsageError(
-                    f"task style cannot route loss term {term.name!r} (kind {term.kind}); "
-                    f"it routes {', '.join(ROUTES)} (content/perceptual -> content image, style/texture -> style image, tv -> none)"
-                )
-            route = ROUTES[term.name]
-            target = {"content": self.content, "style": self.style, None: None}[route]
-            total = total + w * (term(x) if target is None else term(x, target))
-        return total
+    def objective(self, plan, x: torch.Tensor) -> torch.Tensor:
+        """Σ w_i · L_i(x, target_i): each slot's terms with its target (tv: none)."""
+        targets = {"content": (self.content,), "style": (self.style,), "prior": ()}
+        parts = [plan[slot](x, *target) for slot, target in targets.items() if plan[slot]]
+        value = parts[0]
+        for part in parts[1:]:
+            value = value + part
+        return value
 
-    def _note_weights(self, loss: nn.Module) -> None:
-        """Remember which feature weights the loss uses, for the evaluation network."""
-        if self._eval_weights is not None:
-            return
-        from cvloss.losses.features import FeatureLoss
-
-        terms = loss.weighted_terms() if hasattr(loss, "weighted_terms") else [(1.0, loss)]
-        used = [t.extractor.weights_used for _, t in terms if isinstance(t, FeatureLoss)]
-        # tv alone uses no features: fall back to "auto" (ImageNet if cached, else random:0)
-        self._eval_weights = _weights_spec(used[0]) if used else "auto"
-
-    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
-        self._note_weights(loss)
+    def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
         opt = optimizers["image"]
         last: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            value = self.objective(loss, model())
+            value = self.objective(plan, model())
             value.backward()
             self._evals += 1
             last.append(value.detach())
@@ -289,17 +251,9 @@ class StyleTask(Task):
         return {"loss": last[-1]}
 
     # ------------------------------------------------------------------ evaluation
-    def _eval_net(self):
-        from cvloss.losses.features import get_feature_extractor
-
-        return get_feature_extractor("vgg19", self._eval_weights or "auto")
-
-    @torch.no_grad()
     def image_metrics(self, x: torch.Tensor, with_content: bool = True) -> dict[str, float]:
         """Fixed-layer metrics of images ``x`` (N, 3, H, W) against this seed's pairs."""
-        from cvloss.losses.style import gram_matrix, total_variation
-
-        net = self._eval_net()
+        net = self._eval_net
         layers = (EVAL_CONTENT_LAYER, *EVAL_STYLE_LAYERS)
         if "style_grams" not in self._eval_cache:
             fc = net.extract(self.content, (EVAL_CONTENT_LAYER,))[EVAL_CONTENT_LAYER]
@@ -320,15 +274,13 @@ class StyleTask(Task):
         return out
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        out = self.image_metrics(model().detach())
+        out = self.image_metrics(model())
         out["evals"] = float(self._evals)
         out["wall_s"] = self._wall
-        out["eval_feature_weights"] = self._eval_net().weights_used  # type: ignore[assignment]
+        out["eval_feature_weights"] = self._eval_net.weights_used  # type: ignore[assignment]
         return out
 
     def reference_metrics(self) -> dict[str, dict[str, float]]:
-        from cvloss.losses.style import total_variation
-
         init = self.image_metrics(self.content)
         return {
             "content image (init)": {k: v for k, v in init.items()},
@@ -337,9 +289,7 @@ class StyleTask(Task):
 
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """input = content, truth = style, pred = the optimised image, one row per pair."""
-        with torch.no_grad():
-            x = model()
-        return {"input": _to_uint8(self.content), "truth": _to_uint8(self.style), "pred": _to_uint8(x)}
+        return {"input": to_uint8(self.content), "truth": to_uint8(self.style), "pred": to_uint8(model())}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -350,64 +300,3 @@ class StyleTask(Task):
         self._evals = int(state.get("evals", 0))
         if "pairs" in state and [tuple(p) for p in state["pairs"]] != [tuple(p) for p in self.pairs]:
             raise UsageError("the checkpoint was made with other content/style pairs; use another --out")
-
-    # ------------------------------------------------------------------ plots
-    @classmethod
-    def comparison_plots(cls, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
-        """``stylised_all_seeds.png``: rows = every seed's pairs, columns = content,
-        style, then each loss's result (the generic ``samples.png`` shows seed 1 only),
-        plus a 2x nearest-neighbour zoom of each result's centre to show pixel noise."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        losses = result["losses"]
-        rows: list[dict[str, np.ndarray]] = []
-        for s_i, seed in enumerate(result["seeds"]):
-            per_loss = {}
-            for loss in losses:
-                f = Path(result["trials"][loss][s_i]) / "samples.npz"
-                if f.exists():
-                    with np.load(f) as z:
-                        per_loss[loss] = {k: z[k] for k in ("input", "truth", "pred")}
-            if not per_loss:
-                continue
-            first = next(iter(per_loss.values()))
-            for k in range(len(first["input"])):
-                row = {"content": first["input"][k], "style": first["truth"][k]}
-                for loss in losses:
-                    if loss in per_loss:
-                        pred = per_loss[loss]["pred"][k]
-                        row[loss] = pred
-                        h, w = pred.shape[:2]
-                        crop = pred[h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2]
-                        row[f"{loss} (centre, 2x)"] = crop.repeat(2, 0).repeat(2, 1)
-                row["_seed"] = seed  # type: ignore[assignment]
-                rows.append(row)
-        if not rows:
-            return {}
-        cols = [c for c in rows[0] if c != "_seed"]
-        fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.5 * len(cols), 1.5 * len(rows)), squeeze=False)
-        for i, row in enumerate(rows):
-            for j, c in enumerate(cols):
-                ax = axes[i][j]
-                if c in row:
-                    ax.imshow(row[c], interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0:  # long specs wrap instead of running into the next title
-                    ax.set_title("\n".join(textwrap.wrap(c, 22)), fontsize=5)
-                if j == 0:
-                    ax.set_ylabel(f"seed {row['_seed']}", fontsize=7)
-        weights = ", ".join(result.get("feature_weights") or ["none"])
-        fig.suptitle(f"style transfer, every seed (feature weights: {weights})", fontsize=8)
-        fig.tight_layout()
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "stylised_all_seeds.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(path)
-        return {"stylised_all_seeds": path.name}

@@ -64,20 +64,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.registry import load_dataset
 from cvloss.errors import UsageError
+from cvloss.losses.ssim import ssim
+from cvloss.metrics.fid import InceptionFeatures, fid_from_features, inception_status, kid_from_features, psnr
+from cvloss.models.cyclegan import CycleGAN
 from cvloss.settings import Bool, Int
-from cvloss.tasks.base import Task
+from cvloss.tasks.adversarial import AdversarialStepper
+from cvloss.tasks.base import Optim, Task, to_uint8
 
 N_SAMPLES = 4
 COLLAPSE_RATIO = 0.1
+POOL_SEED, PENALTY_SEED = 0x5EED, 0x6F  # the same streams for every loss (and exact after resume)
+PAIRED = ("paired_ssim", "paired_psnr", "paired_l1")  # need the hidden pairs of embedded data
 
 
 def _to01(x: torch.Tensor) -> torch.Tensor:
     return (x + 1) / 2
-
-
-def _uint8(x01: torch.Tensor) -> np.ndarray:
-    return (x01.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 class ImagePool:
@@ -123,29 +126,8 @@ class ImagePool:
         self.images = None if state["images"] is None else state["images"].to(device)
 
 
-class _Route:
-    """The terms of one loss spec, sorted by where they apply in the CycleGAN objective."""
-
-    def __init__(self, loss: nn.Module) -> None:
-        from cvloss.losses.spec import CombinedLoss
-
-        terms = loss.weighted_terms() if isinstance(loss, CombinedLoss) else [(1.0, loss)]
-        adv = [(w, t) for w, t in terms if t.kind == "adversarial"]
-        if len(adv) > 1:
-            raise ValueError(f"loss {getattr(loss, 'spec', loss)!r}: translate takes at most one adversarial objective")
-        self.adv = adv[0] if adv else None
-        self.cycle = [(w, t) for w, t in terms if t.kind == "cycle" and t.name == "cycle"]
-        self.identity = [(w, t) for w, t in terms if t.kind == "cycle" and t.name == "identity"]
-        self.image = [(w, t) for w, t in terms if t.kind == "image"]
-        other = [t.name for w, t in terms if t.kind not in ("adversarial", "cycle", "image")
-                 or (t.kind == "cycle" and t.name not in ("cycle", "identity"))]
-        if other:
-            raise ValueError(f"translate cannot route loss term(s) {other}: expected adversarial, cycle, identity or image terms")
-
-
 class TranslateTask(Task):
     name = "translate"
-    default_dataset = "synth-stripes"
     metrics = {
         "paired_ssim": True,
         "paired_psnr": True,
@@ -155,6 +137,7 @@ class TranslateTask(Task):
         "kid": False,
     }
     primary_metric = "paired_ssim"
+    slots = {"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)}
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
     settings = {
         "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
@@ -189,8 +172,6 @@ class TranslateTask(Task):
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
-        from cvloss.data.registry import load_dataset
-
         p = self.params
         size = p["image_size"]
         load_size = p.get("load_size") or size  # >= size: checked by check_params
@@ -202,15 +183,9 @@ class TranslateTask(Task):
         to = lambda t: t.to(self.device, torch.float32).div_(127.5).sub_(1)  # noqa: E731
         self.train_a, self.train_b = to(train.a), to(train.b)
         self.val_a, self.val_b = to(val.a), to(val.b)
-        self.metrics = dict(TranslateTask.metrics)
-        if not self.paired:
-            for k in ("paired_ssim", "paired_psnr", "paired_l1"):
-                self.metrics.pop(k)
         self._inception = None
         self.fid_note = "off (--set fid=false)"
         if p.get("fid", True):
-            from cvloss.metrics.fid import InceptionFeatures, inception_status
-
             path, why = inception_status()
             if path is None:
                 self.fid_note = f"n/a: {why}"
@@ -218,7 +193,11 @@ class TranslateTask(Task):
                 self._inception = InceptionFeatures(path).to(self.device)
                 self.fid_note = f"torchvision Inception-v3 IMAGENET1K_V1 ({path.name})"
         self._real_b_feats = None
-        self._init_state()
+        self._pool_a, self._pool_b = ImagePool(p["pool_size"]), ImagePool(p["pool_size"])
+        self._pool_gen = torch.Generator().manual_seed(POOL_SEED)
+
+    def metric_names(self) -> list[str]:
+        return [k for k in self.metrics if self.paired or k not in PAIRED]
 
     def describe_data(self) -> str:
         real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
@@ -229,41 +208,30 @@ class TranslateTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        from cvloss.models.cyclegan import CycleGAN
-
         p = self.params
         return CycleGAN(p["g_width"], p["n_blocks"], p["n_down"], p["d_width"], p["d_layers"]).to(self.device)
 
-    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        betas = (self.params["beta1"], 0.999)
-        return {"g": torch.optim.Adam(model.generator_parameters(), lr=self.params["lr"], betas=betas),
-                "d": torch.optim.Adam(model.discriminator_parameters(), lr=self.params["lr"], betas=betas)}
+    def plan(self, loss):
+        plan = super().plan(loss)
+        self.stepper = AdversarialStepper(plan.adversarial, self.device, PENALTY_SEED)
+        return plan
 
-    def _init_state(self) -> None:
-        """Task state that a resume restores: step counter, pools, the task's generators."""
-        self._step = 0
-        self._last_g = torch.zeros((), device=self.device)
-        self._pool_a, self._pool_b = ImagePool(self.params["pool_size"]), ImagePool(self.params["pool_size"])
-        # Fixed seeds: the trainer's per-seed fairness comes from the model init and the
-        # batches; these streams are the same for every loss (and exact after resume).
-        self._pool_gen = torch.Generator().manual_seed(0x5EED)
-        self._gp_gen = torch.Generator(device=self.device).manual_seed(0x6F)
-        self._routes: dict[int, _Route] = {}
+    def optimizers(self, slots) -> dict[str, Optim]:
+        kw = {"lr": self.params["lr"], "betas": (self.params["beta1"], 0.999)}
+        return {"g": Optim(lambda m: m.generator_parameters(), "adam", kw),
+                "d": Optim(lambda m: m.discriminator_parameters(), "adam", kw)}
 
     def state_dict(self) -> dict:
-        return {"step": self._step, "last_g": self._last_g.cpu(), "pool_a": self._pool_a.state_dict(),
-                "pool_b": self._pool_b.state_dict(), "pool_gen": self._pool_gen.get_state(),
-                "gp_gen": self._gp_gen.get_state()}
+        return {"stepper": self.stepper.state_dict(), "pool_a": self._pool_a.state_dict(),
+                "pool_b": self._pool_b.state_dict(), "pool_gen": self._pool_gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        self._step = int(state["step"])
-        self._last_g = state["last_g"].to(self.device)
+        self.stepper.load_state_dict(state["stepper"])
         self._pool_a.load_state_dict(state["pool_a"], self.device)
         self._pool_b.load_state_dict(state["pool_b"], self.device)
         self._pool_gen.set_state(state["pool_gen"])
-        self._gp_gen.set_state(state["gp_gen"])
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -299,106 +267,57 @@ class TranslateTask(Task):
                 a, b = self._augment(a, generator), self._augment(b, generator)
             yield a, b
 
-    def lr_factor(self, epoch: int) -> float:
-        """Multiplier of the base learning rate in 0-based ``epoch``: 1 for the first
-        ⌈E/2⌉ epochs, then linear towards 0 (CycleGAN's schedule)."""
-        e_total = self.params["epochs"]
+    def lr_factor(self, step: int) -> float:
+        """CycleGAN's schedule, in 0-based epoch e of E: 1 for the first ⌈E/2⌉ epochs,
+        then linear towards 0."""
+        epoch, e_total = step // self.num_batches(), self.params["epochs"]
         n_decay = e_total // 2
         n_const = e_total - n_decay
         return 1.0 - max(0, epoch + 1 - n_const) / (n_decay + 1)
 
-    def _route(self, loss: nn.Module) -> _Route:
-        route = self._routes.get(id(loss))
-        if route is None:
-            route = self._routes[id(loss)] = _Route(loss)
-            if route.adv is not None and hasattr(route.adv[1], "generator"):
-                # WGAN-GP's ε from the task's generator (in state_dict), not the global RNG.
-                route.adv[1].generator = self._gp_gen
-        return route
-
-    def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
+    def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
         a, b = batch
-        route = self._route(loss)
-        lr = self.params["lr"] * self.lr_factor(self._step // self.num_batches())
-        for opt in optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
-        adv = route.adv
-        n_critic = adv[1].n_critic if adv else 1
-        g_step = self._step % n_critic == 0
-        self._step += 1
 
-        if g_step:
-            d_params = model.discriminator_parameters()
-            for p in d_params:  # D gets no gradient from the G step (saves its backward)
-                p.requires_grad_(False)
-            fake_b, fake_a = model.g_ab(a), model.g_ba(b)
+        def g_loss(fakes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            fake_b, fake_a = fakes
             parts = []
-            if adv:
-                w, obj = adv
+            if plan.adversarial:
+                w, obj = plan.adversarial
                 parts.append(w * (obj.g_loss(model.d_b(fake_b)) + obj.g_loss(model.d_a(fake_a))))
-            if route.cycle or route.image:
+            if plan["cycle"] or plan["image"]:
                 rec_a, rec_b = model.g_ba(fake_b), model.g_ab(fake_a)
-                parts += [w * (t(rec_a, a) + t(rec_b, b)) for w, t in route.cycle]
-                parts += [w * (t(_to01(rec_a), _to01(a)) + t(_to01(rec_b), _to01(b))) for w, t in route.image]
-            if route.identity:
+                parts += [w * (t(rec_a, a) + t(rec_b, b)) for w, t in plan["cycle"]]
+                parts += [w * (t(_to01(rec_a), _to01(a)) + t(_to01(rec_b), _to01(b))) for w, t in plan["image"]]
+            if plan["identity"]:
                 idt_b, idt_a = model.g_ab(b), model.g_ba(a)
-                parts += [w * (t(idt_b, b) + t(idt_a, a)) for w, t in route.identity]
-            g_total = torch.stack([p.float() for p in parts]).sum()
-            optimizers["g"].zero_grad(set_to_none=True)
-            g_total.backward()
-            optimizers["g"].step()
-            for p in d_params:
-                p.requires_grad_(True)
-            self._last_g = g_total.detach()
-            fake_b, fake_a = fake_b.detach(), fake_a.detach()
-        elif adv:
-            with torch.no_grad():
-                fake_b, fake_a = model.g_ab(a), model.g_ba(b)
+                parts += [w * (t(idt_b, b) + t(idt_a, a)) for w, t in plan["identity"]]
+            return torch.stack([p.float() for p in parts]).sum()
 
-        d_total = torch.zeros((), device=a.device)
-        if adv:
-            w, obj = adv
+        def d_pairs(fakes: tuple[torch.Tensor, torch.Tensor]):
+            fake_b, fake_a = fakes
             pool_b = self._pool_b.query(fake_b, self._pool_gen)
             pool_a = self._pool_a.query(fake_a, self._pool_gen)
-            d_total = (obj.d_loss(model.d_b(b), model.d_b(pool_b)) + obj.penalty(model.d_b, b, pool_b)
-                       + obj.d_loss(model.d_a(a), model.d_a(pool_a)) + obj.penalty(model.d_a, a, pool_a))
-            optimizers["d"].zero_grad(set_to_none=True)
-            d_total.backward()
-            optimizers["d"].step()
-            obj.clip_weights(model.d_a)
-            obj.clip_weights(model.d_b)
-            d_total = d_total.detach()
-        # "loss" is G's objective (of the latest G step); adding 0·L_D makes a NaN/Inf in
-        # the discriminator non-finite here too (0·inf = nan), so the trainer flags it.
-        return {"loss": self._last_g + 0.0 * d_total, "d_loss": d_total}
+            return [(model.d_b, b, pool_b), (model.d_a, a, pool_a)]
+
+        return self.stepper.alternate(optimizers, [model.d_a, model.d_b], lambda: (model.g_ab(a), model.g_ba(b)),
+                                      g_loss, d_pairs)
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def _translate(self, model: nn.Module, x: torch.Tensor, direction: str = "ab") -> torch.Tensor:
-        """Apply G (``ab``) or F (``ba``) in eval mode, in batches; [-1, 1] in and out."""
+        """Apply G (``ab``) or F (``ba``) in batches; [-1, 1] in and out."""
         net = model.g_ab if direction == "ab" else model.g_ba
-        was = model.training
-        model.eval()
         bs = max(self.params["batch_size"], 32)
-        out = torch.cat([net(x[i : i + bs]) for i in range(0, len(x), bs)])
-        model.train(was)
-        return out
+        return torch.cat([net(x[i : i + bs]) for i in range(0, len(x), bs)])
 
     def _fid_kid(self, fake_b01: torch.Tensor) -> tuple[float, float]:
         if self._inception is None:
             return math.nan, math.nan
-        from cvloss.metrics.fid import fid_from_features, kid_from_features
-
         if self._real_b_feats is None:
             self._real_b_feats = self._inception(_to01(self.val_b))
         fake = self._inception(fake_b01)
         return fid_from_features(self._real_b_feats, fake), kid_from_features(self._real_b_feats, fake)[0]
 
     def _paired(self, pred01: torch.Tensor, truth01: torch.Tensor) -> dict[str, float]:
-        from cvloss.losses.ssim import ssim
-        from cvloss.metrics.fid import psnr
-
         size = pred01.shape[-1]
         window = min(11, size - (1 - size % 2))  # the paper's 11x11 window, smaller for tiny images
         return {
@@ -418,7 +337,7 @@ class TranslateTask(Task):
         # Differences of [-1, 1] images halved = differences in [0, 1].
         out["cycle_l1"] = float(0.5 * ((rec_a - self.val_a).abs().mean() + (rec_b - self.val_b).abs().mean()) / 2)
         out["fid"], out["kid"] = self._fid_kid(fake01)
-        return {k: out[k] for k in self.metrics if k in out}
+        return {k: out[k] for k in self.metric_names() if k in out}
 
     def reference_metrics(self) -> dict[str, dict[str, float]]:
         """``identity (B = A)``: the metrics of G(a) = a (the input returned unchanged)."""
@@ -427,7 +346,7 @@ class TranslateTask(Task):
         if self.paired:
             ref.update(self._paired(a01, _to01(self.val_b)))
         ref["fid"], ref["kid"] = self._fid_kid(a01)
-        return {"identity (B = A)": {k: ref[k] for k in self.metrics if k in ref}}
+        return {"identity (B = A)": {k: ref[k] for k in self.metric_names() if k in ref}}
 
     def diversity(self, model: nn.Module) -> tuple[float, float]:
         """(per-pixel std across G's validation outputs, the same for the real val B), in
@@ -451,5 +370,5 @@ class TranslateTask(Task):
         a = self.val_a[:N_SAMPLES]
         fake = self._translate(model, a, "ab")
         rec = self._translate(model, fake, "ba")
-        return {"input": _uint8(_to01(a)), "truth": _uint8(_to01(self.val_b[:N_SAMPLES])),
-                "pred": _uint8(_to01(fake)), "recon": _uint8(_to01(rec))}
+        return {"input": to_uint8(_to01(a)), "truth": to_uint8(_to01(self.val_b[:N_SAMPLES])),
+                "pred": to_uint8(_to01(fake)), "recon": to_uint8(_to01(rec))}

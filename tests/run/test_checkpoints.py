@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cvloss.cli import app
 from cvloss.errors import CheckpointError
 from cvloss.run.config import TrialConfig
-from cvloss.run.io import load_checkpoint, save_checkpoint
+from cvloss.io import load_checkpoint, save_checkpoint
 from cvloss.run.trainer import CHECKPOINT, PREV_CHECKPOINT, run_trial
 
 

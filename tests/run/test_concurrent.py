@@ -44,7 +44,7 @@ def test_two_identical_compares_at_once_train_each_trial_once(tmp_path):
 
 
 def _grid(path: Path, times: int, seed: int) -> None:
-    from cvloss.tasks.base import save_grid
+    from cvloss.report.grid import save_grid
 
     img = np.random.default_rng(seed).integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)
     for _ in range(times):

@@ -9,7 +9,7 @@ from cvloss.errors import UsageError
 from cvloss.run.budgets import budget_params, parse_overrides, resolve_overrides
 from cvloss.run.compare import parse_seeds, split_losses
 from cvloss.run.config import TrialConfig, budget_label, loss_slug
-from cvloss.run.io import load_checkpoint, read_json, save_checkpoint, write_csv, write_json
+from cvloss.io import load_checkpoint, read_json, save_checkpoint, write_csv, write_json
 
 
 def test_loss_slug_is_filesystem_safe_and_distinct():

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cvloss.cli import app
 from cvloss.run.budgets import budget_params
 from cvloss.losses.metric import OfflineTripletLoss, SoftmaxLoss
+from cvloss.tasks.base import evaluating
 from cvloss.tasks.embed import EmbedTask
 
 runner = CliRunner()
@@ -75,9 +76,10 @@ def test_every_kind_of_term_trains(task):
         loss = build_loss(spec, task="embed")
         torch.manual_seed(0)
         model = task.build_model()
-        opt = task.build_optimizers(model)
+        plan = task.plan(loss)
+        opt = plan.build_optimizers(model)
         before = [p.detach().clone() for p in model.parameters()]
-        out = task.train_step(model, loss, opt, next(task.train_batches(torch.Generator().manual_seed(0))))
+        out = task.train_step(model, plan, opt, next(task.train_batches(torch.Generator().manual_seed(0))))
         assert torch.isfinite(out["loss"]), spec
         changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
         assert changed, spec
@@ -88,7 +90,8 @@ def test_every_kind_of_term_trains(task):
 def test_evaluate_and_collapse_detection(task):
     torch.manual_seed(0)
     model = task.build_model()
-    m = task.evaluate(model)
+    with evaluating(model):
+        m = task.evaluate(model)
     assert set(m) == set(EmbedTask.metrics) and all(0 <= v <= 1 for v in m.values())
     # Fresh BatchNorm running statistics (mean 0, var 1) make an untrained net's eval-mode
     # embeddings nearly alike; set them from one train-mode pass (momentum None: exact).
@@ -102,12 +105,14 @@ def test_evaluate_and_collapse_detection(task):
     tol = {**task.params, "collapse_tol": 0.05}
     task.params, saved = tol, task.params
     try:
-        assert task.collapse_reason(model, m) is None
+        with evaluating(model):
+            assert task.collapse_reason(model, m) is None
         with torch.no_grad():  # every image -> the same embedding
             model.head.weight.zero_()
             model.neck = torch.nn.Identity()
             model.head.bias.fill_(1.0)
-        reason = task.collapse_reason(model, task.evaluate(model))
+        with evaluating(model):
+            reason = task.collapse_reason(model, task.evaluate(model))
         assert reason and "collapsed" in reason
     finally:
         task.params = saved

@@ -15,6 +15,7 @@ from cvloss.cli import app
 from cvloss.errors import UsageError
 from cvloss.losses import build_loss
 from cvloss.models.sr import EDSR
+from cvloss.tasks.base import evaluating
 from cvloss.tasks.sr import SRTask
 
 TINY = {"hr_size": 40, "patch": 16, "repeat": 2, "batch_size": 4, "n_feats": 4, "d_width": 4, "epochs": 1}
@@ -27,11 +28,11 @@ def task():
     return t
 
 
-def _fresh(task, seed=0):
-    task._init_state()
+def _fresh(task, seed=0, spec="l1"):
+    plan = task.plan(build_loss(spec, task="sr"))
     torch.manual_seed(seed)
     model = task.build_model()
-    return model, task.build_optimizers(model)
+    return model, plan.build_optimizers(model), plan
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -71,45 +72,48 @@ def test_crops_are_aligned_augmented_and_come_from_the_generator(task):
 
 def test_plain_loss_trains_g_only_and_adversarial_trains_d(task):
     batch = next(task.train_batches(torch.Generator().manual_seed(0)))
-    model, opts = _fresh(task)
+    model, opts, plan = _fresh(task)
     d0 = [p.clone() for p in model.d.parameters()]
-    out = task.train_step(model, build_loss("l1", task="sr"), opts, batch)
+    out = task.train_step(model, plan, opts, batch)
     assert torch.isfinite(out["loss"]) and all(torch.equal(a, b) for a, b in zip(d0, model.d.parameters()))
-    model, opts = _fresh(task)
-    gp_state = task._gp_gen.get_state()
-    loss = build_loss("l1+1e-3*wgan_gp", task="sr")
+    assert set(out) == {"loss"}
+    model, opts, plan = _fresh(task, spec="l1+1e-3*wgan_gp")
+    gp_state = task.stepper.penalty_gen.get_state()
     for _ in range(2):  # n_critic = 5: a G step, then a D-only step
-        out = task.train_step(model, loss, opts, batch)
+        out = task.train_step(model, plan, opts, batch)
     assert not all(torch.equal(a, b) for a, b in zip(d0, model.d.parameters()))
-    assert not torch.equal(task._gp_gen.get_state(), gp_state)  # ε from task state
-    assert task.state_dict()["step"] == 2 and float(out["d_loss"]) != 0
+    assert not torch.equal(task.stepper.penalty_gen.get_state(), gp_state)  # ε from task state
+    assert plan.adversarial[1].generator is task.stepper.penalty_gen
+    state = task.state_dict()["stepper"]
+    assert state["batches"] == 2 and state["g_updates"] == 1 and float(out["d_loss"]) != 0
 
 
 def test_g_init_does_not_depend_on_the_loss(task):
-    a, _ = _fresh(task, seed=3)
-    b, _ = _fresh(task, seed=3)
-    c, _ = _fresh(task, seed=4)
+    a, _, _ = _fresh(task, seed=3)
+    b, _, _ = _fresh(task, seed=3, spec="l1+1e-3*ns")
+    c, _, _ = _fresh(task, seed=4)
     sa, sb = a.g.state_dict(), b.g.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(a.g.head.weight, c.g.head.weight)
 
 
 def test_bad_loss_specs_are_refused(task):
-    model, opts = _fresh(task)
-    batch = next(task.train_batches(torch.Generator().manual_seed(0)))
     with pytest.raises(UsageError, match="adversarial term alone"):
-        task.train_step(model, build_loss("ns", task="sr"), opts, batch)
+        task.plan(build_loss("ns", task="sr"))
+    with pytest.raises(UsageError, match="cannot route term"):
+        task.plan(build_loss("cycle"))
 
 
 def test_bicubic_reference_equals_scoring_the_bicubic_image(task):
     ref = task.reference_metrics()["bicubic"]
     assert set(ref) == set(SRTask.metrics) and 15 < ref["psnr_y"] < 60 and 0 < ref["ssim"] <= 1
     # the untrained bicubic-skip model is exactly bicubic, so it scores the same
-    model, _ = _fresh(task)
-    got = task.evaluate(model)
+    model, _, _ = _fresh(task)
+    with evaluating(model):
+        got = task.evaluate(model)
+        rows = task.sample_rows(model)
     for k in ref:
         assert got[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9)
-    rows = task.sample_rows(model)
     assert set(rows) == {"input", "bicubic", "truth", "pred"} and rows["pred"].shape[0] == 4
     assert rows["pred"].dtype == np.uint8 and np.array_equal(rows["pred"], rows["bicubic"])
 

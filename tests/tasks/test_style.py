@@ -23,12 +23,15 @@ TINY = {"image_size": 32, "pairs": "chelsea:waves,coffee:gravel"}
 
 @pytest.fixture(scope="module")
 def task():
-    t = StyleTask("skimage-photos", StyleTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t = StyleTask("skimage-photos", StyleTask.budgets["smoke"] | TINY, torch.device("cpu"), feature_weights="random")
     t.load_data()
     torch.manual_seed(0)
     t.model = t.build_model()
-    t._eval_weights = "random:0"
     return t
+
+
+def objective(task, spec, x):
+    return task.objective(task.plan(build_loss(spec, task="style", feature_weights="random")), x)
 
 
 def test_each_term_is_called_with_its_own_target(task):
@@ -37,12 +40,11 @@ def test_each_term_is_called_with_its_own_target(task):
     x = x.clamp(0, 1)
     (_, content), (_, style), (_, tv) = loss.weighted_terms()
     want = content(x, task.content) + 2 * style(x, task.style) + 3 * tv(x)
-    got = task.objective(loss, x)
+    got = objective(task, "content+2*style+3*tv", x)
     assert torch.allclose(got, want, rtol=1e-5)
     swapped = content(x, task.style) + 2 * style(x, task.content) + 3 * tv(x)
     assert not torch.allclose(got, swapped, rtol=1e-3)  # the routing matters
-    single = build_loss("style", task="style", feature_weights="random")  # not a CombinedLoss
-    assert torch.allclose(task.objective(single, x), style(x, task.style))
+    assert torch.allclose(objective(task, "style", x), style(x, task.style))  # a single loss: one term
 
 
 def test_metrics_against_hand_computed_values(task):
@@ -54,7 +56,7 @@ def test_metrics_against_hand_computed_values(task):
     m = task.image_metrics(x)
     assert m["tv"] == pytest.approx(1.0)  # every neighbour differs by exactly 1
     # E_l = 1 / (4 N_l^2 M_l^2) * sum (G - A)^2, Gram without normalisation, per image, mean
-    net = task._eval_net()
+    net = task._eval_net
     l = EVAL_STYLE_LAYERS[1]
     fx, fs = net.extract(x, [l])[l], net.extract(task.style, [l])[l]
     n_l, m_l = fx.shape[1], fx.shape[2] * fx.shape[3]

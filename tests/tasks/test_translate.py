@@ -12,9 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from cvloss.cli import app
+from cvloss.errors import UsageError
 from cvloss.losses import build_loss
 from cvloss.run.config import TrialConfig
 from cvloss.run.trainer import run_trial
+from cvloss.tasks.base import evaluating
 from cvloss.tasks.translate import ImagePool, TranslateTask
 
 TINY = {"n_train": 16, "n_val": 8, "epochs": 2, "batch_size": 4, "g_width": 4, "d_width": 4, "n_blocks": 1}
@@ -27,11 +29,12 @@ def task():
     return t
 
 
-def _fresh(task, seed=0):
-    task._init_state()
+def _fresh(task, spec, seed=0):
+    plan = task.plan(build_loss(spec, task="translate"))
+    task.load_data()  # fresh pools
     torch.manual_seed(seed)
     model = task.build_model()
-    return model, task.build_optimizers(model)
+    return model, plan.build_optimizers(model), plan
 
 
 def _params(module):
@@ -67,22 +70,22 @@ def test_image_pool_fills_then_swaps_half_and_restores_exactly():
 
 # ------------------------------------------------------------------ routing and steps
 def test_cycle_alone_never_trains_or_runs_the_discriminators(task):
-    model, opts = _fresh(task)
+    model, opts, plan = _fresh(task, "cycle")
     d0, g0 = _params(model.d_a), _params(model.g_ab)
     calls = []
     model.d_a.register_forward_hook(lambda *a: calls.append(1))
-    out = task.train_step(model, build_loss("cycle", task="translate"), opts, _batches(task)[0])
+    out = task.train_step(model, plan, opts, _batches(task)[0])
     assert torch.equal(_params(model.d_a), d0) and not torch.equal(_params(model.g_ab), g0)
-    assert not calls and out["d_loss"].item() == 0.0 and torch.isfinite(out["loss"])
+    assert not calls and set(out) == {"loss"} and torch.isfinite(out["loss"])
 
 
 def test_gan_alone_trains_both_and_cyclegan_loss_is_the_sum_of_its_terms(task):
-    model, opts = _fresh(task)
+    model, opts, plan = _fresh(task, "2*lsgan")
     d0 = _params(model.d_b)
-    task.train_step(model, build_loss("2*lsgan", task="translate"), opts, _batches(task)[0])
+    task.train_step(model, plan, opts, _batches(task)[0])
     assert not torch.equal(_params(model.d_b), d0)
     # The G objective of 2*lsgan+cycle+identity, recomputed by hand from the same weights.
-    model, opts = _fresh(task)
+    model, opts, plan = _fresh(task, "2*lsgan+cycle+identity")
     a, b = _batches(task)[0]
     with torch.no_grad():
         fb, fa = model.g_ab(a), model.g_ba(b)
@@ -90,17 +93,16 @@ def test_gan_alone_trains_both_and_cyclegan_loss_is_the_sum_of_its_terms(task):
         adv = 2 * (ls(model.d_b(fb)) + ls(model.d_a(fa)))
         cyc = 10 * ((model.g_ba(fb) - a).abs().mean() + (model.g_ab(fa) - b).abs().mean())
         idt = 5 * ((model.g_ab(b) - b).abs().mean() + (model.g_ba(a) - a).abs().mean())
-    out = task.train_step(model, build_loss("2*lsgan+cycle+identity", task="translate"), opts, (a, b))
+    out = task.train_step(model, plan, opts, (a, b))
     assert out["loss"].item() == pytest.approx((adv + cyc + idt).item(), rel=1e-5)
 
 
 def test_wgan_n_critic_and_clipping(task):
-    model, opts = _fresh(task)
-    loss = build_loss("wgan(n_critic=3)+cycle", task="translate")
+    model, opts, plan = _fresh(task, "wgan(n_critic=3)+cycle")
     batches = _batches(task)
     g_before = [_params(model.g_ab)]
     for batch in batches[:4]:
-        task.train_step(model, loss, opts, batch)
+        task.train_step(model, plan, opts, batch)
         g_before.append(_params(model.g_ab))
     changed = [not torch.equal(x, y) for x, y in zip(g_before, g_before[1:])]
     assert changed == [True, False, False, True]  # G steps on batches 0 and 3 only
@@ -108,36 +110,40 @@ def test_wgan_n_critic_and_clipping(task):
 
 
 def test_gradient_penalty_uses_task_generator_not_global_rng(task):
-    model, opts = _fresh(task)
-    loss = build_loss("wgan_gp+cycle+identity", task="translate")
+    model, opts, plan = _fresh(task, "wgan_gp+cycle+identity")
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     for batch in _batches(task)[:2]:
-        out = task.train_step(model, loss, opts, batch)
+        out = task.train_step(model, plan, opts, batch)
     assert torch.equal(torch.random.get_rng_state(), before)
-    assert out["d_loss"].item() != 0.0 and loss.adversarial[1].generator is task._gp_gen
+    assert out["d_loss"].item() != 0.0 and plan.adversarial[1].generator is task.stepper.penalty_gen
 
 
-def test_discriminator_divergence_makes_the_reported_loss_non_finite(task, monkeypatch):
-    model, opts = _fresh(task)
-    loss = build_loss("ns+cycle", task="translate")
-    obj = loss.adversarial[1]
-    monkeypatch.setattr(obj, "d_loss", lambda r, f: (r.mean() + f.mean()) * float("inf"))
-    out = task.train_step(model, loss, opts, _batches(task)[0])
-    assert not torch.isfinite(out["loss"])
+def test_discriminator_divergence_is_reported_for_the_trainer_to_see(task, monkeypatch):
+    model, opts, plan = _fresh(task, "ns+cycle")
+    monkeypatch.setattr(plan.adversarial[1], "d_loss", lambda r, f: (r.mean() + f.mean()) * float("inf"))
+    out = task.train_step(model, plan, opts, _batches(task)[0])
+    assert torch.isfinite(out["loss"]) and not torch.isfinite(out["d_loss"])  # the trainer checks every scalar
 
 
 def test_unroutable_spec_is_refused(task):
-    model, opts = _fresh(task)
-    with pytest.raises(ValueError, match="at most one adversarial|2 adversarial terms"):
-        task.train_step(model, build_loss("lsgan+ns", task="translate"), opts, _batches(task)[0])
+    with pytest.raises(UsageError, match="2 adversarial terms"):
+        build_loss("lsgan+ns", task="translate")
+    with pytest.raises(UsageError, match="cannot route term"):
+        task.plan(build_loss("ce"))
 
 
 def test_lr_schedule_is_constant_then_linear_to_zero(task):
-    t = TranslateTask("synth-stripes", task.params | {"epochs": 4}, torch.device("cpu"))
-    assert [t.lr_factor(e) for e in range(4)] == pytest.approx([1, 1, 2 / 3, 1 / 3])
-    t.params = t.params | {"epochs": 200}
-    assert t.lr_factor(99) == 1 and t.lr_factor(100) == pytest.approx(1 - 1 / 101) and t.lr_factor(199) == pytest.approx(1 / 101)
+    saved, nb = task.params, task.num_batches()
+    try:
+        task.params = saved | {"epochs": 4}
+        assert [task.lr_factor(e * nb) for e in range(4)] == pytest.approx([1, 1, 2 / 3, 1 / 3])
+        assert task.lr_factor(3 * nb - 1) == pytest.approx(2 / 3)  # a function of the step: per epoch
+        task.params = saved | {"epochs": 200}
+        f = lambda e: task.lr_factor(e * nb)  # noqa: E731
+        assert f(99) == 1 and f(100) == pytest.approx(1 - 1 / 101) and f(199) == pytest.approx(1 / 101)
+    finally:
+        task.params = saved
 
 
 def test_batches_are_unpaired_and_come_from_the_generator(task):
@@ -165,19 +171,21 @@ def test_identity_reference_metrics_by_hand(task):
 
 
 def test_evaluate_and_collapse_rule(task):
-    model, _ = _fresh(task)
-    m = task.evaluate(model)
+    model, _, _ = _fresh(task, "cycle")
+    with evaluating(model):
+        m = task.evaluate(model)
+        assert task.collapse_reason(model, m) is None  # an untrained G still varies with its input
     assert list(m) == list(TranslateTask.metrics) and 0 <= m["paired_l1"] <= 1 and m["cycle_l1"] > 0
-    assert task.collapse_reason(model, m) is None  # an untrained G still varies with its input
 
     class Const(torch.nn.Module):
         def forward(self, x):
             return torch.zeros_like(x) + 0.3
 
     model.g_ab = Const()
-    reason = task.collapse_reason(model, m)
+    with evaluating(model):
+        reason = task.collapse_reason(model, m)
+        rows = task.sample_rows(model)
     assert reason and "all alike" in reason
-    rows = task.sample_rows(model)
     assert set(rows) == {"input", "truth", "pred", "recon"} and rows["pred"].shape == (4, 32, 32, 3)
     assert rows["pred"].dtype == np.uint8 and (rows["pred"] == round(0.65 * 255)).all()
 

@@ -1,0 +1,32 @@
+"""The sample grid of one trial (``samples.png``): columns are the rows' keys (input,
+truth, pred, ...), rows the K sample images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cvloss.io import atomic_path  # noqa: E402
+
+
+def save_grid(rows: dict[str, np.ndarray], path: Path, titles: dict[str, str] | None = None) -> None:
+    """Save a grid whose columns are ``rows``' keys and rows the K sample images."""
+    cols = list(rows)
+    k = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(k, len(cols), figsize=(1.6 * len(cols), 1.6 * k), squeeze=False)
+    for j, col in enumerate(cols):
+        for i in range(k):
+            ax = axes[i][j]
+            ax.imshow(rows[col][i], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title((titles or {}).get(col, col), fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:  # a unique temporary name: concurrent writers never collide
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
