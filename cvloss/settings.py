@@ -97,6 +97,9 @@ COMMON: dict[str, Setting] = {
     "augment": Bool("random flips"),
     "amp": Bool("bf16 autocast on CUDA"),
     "channels_last": Bool("channels_last memory format on CUDA"),
+    "n_blocks": Int(1, help="residual blocks of the generator"),
+    "d_width": Int(1, help="discriminator width"),
+    "cpu_threads": Int(1, nullable=True, help="torch threads on a CPU for the trial (none: leave as is)"),
 }
 
 

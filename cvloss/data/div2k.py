@@ -21,14 +21,13 @@ exactly an s×s HR block. Official LR files are used when their folder exists; o
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cvloss.data.types import DatasetError
+from cvloss.data.types import SRData, DatasetError
 
 __all__ = ["SCALES", "SRData", "bicubic_downsample", "check_scale", "load_div2k", "make_pair", "read_png"]
 
@@ -45,37 +44,6 @@ def check_scale(scale: int) -> int:
     if s not in SCALES or (isinstance(scale, float) and not float(scale).is_integer()):
         raise DatasetError(f"super-resolution scale must be 2, 3 or 4 (DIV2K's bicubic tracks); got {scale!r}")
     return s
-
-
-@dataclass
-class SRData:
-    """One split of a super-resolution dataset, in memory.
-
-    Attributes:
-        hr: high-resolution images, each ``(3, H_i, W_i)`` ``torch.uint8`` RGB (sizes differ).
-        names: one name per image (``"0801"``, ``"chelsea"``).
-        lr: official low-resolution images per scale, ``{s: [(3, h_i, w_i) uint8, ...]}``;
-            a scale that is missing is made by :func:`bicubic_downsample` by the task.
-        name: catalog name (``"div2k"``, ``"skimage-photos"``).
-        real: for an embedded stand-in, the real dataset it imitates (``"div2k"``).
-    """
-
-    hr: list[torch.Tensor]
-    names: tuple[str, ...]
-    name: str
-    lr: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    real: str | None = None
-
-    def __post_init__(self) -> None:
-        self.names = tuple(self.names)
-        if len(self.hr) != len(self.names) or not self.hr:
-            raise ValueError(f"SRData needs one name per HR image and at least one image; got {len(self.hr)} / {len(self.names)}")
-        for t in self.hr:
-            if t.dim() != 3 or t.shape[0] != 3 or t.dtype != torch.uint8:
-                raise ValueError(f"SRData.hr images must be (3, H, W) torch.uint8; got {tuple(t.shape)} {t.dtype}")
-        for s, imgs in self.lr.items():
-            if len(imgs) != len(self.hr):
-                raise ValueError(f"SRData.lr[{s}] has {len(imgs)} images for {len(self.hr)} HR images")
 
 
 def read_png(path: Path) -> torch.Tensor:

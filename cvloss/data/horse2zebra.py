@@ -24,58 +24,19 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from cvloss.data.types import DatasetError
+from cvloss.data.types import TranslateData, DatasetError
 
 __all__ = ["IMAGE_SUFFIXES", "SPLIT_FOLDERS", "TranslateData", "find_cyclegan_root", "load_cyclegan_folder",
            "load_horse2zebra"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_FOLDERS = {"train": ("trainA", "trainB"), "val": ("testA", "testB")}
-
-
-@dataclass
-class TranslateData:
-    """One split of an unpaired two-domain dataset, held in memory.
-
-    Attributes:
-        a: ``(N, 3, H, W)`` ``torch.uint8`` RGB images of domain A.
-        b: ``(M, 3, H, W)`` ``torch.uint8`` RGB images of domain B (same H, W).
-        paired: ``True`` when ``a[i]`` and ``b[i]`` show the same scene (``N == M``): the
-            hidden pairs of an embedded set, for paired metrics only; ``False`` for real
-            unpaired data.
-        domains: names of domains A and B, e.g. ``("horse", "zebra")``.
-        name: catalog name; ``real``: the real dataset an embedded one stands in for.
-    """
-
-    a: torch.Tensor
-    b: torch.Tensor
-    paired: bool
-    domains: tuple[str, str]
-    name: str
-    real: str | None = None
-
-    def __post_init__(self) -> None:
-        for key in ("a", "b"):
-            t = getattr(self, key)
-            if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[1] != 3 or t.dtype != torch.uint8 or len(t) == 0:
-                got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"TranslateData.{key} must be non-empty (N, 3, H, W) torch.uint8, got {got}")
-        if self.a.shape[2:] != self.b.shape[2:]:
-            raise ValueError(f"TranslateData: A and B images differ in size: {tuple(self.a.shape)} vs {tuple(self.b.shape)}")
-        if self.paired and len(self.a) != len(self.b):
-            raise ValueError(f"TranslateData: paired data needs as many A as B images, got {len(self.a)} and {len(self.b)}")
-        self.domains = tuple(self.domains)  # type: ignore[assignment]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.a.shape[2]), int(self.a.shape[3])
 
 
 def find_cyclegan_root(root: Path | str) -> Path:

@@ -29,14 +29,13 @@ both ``split`` values give the same pool, so the loader keeps the catalog's load
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cvloss.data.types import DatasetError
+from cvloss.data.types import StylePairs, DatasetError
 
 __all__ = [
     "CONTENT_PHOTOS", "STYLE_TEXTURES", "MIN_STYLE_RATIO", "StylePairs", "load_style_pairs",
@@ -51,46 +50,6 @@ PROCEDURAL = ("waves", "mosaic")
 #: a style image's short side must be at least this fraction of the content's short side.
 MIN_STYLE_RATIO = 0.25
 DIV2K_VALID = "DIV2K_valid_HR"
-
-
-@dataclass
-class StylePairs:
-    """Content and style images plus the candidate pairs between them.
-
-    Attributes:
-        contents: ``(P, 3, H, W)`` float32 in [0, 1] (P contents, one size).
-        styles: ``(S, 3, Hs, Ws)`` float32 in [0, 1] (S styles, one size).
-        content_names, style_names: one name per image (photo/texture name or file name).
-        pairs: candidate ``(content index, style index)`` pairs; ``explicit`` says they
-            were asked for by name or by file (the task then uses them as given instead
-            of drawing some per seed).
-        notes: human-readable remarks (grayscale conversion), shown in ``describe_data``.
-        name: catalog name of the source (``skimage-photos``, ``files``, ``div2k``).
-        real: the real dataset an embedded source stands in for (``div2k``), else ``None``.
-    """
-
-    contents: torch.Tensor
-    styles: torch.Tensor
-    content_names: tuple[str, ...]
-    style_names: tuple[str, ...]
-    pairs: tuple[tuple[int, int], ...]
-    explicit: bool = False
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    name: str = "skimage-photos"
-    real: str | None = "div2k"
-
-    def __post_init__(self) -> None:
-        for what, t, names in (("contents", self.contents, self.content_names), ("styles", self.styles, self.style_names)):
-            if t.dim() != 4 or t.shape[1] != 3 or t.dtype != torch.float32:
-                raise ValueError(f"StylePairs.{what} must be (N, 3, H, W) float32, got {tuple(t.shape)} {t.dtype}")
-            if len(names) != len(t):
-                raise ValueError(f"StylePairs: {len(t)} {what} but {len(names)} names")
-        for c, s in self.pairs:
-            if not (0 <= c < len(self.contents) and 0 <= s < len(self.styles)):
-                raise ValueError(f"StylePairs: pair {(c, s)} out of range")
-
-    def pair_names(self) -> list[str]:
-        return [f"{self.content_names[c]}:{self.style_names[s]}" for c, s in self.pairs]
 
 
 # ----------------------------------------------------------------------------- images

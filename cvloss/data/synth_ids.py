@@ -26,8 +26,8 @@ Everything is rendered vectorised in numpy (a few thousand 32×32 images in well
 second) and returned as :class:`IdentityData`, which the LFW loader returns as well.
 """
 from __future__ import annotations
+from cvloss.data.types import DatasetError, IdentityData
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -38,55 +38,6 @@ N_FOLDS = 10
 # Defaults per split: (identities, images per identity, pairs of each kind per fold).
 DEFAULTS = {"train": (200, 8, 0), "val": (100, 6, 30)}
 _STREAM = {"train": 0x1D5, "val": 0x7A1}  # seed streams: train and val identities differ
-
-
-@dataclass
-class IdentityData:
-    """A whole identity split held in memory, with verification pairs for evaluation.
-
-    Attributes:
-        images: ``(N, 3, H, W)`` ``torch.uint8`` RGB in [0, 255].
-        labels: ``(N,)`` ``torch.int64`` identity ids in ``[0, len(identities))``.
-        identities: the name of each identity id (LFW: the person's folder name).
-        pairs: ``(M, 2)`` int64 indices into ``images`` of the verification pairs, or
-            ``None`` (a training split).
-        same: ``(M,)`` bool, True for a same-identity pair (``None`` with ``pairs``).
-        folds: ``(M,)`` int64 fold id of each pair in ``[0, 10)`` (``None`` with ``pairs``).
-        name: catalog name (``"synth-ids"``, ``"lfw"``).
-        real: for an embedded stand-in, the real dataset it imitates (``"lfw"``).
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    identities: tuple[str, ...]
-    name: str
-    pairs: torch.Tensor | None = None
-    same: torch.Tensor | None = None
-    folds: torch.Tensor | None = None
-    real: str | None = None
-
-    def __post_init__(self) -> None:
-        im, lb = self.images, self.labels
-        if not isinstance(im, torch.Tensor) or im.dim() != 4 or im.shape[1] != 3 or im.dtype != torch.uint8:
-            got = f"{tuple(im.shape)} {im.dtype}" if isinstance(im, torch.Tensor) else type(im).__name__
-            raise ValueError(f"IdentityData.images must be (N, 3, H, W) torch.uint8, got {got}")
-        if not isinstance(lb, torch.Tensor) or lb.shape != (im.shape[0],) or lb.dtype != torch.int64:
-            raise ValueError(f"IdentityData.labels must be (N,) = ({im.shape[0]},) torch.int64")
-        self.identities = tuple(self.identities)
-        if lb.numel() and (int(lb.min()) < 0 or int(lb.max()) >= len(self.identities)):
-            raise ValueError(f"IdentityData.labels must lie in [0, {len(self.identities)})")
-        if self.pairs is not None:
-            m = self.pairs.shape[0]
-            if self.pairs.shape != (m, 2) or self.same is None or self.folds is None or \
-                    self.same.shape != (m,) or self.folds.shape != (m,):
-                raise ValueError("IdentityData.pairs must be (M, 2) with same (M,) and folds (M,)")
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def num_identities(self) -> int:
-        return len(self.identities)
 
 
 # ---------------------------------------------------------------- rendering
@@ -191,7 +142,7 @@ def _pairs(rng: np.random.Generator, labels: np.ndarray, n_ids: int, per_fold: i
     """LFW-style pairs: identities split into 10 disjoint folds; per fold ``per_fold``
     same pairs and ``per_fold`` different pairs, drawn from that fold's identities."""
     if n_ids < 2 * N_FOLDS:
-        raise ValueError(f"synth-ids val needs at least {2 * N_FOLDS} identities for 10 folds; got {n_ids}")
+        raise DatasetError(f"synth-ids val needs at least {2 * N_FOLDS} identities for 10 folds; got {n_ids}")
     by_id = [np.flatnonzero(labels == i) for i in range(n_ids)]
     fold_of = rng.permutation(n_ids) % N_FOLDS
     pairs, same, folds = [], [], []
@@ -220,12 +171,12 @@ def synth_ids(split: Literal["train", "val"], size: int = 32, n_ids: int | None 
         seed: generation seed; a different seed draws different identities.
     """
     if split not in DEFAULTS:
-        raise ValueError(f"unknown split {split!r}; valid: train, val")
+        raise DatasetError(f"unknown split {split!r}; valid: train, val")
     d_ids, d_per, d_pairs = DEFAULTS[split]
     n_ids, per_id = int(n_ids or d_ids), int(per_id or d_per)
     pairs_per_fold = int(pairs_per_fold or d_pairs)
     if size < 16 or per_id < 2 or n_ids < 2:
-        raise ValueError(f"synth-ids needs size >= 16, per_id >= 2 and n_ids >= 2; got {size}, {per_id}, {n_ids}")
+        raise DatasetError(f"synth-ids needs size >= 16, per_id >= 2 and n_ids >= 2; got {size}, {per_id}, {n_ids}")
     rng = np.random.default_rng([int(seed), _STREAM[split]])
     templates = _templates(rng, n_ids)
     labels = np.repeat(np.arange(n_ids), per_id)

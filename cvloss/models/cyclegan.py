@@ -16,16 +16,19 @@
   WGAN-GP penalty needs per-sample input gradients, and BatchNorm mixes the samples.
 * :class:`CycleGAN` -- the two generators ``g_ab`` (G: A -> B), ``g_ba`` (F: B -> A) and
   the two discriminators ``d_b`` (real B vs G(a)) and ``d_a`` (real A vs F(b)).
+* :class:`ImagePool` -- the history of generated images the discriminators see.
 
 Initialisation as the official code: conv weights ~ N(0, 0.02), biases 0. Convs carry a
 bias (InstanceNorm without affine parameters has none to absorb it).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["CycleGAN", "PatchDiscriminator", "ResidualBlock", "ResnetGenerator", "init_weights", "patch_receptive_field"]
+__all__ = ["CycleGAN", "ImagePool", "PatchDiscriminator", "ResidualBlock", "ResnetGenerator", "init_weights", "patch_receptive_field"]
 
 
 def _norm(ch: int) -> nn.Module:
@@ -146,3 +149,46 @@ class CycleGAN(nn.Module):
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         return self.g_ab(a)
+
+
+class ImagePool:
+    """History of generated images for the discriminator (Shrivastava et al. 2017; CycleGAN
+    Sec. 4, size 50).
+
+    :meth:`query` takes a batch ``(N, C, H, W)`` and returns one of the same shape: while
+    the pool has room each image is stored and returned; once full, each image is, with
+    probability ½, returned as is, otherwise stored in place of a uniformly drawn stored
+    image, which is returned instead. All draws come from ``generator`` (a fixed number
+    per image, so the stream never depends on the pool's fill level). Size 0 = no pool.
+    """
+
+    def __init__(self, size: int = 50) -> None:
+        self.size = int(size)
+        self.images: torch.Tensor | None = None  # (size, C, H, W) once the first batch arrives
+        self.count = 0
+
+    @torch.no_grad()
+    def query(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.size <= 0:
+            return images
+        n = images.shape[0]
+        coins = torch.rand(n, generator=generator).tolist()
+        slots = torch.randint(self.size, (n,), generator=generator).tolist()
+        if self.images is None:
+            self.images = images.new_zeros((self.size, *images.shape[1:]))
+        out = images.clone()
+        for i in range(n):
+            if self.count < self.size:
+                self.images[self.count] = images[i]
+                self.count += 1
+            elif coins[i] > 0.5:
+                out[i] = self.images[slots[i]]
+                self.images[slots[i]] = images[i]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "count": self.count, "images": None if self.images is None else self.images.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.size, self.count = int(state["size"]), int(state["count"])
+        self.images = None if state["images"] is None else state["images"].to(device)

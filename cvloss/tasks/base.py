@@ -241,6 +241,10 @@ class Task(ABC):
         """One line naming the data, and the real dataset an embedded one stands in for."""
         return self.dataset
 
+    def named(self, real: str | None) -> str:
+        """The dataset's name, with the real one an embedded stand-in imitates."""
+        return f"{self.dataset} (embedded stand-in for {real})" if real else self.dataset
+
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(K, 3, H, W) float in [0, 1] -> (K, H, W, 3) uint8 (clamped, rounded)."""

@@ -45,7 +45,7 @@ check is applied to trained models only.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvloss.data.registry import load_dataset
+from cvloss.data.samplers import PKSampler
 from cvloss.errors import UsageError
 from cvloss.losses.metric import OfflineTripletSampler
 from cvloss.metrics.verification import best_threshold, verification_metrics
@@ -135,25 +136,14 @@ class EmbedTask(Task):
         self.val_x = val.images.to(self.device, torch.float32).div_(255)
         self.val_y = val.labels
         self.pairs, self.same, self.folds = val.pairs.numpy(), val.same.numpy(), val.folds.numpy()
-        # P×K sampler tables: identities with ≥ 2 images, their image indices padded to
-        # the largest count (so K draws per identity are one argsort of random keys).
-        labels = train.labels
-        counts = torch.bincount(labels, minlength=self.n_train_ids)
-        self.eligible = torch.nonzero(counts >= 2).squeeze(1)
-        if len(self.eligible) < int(p["P"]):
-            raise UsageError(f"embed: P={p['P']} but only {len(self.eligible)} training identities have 2+ images")
-        order = torch.argsort(labels, stable=True)
-        start = torch.cumsum(counts, 0) - counts
-        width = int(counts.max())
-        slot = torch.arange(width)
-        table = start[:, None] + slot[None, :]
-        self.id_count = counts
-        self.id_images = torch.where(slot[None, :] < counts[:, None], order[table.clamp_max(len(labels) - 1)], -1)
-        self.offline_pool = torch.nonzero(counts[labels] >= 2).squeeze(1)  # images usable as offline anchors
+        self.sampler = PKSampler(train.labels, p["P"], p["K"], self.n_train_ids)
+        if len(self.sampler.eligible) < int(p["P"]):
+            raise UsageError(f"embed: P={p['P']} but only {len(self.sampler.eligible)} training identities have 2+ images")
+        counts = self.sampler.id_count
+        self.offline_pool = torch.nonzero(counts[train.labels] >= 2).squeeze(1)  # images usable as offline anchors
 
     def describe_data(self) -> str:
-        real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
-        return (f"{self.dataset}{real}: {len(self.train_x)} train images of {self.n_train_ids} identities / "
+        return (f"{self.named(self.real_name)}: {len(self.train_x)} train images of {self.n_train_ids} identities / "
                 f"{len(self.val_x)} val images, {len(self.same)} pairs in {len(np.unique(self.folds))} folds "
                 f"(identity-disjoint)")
 
@@ -169,16 +159,14 @@ class EmbedTask(Task):
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
-        return max(1, len(self.eligible) // int(self.params["P"]))
+        return len(self.sampler)
 
     def train_batches(self, generator: torch.Generator) -> Iterator[EmbedBatch]:
-        """P×K batches plus offline triplets, every random choice from ``generator``."""
+        """P×K batches (each image flipped horizontally with probability ½) plus offline
+        triplets, every random choice from ``generator``."""
         P, K = int(self.params["P"]), int(self.params["K"])
-        steps = self.num_batches()
-        ids = self.eligible[torch.randperm(len(self.eligible), generator=generator)][: steps * P].view(steps, P)
-        # K images per identity: sort random keys (invalid slots last), take the first K,
-        # cycling when an identity has fewer than K images.
-        keys = torch.rand(steps, P, self.id_images.shape[1], generator=generator)
+        batches = self.sampler.epoch(generator)
+        steps = len(batches)
         flips = torch.rand(steps, P * K, generator=generator) < 0.5
         n_trip = (P * K) // 3
         sampler_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
@@ -186,12 +174,7 @@ class EmbedTask(Task):
         sub_labels = self.train_y.cpu()[self.offline_pool]
         sampler = OfflineTripletSampler(sub_labels, triplets_per_epoch=steps * n_trip, seed=sampler_seed)
         triplets = self.offline_pool[sampler.triplets()].view(steps, n_trip, 3)
-        for b in range(steps):
-            cnt = self.id_count[ids[b]]
-            k = keys[b].masked_fill(self.id_images[ids[b]] < 0, 2.0)
-            perm = torch.argsort(k, dim=1)
-            pos = torch.arange(K)[None, :] % cnt[:, None]
-            idx = self.id_images[ids[b]].gather(1, perm).gather(1, pos).reshape(-1)
+        for b, idx in enumerate(batches):
             x = self.train_x[idx.to(self.device)]
             x = torch.where(flips[b].to(self.device)[:, None, None, None], x.flip(-1), x)
             yield EmbedBatch(x, self.train_y[idx.to(self.device)], triplets[b], trip_flip[b])

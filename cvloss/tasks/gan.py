@@ -130,7 +130,6 @@ class GANTask(Task):
         "optimizer": Choice("paper", "adam", help="each objective's paper optimiser, or Adam for all"),
         "n_eval": Int(10, help="samples drawn for the mode metrics"),
         "min_count": Int(1, help="samples a mode needs to count as covered"),
-        "cpu_threads": Int(1, nullable=True, help="torch threads on a CPU (none: leave as is)"),
     }
     budgets = {
         "smoke": dict(epochs=2, steps_per_epoch=50, batch_size=64, noise_dim=2, hidden=64, layers=2,

@@ -36,14 +36,8 @@ def colorize(mask: np.ndarray) -> np.ndarray:
 
 class SegTask(Task):
     name = "seg"
-    metrics = {
-        "miou": True,
-        "dice": True,
-        "pixel_acc": True,
-        "betti0_err": False,
-        "betti1_err": False,
-        "cldice_score": True,
-    }
+    metrics = {"miou": True, "dice": True, "pixel_acc": True, "betti0_err": False, "betti1_err": False,
+               "cldice_score": True}
     extra_metrics = {"iou_": True}  # per-class IoU, one per class of the dataset
     primary_metric = "miou"
     slots = {"seg": ("seg",)}
@@ -75,8 +69,7 @@ class SegTask(Task):
 
     def describe_data(self) -> str:
         n_tr, n_va = len(self.train_x), len(self.val_x)
-        real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
-        return f"{self.dataset}{real}: {n_tr} train / {n_va} val images, {self.num_classes} classes {list(self.class_names)}"
+        return f"{self.named(self.real_name)}: {n_tr} train / {n_va} val images, {self.num_classes} classes {list(self.class_names)}"
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:

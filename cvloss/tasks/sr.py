@@ -76,8 +76,6 @@ class SRTask(Task):
         "repeat": Int(1, help="random crops per image per epoch"),
         "hr_size": Int(8, nullable=True, help="embedded photos' HR side (none: native)"),
         "n_feats": Int(1, help="EDSR feature channels"),
-        "n_blocks": Int(1, help="EDSR residual blocks"),
-        "d_width": Int(1, help="discriminator width"),
         "d_down": Int(1, help="discriminator down-sampling stages"),
     }
     budgets = {
@@ -130,11 +128,10 @@ class SRTask(Task):
         self._reference: dict[str, dict[str, float]] | None = None
 
     def describe_data(self) -> str:
-        real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
         sizes = sorted({tuple(h.shape[-2:]) for h in self.val_hr})
         lr_src = "official DIV2K bicubic LR files" if self.official_lr else "antialiased bicubic (torch interpolate, 8-bit)"
         hr = f", HR short side {self.params['hr_size']} px" if self.resized else ""
-        return (f"{self.dataset}{real}: {len(self.train_hr)} train / {len(self.val_hr)} val images{hr}, x{self.scale}, "
+        return (f"{self.named(self.real_name)}: {len(self.train_hr)} train / {len(self.val_hr)} val images{hr}, x{self.scale}, "
                 f"LR: {lr_src}; val scored whole ({'; '.join(f'{w}x{h}' for h, w in sizes[:3])} px), "
                 f"{self.scale}-px border shaved; feat_dist: {EVAL_ARCH} {EVAL_LAYER}, weights {self._eval_net.weights_used}")
 

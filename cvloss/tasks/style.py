@@ -71,6 +71,7 @@ from cvloss.data.style_pairs import load_style_pairs
 from cvloss.errors import UsageError
 from cvloss.losses.features import get_feature_extractor
 from cvloss.losses.style import gram_matrix, total_variation
+from cvloss.models.style_image import StyleImage
 from cvloss.settings import Choice, Float, ImagePath, Int, Positive, Setting
 from cvloss.tasks.base import Optim, Task, to_uint8
 
@@ -82,44 +83,10 @@ EVAL_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 
 
-class StyleImage(nn.Module):
-    """The optimised image(s): one parameter, ``forward()`` returns (N, 3, H, W) in [0, 1].
-
-    ``param="clamp"``: the parameter is the image itself (projected to [0, 1] by
-    :meth:`project_`); ``param="sigmoid"``: x = sigmoid(θ).
-    """
-
-    def __init__(self, init: torch.Tensor, param: str = "clamp") -> None:
-        super().__init__()
-        if param not in ("clamp", "sigmoid"):
-            raise UsageError(f"unknown image parameterisation param={param!r}; valid: clamp, sigmoid")
-        self.param = param
-        init = init.detach().clone().clamp(0, 1)
-        if param == "sigmoid":
-            init = torch.logit(init.clamp(1e-3, 1 - 1e-3))
-        self.image = nn.Parameter(init)
-
-    def forward(self) -> torch.Tensor:
-        if self.param == "sigmoid":
-            return torch.sigmoid(self.image)
-        return self.image.clamp(0, 1)
-
-    @torch.no_grad()
-    def project_(self) -> None:
-        if self.param == "clamp":
-            self.image.clamp_(0, 1)
-
-
 class StyleTask(Task):
     name = "style"
-    metrics = {
-        "content_loss": False,
-        "style_dist": False,
-        **{f"gram_{l}": False for l in EVAL_STYLE_LAYERS},
-        "tv": False,
-        "evals": False,
-        "wall_s": False,
-    }
+    metrics = {"content_loss": False, "style_dist": False, **{f"gram_{l}": False for l in EVAL_STYLE_LAYERS}, "tv": False,
+               "evals": False, "wall_s": False}
     primary_metric = "style_dist"
     # Which target each term is called with: the content image, the style image, none.
     slots = {"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)}

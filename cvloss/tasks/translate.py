@@ -68,7 +68,7 @@ from cvloss.data.registry import load_dataset
 from cvloss.errors import UsageError
 from cvloss.losses.ssim import ssim
 from cvloss.metrics.fid import InceptionFeatures, fid_from_features, inception_status, kid_from_features, psnr
-from cvloss.models.cyclegan import CycleGAN
+from cvloss.models.cyclegan import CycleGAN, ImagePool
 from cvloss.settings import Bool, Int
 from cvloss.tasks.adversarial import AdversarialStepper
 from cvloss.tasks.base import Optim, Task, to_uint8
@@ -83,59 +83,10 @@ def _to01(x: torch.Tensor) -> torch.Tensor:
     return (x + 1) / 2
 
 
-class ImagePool:
-    """History of generated images for the discriminator (Shrivastava et al. 2017; CycleGAN
-    Sec. 4, size 50).
-
-    :meth:`query` takes a batch ``(N, C, H, W)`` and returns one of the same shape: while
-    the pool has room each image is stored and returned; once full, each image is, with
-    probability ½, returned as is, otherwise stored in place of a uniformly drawn stored
-    image, which is returned instead. All draws come from ``generator`` (a fixed number
-    per image, so the stream never depends on the pool's fill level). Size 0 = no pool.
-    """
-
-    def __init__(self, size: int = 50) -> None:
-        self.size = int(size)
-        self.images: torch.Tensor | None = None  # (size, C, H, W) once the first batch arrives
-        self.count = 0
-
-    @torch.no_grad()
-    def query(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.size <= 0:
-            return images
-        n = images.shape[0]
-        coins = torch.rand(n, generator=generator).tolist()
-        slots = torch.randint(self.size, (n,), generator=generator).tolist()
-        if self.images is None:
-            self.images = images.new_zeros((self.size, *images.shape[1:]))
-        out = images.clone()
-        for i in range(n):
-            if self.count < self.size:
-                self.images[self.count] = images[i]
-                self.count += 1
-            elif coins[i] > 0.5:
-                out[i] = self.images[slots[i]]
-                self.images[slots[i]] = images[i]
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "count": self.count, "images": None if self.images is None else self.images.cpu()}
-
-    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
-        self.size, self.count = int(state["size"]), int(state["count"])
-        self.images = None if state["images"] is None else state["images"].to(device)
-
-
 class TranslateTask(Task):
     name = "translate"
-    metrics = {
-        "paired_ssim": True,
-        "paired_psnr": True,
-        "paired_l1": False,
-        "cycle_l1": False,
-        "fid": False,
-        "kid": False,
-    }
+    metrics = {"paired_ssim": True, "paired_psnr": True, "paired_l1": False, "cycle_l1": False, "fid": False,
+               "kid": False}
     primary_metric = "paired_ssim"
     slots = {"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)}
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
@@ -145,8 +96,6 @@ class TranslateTask(Task):
         "load_size": Int(8, nullable=True, help="resize before the random crop (none: image_size)"),
         "fid": Bool("compute FID/KID when Inception weights are present"),
         "g_width": Int(1, help="generator width"),
-        "n_blocks": Int(1, help="generator residual blocks"),
-        "d_width": Int(1, help="PatchGAN width"),
         "d_layers": Int(1, help="PatchGAN layers"),
     }
     budgets = {
@@ -200,10 +149,9 @@ class TranslateTask(Task):
         return [k for k in self.metrics if self.paired or k not in PAIRED]
 
     def describe_data(self) -> str:
-        real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
         pairs = "hidden pairs in val" if self.paired else "unpaired val"
         a, b = self.domains
-        return (f"{self.dataset}{real}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
+        return (f"{self.named(self.real_name)}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
                 f"{len(self.val_a)} / {len(self.val_b)} val ({pairs}), {self.train_a.shape[-1]} px; FID/KID: {self.fid_note}")
 
     # ------------------------------------------------------------------ model
