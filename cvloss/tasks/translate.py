@@ -46,9 +46,12 @@ Metrics on the validation split (images in [0, 1]):
 * ``paired_ssim``/``paired_psnr``/``paired_l1``: G(a) against the hidden true b (embedded
   paired data only; n/a for real unpaired data);
 * ``cycle_l1``: ½(mean|F(G(a)) − a| + mean|G(F(b)) − b|);
-* ``fid``/``kid``: G(val A) against real val B on Inception-v3 features (:mod:`cvloss.metrics.fid`)
-  when torchvision's weights are in the torch hub cache (never downloaded), else n/a, and
-  :meth:`describe_data` (recorded in trial.json) says why.
+* ``fid``/``kid``: G(val A) against all real val B images (for horse2zebra: testA -> testB,
+  the published protocol) on the standard FID extractor, the 2015-12-05 TF Inception as
+  ported by torch-fidelity (:mod:`cvloss.metrics.fid`; extra ``cvloss[fid]``), with that
+  library's resizing; its weights come from ``--fid-weights PATH`` or the torch hub cache
+  (never downloaded), else FID/KID are n/a, and :meth:`describe_data` (recorded in
+  trial.json) names the extractor or says in one line which file to place where.
 
 Reference row: ``identity (B = A)`` -- the metrics of returning the input unchanged, the
 score any translation must beat. Collapse rule (:meth:`collapse_reason`): G's outputs on
@@ -155,6 +158,9 @@ class TranslateTask(Task):
         "kid": False,
     }
     primary_metric = "paired_ssim"
+    # The FID weights file (``--fid-weights``), when a runner sets it; else $CVLOSS_FID_WEIGHTS
+    # or the torch hub cache (:func:`cvloss.metrics.fid.fid_weights_status`).
+    fid_weights: str | None = None
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
     settings = {
         "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
@@ -209,14 +215,14 @@ class TranslateTask(Task):
         self._inception = None
         self.fid_note = "off (--set fid=false)"
         if p.get("fid", True):
-            from cvloss.metrics.fid import InceptionFeatures, inception_status
+            from cvloss.metrics.fid import FIDInception, fid_weights_status
 
-            path, why = inception_status()
+            path, why = fid_weights_status(self.fid_weights)
             if path is None:
                 self.fid_note = f"n/a: {why}"
             else:
-                self._inception = InceptionFeatures(path).to(self.device)
-                self.fid_note = f"torchvision Inception-v3 IMAGENET1K_V1 ({path.name})"
+                self._inception = FIDInception(path).to(self.device)
+                self.fid_note = f"G(val A) vs all val B, {self._inception.name}"
         self._real_b_feats = None
         self._init_state()
 
