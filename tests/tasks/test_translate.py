@@ -253,3 +253,18 @@ def test_fid_weights_option_is_recorded_names_the_extractor_and_stays_out_of_the
     metrics = json.loads((trial / "summary.json").read_text())["metrics"]
     assert np.isfinite(metrics["fid"]) and np.isfinite(metrics["kid"])
     assert FID_WEIGHTS_ENV not in __import__("os").environ  # the option does not leak past the command
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_paired_lpips_with_the_alexnet_file_in_the_hub_cache(tmp_path, monkeypatch):
+    pytest.importorskip("lpips", reason="optional extra cvloss[lpips] (lpips) not installed")
+    from cvloss.metrics.lpips_metric import ALEXNET_FILE
+
+    (tmp_path / "checkpoints").mkdir()
+    _fake_weights_module().fake_alexnet_features(tmp_path / "checkpoints" / ALEXNET_FILE)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    t = TranslateTask("synth-stripes", TranslateTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t.load_data()
+    ref = t.reference_metrics()["identity (B = A)"]
+    assert np.isfinite(ref["paired_lpips"]) and ref["paired_lpips"] > 0
+    assert "paired_lpips: alexnet" in t.describe_data() and "independent of every translate loss" in t.describe_data()
