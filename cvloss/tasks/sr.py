@@ -95,6 +95,8 @@ class SRTask(Task):
         # EDSR-baseline (Lim et al. 2017) on DIV2K (--dataset div2k): F=64, B=16, LR patch
         # 48 (HR 96 at x2), batch 16, Adam lr 1e-4 halved every 2e5 iterations, 3e5
         # iterations = 300 epochs of 800 images x 20 crops / 16; no bicubic skip.
+        # x4: --set scale=4 --set patch=192 (LR 48, HR 192, as EDSR), trained from scratch --
+        # EDSR initialises x4 from its x2 model (README, "Full budgets and the published protocols").
         "full": dict(_common, epochs=300, batch_size=16, patch=96, repeat=20, hr_size=None, n_feats=64, n_blocks=16,
                      lr=1e-4, lr_step=200, global_skip="none", d_width=64, d_down=4),
     }
