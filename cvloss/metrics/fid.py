@@ -128,7 +128,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
 #: torch-fidelity's port of the TF Inception graph of 2015-12-05 (what FID is defined on).
 FID_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS_FILE}"
-#: pytorch-fid's file of the same converted weights (same hash prefix, same state_dict keys).
+#: pytorch-fid's file name for the converted weights (the same sha256 prefix); loaded strictly,
+#: so a file whose keys do not match torch-fidelity's network is refused in one line.
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 #: How ``--fid-weights PATH`` reaches a trial (the CLI exports it for the run's duration).
 FID_WEIGHTS_ENV = "CVLOSS_FID_WEIGHTS"
