@@ -65,7 +65,11 @@ def describe_metric(name: str, net: FeatureNet, shared_with: Iterable[str], scop
 
 def describe_feature_metrics(metrics: dict[str, tuple[FeatureNet, tuple[str, ...]]], scope: str,
                              notes: dict[str, str] | None = None) -> str:
-    """One clause per feature metric (:func:`describe_metric`), each with its note (why n/a)."""
+    """One clause per feature network (:func:`describe_metric`; metrics on the same network
+    and notes share one, ``fid/kid: ...``), each with its note (why n/a)."""
     notes = notes or {}
-    return "; ".join(describe_metric(n, net, shared, scope) + (f" ({notes[n]})" if notes.get(n) else "")
-                     for n, (net, shared) in metrics.items())
+    groups: dict[tuple, list[str]] = {}
+    for n, (net, shared) in metrics.items():
+        groups.setdefault((net, tuple(sorted(shared)), notes.get(n) or ""), []).append(n)
+    return "; ".join(describe_metric("/".join(names), net, shared, scope) + (f" ({note})" if note else "")
+                     for (net, shared, note), names in groups.items())
