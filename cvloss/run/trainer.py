@@ -201,6 +201,7 @@ def _train(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None, l
     loss = build_loss(cfg.loss, task=cfg.task, feature_weights=cfg.feature_weights).to(device)
     task = get_task_class(cfg.task)(cfg.dataset, params, device, cfg.data_dir)
     task.feature_weights = cfg.feature_weights
+    task.fid_weights = cfg.fid_weights  # --fid-weights: recorded in trial.json, not part of identity
     task.load_data()
 
     def fresh_model():

@@ -39,15 +39,19 @@ every loss at that seed -- fair, and the sample grids line up). Named pairs and 
 used as given; then seeds differ only through ``init_noise`` (σ of Gaussian noise added
 to the content init, default 0).
 
-Metrics, with a FIXED evaluation network whatever the loss being trained -- VGG19 with the
-same feature weights as the loss (``imagenet``, ``random(seed=0)`` or a file; recorded in
-``metrics.csv`` as ``eval_feature_weights``):
+Metrics, with ONE FIXED evaluation network for every loss of a comparison -- VGG16, which
+no default term trains through (``content``, ``style`` and ``texture`` default to VGG19),
+with the run's ``--feature-weights`` (``auto``: ImageNet when cached, else random(seed=0);
+recorded in ``metrics.csv`` as ``eval_feature_weights`` and named in ``describe_data``).
+The ``perceptual`` term (VGG16 by default) shares it: the table says so
+(:meth:`StyleTask.feature_metrics`, checked by ``tests/metrics/test_independence.py``).
+Layers are Johnson et al.'s (2016) for VGG16:
 
-* ``content_loss`` = ½ · mean (φ_relu4_2(x) − φ_relu4_2(p))² (the ``content`` loss's
-  default, i.e. Gatys' ½ Σ (F − P)² divided by the element count);
-* ``gram_<layer>`` = E_l = 1/(4 N_l² M_l²) Σ_ij (G^l(x) − G^l(a))²_ij for l in
-  relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (Gatys' style layers), and
-  ``style_dist`` = their mean (Gatys' L_style with w_l = 1/5);
+* ``content_loss`` = ½ · mean (φ_relu4_3(x) − φ_relu4_3(p))² (Gatys' ½ Σ (F − P)² divided by
+  the element count, at VGG16's deepest block-4 layer, as Gatys' conv4_2 is in VGG19);
+* ``gram_<layer>`` = E_l = 1/(4 N_l² M_l²) Σ_ij (G^l(x) − G^l(a))²_ij for l in relu1_2,
+  relu2_2, relu3_3, relu4_3 (Johnson et al.'s style layers), and ``style_dist`` = their
+  mean (w_l = 1/4);
 * ``tv`` = mean |x_{i+1,j} − x_{i,j}| + |x_{i,j+1} − x_{i,j}| over all differences
   (high-frequency noise raises it);
 * ``evals`` (loss evaluations) and ``wall_s`` (optimisation wall time, no evaluation).
@@ -59,7 +63,6 @@ distance to the style, its TV) and ``style image`` (its TV).
 from __future__ import annotations
 
 import logging
-import re
 import textwrap
 import time
 from pathlib import Path
@@ -75,9 +78,11 @@ from cvloss.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
-#: The fixed evaluation layers (VGG19): content as Gatys' conv4_2, style as his five.
-EVAL_CONTENT_LAYER = "relu4_2"
-EVAL_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: The fixed evaluation network and layers: VGG16 (no default term's network), Johnson et
+#: al.'s style layers, content at the deepest layer of block 4.
+EVAL_ARCH = "vgg16"
+EVAL_CONTENT_LAYER = "relu4_3"
+EVAL_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 #: Which target each loss term is called with (``None``: no target).
 ROUTES = {"content": "content", "perceptual": "content", "style": "style", "texture": "style", "tv": None}
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
@@ -109,16 +114,6 @@ class StyleImage(nn.Module):
     def project_(self) -> None:
         if self.param == "clamp":
             self.image.clamp_(0, 1)
-
-
-def _weights_spec(used: str) -> str:
-    """``weights_used`` of an extractor -> the ``weights=`` value that rebuilds it."""
-    m = re.fullmatch(r"random\(seed=(-?\d+)\)", used)
-    if m:
-        return f"random:{m.group(1)}"
-    if used.startswith("file:"):
-        return used[len("file:"):]
-    return used  # "imagenet"
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -182,7 +177,6 @@ class StyleTask(Task):
             log.warning("; ".join(self.data.notes))
         self.contents = self.data.contents.to(self.device)
         self.styles = self.data.styles.to(self.device)
-        self._eval_weights: str | None = None
         self._eval_cache: dict[str, Any] = {}
         self._wall = 0.0
         self._evals = 0
@@ -192,8 +186,11 @@ class StyleTask(Task):
         src = {"files": "files", "div2k": "div2k (DIV2K_valid_HR contents)"}.get(d.name, f"{d.name} (embedded stand-in for {d.real})")
         how = "pairs as given" if d.explicit else f"{self.params['n_pairs']} pair(s) drawn per seed"
         notes = f"; {'; '.join(d.notes)}" if d.notes else ""
+        from cvloss.metrics.independence import describe_feature_metrics
+
         return (f"{src}: {len(d.content_names)} content x {len(d.style_names)} style images, {len(d.pairs)} candidate pairs, "
-                f"{how}; content {tuple(self.contents.shape[-2:])} px, style {tuple(self.styles.shape[-2:])} px{notes}")
+                f"{how}; content {tuple(self.contents.shape[-2:])} px, style {tuple(self.styles.shape[-2:])} px{notes}; "
+                + describe_feature_metrics(self.feature_metrics(self._eval_net().weights_used), "style"))
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -254,19 +251,7 @@ class StyleTask(Task):
             total = total + w * (term(x) if target is None else term(x, target))
         return total
 
-    def _note_weights(self, loss: nn.Module) -> None:
-        """Remember which feature weights the loss uses, for the evaluation network."""
-        if self._eval_weights is not None:
-            return
-        from cvloss.losses.features import FeatureLoss
-
-        terms = loss.weighted_terms() if hasattr(loss, "weighted_terms") else [(1.0, loss)]
-        used = [t.extractor.weights_used for _, t in terms if isinstance(t, FeatureLoss)]
-        # tv alone uses no features: fall back to "auto" (ImageNet if cached, else random:0)
-        self._eval_weights = _weights_spec(used[0]) if used else "auto"
-
     def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
-        self._note_weights(loss)
         opt = optimizers["image"]
         last: list[torch.Tensor] = []
 
@@ -290,9 +275,19 @@ class StyleTask(Task):
 
     # ------------------------------------------------------------------ evaluation
     def _eval_net(self):
+        """The evaluation VGG16 with the run's ``--feature-weights``: the same for every loss."""
         from cvloss.losses.features import get_feature_extractor
 
-        return get_feature_extractor("vgg19", self._eval_weights or "auto")
+        return get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
+
+    @classmethod
+    def feature_metrics(cls, weights_used: str) -> dict[str, tuple[Any, tuple[str, ...]]]:
+        """Each feature metric's network (``weights_used``: the run's VGG weights) and the
+        style losses that, at their defaults, run the same network with the same weights."""
+        from cvloss.metrics.independence import FeatureNet
+
+        return {"content_loss": (FeatureNet(EVAL_ARCH, (EVAL_CONTENT_LAYER,), weights_used), ("perceptual",)),
+                "style_dist": (FeatureNet(EVAL_ARCH, EVAL_STYLE_LAYERS, weights_used), ("perceptual",))}
 
     @torch.no_grad()
     def image_metrics(self, x: torch.Tensor, with_content: bool = True) -> dict[str, float]:

@@ -43,12 +43,18 @@ val) or any CycleGAN-layout dataset such as ``horse2zebra``. An epoch has
 
 Metrics on the validation split (images in [0, 1]):
 
-* ``paired_ssim``/``paired_psnr``/``paired_l1``: G(a) against the hidden true b (embedded
-  paired data only; n/a for real unpaired data);
+* ``paired_ssim``/``paired_psnr``/``paired_l1``/``paired_lpips``: G(a) against the hidden
+  true b (embedded paired data only; n/a for real unpaired data). ``paired_lpips`` (LPIPS
+  v0.1, AlexNet, :mod:`cvloss.metrics.lpips_metric`; extra ``cvloss[lpips]``) is the
+  perceptual metric no loss trains through; n/a when the AlexNet ImageNet file is not in
+  the torch hub cache, and :meth:`describe_data` says which file to place where;
 * ``cycle_l1``: ½(mean|F(G(a)) − a| + mean|G(F(b)) − b|);
-* ``fid``/``kid``: G(val A) against real val B on Inception-v3 features (:mod:`cvloss.metrics.fid`)
-  when torchvision's weights are in the torch hub cache (never downloaded), else n/a, and
-  :meth:`describe_data` (recorded in trial.json) says why.
+* ``fid``/``kid``: G(val A) against all real val B images (for horse2zebra: testA -> testB,
+  the published protocol) on the standard FID extractor, the 2015-12-05 TF Inception as
+  ported by torch-fidelity (:mod:`cvloss.metrics.fid`; extra ``cvloss[fid]``), with that
+  library's resizing; its weights come from ``--fid-weights PATH`` or the torch hub cache
+  (never downloaded), else FID/KID are n/a, and :meth:`describe_data` (recorded in
+  trial.json) names the extractor or says in one line which file to place where.
 
 Reference row: ``identity (B = A)`` -- the metrics of returning the input unchanged, the
 score any translation must beat. Collapse rule (:meth:`collapse_reason`): G's outputs on
@@ -150,11 +156,15 @@ class TranslateTask(Task):
         "paired_ssim": True,
         "paired_psnr": True,
         "paired_l1": False,
+        "paired_lpips": False,
         "cycle_l1": False,
         "fid": False,
         "kid": False,
     }
     primary_metric = "paired_ssim"
+    # The FID weights file (``--fid-weights``), when a runner sets it; else $CVLOSS_FID_WEIGHTS
+    # or the torch hub cache (:func:`cvloss.metrics.fid.fid_weights_status`).
+    fid_weights: str | None = None
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
     settings = {
         "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
@@ -204,19 +214,28 @@ class TranslateTask(Task):
         self.val_a, self.val_b = to(val.a), to(val.b)
         self.metrics = dict(TranslateTask.metrics)
         if not self.paired:
-            for k in ("paired_ssim", "paired_psnr", "paired_l1"):
+            for k in ("paired_ssim", "paired_psnr", "paired_l1", "paired_lpips"):
                 self.metrics.pop(k)
+        self._lpips, self._lpips_note = None, "no pairs"
+        if self.paired:
+            from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_status
+
+            lpips_path, why = lpips_status()
+            if lpips_path is not None and size < MIN_SIDE:
+                lpips_path, why = None, f"images of {size} px, AlexNet needs >= {MIN_SIDE}"
+            self._lpips_note = why and f"n/a: {why}"
+            self._lpips = None if lpips_path is None else LPIPSMetric(lpips_path).to(self.device)
         self._inception = None
         self.fid_note = "off (--set fid=false)"
         if p.get("fid", True):
-            from cvloss.metrics.fid import InceptionFeatures, inception_status
+            from cvloss.metrics.fid import FIDInception, fid_weights_status
 
-            path, why = inception_status()
+            path, why = fid_weights_status(self.fid_weights)
             if path is None:
                 self.fid_note = f"n/a: {why}"
             else:
-                self._inception = InceptionFeatures(path).to(self.device)
-                self.fid_note = f"torchvision Inception-v3 IMAGENET1K_V1 ({path.name})"
+                self._inception = FIDInception(path).to(self.device)
+                self.fid_note = f"G(val A) vs all val B, {self._inception.name}"
         self._real_b_feats = None
         self._init_state()
 
@@ -224,8 +243,22 @@ class TranslateTask(Task):
         real = f" (embedded stand-in for {self.real_name})" if self.real_name else ""
         pairs = "hidden pairs in val" if self.paired else "unpaired val"
         a, b = self.domains
+        from cvloss.metrics.independence import describe_feature_metrics
+
+        nets = {k: v for k, v in self.feature_metrics().items() if k in self.metrics}
         return (f"{self.dataset}{real}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
-                f"{len(self.val_a)} / {len(self.val_b)} val ({pairs}), {self.train_a.shape[-1]} px; FID/KID: {self.fid_note}")
+                f"{len(self.val_a)} / {len(self.val_b)} val ({pairs}), {self.train_a.shape[-1]} px; FID/KID: {self.fid_note}; "
+                + describe_feature_metrics(nets, "translate", {"paired_lpips": self._lpips_note}))
+
+    @classmethod
+    def feature_metrics(cls, weights_used: str = "") -> dict[str, tuple[Any, tuple[str, ...]]]:
+        """Each feature metric's network and the translate losses (at their defaults) that run
+        the same network: none (no loss runs Inception or AlexNet)."""
+        from cvloss.metrics.independence import FeatureNet
+        from cvloss.metrics.lpips_metric import lpips_net
+
+        inception = FeatureNet("inception-v3 (TF 2015-12-05)", ("pool3",), "torch-fidelity port of the TF graph")
+        return {"fid": (inception, ()), "kid": (inception, ()), "paired_lpips": (lpips_net(), ())}
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -405,6 +438,7 @@ class TranslateTask(Task):
             "paired_ssim": float(ssim(pred01, truth01, data_range=1.0, window_size=window).mean()),
             "paired_psnr": float(psnr(pred01, truth01).clamp(max=100).mean()),
             "paired_l1": float((pred01 - truth01).abs().mean()),
+            "paired_lpips": math.nan if self._lpips is None else float(self._lpips(pred01, truth01).mean()),
         }
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
