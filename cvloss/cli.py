@@ -320,6 +320,20 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
                        data_dir=data_dir, feature_weights=feature_weights, overrides=overrides)
 
 
+_FID_HELP = "The FID Inception weights file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)."
+
+
+def _fid_weights(path: Optional[str]) -> Optional[str]:
+    """``--fid-weights``: an existing file, as an absolute path; recorded, not in the folder name."""
+    from pathlib import Path
+
+    from cvloss.errors import UsageError
+
+    if path is not None and not Path(path).expanduser().is_file():
+        raise UsageError(f"--fid-weights {path}: no such file")
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
 def _reporter(quiet: bool, task: str):
     from cvloss.run.progress import make_reporter
     from cvloss.tasks import get_task_class
@@ -348,6 +362,7 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
     break_stale_locks: bool = typer.Option(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
+    fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
 ) -> None:
     """Train one model under one loss and write its results folder."""
     _set_threads(threads)
@@ -360,7 +375,8 @@ def train(
         fail(f"--seed must be >= 0; got {seed}")
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
     (spec,) = canonical_specs([loss], task)
-    cfg = replace(base, loss=spec, seed=seed)
+    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights))
+
     try:
         with _chatter(quiet):
             summary = run_trial(cfg, _reporter(quiet, task), break_stale_locks=break_stale_locks)
@@ -392,6 +408,7 @@ def compare(
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
     break_stale_locks: bool = typer.Option(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
+    fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
@@ -402,6 +419,10 @@ def compare(
     seed_list = parse_seeds(seeds)
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
     specs = canonical_specs(split_losses(losses), task)
+    from dataclasses import replace
+
+
+    base = replace(base, fid_weights=_fid_weights(fid_weights))
     try:
         with _chatter(quiet):
             result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks)

@@ -15,27 +15,34 @@ squared MMD with the cubic polynomial kernel ``k(x, y) = (xᵀy / d + 1)³``::
 
     MMD²ᵤ = 1/(m(m−1)) Σ_{i≠j} k(xᵢ, xⱼ) + 1/(n(n−1)) Σ_{i≠j} k(yᵢ, yⱼ) − 2/(mn) Σ_{i,j} k(xᵢ, yⱼ)
 
-averaged over ``n_subsets`` random subsets of ``subset_size`` samples per set (the
-paper's code: 100 subsets of 1000; smaller sets use all their samples per subset). Unlike
-FID it is unbiased, so it can be compared across sample sizes; it can be slightly
-negative.
+averaged over ``n_subsets`` random subsets (the paper's code: 100 subsets of 1000). Each
+set contributes ``min(subset_size, its size)`` samples to a subset, drawn without
+replacement; a set no larger than ``subset_size`` is used whole in every subset, so when
+both are, the value is the estimator on the two whole sets -- one number, standard
+deviation 0, whatever the seed (the estimator allows m ≠ n). Unlike FID it is unbiased,
+so it can be compared across sample sizes; it can be slightly negative.
 
-**Inception weights**: torchvision's ImageNet ``inception_v3`` (``IMAGENET1K_V1``) from
-the torch hub cache. They are never downloaded here: :func:`inception_status` says whether
-the file is there and, if not, why the FID/KID columns are n/a. Note that published FIDs
-use the TF "pt_inception-2015-12-05" graph; numbers from torchvision's weights are
-comparable with each other, not with papers.
+**Extractor** (:class:`FIDInception`): the one published FIDs come from -- the TF
+Inception graph of 2015-12-05 as ported to PyTorch (torch-fidelity's ``inception-v3-compat``,
+the optional extra ``cvloss[fid]``): uint8 images, resized to 299x299 with torch-fidelity's
+TF-1.x-compatible bilinear interpolation, 2048-d pool3 features. Its weights are never
+downloaded here: :func:`fid_weights_status` looks for them at ``--fid-weights PATH``
+(the trainer hands it to the task), else ``$CVLOSS_FID_WEIGHTS``, then in the torch hub cache under
+torch-fidelity's or pytorch-fid's file name, and otherwise says in one line which file to
+place where (FID/KID are then n/a). torchvision's ImageNet Inception is not used: its
+numbers are not comparable with any paper's.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = ["InceptionFeatures", "feature_stats", "fid_from_features", "frechet_distance", "inception_status",
-           "kid_from_features", "mmd2_unbiased", "polynomial_kernel", "psnr"]
+__all__ = ["FIDInception", "feature_stats", "fid_extractor_name", "fid_from_features",
+           "fid_weights_status", "frechet_distance", "kid_from_features", "mmd2_unbiased", "polynomial_kernel",
+           "psnr"]
 
 
 # ------------------------------------------------------------------ FID
@@ -83,20 +90,27 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 def kid_from_features(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, n_subsets: int = 100,
                       subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """KID: mean and standard deviation of :func:`mmd2_unbiased` over ``n_subsets`` subsets
-    of ``min(subset_size, n, m)`` samples drawn without replacement (numpy generator
-    seeded with ``seed``, so the value is deterministic). With the subset as large as both
-    sets, one subset is the whole sets and the std is 0."""
+    """KID: mean and standard deviation of :func:`mmd2_unbiased` over ``n_subsets`` subsets.
+
+    Each set gives ``min(subset_size, its size)`` samples per subset, drawn without
+    replacement by a numpy generator seeded with ``seed`` (deterministic). A set no larger
+    than ``subset_size`` enters every subset whole; when both do, there is one subset --
+    the two whole sets -- and the result is ``(MMD²ᵤ(real, fake), 0.0)`` for any seed.
+    """
     x = np.asarray(real.detach().cpu() if torch.is_tensor(real) else real, np.float64)
     y = np.asarray(fake.detach().cpu() if torch.is_tensor(fake) else fake, np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
         raise ValueError(f"expected feature sets (n, d), (m, d) with n, m >= 2; got {x.shape} and {y.shape}")
-    size = min(subset_size, len(x), len(y))
-    if size == len(x) == len(y):
+    if subset_size < 2:
+        raise ValueError(f"subset_size must be >= 2; got {subset_size}")
+    if len(x) <= subset_size and len(y) <= subset_size:
         return mmd2_unbiased(x, y), 0.0
     rng = np.random.default_rng(seed)
-    vals = [mmd2_unbiased(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
-            for _ in range(n_subsets)]
+
+    def draw(z: np.ndarray) -> np.ndarray:
+        return z if len(z) <= subset_size else z[rng.choice(len(z), subset_size, replace=False)]
+
+    vals = [mmd2_unbiased(draw(x), draw(y)) for _ in range(n_subsets)]
     return float(np.mean(vals)), float(np.std(vals))
 
 
@@ -108,45 +122,90 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     return 10 * torch.log10(data_range**2 / mse)
 
 
-# ------------------------------------------------------------------ Inception features
-def inception_status() -> tuple[Path | None, str]:
-    """``(path, "")`` when torchvision's Inception-v3 ImageNet weights are in the torch hub
-    cache, else ``(None, reason)``. Never downloads."""
+# ------------------------------------------------------------------ the FID extractor
+#: torch-fidelity's port of the TF Inception graph of 2015-12-05 (what FID is defined on).
+FID_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS_FILE}"
+#: pytorch-fid's file name for the converted weights (the same sha256 prefix); loaded strictly,
+#: so a file whose keys do not match torch-fidelity's network is refused in one line.
+PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
+#: A default weights file for every run, when ``--fid-weights`` is not given.
+FID_WEIGHTS_ENV = "CVLOSS_FID_WEIGHTS"
+
+
+def fid_extractor_name(path: Path | str | None = None) -> str:
+    """The extractor, as tables and trial.json name it."""
     try:
-        from torchvision.models import Inception_V3_Weights
+        from importlib.metadata import version
 
-        url = Inception_V3_Weights.IMAGENET1K_V1.url
-    except Exception as exc:  # an old torchvision without the weights enum
-        return None, f"torchvision has no Inception_V3_Weights ({exc})"
-    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-    if path.is_file():
-        return path, ""
-    return None, f"Inception-v3 weights not in the torch hub cache ({path}); FID/KID need them (no download offline)"
+        lib = f"torch-fidelity {version('torch-fidelity')}"
+    except Exception:  # not installed: the name still says what would be used
+        lib = "torch-fidelity"
+    where = f", weights {Path(path).name}" if path else ""
+    return (f"{lib} inception-v3-compat (TF Inception 2015-12-05{where}), uint8 input, TF-1.x bilinear resize "
+            f"to 299x299, 2048-d pool3")
 
 
-class InceptionFeatures(torch.nn.Module):
-    """2048-d pool features of torchvision's ImageNet Inception-v3 (final fc removed).
+def fid_weights_status(path: str | Path | None = None) -> tuple[Path | None, str]:
+    """``(weights file, "")`` or ``(None, one-line reason)``. Never downloads.
 
-    Input ``(N, 3, H, W)`` in [0, 1]; resized bilinearly to 299x299 and ImageNet-normalised
-    (the weights' own ``transform_input`` then maps to the range they were trained on).
+    Looks at ``path`` (``--fid-weights``), else ``$CVLOSS_FID_WEIGHTS``, else the torch hub
+    cache (``<hub>/checkpoints/``) under torch-fidelity's and pytorch-fid's file names;
+    the reason of a failure names the file to place where, or the extra to install.
+    """
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        return None, "FID/KID need the optional extra: pip install 'cvloss[fid]' (torch-fidelity)"
+    given = path or os.environ.get(FID_WEIGHTS_ENV, "").strip() or None
+    if given is not None:
+        p = Path(given).expanduser()
+        if p.is_file():
+            return p.resolve(), ""
+        return None, f"no FID Inception weights file at {p} (--fid-weights / ${FID_WEIGHTS_ENV})"
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in (FID_WEIGHTS_FILE, PYTORCH_FID_FILE):
+        if (cache / name).is_file():
+            return cache / name, ""
+    return None, (f"FID Inception weights not found: place {FID_WEIGHTS_FILE} (from {FID_WEIGHTS_URL}) in {cache}/ "
+                  f"or pass --fid-weights PATH (no download offline)")
+
+
+class FIDInception(torch.nn.Module):
+    """The standard FID extractor: torch-fidelity's ``FeatureExtractorInceptionV3``
+    (``inception-v3-compat``) with the 2015-12-05 weights from ``weights_path``.
+
+    ``forward`` takes images ``(N, 3, H, W)`` in [0, 1] (quantised to uint8 here, as a
+    saved PNG would be) or uint8, and returns 2048-d pool3 features, float64 on the CPU;
+    resizing to 299x299 is torch-fidelity's own. The file is first read with
+    ``weights_only=True``, so a file that is not a plain state_dict is refused before the
+    library unpickles it.
     """
 
     def __init__(self, weights_path: Path | str) -> None:
         super().__init__()
-        from torchvision.models import inception_v3
+        from cvloss.errors import UsageError
 
-        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
-        net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-        net.fc = torch.nn.Identity()
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError:
+            raise UsageError("FID/KID need the optional extra: pip install 'cvloss[fid]' (torch-fidelity)") from None
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise TypeError(f"a {type(state).__name__}, not a state_dict")
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_path))
+        except Exception as exc:
+            raise UsageError(f"cannot load FID Inception weights from {weights_path}: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}; expected {FID_WEIGHTS_FILE} ({FID_WEIGHTS_URL})") from None
         self.net = net.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.weights_path = Path(weights_path)
+        self.name = fid_extractor_name(weights_path)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        out = []
-        for i in range(0, len(x), batch_size):
-            xb = F.interpolate(x[i : i + batch_size].float(), size=(299, 299), mode="bilinear", align_corners=False)
-            out.append(self.net((xb - self.mean) / self.std).double().cpu())
+        if x.dtype != torch.uint8:
+            x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        device = next(self.net.parameters()).device
+        out = [self.net(x[i : i + batch_size].to(device))[0].double().cpu() for i in range(0, len(x), batch_size)]
         return torch.cat(out)
-

@@ -63,6 +63,8 @@ class TrialConfig:
     data_dir: str | None = None
     feature_weights: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)
+    # --fid-weights: the FID Inception file, recorded in trial.json; like a path, not identity
+    fid_weights: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -80,7 +82,7 @@ class TrialConfig:
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""
         d = asdict(self)
-        for key in ("device", "out", "data_dir"):
+        for key in ("device", "out", "data_dir", "fid_weights"):
             d.pop(key)
         d["params"] = self.params
         return d

@@ -197,7 +197,8 @@ class _Trial:
         self.device = resolve_device(cfg.device)
         self.params = cfg.params
         self.loss = build_loss(cfg.loss, task=cfg.task, feature_weights=cfg.feature_weights).to(self.device)
-        self.task = get_task_class(cfg.task)(cfg.dataset, self.params, self.device, cfg.data_dir, cfg.feature_weights)
+        self.task = get_task_class(cfg.task)(cfg.dataset, self.params, self.device, cfg.data_dir,
+                                             feature_weights=cfg.feature_weights, fid_weights=cfg.fid_weights)
         cuda = self.device.type == "cuda"
         self.amp = cuda and bool(self.params.get("amp", False))
         self.channels_last = cuda and bool(self.params.get("channels_last", False))

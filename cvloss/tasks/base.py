@@ -138,7 +138,7 @@ class Task(ABC):
     evaluate_at_init: bool = False
 
     def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None,
-                 feature_weights: str | None = None) -> None:
+                 feature_weights: str | None = None, fid_weights: str | None = None) -> None:
         self.dataset = dataset
         self.params = params
         self.device = device
@@ -146,6 +146,8 @@ class Task(ABC):
         # ``--feature-weights`` of the run: metrics that use a feature network (SR feature
         # distance, style Gram distances) use the same weights as the losses.
         self.feature_weights = feature_weights
+        # ``--fid-weights``: the FID Inception file (else $CVLOSS_FID_WEIGHTS or the hub cache).
+        self.fid_weights = fid_weights
 
     @classmethod
     def schema(cls) -> dict[str, Setting]:

@@ -27,15 +27,21 @@ task state (resume-exact).
 Evaluation: whole validation images (cropped to a multiple of s), predictions clamped and
 quantised to 8 bits, ``s`` border pixels shaved (see :mod:`cvloss.metrics.image_quality`):
 ``psnr_y`` (BT.601 Y, 16-235), ``psnr_rgb``, ``ssim`` (on Y), ``feat_dist`` (VGG16
-``relu3_3`` mean squared feature difference; a layer deeper than the perceptual loss's
-relu2_2 so no loss is scored by its own objective). The feature network's weights are
-the run's ``--feature-weights`` (set by the trainer; ``auto`` = ImageNet when torchvision's
-cache has them, else random(seed=0)); they are named in ``describe_data()``
-(``trial.json``). Reference row: ``bicubic`` upsampling of the LR images
+``relu3_3`` mean squared feature difference) and ``lpips`` (LPIPS v0.1, AlexNet,
+:mod:`cvloss.metrics.lpips_metric`; extra ``cvloss[lpips]``). ``feat_dist`` runs the run's
+``--feature-weights`` VGG16 (``auto`` = ImageNet when torchvision's cache has them, else
+random(seed=0)) -- the network the ``perceptual`` loss trains through (its relu2_2 is on
+the way to relu3_3), so it is declared NOT independent of ``perceptual``; ``lpips`` is the
+independent perceptual metric (no cvloss loss runs AlexNet), n/a when the AlexNet ImageNet
+file is not in the torch hub cache. ``describe_data()`` (``trial.json``) names the
+network, layers and weights of both and says which is independent
+(:meth:`SRTask.feature_metrics`, checked by ``tests/metrics/test_independence.py``).
+Reference row: ``bicubic`` upsampling of the LR images
 (``interpolate(mode="bicubic", align_corners=False)``), measured the same way.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator
 
 import numpy as np
@@ -47,6 +53,8 @@ from cvloss.data.registry import get_dataset, load_dataset
 from cvloss.errors import UsageError
 from cvloss.losses.features import get_feature_extractor
 from cvloss.metrics.image_quality import feature_distance, psnr, quantize, ssim_y
+from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
+from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_status
 from cvloss.models.discriminator import SRDiscriminator
 from cvloss.models.sr import EDSR, SRModel
 from cvloss.settings import Choice, Int, Positive
@@ -61,7 +69,7 @@ PENALTY_SEED = 0x5151  # the same ε stream for every loss; in state_dict for ex
 
 class SRTask(Task):
     name = "sr"
-    metrics = {"psnr_y": True, "psnr_rgb": True, "ssim": True, "feat_dist": False}
+    metrics = {"psnr_y": True, "psnr_rgb": True, "ssim": True, "feat_dist": False, "lpips": False}
     primary_metric = "psnr_y"
     slots = {"image": ("image",), "adversarial": ("adversarial",)}
     _common = dict(scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4, n_train=None,
@@ -89,6 +97,8 @@ class SRTask(Task):
         # EDSR-baseline (Lim et al. 2017) on DIV2K (--dataset div2k): F=64, B=16, LR patch
         # 48 (HR 96 at x2), batch 16, Adam lr 1e-4 halved every 2e5 iterations, 3e5
         # iterations = 300 epochs of 800 images x 20 crops / 16; no bicubic skip.
+        # x4: --set scale=4 --set patch=192 (LR 48, HR 192, as EDSR), trained from scratch --
+        # EDSR initialises x4 from its x2 model (README, "Full budgets and the published protocols").
         "full": dict(_common, epochs=300, batch_size=16, patch=96, repeat=20, hr_size=None, n_feats=64, n_blocks=16,
                      lr=1e-4, lr_step=200, global_skip="none", d_width=64, d_down=4),
     }
@@ -125,6 +135,8 @@ class SRTask(Task):
             if min(lr.shape[-2:]) * s <= 2 * s + 10:
                 raise UsageError(f"validation image {name} is too small to score after shaving {s} border px")
         self._eval_net = get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
+        lpips_path, self._lpips_note = lpips_status()
+        self._lpips = None if lpips_path is None else LPIPSMetric(lpips_path).to(self.device)
         self._reference: dict[str, dict[str, float]] | None = None
 
     def describe_data(self) -> str:
@@ -133,7 +145,16 @@ class SRTask(Task):
         hr = f", HR short side {self.params['hr_size']} px" if self.resized else ""
         return (f"{self.named(self.real_name)}: {len(self.train_hr)} train / {len(self.val_hr)} val images{hr}, x{self.scale}, "
                 f"LR: {lr_src}; val scored whole ({'; '.join(f'{w}x{h}' for h, w in sizes[:3])} px), "
-                f"{self.scale}-px border shaved; feat_dist: {EVAL_ARCH} {EVAL_LAYER}, weights {self._eval_net.weights_used}")
+                f"{self.scale}-px border shaved; "
+                + describe_feature_metrics(self.feature_metrics(self._eval_net.weights_used), "sr",
+                                           {"lpips": self._lpips_note and f"n/a: {self._lpips_note}"}))
+
+    @classmethod
+    def feature_metrics(cls, weights_used: str) -> dict[str, tuple[FeatureNet, tuple[str, ...]]]:
+        """Each feature metric's network (``weights_used``: the run's VGG weights) and the sr
+        losses that, at their defaults, run the same network with the same weights."""
+        return {"feat_dist": (FeatureNet(EVAL_ARCH, (EVAL_LAYER,), weights_used), ("perceptual",)),
+                "lpips": (lpips_net(), ())}
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -218,8 +239,11 @@ class SRTask(Task):
         s = self.scale
         for pred, hr in zip(preds, self.val_hr):
             t = hr[None].float().div(255)
+            lp = math.nan  # LPIPS: on the shaved images, when the weights are there and the image is large enough
+            if self._lpips is not None and min(pred.shape[-2:]) - 2 * s >= MIN_SIDE:
+                lp = float(self._lpips(pred[..., s:-s, s:-s], t[..., s:-s, s:-s])[0])
             rows.append([float(psnr(pred, t, s, y_only=True)), float(psnr(pred, t, s)), float(ssim_y(pred, t, s)),
-                         float(feature_distance(pred, t, self._eval_net, EVAL_LAYER, s))])
+                         float(feature_distance(pred, t, self._eval_net, EVAL_LAYER, s)), lp])
         mean = np.mean(np.array(rows), axis=0)
         return dict(zip(self.metrics, map(float, mean)))
 

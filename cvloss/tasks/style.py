@@ -39,15 +39,19 @@ every loss at that seed -- fair, and the sample grids line up). Named pairs and 
 used as given; then seeds differ only through ``init_noise`` (σ of Gaussian noise added
 to the content init, default 0).
 
-Metrics, with a FIXED evaluation network whatever the loss being trained -- VGG19 with the
-same feature weights as the loss (``imagenet``, ``random(seed=0)`` or a file; recorded in
-``metrics.csv`` as ``eval_feature_weights``):
+Metrics, with ONE FIXED evaluation network for every loss of a comparison -- VGG16, which
+no default term trains through (``content``, ``style`` and ``texture`` default to VGG19),
+with the run's ``--feature-weights`` (``auto``: ImageNet when cached, else random(seed=0);
+recorded in ``metrics.csv`` as ``eval_feature_weights`` and named in ``describe_data``).
+The ``perceptual`` term (VGG16 by default) shares it: the table says so
+(:meth:`StyleTask.feature_metrics`, checked by ``tests/metrics/test_independence.py``).
+Layers are Johnson et al.'s (2016) for VGG16:
 
-* ``content_loss`` = ½ · mean (φ_relu4_2(x) − φ_relu4_2(p))² (the ``content`` loss's
-  default, i.e. Gatys' ½ Σ (F − P)² divided by the element count);
-* ``gram_<layer>`` = E_l = 1/(4 N_l² M_l²) Σ_ij (G^l(x) − G^l(a))²_ij for l in
-  relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (Gatys' style layers), and
-  ``style_dist`` = their mean (Gatys' L_style with w_l = 1/5);
+* ``content_loss`` = ½ · mean (φ_relu4_3(x) − φ_relu4_3(p))² (Gatys' ½ Σ (F − P)² divided by
+  the element count, at VGG16's deepest block-4 layer, as Gatys' conv4_2 is in VGG19);
+* ``gram_<layer>`` = E_l = 1/(4 N_l² M_l²) Σ_ij (G^l(x) − G^l(a))²_ij for l in relu1_2,
+  relu2_2, relu3_3, relu4_3 (Johnson et al.'s style layers), and ``style_dist`` = their
+  mean (w_l = 1/4);
 * ``tv`` = mean |x_{i+1,j} − x_{i,j}| + |x_{i,j+1} − x_{i,j}| over all differences
   (high-frequency noise raises it);
 * ``evals`` (loss evaluations) and ``wall_s`` (optimisation wall time, no evaluation).
@@ -71,15 +75,18 @@ from cvloss.data.style_pairs import load_style_pairs
 from cvloss.errors import UsageError
 from cvloss.losses.features import get_feature_extractor
 from cvloss.losses.style import gram_matrix, total_variation
+from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
 from cvloss.models.style_image import StyleImage
 from cvloss.settings import Choice, Float, ImagePath, Int, Positive, Setting
 from cvloss.tasks.base import Optim, Task, to_uint8
 
 log = logging.getLogger(__name__)
 
-#: The fixed evaluation layers (VGG19): content as Gatys' conv4_2, style as his five.
-EVAL_CONTENT_LAYER = "relu4_2"
-EVAL_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: The fixed evaluation network and layers: VGG16 (no default term's network), Johnson et
+#: al.'s style layers, content at the deepest layer of block 4.
+EVAL_ARCH = "vgg16"
+EVAL_CONTENT_LAYER = "relu4_3"
+EVAL_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 
 
@@ -132,7 +139,7 @@ class StyleTask(Task):
         self.styles = self.data.styles.to(self.device)
         self._eval_cache: dict[str, Any] = {}
         # The fixed evaluation network uses the run's feature weights (auto without any).
-        self._eval_net = get_feature_extractor("vgg19", self.feature_weights or "auto")
+        self._eval_net = get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
         self._wall = 0.0
         self._evals = 0
 
@@ -142,7 +149,8 @@ class StyleTask(Task):
         how = "pairs as given" if d.explicit else f"{self.params['n_pairs']} pair(s) drawn per seed"
         notes = f"; {'; '.join(d.notes)}" if d.notes else ""
         return (f"{src}: {len(d.content_names)} content x {len(d.style_names)} style images, {len(d.pairs)} candidate pairs, "
-                f"{how}; content {tuple(self.contents.shape[-2:])} px, style {tuple(self.styles.shape[-2:])} px{notes}")
+                f"{how}; content {tuple(self.contents.shape[-2:])} px, style {tuple(self.styles.shape[-2:])} px{notes}; "
+                + describe_feature_metrics(self.feature_metrics(self._eval_net.weights_used), "style"))
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -218,6 +226,13 @@ class StyleTask(Task):
         return {"loss": last[-1]}
 
     # ------------------------------------------------------------------ evaluation
+    @classmethod
+    def feature_metrics(cls, weights_used: str) -> dict[str, tuple[FeatureNet, tuple[str, ...]]]:
+        """Each feature metric's network (``weights_used``: the run's VGG weights) and the
+        style losses that, at their defaults, run the same network with the same weights."""
+        return {"content_loss": (FeatureNet(EVAL_ARCH, (EVAL_CONTENT_LAYER,), weights_used), ("perceptual",)),
+                "style_dist": (FeatureNet(EVAL_ARCH, EVAL_STYLE_LAYERS, weights_used), ("perceptual",))}
+
     def image_metrics(self, x: torch.Tensor, with_content: bool = True) -> dict[str, float]:
         """Fixed-layer metrics of images ``x`` (N, 3, H, W) against this seed's pairs."""
         net = self._eval_net

@@ -43,12 +43,18 @@ val) or any CycleGAN-layout dataset such as ``horse2zebra``. An epoch has
 
 Metrics on the validation split (images in [0, 1]):
 
-* ``paired_ssim``/``paired_psnr``/``paired_l1``: G(a) against the hidden true b (embedded
-  paired data only; n/a for real unpaired data);
+* ``paired_ssim``/``paired_psnr``/``paired_l1``/``paired_lpips``: G(a) against the hidden
+  true b (embedded paired data only; n/a for real unpaired data). ``paired_lpips`` (LPIPS
+  v0.1, AlexNet, :mod:`cvloss.metrics.lpips_metric`; extra ``cvloss[lpips]``) is the
+  perceptual metric no loss trains through; n/a when the AlexNet ImageNet file is not in
+  the torch hub cache, and :meth:`describe_data` says which file to place where;
 * ``cycle_l1``: ½(mean|F(G(a)) − a| + mean|G(F(b)) − b|);
-* ``fid``/``kid``: G(val A) against real val B on Inception-v3 features (:mod:`cvloss.metrics.fid`)
-  when torchvision's weights are in the torch hub cache (never downloaded), else n/a, and
-  :meth:`describe_data` (recorded in trial.json) says why.
+* ``fid``/``kid``: G(val A) against all real val B images (for horse2zebra: testA -> testB,
+  the published protocol) on the standard FID extractor, the 2015-12-05 TF Inception as
+  ported by torch-fidelity (:mod:`cvloss.metrics.fid`; extra ``cvloss[fid]``), with that
+  library's resizing; its weights come from ``--fid-weights PATH`` or the torch hub cache
+  (never downloaded), else FID/KID are n/a, and :meth:`describe_data` (recorded in
+  trial.json) names the extractor or says in one line which file to place where.
 
 Reference row: ``identity (B = A)`` -- the metrics of returning the input unchanged, the
 score any translation must beat. Collapse rule (:meth:`collapse_reason`): G's outputs on
@@ -67,7 +73,9 @@ from torch import nn
 from cvloss.data.registry import load_dataset
 from cvloss.errors import UsageError
 from cvloss.losses.ssim import ssim
-from cvloss.metrics.fid import InceptionFeatures, fid_from_features, inception_status, kid_from_features, psnr
+from cvloss.metrics.fid import FIDInception, fid_from_features, fid_weights_status, kid_from_features, psnr
+from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
+from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_status
 from cvloss.models.cyclegan import CycleGAN, ImagePool
 from cvloss.settings import Bool, Int
 from cvloss.tasks.adversarial import AdversarialStepper
@@ -76,7 +84,7 @@ from cvloss.tasks.base import Optim, Task, to_uint8
 N_SAMPLES = 4
 COLLAPSE_RATIO = 0.1
 POOL_SEED, PENALTY_SEED = 0x5EED, 0x6F  # the same streams for every loss (and exact after resume)
-PAIRED = ("paired_ssim", "paired_psnr", "paired_l1")  # need the hidden pairs of embedded data
+PAIRED = ("paired_ssim", "paired_psnr", "paired_l1", "paired_lpips")  # need the hidden pairs of embedded data
 
 
 def _to01(x: torch.Tensor) -> torch.Tensor:
@@ -85,8 +93,8 @@ def _to01(x: torch.Tensor) -> torch.Tensor:
 
 class TranslateTask(Task):
     name = "translate"
-    metrics = {"paired_ssim": True, "paired_psnr": True, "paired_l1": False, "cycle_l1": False, "fid": False,
-               "kid": False}
+    metrics = {"paired_ssim": True, "paired_psnr": True, "paired_l1": False, "paired_lpips": False, "cycle_l1": False,
+               "fid": False, "kid": False}
     primary_metric = "paired_ssim"
     slots = {"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)}
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
@@ -132,15 +140,22 @@ class TranslateTask(Task):
         to = lambda t: t.to(self.device, torch.float32).div_(127.5).sub_(1)  # noqa: E731
         self.train_a, self.train_b = to(train.a), to(train.b)
         self.val_a, self.val_b = to(val.a), to(val.b)
+        self._lpips, self._lpips_note = None, "no pairs"
+        if self.paired:
+            lpips_path, why = lpips_status()
+            if lpips_path is not None and size < MIN_SIDE:
+                lpips_path, why = None, f"images of {size} px, AlexNet needs >= {MIN_SIDE}"
+            self._lpips_note = why and f"n/a: {why}"
+            self._lpips = None if lpips_path is None else LPIPSMetric(lpips_path).to(self.device)
         self._inception = None
         self.fid_note = "off (--set fid=false)"
         if p.get("fid", True):
-            path, why = inception_status()
+            path, why = fid_weights_status(self.fid_weights)
             if path is None:
                 self.fid_note = f"n/a: {why}"
             else:
-                self._inception = InceptionFeatures(path).to(self.device)
-                self.fid_note = f"torchvision Inception-v3 IMAGENET1K_V1 ({path.name})"
+                self._inception = FIDInception(path).to(self.device)
+                self.fid_note = f"G(val A) vs all val B, {self._inception.name}"
         self._real_b_feats = None
         self._pool_a, self._pool_b = ImagePool(p["pool_size"]), ImagePool(p["pool_size"])
         self._pool_gen = torch.Generator().manual_seed(POOL_SEED)
@@ -151,8 +166,17 @@ class TranslateTask(Task):
     def describe_data(self) -> str:
         pairs = "hidden pairs in val" if self.paired else "unpaired val"
         a, b = self.domains
+        nets = {k: v for k, v in self.feature_metrics().items() if k in self.metric_names()}
         return (f"{self.named(self.real_name)}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
-                f"{len(self.val_a)} / {len(self.val_b)} val ({pairs}), {self.train_a.shape[-1]} px; FID/KID: {self.fid_note}")
+                f"{len(self.val_a)} / {len(self.val_b)} val ({pairs}), {self.train_a.shape[-1]} px; FID/KID: {self.fid_note}; "
+                + describe_feature_metrics(nets, "translate", {"paired_lpips": self._lpips_note}))
+
+    @classmethod
+    def feature_metrics(cls, weights_used: str = "") -> dict[str, tuple[FeatureNet, tuple[str, ...]]]:
+        """Each feature metric's network and the translate losses (at their defaults) that run
+        the same network: none (no loss runs Inception or AlexNet)."""
+        inception = FeatureNet("inception-v3 (TF 2015-12-05)", ("pool3",), "torch-fidelity port of the TF graph")
+        return {"fid": (inception, ()), "kid": (inception, ()), "paired_lpips": (lpips_net(), ())}
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -272,6 +296,7 @@ class TranslateTask(Task):
             "paired_ssim": float(ssim(pred01, truth01, data_range=1.0, window_size=window).mean()),
             "paired_psnr": float(psnr(pred01, truth01).clamp(max=100).mean()),
             "paired_l1": float((pred01 - truth01).abs().mean()),
+            "paired_lpips": math.nan if self._lpips is None else float(self._lpips(pred01, truth01).mean()),
         }
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -8,8 +8,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from cvloss.metrics.fid import (feature_stats, fid_from_features, frechet_distance, inception_status,
-                                kid_from_features, mmd2_unbiased, polynomial_kernel, psnr)
+from cvloss.metrics.fid import (FID_WEIGHTS_ENV, FID_WEIGHTS_FILE, PYTORCH_FID_FILE, feature_stats, fid_from_features,
+                                fid_weights_status, frechet_distance, kid_from_features, mmd2_unbiased,
+                                polynomial_kernel, psnr)
 
 
 def _fid_scipy(x: np.ndarray, y: np.ndarray) -> float:
@@ -90,8 +91,50 @@ def test_psnr_by_hand():
     assert math.isinf(psnr(a, a)[0].item())
 
 
-def test_inception_status_never_downloads(tmp_path, monkeypatch):
+def test_kid_uses_both_whole_sets_when_each_fits_whatever_the_seed():
+    # Sizes 30 and 45, subset 1000 (the default): no subsampling, so no seed dependence.
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(30, 5)), rng.normal(size=(45, 5)) + 0.2
+    values = {kid_from_features(x, y, seed=s) for s in range(5)}
+    assert len(values) == 1 and next(iter(values))[0] == pytest.approx(_mmd_loops(x, y), rel=1e-10)
+    assert kid_from_features(x, y, seed=0) == kid_from_features(x, y, seed=123) == (mmd2_unbiased(x, y), 0.0)
+    # One set larger than the subset: only that one is subsampled; the smaller is whole every time.
+    mean, std = kid_from_features(x, y, n_subsets=10, subset_size=40, seed=0)
+    assert std > 0 and np.isfinite(mean)
+    with pytest.raises(ValueError, match="subset_size"):
+        kid_from_features(x, y, subset_size=1)
+
+
+def test_fid_weights_status_never_downloads_and_says_where(tmp_path, monkeypatch):
+    pytest.importorskip("torch_fidelity", reason="the optional extra cvloss[fid] (torch-fidelity) is not installed")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    path, why = inception_status()
-    assert path is None and "not in the torch hub cache" in why and str(tmp_path) in why
-    assert not any(tmp_path.iterdir())  # nothing fetched
+    monkeypatch.delenv(FID_WEIGHTS_ENV, raising=False)
+    path, why = fid_weights_status()
+    assert path is None and FID_WEIGHTS_FILE in why and str(tmp_path / "checkpoints") in why and "--fid-weights" in why
+    assert "\n" not in why and not any(tmp_path.iterdir())  # one line; nothing fetched
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / PYTORCH_FID_FILE).write_bytes(b"x")  # pytorch-fid's name of the same weights
+    assert fid_weights_status()[0] == tmp_path / "checkpoints" / PYTORCH_FID_FILE
+    # An explicit path (--fid-weights, or $CVLOSS_FID_WEIGHTS) wins, and a missing one is named.
+    own = tmp_path / "mine.pth"
+    own.write_bytes(b"x")
+    assert fid_weights_status(own) == (own.resolve(), "")
+    monkeypatch.setenv(FID_WEIGHTS_ENV, str(own))
+    assert fid_weights_status() == (own.resolve(), "")
+    path, why = fid_weights_status(tmp_path / "missing.pth")
+    assert path is None and "missing.pth" in why
+
+
+def test_fid_weights_status_without_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_fidelity(name, *args, **kwargs):
+        if name.startswith("torch_fidelity"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fidelity)
+    path, why = fid_weights_status()
+    assert path is None and "cvloss[fid]" in why

@@ -113,7 +113,7 @@ def test_bicubic_reference_equals_scoring_the_bicubic_image(task):
         got = task.evaluate(model)
         rows = task.sample_rows(model)
     for k in ref:
-        assert got[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9)
+        assert got[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9, nan_ok=True)  # lpips: n/a offline
     assert set(rows) == {"input", "bicubic", "truth", "pred"} and rows["pred"].shape[0] == 4
     assert rows["pred"].dtype == np.uint8 and np.array_equal(rows["pred"], rows["bicubic"])
 
@@ -134,7 +134,9 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
     summary = json.loads((trial / "summary.json").read_text())
     assert summary["status"] == "done" and set(summary["metrics"]) == set(SRTask.metrics)
     assert "bicubic" in summary["reference"]
-    assert "feat_dist: vgg16 relu3_3, weights random(seed=0)" in json.loads((trial / "trial.json").read_text())["data"]
+    data = json.loads((trial / "trial.json").read_text())["data"]
+    assert "feat_dist: vgg16 relu3_3, weights random(seed=0) -- NOT independent: perceptual" in data
+    assert "lpips: alexnet relu1,relu2,relu3,relu4,relu5" in data and "-- independent of every sr loss" in data
     assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["1", "2"]
     cmp_dir = next(group.glob("compare--*"))
     assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
@@ -154,3 +156,25 @@ def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, sets, message):
                                       "--out", str(tmp_path), *_sets(TINY | sets)])
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_lpips_is_scored_when_the_alexnet_file_is_in_the_hub_cache(tmp_path, monkeypatch):
+    pytest.importorskip("lpips", reason="optional extra cvloss[lpips] (lpips) not installed")
+    import importlib.util
+    from pathlib import Path
+
+    from cvloss.metrics.lpips_metric import ALEXNET_FILE
+
+    spec = importlib.util.spec_from_file_location("cvloss_test_fixtures_fake_weights",
+                                                  Path(__file__).resolve().parents[1] / "fixtures" / "fake_weights.py")
+    fake = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake)
+    (tmp_path / "checkpoints").mkdir()
+    fake.fake_alexnet_features(tmp_path / "checkpoints" / ALEXNET_FILE)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    t = SRTask("skimage-photos", SRTask.budgets["smoke"] | TINY, torch.device("cpu"), feature_weights="random")
+    t.load_data()
+    ref = t.reference_metrics()["bicubic"]
+    assert np.isfinite(ref["lpips"]) and ref["lpips"] > 0
+    assert "n/a" not in t.describe_data().split("lpips:")[1]

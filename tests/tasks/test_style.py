@@ -140,3 +140,12 @@ def test_compare_writes_tables_and_plots(tmp_path):
     assert {"content image (init)", "style image"} <= {r["loss"] for r in rows}
     for plot in ("bars.png", "samples.png", "stylised_all_seeds.png"):
         assert (comp / plot).stat().st_size > 0, plot
+
+
+def test_evaluation_network_is_vgg16_whatever_the_loss_and_is_named(task):
+    from cvloss.tasks.style import EVAL_ARCH
+
+    assert EVAL_ARCH == "vgg16" and task._eval_net.arch == "vgg16"
+    data = task.describe_data()
+    assert "style_dist: vgg16 relu1_2,relu2_2,relu3_3,relu4_3, weights random(seed=0) -- NOT independent: perceptual" in data
+    assert "content_loss: vgg16 relu4_3" in data

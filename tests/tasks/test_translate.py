@@ -225,3 +225,54 @@ def test_compare_smoke_writes_every_output(tmp_path):
     rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
     assert {r["loss"] for r in rows} == {"2*lsgan+cycle+identity", "cycle", "identity (B = A)"}
     assert "paired_ssim" in result.output and "n/a" in result.output
+
+
+def _fake_weights_module():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("cvloss_test_fixtures_fake_weights",
+                                                  Path(__file__).resolve().parents[1] / "fixtures" / "fake_weights.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fid_weights_option_is_recorded_names_the_extractor_and_stays_out_of_the_folder(tmp_path, monkeypatch):
+    pytest.importorskip("torch_fidelity", reason="optional extra cvloss[fid] (torch-fidelity) not installed")
+    from cvloss.metrics.fid import FID_WEIGHTS_ENV, FID_WEIGHTS_FILE
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache: only the option counts
+    monkeypatch.delenv(FID_WEIGHTS_ENV, raising=False)
+    weights = tmp_path / FID_WEIGHTS_FILE
+    _fake_weights_module().fake_fid_weights(weights)
+    tiny = TINY | {"n_train": 8, "n_val": 4, "epochs": 1}
+    sets = [x for k, v in tiny.items() for x in ("--set", f"{k}={v}")]
+    args = ["train", "--task", "translate", "--loss", "cycle", "--out", str(tmp_path / "r"), "--quiet", *sets]
+    missing = CliRunner().invoke(app, [*args, "--fid-weights", str(tmp_path / "nope.pth")])
+    assert missing.exit_code == 2 and "--fid-weights" in missing.output and not (tmp_path / "r").exists()
+    result = CliRunner().invoke(app, [*args, "--fid-weights", str(weights)])
+    assert result.exit_code == 0, result.output
+    trial = next((tmp_path / "r" / "translate" / "synth-stripes").iterdir()) / "cycle" / "seed0"
+    assert "fid" not in trial.parent.parent.name  # not part of the budget folder name
+    info = json.loads((trial / "trial.json").read_text())
+    assert info["config"]["fid_weights"] == str(weights.resolve()) and "fid_weights" not in info["identity"]
+    assert "torch-fidelity" in info["data"] and "TF Inception 2015-12-05" in info["data"]
+    metrics = json.loads((trial / "summary.json").read_text())["metrics"]
+    assert np.isfinite(metrics["fid"]) and np.isfinite(metrics["kid"])
+    assert FID_WEIGHTS_ENV not in __import__("os").environ  # the option does not leak past the command
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_paired_lpips_with_the_alexnet_file_in_the_hub_cache(tmp_path, monkeypatch):
+    pytest.importorskip("lpips", reason="optional extra cvloss[lpips] (lpips) not installed")
+    from cvloss.metrics.lpips_metric import ALEXNET_FILE
+
+    (tmp_path / "checkpoints").mkdir()
+    _fake_weights_module().fake_alexnet_features(tmp_path / "checkpoints" / ALEXNET_FILE)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    t = TranslateTask("synth-stripes", TranslateTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t.load_data()
+    ref = t.reference_metrics()["identity (B = A)"]
+    assert np.isfinite(ref["paired_lpips"]) and ref["paired_lpips"] > 0
+    assert "paired_lpips: alexnet" in t.describe_data() and "independent of every translate loss" in t.describe_data()
