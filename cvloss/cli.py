@@ -26,6 +26,8 @@ from typing import Optional
 import typer
 import typer.core
 
+# The commands import what they use inside their functions: `cvloss --help`, `losses list`
+# and `datasets list` then start without torch, torchvision or matplotlib.
 from cvloss import __version__
 from cvloss.errors import CvlossError
 from cvloss.task_registry import TASK_HELP
@@ -449,7 +451,7 @@ def report(
     RESULTS_DIR/report.html (one self-contained file: tables, plots, provenance)."""
     from pathlib import Path
 
-    from cvloss.report.markdown import write_reports
+    from cvloss.report.html import write_reports
     from cvloss.run.config import resolve_results_dir
 
     root = Path(resolve_results_dir(results_dir))

@@ -14,6 +14,7 @@ outside its folder. Checkpoints and weights files are loaded with
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -349,3 +350,15 @@ def file_inside(folder: Path, name: str) -> Path | None:
     folder = Path(folder).resolve()
     path = (folder / name).resolve()
     return path if path.parent == folder and path.is_file() else None
+
+
+def loss_slug(spec: str) -> str:
+    """A folder name for a canonical loss spec: ``ce+0.1*topo(mu=0.5)`` -> ``ce+0.1xtopo-mu=0.5``.
+
+    Long specs keep a readable prefix and an 8-hex hash so two specs never share a folder.
+    """
+    slug = spec.replace("*", "x").replace("(", "-").replace(")", "").replace(",", "-")
+    slug = re.sub(r"[^A-Za-z0-9_.+=-]", "_", slug)
+    if len(slug) > 80:
+        slug = slug[:60] + "-" + hashlib.sha1(spec.encode()).hexdigest()[:8]
+    return slug

@@ -50,8 +50,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from cvloss.errors import UsageError
+from cvloss.errors import CheckpointError, UsageError
 from cvloss.losses.base import Loss
+from cvloss.io import load_torch_file
 
 ARCHS = ("vgg16", "vgg19")
 # Convolutions per block: VGG16 is configuration "D", VGG19 configuration "E" of
@@ -141,9 +142,6 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
 def _read_weights_file(path: str):
     """``torch.load(weights_only=True)``; a refusal (a file that holds code, a corrupt or
     empty one) is one line naming the file -- never torch's advice to turn the check off."""
-    from cvloss.errors import CheckpointError
-    from cvloss.io import load_torch_file
-
     try:
         return load_torch_file(path, what="feature weights file")
     except CheckpointError as exc:

@@ -27,6 +27,7 @@ from torch import nn
 
 from cvloss.errors import UsageError
 from cvloss.losses.base import Loss
+from cvloss.losses.features import shared_features
 from cvloss.losses.registry import TASKS, LossInfo, _REGISTRY, _ensure_loaded, list_losses, unknown_loss_message
 
 
@@ -336,8 +337,6 @@ class CombinedLoss(Loss):
         sharing = [t for _, t in forward if getattr(t, "shares_features", False)]
         if not sharing:
             return [(w, t, t(*args, **kwargs)) for w, t in forward]
-        from cvloss.losses.features import shared_features
-
         pred, target, weight = _image_args(*args, **kwargs)
         checked = {id(t): t.check_inputs(pred, target, weight) for t in sharing}
         feats = shared_features(sharing, pred, target)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cvloss.errors import UsageError
 
 __all__ = ["FIDInception", "feature_stats", "fid_extractor_name", "fid_from_features",
            "fid_weights_status", "frechet_distance", "kid_from_features", "mmd2_unbiased", "polynomial_kernel",
@@ -184,8 +185,6 @@ class FIDInception(torch.nn.Module):
 
     def __init__(self, weights_path: Path | str) -> None:
         super().__init__()
-        from cvloss.errors import UsageError
-
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError:

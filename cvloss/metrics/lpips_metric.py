@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cvloss.metrics.independence import FeatureNet
+from cvloss.errors import UsageError
 
 __all__ = ["ALEXNET_FILE", "ALEXNET_URL", "LPIPS_LAYERS", "LPIPSMetric", "MIN_SIDE", "lpips_net", "lpips_status"]
 
@@ -72,8 +73,6 @@ class LPIPSMetric(nn.Module):
             trunk = {f"slice{k}.{i}.{t}": state[f"features.{i}.{t}"] for k, i in _CONV_INDEX.items() for t in ("weight", "bias")}
             net.net.load_state_dict(trunk, strict=True)
         except Exception as exc:  # not a state_dict, missing keys, wrong shapes
-            from cvloss.errors import UsageError
-
             raise UsageError(f"cannot load AlexNet weights from {alexnet_path} ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:160]}); expected torchvision's {ALEXNET_FILE}") from None
         self.net = net.eval().requires_grad_(False)

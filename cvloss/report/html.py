@@ -4,7 +4,8 @@ a paper's supplement or opened offline and still show everything.
 
 Same content as ``REPORT.md`` (see :mod:`cvloss.report.markdown`), plus a colour key whose
 swatches are the plots' colours and hatches (:mod:`cvloss.report.style`) and table
-cells styled by their marks (best, significant, flagged trials)."""
+cells styled by their marks (best, significant, flagged trials). :func:`write_reports`
+writes both files."""
 from __future__ import annotations
 
 import base64
@@ -14,7 +15,9 @@ from typing import Any
 
 from cvloss.report.style import HATCHES, loss_style, metric_unit
 from cvloss.report.tables import LEGEND, comparison_table, difference_rows
-from cvloss.io import file_inside
+from cvloss.io import file_inside, write_text
+from cvloss.report.markdown import _budget_line, comparison_title, group_by_task_dataset, load_comparisons, \
+    markdown_report, plot_title
 
 CSS = """
 :root { --fg:#1b1b1b; --muted:#5a5a5a; --line:#d0d0d0; --best:#e3f1e3; --bad:#b00000; }
@@ -123,7 +126,6 @@ def difference_table_html(result: dict[str, Any]) -> str:
 
 
 def _comparison_section(r: dict[str, Any]) -> str:
-    from cvloss.report.markdown import _budget_line, comparison_title, plot_title
 
     fw = ", ".join(r["feature_weights"]) if r.get("feature_weights") else "none used"
     cmp_dir = Path(r["_path"]).parent
@@ -168,7 +170,6 @@ def _legend_html() -> str:
 def html_report(results: list[dict[str, Any]], root: Path) -> str:
     """The report page (see the module docstring) for comparisons loaded by
     :func:`cvloss.report.markdown.load_comparisons`."""
-    from cvloss.report.markdown import comparison_title, group_by_task_dataset
 
     groups = group_by_task_dataset(results)
     toc = ['<nav class="toc"><b>Contents</b><ul>']
@@ -216,3 +217,16 @@ def html_report(results: list[dict[str, Any]], root: Path) -> str:
 
 
 __all__ = ["html_report", "comparison_table_html", "data_uri", "swatch", "HATCHES"]
+
+
+def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[str, Path]:
+    """Write ``<root>/REPORT.md`` and (``html``) ``<root>/report.html``; returns their paths
+    by kind (``md``, ``html``)."""
+    root = Path(root)
+    results = load_comparisons(root, replot=replot)
+    out = {"md": root / "REPORT.md"}
+    write_text(out["md"], markdown_report(results, root))
+    if html:
+        out["html"] = root / "report.html"
+        write_text(out["html"], html_report(results, root))
+    return out

@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 from cvloss.report.tables import comparison_markdown
-from cvloss.io import file_inside, read_comparison, read_json_object, write_text
+from cvloss.io import file_inside, loss_slug, read_comparison, read_json_object
+from cvloss.report.plots import comparison_plots
 
 PLOT_TITLES = {
     "bars": "Final validation metrics: mean ± 95% CI, one dot per seed",
@@ -45,8 +46,6 @@ def _resolve_trials(result: dict[str, Any], cmp_dir: Path) -> None:
     folder, derived from (loss, seed) alone: the paths compare.json stores (maybe another
     machine's, maybe hostile) are never followed. A folder that is a link leading out of
     the group is left out (treated as missing)."""
-    from cvloss.run.config import loss_slug
-
     group = cmp_dir.parent.resolve()
     trials = {}
     for loss in result["losses"]:
@@ -139,8 +138,6 @@ def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
         for key, default in (("plots", {}), ("status", {}), ("directions", {}), ("references", [])):
             r.setdefault(key, default)
         if replot and any(Path(d).is_dir() for dirs in r["trials"].values() for d in dirs):
-            from cvloss.report.plots import comparison_plots
-
             r["plots"].update(comparison_plots(r, cmp_dir))
         # only plain file names of files inside the comparison folder are shown or embedded
         r["plots"] = {k: v for k, v in r["plots"].items() if file_inside(cmp_dir, v)}
@@ -213,23 +210,3 @@ def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
         parts.append(f"- trials with a trial.json: {p['n_trials']} of "
                      f"{sum(len(d) for d in r['trials'].values())}\n")
     return "\n".join(parts)
-
-
-def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[str, Path]:
-    """Write ``<root>/REPORT.md`` and (``html``) ``<root>/report.html``; returns their paths
-    by kind (``md``, ``html``)."""
-    root = Path(root)
-    results = load_comparisons(root, replot=replot)
-    out = {"md": root / "REPORT.md"}
-    write_text(out["md"], markdown_report(results, root))
-    if html:
-        from cvloss.report.html import html_report
-
-        out["html"] = root / "report.html"
-        write_text(out["html"], html_report(results, root))
-    return out
-
-
-def write_report(root: Path, html: bool = True, replot: bool = True) -> Path:
-    """Write the report files (see :func:`write_reports`); returns the path of REPORT.md."""
-    return write_reports(root, html=html, replot=replot)["md"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from cvloss.errors import UsageError
 from cvloss.settings import coerce
+from cvloss.tasks import get_task_class
 
 BUDGET_NAMES = ("smoke", "quick", "full")
 
@@ -17,8 +18,6 @@ def budget_params(task: str, budget: str, overrides: dict[str, Any] | None = Non
     """The budget's parameters for ``task`` (its Task class's ``budgets``) with ``overrides``
     applied: every key must be a setting of the task and every value must pass its schema
     (:mod:`cvloss.settings`); values come back canonical."""
-    from cvloss.tasks import get_task_class
-
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGET_NAMES)}")
     task_cls = get_task_class(task)
@@ -31,8 +30,6 @@ def budget_params(task: str, budget: str, overrides: dict[str, Any] | None = Non
 def resolve_overrides(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """``{key: text or value}`` -> ``{key: canonical value}``, checked against the task's
     schema: unknown keys and bad values raise :class:`UsageError` naming the valid ones."""
-    from cvloss.tasks import get_task_class
-
     schema = get_task_class(task).schema()
     out: dict[str, Any] = {}
     for key, raw in overrides.items():

@@ -35,6 +35,7 @@ from cvloss.run.progress import Reporter
 from cvloss.run.stats import mean_ci, paired_difference
 from cvloss.run.trainer import SUMMARY, run_trials
 from cvloss.tasks import get_task_class
+from cvloss.losses import build_loss
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -79,8 +80,6 @@ def split_losses(text: str) -> list[str]:
 def canonical_specs(specs: list[str], task: str) -> list[str]:
     """Build every spec for ``task`` (raising on the first bad one) and return canonical
     texts. Random feature weights here: this only validates, it must not download."""
-    from cvloss.losses import build_loss
-
     out = [build_loss(spec, task=task, feature_weights="random").spec for spec in specs]
     if len(set(out)) != len(out):
         raise UsageError(f"--losses lists the same loss twice: {', '.join(out)}")

@@ -4,7 +4,6 @@ A trial is self-contained -- a resolved config in, a results folder out -- so an
 executor (this process, a pool, a cluster job) can run it without change."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cvloss.errors import UsageError
+from cvloss.io import loss_slug  # noqa: F401  (the results layout: re-exported)
 from cvloss.run.budgets import budget_params
 
 RESULTS_ENV = "CVLOSS_RESULTS"
@@ -27,18 +27,6 @@ def resolve_results_dir(cli: str | None = None) -> str:
             raise UsageError(f'--out is empty; give a folder (default: ${RESULTS_ENV}, else ./{DEFAULT_RESULTS})')
         return str(cli)
     return os.environ.get(RESULTS_ENV, "").strip() or DEFAULT_RESULTS
-
-
-def loss_slug(spec: str) -> str:
-    """A folder name for a canonical loss spec: ``ce+0.1*topo(mu=0.5)`` -> ``ce+0.1xtopo-mu=0.5``.
-
-    Long specs keep a readable prefix and an 8-hex hash so two specs never share a folder.
-    """
-    slug = spec.replace("*", "x").replace("(", "-").replace(")", "").replace(",", "-")
-    slug = re.sub(r"[^A-Za-z0-9_.+=-]", "_", slug)
-    if len(slug) > 80:
-        slug = slug[:60] + "-" + hashlib.sha1(spec.encode()).hexdigest()[:8]
-    return slug
 
 
 def budget_label(budget: str, overrides: dict[str, Any]) -> str:

@@ -43,6 +43,7 @@ from cvloss.run.config import TrialConfig
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.progress import Reporter
 from cvloss.tasks.base import evaluating, seed_everything
+from cvloss.tasks import get_task_class
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
 PREV_CHECKPOINT = "checkpoint.prev.pt"
@@ -191,8 +192,6 @@ class _Trial:
     """Everything one trial trains with, built by :func:`_prepare`."""
 
     def __init__(self, cfg: TrialConfig, label: str, lock: TrialLock) -> None:
-        from cvloss.tasks import get_task_class  # lazy: tasks import torchvision models
-
         self.cfg, self.label, self.lock, self.out_dir = cfg, label, lock, cfg.trial_dir
         self.device = resolve_device(cfg.device)
         self.params = cfg.params

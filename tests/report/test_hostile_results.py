@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cvloss.cli import app
-from cvloss.report.markdown import write_reports
+from cvloss.report.html import write_reports
 
 SECRET = b"\x89PNG\r\n\x1a\nSECRET-OUTSIDE-BYTES"
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cvloss.cli import app
 from cvloss.report import plots
-from cvloss.report.markdown import write_reports
+from cvloss.report.html import write_reports
 from cvloss.report.style import loss_style
 
 PNG = b"\x89PNG\r\n\x1a\n"
