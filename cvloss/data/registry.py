@@ -37,7 +37,7 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", "
 
 _REQUIRED = (
     "name", "tasks", "description", "urls", "files", "layout", "size_bytes", "license",
-    "citation", "loader", "loader_status", "embedded", "real", "splits",
+    "citation", "loader", "embedded", "real", "splits",
 )
 _FILE_REQUIRED = ("url", "filename", "size")
 _CHECKSUM_KEYS = ("md5", "sha256", "checksum")
@@ -84,7 +84,6 @@ class DatasetInfo:
     license: str
     citation: str
     loader: str
-    loader_status: Literal["ready", "planned"]
     embedded: bool
     real: str | None
     splits: dict[str, str] = field(default_factory=dict, compare=False)
@@ -95,13 +94,8 @@ class DatasetInfo:
         return self.tasks[0]
 
     def loader_function(self) -> Callable[..., Any]:
-        """Import ``module:function`` of :attr:`loader`; :class:`DatasetError` if that fails
-        (a planned loader says so)."""
+        """Import ``module:function`` of :attr:`loader`; :class:`DatasetError` if that fails."""
         module_name, _, func_name = self.loader.partition(":")
-        if self.loader_status == "planned":
-            raise DatasetError(
-                f"dataset '{self.name}': its loader {self.loader} is planned but not written yet"
-            )
         try:
             module = importlib.import_module(module_name)
             return getattr(module, func_name)
@@ -174,11 +168,8 @@ def _parse_dataset(key: str, raw: dict[str, Any]) -> DatasetInfo:
     bad = [t for t in tasks if t not in TASKS]
     if not tasks or bad:
         raise DatasetError(f"datasets.toml: dataset '{key}' has tasks {list(tasks)}; valid: {', '.join(TASKS)}")
-    if raw["loader_status"] not in ("ready", "planned") or ":" not in raw["loader"]:
-        raise DatasetError(
-            f"datasets.toml: dataset '{key}' needs loader = 'module:function' and "
-            f"loader_status = 'ready' | 'planned'"
-        )
+    if ":" not in raw["loader"]:
+        raise DatasetError(f"datasets.toml: dataset '{key}' needs loader = 'module:function'")
     files = tuple(_parse_file(key, f) for f in raw["files"])
     if not raw["embedded"] and not files:
         raise DatasetError(f"datasets.toml: dataset '{key}' is not embedded but lists no files")
@@ -186,7 +177,7 @@ def _parse_dataset(key: str, raw: dict[str, Any]) -> DatasetInfo:
         name=key, tasks=tasks, description=str(raw["description"]), urls=tuple(raw["urls"]),
         files=files, layout=tuple(raw["layout"]), size_bytes=int(raw["size_bytes"]),
         license=str(raw["license"]), citation=str(raw["citation"]), loader=str(raw["loader"]),
-        loader_status=raw["loader_status"], embedded=bool(raw["embedded"]),
+        embedded=bool(raw["embedded"]),
         real=str(raw["real"]) or None, splits=dict(raw["splits"]),
     )
 

@@ -290,8 +290,8 @@ class CombinedLoss(Loss):
 
     ``forward`` sums the terms that take the same inputs (all ``seg``, all ``image`` or
     all ``metric``). Terms a task must route itself -- an ``adversarial`` objective or
-    the ``cycle``/``identity`` terms of CycleGAN -- are reached with :meth:`terms_of_kind`
-    and :attr:`adversarial`; their weight is the factor the task applies.
+    the ``cycle``/``identity`` terms of CycleGAN -- are reached with :meth:`weighted_terms`
+    (a task binds them once per trial: :func:`cvloss.tasks.base.route`).
 
     Feature terms (``perceptual``, ``content``, ``style``, ``texture``) share their frozen
     network: per call, each distinct (arch, weights) VGG runs once on the prediction and
@@ -312,17 +312,6 @@ class CombinedLoss(Loss):
 
     def weighted_terms(self) -> list[tuple[float, Loss]]:
         return list(zip(self.weights, self.terms))
-
-    def terms_of_kind(self, kind: str) -> list[tuple[float, Loss]]:
-        return [(w, t) for w, t in self.weighted_terms() if t.kind == kind]
-
-    @property
-    def adversarial(self) -> tuple[float, Loss] | None:
-        adv = self.terms_of_kind("adversarial")
-        return adv[0] if adv else None
-
-    def term(self, name: str) -> tuple[float, Loss] | None:
-        return next(((w, t) for w, t in self.weighted_terms() if t.name == name), None)
 
     def _term_values(self, args: tuple, kwargs: dict) -> list[tuple[float, Loss, torch.Tensor]]:
         """(weight, term, unweighted value) of every forward term.
@@ -349,14 +338,10 @@ class CombinedLoss(Loss):
             out.append((w, t, value))
         return out
 
-    def components(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Each forward term's weighted value, keyed by its canonical text (for logging)."""
-        return {format_term(t.name, t.spec_args, w): w * v for w, t, v in self._term_values(args, kwargs)}
-
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         parts = [w * v for w, _, v in self._term_values(args, kwargs)]
         if not parts:
-            raise TypeError(f"loss {self.spec!r} has no term with a forward(); use terms_of_kind() or adversarial")
+            raise TypeError(f"loss {self.spec!r} has no term with a forward(); a task routes the others (weighted_terms())")
         total = parts[0]
         for p in parts[1:]:
             total = total + p

@@ -1,4 +1,4 @@
-"""Generative-image metrics: FID and KID on Inception-v3 features, plus PSNR.
+"""Generative-image metrics: FID and KID on Inception-v3 features (PSNR: :mod:`cvloss.metrics.image_quality`).
 
 **FID** (Heusel et al. 2017): fit a Gaussian to each set of 2048-d Inception pool
 features and take the Fréchet (2-Wasserstein) distance between the two Gaussians::
@@ -42,8 +42,7 @@ import torch
 from cvloss.errors import UsageError
 
 __all__ = ["FIDInception", "feature_stats", "fid_extractor_name", "fid_from_features",
-           "fid_weights_status", "frechet_distance", "kid_from_features", "mmd2_unbiased", "polynomial_kernel",
-           "psnr"]
+           "fid_weights_status", "frechet_distance", "kid_from_features", "mmd2_unbiased", "polynomial_kernel"]
 
 
 # ------------------------------------------------------------------ FID
@@ -113,14 +112,6 @@ def kid_from_features(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.
 
     vals = [mmd2_unbiased(draw(x), draw(y)) for _ in range(n_subsets)]
     return float(np.mean(vals)), float(np.std(vals))
-
-
-# ------------------------------------------------------------------ PSNR
-def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR ``10 log10(L² / MSE)`` in dB, ``(N, C, H, W) -> (N,)``; MSE over
-    C·H·W, float64; ``inf`` for identical images."""
-    mse = (pred.double() - target.double()).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(data_range**2 / mse)
 
 
 # ------------------------------------------------------------------ the FID extractor

@@ -1,4 +1,4 @@
-"""datasets.toml parses, every field is there, loaders exist (or are listed as planned),
+"""datasets.toml parses, every field is there, every loader imports,
 the data-dir precedence, and the registry's errors."""
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ from cvloss.data import registry
 from cvloss.data.registry import (DatasetError, dataset_dir, datasets_for, default_dataset, get_dataset,
                                   is_present, load_catalog, load_dataset, resolve_data_dir)
 
-# Loaders that later engineers write. When one of them lands, this test fails until its
-# ``loader_status`` in datasets.toml is flipped to "ready" and it is removed from here.
-PLANNED: dict[str, str] = {}
 DESIGN_DATASETS = {
     "seg": {"oxford-pets", "synth-pets", "synth-vessels"},
     "sr": {"div2k", "skimage-photos"},
@@ -58,17 +55,9 @@ def test_every_field_is_filled(catalog):
             assert info.embedded and info.real in catalog, info.name
 
 
-def test_ready_loaders_import_and_planned_ones_are_listed(catalog):
-    planned = {i.name: i.loader for i in catalog.values() if i.loader_status == "planned"}
-    assert planned == PLANNED
+def test_every_loader_imports(catalog):
     for info in catalog.values():
-        if info.loader_status == "ready":
-            assert _resolves(info.loader), f"{info.name}: loader {info.loader} does not import"
-        else:
-            assert not _resolves(info.loader), (
-                f"{info.name}: {info.loader} exists now -- set loader_status = 'ready' in datasets.toml "
-                f"and remove it from PLANNED"
-            )
+        assert _resolves(info.loader), f"{info.name}: loader {info.loader} does not import"
 
 
 def test_checksums_are_the_ones_torchvision_publishes(catalog):
@@ -159,7 +148,6 @@ size_bytes = 1
 license = "l"
 citation = "c"
 loader = "m:f"
-loader_status = "planned"
 embedded = false
 real = ""
 splits = { train = "a", val = "b" }

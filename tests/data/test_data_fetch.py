@@ -120,7 +120,6 @@ size_bytes = {len(data) if size_bytes is None else size_bytes}
 license = "MIT"
 citation = "none"
 loader = "cvloss.data.synthetic:load_synth_pets"
-loader_status = "ready"
 embedded = false
 real = ""
 splits = {{ train = "a", val = "b" }}

@@ -102,7 +102,7 @@ def test_l1_mean_upcasts_low_precision():
 def test_spec_weights_and_routing():
     loss = build_loss("lsgan+2*cycle(lam=5)+identity(ratio=0.1)", task="translate")
     assert isinstance(loss, CombinedLoss)
-    (w1, cyc), (w2, ident) = loss.terms_of_kind("cycle")
+    _, (w1, cyc), (w2, ident) = loss.weighted_terms()
     assert (w1, cyc.name, cyc.lam) == (2.0, "cycle", 5.0)
     assert (w2, ident.name) == (1.0, "identity") and ident.effective_lam == pytest.approx(1.0)
     with pytest.raises(SpecError, match="does not serve task"):

@@ -92,7 +92,7 @@ def test_content_is_half_the_sum_of_squares_and_mean_variant():
 def test_spec_building_and_reporting():
     loss = build_loss("l1+0.01*perceptual(layers=[relu1_2,relu2_2])", task="sr", feature_weights="random")
     assert loss.feature_weights == "random(seed=0)"
-    term = loss.term("perceptual")[1]
+    term = loss.weighted_terms()[1][1]
     assert term.layers == ("relu1_2", "relu2_2") and term.config()["feature_weights"] == "random(seed=0)"
     with pytest.raises(ValueError, match="vgg16, vgg19|'vgg16', 'vgg19'"):
         build_loss("perceptual(arch=vgg11, weights=random)")

@@ -78,7 +78,8 @@ def test_single_term_returns_the_loss_itself_and_sum_is_weighted():
     expected = (x - y).abs().mean() + 0.5 * ((x - y) ** 2).mean()
     torch.testing.assert_close(combo(x, y), expected)
     assert combo.spec == "l1+0.5*mse"
-    assert set(combo.components(x, y)) == {"l1", "0.5*mse"}
+    assert [(w, t.name) for w, t in combo.weighted_terms()] == [(1.0, "l1"), (0.5, "mse")]
+    assert single.weighted_terms() == [(1.0, single)]  # one loss is one term
 
 
 def test_weight_on_the_right_and_single_weighted_term():

@@ -1,7 +1,6 @@
 """FID, KID and PSNR against hand / NumPy / SciPy computations on small feature sets."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import torch
 
 from cvloss.metrics.fid import (FID_WEIGHTS_ENV, FID_WEIGHTS_FILE, PYTORCH_FID_FILE, feature_stats, fid_from_features,
                                 fid_weights_status, frechet_distance, kid_from_features, mmd2_unbiased,
-                                polynomial_kernel, psnr)
+                                polynomial_kernel)
 
 
 def _fid_scipy(x: np.ndarray, y: np.ndarray) -> float:
@@ -79,16 +78,6 @@ def test_kid_subsets_are_deterministic_and_near_zero_for_one_distribution():
     assert abs(a[0]) < 0.05 < shifted[0]  # same distribution ~ 0 (unbiased), a shift is seen
     # Subsets are drawn without replacement: a 1-subset of full size reproduces the whole-set value.
     assert kid_from_features(x[:50], y[:50], n_subsets=1, subset_size=50)[0] == pytest.approx(mmd2_unbiased(x[:50], y[:50]))
-
-
-def test_psnr_by_hand():
-    a = torch.zeros(2, 3, 4, 4)
-    b = a.clone()
-    b[0] += 0.1  # MSE 0.01 -> 20 dB
-    b[1, 0, 0, 0] = 1.0  # MSE 1/48 -> 10 log10(48)
-    out = psnr(b, a)
-    assert out[0].item() == pytest.approx(20.0) and out[1].item() == pytest.approx(10 * math.log10(48))
-    assert math.isinf(psnr(a, a)[0].item())
 
 
 def test_kid_uses_both_whole_sets_when_each_fits_whatever_the_seed():
