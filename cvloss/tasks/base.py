@@ -29,6 +29,7 @@ from cvloss.errors import UsageError
 from cvloss.losses.base import AdversarialLoss, Loss
 from cvloss.losses.spec import CombinedLoss
 from cvloss.settings import COMMON, Setting
+from cvloss.tasks.adversarial import AdversarialStepper
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
               "sgd": torch.optim.SGD, "lbfgs": torch.optim.LBFGS}
@@ -136,6 +137,9 @@ class Task(ABC):
     settings: dict[str, Setting] = {}
     # Evaluate the untrained model too (row ``epoch 0`` of metrics.csv, ``summary["at_init"]``).
     evaluate_at_init: bool = False
+    # Seed of the adversarial stepper's penalty stream, for tasks with an adversarial slot.
+    penalty_seed: int = 0
+    stepper: AdversarialStepper | None = None
 
     def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None,
                  feature_weights: str | None = None, fid_weights: str | None = None) -> None:
@@ -176,7 +180,10 @@ class Task(ABC):
         """Bind ``loss`` to this task (once per trial): route its terms, choose optimisers."""
         slots = route(loss, self.slots, self.name)
         self.check_plan(slots, getattr(loss, "spec", loss.name))
-        return Plan(slots, self.optimizers(slots))
+        plan = Plan(slots, self.optimizers(slots))
+        if "adversarial" in self.slots:  # the trial's G/D stepper; its state is task state
+            self.stepper = AdversarialStepper(plan.adversarial, self.device, self.penalty_seed)
+        return plan
 
     def check_plan(self, slots: dict[str, Slot], spec: str) -> None:
         """Refuse combinations of terms the task cannot train (``UsageError``)."""
@@ -233,11 +240,13 @@ class Task(ABC):
         return None
 
     def state_dict(self) -> dict:
-        """Task state beyond model/optimisers that a resume needs (e.g. a GAN image pool)."""
-        return {}
+        """Task state beyond model/optimisers that a resume needs (the adversarial stepper's;
+        a subclass adds its own, e.g. a GAN image pool)."""
+        return {"stepper": self.stepper.state_dict()} if self.stepper else {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        if self.stepper and state:
+            self.stepper.load_state_dict(state["stepper"])
 
     def describe_data(self) -> str:
         """One line naming the data, and the real dataset an embedded one stands in for."""

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvloss.data.augment import flip_where
 from cvloss.data.registry import load_dataset
 from cvloss.data.samplers import PKSampler
 from cvloss.errors import UsageError
@@ -175,8 +176,7 @@ class EmbedTask(Task):
         sampler = OfflineTripletSampler(sub_labels, triplets_per_epoch=steps * n_trip, seed=sampler_seed)
         triplets = self.offline_pool[sampler.triplets()].view(steps, n_trip, 3)
         for b, idx in enumerate(batches):
-            x = self.train_x[idx.to(self.device)]
-            x = torch.where(flips[b].to(self.device)[:, None, None, None], x.flip(-1), x)
+            x = flip_where(self.train_x[idx.to(self.device)], flips[b])
             yield EmbedBatch(x, self.train_y[idx.to(self.device)], triplets[b], trip_flip[b])
 
     def train_step(self, model, plan, optimizers, batch: EmbedBatch) -> dict[str, torch.Tensor]:
@@ -190,8 +190,7 @@ class EmbedTask(Task):
             if plan["logits"]:
                 parts.append(plan["logits"](model.classifier(feats), batch.y))
         if plan["triplets"]:
-            tx = self.train_x[batch.triplets.reshape(-1).to(self.device)]
-            tx = torch.where(batch.triplet_flip.reshape(-1).to(self.device)[:, None, None, None], tx.flip(-1), tx)
+            tx = flip_where(self.train_x[batch.triplets.reshape(-1).to(self.device)], batch.triplet_flip.reshape(-1))
             temb = F.normalize(model.features(tx).float(), dim=1).view(-1, 3, model.dim)
             parts.append(plan["triplets"](temb[:, 0], temb[:, 1], temb[:, 2]))
         total = parts[0]

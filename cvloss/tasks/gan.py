@@ -9,26 +9,17 @@ Model: :class:`~cvloss.models.mlp_gan.MLPGAN`, MLP generator (noise_dim -> hidde
 layers -> 2) and MLP discriminator / critic (2 -> hidden × layers -> 1 raw score), ReLU,
 no normalisation layer (WGAN-GP and R1 need per-sample gradients).
 
-One training step = ONE GENERATOR STEP, preceded by ``adv.n_critic`` discriminator steps
-(Arjovsky et al. 2017 / Gulrajani et al. 2017, Algorithm 1; 1 for the other objectives):
-
-    repeat n_critic times:
-        x ~ data, z ~ N(0, I);  L_D = d_loss(D(x), D(G(z))) + penalty(D, x, G(z))
-        step D;  clip_weights(D)        (a no-op except for ``wgan``: clamp to [-c, c])
-    z ~ N(0, I);  L_G = w · g_loss(D(G(z)));  step G
-
-``w`` is the adversarial term's weight in the spec (``2*lsgan`` -> 2); it scales the
-generator's loss only. The spec must contain exactly one adversarial term and nothing
-else; any other spec is refused with a :class:`~cvloss.errors.UsageError`. The steps
-themselves are :class:`~cvloss.tasks.adversarial.AdversarialStepper`'s ``critic_first``.
+One training step = ONE GENERATOR STEP, preceded by the objective's ``n_critic``
+discriminator steps on fresh real data (:meth:`AdversarialStepper.critic_first
+<cvloss.tasks.adversarial.AdversarialStepper.critic_first>`); the term's weight in the
+spec (``2*lsgan`` -> 2) scales G's loss only. The spec must be exactly one adversarial term.
 
 Optimisers (``optimizer`` setting): ``"paper"`` (default) uses the objective's
 ``paper_optimizer`` for both networks where its paper prescribes one -- ``wgan``: RMSProp,
 lr 5e-5; ``wgan_gp``: Adam, lr 1e-4, betas (0, 0.9) -- and otherwise Adam(``lr``,
 betas (``beta1``, ``beta2``)) = Adam(1e-3, (0.5, 0.999)) in ``quick``; ``"adam"`` uses that
 Adam for every objective (the same optimiser for all, at the price of running WGAN with the
-momentum optimiser its paper found unstable). The trial's plan names the optimiser
-(:meth:`GANTask.optimizers`), so the trainer builds the right one before the first step.
+momentum optimiser its paper found unstable).
 
 Randomness (fairness and exact resume): the first critic step's real batch and an integer
 step seed are drawn from the trainer's epoch generator in :meth:`GANTask.train_batches`;
@@ -57,7 +48,6 @@ from cvloss.errors import UsageError
 from cvloss.metrics.generative import mode_metrics
 from cvloss.models.mlp_gan import MLPGAN
 from cvloss.settings import Choice, Int
-from cvloss.tasks.adversarial import AdversarialStepper
 from cvloss.tasks.base import Optim, Task
 
 EVAL_SEED = 20180101  # fixed noise for evaluation: every epoch and loss sees the same z
@@ -160,11 +150,6 @@ class GANTask(Task):
         if not slots["adversarial"]:
             raise UsageError(f"task gan needs exactly one adversarial objective (minimax, ns, lsgan, wgan, wgan_gp, "
                              f"hinge) in the loss spec; {spec!r} has no adversarial term")
-
-    def plan(self, loss):
-        plan = super().plan(loss)
-        self.stepper = AdversarialStepper(plan.adversarial, self.device, 0)  # ε reseeded every step
-        return plan
 
     def optimizers(self, slots) -> dict[str, Optim]:
         """Both networks' optimiser under the objective (see the module docstring)."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.augment import flip_where
 from cvloss.data.registry import load_dataset
 from cvloss.metrics.segmentation import SegMetricAccumulator
 from cvloss.models.unet import UNet
@@ -93,12 +94,9 @@ class SegTask(Task):
             idx = order[b * bs : (b + 1) * bs]
             x, y = self.train_x[idx.to(self.device)], self.train_y[idx.to(self.device)]
             if self.params.get("augment", True):
-                fh = flips[idx, 0].to(self.device)
-                fv = flips[idx, 1].to(self.device)
-                x = torch.where(fh[:, None, None, None], x.flip(-1), x)
-                y = torch.where(fh[:, None, None], y.flip(-1), y)
-                x = torch.where(fv[:, None, None, None], x.flip(-2), x)
-                y = torch.where(fv[:, None, None], y.flip(-2), y)
+                fh, fv = flips[idx, 0], flips[idx, 1]
+                x, y = flip_where(x, fh, -1), flip_where(y, fh, -1)
+                x, y = flip_where(x, fv, -2), flip_where(y, fv, -2)
             yield x, y
 
     def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:

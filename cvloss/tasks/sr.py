@@ -18,11 +18,9 @@ The loss sees the raw network output (no clamping) and the HR patch in [0, 1].
 
 Adversarial terms (SRGAN, Ledig et al. 2017: ``l1+1e-3*ns``): the spec's adversarial
 objective trains the small discriminator (:class:`~cvloss.models.discriminator.SRDiscriminator`)
-on HR patches vs super-resolved ones -- ``d_loss(D(hr), D(sr.detach())) + penalty(D, hr,
-sr)``, weights clipped for ``wgan`` -- and adds ``w · g_loss(D(sr))`` to the generator's
-loss, w being the term's weight in the spec. With ``n_critic`` > 1 every batch makes a D
-step and every n_critic-th batch a G step. WGAN-GP's ε comes from a generator that is
-task state (resume-exact).
+on HR patches vs super-resolved ones and adds ``w · g_loss(D(sr))`` to the generator's
+loss, w being the term's weight in the spec; the steps (n_critic, clipping, the penalty's
+ε as task state) are :meth:`AdversarialStepper.alternate <cvloss.tasks.adversarial.AdversarialStepper.alternate>`.
 
 Evaluation: whole validation images (cropped to a multiple of s), predictions clamped and
 quantised to 8 bits, ``s`` border pixels shaved (see :mod:`cvloss.metrics.image_quality`):
@@ -48,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.augment import dihedral, permutations
 from cvloss.data.div2k import check_scale, make_pair
 from cvloss.data.registry import get_dataset, load_dataset
 from cvloss.errors import UsageError
@@ -58,13 +57,11 @@ from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_
 from cvloss.models.discriminator import SRDiscriminator
 from cvloss.models.sr import EDSR, SRModel
 from cvloss.settings import Choice, Int, Positive
-from cvloss.tasks.adversarial import AdversarialStepper
 from cvloss.tasks.base import Optim, Task, to_uint8
 
 EVAL_ARCH, EVAL_LAYER = "vgg16", "relu3_3"
 N_SAMPLES = 4
 SAMPLE_SIDE = 64
-PENALTY_SEED = 0x5151  # the same ε stream for every loss; in state_dict for exact resume
 
 
 class SRTask(Task):
@@ -72,6 +69,7 @@ class SRTask(Task):
     metrics = {"psnr_y": True, "psnr_rgb": True, "ssim": True, "feat_dist": False, "lpips": False}
     primary_metric = "psnr_y"
     slots = {"image": ("image",), "adversarial": ("adversarial",)}
+    penalty_seed = 0x5151  # the same ε stream for every loss
     _common = dict(scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4, n_train=None,
                    n_val=None)
     settings = {
@@ -169,11 +167,6 @@ class SRTask(Task):
             raise UsageError(f"loss {spec!r}: an adversarial term alone has no reconstruction target in sr; "
                              f"add a content term, e.g. l1+1e-3*{name} (SRGAN)")
 
-    def plan(self, loss):
-        plan = super().plan(loss)
-        self.stepper = AdversarialStepper(plan.adversarial, self.device, PENALTY_SEED)
-        return plan
-
     def optimizers(self, slots) -> dict[str, Optim]:
         betas = (0.9, 0.999)
         return {"g": Optim(lambda m: m.g.parameters(), "adam", {"lr": self.params["lr"], "betas": betas}),
@@ -183,13 +176,6 @@ class SRTask(Task):
         """EDSR's schedule: halved every ``lr_step`` epochs (none: constant)."""
         every = self.params.get("lr_step")
         return 0.5 ** ((step // self.num_batches()) // int(every)) if every else None
-
-    def state_dict(self) -> dict:
-        return {"stepper": self.stepper.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state:
-            self.stepper.load_state_dict(state["stepper"])
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -205,7 +191,7 @@ class SRTask(Task):
         s, bs, nb = self.scale, self.params["batch_size"], self.num_batches()
         pl = self.params["patch"] // s
         n = len(self.train_hr)
-        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(self.params["repeat"])])
+        order = permutations(n, n * self.params["repeat"], generator)
         u = torch.rand(len(order), 2, generator=generator)
         aug = torch.randint(0, 8, (len(order),), generator=generator)
         for b in range(nb):
@@ -216,8 +202,8 @@ class SRTask(Task):
                 y = int(u[k, 0] * (lr.shape[-2] - pl + 1))
                 x = int(u[k, 1] * (lr.shape[-1] - pl + 1))
                 a = int(aug[k])
-                lrs.append(_augment(lr[:, y : y + pl, x : x + pl], a))
-                hrs.append(_augment(hr[:, y * s : (y + pl) * s, x * s : (x + pl) * s], a))
+                lrs.append(dihedral(lr[:, y : y + pl, x : x + pl], a))
+                hrs.append(dihedral(hr[:, y * s : (y + pl) * s, x * s : (x + pl) * s], a))
             yield torch.stack(lrs).float().div_(255), torch.stack(hrs).float().div_(255)
 
     def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
@@ -280,15 +266,3 @@ class SRTask(Task):
             rows["truth"].append(crop(self.val_hr[i].float().div(255)))
             rows["pred"].append(crop(preds[i])[0])
         return {k: to_uint8(torch.stack(v)) for k, v in rows.items()}
-
-
-def _augment(x: torch.Tensor, a: int) -> torch.Tensor:
-    """One of the 8 symmetries of the square: bit 0 = horizontal flip, bit 1 = vertical
-    flip, bit 2 = transpose (with the flips, every 90° rotation)."""
-    if a & 1:
-        x = x.flip(-1)
-    if a & 2:
-        x = x.flip(-2)
-    if a & 4:
-        x = x.transpose(-1, -2)
-    return x

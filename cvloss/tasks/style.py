@@ -129,10 +129,8 @@ class StyleTask(Task):
         p = self.params  # types and ranges: checked by the schema (``settings``) before this
         info = get_dataset(self.dataset, task="style")  # the catalog refuses datasets style cannot read
         root = None if info.embedded else dataset_dir(self.dataset, self.data_dir)
-        self.data = load_style_pairs(
-            root, "val", size=p["image_size"], style_size=p["style_size"], pairs=p["pairs"],
-            content=p["content"], style=p["style"], source=self.dataset,
-        )
+        self.data = load_style_pairs(root, "val", size=p["image_size"], style_size=p["style_size"], pairs=p["pairs"],
+                                     content=p["content"], style=p["style"], source=self.dataset)
         if self.data.explicit and self.data.notes:  # a user's file: say it once, loudly
             log.warning("; ".join(self.data.notes))
         self.contents = self.data.contents.to(self.device)
@@ -140,8 +138,7 @@ class StyleTask(Task):
         self._eval_cache: dict[str, Any] = {}
         # The fixed evaluation network uses the run's feature weights (auto without any).
         self._eval_net = get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
-        self._wall = 0.0
-        self._evals = 0
+        self._wall, self._evals = 0.0, 0
 
     def describe_data(self) -> str:
         d = self.data
@@ -172,9 +169,6 @@ class StyleTask(Task):
             init = init + float(p["init_noise"]) * torch.randn(init.shape).to(self.device)
         self._eval_cache = {}
         return StyleImage(init.clamp(0, 1), p["param"]).to(self.device)
-
-    def pair_names(self) -> list[str]:
-        return [f"{self.data.content_names[c]}:{self.data.style_names[s]}" for c, s in self.pairs]
 
     def optimizers(self, slots) -> dict[str, Optim]:
         p = self.params
@@ -263,11 +257,8 @@ class StyleTask(Task):
         return out
 
     def reference_metrics(self) -> dict[str, dict[str, float]]:
-        init = self.image_metrics(self.content)
-        return {
-            "content image (init)": {k: v for k, v in init.items()},
-            "style image": {"tv": float(total_variation(self.style, "l1", "mean"))},
-        }
+        return {"content image (init)": self.image_metrics(self.content),
+                "style image": {"tv": float(total_variation(self.style, "l1", "mean"))}}
 
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """input = content, truth = style, pred = the optimised image, one row per pair."""

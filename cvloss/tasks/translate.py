@@ -24,13 +24,9 @@ both generators together and both discriminators together, for every objective (
 same optimiser for all, so objectives are compared alone; WGAN's own RMSprop is not
 used); the learning rate is constant for the first half of the epochs and decays
 linearly towards 0 over the second half (epoch e of E, 0-based:
-``1 − max(0, e + 1 − ⌈E/2⌉) / (⌊E/2⌋ + 1)``). Each step: a G step, then a D step on the
-same batch. With ``n_critic > 1`` (``wgan``, ``wgan_gp``: 5) every batch makes a D step
-and only every n_critic-th batch a G step (the fakes of the other batches come from G
-under no_grad), so a critic step always sees fresh real data, as in Algorithm 1 of
-Arjovsky et al.; ``wgan`` clips D's weights after each D step. D sees fakes through an
-image pool of 50 (Shrivastava et al. 2017): once full, each new fake is, with
-probability ½, swapped for a random stored one.
+``1 − max(0, e + 1 − ⌈E/2⌉) / (⌊E/2⌋ + 1)``). The G and D steps (n_critic, clipping, the
+penalty) are :meth:`AdversarialStepper.alternate <cvloss.tasks.adversarial.AdversarialStepper.alternate>`;
+D sees fakes through an image pool of 50 (:class:`~cvloss.models.cyclegan.ImagePool`).
 
 Randomness after the model is built comes only from (a) the batch generator the trainer
 passes to :meth:`train_batches` (batch order, flips, crops) and (b) the task's own
@@ -70,6 +66,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.augment import crop_and_flip, permutations
 from cvloss.data.registry import load_dataset
 from cvloss.errors import UsageError
 from cvloss.losses.ssim import ssim
@@ -79,12 +76,11 @@ from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
 from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_status
 from cvloss.models.cyclegan import CycleGAN, ImagePool
 from cvloss.settings import Bool, Int
-from cvloss.tasks.adversarial import AdversarialStepper
 from cvloss.tasks.base import Optim, Task, to_uint8
 
 N_SAMPLES = 4
 COLLAPSE_RATIO = 0.1
-POOL_SEED, PENALTY_SEED = 0x5EED, 0x6F  # the same streams for every loss (and exact after resume)
+POOL_SEED = 0x5EED  # the same stream for every loss (and exact after resume)
 PAIRED = ("paired_ssim", "paired_psnr", "paired_l1", "paired_lpips")  # need the hidden pairs of embedded data
 
 
@@ -98,6 +94,7 @@ class TranslateTask(Task):
                "fid": False, "kid": False}
     primary_metric = "paired_ssim"
     slots = {"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)}
+    penalty_seed = 0x6F  # the same ε stream for every loss
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
     settings = {
         "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
@@ -184,24 +181,19 @@ class TranslateTask(Task):
         p = self.params
         return CycleGAN(p["g_width"], p["n_blocks"], p["n_down"], p["d_width"], p["d_layers"]).to(self.device)
 
-    def plan(self, loss):
-        plan = super().plan(loss)
-        self.stepper = AdversarialStepper(plan.adversarial, self.device, PENALTY_SEED)
-        return plan
-
     def optimizers(self, slots) -> dict[str, Optim]:
         kw = {"lr": self.params["lr"], "betas": (self.params["beta1"], 0.999)}
         return {"g": Optim(lambda m: m.generator_parameters(), "adam", kw),
                 "d": Optim(lambda m: m.discriminator_parameters(), "adam", kw)}
 
     def state_dict(self) -> dict:
-        return {"stepper": self.stepper.state_dict(), "pool_a": self._pool_a.state_dict(),
+        return {**super().state_dict(), "pool_a": self._pool_a.state_dict(),
                 "pool_b": self._pool_b.state_dict(), "pool_gen": self._pool_gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        self.stepper.load_state_dict(state["stepper"])
+        super().load_state_dict(state)
         self._pool_a.load_state_dict(state["pool_a"], self.device)
         self._pool_b.load_state_dict(state["pool_b"], self.device)
         self._pool_gen.set_state(state["pool_gen"])
@@ -210,34 +202,19 @@ class TranslateTask(Task):
     def num_batches(self) -> int:
         return max(1, max(len(self.train_a), len(self.train_b)) // self.params["batch_size"])
 
-    def _order(self, n: int, total: int, generator: torch.Generator) -> torch.Tensor:
-        """``total`` indices: concatenated random permutations of ``range(n)``."""
-        reps = math.ceil(total / n)
-        return torch.cat([torch.randperm(n, generator=generator) for _ in range(reps)])[:total]
-
-    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Random ``image_size`` crop (when loaded larger) and horizontal flip, per image."""
-        n, size = x.shape[0], self.params["image_size"]
-        full = x.shape[-1]
-        offs = torch.randint(full - size + 1, (n, 2), generator=generator).tolist()
-        flips = (torch.rand(n, generator=generator) < 0.5).tolist()
-        out = torch.stack([x[i, :, oy : oy + size, ox : ox + size] for i, (oy, ox) in enumerate(offs)])
-        flip_mask = torch.tensor(flips, device=x.device)[:, None, None, None]
-        return torch.where(flip_mask, out.flip(-1), out)
-
     def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
         """``(a, b)`` batches in [-1, 1]: A and B shuffled independently (unpaired), last
         partial batch dropped; crops and flips (``augment``) drawn from ``generator``."""
         bs, nb = self.params["batch_size"], self.num_batches()
-        ia = self._order(len(self.train_a), nb * bs, generator)
-        ib = self._order(len(self.train_b), nb * bs, generator)
+        ia = permutations(len(self.train_a), nb * bs, generator)
+        ib = permutations(len(self.train_b), nb * bs, generator)
         augment = self.params.get("augment", False)
         size = self.params["image_size"]
         for k in range(nb):
             a = self.train_a[ia[k * bs : (k + 1) * bs].to(self.device)]
             b = self.train_b[ib[k * bs : (k + 1) * bs].to(self.device)]
             if augment or a.shape[-1] != size:
-                a, b = self._augment(a, generator), self._augment(b, generator)
+                a, b = crop_and_flip(a, size, generator), crop_and_flip(b, size, generator)
             yield a, b
 
     def lr_factor(self, step: int) -> float:
