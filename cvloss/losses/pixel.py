@@ -8,9 +8,10 @@ map moves where the loss looks without changing its scale); ``sum`` is ``Σ w·�
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
+import torch.nn.functional as F
 
 from cvloss.losses.base import Loss, check_image, check_weight, weighted_reduce
 from cvloss.losses.registry import register_loss
@@ -43,6 +44,10 @@ class _PixelLoss(Loss):
         _check_reduction(reduction)
         self.reduction = reduction
 
+    #: torch's fused loss for this ρ (``F.mse_loss``, ``F.l1_loss``), used when there is
+    #: no weight map: one pass forward and one backward instead of subtract, ρ, reduce.
+    fused: Callable[..., torch.Tensor] | None = None
+
     def rho(self, diff: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -51,6 +56,9 @@ class _PixelLoss(Loss):
         weight = check_weight(weight, pred)
         pred = _upcast(pred)
         target = target.to(pred.dtype)
+        if weight is None and self.fused is not None:
+            with torch.autocast(device_type=pred.device.type, enabled=False):
+                return type(self).fused(pred, target, reduction=self.reduction)
         return weighted_reduce(self.rho(pred - target), weight, self.reduction)
 
 
@@ -64,6 +72,8 @@ class MSELoss(_PixelLoss):
     ``reduction``: ``mean`` (default) or ``sum``.
     """
 
+    fused = F.mse_loss
+
     def rho(self, diff: torch.Tensor) -> torch.Tensor:
         return diff.square()
 
@@ -75,6 +85,8 @@ class L1Loss(_PixelLoss):
     ``ρ(d) = |d|``; for inputs in [0, 1] the value lies in [0, 1]. Shapes as ``mse``;
     optional weight map -> weighted mean Σ w·|d| / Σ w. ``reduction``: ``mean`` or ``sum``.
     """
+
+    fused = F.l1_loss
 
     def rho(self, diff: torch.Tensor) -> torch.Tensor:
         return diff.abs()

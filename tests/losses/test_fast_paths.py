@@ -20,6 +20,16 @@ from cvloss.losses.metric import (
     pairwise_distances,
     semi_hard_triplet_loss,
 )
+from cvloss.losses.pixel import L1Loss, MSELoss
+from cvloss.losses.segmentation import (
+    CrossEntropyLoss,
+    DiceLoss,
+    WeightedCrossEntropyLoss,
+    class_balanced_weights,
+    supplied_borders,
+    unet_border_map,
+    unet_weight_map,
+)
 
 ATOL = 1e-6
 
@@ -179,3 +189,121 @@ def test_balanced_contrastive_equals_the_branching_formula(labels):
     x = F.normalize(torch.randn(len(y), 5, generator=g), dim=1)
     _check(lambda e: contrastive_loss(e, y, 1.0, balance=True), lambda e: old_contrastive_balanced(e, y, 1.0),
            x, what="contrastive balance")
+
+
+# ---------------------------------------------------------------- segmentation: old formulas
+def old_log_probs(logits):
+    if logits.shape[1] == 1:
+        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+    return F.log_softmax(logits, dim=1)
+
+
+def old_pixel_ce(log_p, target, label_smoothing=0.0):
+    nll = -log_p.gather(1, target.unsqueeze(1)).squeeze(1)
+    if label_smoothing > 0:
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * log_p.mean(dim=1)
+    return nll
+
+
+def old_weighted_mean(values, weight):
+    if weight is None:
+        return values.mean()
+    weight = weight.to(values.dtype).expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp_min(torch.finfo(values.dtype).tiny)
+
+
+def old_ce(logits, target, weight=None, label_smoothing=0.0):
+    return old_weighted_mean(old_pixel_ce(old_log_probs(logits), target, label_smoothing), weight)
+
+
+def old_wce(logits, target, weight=None, weighting="unet"):
+    k = max(logits.shape[1], 2)
+    cw = class_balanced_weights(target, k) if "balanced" in weighting else None
+    wmap = cw[target] if weighting == "balanced" else unet_weight_map(target, 10.0, 5.0, cw, 0)
+    if weight is not None:
+        wmap = wmap * weight
+    return old_weighted_mean(old_pixel_ce(old_log_probs(logits), target), wmap)
+
+
+def old_dice(logits, target, weight=None, smooth=1.0, include_background=True):
+    c = logits.shape[1]
+    if c == 1:
+        probs = torch.sigmoid(logits)
+        onehot = target.unsqueeze(1).to(probs.dtype)
+    else:
+        probs = F.softmax(logits, dim=1)
+        onehot = F.one_hot(target, c).permute(0, 3, 1, 2).to(probs.dtype)
+        if not include_background:
+            probs, onehot = probs[:, 1:], onehot[:, 1:]
+    if weight is not None:
+        w = weight.unsqueeze(1).to(probs.dtype)
+        probs_w, onehot_w = probs * w, onehot * w
+    else:
+        probs_w, onehot_w = probs, onehot
+    dims = (0, 2, 3)
+    inter = (probs_w * onehot).sum(dims)
+    dice = (2 * inter + smooth) / (probs_w.sum(dims) + onehot_w.sum(dims) + smooth)
+    return 1.0 - dice.mean()
+
+
+def _seg_batch(channels: int, seed: int, n: int = 4, size: int = 128):
+    """Benchmark-sized logits and blob-shaped labels (a smooth field cut at quantiles)."""
+    g = torch.Generator().manual_seed(seed)
+    k = max(channels, 2)
+    field = F.interpolate(torch.rand(n, 1, 8, 8, generator=g), size=(size, size), mode="bicubic", align_corners=False)[:, 0]
+    target = torch.bucketize(field, torch.quantile(field.flatten(), torch.linspace(0, 1, k + 1)[1:-1])).long()
+    return torch.randn(n, channels, size, size, generator=g), target, torch.rand(n, size, size, generator=g)
+
+
+@pytest.mark.parametrize("channels", [3, 2, 1])
+def test_ce_dice_equal_their_old_formulas(channels):
+    logits, target, w = _seg_batch(channels, seed=5)
+    for weight in (None, w):
+        for eps in (0.0, 0.1):
+            _check(lambda z: CrossEntropyLoss(eps)(z, target, weight), lambda z: old_ce(z, target, weight, eps),
+                   logits, what=f"ce eps={eps} weight={weight is not None}")
+        for smooth, bg in ((1.0, True), (0.0, True), (1.0, False)):
+            _check(lambda z: DiceLoss(smooth, bg)(z, target, weight),
+                   lambda z: old_dice(z, target, weight, smooth, bg),
+                   logits, what=f"dice smooth={smooth} bg={bg} weight={weight is not None}")
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("weighting", ["unet", "balanced", "balanced+unet"])
+def test_wce_equals_its_old_formula_with_and_without_a_supplied_border(weighting, channels):
+    logits, target, w = _seg_batch(channels, seed=6, size=64)
+    loss = WeightedCrossEntropyLoss(weighting)
+    border = unet_border_map(target, 10.0, 5.0)
+    for weight in (None, w):
+        old = lambda z: old_wce(z, target, weight, weighting)  # noqa: E731
+        _check(lambda z: loss(z, target, weight), old, logits, what=f"wce {weighting}")
+        _check(lambda z: loss(z, target, weight, border=border), old, logits, what=f"wce {weighting} border=")
+        with supplied_borders({loss: border}):
+            _check(lambda z: loss(z, target, weight), old, logits, what=f"wce {weighting} supplied_borders")
+
+
+def test_border_map_is_the_weight_map_minus_the_class_weights_and_flips_with_the_mask():
+    _, target, _ = _seg_batch(3, seed=7, size=64)
+    cw = class_balanced_weights(target, 3)
+    border = unet_border_map(target, 10.0, 5.0)
+    assert border.max() > 1  # there are touching objects: the term is not trivially 0
+    torch.testing.assert_close(cw[target] + border, unet_weight_map(target, 10.0, 5.0, cw), rtol=0, atol=ATOL * 10)
+    for dims in ((-1,), (-2,), (-2, -1)):
+        torch.testing.assert_close(unet_border_map(target.flip(dims)), border.flip(dims), rtol=0, atol=ATOL)
+    # Per image: the map of one image does not depend on the rest of the batch.
+    torch.testing.assert_close(unet_border_map(target[2]), border[2], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- pixel: old formula
+@pytest.mark.parametrize("cls", [MSELoss, L1Loss])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fused_pixel_losses_equal_the_old_formula(cls, reduction):
+    g = torch.Generator().manual_seed(8)
+    pred, target = torch.rand(4, 3, 128, 128, generator=g), torch.rand(4, 3, 128, 128, generator=g)
+    rho = (lambda d: d.square()) if cls is MSELoss else (lambda d: d.abs())
+    old = (lambda p: rho(p - target).mean()) if reduction == "mean" else (lambda p: rho(p - target).sum())
+    v_new, (g_new,) = _value_and_grad(lambda p: cls(reduction)(p, target), pred)
+    v_old, (g_old,) = _value_and_grad(old, pred)
+    scale = 1.0 if reduction == "mean" else v_old.abs().item()  # a sum of 196 k terms: relative
+    assert abs(v_new - v_old).item() <= ATOL * scale
+    _close(g_new, g_old, f"{cls.__name__} gradient")
