@@ -29,6 +29,7 @@ from cvloss.losses.segmentation import (
     supplied_borders,
     unet_border_map,
     unet_weight_map,
+    wce_terms,
 )
 
 ATOL = 1e-6
@@ -307,3 +308,29 @@ def test_fused_pixel_losses_equal_the_old_formula(cls, reduction):
     scale = 1.0 if reduction == "mean" else v_old.abs().item()  # a sum of 196 k terms: relative
     assert abs(v_new - v_old).item() <= ATOL * scale
     _close(g_new, g_old, f"{cls.__name__} gradient")
+
+
+# ---------------------------------------------------------------- seg task: cached border maps
+@pytest.mark.parametrize("spec", ["wce", 'wce(weighting="balanced+unet",w0=5)+dice'])
+def test_seg_task_caches_the_border_map_per_image_and_flips_it_with_the_batch(spec):
+    from cvloss.losses import build_loss
+    from cvloss.run.trainer import resolve_device
+    from cvloss.tasks.seg import SegTask
+
+    params = SegTask.budgets["smoke"] | {"n_train": 16, "n_val": 4, "image_size": 32}
+    task = SegTask("synth-pets", params, resolve_device("cpu"))
+    task.load_data()
+    loss = build_loss(spec, task="seg")
+    (term,) = wce_terms(loss)
+    g = torch.Generator().manual_seed(0)
+    flipped = 0
+    for x, y, where in task.train_batches(torch.Generator().manual_seed(1)):
+        borders = task._wce_borders(loss, *where)
+        # The cached, indexed and flipped maps equal the maps of the batch's own masks.
+        torch.testing.assert_close(borders[term], term.border_map(y), rtol=0, atol=ATOL)
+        logits = torch.randn(len(y), 3, 32, 32, generator=g)
+        with supplied_borders(borders):
+            cached = loss(logits, y)
+        _close(cached, loss(logits, y), "loss with the cached map")
+        flipped += int(where[1].sum() + where[2].sum())
+    assert flipped > 0 and len(task._border_cache) == 1  # flips happened; one map per image, computed once
