@@ -301,7 +301,13 @@ class VGGFeatures(nn.Module):
         out: dict[str, torch.Tensor] = {}
         h = self.normalize(x)
         for i, module in enumerate(self.features):
-            h = module(h)
+            if isinstance(module, nn.ReLU) and i - 1 not in wanted:
+                # Rectify the convolution's output in place unless it was asked for by
+                # name (a conv's backward needs its input, not its output): one tensor
+                # fewer per layer, as in torchvision's own VGG.
+                h = torch.relu_(h)
+            else:
+                h = module(h)
             if i in wanted:
                 out[wanted[i]] = h
             if i == last:

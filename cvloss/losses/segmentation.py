@@ -63,15 +63,14 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: 
                    reduction: str = "none") -> torch.Tensor:
     """Pixel cross-entropy ``−log softmax(z)_t`` through torch's fused kernel
     (``F.cross_entropy``: log-sum-exp, one pass forward and one backward), in float32
-    at least, autocast off. ``reduction="none"`` gives (N, H, W).
+    at least. ``reduction="none"`` gives (N, H, W).
 
     With label smoothing ε (Szegedy et al. 2016) the one-hot target becomes
     ``(1 − ε)·onehot + ε/K``, i.e. ``(1 − ε)(−log p_t) + ε·mean_k(−log p_k)`` -- torch's
     definition too. ``C == 1`` is the two-class problem with logits ``(0, z)``.
     """
-    logits = _two_class(_upcast(logits))
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        return F.cross_entropy(logits, target, reduction=reduction, label_smoothing=label_smoothing)
+    # float32 logits stay float32 under autocast (log_softmax / nll_loss run in float32).
+    return F.cross_entropy(_two_class(_upcast(logits)), target, reduction=reduction, label_smoothing=label_smoothing)
 
 
 def _class_frequency_weights(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -375,15 +374,12 @@ class WeightedCrossEntropyLoss(Loss):
         """The (N, H, W) float32 weight map of ``target`` for this ``weighting``:
         ``w_c[target]`` (class-balanced, from this batch, or 1) plus the border term
         (``border`` if given, else computed from ``target`` on the host)."""
-        if "balanced" in self.weighting:
-            wc = _class_frequency_weights(target, num_classes)[target]
-        else:
-            wc = torch.ones(target.shape, dtype=torch.float32, device=target.device)
+        wc = _class_frequency_weights(target, num_classes)[target] if "balanced" in self.weighting else 1.0
         if "unet" not in self.weighting:
             return wc
         if border is None:
             border = self.border_map(target)
-        return wc + border.to(device=wc.device, dtype=wc.dtype)
+        return border.to(device=target.device, dtype=torch.float32) + wc  # one pass for w_c ≡ 1
 
     def forward(
         self,
@@ -485,28 +481,27 @@ class DiceLoss(Loss):
     def _class_sums(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None):
         """Per class c: Σ w·p_c·[t = c], Σ w·p_c and Σ w·[t = c] over batch and pixels.
 
-        The one-hot target is never built: Σ p_c·[t = c] sums each pixel's probability of
-        its own class (one ``gather``) into its class's slot (``scatter_add``), and the
-        class counts are a ``scatter_add`` of the (weighted) ones -- instead of an
-        (N, C, H, W) float one-hot, its permuted copy and two products over it. (MPS has
-        no float64: there the sums stay in the input's dtype.)
+        One batched matmul gives the first two: with P the (N, C, HW) probabilities
+        (times w) and G the (N, C, HW) one-hot target, M = Σ_n P Gᵀ is (C, C) with
+        M_cc = Σ p_c·[t = c] and row sums Σ_k M_ck = Σ p_c (each pixel has exactly one
+        class) -- one pass over the probabilities forward and one backward, instead of
+        a product and two reductions over an (N, C, H, W) one-hot and their backward.
+        The class counts come from ``bincount`` on the CPU (a CUDA ``bincount`` reads
+        its maximum on the host, so there they are a sum over the one-hot).
         """
-        c = probs.shape[1]
-        p_t = probs.gather(1, target.unsqueeze(1)).reshape(-1)
-        idx = target.reshape(-1)
-        if weight is None:
-            p_sum = probs.sum((0, 2, 3))
-            g_val = torch.ones_like(p_t)
+        n, c, h, w_ = probs.shape
+        flat = target.reshape(n, 1, h * w_)
+        onehot = (flat == torch.arange(c, device=target.device).view(1, c, 1)).to(probs.dtype)  # (N, C, HW)
+        p = probs.reshape(n, c, h * w_)
+        if weight is not None:
+            wt = weight.to(probs.dtype).reshape(n, 1, h * w_)
+            p, g_sum = p * wt, (onehot * wt).sum((0, 2))
+        elif target.device.type == "cpu":
+            g_sum = torch.bincount(target.reshape(-1), minlength=c).to(probs.dtype)
         else:
-            w = weight.to(probs.dtype)
-            p_sum = (probs * w.unsqueeze(1)).sum((0, 2, 3))
-            g_val = w.reshape(-1)
-            p_t = p_t * g_val
-        # scatter_add adds one pixel after the other: in float64, so that the sums keep
-        # the digits of the pairwise float32 sums they replace.
-        zeros = probs.new_zeros(c, dtype=torch.float64 if probs.device.type != "mps" else probs.dtype)
-        inter = zeros.scatter_add(0, idx, p_t.double()).to(probs.dtype)
-        return inter, p_sum, zeros.scatter_add(0, idx, g_val.detach().double()).to(probs.dtype)
+            g_sum = onehot.sum((0, 2))
+        m = torch.bmm(p, onehot.transpose(1, 2)).sum(0)  # (C, C)
+        return m.diagonal(), m.sum(1), g_sum
 
 
 @register_loss("focal", family="pixel-wise", tasks=("seg",), paper="Lin et al. 2017, 'Focal Loss for Dense Object Detection'")

@@ -334,3 +334,68 @@ def test_seg_task_caches_the_border_map_per_image_and_flips_it_with_the_batch(sp
         _close(cached, loss(logits, y), "loss with the cached map")
         flipped += int(where[1].sum() + where[2].sum())
     assert flipped > 0 and len(task._border_cache) == 1  # flips happened; one map per image, computed once
+
+
+# ---------------------------------------------------------------- feature losses: old formulas
+def old_extract(net, x, layers):
+    """The old pass: every module called out of place (no in-place ReLU)."""
+    from cvloss.losses.features import LAYER_INDEX
+
+    wanted = {LAYER_INDEX[net.arch][l]: l for l in layers}
+    out, h = {}, net.normalize(x)
+    for i, module in enumerate(net.features):
+        h = module(h)
+        if i in wanted:
+            out[wanted[i]] = h
+        if i == max(wanted):
+            break
+    return out
+
+
+def old_gram_chw(f):
+    n, c, h, w = f.shape
+    f = f.reshape(n, c, h * w) / (c * h * w) ** 0.5  # the old scaling of the features
+    return torch.bmm(f, f.transpose(1, 2))
+
+
+def old_combined(loss, pred, target):
+    """l1 + perceptual + texture/style with the old extractor, Gram and squared error."""
+    from cvloss.losses.perceptual import ContentLoss, PerceptualLoss
+    from cvloss.losses.pixel import L1Loss
+
+    total = 0.0
+    for w, t in loss.weighted_terms():
+        if isinstance(t, L1Loss):
+            total = total + w * (pred - target).abs().mean()
+            continue
+        fp = old_extract(t.extractor, pred, t.layers)
+        with torch.no_grad():
+            ft = old_extract(t.extractor, target, t.layers)
+        if isinstance(t, PerceptualLoss):
+            total = total + w * sum(lw * (fp[l] - ft[l]).square().mean() for l, lw in zip(t.layers, t.layer_weights))
+        elif isinstance(t, ContentLoss):
+            total = total + w * 0.5 * (fp[t.layer] - ft[t.layer]).square().mean()
+        else:
+            total = total + w * sum(lw * 0.25 * (old_gram_chw(fp[l]) - old_gram_chw(ft[l])).square().sum((1, 2)).mean()
+                                    for l, lw in zip(t.layers, t.layer_weights))
+    return total
+
+
+@pytest.mark.parametrize("spec", ["l1+perceptual+texture(arch=vgg16)", "perceptual", "texture", "style",
+                                  "content(layer=conv3_1)", "perceptual(layers=[conv1_2,relu1_2,relu2_2])"])
+def test_feature_losses_equal_the_old_pass_gram_and_error(spec):
+    from cvloss.losses import build_loss
+    from cvloss.losses.spec import CombinedLoss
+
+    loss = build_loss(spec, feature_weights="random")
+    if not isinstance(loss, CombinedLoss):
+        loss = CombinedLoss([(1.0, loss)], spec)
+    g = torch.Generator().manual_seed(9)
+    pred, target = torch.rand(2, 3, 48, 48, generator=g), torch.rand(2, 3, 48, 48, generator=g)
+    v_new, (g_new,) = _value_and_grad(lambda p: loss(p, target), pred)
+    v_old, (g_old,) = _value_and_grad(lambda p: old_combined(loss, p, target), pred)
+    # Relative: texture/style terms are sums of squared Gram differences of random-VGG
+    # features, large numbers whose float32 rounding is relative.
+    scale = max(1.0, v_old.abs().item())
+    assert abs(v_new - v_old).item() <= ATOL * scale, (v_new, v_old)
+    assert (g_new - g_old).abs().max().item() <= ATOL * max(1.0, g_old.abs().max().item())
