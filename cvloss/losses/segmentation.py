@@ -16,8 +16,7 @@ All log-probabilities come from ``log_softmax`` / ``binary_cross_entropy_with_lo
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from cvloss.losses.base import Loss, _shape, check_seg, weighted_reduce
-from cvloss.losses.pixel import _upcast
+from cvloss.losses.pixel import _REDUCTION_ENUM, _upcast
 from cvloss.losses.registry import register_loss
 
 _UNET = "Ronneberger et al. 2015, 'U-Net: Convolutional Networks for Biomedical Image Segmentation'"
@@ -70,7 +69,13 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: 
     definition too. ``C == 1`` is the two-class problem with logits ``(0, z)``.
     """
     # float32 logits stay float32 under autocast (log_softmax / nll_loss run in float32).
-    return F.cross_entropy(_two_class(_upcast(logits)), target, reduction=reduction, label_smoothing=label_smoothing)
+    # The op F.cross_entropy ends in, without its Python wrapper (legacy-argument checks
+    # and a reduction lookup), as for mse / l1 (see cvloss.losses.pixel.fused_kernel).
+    logits = _two_class(_upcast(logits))
+    op = getattr(torch._C._nn, "cross_entropy_loss", None)
+    if op is None:  # pragma: no cover
+        return F.cross_entropy(logits, target, reduction=reduction, label_smoothing=label_smoothing)
+    return op(logits, target, None, _REDUCTION_ENUM[reduction], -100, label_smoothing)
 
 
 def _class_frequency_weights(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -401,8 +406,10 @@ class WeightedCrossEntropyLoss(Loss):
             border = _seg_weight(border, target)
         wmap = self.weight_map(target, max(logits.shape[1], 2), border)
         if weight is not None:
-            wmap = wmap * weight
-        return weighted_reduce(_cross_entropy(logits, target), wmap, "mean")
+            wmap = wmap * weight.to(wmap.dtype)
+        # Σ w·l / Σ w: wmap is float32 (N, H, W) like the pixel losses, nothing to expand.
+        values = _cross_entropy(logits, target)
+        return (values * wmap).sum() / wmap.sum().clamp_min(torch.finfo(values.dtype).tiny)
 
     _supplied_border: torch.Tensor | None = None
 
@@ -413,23 +420,30 @@ def wce_terms(loss: torch.nn.Module) -> list[WeightedCrossEntropyLoss]:
     return [m for m in loss.modules() if isinstance(m, WeightedCrossEntropyLoss) and m.uses_border]
 
 
-@contextlib.contextmanager
-def supplied_borders(borders: dict[WeightedCrossEntropyLoss, torch.Tensor]) -> Iterator[None]:
+class supplied_borders:
     """Hand precomputed border maps to ``wce`` terms for the calls in the block::
 
         with supplied_borders({term: border_of_this_batch for term in wce_terms(loss)}):
             value = loss(logits, target)    # a combined loss passes no extra argument
 
-    so a task can cache the per-image maps whatever other terms the loss has.
+    so a task can cache the per-image maps whatever other terms the loss has. (A small
+    class rather than a generator context manager, and plain attribute writes rather
+    than ``nn.Module.__setattr__``: it wraps every training step.)
     """
-    old = {t: t._supplied_border for t in borders}
-    try:
-        for t, b in borders.items():
-            t._supplied_border = b
-        yield
-    finally:
-        for t, b in old.items():
-            t._supplied_border = b
+
+    def __init__(self, borders: dict[WeightedCrossEntropyLoss, torch.Tensor]) -> None:
+        self.borders = borders
+        self.old: dict[WeightedCrossEntropyLoss, torch.Tensor | None] = {}
+
+    def __enter__(self) -> None:
+        for t, b in self.borders.items():
+            self.old[t] = t.__dict__.get("_supplied_border")
+            object.__setattr__(t, "_supplied_border", b)
+
+    def __exit__(self, *exc) -> None:
+        for t, b in self.old.items():
+            object.__setattr__(t, "_supplied_border", b)
+        self.old = {}
 
 
 @register_loss("dice", family="region", tasks=("seg",), paper="Milletari et al. 2016, 'V-Net: Fully Convolutional Neural Networks for Volumetric Medical Image Segmentation'")
@@ -485,19 +499,18 @@ class DiceLoss(Loss):
         (times w) and G the (N, C, HW) one-hot target, M = Σ_n P Gᵀ is (C, C) with
         M_cc = Σ p_c·[t = c] and row sums Σ_k M_ck = Σ p_c (each pixel has exactly one
         class) -- one pass over the probabilities forward and one backward, instead of
-        a product and two reductions over an (N, C, H, W) one-hot and their backward.
-        The class counts come from ``bincount`` on the CPU (a CUDA ``bincount`` reads
-        its maximum on the host, so there they are a sum over the one-hot).
+        a product and two reductions over the one-hot and their backward. The one-hot is
+        written by ``scatter_`` into zeros (cheaper on a CPU than a broadcast comparison
+        and its float copy), and the class counts are its sums (``bincount`` was slower
+        on a CPU, and reads its maximum on the host on CUDA).
         """
         n, c, h, w_ = probs.shape
         flat = target.reshape(n, 1, h * w_)
-        onehot = (flat == torch.arange(c, device=target.device).view(1, c, 1)).to(probs.dtype)  # (N, C, HW)
+        onehot = probs.new_zeros(n, c, h * w_).scatter_(1, flat, 1.0)  # (N, C, HW)
         p = probs.reshape(n, c, h * w_)
         if weight is not None:
             wt = weight.to(probs.dtype).reshape(n, 1, h * w_)
             p, g_sum = p * wt, (onehot * wt).sum((0, 2))
-        elif target.device.type == "cpu":
-            g_sum = torch.bincount(target.reshape(-1), minlength=c).to(probs.dtype)
         else:
             g_sum = onehot.sum((0, 2))
         m = torch.bmm(p, onehot.transpose(1, 2)).sum(0)  # (C, C)
