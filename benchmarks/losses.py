@@ -335,11 +335,12 @@ def _gram_term(fp: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
     return 0.25 * (gp - gt).square().sum(dim=(1, 2)).mean()
 
 
-def vgg_floor(loss, x: Inputs) -> Candidate | None:
+def vgg_floor_fn(loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
     """One hand-written torchvision VGG pass computing the feature terms of ``loss``
     (perceptual / texture / style / content and an l1 term): the same weights, layers,
     constants and Grams, with torchvision's in-place ReLUs and no checks, sharing, dicts
-    or upcasts -- the cheapest plain-torch program for the same value."""
+    or upcasts -- the cheapest plain-torch program for the same value. ``None`` when
+    ``loss`` has other terms or more than one feature network."""
     import torchvision
 
     from cvloss.losses.features import IMAGENET_MEAN, IMAGENET_STD, LAYER_INDEX
@@ -366,13 +367,13 @@ def vgg_floor(loss, x: Inputs) -> Candidate | None:
         else:
             gram_terms += [(idx[l], w * lw) for l, lw in zip(t.layers, t.layer_weights)]
     last = max(i for i, _ in sq_terms + gram_terms)
-    net = getattr(torchvision.models, ext.arch)(weights=None).features[: last + 1].to(ext.mean.device)
+    device = ext.mean.device
+    net = getattr(torchvision.models, ext.arch)(weights=None).features[: last + 1].to(device)
     net.load_state_dict({k: v for k, v in ext.features.state_dict().items() if int(k.split(".")[0]) <= last})
     net.requires_grad_(False).eval()
     keep = sorted({i for i, _ in sq_terms + gram_terms})
-    mean = torch.tensor(IMAGENET_MEAN, device=ext.mean.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=ext.mean.device).view(1, 3, 1, 1)
-    p, t = x.pred, x.image
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
     def features(img: torch.Tensor) -> dict[int, torch.Tensor]:
         h, out = (img - mean) / std, {}
@@ -382,7 +383,7 @@ def vgg_floor(loss, x: Inputs) -> Candidate | None:
                 out[i] = h
         return out
 
-    def floor() -> torch.Tensor:
+    def floor(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         fp = features(p)
         with torch.no_grad():
             ft = features(t)
@@ -393,7 +394,15 @@ def vgg_floor(loss, x: Inputs) -> Candidate | None:
             total = total + w * _gram_term(fp[i], ft[i])
         return total
 
-    return Candidate(f"floor: hand-written torchvision {ext.arch} pass", floor, [p], same_value=True)
+    floor.arch = ext.arch
+    return floor
+
+
+def vgg_floor(loss, x: Inputs) -> Candidate | None:
+    fn = vgg_floor_fn(loss)
+    if fn is None:
+        return None
+    return Candidate(f"floor: hand-written torchvision {fn.arch} pass", lambda: fn(x.pred, x.image), [x.pred], same_value=True)
 
 
 def gp_floor(loss, x: Inputs) -> Candidate:
