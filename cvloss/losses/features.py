@@ -181,7 +181,8 @@ class VGGFeatures(nn.Module):
             for _ in range(n_conv):
                 # skip_init: no default init, so building a loss never draws from (or
                 # advances) the global RNG -- every loss must see the same model init.
-                # inplace=False: a conv output requested by name must survive its ReLU.
+                # inplace=False: a conv output requested by name must survive its ReLU
+                # (extract() rectifies in place itself when that output is not asked for).
                 conv = nn.utils.skip_init(nn.Conv2d, in_ch, ch, kernel_size=3, padding=1)
                 layers += [conv, nn.ReLU(inplace=False)]
                 in_ch = ch

@@ -340,6 +340,7 @@ class WeightedCrossEntropyLoss(Loss):
     """
 
     kind = "seg"
+    _supplied_border: torch.Tensor | None = None  # set by supplied_borders for one call
 
     def __init__(
         self,
@@ -410,8 +411,6 @@ class WeightedCrossEntropyLoss(Loss):
         # Σ w·l / Σ w: wmap is float32 (N, H, W) like the pixel losses, nothing to expand.
         values = _cross_entropy(logits, target)
         return (values * wmap).sum() / wmap.sum().clamp_min(torch.finfo(values.dtype).tiny)
-
-    _supplied_border: torch.Tensor | None = None
 
 
 def wce_terms(loss: torch.nn.Module) -> list[WeightedCrossEntropyLoss]:
