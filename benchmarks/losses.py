@@ -316,7 +316,9 @@ def metric_peers(spec: str, loss, x: Inputs) -> list[Candidate]:
     from pytorch_metric_learning import distances, losses, miners
 
     e, y = x.emb, x.labels
-    dist = distances.LpDistance(normalize_embeddings=True, p=2, power=2 if loss.squared else 1)
+    # The embeddings are unit-norm already (as the embed task feeds them): PML's own
+    # normalisation is off, so value *and* gradient are cvloss's (tests/losses/test_fast_paths.py).
+    dist = distances.LpDistance(normalize_embeddings=False, p=2, power=2 if loss.squared else 1)
     tml = losses.TripletMarginLoss(margin=loss.margin, distance=dist, triplets_per_anchor="all")
     if loss.mining == "all":
         return [Candidate("PML TripletMarginLoss(all triplets)", lambda: tml(e, y), [e], same_value=True)]

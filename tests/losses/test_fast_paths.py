@@ -399,3 +399,25 @@ def test_feature_losses_equal_the_old_pass_gram_and_error(spec):
     scale = max(1.0, v_old.abs().item())
     assert abs(v_new - v_old).item() <= ATOL * scale, (v_new, v_old)
     assert (g_new - g_old).abs().max().item() <= ATOL * max(1.0, g_old.abs().max().item())
+
+
+# ---------------------------------------------------------------- peers (the bench extra), when installed
+def test_batch_all_equals_pytorch_metric_learning_all_triplets():
+    pml = pytest.importorskip("pytorch_metric_learning", reason="bench extra not installed")
+    from pytorch_metric_learning import distances, losses
+
+    x, y = _pk_batch(64, 4, 128, seed=10)
+    for squared in (True, False):
+        # The embeddings are unit-norm already; PML's own normalisation would also project
+        # the gradient onto the sphere, which cvloss leaves to the embed model.
+        peer = losses.TripletMarginLoss(margin=0.2, triplets_per_anchor="all",
+                                        distance=distances.LpDistance(normalize_embeddings=False, power=2 if squared else 1))
+        _check(lambda e: batch_all_triplet_loss(e, y, 0.2, squared)[0], lambda e: peer(e, y), x,
+               what=f"batch-all vs PML {pml.__version__} squared={squared}")
+
+
+def test_dice_equals_monai_batch_dice():
+    monai = pytest.importorskip("monai.losses", reason="bench extra not installed")
+    logits, target, _ = _seg_batch(3, seed=11)
+    peer = monai.DiceLoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=1.0, smooth_dr=1.0)
+    _check(lambda z: DiceLoss()(z, target), lambda z: peer(z, target[:, None]), logits, what="dice vs MONAI")
