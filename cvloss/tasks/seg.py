@@ -27,6 +27,16 @@ PALETTE = np.array(
 N_SAMPLES = 4
 
 
+def _flip(t: torch.Tensor, fh: torch.Tensor | None, fv: torch.Tensor | None) -> torch.Tensor:
+    """Flip each image of ``t`` (N, ..., H, W) horizontally where ``fh`` and vertically
+    where ``fv`` ((N,) bool; ``None``: no flip)."""
+    if fh is None:
+        return t
+    shape = (-1,) + (1,) * (t.dim() - 1)
+    t = torch.where(fh.view(shape), t.flip(-1), t)
+    return torch.where(fv.view(shape), t.flip(-2), t)
+
+
 def colorize(mask: np.ndarray) -> np.ndarray:
     """(K, H, W) class ids -> (K, H, W, 3) uint8 colours."""
     return PALETTE[np.clip(mask, 0, len(PALETTE) - 1)]
@@ -68,6 +78,7 @@ class SegTask(Task):
         self.train_y = train.masks.to(self.device)
         self.val_x = val.images.to(self.device, torch.float32).div_(255)
         self.val_y = val.masks.to(self.device)
+        self._border_cache: dict[tuple, torch.Tensor] = {}  # wce border maps per training image
         self.metrics = dict(SegTask.metrics)
         self.metrics.update({f"iou_{c}": True for c in self.class_names})
 
@@ -111,25 +122,48 @@ class SegTask(Task):
         flips = torch.rand(n, 2, generator=generator) < 0.5
         for b in range(self.num_batches()):
             idx = order[b * bs : (b + 1) * bs]
-            x, y = self.train_x[idx.to(self.device)], self.train_y[idx.to(self.device)]
+            on_device = idx.to(self.device)
+            x, y = self.train_x[on_device], self.train_y[on_device]
+            fh = fv = None
             if self.params.get("augment", True):
-                fh = flips[idx, 0].to(self.device)
-                fv = flips[idx, 1].to(self.device)
-                x = torch.where(fh[:, None, None, None], x.flip(-1), x)
-                y = torch.where(fh[:, None, None], y.flip(-1), y)
-                x = torch.where(fv[:, None, None, None], x.flip(-2), x)
-                y = torch.where(fv[:, None, None], y.flip(-2), y)
-            yield x, y
+                fh, fv = flips[idx, 0].to(self.device), flips[idx, 1].to(self.device)
+                x, y = _flip(x, fh, fv), _flip(y, fh, fv)
+            # (indices, flips) let train_step pick each image's cached wce border map
+            # and flip it with the image (see _wce_borders).
+            yield x, y, (on_device, fh, fv)
+
+    def _wce_borders(self, loss: nn.Module, idx: torch.Tensor, fh, fv) -> dict:
+        """The U-Net border map of every wce term of ``loss`` for the batch ``idx``.
+
+        The border term depends on one image's mask alone, so it is computed once per
+        training image (per (w0, sigma, background), at the first step that needs it, in
+        chunks of 64 images to bound scipy's memory) and then only indexed and flipped
+        with the image (a flip maps objects to objects and keeps distances); the
+        class-balanced part stays per batch, inside the loss."""
+        from cvloss.losses.segmentation import wce_terms
+
+        out = {}
+        for term in wce_terms(loss):
+            key = (term.w0, term.sigma, term.background)
+            if key not in self._border_cache:
+                chunks = [term.border_map(self.train_y[i : i + 64]) for i in range(0, len(self.train_y), 64)]
+                self._border_cache[key] = torch.cat(chunks).to(self.device)
+            out[term] = _flip(self._border_cache[key][idx], fh, fv)
+        return out
 
     def train_step(self, model, loss, optimizers, batch) -> dict[str, torch.Tensor]:
-        x, y = batch
+        from cvloss.losses.segmentation import supplied_borders
+
+        x, y, *where = batch
+        borders = self._wce_borders(loss, *where[0]) if where else {}
         opt = optimizers["model"]
         opt.zero_grad(set_to_none=True)
         if self._cuda and self.params.get("channels_last", True):
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = model(x)
-        value = loss(logits.float(), y)
+        with supplied_borders(borders):
+            value = loss(logits.float(), y)
         value.backward()
         opt.step()
         return {"loss": value.detach()}
