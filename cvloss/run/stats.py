@@ -47,3 +47,142 @@ def paired_difference(values: Sequence[float], baseline: Sequence[float]) -> tup
         return mean, 0.0, (1.0 if d[0] == 0 else 0.0), n
     p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue)
     return mean, half, p, n
+
+
+# ---------------------------------------------------------------------------- many tests
+def _finite_positions(pvalues: Sequence[float]) -> list[int]:
+    return [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control), same order as given.
+
+    With the k finite p-values sorted ascending, p_(1) <= ... <= p_(k):
+    ``adj_(i) = max_{j <= i} min(1, (k - j + 1) · p_(j))``. NaN entries (tests that could not
+    be run) stay NaN and do not count in k. Reject at level α where ``adj <= α``.
+    """
+    idx = _finite_positions(pvalues)
+    out = [math.nan] * len(pvalues)
+    k = len(idx)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (k - rank) * float(pvalues[i])))
+        out[i] = running
+    return out
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), same order as given.
+
+    ``adj_(i) = min_{j >= i} min(1, k / j · p_(j))`` over the k finite p-values sorted
+    ascending; NaN entries stay NaN and do not count in k.
+    """
+    idx = _finite_positions(pvalues)
+    out = [math.nan] * len(pvalues)
+    k = len(idx)
+    running = 1.0
+    for rank, i in reversed(list(enumerate(sorted(idx, key=lambda i: pvalues[i]), start=1))):
+        running = min(running, min(1.0, k / rank * float(pvalues[i])))
+        out[i] = running
+    return out
+
+
+# ---------------------------------------------------------------------------- effects
+def _pairs(values: Sequence[float], baseline: Sequence[float]) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in zip(values, baseline)
+            if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+
+
+def effect_size_dz(values: Sequence[float], baseline: Sequence[float]) -> float:
+    """Cohen's d_z of paired data: mean(values - baseline) / sd(values - baseline) (ddof 1);
+    NaN with fewer than two pairs or zero spread."""
+    d = np.array([a - b for a, b in _pairs(values, baseline)])
+    if len(d) < 2 or d.std(ddof=1) == 0:
+        return math.nan
+    return float(d.mean() / d.std(ddof=1))
+
+
+def prob_improvement(values: Sequence[float], baseline: Sequence[float], higher_is_better: bool = True) -> float:
+    """P(A > B): the fraction of paired seeds where ``values`` is better than ``baseline``
+    (ties count ½); NaN without pairs."""
+    pairs = _pairs(values, baseline)
+    if not pairs:
+        return math.nan
+    sign = 1.0 if higher_is_better else -1.0
+    wins = sum(1.0 if sign * (a - b) > 0 else 0.5 if a == b else 0.0 for a, b in pairs)
+    return wins / len(pairs)
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> float:
+    """Pooled standard deviation of several samples (e.g. each loss's paired differences
+    against the baseline): sqrt(Σ (n_i - 1) s_i² / Σ (n_i - 1)); NaN when no sample has two
+    finite values."""
+    num = den = 0.0
+    for g in groups:
+        x = np.array([v for v in g if v is not None and math.isfinite(v)], dtype=float)
+        if len(x) >= 2:
+            num += (len(x) - 1) * x.var(ddof=1)
+            den += len(x) - 1
+    return math.sqrt(num / den) if den else math.nan
+
+
+# ---------------------------------------------------------------------------- power
+def paired_power(dz: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test with ``n`` pairs at level ``alpha`` for a true
+    standardised effect ``dz``: P(|T| > t_{1-α/2, n-1}) with T ~ noncentral t(n - 1,
+    dz·√n). (3 pairs, α = 0.05: 18% at d_z = 1, 47% at d_z = 2.)"""
+    if n < 2:
+        return math.nan
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    nc = dz * math.sqrt(n)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def min_detectable_effect(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference (in the metric's units) that the two-sided paired
+    t-test with ``n`` pairs detects with probability ``power`` at level ``alpha``:
+    ``dz* · sd_diff`` with ``paired_power(dz*, n, alpha) = power``. NaN when it cannot be
+    computed (n < 2, no spread estimate)."""
+    if n < 2 or not math.isfinite(sd_diff) or sd_diff <= 0:
+        return math.nan
+    from scipy.optimize import brentq
+
+    hi = 1.0
+    while paired_power(hi, n, alpha) < power:
+        hi *= 2
+        if hi > 1e6:
+            return math.inf
+    return float(brentq(lambda dz: paired_power(dz, n, alpha) - power, 0.0, hi, xtol=1e-10)) * sd_diff
+
+
+def seeds_needed(delta: float, sd_diff: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 100_000) -> int:
+    """The fewest paired seeds (>= 2) whose two-sided paired t-test at level ``alpha``
+    detects a true difference ``delta`` with probability ``power``; -1 when the inputs
+    give no answer (no spread estimate, delta 0) or more than ``max_n`` would be needed."""
+    if not (math.isfinite(sd_diff) and sd_diff > 0 and math.isfinite(delta) and delta != 0):
+        return -1
+    dz = abs(delta) / sd_diff
+    lo, hi = 2, 2
+    while paired_power(dz, hi, alpha) < power:
+        lo, hi = hi, hi * 2
+        if hi > max_n:
+            return -1
+    while lo < hi:  # the smallest n in [lo, hi] with enough power (power grows with n)
+        mid = (lo + hi) // 2
+        if paired_power(dz, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def clip_interval(mean: float, half: float, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
+    """The interval ``mean ± half`` cut at the bounds of a bounded quantity (a rate in
+    [0, 1], a count or a time >= 0): a CI is never shown past what the quantity can be."""
+    low, high = mean - half, mean + half
+    if lo is not None:
+        low = max(low, lo)
+    if hi is not None:
+        high = min(high, hi)
+    return low, high
