@@ -3,6 +3,7 @@
     python benchmarks/features.py            # batch 16, 96 px HR patches (EDSR's x2 size)
     python benchmarks/features.py --quick    # batch 4, 48 px (seconds)
     python benchmarks/features.py --spec "l1+perceptual+texture" --rounds 7
+    python benchmarks/features.py --spec "l1+perceptual+texture(arch=vgg16)" --spec "l1+perceptual+texture(arch=vgg16) (floor)"
 
 In a :class:`~cvloss.losses.spec.CombinedLoss` the frozen VGG runs once on the prediction
 and once, under ``no_grad``, on the target per step for all feature terms that use the
@@ -14,9 +15,12 @@ is reported and divided by the baseline's (``perceptual``: VGG16 relu2_2).
 
 Rows (default): the combined loss with texture on the same VGG16 and within perceptual's
 depth (the sharing case: target <= 1.15x), the same terms summed one by one (what it
-costs without sharing), texture reaching relu3_1 (a deeper shared pass), and the
-registry defaults ``l1+perceptual+texture`` (texture defaults to VGG19: two networks,
-each run once). ``passes`` counts VGG forward passes per step (pred + target).
+costs without sharing), texture reaching relu3_1 (a deeper shared pass), its floor --
+one hand-written torchvision VGG16 pass computing the same layers and Grams
+(``SPEC (floor)``; target: the combined loss <= 1.05x its floor) -- and the registry
+defaults ``l1+perceptual+texture`` (texture defaults to VGG19: two networks, each run
+once). ``passes`` counts VGG forward passes per step (pred + target; the floor's own
+pass is not a ``VGGFeatures`` one and counts 0).
 """
 from __future__ import annotations
 
@@ -34,7 +38,9 @@ from cvloss.models.sr import EDSR
 
 BASELINE = "perceptual"
 SHARED = "l1+perceptual+texture(arch=vgg16,layers=[relu1_2,relu2_2])"
-DEFAULT_SPECS = [SHARED, SHARED + " (unshared)", "l1+perceptual+texture(arch=vgg16)", "l1+perceptual+texture"]
+DEEP = "l1+perceptual+texture(arch=vgg16)"
+FLOOR = " (floor)"
+DEFAULT_SPECS = [SHARED, SHARED + " (unshared)", DEEP, DEEP + FLOOR, "l1+perceptual+texture"]
 
 
 class Unshared(nn.Module):
@@ -48,9 +54,27 @@ class Unshared(nn.Module):
         return sum(w * t(pred, target) for w, t in self.loss.weighted_terms())
 
 
+class Floor(nn.Module):
+    """The combined loss's floor: one hand-written torchvision VGG pass computing the
+    same layers and Grams (``vgg_floor_fn`` of ``benchmarks/losses.py``), same weights."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        from losses import vgg_floor_fn  # benchmarks/losses.py, next to this script
+
+        self.fn = vgg_floor_fn(loss)
+        if self.fn is None:
+            raise ValueError("no hand-written floor for this spec (one VGG, feature and l1 terms only)")
+
+    def forward(self, pred, target):
+        return self.fn(pred, target)
+
+
 def make_loss(spec: str) -> nn.Module:
     if spec.endswith(" (unshared)"):
         return Unshared(build_loss(spec[: -len(" (unshared)")], task="sr", feature_weights="random"))
+    if spec.endswith(FLOOR):
+        return Floor(build_loss(spec[: -len(FLOOR)], task="sr", feature_weights="random"))
     return build_loss(spec, task="sr", feature_weights="random")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import sys
 import warnings
 from typing import Optional
@@ -411,6 +412,9 @@ def compare(
     break_stale_locks: bool = typer.Option(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
+    target_effect: Optional[float] = typer.Option(
+        None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
+                                      "needed to detect it (80% power, corrected level)."),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
@@ -421,13 +425,15 @@ def compare(
     seed_list = parse_seeds(seeds)
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
     specs = canonical_specs(split_losses(losses), task)
+    if target_effect is not None and not (math.isfinite(target_effect) and target_effect > 0):
+        fail(f"--target-effect must be a positive difference in the primary metric's units; got {target_effect}")
     from dataclasses import replace
-
 
     base = replace(base, fid_weights=_fid_weights(fid_weights))
     try:
         with _chatter(quiet):
-            result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks)
+            result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks,
+                                    target_effect=target_effect)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset
@@ -436,6 +442,10 @@ def compare(
     data = f"{base.dataset} (embedded stand-in for {real})" if real else base.dataset
     print_table(comparison_rows(result), title=f"{task} / {data} / {result['budget']}: mean ± 95% CI over seeds {seed_list}"
                 + (f"; features: {', '.join(result['feature_weights'])}" if result.get("feature_weights") else ""))
+    from cvloss.report.tables import verdict_lines
+
+    for line in verdict_lines(result):
+        typer.echo(line.replace("`", ""))
     typer.echo(f"results: {result['dir']}")
 
 

@@ -36,3 +36,8 @@ def crop_and_flip(x: torch.Tensor, size: int, generator: torch.Generator) -> tor
 def flip_where(x: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``x`` (N, ...) with the items where ``mask`` (N,) is True flipped along ``dim``."""
     return torch.where(mask.to(x.device).view(-1, *[1] * (x.dim() - 1)), x.flip(dim), x)
+
+
+def flip_hv(x: torch.Tensor, fh: torch.Tensor, fv: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, ..., H, W) flipped horizontally where ``fh`` and vertically where ``fv`` ((N,) bool)."""
+    return flip_where(flip_where(x, fh, -1), fv, -2)

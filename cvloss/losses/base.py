@@ -22,12 +22,50 @@ Input kinds (``Loss.kind``) and what ``forward`` takes:
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 KINDS = ("seg", "image", "metric", "adversarial", "cycle", "logits", "triplets")
+
+# ---------------------------------------------------------------- value checks (opt-in)
+# Checks that read tensor *values* (label ranges, "the batch has a positive pair") need
+# the values on the host: on a GPU each one is a device -> host copy that stalls the
+# stream once per loss call. They are off in the hot path by default; shape, dtype and
+# argument checks (host metadata only) always run. The data side validates masks once
+# when a dataset is loaded (``SegData``), and the embed task refuses P < 2 or K < 2
+# before training, so the tool itself never needs them per step.
+_VALUE_CHECKS = False
+
+
+def value_checks_enabled() -> bool:
+    """Whether the opt-in value checks (label ranges, P×K batch structure) run."""
+    return _VALUE_CHECKS
+
+
+def set_value_checks(enabled: bool) -> bool:
+    """Turn the opt-in value checks on or off for the process; returns the old setting."""
+    global _VALUE_CHECKS
+    old, _VALUE_CHECKS = _VALUE_CHECKS, bool(enabled)
+    return old
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool = True) -> Iterator[None]:
+    """Run the block with the opt-in value checks on (debugging a data pipeline)::
+
+        with value_checks():
+            loss(logits, target)   # ValueError on class ids outside [0, C)
+
+    Each check reads tensor values on the host (one synchronisation per check on a GPU).
+    """
+    old = set_value_checks(enabled)
+    try:
+        yield
+    finally:
+        set_value_checks(old)
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -35,7 +73,11 @@ def _shape(t: torch.Tensor) -> str:
 
 
 def check_seg(logits: torch.Tensor, target: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless logits are (N,C,H,W) float and target (N,H,W) int64 ids."""
+    """Raise ``ValueError`` unless logits are (N,C,H,W) float and target (N,H,W) int64 ids.
+
+    Shapes and dtypes always; the range of the ids in ``[0, max(C, 2))`` only with the
+    opt-in :func:`value_checks` (it reads the target's values).
+    """
     if not torch.is_tensor(logits) or logits.dim() != 4 or not logits.is_floating_point():
         raise ValueError(
             f"expected logits of shape (N, C, H, W), floating point; got {_shape(logits) if torch.is_tensor(logits) else type(logits).__name__}"
@@ -47,7 +89,9 @@ def check_seg(logits: torch.Tensor, target: torch.Tensor) -> None:
     if target.dtype != torch.int64:
         raise ValueError(f"expected target of dtype int64 (class ids); got {target.dtype}")
     n_classes = max(c, 2)
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+    # Label range: a value check, opt-in (see value_checks); CPU kernels still raise an
+    # IndexError/RuntimeError on an out-of-range id, CUDA kernels a device-side assert.
+    if _VALUE_CHECKS and target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
         raise ValueError(
             f"target class ids must lie in [0, {n_classes - 1}] for logits with C={c}; "
             f"got range [{int(target.min())}, {int(target.max())}]"

@@ -204,7 +204,8 @@ class VGGFeatures(nn.Module):
             for _ in range(n_conv):
                 # skip_init: no default init, so building a loss never draws from (or
                 # advances) the global RNG -- every loss must see the same model init.
-                # inplace=False: a conv output requested by name must survive its ReLU.
+                # inplace=False: a conv output requested by name must survive its ReLU
+                # (extract() rectifies in place itself when that output is not asked for).
                 conv = nn.utils.skip_init(nn.Conv2d, in_ch, ch, kernel_size=3, padding=1)
                 layers += [conv, nn.ReLU(inplace=False)]
                 in_ch = ch
@@ -321,7 +322,13 @@ class VGGFeatures(nn.Module):
         out: dict[str, torch.Tensor] = {}
         h = self.normalize(x)
         for i, module in enumerate(self.features):
-            h = module(h)
+            if isinstance(module, nn.ReLU) and i - 1 not in wanted:
+                # Rectify the convolution's output in place unless it was asked for by
+                # name (a conv's backward needs its input, not its output): one tensor
+                # fewer per layer, as in torchvision's own VGG.
+                h = torch.relu_(h)
+            else:
+                h = module(h)
             if i in wanted:
                 out[wanted[i]] = h
             if i == last:

@@ -15,7 +15,7 @@ from cvloss.losses.metric import (
     semi_hard_triplet_loss,
     triplet_margin_loss,
 )
-from cvloss.losses.segmentation import class_balanced_weights, unet_weight_map
+from cvloss.losses.segmentation import class_balanced_weights, unet_border_map, unet_weight_map
 from cvloss.losses.ssim import ssim, ssim_map
 from cvloss.losses.style import gram_matrix, total_variation
 from cvloss.losses.topology import soft_dilate, soft_erode, soft_skeleton
@@ -37,5 +37,6 @@ __all__ = [
     "ssim_map",
     "total_variation",
     "triplet_margin_loss",
+    "unet_border_map",
     "unet_weight_map",
 ]

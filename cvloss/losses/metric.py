@@ -8,8 +8,11 @@ embeddings before the loss (as FaceNet does: ‖f(x)‖₂ = 1), so Euclidean di
 [0, 2] and squared ones in [0, 4]; the default margins are chosen for that range.
 
 Batches come from a P×K sampler (P identities, K images each). With K = 1 there is no
-positive pair and every triplet loss raises ``ValueError``; with one identity only (P = 1)
-there is no negative and it raises too. The contrastive loss needs N ≥ 2 (any pair is
+positive pair, with one identity only (P = 1) no negative: every triplet loss then has
+no term and returns 0 -- or raises ``ValueError`` under the opt-in
+:func:`cvloss.losses.base.value_checks` (the check reads the labels on the host, so it
+is off in the hot path; the embed task refuses such P, K before training). No loss here
+synchronises with the host in forward or backward. The contrastive loss needs N ≥ 2 (any pair is
 either positive or negative).
 
 Every loss here computes in float32 (or float64 if given) with autocast disabled: the
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
-from cvloss.losses.base import Loss, check_embeddings
+from cvloss.losses.base import Loss, check_embeddings, value_checks_enabled
 from cvloss.losses.registry import register_loss
 
 __all__ = [
@@ -83,10 +86,29 @@ def _label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _require_pairs(pos: torch.Tensor, neg: torch.Tensor) -> None:
+    """ValueError on a batch without a positive or a negative pair -- a value check, so
+    opt-in (:func:`cvloss.losses.base.value_checks`): it reads the masks on the host.
+    Without it such a batch gives the loss 0 (no term to average)."""
+    if not value_checks_enabled():
+        return
     if not bool(pos.any()):
         raise ValueError(NO_POSITIVE)
     if not bool(neg.any()):
         raise ValueError(NO_NEGATIVE)
+
+
+def _sorted_negatives(d: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each anchor's negative distances ascending, (N, N), non-negatives last at +inf;
+    and the sort order (column of each entry)."""
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+    return torch.sort(torch.where(neg, d, inf), dim=1)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` holds, 0 where it never does; no host sync
+    (a boolean index ``values[mask]`` would need the count on the host)."""
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    return total / mask.sum().clamp_min(1).to(values.dtype)
 
 
 # ---------------------------------------------------------------- functional
@@ -165,13 +187,13 @@ def contrastive_loss(
         neg_term = 0.5 * (1.0 - y) * torch.clamp_min(margin - d, 0.0) ** 2
         if not balance:
             return (pos_term + neg_term).mean()
+        # ½ (positive mean + negative mean), a kind absent from the batch left out --
+        # weighted by presence instead of a Python branch on the counts (no host sync).
         n_pos, n_neg = y.sum(), (1.0 - y).sum()
-        parts = []
-        if n_pos > 0:
-            parts.append(pos_term.sum() / n_pos)
-        if n_neg > 0:
-            parts.append(neg_term.sum() / n_neg)
-        return torch.stack(parts).mean()
+        has_pos, has_neg = (n_pos > 0).to(d.dtype), (n_neg > 0).to(d.dtype)
+        pos_mean = pos_term.sum() / n_pos.clamp_min(1.0)
+        neg_mean = neg_term.sum() / n_neg.clamp_min(1.0)
+        return (pos_mean * has_pos + neg_mean * has_neg) / (has_pos + has_neg)
 
 
 def _hinge(x: torch.Tensor) -> torch.Tensor:
@@ -191,8 +213,17 @@ def batch_all_triplet_loss(
     over triplets with ℓ > 0 (Hermans et al.: averaging over all triplets would let the
     many easy ones wash out the gradient); 0 (with a graph) when none is active.
 
-    Memory: builds an (N, N, N) tensor, O(N³): 256 embeddings → 16.8 M entries (67 MB in
-    float32, plus as much for autograd).
+    Computed without the (N, N, N) triplet tensor. For a positive pair (a, p) put
+    t = d(a,p) + α; the active negatives are those with d(a,n) < t, and their summed loss
+    is Σ_{n: d(a,n) < t} (t − d(a,n)) = c·t − S_c, with c their count and S_c the sum of
+    the c smallest negative distances of a. Each anchor's negative distances are sorted
+    once, their running sums taken, and c found by binary search (``searchsorted``), so
+    time is O(N² log N) and memory O(N²) for any batch (P×K or not), with no host sync:
+    for a P×K batch of 256 (P = 64, K = 4) that is 65 k pairs instead of 16.8 M
+    (a, p, n) entries (the 194 k valid triplets are never listed one by one). The
+    gradient is autograd's through sort, cumulative sum and gather: 1/#active per
+    active triplet, as with the explicit sum. Running sums and c·t − S_c are taken in
+    float64 (a difference of sums of up to N distances would lose float32 digits).
 
     Returns:
         ``(loss, fraction_positive)``: the scalar loss and the fraction of valid
@@ -204,13 +235,22 @@ def batch_all_triplet_loss(
         d = pairwise_distances(embeddings, squared=squared)
         pos, neg = _label_masks(labels)
         _require_pairs(pos, neg)
-        # valid[a, p, n] = pos[a, p] & neg[a, n]  (a ≠ p is in pos; n ≠ a is in neg).
-        valid = pos[:, :, None] & neg[:, None, :]
-        loss = _hinge(d[:, :, None] - d[:, None, :] + margin) * valid
-        active = (loss > 0) & valid
+        acc = torch.float64 if d.device.type != "mps" else d.dtype  # MPS has no float64
+        d_neg, _ = _sorted_negatives(d, neg)
+        t = d + margin  # (N, N): threshold of each (a, p)
+        # c[a, p] = #{n : d(a, n) < t}: strict, since ℓ > 0 ⇔ d(a, n) < d(a, p) + α.
+        c = torch.searchsorted(d_neg, t.detach().contiguous(), right=False)
+        # S[a, k] = sum of a's k smallest negative distances (S[a, 0] = 0).
+        finite = torch.where(neg.sum(1, keepdim=True) > torch.arange(d.shape[1], device=d.device), d_neg, 0.0)
+        running = torch.cat([finite.new_zeros(d.shape[0], 1, dtype=acc), finite.to(acc).cumsum(dim=1)], dim=1)
+        s_c = running.gather(1, c)
+        active = torch.where(pos, c, 0)
+        per_pair = torch.where(pos, c.to(acc) * t.to(acc) - s_c, 0.0)
         n_active = active.sum()
-        frac = (n_active.to(d.dtype) / valid.sum()).detach()
-        return loss.sum() / n_active.clamp_min(1).to(d.dtype), frac
+        n_valid = pos.sum(1).mul(neg.sum(1)).sum()
+        frac = (n_active.to(d.dtype) / n_valid.to(d.dtype)).detach()
+        loss = (per_pair.sum() / n_active.clamp_min(1).to(acc)).to(d.dtype)
+        return loss, frac
 
 
 def batch_hard_triplet_loss(
@@ -234,9 +274,12 @@ def batch_hard_triplet_loss(
         inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
         hardest_pos = torch.where(pos, d, -inf).amax(dim=1)
         hardest_neg = torch.where(neg, d, inf).amin(dim=1)
-        # Select valid anchors before subtracting so no ±inf reaches the loss.
+        # Mask invalid anchors before subtracting so no ±inf reaches the loss (a mask,
+        # not a boolean index: that would need the anchor count on the host).
         ok = pos.any(dim=1) & neg.any(dim=1)
-        return _hinge(hardest_pos[ok] - hardest_neg[ok] + margin).mean()
+        zero = torch.zeros_like(hardest_pos)
+        gap = torch.where(ok, hardest_pos, zero) - torch.where(ok, hardest_neg, zero)
+        return _masked_mean(_hinge(gap + margin), ok)
 
 
 def semi_hard_triplet_loss(
@@ -272,7 +315,6 @@ def semi_hard_triplet_loss(
         d = pairwise_distances(embeddings, squared=squared)
         pos, neg = _label_masks(labels)
         _require_pairs(pos, neg)
-        a_idx, p_idx = pos.nonzero(as_tuple=True)
         # Choosing n* is a discrete decision: make it without autograd, then gather
         # d(a, n*) with its gradient (the same gradient a differentiable min would give).
         with torch.no_grad():
@@ -281,7 +323,7 @@ def semi_hard_triplet_loss(
             # the end); searchsorted(right=True) finds, for every d(a, p), the first
             # negative with d(a, n) > d(a, p): the hardest semi-hard one. O(N²) memory
             # and O(N² log N) time instead of an (N, N, N) mask.
-            d_neg, order = torch.sort(torch.where(neg, d, inf), dim=1)
+            d_neg, order = _sorted_negatives(d, neg)
             k = torch.searchsorted(d_neg, d.contiguous(), right=True)  # (N, N): per (a, p)
             has_semi = k < neg.sum(dim=1, keepdim=True)
             semi = order.gather(1, k.clamp_max(d.shape[1] - 1))
@@ -289,8 +331,12 @@ def semi_hard_triplet_loss(
                 fb = torch.where(neg, d, -inf).argmax(dim=1)  # (N,): per anchor
             else:
                 fb = torch.where(neg, d, inf).argmin(dim=1)
-            n_star = torch.where(has_semi, semi, fb[:, None].expand_as(semi))[a_idx, p_idx]
-        return _hinge(d[a_idx, p_idx] - d[a_idx, n_star] + margin).mean()
+            n_star = torch.where(has_semi, semi, fb[:, None].expand_as(semi))  # (N, N)
+        # Every (a, p) cell is evaluated and the positive pairs averaged through a mask
+        # (listing them with nonzero() would need their count on the host). An anchor
+        # without negatives (a one-label batch) has no triplet and is left out.
+        valid = pos & neg.any(dim=1, keepdim=True)
+        return _masked_mean(_hinge(d - d.gather(1, n_star) + margin), valid)
 
 
 def triplet_margin_loss(
@@ -443,8 +489,10 @@ class TripletLoss(Loss):
     ``mining``: ``semi_hard`` (FaceNet; mean over positive pairs, falls back to the
     largest-distance negative when no negative is farther than the positive),
     ``batch_hard`` (Hermans; mean over anchors), ``all`` (Hermans' batch-all; mean over
-    triplets with positive loss; O(N³) memory). Input: embeddings ``(N, D)`` float,
-    labels ``(N,)`` int64 from a P×K sampler with K ≥ 2 and P ≥ 2, else ``ValueError``.
+    triplets with positive loss; O(N² log N) time, O(N²) memory). Input: embeddings ``(N, D)`` float,
+    labels ``(N,)`` int64 from a P×K sampler with K ≥ 2 and P ≥ 2 (a batch without a
+    positive or negative pair gives 0; ``ValueError`` under the opt-in
+    :func:`~cvloss.losses.base.value_checks`).
     After each call, ``fraction_positive`` holds the fraction of active triplets for
     ``mining=all`` (``None`` otherwise).
     """

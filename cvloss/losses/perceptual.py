@@ -27,9 +27,11 @@ def feature_sq_error(
     channels and down to the feature resolution (adaptive average pooling), so a pixel
     weight map from the task keeps its meaning at every layer (``mean`` = Σ w·d / Σ w).
     """
-    d = (at_least_float32(fp) - at_least_float32(ft)).square()
-    if weight is not None:
-        weight = F.adaptive_avg_pool2d(weight.to(d.dtype).mean(dim=1, keepdim=True), d.shape[-2:])
+    fp, ft = at_least_float32(fp), at_least_float32(ft)
+    if weight is None:  # torch's fused kernel: one pass forward, one backward
+        return F.mse_loss(fp, ft.to(fp.dtype), reduction=reduction)
+    d = (fp - ft).square()
+    weight = F.adaptive_avg_pool2d(weight.to(d.dtype).mean(dim=1, keepdim=True), d.shape[-2:])
     return weighted_reduce(d, weight, reduction)
 
 

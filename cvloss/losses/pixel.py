@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from cvloss.losses.base import Loss, check_image, check_weight, weighted_reduce
 from cvloss.losses.registry import register_loss
@@ -28,6 +29,23 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64) else t
 
 
+_REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}
+
+
+def fused_kernel(name: str, pred: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
+    """torch's fused ``mse_loss`` / ``l1_loss`` kernel on same-shape inputs.
+
+    Called as ``torch._C._nn.<name>`` -- the op that ``F.mse_loss`` / ``F.l1_loss`` end in
+    -- without their Python wrapper (a ``broadcast_tensors`` call and a reduction
+    lookup): the shapes are checked equal already, and at a few hundred µs per step the
+    wrapper is a measurable share. Falls back to ``F.<name>`` if the op is not there.
+    """
+    op = getattr(torch._C._nn, name, None)
+    if op is None:  # pragma: no cover - every torch this package supports has it
+        return getattr(F, name)(pred, target, reduction=reduction)
+    return op(pred, target, _REDUCTION_ENUM[reduction])
+
+
 def _check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(_REDUCTIONS)}")
@@ -43,15 +61,23 @@ class _PixelLoss(Loss):
         _check_reduction(reduction)
         self.reduction = reduction
 
+    #: torch's fused kernel for this ρ (``mse_loss``, ``l1_loss``), used when there is
+    #: no weight map: one pass forward and one backward instead of subtract, ρ, reduce.
+    fused: str | None = None
+
     def rho(self, diff: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         check_image(pred, target)
-        weight = check_weight(weight, pred)
         pred = _upcast(pred)
-        target = target.to(pred.dtype)
-        return weighted_reduce(self.rho(pred - target), weight, self.reduction)
+        if target.dtype != pred.dtype:
+            target = target.to(pred.dtype)
+        if weight is None and self.fused is not None:
+            # float32 inputs stay float32 under autocast (these ops are in no
+            # lower-precision list), so no autocast guard is needed.
+            return fused_kernel(self.fused, pred, target, self.reduction)
+        return weighted_reduce(self.rho(pred - target), check_weight(weight, pred), self.reduction)
 
 
 @register_loss("mse", family="pixel-wise", tasks=("sr", "translate"), paper="classical least squares (L2); see Zhao et al. 2017, 'Loss Functions for Image Restoration with Neural Networks'")
@@ -64,6 +90,8 @@ class MSELoss(_PixelLoss):
     ``reduction``: ``mean`` (default) or ``sum``.
     """
 
+    fused = "mse_loss"
+
     def rho(self, diff: torch.Tensor) -> torch.Tensor:
         return diff.square()
 
@@ -75,6 +103,8 @@ class L1Loss(_PixelLoss):
     ``ρ(d) = |d|``; for inputs in [0, 1] the value lies in [0, 1]. Shapes as ``mse``;
     optional weight map -> weighted mean Σ w·|d| / Σ w. ``reduction``: ``mean`` or ``sum``.
     """
+
+    fused = "l1_loss"
 
     def rho(self, diff: torch.Tensor) -> torch.Tensor:
         return diff.abs()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from cvloss.losses.base import Loss, _shape, check_seg, weighted_reduce
-from cvloss.losses.pixel import _upcast
+from cvloss.losses.pixel import _REDUCTION_ENUM, _upcast
 from cvloss.losses.registry import register_loss
 
 _UNET = "Ronneberger et al. 2015, 'U-Net: Convolutional Networks for Biomedical Image Segmentation'"
@@ -50,22 +50,42 @@ def _log_probs(logits: torch.Tensor) -> torch.Tensor:
     ``C == 1`` becomes the two logits ``(0, z)`` (see the module docstring). Half
     precision is upcast so that log-probabilities of confident pixels keep their digits.
     """
-    logits = _upcast(logits)
-    if logits.shape[1] == 1:
-        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
-    return F.log_softmax(logits, dim=1)
+    return F.log_softmax(_two_class(_upcast(logits)), dim=1)
 
 
-def _pixel_ce(log_p: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Per-pixel cross-entropy (N, H, W) from log-probabilities (N, K, H, W).
+def _two_class(logits: torch.Tensor) -> torch.Tensor:
+    """``C == 1`` foreground logits ``z`` -> the two-class logits ``(0, z)``; else unchanged."""
+    return torch.cat([torch.zeros_like(logits), logits], dim=1) if logits.shape[1] == 1 else logits
 
-    ``−log p_t``; with label smoothing ε (Szegedy et al. 2016) the one-hot target becomes
-    ``(1 − ε)·onehot + ε/K``, i.e. ``(1 − ε)(−log p_t) + ε·mean_k(−log p_k)``.
+
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
+                   reduction: str = "none") -> torch.Tensor:
+    """Pixel cross-entropy ``−log softmax(z)_t`` through torch's fused kernel
+    (``F.cross_entropy``: log-sum-exp, one pass forward and one backward), in float32
+    at least. ``reduction="none"`` gives (N, H, W).
+
+    With label smoothing ε (Szegedy et al. 2016) the one-hot target becomes
+    ``(1 − ε)·onehot + ε/K``, i.e. ``(1 − ε)(−log p_t) + ε·mean_k(−log p_k)`` -- torch's
+    definition too. ``C == 1`` is the two-class problem with logits ``(0, z)``.
     """
-    nll = -log_p.gather(1, target.unsqueeze(1)).squeeze(1)
-    if label_smoothing > 0:
-        nll = (1.0 - label_smoothing) * nll - label_smoothing * log_p.mean(dim=1)
-    return nll
+    # float32 logits stay float32 under autocast (log_softmax / nll_loss run in float32).
+    # The op F.cross_entropy ends in, without its Python wrapper (legacy-argument checks
+    # and a reduction lookup), as for mse / l1 (see cvloss.losses.pixel.fused_kernel).
+    logits = _two_class(_upcast(logits))
+    op = getattr(torch._C._nn, "cross_entropy_loss", None)
+    if op is None:  # pragma: no cover
+        return F.cross_entropy(logits, target, reduction=reduction, label_smoothing=label_smoothing)
+    return op(logits, target, None, _REDUCTION_ENUM[reduction], -100, label_smoothing)
+
+
+def _class_frequency_weights(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``w_c = N_pixels / (C · N_c)`` (0 for an absent class) on ``target``'s device,
+    without a host round trip (``scatter_add`` counts; no range check)."""
+    flat = target.reshape(-1)
+    counts = torch.zeros(num_classes, dtype=torch.float32, device=target.device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
+    weights = flat.numel() / (num_classes * counts.clamp_min(1.0))
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
 # ---------------------------------------------------------------- weight maps
@@ -95,9 +115,61 @@ def class_balanced_weights(target: torch.Tensor | np.ndarray, num_classes: int) 
     lo, hi = int(t.min()), int(t.max())
     if lo < 0 or hi >= num_classes:
         raise ValueError(f"class ids must lie in [0, {num_classes - 1}]; got range [{lo}, {hi}]")
-    counts = torch.bincount(t.reshape(-1).long(), minlength=num_classes).to(torch.float32)
-    weights = t.numel() / (num_classes * counts.clamp_min(1.0))
-    return torch.where(counts > 0, weights, torch.zeros_like(weights))
+    return _class_frequency_weights(t.long(), num_classes)
+
+
+def _mask_array(mask: torch.Tensor | np.ndarray, w0: float, sigma: float, name: str) -> tuple[torch.device, np.ndarray, bool]:
+    """Validate a weight-map mask and its constants; return (device, (N, H, W) array, was 2-D)."""
+    device = mask.device if torch.is_tensor(mask) else torch.device("cpu")
+    m = mask.detach().cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
+    if m.ndim not in (2, 3) or not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"{name} expects an integer mask of shape (H, W) or (N, H, W); got shape {m.shape}, dtype {m.dtype}")
+    if not sigma > 0:
+        raise ValueError(f"{name}: sigma must be > 0; got {sigma}")
+    if not w0 >= 0:
+        raise ValueError(f"{name}: w0 must be >= 0; got {w0}")
+    single = m.ndim == 2
+    return device, (m[None] if single else m), single
+
+
+def _border_term(m: np.ndarray, w0: float, sigma: float, background: int) -> np.ndarray:
+    """``w0·exp(−(d1 + d2)²/(2σ²))`` on background pixels of (N, H, W) ``m``, else 0 (float64)."""
+    n, h, w = m.shape
+    classes = np.unique(m)
+    fg = classes[classes != background]
+    border = np.zeros(m.shape, dtype=np.float64)
+    if fg.size and w0 > 0:
+        # Label every (image, class) plane in one call: neighbours only within a plane.
+        planes = (m[:, None] == fg[None, :, None, None]).reshape(n * fg.size, h, w)
+        structure = np.zeros((3, 3, 3), dtype=bool)
+        structure[1] = ndimage.generate_binary_structure(2, 1)
+        labels, n_obj = ndimage.label(planes, structure=structure)
+        # A pixel has one class, so summing over the class planes gives each image's
+        # object map (0 = background), with labels unique across the batch.
+        labels = labels.reshape(n, fg.size, h, w).sum(axis=1)
+        obj_ids = np.arange(1, n_obj + 1)
+        image_of = np.zeros(n_obj + 1, dtype=np.int64)
+        image_of[labels.reshape(n, -1)] = np.arange(n)[:, None]
+        image_of = image_of[1:]  # (K,) image index of each object
+        per_image = np.bincount(image_of, minlength=n)
+        k_max = int(per_image.max())
+        if k_max >= 2:
+            # Rank of each object within its image (objects sorted by image, stably).
+            order = np.argsort(image_of, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(per_image)[:-1]])
+            rank = np.empty(n_obj, dtype=np.int64)
+            rank[order] = np.arange(n_obj) - starts[image_of[order]]
+            # Distance from every pixel to object k of its image, one EDT for all objects.
+            not_obj = labels[image_of] != obj_ids[:, None, None]  # (K, H, W)
+            dist = ndimage.distance_transform_edt(not_obj, sampling=(float(h + w), 1.0, 1.0))
+            table = np.full((n, k_max, h, w), np.inf)
+            table[image_of, rank] = dist
+            two = np.partition(table, 1, axis=1)[:, :2]  # d1 <= d2 per pixel
+            d = two[:, 0] + two[:, 1]  # inf where the image has < 2 objects -> term 0
+            border = w0 * np.exp(-np.square(d) / (2.0 * sigma**2))
+            border = np.where(m == background, border, 0.0)
+
+    return border
 
 
 def unet_weight_map(
@@ -144,18 +216,7 @@ def unet_weight_map(
         float32 torch tensor with the leading dims of ``mask`` (on its device if a
         tensor), values >= min(w_c); computed without gradient, nothing cached.
     """
-    device = mask.device if torch.is_tensor(mask) else torch.device("cpu")
-    m = mask.detach().cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
-    if m.ndim not in (2, 3) or not np.issubdtype(m.dtype, np.integer):
-        raise ValueError(f"unet_weight_map expects an integer mask of shape (H, W) or (N, H, W); got shape {m.shape}, dtype {m.dtype}")
-    if not sigma > 0:
-        raise ValueError(f"unet_weight_map: sigma must be > 0; got {sigma}")
-    if not w0 >= 0:
-        raise ValueError(f"unet_weight_map: w0 must be >= 0; got {w0}")
-    single = m.ndim == 2
-    if single:
-        m = m[None]
-    n, h, w = m.shape
+    device, m, single = _mask_array(mask, w0, sigma, "unet_weight_map")
 
     # w_c(x)
     if class_weights is None:
@@ -166,41 +227,29 @@ def unet_weight_map(
             raise ValueError(f"class_weights has {cw.size} entries but the mask holds class ids in [{m.min()}, {m.max()}]")
         wc = cw[m]
 
-    classes = np.unique(m)
-    fg = classes[classes != background]
-    border = np.zeros(m.shape, dtype=np.float64)
-    if fg.size and w0 > 0:
-        # Label every (image, class) plane in one call: neighbours only within a plane.
-        planes = (m[:, None] == fg[None, :, None, None]).reshape(n * fg.size, h, w)
-        structure = np.zeros((3, 3, 3), dtype=bool)
-        structure[1] = ndimage.generate_binary_structure(2, 1)
-        labels, n_obj = ndimage.label(planes, structure=structure)
-        # A pixel has one class, so summing over the class planes gives each image's
-        # object map (0 = background), with labels unique across the batch.
-        labels = labels.reshape(n, fg.size, h, w).sum(axis=1)
-        obj_ids = np.arange(1, n_obj + 1)
-        image_of = np.zeros(n_obj + 1, dtype=np.int64)
-        image_of[labels.reshape(n, -1)] = np.arange(n)[:, None]
-        image_of = image_of[1:]  # (K,) image index of each object
-        per_image = np.bincount(image_of, minlength=n)
-        k_max = int(per_image.max())
-        if k_max >= 2:
-            # Rank of each object within its image (objects sorted by image, stably).
-            order = np.argsort(image_of, kind="stable")
-            starts = np.concatenate([[0], np.cumsum(per_image)[:-1]])
-            rank = np.empty(n_obj, dtype=np.int64)
-            rank[order] = np.arange(n_obj) - starts[image_of[order]]
-            # Distance from every pixel to object k of its image, one EDT for all objects.
-            not_obj = labels[image_of] != obj_ids[:, None, None]  # (K, H, W)
-            dist = ndimage.distance_transform_edt(not_obj, sampling=(float(h + w), 1.0, 1.0))
-            table = np.full((n, k_max, h, w), np.inf)
-            table[image_of, rank] = dist
-            two = np.partition(table, 1, axis=1)[:, :2]  # d1 <= d2 per pixel
-            d = two[:, 0] + two[:, 1]  # inf where the image has < 2 objects -> term 0
-            border = w0 * np.exp(-np.square(d) / (2.0 * sigma**2))
-            border = np.where(m == background, border, 0.0)
-
+    border = _border_term(m, w0, sigma, background)
     out = torch.from_numpy((wc + border).astype(np.float32)).to(device)
+    return out[0] if single else out
+
+
+def unet_border_map(
+    mask: torch.Tensor | np.ndarray, w0: float = 10.0, sigma: float = 5.0, background: int = 0
+) -> torch.Tensor:
+    """The border term of :func:`unet_weight_map` alone: ``w0·exp(−(d1 + d2)²/(2σ²))``
+    on background pixels, 0 on object pixels (same objects, distances and choices).
+
+    It depends on one image's mask only (objects and distances are found per image), so
+    it can be computed once per training image when the data is loaded and flipped with
+    the image (a flip maps objects to objects and keeps distances), then handed to
+    ``wce`` with each batch (``wce(logits, target, border=...)``): the loss then adds the
+    per-batch class weights ``w_c`` and costs one weighted cross-entropy, with no host
+    work. ``unet_weight_map(m, w0, sigma, cw) == w_c[m] + unet_border_map(m, w0, sigma)``
+    (to float32 rounding).
+
+    Returns a float32 tensor with the leading dims of ``mask`` (on its device if a tensor).
+    """
+    device, m, single = _mask_array(mask, w0, sigma, "unet_border_map")
+    out = torch.from_numpy(_border_term(m, w0, sigma, background).astype(np.float32)).to(device)
     return out[0] if single else out
 
 
@@ -227,7 +276,9 @@ class CrossEntropyLoss(Loss):
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         check_seg(logits, target)
         weight = _seg_weight(weight, target)
-        return weighted_reduce(_pixel_ce(_log_probs(logits), target, self.label_smoothing), weight, "mean")
+        if weight is None:  # torch's fused mean: one pass forward, one backward
+            return _cross_entropy(logits, target, self.label_smoothing, reduction="mean")
+        return weighted_reduce(_cross_entropy(logits, target, self.label_smoothing), weight, "mean")
 
 
 @register_loss("bce", family="pixel-wise", tasks=("seg",), paper="binary cross-entropy on logits (log-sum-exp form); see " + _UNET)
@@ -266,8 +317,8 @@ class WeightedCrossEntropyLoss(Loss):
     """Weighted cross-entropy with class-balanced and/or U-Net border weight maps.
 
     ``loss = Σ_x w(x)·(−log p_{t(x)}(x)) / Σ_x w(x)`` (weighted mean; the overall
-    scale of w cancels), with ``w`` computed from the target, without gradient, at every
-    call (nothing cached) by ``weighting``:
+    scale of w cancels), with ``w`` computed from the target, without gradient, by
+    ``weighting``:
 
     * ``balanced``: ``w(x) = w_c(t(x))``, ``w_c = N_pixels / (C · N_c)`` from the class
       frequencies of the whole batch (absent classes get 0; :func:`class_balanced_weights`).
@@ -280,9 +331,16 @@ class WeightedCrossEntropyLoss(Loss):
     each class except ``background`` (default 0); the border term is added on background
     pixels only (see :func:`unet_weight_map`). With ``C == 1`` the classes are {0, 1}.
     A ``weight`` map passed to ``forward`` multiplies the computed one.
+
+    Cost: the border term depends on each image's mask alone, so the ``seg`` task
+    computes it once per training image (:func:`unet_border_map`) and passes it with
+    the batch (``border=``, or :func:`supplied_borders` for a combined loss); the loss
+    is then one fused weighted cross-entropy plus the per-batch ``w_c``, on the device.
+    Without a supplied map it is computed per call on the host (scipy), as before.
     """
 
     kind = "seg"
+    _supplied_border: torch.Tensor | None = None  # set by supplied_borders for one call
 
     def __init__(
         self,
@@ -303,21 +361,88 @@ class WeightedCrossEntropyLoss(Loss):
         self.sigma = float(sigma)
         self.background = int(background)
 
-    @torch.no_grad()
-    def weight_map(self, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-        """The (N, H, W) float32 weight map of ``target`` for this ``weighting``."""
-        cw = class_balanced_weights(target, num_classes) if "balanced" in self.weighting else None
-        if self.weighting == "balanced":
-            return cw[target]
-        return unet_weight_map(target, self.w0, self.sigma, cw, self.background)
+    @property
+    def uses_border(self) -> bool:
+        """Whether the weight map has the U-Net border term (``unet`` weighting, w0 > 0)."""
+        return "unet" in self.weighting and self.w0 > 0
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    @torch.no_grad()
+    def border_map(self, target: torch.Tensor) -> torch.Tensor:
+        """The (N, H, W) float32 border term of ``target`` (:func:`unet_border_map` with
+        this loss's w0, sigma, background); zeros without the ``unet`` weighting.
+        Host work (scipy): compute it once per training image and pass it to forward."""
+        if not self.uses_border:
+            return torch.zeros(target.shape, dtype=torch.float32, device=target.device)
+        return unet_border_map(target, self.w0, self.sigma, self.background)
+
+    @torch.no_grad()
+    def weight_map(self, target: torch.Tensor, num_classes: int, border: torch.Tensor | None = None) -> torch.Tensor:
+        """The (N, H, W) float32 weight map of ``target`` for this ``weighting``:
+        ``w_c[target]`` (class-balanced, from this batch, or 1) plus the border term
+        (``border`` if given, else computed from ``target`` on the host)."""
+        wc = _class_frequency_weights(target, num_classes)[target] if "balanced" in self.weighting else 1.0
+        if "unet" not in self.weighting:
+            return wc
+        if border is None:
+            border = self.border_map(target)
+        return border.to(device=target.device, dtype=torch.float32) + wc  # one pass for w_c ≡ 1
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        border: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``border``: the (N, H, W) border term of ``target`` computed beforehand
+        (:meth:`border_map` / :func:`unet_border_map`, e.g. once per image at data
+        loading); without it the term is computed here on the host (scipy), a device ->
+        host copy of the target per call. Inside :func:`supplied_borders` the supplied
+        map is used."""
         check_seg(logits, target)
         weight = _seg_weight(weight, target)
-        wmap = self.weight_map(target, max(logits.shape[1], 2)).to(logits.device)
+        if border is None:
+            border = self._supplied_border
+        if border is not None and "unet" in self.weighting:
+            border = _seg_weight(border, target)
+        wmap = self.weight_map(target, max(logits.shape[1], 2), border)
         if weight is not None:
-            wmap = wmap * weight
-        return weighted_reduce(_pixel_ce(_log_probs(logits), target), wmap, "mean")
+            wmap = wmap * weight.to(wmap.dtype)
+        # Σ w·l / Σ w: wmap is float32 (N, H, W) like the pixel losses, nothing to expand.
+        values = _cross_entropy(logits, target)
+        return (values * wmap).sum() / wmap.sum().clamp_min(torch.finfo(values.dtype).tiny)
+
+
+def wce_terms(loss: torch.nn.Module) -> list[WeightedCrossEntropyLoss]:
+    """The ``wce`` modules inside ``loss`` (itself, or terms of a combined loss) whose
+    weight map has the U-Net border term."""
+    return [m for m in loss.modules() if isinstance(m, WeightedCrossEntropyLoss) and m.uses_border]
+
+
+class supplied_borders:
+    """Hand precomputed border maps to ``wce`` terms for the calls in the block::
+
+        with supplied_borders({term: border_of_this_batch for term in wce_terms(loss)}):
+            value = loss(logits, target)    # a combined loss passes no extra argument
+
+    so a task can cache the per-image maps whatever other terms the loss has. (A small
+    class rather than a generator context manager, and plain attribute writes rather
+    than ``nn.Module.__setattr__``: it wraps every training step.)
+    """
+
+    def __init__(self, borders: dict[WeightedCrossEntropyLoss, torch.Tensor]) -> None:
+        self.borders = borders
+        self.old: dict[WeightedCrossEntropyLoss, torch.Tensor | None] = {}
+
+    def __enter__(self) -> None:
+        for t, b in self.borders.items():
+            self.old[t] = t.__dict__.get("_supplied_border")
+            object.__setattr__(t, "_supplied_border", b)
+
+    def __exit__(self, *exc) -> None:
+        for t, b in self.old.items():
+            object.__setattr__(t, "_supplied_border", b)
+        self.old = {}
 
 
 @register_loss("dice", family="region", tasks=("seg",), paper="Milletari et al. 2016, 'V-Net: Fully Convolutional Neural Networks for Volumetric Medical Image Segmentation'")
@@ -351,21 +476,44 @@ class DiceLoss(Loss):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             if c == 1:
                 probs = torch.sigmoid(logits)
-                onehot = target.unsqueeze(1).to(probs.dtype)
+                g = target.unsqueeze(1).to(probs.dtype)
+                if weight is not None:
+                    w = weight.unsqueeze(1).to(probs.dtype)
+                    probs_w, g_w = probs * w, g * w
+                else:
+                    probs_w, g_w = probs, g
+                inter, p_sum, g_sum = (probs_w * g).sum(), probs_w.sum(), g_w.sum()
             else:
-                probs = F.softmax(logits, dim=1)
-                onehot = F.one_hot(target, c).permute(0, 3, 1, 2).to(probs.dtype)
+                inter, p_sum, g_sum = self._class_sums(F.softmax(logits, dim=1), target, weight)
                 if not self.include_background:
-                    probs, onehot = probs[:, 1:], onehot[:, 1:]
-            if weight is not None:
-                w = weight.unsqueeze(1).to(probs.dtype)
-                probs_w, onehot_w = probs * w, onehot * w
-            else:
-                probs_w, onehot_w = probs, onehot
-            dims = (0, 2, 3)
-            inter = (probs_w * onehot).sum(dims)
-            dice = (2 * inter + self.smooth) / (probs_w.sum(dims) + onehot_w.sum(dims) + self.smooth)
+                    inter, p_sum, g_sum = inter[1:], p_sum[1:], g_sum[1:]
+            dice = (2 * inter + self.smooth) / (p_sum + g_sum + self.smooth)
             return 1.0 - dice.mean()
+
+    @staticmethod
+    def _class_sums(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None):
+        """Per class c: Σ w·p_c·[t = c], Σ w·p_c and Σ w·[t = c] over batch and pixels.
+
+        One batched matmul gives the first two: with P the (N, C, HW) probabilities
+        (times w) and G the (N, C, HW) one-hot target, M = Σ_n P Gᵀ is (C, C) with
+        M_cc = Σ p_c·[t = c] and row sums Σ_k M_ck = Σ p_c (each pixel has exactly one
+        class) -- one pass over the probabilities forward and one backward, instead of
+        a product and two reductions over the one-hot and their backward. The one-hot is
+        written by ``scatter_`` into zeros (cheaper on a CPU than a broadcast comparison
+        and its float copy), and the class counts are its sums (``bincount`` was slower
+        on a CPU, and reads its maximum on the host on CUDA).
+        """
+        n, c, h, w_ = probs.shape
+        flat = target.reshape(n, 1, h * w_)
+        onehot = probs.new_zeros(n, c, h * w_).scatter_(1, flat, 1.0)  # (N, C, HW)
+        p = probs.reshape(n, c, h * w_)
+        if weight is not None:
+            wt = weight.to(probs.dtype).reshape(n, 1, h * w_)
+            p, g_sum = p * wt, (onehot * wt).sum((0, 2))
+        else:
+            g_sum = onehot.sum((0, 2))
+        m = torch.bmm(p, onehot.transpose(1, 2)).sum(0)  # (C, C)
+        return m.diagonal(), m.sum(1), g_sum
 
 
 @register_loss("focal", family="pixel-wise", tasks=("seg",), paper="Lin et al. 2017, 'Focal Loss for Dense Object Detection'")

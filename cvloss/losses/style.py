@@ -13,7 +13,6 @@ pooling for image synthesis).
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -41,9 +40,10 @@ def gram_matrix(features: torch.Tensor, normalize: Literal["none", "hw", "chw"] 
     Why float32 even under bf16/fp16 autocast: each entry is a sum of M products (M is
     ~10^5 at relu1_1 of a 512² image), so bf16's 8-bit mantissa loses most of it and
     fp16 overflows (max 65504); the style loss then subtracts two such nearly equal
-    Grams, and its 1/(4 N² M²) constant (~10^14) is itself beyond fp16. The features
-    are scaled by 1/sqrt(divisor) *before* the product so the entries stay O(1) for
-    the normalised variants.
+    Grams, and its 1/(4 N² M²) constant (~10^14) is itself beyond fp16. In float32 the
+    raw sums cannot overflow (max ~3·10^38), so the normalisation divides the small
+    (C, C) product rather than the (C, M) features: scaling the features first would
+    cost one more pass over the largest tensor of the loss, forward and backward.
     """
     if features.dim() != 4:
         raise ValueError(f"expected features of shape (N, C, H, W); got {tuple(features.shape)}")
@@ -55,9 +55,8 @@ def gram_matrix(features: torch.Tensor, normalize: Literal["none", "hw", "chw"] 
         f = features.reshape(n, c, h * w)
         if f.dtype not in (torch.float32, torch.float64):
             f = f.float()
-        if divisor != 1.0:
-            f = f / math.sqrt(divisor)
-        return torch.bmm(f, f.transpose(1, 2))
+        g = torch.bmm(f, f.transpose(1, 2))
+        return g / divisor if divisor != 1.0 else g
 
 
 def total_variation(

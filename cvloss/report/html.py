@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cvloss.report.style import HATCHES, loss_style, metric_unit
-from cvloss.report.tables import LEGEND, comparison_table, difference_rows
+from cvloss.report.tables import LEGEND, comparison_table, difference_rows, verdict_lines
 from cvloss.io import file_inside, write_text
 from cvloss.report.markdown import _budget_line, comparison_title, group_by_task_dataset, load_comparisons, \
     markdown_report, plot_title
@@ -146,9 +146,13 @@ def _comparison_section(r: dict[str, Any]) -> str:
     if bad:
         parts.append(f'<p><span class="flag">⚠ left out of the means:</span> {"; ".join(bad)}</p>')
     parts.append(comparison_table_html(r))
+    verdict = verdict_lines(r)
+    if verdict:
+        parts.append("<ul>" + "".join(f"<li>{escape(line.replace('`', ''))}</li>" for line in verdict) + "</ul>")
     if len(r["losses"]) > 1:
         parts.append(f"<p class=\"muted\">Paired difference against <code>{escape(r['baseline'])}</code> "
-                     "(Δ ± 95% CI over seeds, paired t-test p):</p>")
+                     "(Δ ± 95% CI over seeds; p adjusted for the many tests where the comparison has it; d_z; "
+                     "P(better)):</p>")
         parts.append(difference_table_html(r))
     for key, name in r["plots"].items():
         path = file_inside(cmp_dir, name)  # checked again where the bytes are read

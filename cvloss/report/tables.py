@@ -2,11 +2,16 @@
 
 Marks (the same in the console, Markdown and HTML):
 
-* best -- the best mean of the column by the metric's direction (↑ higher / ↓ lower is
-  better) among the losses; reference rows (bicubic, the untrained network) are never
-  best. Ties are all marked. Console ``(best)``, Markdown **bold**, HTML bold + shaded.
-* ``*`` / ``**`` -- the paired difference against the baseline (first loss) over seeds has
-  p < 0.05 / p < 0.01 (paired t-test); the baseline and references are never marked.
+* best -- the loss that beats every other one on that metric in paired tests over seeds
+  after correction (Holm over its k - 1 tests for the primary metric, Benjamini-Hochberg
+  for the exploratory others): ``result["best"]``. When no loss does, nothing is marked
+  and the table says "no significant difference". Reference rows (bicubic, the untrained
+  network) are never best. Console ``(best)``, Markdown **bold**, HTML bold + shaded.
+  (Comparisons written before corrected statistics existed mark the best mean instead,
+  and say so.)
+* ``*`` / ``**`` -- the paired difference against the baseline (first loss) has an
+  adjusted p (``p_adj``: Holm for the primary metric, BH for the others) < 0.05 / < 0.01;
+  the baseline and references are never marked.
 * *runs* -- ``done/seeds``, i.e. ``n`` of the statistics, followed by the trials left out
   of every mean: ``(1 diverged)`` (NaN/Inf), ``(1 collapsed)``, ``(1 missing)``.
 
@@ -45,6 +50,9 @@ def _by_loss(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
 def best_losses(result: dict[str, Any], metric: str) -> set[str]:
     """The loss(es) with the best mean of ``metric``; references never count. Empty when
     there is a single loss (nothing to compare) or no finite mean."""
+    if "best" in result:  # corrected: a winner only when it beats every other loss
+        winner = (result["best"] or {}).get(metric)
+        return {winner} if winner else set()
     refs = set(result.get("references") or [])
     rows = [r for r in result["rows"] if r["metric"] == metric and r["loss"] in result["losses"]
             and r["loss"] not in refs and not r.get("reference") and r["n"] > 0 and _finite(r["mean"])]
@@ -61,10 +69,11 @@ def _best(result: dict[str, Any], metric: str) -> str | None:
 
 
 def significance(row: dict[str, Any] | None, baseline: str) -> str:
-    """``**`` (p < 0.01), ``*`` (p < 0.05) or ``""`` for a loss's paired test."""
+    """``**`` (p < 0.01), ``*`` (p < 0.05) or ``""`` for a loss's paired test: the adjusted
+    p where the comparison has one, else (older comparisons) the raw p."""
     if not row or row["loss"] == baseline or row.get("reference"):
         return ""
-    p = row.get("p_value")
+    p = row.get("p_adj", row.get("p_value"))
     if not _finite(p):
         return ""
     return "**" if p < ALPHA_STRONG else "*" if p < ALPHA else ""
@@ -112,7 +121,7 @@ def comparison_table(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "mean": mean, "ci95": ci, "n": n, "text": text,
                 "best": (not is_ref) and loss in best[metric],
                 "sig": "" if is_ref else significance(r, result["baseline"]),
-                "p_value": r.get("p_value") if r else None,
+                "p_value": r.get("p_adj", r.get("p_value")) if r else None,
                 "diff": r.get("diff_vs_baseline") if r else None,
             }
         if is_ref:
@@ -154,7 +163,8 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict
 
 
 def difference_rows(result: dict[str, Any], markdown: bool = True) -> list[dict[str, str]]:
-    """Paired differences against the baseline: ``Δ ± CI (p=…)`` per metric."""
+    """Paired differences against the baseline: ``Δ ± CI (p=…; d_z=…, P(better)=…)`` per
+    metric, p adjusted (Holm / BH) where the comparison has corrected statistics."""
     table = _by_loss(result)
     out = []
     for loss in result["losses"][1:]:
@@ -166,7 +176,12 @@ def difference_rows(result: dict[str, Any], markdown: bool = True) -> list[dict[
                 continue
             text = f"{r['diff_vs_baseline']:+.3g}"
             if r["n_pairs"] >= 2 and _finite(r.get("diff_ci95")):
-                text += f" ± {fmt(r['diff_ci95'], 2)} (p={fmt(r['p_value'], 2)})"
+                if "p_adj" in r:
+                    name = "p_holm" if r.get("correction") == "holm" else "p_bh"
+                    text += (f" ± {fmt(r['diff_ci95'], 2)} ({name}={fmt(r['p_adj'], 2)}; d_z={fmt(r.get('dz'), 2)}, "
+                             f"P(better)={fmt(r.get('p_improve'), 2)})")
+                else:
+                    text += f" ± {fmt(r['diff_ci95'], 2)} (p={fmt(r['p_value'], 2)})"
             row[metric] = text
         out.append(row)
     return out
@@ -187,10 +202,16 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
 
 
 LEGEND = ("Cells: mean ± 95% CI (Student t over seeds) of the final-epoch validation metric; "
-          "↑/↓ = higher/lower is better; **bold** = best loss for that metric (references never count); "
-          "`*` / `**` = paired t-test against the baseline p < 0.05 / p < 0.01. *runs* = finished trials / seeds "
+          "↑/↓ = higher/lower is better; **bold** = the loss that beats every other on that metric in paired "
+          "tests after correction (Holm on the primary metric, Benjamini-Hochberg on the exploratory others; "
+          "references never count); `*` / `**` = paired t-test against the baseline, adjusted p < 0.05 / < 0.01. "
+          "*runs* = finished trials / seeds "
           "(the n of every statistic); diverged (NaN/Inf), collapsed and missing trials are named there (⚠) "
           "and left out of every mean. Rows in italics are references (no loss trained), not contestants.")
+# Comparisons written before corrected statistics existed: what their marks mean.
+LEGEND_UNCORRECTED = LEGEND.split("**bold**")[0] + (
+    "**bold** = best mean of the column (no test); `*` / `**` = paired t-test against the baseline, raw "
+    "(uncorrected) p < 0.05 / < 0.01. *runs*") + LEGEND.split("*runs*", 1)[1]
 
 
 def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading: str | None = None) -> str:
@@ -203,10 +224,42 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
         f"Losses: {', '.join(f'`{l}`' for l in result['losses'])}; seeds {', '.join(map(str, seeds))} "
         f"(n = {len(seeds)}); baseline `{result['baseline']}`; budget `{result['budget']}`; "
         f"feature-network weights: {fw}.\n",
-        LEGEND + "\n",
+        (LEGEND if "best" in result else LEGEND_UNCORRECTED) + "\n",
         markdown_table(comparison_rows(result, markdown=True)),
     ]
+    verdict = verdict_lines(result)
+    if verdict:
+        parts.append("\n".join(f"- {line}" for line in verdict) + "\n")
     if len(result["losses"]) > 1:
-        parts += [f"\nPaired difference against `{result['baseline']}` (Δ ± 95% CI, paired t-test p):\n",
+        how = ("adjusted p; d_z; P(better) = fraction of seeds where the loss beats the baseline" if "best" in result
+               else "paired t-test p, uncorrected")
+        parts += [f"\nPaired difference against `{result['baseline']}` (Δ ± 95% CI, {how}):\n",
                   markdown_table(difference_rows(result))]
     return "\n".join(parts)
+
+
+def verdict_lines(result: dict[str, Any]) -> list[str]:
+    """What the table lets one conclude, in words: the winner on the primary metric after
+    correction or "no significant difference", the minimum detectable effect of every
+    metric, and the seeds needed for ``--target-effect``. Empty for older comparisons."""
+    if "best" not in result or len(result["losses"]) < 2:
+        return [] if "best" in result else ["Older comparison: best = best mean and `*` = uncorrected p; "
+                                               "rerun `cvloss compare` for corrected statistics."]
+    primary = result.get("primary_metric") or result["metrics"][0]
+    winner = (result["best"] or {}).get(primary)
+    lines = [f"Primary metric `{primary}`: " + (f"`{winner}` beats every other loss (Holm-corrected paired tests)"
+                                                if winner else "no significant difference between the losses "
+                                                "(Holm-corrected paired tests)") + "."]
+    mde = result.get("mde") or {}
+    level = result.get("mde_level")
+    if mde:
+        n = len(result["seeds"])
+        lines.append(f"Smallest difference detectable with {n} seeds (80% power, two-sided level "
+                     f"{fmt(level, 2)} = α/(k-1), SD of the paired differences pooled over the losses): "
+                     + ", ".join(f"{m} {fmt(v, 3)}" for m, v in mde.items()) + ".")
+    if result.get("target_effect") is not None:
+        need = result.get("seeds_needed") or {}
+        n_primary = need.get(primary, -1)
+        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in `{primary}`: "
+                     + (str(n_primary) if n_primary > 0 else "cannot be estimated (no spread estimate yet)") + ".")
+    return lines

@@ -32,7 +32,7 @@ from cvloss.report.task_plots import task_plots
 from cvloss.run.config import TrialConfig, loss_slug
 from cvloss.io import plain_file_name, read_comparison, read_summary, write_json, write_text, write_csv
 from cvloss.run.progress import Reporter
-from cvloss.run.stats import mean_ci, paired_difference
+from cvloss.run.stats import annotate_comparison, mean_ci, paired_difference
 from cvloss.run.trainer import SUMMARY, run_trials
 from cvloss.tasks import get_task_class
 from cvloss.losses import build_loss
@@ -114,7 +114,7 @@ def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
 
 
 def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None,
-                   break_stale_locks: bool = False) -> dict[str, Any]:
+                   break_stale_locks: bool = False, target_effect: float | None = None) -> dict[str, Any]:
     """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones,
     waiting for ones another process holds) and write the comparison's tables and plots.
     ``base`` gives everything but loss/seed."""
@@ -125,7 +125,7 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
         reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
     run_trials([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter,
                break_stale_locks=break_stale_locks)
-    return summarize_comparison(base, losses, seeds)
+    return summarize_comparison(base, losses, seeds, target_effect)
 
 
 def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -144,8 +144,11 @@ def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, s
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int]) -> dict[str, Any]:
-    """Aggregate the trials' summaries into the comparison table and write its files."""
+def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
+                         target_effect: float | None = None) -> dict[str, Any]:
+    """Aggregate the trials' summaries into the comparison table and write its files;
+    ``target_effect`` (a difference in the primary metric's units) adds the seeds needed
+    to detect it."""
     task_cls = get_task_class(base.task)
     summaries: dict[str, list[dict[str, Any] | None]] = {}
     for spec in losses:
@@ -182,6 +185,12 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
             else:
                 row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
             rows.append(row)
+    stats = annotate_comparison({spec: {m: values(spec, m) for m in metric_names} for spec in losses}, baseline,
+                                task_cls.primary_metric, directions, target_effect=target_effect)
+    for row in rows:
+        row.update(stats["cells"].get((row["loss"], row["metric"]), {"p_adj": math.nan, "correction": "",
+                                                                     "dz": math.nan, "p_improve": math.nan}))
+        row["mde"] = stats["mde"][row["metric"]]
 
     # Reference rows (model-free baselines such as bicubic, the untrained network): same
     # statistics over the trials that report them, never marked best or significant.
@@ -206,7 +215,8 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
             mean, ci, n = mean_ci([float(np.mean(v)) for v in per_seed.values()])
             rows.append({"loss": name, "metric": metric, "higher_is_better": directions[metric], "mean": mean,
                          "ci95": ci, "n": n, "diverged": 0, "missing": 0, "reference": True,
-                         "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0})
+                         "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0,
+                         "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan})
 
     feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
                               if s and s.get("feature_weights")})
@@ -218,6 +228,9 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int])
         "trials": {spec: [str(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses},
         "status": {spec: [(s or {}).get("status", "missing") for s in summaries[spec]] for spec in losses},
         "primary_metric": task_cls.primary_metric,
+        "best": stats["best"], "mde": stats["mde"], "seeds_needed": stats["seeds_needed"],
+        "alpha": stats["alpha"], "power": stats["power"], "mde_level": stats["mde_level"],
+        "target_effect": target_effect,
         "dir": str(out_dir),
     }
     check_seed_set(out_dir, seeds)  # again: another command may have written it meanwhile

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cvloss.data.augment import flip_where
+from cvloss.data.augment import flip_hv
 from cvloss.data.registry import load_dataset
+from cvloss.losses.segmentation import supplied_borders, wce_terms
 from cvloss.metrics.segmentation import SegMetricAccumulator
 from cvloss.models.unet import UNet
 from cvloss.tasks.base import Optim, Task
@@ -64,6 +65,7 @@ class SegTask(Task):
         self.train_y = train.masks.to(self.device)
         self.val_x = val.images.to(self.device, torch.float32).div_(255)
         self.val_y = val.masks.to(self.device)
+        self._border_cache: dict[tuple, torch.Tensor] = {}  # wce border maps per training image
 
     def metric_names(self) -> list[str]:
         return [*self.metrics, *(f"iou_{c}" for c in self.class_names)]
@@ -92,18 +94,45 @@ class SegTask(Task):
         flips = torch.rand(n, 2, generator=generator) < 0.5
         for b in range(self.num_batches()):
             idx = order[b * bs : (b + 1) * bs]
-            x, y = self.train_x[idx.to(self.device)], self.train_y[idx.to(self.device)]
+            on_device = idx.to(self.device)
+            x, y = self.train_x[on_device], self.train_y[on_device]
+            fh = fv = None
             if self.params.get("augment", True):
                 fh, fv = flips[idx, 0], flips[idx, 1]
-                x, y = flip_where(x, fh, -1), flip_where(y, fh, -1)
-                x, y = flip_where(x, fv, -2), flip_where(y, fv, -2)
-            yield x, y
+                x, y = flip_hv(x, fh, fv), flip_hv(y, fh, fv)
+            # (indices, flips) let train_step pick each image's cached wce border map
+            # and flip it with the image (see _wce_borders).
+            yield x, y, (on_device, fh, fv)
+
+    def plan(self, loss):
+        self._wce = wce_terms(loss)  # the wce terms with a U-Net border map, bound once
+        return super().plan(loss)
+
+    def _wce_borders(self, idx: torch.Tensor, fh, fv) -> dict:
+        """The U-Net border map of every wce term for the batch ``idx``.
+
+        The border term depends on one image's mask alone, so it is computed once per
+        training image (per (w0, sigma, background), at the first step that needs it, in
+        chunks of 64 images to bound scipy's memory) and then only indexed and flipped
+        with the image (a flip maps objects to objects and keeps distances); the
+        class-balanced part stays per batch, inside the loss."""
+        out = {}
+        for term in self._wce:
+            key = (term.w0, term.sigma, term.background)
+            if key not in self._border_cache:
+                chunks = [term.border_map(self.train_y[i : i + 64]) for i in range(0, len(self.train_y), 64)]
+                self._border_cache[key] = torch.cat(chunks).to(self.device)
+            border = self._border_cache[key][idx]
+            out[term] = border if fh is None else flip_hv(border, fh, fv)
+        return out
 
     def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
-        x, y = batch
+        x, y, *where = batch
+        borders = self._wce_borders(*where[0]) if where else {}
         opt = optimizers["model"]
         opt.zero_grad(set_to_none=True)
-        value = plan["seg"](model(x), y)
+        with supplied_borders(borders):
+            value = plan["seg"](model(x), y)
         value.backward()
         opt.step()
         return {"loss": value.detach()}

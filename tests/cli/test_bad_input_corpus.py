@@ -114,6 +114,9 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--feature-weights", "random:x"), "the seed after 'random:' must be an integer"),
     (_seg("--feature-weights", ""), "feature weights must be auto, imagenet"),
     (_seg("--threads", "0"), "--threads must be >= 1"),
+    (_seg("--target-effect", "0"), "--target-effect must be a positive difference"),
+    (_seg("--target-effect", "-0.1"), "--target-effect must be a positive difference"),
+    (_seg("--target-effect", "nan"), "--target-effect must be a positive difference"),
     (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
     # data that is not there
     (_seg("--dataset", "oxford-pets"), "cvloss datasets download oxford-pets"),

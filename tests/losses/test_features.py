@@ -94,11 +94,24 @@ def test_forward_stops_at_the_deepest_requested_layer(vgg16):
     called = []
     hooks = [m.register_forward_hook(lambda m, i, o, k=k: called.append(k)) for k, m in enumerate(vgg16.features)]
     try:
-        vgg16.extract(torch.rand(1, 3, 8, 8), ["relu1_2"])
+        x = torch.rand(1, 3, 8, 8)
+        out = vgg16.extract(x, ["relu1_2"])["relu1_2"]
     finally:
         for h in hooks:
             h.remove()
-    assert called == [0, 1, 2, 3]
+    # ReLUs whose input is not asked for run in place (torch.relu_, no module call):
+    # the hooks see the convolutions up to relu1_2 and nothing after it.
+    assert called == [0, 2]
+    torch.testing.assert_close(out, vgg16.features[:4](vgg16.normalize(x)))
+
+
+def test_a_requested_conv_output_survives_its_relu(vgg16):
+    x = torch.rand(1, 3, 8, 8)
+    out = vgg16.extract(x, ["conv1_2", "relu1_2"])
+    reference = vgg16.features[:3](vgg16.normalize(x))
+    torch.testing.assert_close(out["conv1_2"], reference)
+    assert (out["conv1_2"] < 0).any()
+    torch.testing.assert_close(out["relu1_2"], reference.clamp_min(0))
 
 
 def test_one_channel_is_repeated_to_three(vgg16):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cvloss.losses import build_loss
+from cvloss.losses.base import value_checks
 from cvloss.losses.metric import (
     ContrastiveLoss,
     OfflineTripletSampler,
@@ -269,12 +270,24 @@ def test_triplet_margin_loss_by_hand_and_gradcheck():
 
 # ---------------------------------------------------------------- invalid batches
 @pytest.mark.parametrize("mining", ["all", "batch_hard", "semi_hard"])
-def test_k1_batch_raises(mining):
+def test_k1_batch_raises_with_value_checks(mining):
     x = torch.randn(6, 4)
-    with pytest.raises(ValueError, match="no positive pair: use a P×K sampler with K ≥ 2"):
-        TripletLoss(mining)(x, torch.arange(6))
-    with pytest.raises(ValueError, match="no negative"):
-        TripletLoss(mining)(x, torch.zeros(6, dtype=torch.long))
+    with value_checks():
+        with pytest.raises(ValueError, match="no positive pair: use a P×K sampler with K ≥ 2"):
+            TripletLoss(mining)(x, torch.arange(6))
+        with pytest.raises(ValueError, match="no negative"):
+            TripletLoss(mining)(x, torch.zeros(6, dtype=torch.long))
+
+
+@pytest.mark.parametrize("mining", ["all", "batch_hard", "semi_hard"])
+def test_k1_batch_gives_zero_without_value_checks(mining):
+    # The check reads tensor values (a host sync), so it is opt-in; without it a batch
+    # with no triplet has no term to average and the loss is 0, with a zero gradient.
+    for labels in (torch.arange(6), torch.zeros(6, dtype=torch.long)):
+        x = torch.randn(6, 4, requires_grad=True)
+        value = TripletLoss(mining)(x, labels)
+        value.backward()
+        assert value.item() == 0.0 and torch.isfinite(x.grad).all() and not x.grad.any()
 
 
 def test_invalid_arguments():
