@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cvloss.report.tables import comparison_markdown
-from cvloss.run.io import file_inside, read_comparison, read_json_object, write_text
+from cvloss.run.io import file_inside, read_comparison, read_json_object, write_csv, write_text
 
 PLOT_TITLES = {
     "bars": "Final validation metrics: mean ± 95% CI, one dot per seed",
@@ -220,8 +220,14 @@ def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[st
     by kind (``md``, ``html``)."""
     root = Path(root)
     results = load_comparisons(root, replot=replot)
-    out = {"md": root / "REPORT.md"}
+    out = {"md": root / "REPORT.md", "tex": root / "tables.tex", "runs": root / "runs.csv"}
     write_text(out["md"], markdown_report(results, root))
+    from cvloss.report.latex import report_latex
+    from cvloss.report.runs import merge_run_files
+
+    write_text(out["tex"], report_latex(results))
+    run_files = [Path(r["_path"]).parent / "runs.csv" for r in results]
+    write_csv(out["runs"], merge_run_files([p for p in run_files if p.is_file()], root))
     if html:
         from cvloss.report.html import html_report
 
