@@ -15,7 +15,9 @@ from typing import Any
 
 from cvloss.report.style import HATCHES, loss_style, metric_unit
 from cvloss.report.tables import LEGEND, comparison_table, difference_rows, verdict_lines
-from cvloss.io import file_inside, write_text
+from cvloss.io import file_inside, write_csv, write_text
+from cvloss.report.latex import report_latex
+from cvloss.report.runs import merge_run_files
 from cvloss.report.markdown import _budget_line, comparison_title, group_by_task_dataset, load_comparisons, \
     markdown_report, plot_title
 
@@ -224,12 +226,15 @@ __all__ = ["html_report", "comparison_table_html", "data_uri", "swatch", "HATCHE
 
 
 def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[str, Path]:
-    """Write ``<root>/REPORT.md`` and (``html``) ``<root>/report.html``; returns their paths
-    by kind (``md``, ``html``)."""
+    """Write ``<root>/REPORT.md``, ``tables.tex``, ``runs.csv`` and (``html``)
+    ``<root>/report.html``; returns their paths by kind (``md``, ``tex``, ``runs``, ``html``)."""
     root = Path(root)
     results = load_comparisons(root, replot=replot)
-    out = {"md": root / "REPORT.md"}
+    out = {"md": root / "REPORT.md", "tex": root / "tables.tex", "runs": root / "runs.csv"}
     write_text(out["md"], markdown_report(results, root))
+    write_text(out["tex"], report_latex(results))
+    run_files = [Path(r["_path"]).parent / "runs.csv" for r in results]
+    write_csv(out["runs"], merge_run_files([p for p in run_files if p.is_file()], root))
     if html:
         out["html"] = root / "report.html"
         write_text(out["html"], html_report(results, root))

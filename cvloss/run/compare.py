@@ -30,10 +30,12 @@ from cvloss.report.plots import comparison_plots
 from cvloss.report.tables import comparison_markdown
 from cvloss.report.task_plots import task_plots
 from cvloss.run.config import TrialConfig, loss_slug
-from cvloss.io import plain_file_name, read_comparison, read_summary, write_json, write_text, write_csv
+from cvloss.io import plain_file_name, read_comparison, read_json, read_summary, write_json, write_text, write_csv
+from cvloss.report.latex import comparison_latex
+from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci, paired_difference
-from cvloss.run.trainer import SUMMARY, run_trials
+from cvloss.run.trainer import SUMMARY, TRIAL, run_trials
 from cvloss.tasks import get_task_class
 from cvloss.losses import build_loss
 
@@ -144,6 +146,20 @@ def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, s
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _where(base: TrialConfig) -> dict[str, Any]:
+    """The columns that make compare.csv rows of several comparisons poolable."""
+    return {"task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "split": FINAL_SPLIT}
+
+
+def _commit(trial_dir: Path) -> str | None:
+    """The git commit a trial's trial.json records (None without one)."""
+    path = trial_dir / TRIAL
+    if not path.exists():
+        return None
+    info = read_json(path)
+    return info.get("git_commit") if isinstance(info, dict) else None
+
+
 def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                          target_effect: float | None = None) -> dict[str, Any]:
     """Aggregate the trials' summaries into the comparison table and write its files;
@@ -177,7 +193,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         missing = sum(1 for s in runs if s is None)
         for metric in metric_names:
             mean, ci, n = mean_ci(values(spec, metric))
-            row = {"loss": spec, "metric": metric, "higher_is_better": directions[metric],
+            row = {**_where(base), "loss": spec, "metric": metric, "higher_is_better": directions[metric],
                    "mean": mean, "ci95": ci, "n": n, "diverged": diverged, "collapsed": collapsed, "missing": missing}
             if spec != baseline:
                 d, d_ci, p, n_pairs = paired_difference(values(spec, metric), values(baseline, metric))
@@ -213,7 +229,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         for metric in metric_names:
             per_seed = per_metric.get(metric, {})
             mean, ci, n = mean_ci([float(np.mean(v)) for v in per_seed.values()])
-            rows.append({"loss": name, "metric": metric, "higher_is_better": directions[metric], "mean": mean,
+            rows.append({**_where(base), "loss": name, "metric": metric, "higher_is_better": directions[metric], "mean": mean,
                          "ci95": ci, "n": n, "diverged": 0, "missing": 0, "reference": True,
                          "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0,
                          "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan})
@@ -235,7 +251,10 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
     }
     check_seed_set(out_dir, seeds)  # again: another command may have written it meanwhile
     write_csv(out_dir / "compare.csv", rows)
+    commits = {spec: [_commit(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses}
+    write_csv(out_dir / "runs.csv", run_rows(result, summaries, commits))
     write_text(out_dir / "compare.md", comparison_markdown(result))
+    write_text(out_dir / "compare.tex", comparison_latex(result))
     write_json(out_dir / "compare.json", result)
     result["plots"] = comparison_plots(result, out_dir)
     result["plots"].update(_task_plots(base.task, result, out_dir))
