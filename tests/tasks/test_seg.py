@@ -1,0 +1,66 @@
+"""Task ``seg``: the plan routes seg terms and refuses others, per-class IoU metrics are
+declared (not mutated per instance), batches are flipped with their masks, a step trains,
+evaluation gives every metric, and the wce border map is bound once per trial."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cvloss.errors import UsageError
+from cvloss.losses import build_loss
+from cvloss.tasks.base import evaluating
+from cvloss.tasks.seg import SegTask
+
+TINY = {"n_train": 16, "n_val": 8, "image_size": 32, "width": 4}
+
+
+@pytest.fixture(scope="module")
+def task():
+    t = SegTask("synth-pets", SegTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t.load_data()
+    return t
+
+
+def test_plan_routes_seg_terms_and_refuses_the_rest(task):
+    plan = task.plan(build_loss("ce+0.5*dice", task="seg"))
+    assert [t.name for _, t in plan["seg"]] == ["ce", "dice"] and set(plan.optimizers) == {"model"}
+    with pytest.raises(UsageError, match="cannot route term"):
+        task.plan(build_loss("l1"))
+
+
+def test_per_class_iou_is_declared_once(task):
+    names = task.metric_names()
+    assert names[: len(SegTask.metrics)] == list(SegTask.metrics)
+    assert names[len(SegTask.metrics):] == [f"iou_{c}" for c in task.class_names]
+    assert SegTask.direction("iou_pet") is True and SegTask.direction("betti0_err") is False
+    assert "iou_pet" not in SegTask.metrics  # the class is never mutated per instance
+
+
+def test_batches_flip_images_with_their_masks(task):
+    batches = list(task.train_batches(torch.Generator().manual_seed(0)))
+    assert len(batches) == task.num_batches() == 2
+    for x, y, (idx, fh, fv) in batches:
+        raw_x, raw_y = task.train_x[idx], task.train_y[idx]
+        for i in range(len(idx)):
+            def undo(t):
+                t = t.flip(-1) if fh[i] else t
+                return t.flip(-2) if fv[i] else t
+            assert torch.equal(undo(x[i]), raw_x[i]) and torch.equal(undo(y[i]), raw_y[i])
+
+
+@pytest.mark.parametrize("spec", ["ce", "wce"])
+def test_a_step_trains_and_evaluation_gives_every_metric(task, spec):
+    plan = task.plan(build_loss(spec, task="seg"))
+    torch.manual_seed(0)
+    model = task.build_model()
+    opts = plan.build_optimizers(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    out = task.train_step(model, plan, opts, next(task.train_batches(torch.Generator().manual_seed(0))))
+    assert set(out) == {"loss"} and torch.isfinite(out["loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert bool(task._wce) == (spec == "wce")  # bound once per trial by plan()
+    with evaluating(model):
+        m = task.evaluate(model)
+        rows = task.sample_rows(model)
+    assert list(m) == [k for k in task.metric_names() if k in m] and set(task.metric_names()) <= set(m)
+    assert 0 <= m["miou"] <= 1 and rows["pred"].shape == (4, 32, 32, 3)
