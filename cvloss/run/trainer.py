@@ -18,7 +18,8 @@ and reads its summary, so no trial is ever trained twice at once.
 A checkpoint that cannot be read (0 bytes, truncated) is set aside as
 ``checkpoint.pt.corrupt-<n>`` and the trial resumes from the previous one, or restarts
 from scratch when neither is good, saying so in one line. A checkpoint that holds code is
-never loaded: the trial stops with one line naming it.
+never loaded, nor one of the layout before the one training contract: the trial stops
+with one line naming it. :func:`run_trial` reads as prepare / resume / epochs / finish.
 """
 from __future__ import annotations
 

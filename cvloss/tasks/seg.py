@@ -109,13 +109,10 @@ class SegTask(Task):
         return super().plan(loss)
 
     def _wce_borders(self, idx: torch.Tensor, fh, fv) -> dict:
-        """The U-Net border map of every wce term for the batch ``idx``.
-
-        The border term depends on one image's mask alone, so it is computed once per
-        training image (per (w0, sigma, background), at the first step that needs it, in
-        chunks of 64 images to bound scipy's memory) and then only indexed and flipped
-        with the image (a flip maps objects to objects and keeps distances); the
-        class-balanced part stays per batch, inside the loss."""
+        """The U-Net border map of every wce term for the batch ``idx``: it depends on one
+        image's mask alone, so it is computed once per training image and (w0, sigma,
+        background), in chunks of 64 images (scipy's memory), then indexed and flipped with
+        the image (a flip keeps distances); the class-balanced part stays in the loss."""
         out = {}
         for term in self._wce:
             key = (term.w0, term.sigma, term.background)
