@@ -15,8 +15,8 @@ raw loss, so no task re-routes a loss at every step.
 """
 from __future__ import annotations
 
-import random
 import contextlib
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
