@@ -104,15 +104,14 @@ class TranslateTask(Task):
         "g_width": Int(1, help="generator width"),
         "d_layers": Int(1, help="PatchGAN layers"),
     }
+    # smoke: ~10 s per trial on a shared 2-core CPU; quick: 5 losses x 3 seeds in ~12 min on
+    # 2 idle cores; full, the paper: horse2zebra (--dataset horse2zebra), batch 1, 286 ->
+    # random 256 crop + flips, 9 blocks, 70x70 PatchGAN, 100 + 100 epochs.
+    _smoke = dict(_common, epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8, n_blocks=1,
+                  d_width=8, d_layers=2)
     budgets = {
-        # ~10 s per trial on a shared 2-core CPU.
-        "smoke": dict(_common, epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8, n_blocks=1,
-                      d_width=8, d_layers=2),
-        # 5 losses x 3 seeds in ~12 min on 2 idle cores.
-        "quick": dict(_common, epochs=8, batch_size=8, image_size=32, n_train=256, n_val=64, g_width=16, n_blocks=3,
-                      d_width=16, d_layers=2),
-        # The paper: horse2zebra (--dataset horse2zebra), batch 1, 286 -> random 256 crop +
-        # flips, 9 blocks, 70x70 PatchGAN, 100 + 100 epochs.
+        "smoke": _smoke,
+        "quick": dict(_smoke, epochs=8, n_train=256, n_val=64, g_width=16, n_blocks=3, d_width=16),
         "full": dict(_common, epochs=200, batch_size=1, image_size=256, n_train=None, n_val=None, g_width=64,
                      n_blocks=9, d_width=64, d_layers=3, augment=True, load_size=286),
     }
