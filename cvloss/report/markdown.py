@@ -24,11 +24,12 @@ from cvloss.report.tables import comparison_markdown
 from cvloss.run.io import file_inside, read_comparison, read_json_object, write_csv, write_text
 
 PLOT_TITLES = {
-    "bars": "Final validation metrics: mean ± 95% CI, one dot per seed",
+    "bars": "Final validation metrics: mean ± 95% CI (zoomed axis), one open dot per seed",
+    "forest": "Paired differences against the baseline: mean ± 95% CI, filled = adjusted p < 0.05",
     "curves": "Learning curves: mean over seeds, band = min..max",
     "samples": "The same validation images under each loss",
 }
-STANDARD_PLOTS = ("bars", "curves", "samples")
+STANDARD_PLOTS = ("bars", "forest", "curves", "samples")
 
 
 def find_comparisons(root: Path) -> list[Path]:

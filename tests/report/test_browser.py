@@ -55,7 +55,7 @@ def test_smoke_report_files(smoke_report):
     md = (smoke_report / "REPORT.md").read_text()
     html = (smoke_report / "report.html").read_text()
     assert "## seg · synth-pets" in md and "`ce`" in md and "Reproduce: `cvloss compare --task seg" in md
-    assert html.count('<img src="data:image/png;base64,') == 3 and "http" not in re.sub(r"<pre>.*?</pre>", "", html)
+    assert html.count('<img src="data:image/png;base64,') == 4 and "http" not in re.sub(r"<pre>.*?</pre>", "", html)
 
 
 def test_every_image_decodes_in_chromium(smoke_report, tmp_path):
@@ -71,7 +71,7 @@ def test_every_image_decodes_in_chromium(smoke_report, tmp_path):
     m = re.search(r'data-images="(\d+)/(\d+)"', done.stdout)
     assert m, done.stdout[-500:]
     ok, total = int(m.group(1)), int(m.group(2))
-    assert total == 3 and ok == total, f"{ok} of {total} images decoded"
+    assert total == 4 and ok == total, f"{ok} of {total} images decoded"
 
     shot = tmp_path / "report.png"
     done = _run(browser, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", (smoke_report / "report.html").as_uri())
