@@ -108,17 +108,21 @@ def comparison_table_html(result: dict[str, Any]) -> str:
     metrics, _ = shown_metrics(result)
     heads = "".join(f'<th title="{escape(metric_unit(m) or m)}">{escape(m)} '
                     f'{"↑" if result["directions"].get(m, True) else "↓"}</th>' for m in metrics)
-    out = [f'{_table_open(len(metrics))}<thead><tr><th class="name">loss</th><th>runs</th>{heads}</tr></thead><tbody>']
+    timed = "compute" in result
+    time_head = '<th title="wall time of a trial, seconds (mean ± 95% CI)">time/trial s</th>' if timed else ""
+    out = [f'{_table_open(len(metrics))}<thead><tr><th class="name">loss</th><th>runs</th>{time_head}{heads}'
+           '</tr></thead><tbody>']
     for row in comparison_table(result):
+        time_cell = f"<td>{escape(row['time'])}</td>" if timed else ""
         if row["reference"]:
             name = f"{escape(row['loss'])} (reference)"
-            out.append(f'<tr class="ref"><td class="name">{name}</td><td>{escape(row["runs"])}</td>')
+            out.append(f'<tr class="ref"><td class="name">{name}</td><td>{escape(row["runs"])}</td>{time_cell}')
         else:
             base = " (baseline)" if row["loss"] == result["baseline"] else ""
             name = f"{swatch(row['loss'])}<code>{escape(row['loss'])}</code>{base}"
             flag = ' class="flag"' if row["flags"] else ""
             warn = " ⚠" if row["flags"] else ""
-            out.append(f'<tr><td class="name">{name}</td><td{flag}>{escape(row["runs"])}{warn}</td>')
+            out.append(f'<tr><td class="name">{name}</td><td{flag}>{escape(row["runs"])}{warn}</td>{time_cell}')
         for m in metrics:
             c = row["cells"][m]
             cls = ' class="best"' if c["best"] else ""
