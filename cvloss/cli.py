@@ -344,6 +344,26 @@ def _reporter(quiet: bool, task: str):
     return make_reporter(quiet, keys=list(get_task_class(task).metrics))
 
 
+_STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
+
+
+def _failures(status: dict[str, list[str]], strict: bool) -> None:
+    """A divergence or a collapse is a result (counted in the table), not a failure of the
+    command: one line on stderr names them, and only ``--strict`` turns them into exit 1."""
+    counts: dict[str, int] = {}
+    for states in status.values():
+        for state in states:
+            if state != "done":
+                counts[state] = counts.get(state, 0) + 1
+    if not counts:
+        return
+    total = sum(len(states) for states in status.values())
+    typer.echo(f"failures: {', '.join(f'{n} {k}' for k, n in sorted(counts.items()))} of {total} trial(s)"
+               + ("; --strict: exit 1" if strict else " (counted in the table; --strict makes this exit 1)"), err=True)
+    if strict:
+        raise typer.Exit(1)
+
+
 def _interrupted(where: str) -> None:
     typer.echo(f"interrupted: finished epochs are checkpointed under {where}; run the same command again to resume", err=True)
     raise typer.Exit(130)
@@ -365,6 +385,7 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
     break_stale_locks: bool = typer.Option(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
 ) -> None:
     """Train one model under one loss and write its results folder."""
@@ -391,8 +412,7 @@ def train(
     row.update({k: f"{v:.4g}" for k, v in summary.get("metrics", {}).items()})
     print_table([row])
     typer.echo(f"results: {cfg.trial_dir}")
-    if summary["status"] == "diverged":
-        raise typer.Exit(1)
+    _failures({spec: [summary["status"]]}, strict)
 
 
 @app.command()
@@ -411,6 +431,7 @@ def compare(
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
     break_stale_locks: bool = typer.Option(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
     target_effect: Optional[float] = typer.Option(
         None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
@@ -447,6 +468,7 @@ def compare(
     for line in verdict_lines(result):
         typer.echo(line.replace("`", ""))
     typer.echo(f"results: {result['dir']}")
+    _failures(result["status"], strict)
 
 
 @app.command()

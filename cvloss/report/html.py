@@ -33,9 +33,14 @@ nav.toc { background: #f6f6f6; border: 1px solid var(--line); padding: 8px 18px;
 nav.toc ul { margin: 4px 0; padding-left: 20px; }
 code, pre { font: 12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 pre { background: #f6f6f6; border: 1px solid var(--line); padding: 8px 10px; white-space: pre-wrap; word-break: break-all; }
-.scroll { overflow-x: auto; margin: 8px 0 14px; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: right; white-space: nowrap; }
+/* Tables fit the page: cells wrap (at spaces, then anywhere) instead of a horizontal
+   scroll box, which print would cut off. */
+.tablewrap { margin: 8px 0 14px; max-width: 100%; }
+table { border-collapse: collapse; font-size: 13px; width: 100%; }
+table.wide { font-size: 11.5px; }
+th, td { border: 1px solid var(--line); padding: 3px 6px; text-align: right; white-space: normal;
+         overflow-wrap: anywhere; }
+td.name { min-width: 7em; }
 th { background: #efefef; font-weight: 600; } td.name, th.name { text-align: left; }
 tbody tr:nth-child(even) td { background: #fafafa; }
 td.best { font-weight: 700; background: var(--best) !important; }
@@ -50,7 +55,10 @@ figcaption { font-size: 12.5px; color: var(--muted); }
 .key { display: flex; flex-wrap: wrap; gap: 6px 18px; } .key span { white-space: nowrap; }
 dl.prov { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 6px 0 18px; }
 dl.prov dt { font-weight: 600; } dl.prov dd { margin: 0; word-break: break-word; }
-@media print { body { max-width: none; padding: 0; font-size: 11px; } nav.toc { display: none; }
+@page { size: A4; margin: 12mm; }
+@media print { body { max-width: none; padding: 0; font-size: 10px; } nav.toc { display: none; }
+  table, table.wide { font-size: 8px; } th, td { padding: 1px 3px; } td.name { min-width: 0; }
+  pre { font-size: 8.5px; } figure img { max-width: 100%; }
   h2, h3 { break-after: avoid; } figure, table { break-inside: avoid; } a { color: inherit; text-decoration: none; } }
 """
 
@@ -87,22 +95,40 @@ def data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
+def shown_metrics(result: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(metrics with a value somewhere, metrics n/a for every row)``: a column that says
+    n/a everywhere (FID offline) is folded into a note instead of taking a column."""
+    table = comparison_table(result)
+    empty = [m for m in result["metrics"] if all(row["cells"][m]["text"] == "n/a" for row in table)]
+    return [m for m in result["metrics"] if m not in empty], empty
+
+
+def _table_open(n_columns: int) -> str:
+    return f'<div class="tablewrap"><table{" class=wide" if n_columns > 8 else ""}>'
+
+
 def comparison_table_html(result: dict[str, Any]) -> str:
-    """The marked comparison table as an HTML ``<table>``."""
+    """The marked comparison table as an HTML ``<table>`` (all-n/a columns left out; see
+    :func:`shown_metrics`)."""
+    metrics, _ = shown_metrics(result)
     heads = "".join(f'<th title="{escape(metric_unit(m) or m)}">{escape(m)} '
-                    f'{"↑" if result["directions"].get(m, True) else "↓"}</th>' for m in result["metrics"])
-    out = [f'<div class="scroll"><table><thead><tr><th class="name">loss</th><th>runs</th>{heads}</tr></thead><tbody>']
+                    f'{"↑" if result["directions"].get(m, True) else "↓"}</th>' for m in metrics)
+    timed = "compute" in result
+    time_head = '<th title="wall time of a trial, seconds (mean ± 95% CI)">time/trial s</th>' if timed else ""
+    out = [f'{_table_open(len(metrics))}<thead><tr><th class="name">loss</th><th>runs</th>{time_head}{heads}'
+           '</tr></thead><tbody>']
     for row in comparison_table(result):
+        time_cell = f"<td>{escape(row['time'])}</td>" if timed else ""
         if row["reference"]:
             name = f"{escape(row['loss'])} (reference)"
-            out.append(f'<tr class="ref"><td class="name">{name}</td><td>{escape(row["runs"])}</td>')
+            out.append(f'<tr class="ref"><td class="name">{name}</td><td>{escape(row["runs"])}</td>{time_cell}')
         else:
             base = " (baseline)" if row["loss"] == result["baseline"] else ""
             name = f"{swatch(row['loss'])}<code>{escape(row['loss'])}</code>{base}"
             flag = ' class="flag"' if row["flags"] else ""
             warn = " ⚠" if row["flags"] else ""
-            out.append(f'<tr><td class="name">{name}</td><td{flag}>{escape(row["runs"])}{warn}</td>')
-        for m in result["metrics"]:
+            out.append(f'<tr><td class="name">{name}</td><td{flag}>{escape(row["runs"])}{warn}</td>{time_cell}')
+        for m in metrics:
             c = row["cells"][m]
             cls = ' class="best"' if c["best"] else ""
             sig = f'<sup class="sig">{c["sig"]}</sup>' if c["sig"] else ""
@@ -117,12 +143,13 @@ def difference_table_html(result: dict[str, Any]) -> str:
     rows = difference_rows(result, markdown=False)
     if not rows:
         return ""
-    heads = "".join(f"<th>{escape(m)}</th>" for m in result["metrics"])
-    out = [f'<div class="scroll"><table><thead><tr><th class="name">loss − {escape(result["baseline"])}</th>{heads}'
+    metrics, _ = shown_metrics(result)
+    heads = "".join(f"<th>{escape(m)}</th>" for m in metrics)
+    out = [f'{_table_open(len(metrics))}<thead><tr><th class="name">loss − {escape(result["baseline"])}</th>{heads}'
            "</tr></thead><tbody>"]
     for r in rows:
         out.append(f'<tr><td class="name">{swatch(r["loss"])}<code>{escape(r["loss"])}</code></td>'
-                   + "".join(f"<td>{escape(r[m])}</td>" for m in result["metrics"]) + "</tr>")
+                   + "".join(f"<td>{escape(r[m])}</td>" for m in metrics) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
 
@@ -148,6 +175,10 @@ def _comparison_section(r: dict[str, Any]) -> str:
     if bad:
         parts.append(f'<p><span class="flag">⚠ left out of the means:</span> {"; ".join(bad)}</p>')
     parts.append(comparison_table_html(r))
+    _, folded = shown_metrics(r)
+    if folded:
+        parts.append(f'<p class="muted">n/a for every loss and reference, so not shown as columns: '
+                     f'{escape(", ".join(folded))} (the data line above says why, e.g. missing weights offline).</p>')
     verdict = verdict_lines(r)
     if verdict:
         parts.append("<ul>" + "".join(f"<li>{escape(line.replace('`', ''))}</li>" for line in verdict) + "</ul>")

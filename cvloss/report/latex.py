@@ -54,14 +54,17 @@ def comparison_latex(result: dict[str, Any]) -> str:
     rows = comparison_table(result)
     metrics = list(result["metrics"])
     arrows = {m: r"$\uparrow$" if result["directions"].get(m, True) else r"$\downarrow$" for m in metrics}
-    head = " & ".join(["loss", "runs"] + [f"{latex_escape(m)} {arrows[m]}" for m in metrics]) + r" \\"
+    timed = "compute" in result
+    head = " & ".join(["loss", "runs"] + (["time/trial (s)"] if timed else [])
+                      + [f"{latex_escape(m)} {arrows[m]}" for m in metrics]) + r" \\"
     body = []
     for i, row in enumerate(rows):
         if row["reference"] and (i == 0 or not rows[i - 1]["reference"]):
             body.append(r"\midrule")
         name = latex_escape(row["loss"])
         name = f"\\textit{{{name}}}" if row["reference"] else f"\\texttt{{{name}}}"
-        cells = [name, latex_escape(row["runs"])] + [_cell(row["cells"][m]) for m in metrics]
+        cells = ([name, latex_escape(row["runs"])] + ([latex_escape(row["time"]).replace("±", "$\\pm$")] if timed else [])
+                 + [_cell(row["cells"][m]) for m in metrics])
         body.append(" & ".join(cells) + r" \\")
     corrected = "best" in result
     legend = ("mean $\\pm$ 95\\% CI over seeds; bold: the loss that beats every other after correction (Holm on the "
@@ -81,7 +84,7 @@ def comparison_latex(result: dict[str, Any]) -> str:
         f"\\caption{{{caption}}}",
         f"\\label{{{_label(result)}}}",
         r"\resizebox{\linewidth}{!}{%",
-        r"\begin{tabular}{l l " + "r " * len(metrics) + "}",
+        r"\begin{tabular}{l l " + "r " * (len(metrics) + timed) + "}",
         r"\toprule",
         head,
         r"\midrule",

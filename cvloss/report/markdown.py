@@ -25,11 +25,12 @@ from cvloss.io import file_inside, loss_slug, read_comparison, read_json_object
 from cvloss.report.plots import comparison_plots
 
 PLOT_TITLES = {
-    "bars": "Final validation metrics: mean ± 95% CI, one dot per seed",
+    "bars": "Final validation metrics: mean ± 95% CI (zoomed axis), one open dot per seed",
+    "forest": "Paired differences against the baseline: mean ± 95% CI, filled = adjusted p < 0.05",
     "curves": "Learning curves: mean over seeds, band = min..max",
     "samples": "The same validation images under each loss",
 }
-STANDARD_PLOTS = ("bars", "curves", "samples")
+STANDARD_PLOTS = ("bars", "forest", "curves", "samples")
 
 
 def find_comparisons(root: Path) -> list[Path]:

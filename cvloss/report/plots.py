@@ -1,5 +1,12 @@
-"""Comparison plots (matplotlib, Agg): metric bars with 95% CI, learning curves, and a
-side-by-side grid of every loss's prediction on the same validation images.
+"""Comparison plots (matplotlib, Agg): each loss's final metrics as dot-and-whisker on a
+zoomed axis (``bars.png``, the name kept from when they were bars from zero, which hid
+0.1 dB differences), the paired differences against the baseline with their CI and
+corrected significance (``forest.png``), learning curves, and a side-by-side grid of
+every loss's prediction on the same validation images.
+
+Every plot is written as PNG (embedded in the report), PDF and SVG (for papers) next to
+each other, deterministically: no creation date, a fixed SVG hash salt, so regenerating a
+report changes no file whose data did not change.
 
 Every loss keeps its look (:func:`cvloss.report.style.loss_style`: colour, hatch, line
 style, marker) across every plot of every comparison, so plots stay readable when
@@ -19,7 +26,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cvloss.errors import ResultsFileError  # noqa: E402
@@ -28,15 +34,30 @@ from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 
 DPI = 110
 FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
-        "legend.fontsize": 7, "hatch.linewidth": 0.8}
+        "legend.fontsize": 7, "hatch.linewidth": 0.8, "svg.hashsalt": "cvloss", "pdf.fonttype": 42}
+# Metadata that would differ between two runs on the same data (dates) is left out.
+_METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "ModDate": None, "Producer": None},
+             ".svg": {"Date": None}}
+VECTOR_FORMATS = (".pdf", ".svg")
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path, close: bool = True) -> None:
+    """Write ``fig`` as ``path`` (PNG) and as the same name in PDF and SVG beside it, each
+    atomically under a unique temporary name (concurrent writers never collide), with no
+    date in the files (see the module docstring)."""
+    path = Path(path)
     try:
-        with atomic_path(path) as tmp:  # a unique temporary name: concurrent writers never collide
-            fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+        with plt.rc_context({"svg.hashsalt": "cvloss"}):
+            for target in (path, *(path.with_suffix(ext) for ext in VECTOR_FORMATS)):
+                with atomic_path(target) as tmp:
+                    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=target.suffix[1:],
+                                metadata=_METADATA.get(target.suffix))
     finally:
-        plt.close(fig)
+        if close:
+            plt.close(fig)
+
+
+_save = save_figure
 
 
 def _short(spec: str, width: int = 22) -> str:
@@ -78,8 +99,10 @@ def _status_note(result: dict[str, Any], loss: str) -> str:
 
 
 def bar_plot(result: dict[str, Any], path: Path) -> None:
-    """One panel per metric: a bar per loss (mean, 95% CI whisker, each seed a dot),
-    reference rows as grey dashed lines, trials that diverged/collapsed named above."""
+    """One panel per metric: per loss its mean (the loss's marker) with the 95% CI as a
+    whisker and each seed as a small open dot, on an axis zoomed to the data (not from
+    zero: the differences are what a reader compares); reference rows as grey dashed
+    lines; trials that diverged/collapsed named under their loss."""
     losses = result["losses"]
     rows = {(r["loss"], r["metric"]): r for r in result["rows"]}
     # A metric no loss has a value for (FID without Inception weights) gets no panel.
@@ -101,14 +124,13 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
                 mean = r["mean"] if n else math.nan
                 ci = r["ci95"] if r and n >= 2 and r["ci95"] is not None and math.isfinite(r["ci95"]) else None
                 if n and mean is not None and math.isfinite(mean):
-                    ax.bar(i, mean, width=0.7, yerr=ci, color=st["color"], hatch=st["hatch"], edgecolor="black",
-                           linewidth=0.6, capsize=4, error_kw={"elinewidth": 1.1, "ecolor": "black"}, zorder=2,
-                           gid=loss)
+                    ax.errorbar(i, mean, yerr=ci, fmt=st["marker"], color=st["color"], markeredgecolor="black",
+                                markersize=7, elinewidth=1.4, ecolor="black", capsize=4, zorder=3, gid=loss)
                     vals = seed_values(result, loss, metric)
                     if vals:
-                        xs = i + np.linspace(-0.18, 0.18, len(vals)) if len(vals) > 1 else [i]
-                        ax.scatter(xs, vals, s=12, marker=st["marker"], facecolor="white", edgecolor="black",
-                                   linewidth=0.7, zorder=3)
+                        xs = i + 0.22 + (np.linspace(-0.06, 0.06, len(vals)) if len(vals) > 1 else np.zeros(1))
+                        ax.scatter(xs, vals, s=9, marker="o", facecolor="white", edgecolor="black",
+                                   linewidth=0.6, zorder=2, rasterized=True)
                 else:
                     ax.text(i, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=7)
             for j, ref in enumerate(refs):
@@ -116,15 +138,15 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
                 if r and r["n"] and r["mean"] is not None and math.isfinite(r["mean"]):
                     rs = reference_style(j)
                     ax.axhline(r["mean"], color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2, zorder=1)
-            ax.axhline(0, color="black", linewidth=0.6, zorder=1)
             direction = result["directions"].get(metric, True)
             ax.set_title(f"{metric} ({'higher' if direction else 'lower'} is better)")
             ax.set_ylabel(metric_label(metric))
             # Trials left out of the mean are named under the loss, in red.
             notes = [_status_note(result, l) for l in losses]
+            tilt = len(losses) > 3 or max(len(_short(l).split("\n")[0]) for l in losses) > 10  # no overlaps
             ax.set_xticks(range(len(losses)))
             ax.set_xticklabels([_short(l) + ("\n" + n.replace(", ", "\n") if n else "") for l, n in zip(losses, notes)],
-                               rotation=30 if len(losses) > 3 else 0, ha="right" if len(losses) > 3 else "center")
+                               rotation=30 if tilt else 0, ha="right" if tilt else "center")
             for label, note in zip(ax.get_xticklabels(), notes):
                 if note:
                     label.set_color("#b00000")
@@ -133,8 +155,8 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
             ax.margins(y=0.12)
         for k in range(len(metrics), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
-        handles = [Patch(facecolor=loss_style(l)["color"], hatch=loss_style(l)["hatch"], edgecolor="black", label=l)
-                   for l in losses]
+        handles = [Line2D([], [], marker=loss_style(l)["marker"], color=loss_style(l)["color"],
+                          markeredgecolor="black", linestyle="", markersize=6, label=l) for l in losses]
         handles += [Line2D([], [], color=reference_style(j)["color"], linestyle=reference_style(j)["linestyle"],
                            label=f"reference: {ref}") for j, ref in enumerate(refs)]
         handles.append(Line2D([], [], color="black", marker="|", markersize=10, linestyle="", label="95% CI (Student t)"))
@@ -281,14 +303,80 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def forest_plot(result: dict[str, Any], path: Path) -> bool:
+    """Paired differences against the baseline, one panel per metric (the primary one
+    first), one row per loss: the mean difference (loss − baseline over the paired seeds)
+    with its 95% CI, a filled marker when the adjusted p (Holm / BH) is below 0.05 and an
+    open one otherwise, the adjusted p written beside it, and an arrow to the side where
+    the metric improves. False (nothing written) with fewer than two losses."""
+    losses = result["losses"][1:]
+    if not losses:
+        return False
+    rows = {(r["loss"], r["metric"]): r for r in result["rows"]}
+    primary = result.get("primary_metric")
+    metrics = sorted(result["metrics"], key=lambda m: m != primary)
+    metrics = [m for m in metrics if any(_finite_number(rows.get((l, m), {}).get("diff_vs_baseline")) for l in losses)]
+    if not metrics:
+        return False
+    ncol = min(3, len(metrics))
+    nrow = math.ceil(len(metrics) / ncol)
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 0.42 * len(losses) * nrow + 1.1 * nrow + 0.5),
+                                 squeeze=False)
+        for k, metric in enumerate(metrics):
+            ax = axes[k // ncol][k % ncol]
+            for i, loss in enumerate(losses):
+                r = rows.get((loss, metric)) or {}
+                d, ci = r.get("diff_vs_baseline"), r.get("diff_ci95")
+                if not _finite_number(d):
+                    ax.text(0.5, i, "n/a", transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=7)
+                    continue
+                p = r.get("p_adj", r.get("p_value"))
+                significant = _finite_number(p) and p < 0.05
+                st = loss_style(loss)
+                ax.errorbar(d, i, xerr=ci if _finite_number(ci) else None, fmt=st["marker"], markersize=6,
+                            color="black", markerfacecolor=st["color"] if significant else "white",
+                            markeredgecolor="black", capsize=3, elinewidth=1.2, zorder=3)
+                if _finite_number(p):
+                    ax.annotate(f"p={p:.2g}", (1.0, i), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                                textcoords="offset points", va="center", fontsize=6, annotation_clip=False)
+            ax.axvline(0, color="black", linewidth=0.8, zorder=1)
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.set_yticks(range(len(losses)))
+            ax.set_yticklabels([_short(l, 26) for l in losses])
+            ax.set_ylim(len(losses) - 0.5, -0.5)
+            up = result["directions"].get(metric, True)
+            name = "p adjusted: Holm" if metric == primary else "p adjusted: BH (exploratory)"
+            if not any("p_adj" in (rows.get((l, metric)) or {}) for l in losses):
+                name = "p uncorrected"
+            ax.set_title(f"{metric}{' (primary)' if metric == primary else ''}: Δ vs {_short(result['baseline'], 18)}\n"
+                         f"{'higher' if up else 'lower'} is better · {name}")
+            ax.set_xlabel(f"Δ {metric_label(metric)}  ({'→' if up else '←'} better)")
+            ax.grid(axis="x", alpha=0.3, zorder=0)
+        for k in range(len(metrics), nrow * ncol):
+            axes[k // ncol][k % ncol].axis("off")
+        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: paired differences against "
+                     f"{result['baseline']}, mean ± 95% CI over seeds; filled = adjusted p < 0.05")
+        fig.tight_layout()
+        _save(fig, path)
+    return True
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
-    """Write ``bars.png``, ``curves.png`` and ``samples.png`` into ``out_dir``; returns
-    {key: file name} of the plots made."""
+    """Write ``bars.png``, ``forest.png`` (two losses or more), ``curves.png`` and
+    ``samples.png`` (each with its PDF and SVG) into ``out_dir``; returns {key: PNG file
+    name} of the plots made."""
     out_dir = Path(out_dir)
     made = {}
     if result["metrics"]:
         bar_plot(result, out_dir / "bars.png")
         made["bars"] = "bars.png"
+        if forest_plot(result, out_dir / "forest.png"):
+            made["forest"] = "forest.png"
         curves_plot(result, out_dir / "curves.png")
         made["curves"] = "curves.png"
     if samples_plot(result, out_dir / "samples.png"):

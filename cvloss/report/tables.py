@@ -130,8 +130,21 @@ def comparison_table(result: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             runs = runs_text(result, loss)
         out.append({"loss": loss, "reference": is_ref, "runs": runs, "flags": [] if is_ref else flags(result, loss),
-                    "cells": cells})
+                    "cells": cells, "time": "" if is_ref else time_text(result, loss)})
     return out
+
+
+def time_text(result: dict[str, Any], loss: str) -> str:
+    """Wall time per trial, ``mean ± CI`` in seconds, the interval never below 0 (a time is
+    bounded); empty for comparisons written before compute was recorded."""
+    c = (result.get("compute") or {}).get(loss)
+    if not c or not _finite(c.get("train_time_s")):
+        return "" if not c else "n/a"
+    mean, ci = c["train_time_s"], c.get("train_time_ci95")
+    if _finite(ci) and ci > 0:
+        low = max(0.0, mean - ci)
+        return f"{fmt(mean, 3)} [{fmt(low, 2)}, {fmt(mean + ci, 2)}]" if low == 0.0 else f"{fmt(mean, 3)} ± {fmt(ci, 2)}"
+    return fmt(mean, 3)
 
 
 def _header(result: dict[str, Any], metric: str) -> str:
@@ -151,6 +164,8 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict
             name = f"({name})" if row["reference"] else name
             runs = row["runs"]
         line = {"loss": name, "runs": runs}
+        if "compute" in result:
+            line["time/trial s"] = row["time"]
         for metric, c in row["cells"].items():
             text = c["text"]
             if markdown:

@@ -234,6 +234,14 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                          "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0,
                          "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan})
 
+    # Compute per loss: wall time of a trial's epochs (train + evaluation), over the trials that
+    # report it (a diverged trial's partial time says little and is left out).
+    compute = {}
+    for spec in losses:
+        times = [s.get("train_time_s") for s in summaries[spec] if s and s.get("status") in ("done", "collapsed")]
+        mean, ci, n = mean_ci([t for t in times if isinstance(t, (int, float))])
+        compute[spec] = {"train_time_s": mean, "train_time_ci95": ci, "n": n}
+
     feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
                               if s and s.get("feature_weights")})
     out_dir = comparison_dir(base, losses)
@@ -244,6 +252,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         "trials": {spec: [str(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses},
         "status": {spec: [(s or {}).get("status", "missing") for s in summaries[spec]] for spec in losses},
         "primary_metric": task_cls.primary_metric,
+        "compute": compute,
         "best": stats["best"], "mde": stats["mde"], "seeds_needed": stats["seeds_needed"],
         "alpha": stats["alpha"], "power": stats["power"], "mde_level": stats["mde_level"],
         "target_effect": target_effect,

@@ -211,3 +211,15 @@ def test_kill_9_mid_trial_then_same_command_resumes(tmp_path):
     resumed = json.loads((trial / "summary.json").read_text())["metrics"]
     clean = json.loads((clean_out / trial.relative_to(killed_out) / "summary.json").read_text())["metrics"]
     assert resumed == clean
+
+
+def test_a_divergence_is_a_result_unless_strict(tmp_path):
+    args = ["compare", "--task", "seg", "--losses", "ce,1e39*ce", "--seeds", "1", "--quiet", *TINY]
+    relaxed = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert relaxed.exit_code == 0, relaxed.output
+    assert "failures: 1 diverged of 2 trial(s)" in relaxed.stderr and "--strict" in relaxed.stderr
+    strict = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--strict"])  # same trials, now strict
+    assert strict.exit_code == 1 and "failures: 1 diverged" in strict.stderr
+    one = runner.invoke(app, ["train", "--task", "seg", "--loss", "1e39*ce", "--quiet", "--out", str(tmp_path / "b"),
+                              *TINY])
+    assert one.exit_code == 0 and "failures: 1 diverged of 1 trial(s)" in one.stderr

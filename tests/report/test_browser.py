@@ -55,7 +55,7 @@ def test_smoke_report_files(smoke_report):
     md = (smoke_report / "REPORT.md").read_text()
     html = (smoke_report / "report.html").read_text()
     assert "## seg · synth-pets" in md and "`ce`" in md and "Reproduce: `cvloss compare --task seg" in md
-    assert html.count('<img src="data:image/png;base64,') == 3 and "http" not in re.sub(r"<pre>.*?</pre>", "", html)
+    assert html.count('<img src="data:image/png;base64,') == 4 and "http" not in re.sub(r"<pre>.*?</pre>", "", html)
 
 
 def test_every_image_decodes_in_chromium(smoke_report, tmp_path):
@@ -71,7 +71,7 @@ def test_every_image_decodes_in_chromium(smoke_report, tmp_path):
     m = re.search(r'data-images="(\d+)/(\d+)"', done.stdout)
     assert m, done.stdout[-500:]
     ok, total = int(m.group(1)), int(m.group(2))
-    assert total == 3 and ok == total, f"{ok} of {total} images decoded"
+    assert total == 4 and ok == total, f"{ok} of {total} images decoded"
 
     shot = tmp_path / "report.png"
     done = _run(browser, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", (smoke_report / "report.html").as_uri())
@@ -81,3 +81,42 @@ def test_every_image_decodes_in_chromium(smoke_report, tmp_path):
     keep = os.environ.get("CVLOSS_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
+
+
+# Injected into a test copy: the widest table's right edge against the page's width.
+WIDTH_PROBE = ('<script>window.addEventListener("load", () => { const page = document.documentElement.clientWidth; '
+               'const widest = Math.max(0, ...Array.from(document.querySelectorAll("table")).map('
+               't => Math.ceil(t.getBoundingClientRect().right))); '
+               'document.body.setAttribute("data-widths", widest + "/" + page); });</script>')
+A4_CONTENT_PX = 703  # 210 mm - 2 x 12 mm margins (the report's @page) at 96 px per inch
+
+
+@pytest.mark.parametrize("width, media", [(1280, "screen"), (A4_CONTENT_PX, "print")])
+def test_no_table_is_wider_than_the_page(smoke_report, tmp_path, width, media):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not found (install Debian's chromium: apt-get install -y chromium); browser check skipped")
+    page = (smoke_report / "report.html").read_text()
+    if media == "print":  # apply the print stylesheet on screen, at the width of an A4 page's text
+        page = page.replace("@media print {", "@media all {")
+    probe = tmp_path / "widths.html"
+    probe.write_text(page.replace("</body>", WIDTH_PROBE + "</body>"))
+    done = _run(browser, tmp_path, "--virtual-time-budget=5000", f"--window-size={width},1200", "--dump-dom",
+                probe.as_uri())
+    m = re.search(r'data-widths="(\d+)/(\d+)"', done.stdout)
+    if m is None and done.returncode != 0:
+        pytest.skip(f"chromium at {browser} did not run here (exit {done.returncode}): {done.stderr.strip()[-300:]}")
+    assert m, done.stdout[-500:]
+    widest, client = int(m.group(1)), int(m.group(2))
+    assert 0 < widest <= client, f"a table reaches {widest} px on a {client} px page ({media})"
+
+
+def test_the_report_prints_to_pdf(smoke_report, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not found (install Debian's chromium: apt-get install -y chromium); browser check skipped")
+    pdf = tmp_path / "report.pdf"
+    done = _run(browser, tmp_path, f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
+                (smoke_report / "report.html").as_uri())
+    assert pdf.exists() and pdf.stat().st_size > 20_000, done.stderr[-300:]
+    assert pdf.read_bytes()[:5] == b"%PDF-"

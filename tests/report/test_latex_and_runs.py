@@ -81,3 +81,19 @@ def test_runs_and_compare_csv_pivot_without_cleaning(comparison):
     means = table.pivot_table(index="loss", columns="metric", values="mean")
     assert means.loc["ce", "miou"] == pytest.approx(0.51)
     assert table["p_adj"].dtype.kind == "f"
+
+
+def test_every_plot_in_three_formats_and_byte_identical_when_redrawn(comparison, tmp_path):
+    from cvloss.report.plots import comparison_plots
+
+    _, result = comparison
+    made = {}
+    for name in ("a", "b"):
+        made[name] = comparison_plots(result, tmp_path / name)
+    assert {"bars", "forest"} <= set(made["a"]) and made["a"] == made["b"]
+    for png in made["a"].values():
+        for ext in (".png", ".pdf", ".svg"):
+            first = (tmp_path / "a" / png).with_suffix(ext).read_bytes()
+            assert first == (tmp_path / "b" / png).with_suffix(ext).read_bytes(), f"{png} {ext} differs when redrawn"
+    svg = (tmp_path / "a" / "forest.svg").read_text()
+    assert "<dc:date>" not in svg and b"CreationDate" not in (tmp_path / "a" / "forest.pdf").read_bytes()

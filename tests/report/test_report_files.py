@@ -52,7 +52,7 @@ def test_html_is_one_self_contained_file(report):
     assert "http://" not in text and "https://" not in text and 'src="//' not in text
     assert "link" not in parser.tags and "script" not in parser.tags and "iframe" not in parser.tags
     # 3 standard plots per comparison, every one embedded as a decodable PNG
-    assert len(parser.imgs) == 6
+    assert len(parser.imgs) == 8  # bars, forest, curves, samples per comparison of two
     for src in parser.imgs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
@@ -71,7 +71,7 @@ def test_markdown_links_contents_and_provenance(report):
     root, paths = report
     md = paths["md"].read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(images) == 6 and all((root / p).is_file() and not p.startswith("/") for p in images)
+    assert len(images) == 8 and all((root / p).is_file() and not p.startswith("/") for p in images)
     targets = re.findall(r"\]\(#([^)]+)\)", md)
     ids = set(re.findall(r'<a id="([^"]+)"></a>', md))
     assert len(targets) == 3 and set(targets) <= ids
