@@ -34,7 +34,7 @@ from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 
 DPI = 110
 FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
-        "legend.fontsize": 7, "hatch.linewidth": 0.8, "svg.hashsalt": "cvloss", "pdf.fonttype": 42}
+        "legend.fontsize": 7, "hatch.linewidth": 0.8, "svg.hashsalt": "cvloss"}
 # Metadata that would differ between two runs on the same data (dates) is left out.
 _METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "ModDate": None, "Producer": None},
              ".svg": {"Date": None}}
@@ -48,9 +48,11 @@ def save_figure(fig, path: Path, close: bool = True) -> None:
     path = Path(path)
     try:
         with plt.rc_context({"svg.hashsalt": "cvloss"}):
+            # The tight box once (it costs a full draw), shared by the three formats.
+            box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
             for target in (path, *(path.with_suffix(ext) for ext in VECTOR_FORMATS)):
                 with atomic_path(target) as tmp:
-                    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=target.suffix[1:],
+                    fig.savefig(tmp, dpi=DPI, bbox_inches=box, format=target.suffix[1:],
                                 metadata=_METADATA.get(target.suffix))
     finally:
         if close:
