@@ -31,6 +31,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from cvloss.errors import ResultsFileError  # noqa: E402
 from cvloss.report.style import loss_style, metric_label, reference_style  # noqa: E402
 from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
+from cvloss.tasks import get_task_class  # noqa: E402
 
 DPI = 110
 FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
@@ -281,6 +282,8 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
     names = list(cols)
     k = len(cols["input"])
     one_seed = len(set(seed_of.values())) == 1
+    task_cls = get_task_class(result["task"])
+    titles, note = dict(task_cls.sample_titles), task_cls.sample_note
     with plt.rc_context(FONT):
         fig, axes = plt.subplots(k, len(names), figsize=(1.45 * len(names), 1.45 * k + 0.5), squeeze=False)
         for j, name in enumerate(names):
@@ -294,13 +297,21 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
                 for sp in ax.spines.values():
                     sp.set_edgecolor(color)
                     sp.set_linewidth(3 if is_loss else 0.8)
-            title = _short(name, 14) + ("" if one_seed or not is_loss else f"\n(seed {seed_of[name]})")
+            title = _short(titles.get(name, name) if not is_loss else name, 14) + (
+                "" if one_seed or not is_loss else f"\n(seed {seed_of[name]})")
             # black text (pale loss colours are unreadable as text); the frame carries the colour
             axes[0][j].set_title(title, fontsize=7, fontweight="bold" if is_loss else "normal")
         where = f"seed {next(iter(seed_of.values()))}" if one_seed else "first finished seed of each loss"
         fig.suptitle(f"{result['task']} / {result['dataset']}: the same validation images under each loss ({where})",
                      fontsize=8)
-        fig.tight_layout()
+        if note:  # what the cells show, when they are not plain images (embed's decisions, gan's scatters)
+            import textwrap
+
+            lines = textwrap.wrap(note, max(40, 16 * len(names)))
+            fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=6.5)
+            fig.tight_layout(rect=(0, 0.12 * len(lines) / fig.get_figheight(), 1, 1))
+        else:
+            fig.tight_layout()
         _save(fig, path)
     return True
 

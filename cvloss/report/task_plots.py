@@ -19,8 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cvloss.io import atomic_path, load_checkpoint, read_json  # noqa: E402
+from cvloss.io import load_checkpoint, read_json  # noqa: E402
 from cvloss.metrics.verification import roc_auc, roc_curve  # noqa: E402
+from cvloss.report.plots import save_figure  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, loss_style  # noqa: E402
 from cvloss.tasks.base import seed_everything  # noqa: E402
 from cvloss.tasks.embed import EmbedTask  # noqa: E402
@@ -84,8 +85,7 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_dir / "roc.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out_dir / "roc.png")  # with its PDF and SVG
 
     keep = torch.isin(task.val_y, torch.unique(task.val_y)[:PCA_IDS]).numpy()
     ncol = min(3, len(clouds))
@@ -99,14 +99,13 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         _, _, vt = np.linalg.svd(e, full_matrices=False)
         xy = e @ vt[:2].T
         ax.set_axis_on()
-        ax.scatter(xy[:, 0], xy[:, 1], c=task.val_y.numpy()[keep], cmap="tab10", s=12)
+        ax.scatter(xy[:, 0], xy[:, 1], c=task.val_y.numpy()[keep], cmap="tab10", s=12, rasterized=True)
         ax.set_title(spec, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"PCA of val embeddings, {PCA_IDS} identities (colour = identity)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_dir / "pca.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / "pca.png")
     return {"roc": "roc.png", "pca": "pca.png"}
 
 
@@ -151,9 +150,7 @@ def gan_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     fig.tight_layout()
     out = Path(out_dir) / "scatter.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)  # the cells are rendered scatters (images): raster in the PDF/SVG too
     return {"scatter": out.name}
 
 
@@ -205,9 +202,7 @@ def style_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "stylised_all_seeds.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return {"stylised_all_seeds": path.name}
 
 

@@ -32,6 +32,7 @@ from cvloss.report.task_plots import task_plots
 from cvloss.run.config import TrialConfig, loss_slug
 from cvloss.io import plain_file_name, read_comparison, read_json, read_summary, write_json, write_text, write_csv
 from cvloss.report.latex import comparison_latex
+from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci, paired_difference
@@ -141,6 +142,10 @@ def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, s
             if not plain_file_name(name) or not (stage / name).is_file():
                 raise ValueError(f"task {task!r} plot {name!r} is not a file it wrote")
             os.replace(stage / name, out_dir / name)
+            for ext in VECTOR_FORMATS:  # the plot's PDF and SVG, written beside it
+                vector = (stage / name).with_suffix(ext)
+                if vector.is_file():
+                    os.replace(vector, (out_dir / name).with_suffix(ext))
         return made
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -385,7 +385,7 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         np.savez_compressed(tmp, **rows)
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
     images = {k: v for k, v in rows.items() if v.ndim == 4 and v.shape[-1] == 3 and v.dtype == np.uint8}
-    save_grid(images, out_dir / "samples.png", titles={"pred": cfg.loss})
+    save_grid(images, out_dir / "samples.png", titles={**task.sample_titles, "pred": cfg.loss}, note=task.sample_note)
     summary = {
         "status": "collapsed" if collapse else "done",
         "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,

@@ -135,6 +135,10 @@ class Task(ABC):
     # The schema of the task's own settings (cvloss.settings); names shared by every task
     # (epochs, lr, batch_size, ...) come from COMMON unless declared here.
     settings: dict[str, Setting] = {}
+    # What the columns of ``sample_rows`` show (titles of the sample grids), and one line
+    # that explains a grid whose cells are not plain images.
+    sample_titles: dict[str, str] = {"input": "input", "truth": "truth"}
+    sample_note: str = ""
     # Evaluate the untrained model too (row ``epoch 0`` of metrics.csv, ``summary["at_init"]``).
     evaluate_at_init: bool = False
     # Seed of the adversarial stepper's penalty stream, for tasks with an adversarial slot.

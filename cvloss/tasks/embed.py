@@ -233,6 +233,10 @@ class EmbedTask(Task):
             return f"embeddings collapsed: RMS pairwise distance {spread:.3g} < {tol:g} (unit-norm embeddings)"
         return None
 
+    sample_titles = {"input": "image A of the pair", "truth": "image B of the pair"}
+    sample_note = ("Pairs: the first half share an identity, the second half do not. Loss columns: the decision at the "
+                   "best threshold (green = same, red = different); white bar = similarity (-1..1), yellow line = threshold.")
+
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """``input``/``truth``: the two images of N_SAMPLES val pairs (half same, half
         different); ``pred``: the decision at the best threshold over all pairs -- green

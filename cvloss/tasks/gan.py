@@ -223,6 +223,9 @@ class GANTask(Task):
                     f"{metrics.get('hq_pct', 0.0):.1f}% high-quality samples, spread {ratio:.2f}x the data's")
         return None
 
+    sample_titles = {"input": "real data", "truth": "real data"}
+    sample_note = "Scatter of samples over the mode centres (red crosses, 3 sigma circles); loss columns: generated samples."
+
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """One scatter each (K = 1 row): the real data (``input`` and ``truth``) and the
         generated samples (``pred``) over the mode centres, uint8 ``(1, 240, 240, 3)``."""

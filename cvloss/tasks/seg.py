@@ -151,6 +151,9 @@ class SegTask(Task):
         out = acc.compute()
         return {k: float(out[k]) for k in self.metric_names() if k in out}
 
+    sample_titles = {"input": "image", "truth": "true mask"}
+    sample_note = "Masks: one colour per class; loss columns: the predicted mask."
+
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         x = self.val_x[:N_SAMPLES]
         pred = self.predict(model, x).cpu().numpy()

@@ -245,6 +245,9 @@ class SRTask(Task):
             self._reference = {"bicubic": self._score([self._bicubic(lr) for lr in self.val_lr])}
         return self._reference
 
+    sample_titles = {"input": "LR (nearest, enlarged)", "bicubic": "bicubic", "truth": "HR (truth)"}
+    sample_note = ""
+
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """``N_SAMPLES`` fixed HR crops (at most 64 px) of the validation images, cycling
         through the images (centre, then upper-left quarter): ``input`` the LR crop

@@ -260,6 +260,9 @@ class StyleTask(Task):
         return {"content image (init)": self.image_metrics(self.content),
                 "style image": {"tv": float(total_variation(self.style, "l1", "mean"))}}
 
+    sample_titles = {"input": "content", "truth": "style"}
+    sample_note = "Loss columns: the image optimised from the content under that loss."
+
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """input = content, truth = style, pred = the optimised image, one row per pair."""
         return {"input": to_uint8(self.content), "truth": to_uint8(self.style), "pred": to_uint8(model())}

@@ -313,6 +313,9 @@ class TranslateTask(Task):
                     f"{d:.4f} < {COLLAPSE_RATIO:g} x that of real B images ({ref:.4f})")
         return None
 
+    sample_titles = {"input": "A (input)", "truth": "B (hidden pair)", "recon": "F(G(A))"}
+    sample_note = "Loss columns: G(A), the translation; a B column of unpaired data is a domain reference, not a pair."
+
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """The first K validation A images: ``input`` a, ``truth`` the hidden true b (for
         unpaired data: the first K validation B images, a domain reference, not pairs),
