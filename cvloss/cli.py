@@ -344,6 +344,7 @@ def _reporter(quiet: bool, task: str):
     return make_reporter(quiet, keys=list(get_task_class(task).metrics))
 
 
+_LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
 _STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
 
 
@@ -387,19 +388,21 @@ def train(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
+    log: str = typer.Option("none", "--log", help=_LOG_HELP),
 ) -> None:
     """Train one model under one loss and write its results folder."""
     _set_threads(threads)
     from dataclasses import replace
 
     from cvloss.run.compare import canonical_specs
+    from cvloss.run.live_log import check_log
     from cvloss.run.trainer import run_trial
 
     if seed < 0:
         fail(f"--seed must be >= 0; got {seed}")
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
     (spec,) = canonical_specs([loss], task)
-    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights))
+    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log))
 
     try:
         with _chatter(quiet):
@@ -433,6 +436,7 @@ def compare(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
+    log: str = typer.Option("none", "--log", help=_LOG_HELP),
     target_effect: Optional[float] = typer.Option(
         None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
                                       "needed to detect it (80% power, corrected level)."),
@@ -442,6 +446,7 @@ def compare(
     from cvloss.report.console import print_table
     from cvloss.report.tables import comparison_rows
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
+    from cvloss.run.live_log import check_log
 
     seed_list = parse_seeds(seeds)
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
@@ -450,7 +455,7 @@ def compare(
         fail(f"--target-effect must be a positive difference in the primary metric's units; got {target_effect}")
     from dataclasses import replace
 
-    base = replace(base, fid_weights=_fid_weights(fid_weights))
+    base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log))
     try:
         with _chatter(quiet):
             result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks,

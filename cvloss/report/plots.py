@@ -16,6 +16,7 @@ printed in grey and a loss is recognisable from one figure to the next. Referenc
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from cvloss.errors import ResultsFileError  # noqa: E402
+from cvloss.errors import ResultsFileError, UsageError  # noqa: E402
 from cvloss.report.style import loss_style, metric_label, reference_style  # noqa: E402
 from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 from cvloss.tasks import get_task_class  # noqa: E402
@@ -40,18 +41,34 @@ FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsi
 _METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "ModDate": None, "Producer": None},
              ".svg": {"Date": None}}
 VECTOR_FORMATS = (".pdf", ".svg")
+# Which formats beside the PNG (which the report embeds): "png,pdf,svg" by default; a
+# sweep of hundreds of comparisons (or a test suite) may keep "png" only.
+FORMATS_ENV = "CVLOSS_PLOT_FORMATS"
+
+
+def vector_formats() -> tuple[str, ...]:
+    """The vector formats ``$CVLOSS_PLOT_FORMATS`` asks for (default both); an unknown
+    format is refused in one line."""
+    raw = os.environ.get(FORMATS_ENV, "").strip()
+    if not raw:
+        return VECTOR_FORMATS
+    asked = {"." + f.strip().lower().lstrip(".") for f in raw.split(",") if f.strip()}
+    unknown = asked - {".png", *VECTOR_FORMATS}
+    if unknown or ".png" not in asked:
+        raise UsageError(f"${FORMATS_ENV}={raw!r}: give png plus any of pdf, svg (comma-separated)")
+    return tuple(ext for ext in VECTOR_FORMATS if ext in asked)
 
 
 def save_figure(fig, path: Path, close: bool = True) -> None:
-    """Write ``fig`` as ``path`` (PNG) and as the same name in PDF and SVG beside it, each
-    atomically under a unique temporary name (concurrent writers never collide), with no
-    date in the files (see the module docstring)."""
+    """Write ``fig`` as ``path`` (PNG) and as the same name in PDF and SVG beside it
+    (:func:`vector_formats`), each atomically under a unique temporary name (concurrent
+    writers never collide), with no date in the files (see the module docstring)."""
     path = Path(path)
     try:
         with plt.rc_context({"svg.hashsalt": "cvloss"}):
-            # The tight box once (it costs a full draw), shared by the three formats.
+            # The tight box once (it costs a full draw), shared by every format.
             box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
-            for target in (path, *(path.with_suffix(ext) for ext in VECTOR_FORMATS)):
+            for target in (path, *(path.with_suffix(ext) for ext in vector_formats())):
                 with atomic_path(target) as tmp:
                     fig.savefig(tmp, dpi=DPI, bbox_inches=box, format=target.suffix[1:],
                                 metadata=_METADATA.get(target.suffix))
@@ -251,11 +268,16 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        if axes[-1].lines:
-            axes[-1].legend(loc="best", framealpha=0.85)
+        handles, labels = axes[-1].get_legend_handles_labels()
         fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: learning curves\n"
                      f"line = mean over seeds, band = min..max over seeds")
-        fig.tight_layout()
+        if handles:  # under the panels, never on top of a curve
+            ncol = min(len(handles), 4)
+            rows = math.ceil(len(handles) / ncol)
+            fig.tight_layout(rect=(0, (0.12 + 0.16 * rows) / fig.get_figheight(), 1, 1))
+            fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+        else:
+            fig.tight_layout()
         _save(fig, path)
 
 

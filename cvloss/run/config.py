@@ -53,6 +53,8 @@ class TrialConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # --fid-weights: the FID Inception file, recorded in trial.json; like a path, not identity
     fid_weights: str | None = None
+    # --log: live curves of the run (cvloss.run.live_log); a view, not part of the identity
+    log: str = "none"
 
     @property
     def params(self) -> dict[str, Any]:
@@ -70,7 +72,7 @@ class TrialConfig:
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""
         d = asdict(self)
-        for key in ("device", "out", "data_dir", "fid_weights"):
+        for key in ("device", "out", "data_dir", "fid_weights", "log"):
             d.pop(key)
         d["params"] = self.params
         return d

@@ -42,6 +42,7 @@ from cvloss.losses import build_loss
 from cvloss.report.grid import save_grid
 from cvloss.run.config import TrialConfig
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
+from cvloss.run.live_log import LiveLog
 from cvloss.run.progress import Reporter
 from cvloss.tasks.base import evaluating, seed_everything
 from cvloss.tasks import get_task_class
@@ -314,11 +315,23 @@ def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None) -> 
         write_csv(trial.out_dir / METRICS, trial.history)
     reporter.trial_start(trial.label, epochs, task.num_batches(), trial.start_epoch)
     trial.t_start = time.perf_counter()
+    live = LiveLog(cfg.log, trial.out_dir)
+    try:
+        if trial.start_epoch == 0 and trial.history:
+            live.epoch(trial.history[0])  # the untrained model's row
+        return _epoch_loop(trial, reporter, stop_after_epoch, live)
+    finally:
+        live.close()
+
+
+def _epoch_loop(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None, live: LiveLog) -> dict[str, Any] | None:
+    task, epochs = trial.task, trial.params["epochs"]
     for epoch in range(trial.start_epoch + 1, epochs + 1):
         row = _epoch(trial, epoch, reporter)
         if row.get("status") == "diverged":
             return row
         trial.history.append(row)
+        live.epoch(row)
         write_csv(trial.out_dir / METRICS, trial.history)
         trial.lock.refresh()  # the heartbeat; raises if another process has taken the trial over
         save_checkpoint(trial.out_dir / CHECKPOINT, keep_previous=trial.out_dir / PREV_CHECKPOINT, state={

@@ -114,6 +114,7 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--feature-weights", "random:x"), "the seed after 'random:' must be an integer"),
     (_seg("--feature-weights", ""), "feature weights must be auto, imagenet"),
     (_seg("--threads", "0"), "--threads must be >= 1"),
+    (_seg("--log", "wandb"), "unknown --log 'wandb'"),
     (_seg("--target-effect", "0"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "-0.1"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "nan"), "--target-effect must be a positive difference"),
@@ -155,6 +156,10 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    # matplotlib builds its font cache once, at its first import in a process (not a
+    # write of ours): have it happen before the snapshot, so the test does not depend on
+    # which test ran first.
+    import matplotlib.pyplot  # noqa: F401
     from PIL import Image
 
     Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "cwd" / "ok.png")

@@ -33,6 +33,17 @@ def comparison(tmp_path):
     return tmp_path / "res", summarize_comparison(base, LOSSES, [0, 1, 2])
 
 
+def test_plot_formats_setting_is_checked(monkeypatch):
+    from cvloss.errors import UsageError
+    from cvloss.report.plots import vector_formats
+
+    monkeypatch.setenv("CVLOSS_PLOT_FORMATS", "png,svg")
+    assert vector_formats() == (".svg",)
+    monkeypatch.setenv("CVLOSS_PLOT_FORMATS", "pdf")  # the report embeds the PNG: it is never left out
+    with pytest.raises(UsageError, match="give png plus any of pdf, svg"):
+        vector_formats()
+
+
 def test_latex_escapes_every_special_character():
     assert latex_escape("a_b^c") == r"a\_b\textasciicircum{}c"
     assert latex_escape("l1+0.01*perceptual") == r"l1\texttt{+}0.01\textasteriskcentered{}perceptual"
@@ -83,9 +94,10 @@ def test_runs_and_compare_csv_pivot_without_cleaning(comparison):
     assert table["p_adj"].dtype.kind == "f"
 
 
-def test_every_plot_in_three_formats_and_byte_identical_when_redrawn(comparison, tmp_path):
+def test_every_plot_in_three_formats_and_byte_identical_when_redrawn(comparison, tmp_path, monkeypatch):
     from cvloss.report.plots import comparison_plots
 
+    monkeypatch.delenv("CVLOSS_PLOT_FORMATS", raising=False)  # the default: PNG, PDF and SVG
     _, result = comparison
     made = {}
     for name in ("a", "b"):
