@@ -269,7 +269,7 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
     level = result.get("mde_level")
     if mde:
         n = len(result["seeds"])
-        lines.append(f"Smallest difference detectable with {n} seeds (80% power, two-sided level "
+        lines.append(f"Smallest difference detectable with {n} seed{'' if n == 1 else 's'} (80% power, two-sided level "
                      f"{fmt(level, 2)} = α/(k-1), SD of the paired differences pooled over the losses): "
                      + ", ".join(f"{m} {fmt(v, 3)}" for m, v in mde.items()) + ".")
     if result.get("target_effect") is not None:
