@@ -10,6 +10,7 @@ setting and one results folder (``+lr=1.0``).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,22 @@ def check_schema(task: str, schema: dict[str, Setting], budgets: dict[str, dict[
                 raise AssertionError(f"task {task}: budget {budget} sets {key}=None, not nullable")
             if value is not None and schema[key].kind != "image" and coerce(task, key, value, schema[key]) != value:
                 raise AssertionError(f"task {task}: budget {budget} {key}={value!r} is not canonical")
+
+
+def env_number(name: str, default, kind: type = float, positive: bool = False, unit: str = ""):
+    """A limit or interval read from the environment variable ``name`` (``default`` when it
+    is unset or empty): a finite ``kind`` (``int`` or ``float``) >= 0, or > 0 with
+    ``positive``; anything else is one :class:`UsageError` line naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    ok = value is not None and math.isfinite(value) and (value > 0 if positive else value >= 0)
+    if not ok:
+        what = ("a positive" if positive else "a") + (" whole" if kind is int else "") + " number"
+        what += (f" of {unit}" if unit else "") + ("" if positive else " >= 0")
+        raise UsageError(f"${name} must be {what}; got {raw!r}")
+    return value

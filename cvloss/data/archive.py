@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from cvloss.data.types import DatasetError
+from cvloss.settings import env_number
 
 __all__ = ["Caps", "safe_extract", "sniff_format", "expected_format", "staging_dir", "write_atomic"]
 
@@ -74,24 +75,11 @@ class Caps:
     @classmethod
     def from_env(cls) -> "Caps":
         d = cls()
-        return cls(ratio=_env_number(RATIO_ENV, d.ratio, float), slack=_env_number(SLACK_ENV, d.slack, int),
-                   members=_env_number(MEMBERS_ENV, d.members, int))
+        return cls(ratio=env_number(RATIO_ENV, d.ratio, float), slack=env_number(SLACK_ENV, d.slack, int),
+                   members=env_number(MEMBERS_ENV, d.members, int))
 
     def max_bytes(self, archive_size: int) -> int:
         return int(self.ratio * archive_size) + self.slack
-
-
-def _env_number(var: str, default, kind):
-    raw = os.environ.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = -1
-    if not value >= 0:  # also refuses NaN
-        raise DatasetError(f"{var} must be a number >= 0, got {raw!r}")
-    return value
 
 
 def expected_format(name: str) -> str | None:

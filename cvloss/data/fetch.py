@@ -42,6 +42,7 @@ from cvloss.data.archive import write_atomic, safe_extract
 from cvloss.data.registry import (DatasetInfo, FileInfo, dataset_dir, extraction_marker, missing_layout,
                                   presence_problem)
 from cvloss.data.types import DatasetError
+from cvloss.settings import env_number
 
 __all__ = ["FileCheck", "download", "verify", "file_digest", "safe_extract", "TOFU_FILE", "DOWNLOAD_ENV"]
 
@@ -166,11 +167,9 @@ def download_cap(info: DatasetInfo, f: FileInfo) -> tuple[int, str]:
     """``(bytes, why)``: a download of ``f`` stops after that many bytes --
     ``$CVLOSS_MAX_DOWNLOAD_BYTES`` if set, else the file's recorded size, else 2 x the
     dataset's ``size_bytes``."""
-    raw = os.environ.get(DOWNLOAD_ENV, "").strip()
-    if raw:
-        if not raw.isdigit():
-            raise DatasetError(f"{DOWNLOAD_ENV} must be a whole number of bytes, got {raw!r}")
-        return int(raw), f"{DOWNLOAD_ENV}"
+    cap = env_number(DOWNLOAD_ENV, None, int, unit="bytes")
+    if cap is not None:
+        return cap, f"{DOWNLOAD_ENV}"
     if f.size:
         return f.size, "its recorded size"
     return 2 * info.size_bytes, "2 x the dataset's size_bytes; its own size is not recorded"

@@ -31,7 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cvloss.errors import LockError, UsageError
+from cvloss.errors import LockError
+from cvloss.settings import env_number
 
 LOCK_NAME = "trial.lock"
 TIMEOUT_ENV, HEARTBEAT_ENV, POLL_ENV = "CVLOSS_LOCK_TIMEOUT", "CVLOSS_LOCK_HEARTBEAT", "CVLOSS_LOCK_POLL"
@@ -41,16 +42,7 @@ _BREAK_STALE_S = 60.0  # a takeover takes milliseconds: an older .break file is 
 
 def env_seconds(name: str, default: float) -> float:
     """A positive number of seconds from the environment variable ``name``."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise UsageError(f"${name} must be a positive number of seconds; got {raw!r}")
-    return value
+    return env_number(name, default, float, positive=True, unit="seconds")
 
 
 def _proc_start(pid: int) -> str | None:

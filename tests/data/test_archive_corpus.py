@@ -21,6 +21,7 @@ import pytest
 from cvloss.data import archive
 from cvloss.data.fetch import download
 from cvloss.data.registry import DatasetError, is_present
+from cvloss.errors import UsageError
 
 _spec = importlib.util.spec_from_file_location(
     "cvloss_test_fixtures_malicious", Path(__file__).resolve().parents[1] / "fixtures" / "malicious_archives.py")
@@ -106,7 +107,7 @@ def test_member_cap(tmp_path, monkeypatch):
     archive.safe_extract(path, tmp_path / "t")
     assert len(list((tmp_path / "t" / "d").iterdir())) == 5
     monkeypatch.setenv("CVLOSS_MAX_MEMBERS", "lots")
-    with pytest.raises(DatasetError, match="CVLOSS_MAX_MEMBERS must be a number >= 0, got 'lots'"):
+    with pytest.raises(UsageError, match=r"\$CVLOSS_MAX_MEMBERS must be a whole number >= 0; got 'lots'"):
         archive.safe_extract(path, tmp_path / "t")
 
 
