@@ -77,8 +77,6 @@ def save_figure(fig, path: Path, close: bool = True) -> None:
             plt.close(fig)
 
 
-_save = save_figure
-
 
 def _short(spec: str, width: int = 22) -> str:
     """Tick label or title: a long spec wrapped before ``+`` / ``(`` and after ``,``
@@ -189,7 +187,7 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
         ncol = len(handles) if len(handles) <= 7 else 5
         fig.tight_layout(rect=(0, (0.1 + 0.17 * math.ceil(len(handles) / ncol)) / fig.get_figheight(), 1, 1))
         fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, columnspacing=1.2)
-        _save(fig, path)
+        save_figure(fig, path)
 
 
 def _curves(result: dict[str, Any], loss: str, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -278,7 +276,7 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
             fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
         else:
             fig.tight_layout()
-        _save(fig, path)
+        save_figure(fig, path)
 
 
 def samples_plot(result: dict[str, Any], path: Path) -> bool:
@@ -334,7 +332,7 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
             fig.tight_layout(rect=(0, 0.12 * len(lines) / fig.get_figheight(), 1, 1))
         else:
             fig.tight_layout()
-        _save(fig, path)
+        save_figure(fig, path)
     return True
 
 
@@ -393,7 +391,7 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
         fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: paired differences against "
                      f"{result['baseline']}, mean ± 95% CI over seeds; filled = adjusted p < 0.05")
         fig.tight_layout()
-        _save(fig, path)
+        save_figure(fig, path)
     return True
 
 

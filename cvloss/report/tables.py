@@ -142,7 +142,7 @@ def time_text(result: dict[str, Any], loss: str) -> str:
         return "" if not c else "n/a"
     mean, ci = c["train_time_s"], c.get("train_time_ci95")
     if _finite(ci) and ci > 0:
-        low = max(0.0, mean - ci)
+        low = max(0.0, mean - ci)  # a time is never negative: the interval stops at 0
         return f"{fmt(mean, 3)} [{fmt(low, 2)}, {fmt(mean + ci, 2)}]" if low == 0.0 else f"{fmt(mean, 3)} ± {fmt(ci, 2)}"
     return fmt(mean, 3)
 

@@ -187,17 +187,6 @@ def seeds_needed(delta: float, sd_diff: float, alpha: float = 0.05, power: float
     return hi
 
 
-def clip_interval(mean: float, half: float, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
-    """The interval ``mean ± half`` cut at the bounds of a bounded quantity (a rate in
-    [0, 1], a count or a time >= 0): a CI is never shown past what the quantity can be."""
-    low, high = mean - half, mean + half
-    if lo is not None:
-        low = max(low, lo)
-    if hi is not None:
-        high = min(high, hi)
-    return low, high
-
-
 # ---------------------------------------------------------------------------- a comparison
 def _paired_p(a: Sequence[float], b: Sequence[float]) -> float:
     return paired_difference(a, b)[2]

@@ -109,3 +109,14 @@ def test_every_plot_in_three_formats_and_byte_identical_when_redrawn(comparison,
             assert first == (tmp_path / "b" / png).with_suffix(ext).read_bytes(), f"{png} {ext} differs when redrawn"
     svg = (tmp_path / "a" / "forest.svg").read_text()
     assert "<dc:date>" not in svg and b"CreationDate" not in (tmp_path / "a" / "forest.pdf").read_bytes()
+
+
+def test_time_per_trial_cell_never_goes_below_zero():
+    from cvloss.report.tables import time_text
+
+    result = {"compute": {"a": {"train_time_s": 1.0, "train_time_ci95": 3.0, "n": 2},
+                          "b": {"train_time_s": 10.0, "train_time_ci95": 2.0, "n": 3},
+                          "c": {"train_time_s": float("nan"), "train_time_ci95": float("nan"), "n": 0}}}
+    assert time_text(result, "a") == "1 [0, 4]"  # mean 1 ± 3 shown as its bounded interval
+    assert time_text(result, "b") == "10 ± 2"
+    assert time_text(result, "c") == "n/a" and time_text({}, "a") == ""

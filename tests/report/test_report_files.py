@@ -97,7 +97,7 @@ def test_a_loss_has_one_look_in_every_comparison_and_plot(tmp_path, monkeypatch,
                         __import__("matplotlib").colors.to_rgba(artist.get_color()))))
         plots.plt.close(fig)
 
-    monkeypatch.setattr(plots, "_save", capture)
+    monkeypatch.setattr(plots, "save_figure", capture)
     a = make_comparison(tmp_path / "a", losses=("ce", "dice", "topo", "wce"))
     b = make_comparison(tmp_path / "b", losses=("topo", "ce"))
     for r in (a, b):

@@ -57,7 +57,7 @@ def _plot(path: Path, times: int) -> None:
     for _ in range(times):
         fig, ax = plots.plt.subplots(figsize=(1, 1))
         ax.plot([0, 1], [0, 1])
-        plots._save(fig, path)
+        plots.save_figure(fig, path)
 
 
 @pytest.mark.parametrize("writer", [_grid, _plot])

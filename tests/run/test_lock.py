@@ -52,7 +52,8 @@ def test_create_is_exclusive_and_release_removes_only_our_lock(tmp_path):
     a, b = TrialLock(tmp_path / "t"), TrialLock(tmp_path / "t")
     assert a.acquire() is None
     info = json.loads((tmp_path / "t" / LOCK_NAME).read_text())
-    assert info["pid"] == os.getpid() and info["host"] == HOST and info["heartbeat"] <= time.time()
+    assert info["pid"] == os.getpid() and info["host"] == HOST and info["token"] == a.token
+    assert info["heartbeat"] == info["started"]  # a fresh lock has beaten once, when it was made
     holder = b.acquire()  # same pid, live: waits like any other holder
     assert holder["token"] == a.token
     b.release()

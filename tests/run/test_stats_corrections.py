@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from cvloss.run.stats import (benjamini_hochberg, clip_interval, effect_size_dz, holm, min_detectable_effect,
+from cvloss.run.stats import (benjamini_hochberg, effect_size_dz, holm, min_detectable_effect,
                               paired_power, pooled_sd, prob_improvement, seeds_needed)
 
 
@@ -61,11 +61,6 @@ def test_minimum_detectable_effect_is_the_inverse_of_power():
     assert paired_power(mde / 2.0, 10) == pytest.approx(0.8, abs=1e-6)
     assert min_detectable_effect(2.0, 10, alpha=0.01) > mde  # a stricter level needs a larger effect
     assert math.isnan(min_detectable_effect(1.0, 1)) and math.isnan(min_detectable_effect(0.0, 5))
-
-
-def test_bounded_intervals_stop_at_their_bounds():
-    assert clip_interval(0.95, 0.1, 0.0, 1.0) == pytest.approx((0.85, 1.0))
-    assert clip_interval(2.0, 5.0, lo=0.0) == pytest.approx((0.0, 7.0))
 
 
 def test_best_only_when_it_beats_every_other_loss_after_correction():

@@ -97,7 +97,9 @@ def test_optimisers_lower_the_style_distance_and_resume_exactly(tmp_path, optimi
     cfg2 = _cfg(tmp_path / "b", optimizer=optimizer, pairs="chelsea:waves")
     assert run_trial(cfg2, stop_after_epoch=1)["status"] == "interrupted"
     resumed = run_trial(cfg2)
-    assert resumed["metrics"] == pytest.approx(done["metrics"] | {"wall_s": resumed["metrics"]["wall_s"]}, rel=1e-5)
+    # every metric but the optimisation's wall time (which differs from run to run) resumes exactly
+    untimed = lambda m: {k: v for k, v in m.items() if k != "wall_s"}  # noqa: E731
+    assert untimed(resumed["metrics"]) == pytest.approx(untimed(done["metrics"]), rel=1e-5)
 
 
 def test_bad_inputs_fail_with_one_line(tmp_path):
