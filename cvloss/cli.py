@@ -363,6 +363,31 @@ def _executor(jobs: int, devices: Optional[str], threads: Optional[int], device:
     return ProcessExecutor(jobs, threads=threads, devices=indices, break_stale_locks=break_stale_locks)
 
 
+_EXECUTOR_HELP = ("Where the trials run: local (this machine: --jobs worker processes), or ray (Ray tasks: a local "
+                  "instance, or the cluster of --address; cvloss[ray]).")
+_ADDRESS_HELP = "With --executor ray: auto (the cluster `ray start` made on this node) or HOST:PORT of a Ray head."
+
+
+def _ray_executor(executor: str, address: Optional[str], jobs: int, devices: Optional[str], threads: Optional[int],
+                  break_stale_locks: bool):
+    """The Ray executor of ``--executor ray`` (None for ``local``), every option checked
+    before anything is written: Ray installed, ``--address`` only with it."""
+    from cvloss.errors import UsageError
+
+    if executor not in ("local", "ray"):
+        raise UsageError(f"unknown --executor {executor!r}; valid: local, ray")
+    if executor == "local":
+        if address is not None:
+            raise UsageError("--address names a Ray cluster: it needs --executor ray")
+        return None
+    from cvloss.run.ray_executor import RayExecutor, parse_device_list
+
+    # Ray picks each task's GPU on its node, so --devices is only counted here (the
+    # driver may be a node without GPUs).
+    return RayExecutor(address, threads=threads, devices=parse_device_list(devices), jobs=jobs if jobs > 1 else None,
+                       break_stale_locks=break_stale_locks)
+
+
 _LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
 _STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
 
@@ -463,10 +488,13 @@ def compare(
                                       "needed to detect it (80% power, corrected level)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help=_JOBS_HELP),
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
+    executor_name: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
-    executor = _executor(jobs, devices, threads, device, break_stale_locks)
+    executor = (_ray_executor(executor_name, address, jobs, devices, threads, break_stale_locks)
+                or _executor(jobs, devices, threads, device, break_stale_locks))
     from cvloss.report.console import print_table
     from cvloss.report.tables import comparison_rows
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
@@ -480,7 +508,7 @@ def compare(
     from dataclasses import replace
 
     base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
-    if devices is not None and executor.jobs == 1:  # one job: train on the first device listed
+    if devices is not None and executor.jobs == 1 and executor_name == "local":  # one job: train on the first device listed
         base = replace(base, device=f"cuda:{executor.devices[0]}")
     try:
         with _chatter(quiet):

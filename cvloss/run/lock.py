@@ -19,6 +19,11 @@ are stale, e.g. a crashed run on another machine within the timeout).
 Takeover is serialised by a short-lived ``trial.lock.break`` file (also ``O_EXCL``), and
 the breaker removes the lock only if its bytes are still the ones it judged stale, so two
 processes taking over one stale lock never both end up holding it.
+
+A lock also records ``owner`` (``$CVLOSS_LOCK_OWNER``, when set): the Ray executor sets
+it to a token of the task submission, so the retry of a task whose worker died -- on
+another node, where the pid check cannot look -- takes over the dead attempt's lock at
+once (:func:`take_over_owned`) instead of waiting for its heartbeat to age.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from cvloss.settings import env_number
 
 LOCK_NAME = "trial.lock"
 TIMEOUT_ENV, HEARTBEAT_ENV, POLL_ENV = "CVLOSS_LOCK_TIMEOUT", "CVLOSS_LOCK_HEARTBEAT", "CVLOSS_LOCK_POLL"
+OWNER_ENV = "CVLOSS_LOCK_OWNER"
 DEFAULT_TIMEOUT_S, DEFAULT_HEARTBEAT_S, DEFAULT_POLL_S = 600.0, 30.0, 2.0
 _BREAK_STALE_S = 60.0  # a takeover takes milliseconds: an older .break file is a crashed breaker's
 
@@ -143,6 +149,8 @@ class TrialLock:
         now = time.time()
         info = {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token,
                 "started": started or now, "heartbeat": now, "pid_start": _proc_start(os.getpid())}
+        if os.environ.get(OWNER_ENV):
+            info["owner"] = os.environ[OWNER_ENV]
         return (json.dumps(info) + "\n").encode()
 
     def _create(self) -> bool:
@@ -188,24 +196,7 @@ class TrialLock:
     def _break(self, judged: bytes) -> bool:
         """Remove the lock if it still holds ``judged`` and create ours, serialised by the
         ``.break`` file; False if another process got there first (the caller looks again)."""
-        breaker = self.path.with_name(LOCK_NAME + ".break")
-        try:
-            fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                if time.time() - breaker.stat().st_mtime > _BREAK_STALE_S:
-                    breaker.unlink(missing_ok=True)
-            except FileNotFoundError:
-                pass
-            return False
-        try:
-            if _read(self.path) != judged:
-                return False
-            self.path.unlink(missing_ok=True)
-            return self._create()
-        finally:
-            os.close(fd)
-            breaker.unlink(missing_ok=True)
+        return _remove_if_unchanged(self.path, judged, then=self._create)
 
     # -------------------------------------------------------------- hold
     def refresh(self) -> None:
@@ -246,3 +237,38 @@ class TrialLock:
                 d.rmdir()
             except OSError:
                 break
+
+
+def take_over_owned(trial_dir: Path, owner: str) -> bool:
+    """Remove ``trial_dir``'s lock if it names ``owner`` -- left by an earlier attempt of
+    the same submission, which its executor knows to be dead -- so the retry takes the
+    trial at once. Serialised like any takeover; True when a lock was removed."""
+    path = Path(trial_dir) / LOCK_NAME
+    raw = _read(path)
+    if raw is None or not owner or _parse(raw).get("owner") != owner:
+        return False
+    return _remove_if_unchanged(path, raw, then=lambda: True)
+
+
+def _remove_if_unchanged(path: Path, judged: bytes, then) -> bool:
+    """Under the ``.break`` file: remove the lock ``path`` if it still holds ``judged``,
+    then return ``then()`` (still serialised); False if another process is breaking it
+    (a ``.break`` file older than a takeover takes is a crashed breaker's: removed)."""
+    breaker = path.with_name(LOCK_NAME + ".break")
+    try:
+        fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            if time.time() - breaker.stat().st_mtime > _BREAK_STALE_S:
+                breaker.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        return False
+    try:
+        if _read(path) != judged:
+            return False
+        path.unlink(missing_ok=True)
+        return then()
+    finally:
+        os.close(fd)
+        breaker.unlink(missing_ok=True)

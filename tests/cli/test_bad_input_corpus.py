@@ -3,6 +3,7 @@ stderr, nothing on stdout, exit code 2, no traceback, and nothing written anywhe
 not the results folder, the data folder, the current directory or the caches."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,12 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--target-effect", "-0.1"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "nan"), "--target-effect must be a positive difference"),
     (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
+    # executors: --address only with Ray, checked before Ray is asked for (these need no Ray)
+    (_seg("--address", "auto"), "--address names a Ray cluster: it needs --executor ray"),
+    (_seg("--executor", "slurm"), "unknown --executor 'slurm'; valid: local, ray"),
+    (_seg("--executor", "ray", "--address", "head-node"), "expected auto or HOST:PORT"),
+    (_seg("--executor", "ray", "--address", "head:99999"), "expected auto or HOST:PORT"),
+    (_seg("--executor", "ray", "--devices", "0,0"), "expected distinct comma-separated GPU indices"),
     # data that is not there
     (_seg("--dataset", "oxford-pets"), "cvloss datasets download oxford-pets"),
     (_compare("sr", "l1", "--dataset", "div2k"), "cvloss datasets download div2k"),
@@ -197,6 +204,16 @@ def test_cuda_requested_without_cuda(sandbox):
     result = runner.invoke(app, _seg("--device", "cuda", "--out", str(sandbox / "out")))
     assert result.exit_code == 2 and "torch sees no CUDA device" in result.stderr
     assert not (sandbox / "out").exists()
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(sandbox, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as where it is not installed
+    before = _snapshot(sandbox)
+    result = runner.invoke(app, _seg("--executor", "ray", "--out", str(sandbox / "out")))
+    (line,) = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and line == "error: --executor ray needs Ray, which is not installed: " \
+                                            "pip install 'cvloss[ray]'"
+    assert _snapshot(sandbox) == before
 
 
 def test_a_bug_is_not_reported_as_bad_input(sandbox, monkeypatch):

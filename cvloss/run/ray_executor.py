@@ -1,0 +1,438 @@
+"""The Ray executor: a comparison's trials as Ray tasks, on a local instance or a cluster.
+
+Another implementation of :class:`cvloss.run.executor.Executor`: each
+:class:`~cvloss.run.config.TrialConfig` becomes one Ray task that runs the same trial
+function, :func:`cvloss.run.trainer.run_trial`, under the trial folder's lock, so a
+trial's result does not depend on where it ran (the tests compare against serial runs).
+
+* Resources: a task asks for ``num_cpus = threads`` (``--threads``, default 1) and, with
+  ``--devices``, ``num_gpus = min(1, len(devices) / jobs)`` (``--jobs 8 --devices 0,1``:
+  a quarter GPU each, as the process pool places four workers per GPU). Ray picks the
+  GPU (``CUDA_VISIBLE_DEVICES``), so the trial trains on ``cuda``; ``--jobs`` caps the
+  trials in flight (default: as many as the cluster's resources admit).
+* Storage: every node must see ``--out`` (and the data folder): before the first trial
+  the driver writes a probe file there with a random token, one task must read it back
+  and answer beside it; otherwise one :class:`~cvloss.errors.UsageError` line, and
+  nothing is left behind.
+* Failures: a trial whose worker or node died is retried once by Ray (``max_retries=1``,
+  system failures only; an exception in the trial is raised on the driver, as the
+  serial executor would). The retry resumes from the last epoch checkpoint; a lock left
+  by the dead attempt is taken over at once when it is on this host and its process is
+  gone (:mod:`cvloss.run.lock`), and on another host because the lock names the
+  submission (``$CVLOSS_LOCK_OWNER``): Ray retries a task only after its attempt died.
+  A second death leaves the trial crashed (no ``summary.json``, a rerun retries it); the
+  other trials go on.
+* Progress: a task's reporter events and its stdout/stderr lines (whole lines) go
+  through one :class:`ray.util.queue.Queue` to the driver, which alone prints them.
+* Ctrl-C on the driver: ``ray.cancel`` on every pending task (a running trial gets
+  KeyboardInterrupt, releases its lock, keeps its checkpoints), then KeyboardInterrupt
+  is re-raised (the CLI exits 130).
+* Plugins: the loss-plugin modules named by the driver are imported in every task
+  (``cvloss.losses.registry.load_plugins``), so plugin losses resolve on the workers.
+
+Ray is an optional extra (``pip install 'cvloss[ray]'``); :func:`require_ray` says so.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from cvloss.errors import UsageError
+from cvloss.run.config import TrialConfig
+from cvloss.run.executor import MAX_ATTEMPTS, Executor, _Lines, _PipeReporter, check_jobs
+from cvloss.run.lock import OWNER_ENV, take_over_owned
+from cvloss.run.progress import Reporter
+from cvloss.run.trainer import run_trial, trial_label
+
+INSTALL_HINT = "pip install 'cvloss[ray]'"
+PROBE_PREFIX = ".cvloss-ray-probe-"
+_PROBE_TIMEOUT_S = 120.0  # a task must be scheduled and answer within this (a busy cluster queues it)
+_CANCEL_GRACE_S = 30.0  # cancelled trials get this long to release their locks
+# Reporter events a task sends: the driver calls the reporter method of the same name.
+_EVENTS = ("trial_start", "trial_progress", "trial_epoch", "trial_end", "message")
+
+
+def require_ray():
+    """The ``ray`` module, or one UsageError line saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def check_address(address: str | None) -> str | None:
+    """``--address``: ``auto`` (the cluster ``ray start`` made on this node) or
+    ``HOST:PORT`` of a running head; None starts a local instance."""
+    if address is None or address == "auto":
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address {address!r}: expected auto or HOST:PORT of a Ray head, e.g. 10.0.0.1:6379")
+    return address
+
+
+def parse_device_list(text: str | None) -> list[int] | None:
+    """``--devices 0,1`` with Ray: distinct indices, counted, not looked up here (Ray
+    assigns each task a GPU of its node; the driver may have none)."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise UsageError(f"--devices {text!r}: expected distinct comma-separated GPU indices, e.g. --devices 0,1")
+    return [int(p) for p in parts]
+
+
+def gpu_share(devices: list[int] | None, jobs: int) -> float:
+    """``num_gpus`` of one trial: 0 without ``--devices``, else the devices shared out
+    over ``jobs`` trials at once, at most one GPU (a trial trains on one device)."""
+    if not devices:
+        return 0.0
+    return min(1.0, len(devices) / max(1, jobs))
+
+
+# ---------------------------------------------------------------------- worker side
+class _QueueConn:
+    """What the worker-side reporter of :mod:`cvloss.run.executor` sends to: each message
+    goes to the driver's queue, tagged with the trial's index and attempt."""
+
+    def __init__(self, queue, index: int, attempt: str) -> None:
+        self.queue, self.index, self.attempt = queue, index, attempt
+
+    def send(self, message: tuple) -> None:
+        self.queue.put((self.index, self.attempt, message))
+
+
+def _node_name() -> str:
+    """``host (node 1a2b3c4d)`` in a Ray worker (a host may run several Ray nodes, as the
+    tests do); the host alone elsewhere."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return f"{socket.gethostname()} (node {ray.get_runtime_context().get_node_id()[:8]})"
+    except ImportError:
+        pass
+    return socket.gethostname()
+
+
+def _load_plugins(modules: list[str]) -> None:
+    """Import the loss plugins on this worker (issue 17's registry hook, when present)."""
+    if not modules:
+        return
+    from cvloss.losses import registry
+
+    load = getattr(registry, "load_plugins", None)
+    if load is not None:
+        load(list(modules))
+
+
+def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], owner: str,
+               plugins: list[str], break_stale_locks: bool) -> dict[str, Any]:
+    """One trial on a Ray worker: the driver's ``CVLOSS_*`` settings, the plugins, the
+    lock takeover of a dead earlier attempt, then :func:`run_trial`. Its reporter events
+    and printed lines go to ``queue``; the worker process is reused, so what it changes
+    (environment, streams, threads) is put back."""
+    import torch
+
+    attempt = uuid.uuid4().hex[:8]
+    conn = _QueueConn(queue, index, attempt)
+    conn.send(("attempt", os.getpid(), _node_name()))
+    saved_env = {k: os.environ.get(k) for k in [*env, OWNER_ENV]}
+    saved_streams, saved_threads = (sys.stdout, sys.stderr), torch.get_num_threads()
+    os.environ.update(env)
+    os.environ[OWNER_ENV] = owner
+    sys.stdout = sys.stderr = _Lines(conn)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *a, **k: conn.send(("warning", str(message)))
+            _load_plugins(plugins)
+            cfg = TrialConfig(**fields)
+            label = trial_label(cfg)
+            if take_over_owned(cfg.trial_dir, owner):
+                conn.send(("message", f"[{label}] took over the lock of this trial's earlier attempt, "
+                                      "whose Ray worker died"))
+            torch.set_num_threads(cfg.threads or 1)
+            return run_trial(cfg, _PipeReporter(conn, [], 1), break_stale_locks=break_stale_locks)
+    finally:
+        sys.stdout, sys.stderr = saved_streams
+        torch.set_num_threads(saved_threads)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def probe_task(folder: str, token: str) -> dict[str, str]:
+    """Read the driver's probe file in ``folder`` and answer beside it: proof that this
+    node sees the same storage, not a same-named local folder. Returns the node's name
+    and its cvloss version, or raises with why not."""
+    from cvloss import __version__
+
+    node = _node_name()
+    probe = Path(folder) / f"{PROBE_PREFIX}{token}"
+    if not probe.is_file():
+        raise FileNotFoundError(f"{folder} on {node} does not hold the driver's probe file")
+    if probe.read_text() != token:
+        raise ValueError(f"{folder} on {node} holds another probe file")
+    probe.with_name(probe.name + ".answer").write_text(node)
+    return {"node": node, "cvloss": __version__}
+
+
+def check_shared_folder(folder: Path, run_probe: Callable[[str, str], dict[str, str]]) -> dict[str, str]:
+    """Refuse (one UsageError line, nothing left behind) unless the worker that
+    ``run_probe(folder, token)`` reaches reads the driver's probe file in ``folder`` and
+    writes its answer where the driver sees it; return what the worker said (``node``,
+    ``cvloss`` version). A UsageError of ``run_probe`` passes through, after the cleanup."""
+    folder = Path(folder)
+    made = [d for d in (folder, *folder.parents) if not d.exists()]
+    token = uuid.uuid4().hex
+    probe = folder / f"{PROBE_PREFIX}{token}"
+    answer = probe.with_name(probe.name + ".answer")
+    problem, info = None, {}
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_text(token)
+        except OSError as exc:
+            problem = f"the driver cannot write it ({(exc.strerror or type(exc).__name__).lower()})"
+        if problem is None:
+            try:
+                info = run_probe(str(folder), token)
+            except UsageError:
+                raise
+            except Exception as exc:  # the task's error, re-raised by Ray (wrapped: its last line says what)
+                problem = _last_line(exc)
+        if problem is None and (not answer.is_file() or answer.read_text() != info["node"]):
+            problem = f"a Ray worker on {info['node']} wrote its answer where this driver does not see it"
+    finally:
+        for path in (answer, probe):
+            path.unlink(missing_ok=True)
+        for d in made:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+    if problem is not None:
+        raise UsageError(f"--out {folder} must be a folder every Ray node sees (a shared filesystem): {problem}")
+    return info
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "cause", None) or exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------- driver side
+class RayExecutor(Executor):
+    """Trials as Ray tasks (see the module docstring).
+
+    ``address``: None (start a local instance, or use the one this process already
+    started), ``auto`` or ``HOST:PORT``. ``threads``: CPUs and torch threads per trial
+    (default 1). ``devices``/``jobs``: see :func:`gpu_share`; ``jobs`` also caps trials
+    in flight. ``plugins``: loss-plugin modules imported in every task.
+    """
+
+    jobs = 2  # several trials at once: the comparison's view (the real count goes to reporter.begin)
+
+    def __init__(self, address: str | None = None, threads: int | None = None, devices: list[int] | None = None,
+                 jobs: int | None = None, break_stale_locks: bool = False, plugins: list[str] | None = None) -> None:
+        self.address = check_address(address)
+        self.threads = threads or 1
+        self.devices = devices
+        self.max_in_flight = check_jobs(jobs) if jobs is not None else None
+        self.num_gpus = gpu_share(devices, jobs or 1)
+        self.break_stale_locks = break_stale_locks
+        self.plugins = list(plugins or [])
+        self.ray = require_ray()
+
+    # -------------------------------------------------------------- connection
+    def _connect(self) -> bool:
+        """Join the cluster (or start a local instance); True when this call started it."""
+        ray = self.ray
+        if ray.is_initialized():
+            return False
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "configure_logging": False}
+        if self.address is not None:
+            kwargs["address"] = self.address
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise UsageError(f"--address {self.address}: no Ray cluster there ({str(exc).splitlines()[0]}); "
+                             "start one with `ray start --head`") from None
+        return True
+
+    def _job(self, cfg: TrialConfig) -> dict[str, Any]:
+        """The fields a task receives: absolute paths (a worker's working directory is
+        not the driver's), the threads, and ``cuda`` when Ray hands the task a GPU."""
+        cfg = replace(cfg, out=str(Path(cfg.out).resolve()), threads=self.threads,
+                      data_dir=str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None)
+        if self.num_gpus:
+            cfg = replace(cfg, device="cuda")
+        return asdict(cfg)
+
+    def run(self, cfgs, reporter=None):
+        cfgs = list(cfgs)
+        reporter = reporter or Reporter()
+        if not cfgs:
+            return []
+        started = self._connect()
+        try:
+            return _Driver(self, cfgs, reporter).run()
+        finally:
+            if started:
+                self.ray.shutdown()
+
+
+class _Driver:
+    """One run of :class:`RayExecutor`: submit, forward progress, collect, cancel."""
+
+    def __init__(self, ex: RayExecutor, cfgs: list[TrialConfig], reporter: Reporter) -> None:
+        from ray.util.queue import Queue
+
+        self.ex, self.ray, self.cfgs, self.reporter = ex, ex.ray, cfgs, reporter
+        self.labels = [trial_label(c) for c in cfgs]
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.attempts: dict[int, list[tuple[str, int, str]]] = {}  # index -> (attempt id, pid, host)
+        self.results: dict[int, dict[str, Any]] = {}
+        self.env = {k: v for k, v in os.environ.items() if k.startswith("CVLOSS_")}
+
+    def _probe(self, folder: str, token: str) -> dict[str, str]:
+        """:func:`probe_task` on one worker; a worker without cvloss, or another version
+        of it, is refused here (one line)."""
+        from cvloss import __version__
+
+        ray = self.ray
+        ref = ray.remote(num_cpus=0, max_retries=1)(probe_task).remote(folder, token)
+        ready, _ = ray.wait([ref], timeout=_PROBE_TIMEOUT_S)
+        if not ready:
+            ray.cancel(ref, force=True)
+            raise TimeoutError(f"no Ray worker answered within {_PROBE_TIMEOUT_S:.0f}s")
+        try:
+            info = ray.get(ref)
+        except Exception as exc:
+            if "No module named 'cvloss" in str(exc):
+                raise UsageError("a Ray worker cannot import cvloss: install the same cvloss version on every "
+                                 f"node ({INSTALL_HINT}; README: running on a cluster)") from None
+            raise
+        if info["cvloss"] != __version__:
+            raise UsageError(f"a Ray worker on {info['node']} runs cvloss {info['cvloss']}, this driver "
+                             f"{__version__}: install the same version on every node")
+        return info
+
+    def run(self) -> list[dict[str, Any]]:
+        ray, ex = self.ray, self.ex
+        check_shared_folder(Path(self.cfgs[0].out).resolve(), self._probe)
+        resources = ray.cluster_resources()
+        cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+        slots = max(1, int(cpus // ex.threads))
+        if ex.num_gpus:
+            slots = min(slots, max(1, int(gpus / ex.num_gpus + 1e-9)))
+        if ex.max_in_flight:
+            slots = min(slots, ex.max_in_flight)
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        each = f"{ex.threads} CPU(s)" + (f" and {ex.num_gpus:g} GPU" if ex.num_gpus else "")
+        self.reporter.message(f"ray: {nodes} node(s), {cpus:g} CPU(s), {gpus:g} GPU(s); up to {slots} trial(s) "
+                              f"at once, {each} each")
+        task = ray.remote(num_cpus=ex.threads, num_gpus=ex.num_gpus, max_retries=MAX_ATTEMPTS - 1,
+                          retry_exceptions=False)(trial_task)
+        owners = {i: uuid.uuid4().hex for i in range(len(self.cfgs))}
+        queued = list(range(len(self.cfgs)))  # seed-major, as the comparison gave them
+        pending: dict[Any, int] = {}
+        self.reporter.begin(len(self.cfgs), min(slots, len(self.cfgs)))
+        try:
+            while queued or pending:
+                while queued and len(pending) < slots:
+                    i = queued.pop(0)
+                    ref = task.remote(i, ex._job(self.cfgs[i]), self.queue, self.env, owners[i], ex.plugins,
+                                      ex.break_stale_locks)
+                    pending[ref] = i
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                self._drain()
+                for ref in ready:
+                    self._collect(pending.pop(ref), ref)
+            self._drain()
+        except BaseException:  # Ctrl-C included: cancel what runs, let it release its locks
+            self._cancel(list(pending))
+            raise
+        finally:
+            self.reporter.close()
+        return [self.results[i] for i in range(len(self.cfgs))]
+
+    def _collect(self, i: int, ref) -> None:
+        ray = self.ray
+        try:
+            self.results[i] = ray.get(ref)
+            return
+        except ray.exceptions.RayTaskError as exc:  # the trial raised: as the serial executor would
+            self._drain()
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            raise cause from None
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.LocalRayletDiedError, ray.exceptions.OutOfMemoryError) as exc:
+            how = type(exc).__name__
+        self._drain()
+        cfg = self.cfgs[i]
+        where = ", ".join(f"pid {pid} on {host}" for _, pid, host in self.attempts.get(i, [])) or "unknown"
+        self.results[i] = {"status": "crashed", "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget,
+                           "loss": cfg.loss, "seed": cfg.seed, "metrics": {},
+                           "crash": f"its Ray worker died {MAX_ATTEMPTS} times ({how}; {where})"}
+        self.reporter.trial_end(self.labels[i], "CRASHED", f"its Ray worker died {MAX_ATTEMPTS} times ({where}); "
+                                                           "no summary.json written, a rerun retries it")
+
+    def _drain(self) -> None:
+        """Deliver every queued message to the reporter, in the order the tasks sent them."""
+        from ray.util.queue import Empty
+
+        while True:
+            try:
+                items = self.queue.get_nowait_batch(max(1, self.queue.qsize()))
+            except Empty:
+                return
+            if not items:
+                return
+            for i, attempt, msg in items:
+                self._deliver(i, attempt, msg)
+
+    def _deliver(self, i: int, attempt: str, msg: tuple) -> None:
+        kind, args = msg[0], msg[1:]
+        if kind == "attempt":
+            seen = self.attempts.setdefault(i, [])
+            if seen:
+                _, pid, host = seen[-1]
+                self.reporter.message(f"[{self.labels[i]}] its Ray worker (pid {pid} on {host}) died; retrying the "
+                                      f"trial (attempt {len(seen) + 1} of {MAX_ATTEMPTS}) from its last checkpoint")
+            seen.append((attempt, *args))
+        elif kind == "warning":
+            warnings.warn(args[0], UserWarning, stacklevel=1)
+        elif kind == "line":
+            self.reporter.message(args[0])
+        elif kind in _EVENTS:
+            getattr(self.reporter, kind)(*args)
+
+    def _cancel(self, refs: list) -> None:
+        """``ray.cancel`` every pending task (a running trial gets KeyboardInterrupt and
+        releases its lock); wait a little for them to end, forwarding their last lines."""
+        ray = self.ray
+        for ref in refs:
+            try:
+                ray.cancel(ref)
+            except Exception:  # already finished or gone
+                pass
+        deadline = time.monotonic() + _CANCEL_GRACE_S
+        while refs and time.monotonic() < deadline:
+            _, refs = ray.wait(refs, num_returns=len(refs), timeout=0.5)
+            try:
+                self._drain()
+            except Exception:
+                return
