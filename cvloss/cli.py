@@ -368,8 +368,8 @@ _EXECUTOR_HELP = ("Where the trials run: local (this machine: --jobs worker proc
 _ADDRESS_HELP = "With --executor ray: auto (the cluster `ray start` made on this node) or HOST:PORT of a Ray head."
 
 
-def _ray_executor(executor: str, address: Optional[str], jobs: int, devices: Optional[str], threads: Optional[int],
-                  break_stale_locks: bool):
+def _ray_executor(executor: str, address: Optional[str], jobs: int, devices: Optional[str], device: str,
+                  threads: Optional[int], break_stale_locks: bool):
     """The Ray executor of ``--executor ray`` (None for ``local``), every option checked
     before anything is written: Ray installed, ``--address`` only with it."""
     from cvloss.errors import UsageError
@@ -380,11 +380,13 @@ def _ray_executor(executor: str, address: Optional[str], jobs: int, devices: Opt
         if address is not None:
             raise UsageError("--address names a Ray cluster: it needs --executor ray")
         return None
-    from cvloss.run.ray_executor import RayExecutor, parse_device_list
+    from cvloss.run.ray_executor import RayExecutor, check_device, parse_device_list
 
     # Ray picks each task's GPU on its node, so --devices is only counted here (the
     # driver may be a node without GPUs).
-    return RayExecutor(address, threads=threads, devices=parse_device_list(devices), jobs=jobs if jobs > 1 else None,
+    indices = parse_device_list(devices)
+    check_device(device, indices)
+    return RayExecutor(address, threads=threads, devices=indices, jobs=jobs if jobs > 1 else None,
                        break_stale_locks=break_stale_locks)
 
 
@@ -493,7 +495,7 @@ def compare(
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
-    executor = (_ray_executor(executor_name, address, jobs, devices, threads, break_stale_locks)
+    executor = (_ray_executor(executor_name, address, jobs, devices, device, threads, break_stale_locks)
                 or _executor(jobs, devices, threads, device, break_stale_locks))
     from cvloss.report.console import print_table
     from cvloss.report.tables import comparison_rows

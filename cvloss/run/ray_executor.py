@@ -90,6 +90,16 @@ def parse_device_list(text: str | None) -> list[int] | None:
     return [int(p) for p in parts]
 
 
+def check_device(device: str, devices: list[int] | None) -> None:
+    """With Ray a trial gets a GPU only through ``--devices`` (Ray reserves it on the
+    node); ``--device`` may be ``auto`` or ``cpu`` (``cpu`` not with ``--devices``)."""
+    if devices and device == "cpu":
+        raise UsageError("--devices places trials on GPUs; it cannot go with --device cpu")
+    if device not in ("auto", "cpu"):
+        raise UsageError(f"--device {device} with --executor ray: Ray places trials on GPUs; use --devices "
+                         "(e.g. --devices 0 for one GPU per trial) and leave --device auto")
+
+
 def gpu_share(devices: list[int] | None, jobs: int) -> float:
     """``num_gpus`` of one trial: 0 without ``--devices``, else the devices shared out
     over ``jobs`` trials at once, at most one GPU (a trial trains on one device)."""
@@ -277,8 +287,9 @@ class RayExecutor(Executor):
         not the driver's), the threads, and ``cuda`` when Ray hands the task a GPU."""
         cfg = replace(cfg, out=str(Path(cfg.out).resolve()), threads=self.threads,
                       data_dir=str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None)
-        if self.num_gpus:
-            cfg = replace(cfg, device="cuda")
+        # A trial trains on the GPU Ray reserved for it, else on the CPU: never on a GPU of
+        # its node that another task holds (--device auto would pick it).
+        cfg = replace(cfg, device="cuda" if self.num_gpus else "cpu")
         return asdict(cfg)
 
     def run(self, cfgs, reporter=None):

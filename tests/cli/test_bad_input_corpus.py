@@ -126,6 +126,8 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--executor", "ray", "--address", "head-node"), "expected auto or HOST:PORT"),
     (_seg("--executor", "ray", "--address", "head:99999"), "expected auto or HOST:PORT"),
     (_seg("--executor", "ray", "--devices", "0,0"), "expected distinct comma-separated GPU indices"),
+    (_seg("--executor", "ray", "--device", "cuda"), "Ray places trials on GPUs; use --devices"),
+    (_seg("--executor", "ray", "--devices", "0", "--device", "cpu"), "cannot go with --device cpu"),
     # data that is not there
     (_seg("--dataset", "oxford-pets"), "cvloss datasets download oxford-pets"),
     (_compare("sr", "l1", "--dataset", "div2k"), "cvloss datasets download div2k"),

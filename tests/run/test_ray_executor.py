@@ -2,12 +2,14 @@
 on this machine, workers killed mid-trial (retried from the checkpoint; twice: crashed,
 the other trials go on), Ctrl-C on the driver (cancelled, resumable), the shared-folder
 probe, and the lock takeover of a dead attempt on another host. One thread per trial on
-both sides, so serial and Ray compute the same floats. The Ray tests skip without Ray."""
+both sides, so serial and Ray compute the same floats. The Ray tests skip without Ray;
+the two-node one is marked slow (`.ci/run` runs it: `pytest -m slow tests/run/test_ray_executor.py`)."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,6 +99,12 @@ def test_options_of_the_ray_executor():
             check_address(bad)
     # --jobs 8 --devices 0,1: four trials per GPU, as the process pool would place them
     assert gpu_share(None, 4) == 0 and gpu_share([0, 1], 8) == 0.25 and gpu_share([0], 1) == gpu_share([0, 1], 1) == 1
+    from cvloss.run.ray_executor import check_device
+
+    check_device("auto", [0]), check_device("cpu", None)
+    for device, devices in (("cuda", None), ("cuda:1", [0]), ("mps", None), ("cpu", [0])):
+        with pytest.raises(UsageError, match="--device"):
+            check_device(device, devices)
     assert parse_device_list("3,1") == [3, 1] and parse_device_list(None) is None
     for bad in ("0,0", "a", "0,", "-1"):
         with pytest.raises(UsageError, match="--devices"):
@@ -122,6 +130,19 @@ def test_a_retry_takes_over_the_lock_of_its_dead_attempt_on_another_host(tmp_pat
         mine.release()
 
 
+def test_plugins_are_loaded_in_each_task_when_the_registry_can(monkeypatch):
+    from cvloss.losses import registry
+    from cvloss.run.ray_executor import _load_plugins
+
+    monkeypatch.delattr(registry, "load_plugins", raising=False)
+    _load_plugins(["my_losses"])  # a registry without plugin loading: nothing to do
+    loaded = []
+    monkeypatch.setattr(registry, "load_plugins", loaded.append, raising=False)
+    _load_plugins([])
+    _load_plugins(("my_losses", "lab.losses"))
+    assert loaded == [["my_losses", "lab.losses"]]
+
+
 # ---------------------------------------------------------------------- a local Ray instance
 @pytest.fixture(scope="module")
 def local_ray():
@@ -133,6 +154,7 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @needs_ray
@@ -148,6 +170,18 @@ def test_a_local_instance_gives_the_serial_metrics(local_ray, serial, tmp_path, 
     assert any(line.startswith("ray: 1 node(s), 2 CPU(s), 0 GPU(s); up to 2 trial(s) at once") for line in capture.lines)
     assert f"START seg/synth-pets/ce/seed0 at 0" in capture.lines  # progress came back to the driver's reporter
     assert not list(tmp_path.rglob(f"{PROBE_PREFIX}*")) and not list(tmp_path.rglob(LOCK_NAME))
+
+
+@needs_ray
+def test_an_error_in_a_trial_is_raised_on_the_driver(local_ray, tmp_path, capture):
+    from cvloss.run.ray_executor import RayExecutor
+    from cvloss.run.trainer import TrialError
+
+    cfg = _cfgs(tmp_path)[0]
+    cfg.trial_dir.mkdir(parents=True)
+    (cfg.trial_dir / "trial.json").write_text(json.dumps({"identity": {"other": "trial"}}))
+    with pytest.raises(TrialError, match="holds a trial with a different configuration"):
+        RayExecutor(threads=1).run([cfg], capture)
 
 
 def _lock(trial_dir: Path) -> dict | None:
@@ -213,51 +247,62 @@ def _free_port() -> int:
 def _start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     """``ray start ... --block`` in its own session: the test ends exactly these processes."""
     head = ["--include-dashboard=false"] if "--head" in args else []
-    proc = subprocess.Popen(["ray", "start", *args, *head, "--num-cpus=1", "--node-ip-address=127.0.0.1", "--block"],
+    return subprocess.Popen(["ray", "start", *args, *head, "--num-cpus=1", "--node-ip-address=127.0.0.1", "--block"],
                             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while "block forever" not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
-            pytest.fail(f"ray start failed: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-    return proc
+
+
+def _wait(what, nodes: list[subprocess.Popen], logs: list[Path], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        dead = [log for proc, log in zip(nodes, logs) if proc.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            pytest.fail(f"ray start failed: {(dead or logs)[0].read_text()[-2000:]}")
+        time.sleep(0.1)
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """End the node's process group (ray start, its raylet, GCS, workers): no `ray stop`,
-    which would end every Ray process of this user on the machine."""
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            pass
+    """End the node's process group (ray start, its raylet, GCS, workers) at once: no
+    `ray stop`, which would end every Ray process of this user on the machine."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
     if ray is None:
         pytest.skip("Ray is not installed (pip install 'cvloss[ray]')")
-    logs = tmp_path_factory.mktemp("ray-nodes")
+    folder = tmp_path_factory.mktemp("ray-nodes")
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + sys.path), "OMP_NUM_THREADS": "1",
            "RAY_AUTH_MODE": "disabled"}  # a loopback test cluster
-    nodes = []
+    nodes, logs, temps = [], [folder / "head.log", folder / "worker.log"], []
     try:
-        for name, args in (("head", ["--head", f"--port={port}"]), ("worker", [f"--address=127.0.0.1:{port}"])):
+        for name, args, log in (("head", ["--head", f"--port={port}"], logs[0]),
+                                ("worker", [f"--address=127.0.0.1:{port}"], logs[1])):
             temp = tempfile.mkdtemp(prefix=f"cvray-{name}-")  # each node its own temp dir (short socket paths)
-            nodes.append(_start_node([*args, f"--temp-dir={temp}"], {**env, "RAY_TMPDIR": temp}, logs / f"{name}.log"))
+            temps.append(temp)
+            nodes.append(_start_node([*args, f"--temp-dir={temp}"], {**env, "RAY_TMPDIR": temp}, log))
+            if name == "head":  # the worker node may start once the head's GCS listens
+                _wait(lambda: _listening(port), nodes, logs)
+        _wait(lambda: all("block forever" in log.read_text() for log in logs), nodes, logs)
         yield f"127.0.0.1:{port}", env
     finally:
         for proc in reversed(nodes):
             _stop(proc)
+        for temp in temps:
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @needs_ray
+@pytest.mark.slow  # ~80 s (two nodes, two drivers): .ci/run runs it, the default suite leaves it out
 def test_a_two_node_cluster_gives_the_serial_metrics_after_ctrl_c_and_rerun(two_nodes, serial, tmp_path):
     address, env = two_nodes
     out = tmp_path / "out"
