@@ -214,6 +214,9 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
                                    _module_files(module, names), names)
 
 
+registry._ON_READ.append(load_entry_points)  # lazily: the first read of the registry loads them
+
+
 # ---------------------------------------------------------------- --plugin modules
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -272,7 +275,9 @@ def _load_file(text: str) -> str:
     key = str(path)
     if key in _LOADED:
         return key
-    if path.suffix != ".py" or not path.is_file():
+    if path.suffix != ".py":
+        raise PluginError(f"--plugin {text}: not a .py file (a plugin is Python source, or a module name)")
+    if not path.is_file():
         raise PluginError(f"--plugin {text}: no such .py file")
     # A name no other module has, the same for the same file in every process.
     module_name = "cvloss_plugin_" + re.sub(r"\W", "_", path.stem) + "_" + hashlib.sha1(key.encode()).hexdigest()[:8]

@@ -125,13 +125,17 @@ def register_loss(name: str, *, family: str, tasks: tuple[str, ...] | list[str],
     return deco
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every family module; then the installed plugins
-    # (entry points), once per process.
-    import cvloss.losses  # noqa: F401
-    from cvloss.losses.plugins import load_entry_points
+# Run each time the registry is read, after the built-in losses are registered:
+# cvloss.losses.plugins adds its entry-point loader (which does its work once per process).
+_ON_READ: list[Callable[[], None]] = []
 
-    load_entry_points()
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every family module (and adds the plugin loader).
+    import cvloss.losses  # noqa: F401
+
+    for hook in _ON_READ:
+        hook()
 
 
 def get_loss_info(name: str) -> LossInfo:

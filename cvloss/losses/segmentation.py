@@ -355,7 +355,7 @@ class CrossEntropyLoss(Loss):
         # Σ m·w_t·l / Σ m·w_t over counted pixels (torch's weighted mean; 0 if none counts)
         den = _times(_times(weight, valid), None if cw is None else cw.to(values.dtype)[safe])
         num = values if weight is None else values * weight.to(values.dtype)
-        return num.sum() / den.sum().clamp_min(torch.finfo(values.dtype).tiny)
+        return num.sum() / den.sum().to(values.dtype).clamp_min(torch.finfo(values.dtype).tiny)
 
 
 @register_loss("bce", family="pixel-wise", tasks=("seg",), paper="binary cross-entropy on logits (log-sum-exp form); see " + _UNET)
@@ -511,7 +511,7 @@ class WeightedCrossEntropyLoss(Loss):
         if self.reduction != "mean":
             return weighted_reduce(values, wmap, self.reduction)
         # Σ w·l / Σ w: wmap is float32 (N, H, W) like the pixel losses, nothing to expand.
-        return (values * wmap).sum() / wmap.sum().clamp_min(torch.finfo(values.dtype).tiny)
+        return (values * wmap).sum() / wmap.sum().to(values.dtype).clamp_min(torch.finfo(values.dtype).tiny)
 
 
 def wce_terms(loss: torch.nn.Module) -> list[WeightedCrossEntropyLoss]:
