@@ -112,7 +112,11 @@ def _import_registering(label: str, module_name: str, do_import) -> tuple[Any, t
     except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, even SystemExit
         reason = f"cannot be imported: {_describe(exc)}"
     else:
-        return module, tuple(n for n in registry._REGISTRY if n not in before)
+        names = tuple(n for n in registry._REGISTRY if n not in before)
+        if not names and not had_module:  # e.g. the package named instead of its module of losses
+            warnings.warn(f"plugin {label} registered no loss: is it the module whose classes carry @register_loss?",
+                          PluginWarning, stacklevel=4)
+        return module, names
     finally:
         registry._PLUGIN_CONTEXT.pop()
     # Refused whole: none of its losses stays, and a later attempt imports it afresh.

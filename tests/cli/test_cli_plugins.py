@@ -207,6 +207,9 @@ def test_library_callers_get_a_plugin_warning_and_a_plugin_error(tmp_path, monke
         load_plugins([str(tmp_path / "syntax_bad.py")])
     with pytest.raises(PluginError, match="--plugin needs a module name"):
         load_plugins([" "])
+    (tmp_path / "empty_plugin.py").write_text("X = 1\n")
+    with pytest.warns(PluginWarning, match="plugin empty_plugin.py registered no loss"):
+        assert load_plugins([str(tmp_path / "empty_plugin.py")])[0]["losses"] == []
 
 
 def test_readme_documents_both_routes():
