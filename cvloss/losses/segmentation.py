@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cvloss.errors import UsageError
 from cvloss.losses.base import Loss, _shape, check_ignore_index, check_seg, valid_pixels, weighted_reduce
 from cvloss.losses.pixel import _REDUCTION_ENUM, check_reduction, _upcast
 from cvloss.losses.registry import register_loss
@@ -113,7 +114,7 @@ def _class_frequency_weights(target: torch.Tensor, num_classes: int, valid: torc
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
-_REDUCTIONS = Literal["mean", "sum", "none"]
+_Reduction = Literal["mean", "sum", "none"]
 
 
 def _check_class_weight(name: str, weight: tuple[float, ...] | None) -> torch.Tensor | None:
@@ -128,13 +129,17 @@ def _check_class_weight(name: str, weight: tuple[float, ...] | None) -> torch.Te
 
 
 def _class_weight_for(loss: Loss, logits: torch.Tensor) -> torch.Tensor | None:
-    """The loss's class weights on the logits' device, checked against K = max(C, 2)."""
+    """The loss's class weights on the logits' device, checked against K = max(C, 2).
+
+    A wrong count is the user's spec against the data, so a :class:`UsageError` (one
+    line, exit 2 on the CLI) rather than a bug; it can only be seen once the number of
+    classes is (at the first call)."""
     w = loss.class_weight
     if w is None:
         return None
     k = max(logits.shape[1], 2)
     if w.numel() != k:
-        raise ValueError(f"{loss.name}: weight has {w.numel()} entries but the logits have {k} classes "
+        raise UsageError(f"{loss.name}: weight has {w.numel()} entries but the logits have {k} classes "
                          f"(shape {_shape(logits)}); give one weight per class")
     return w.to(logits.device)
 
@@ -332,13 +337,13 @@ class CrossEntropyLoss(Loss):
     kind = "seg"
 
     def __init__(self, label_smoothing: float = 0.0, weight: tuple[float, ...] | None = None,
-                 ignore_index: int | None = None, reduction: _REDUCTIONS = "mean") -> None:
+                 ignore_index: int | None = None, reduction: _Reduction = "mean") -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"ce: label_smoothing must lie in [0, 1); got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
         self.ignore_index = check_ignore_index("ce", ignore_index)
-        self.reduction = check_reduction(reduction, ("mean", "sum", "none"))
+        self.reduction = check_reduction(reduction)
         self.register_buffer("class_weight", _check_class_weight("ce", weight), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -374,10 +379,10 @@ class BCELoss(Loss):
 
     kind = "seg"
 
-    def __init__(self, ignore_index: int | None = None, reduction: _REDUCTIONS = "mean") -> None:
+    def __init__(self, ignore_index: int | None = None, reduction: _Reduction = "mean") -> None:
         super().__init__()
         self.ignore_index = check_ignore_index("bce", ignore_index)
-        self.reduction = check_reduction(reduction, ("mean", "sum", "none"))
+        self.reduction = check_reduction(reduction)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         check_seg(logits, target, self.ignore_index)
@@ -437,11 +442,11 @@ class WeightedCrossEntropyLoss(Loss):
         sigma: float = 5.0,
         background: int = 0,
         ignore_index: int | None = None,
-        reduction: _REDUCTIONS = "mean",
+        reduction: _Reduction = "mean",
     ) -> None:
         super().__init__()
         self.ignore_index = check_ignore_index("wce", ignore_index)
-        self.reduction = check_reduction(reduction, ("mean", "sum", "none"))
+        self.reduction = check_reduction(reduction)
         if weighting not in ("balanced", "unet", "balanced+unet"):
             raise ValueError(f"wce: unknown weighting {weighting!r}; valid: balanced, unet, balanced+unet")
         if not w0 >= 0:
@@ -646,7 +651,7 @@ class FocalLoss(Loss):
     kind = "seg"
 
     def __init__(self, gamma: float = 2.0, alpha: float | None = None, weight: tuple[float, ...] | None = None,
-                 ignore_index: int | None = None, reduction: _REDUCTIONS = "mean") -> None:
+                 ignore_index: int | None = None, reduction: _Reduction = "mean") -> None:
         super().__init__()
         if not gamma >= 0:
             raise ValueError(f"focal: gamma must be >= 0; got {gamma}")
@@ -655,7 +660,7 @@ class FocalLoss(Loss):
         self.gamma = float(gamma)
         self.alpha = None if alpha is None else float(alpha)
         self.ignore_index = check_ignore_index("focal", ignore_index)
-        self.reduction = check_reduction(reduction, ("mean", "sum", "none"))
+        self.reduction = check_reduction(reduction)
         self.register_buffer("class_weight", _check_class_weight("focal", weight), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
