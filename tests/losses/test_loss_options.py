@@ -181,6 +181,25 @@ def test_everything_ignored_is_zero_not_nan(name):
         assert value.item() == 0.0
 
 
+def test_balanced_wce_is_torch_ce_with_the_counted_class_frequencies():
+    """w_c = N_counted / (C · N_c) over the counted pixels only, then torch's weighted mean."""
+    logits, target = _batch(3, seed=8)
+    target[0, :6] = IGNORE
+    kept = target[target != IGNORE]
+    counts = torch.bincount(kept, minlength=3).double()
+    wc = kept.numel() / (3 * counts)
+    ref = F.cross_entropy(logits, target, weight=wc, ignore_index=IGNORE)
+    torch.testing.assert_close(build_loss("wce(weighting=balanced,ignore_index=255)")(logits, target), ref)
+
+
+def test_bce_ignore_index_is_the_mean_over_the_kept_pixels():
+    logits, target = _batch(1, seed=9)
+    target[1, 2:9] = IGNORE
+    keep = target != IGNORE
+    ref = F.binary_cross_entropy_with_logits(logits[:, 0][keep], target[keep].double())
+    torch.testing.assert_close(build_loss("bce(ignore_index=255)")(logits, target), ref)
+
+
 def test_dice_ignore_index_hand_computed():
     """C == 1, smooth 0: p = σ(z) on the two counted pixels only."""
     z = torch.tensor([[[[0.0, math.log(3), 9.0]]]])  # σ: 1/2, 3/4, (ignored)
