@@ -27,8 +27,9 @@ trial's result does not depend on where it ran (the tests compare against serial
 * Ctrl-C on the driver: ``ray.cancel`` on every pending task (a running trial gets
   KeyboardInterrupt, releases its lock, keeps its checkpoints), then KeyboardInterrupt
   is re-raised (the CLI exits 130).
-* Plugins: the loss-plugin modules named by the driver are imported in every task
-  (``cvloss.losses.registry.load_plugins``), so plugin losses resolve on the workers.
+* Plugins: the ``--plugin`` modules of the driver are imported in every task
+  (:func:`cvloss.losses.load_plugins`; a ``.py`` path made absolute), so plugin losses
+  resolve on the workers; entry-point plugins load there by themselves.
 
 Ray is an optional extra (``pip install 'cvloss[ray]'``); :func:`require_ray` says so.
 """
@@ -134,14 +135,23 @@ def _node_name() -> str:
 
 
 def _load_plugins(modules: list[str]) -> None:
-    """Import the loss plugins on this worker (issue 17's registry hook, when present)."""
+    """Import the ``--plugin`` modules on this worker (entry-point plugins load by
+    themselves), as the driver did: the same list gives the same registry."""
     if not modules:
         return
-    from cvloss.losses import registry
+    import cvloss.losses as losses
 
-    load = getattr(registry, "load_plugins", None)
+    load = getattr(losses, "load_plugins", None)
     if load is not None:
         load(list(modules))
+
+
+def plugin_paths(plugins: list[str] | None) -> list[str]:
+    """``--plugin`` items for the workers: a ``.py`` path made absolute (a worker's
+    working directory is not the driver's), a module name as it is."""
+    from cvloss.losses.plugins import _is_path
+
+    return [str(Path(p).expanduser().resolve()) if _is_path(p) else p for p in (plugins or [])]
 
 
 def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], owner: str,
@@ -262,7 +272,7 @@ class RayExecutor(Executor):
         self.max_in_flight = check_jobs(jobs) if jobs is not None else None
         self.num_gpus = gpu_share(devices, jobs or 1)
         self.break_stale_locks = break_stale_locks
-        self.plugins = list(plugins or [])
+        self.plugins = plugin_paths(plugins)
         self.ray = require_ray()
 
     # -------------------------------------------------------------- connection

@@ -130,17 +130,17 @@ def test_a_retry_takes_over_the_lock_of_its_dead_attempt_on_another_host(tmp_pat
         mine.release()
 
 
-def test_plugins_are_loaded_in_each_task_when_the_registry_can(monkeypatch):
-    from cvloss.losses import registry
-    from cvloss.run.ray_executor import _load_plugins
+def test_plugins_are_loaded_in_each_task_as_on_the_driver(tmp_path, monkeypatch):
+    import cvloss.losses as losses
+    from cvloss.run.ray_executor import _load_plugins, plugin_paths
 
-    monkeypatch.delattr(registry, "load_plugins", raising=False)
-    _load_plugins(["my_losses"])  # a registry without plugin loading: nothing to do
     loaded = []
-    monkeypatch.setattr(registry, "load_plugins", loaded.append, raising=False)
+    monkeypatch.setattr(losses, "load_plugins", loaded.append)
     _load_plugins([])
     _load_plugins(("my_losses", "lab.losses"))
     assert loaded == [["my_losses", "lab.losses"]]
+    monkeypatch.chdir(tmp_path)  # a .py path travels absolute: a worker's cwd is not the driver's
+    assert plugin_paths(["mypkg.losses", "plugins/mine.py"]) == ["mypkg.losses", str(tmp_path / "plugins" / "mine.py")]
 
 
 # ---------------------------------------------------------------------- a local Ray instance
@@ -301,13 +301,36 @@ def two_nodes(tmp_path_factory):
             shutil.rmtree(temp, ignore_errors=True)
 
 
+PLUGIN = '''
+import os
+from pathlib import Path
+
+from cvloss.losses import Loss, register_loss
+
+Path(__file__).with_name(f"imported-{os.getpid()}").touch()
+
+
+@register_loss("ray_test_zero", family="pixel-wise", tasks=("seg",), paper="a test plugin")
+class Zero(Loss):
+    """0 * mean(logits): a loss that only proves the plugin was imported."""
+
+    kind = "seg"
+
+    def forward(self, logits, target, weight=None):
+        return 0 * logits.mean()
+'''
+
+
 @needs_ray
 @pytest.mark.slow  # ~80 s (two nodes, two drivers): .ci/run runs it, the default suite leaves it out
 def test_a_two_node_cluster_gives_the_serial_metrics_after_ctrl_c_and_rerun(two_nodes, serial, tmp_path):
     address, env = two_nodes
     out = tmp_path / "out"
+    plugin = tmp_path / "plugin" / "ray_losses.py"  # each process that imports it leaves imported-<pid>
+    plugin.parent.mkdir()
+    plugin.write_text(PLUGIN)
     cmd = [sys.executable, "-m", "cvloss.cli", "compare", "--task", "seg", "--losses", ",".join(LOSSES), "--seeds", "1",
-           "--threads", "1", "--executor", "ray", "--address", address, "--out", str(out),
+           "--threads", "1", "--executor", "ray", "--address", address, "--out", str(out), "--plugin", str(plugin),
            *[a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]]
     dirs = {c.loss: c.trial_dir for c in _cfgs(out)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -320,6 +343,8 @@ def test_a_two_node_cluster_gives_the_serial_metrics_after_ctrl_c_and_rerun(two_
     assert "interrupted: finished epochs are checkpointed" in err and "ray: 2 node(s), 2 CPU(s)" in err, err
     assert (dirs["ce"] / CHECKPOINT).exists() and not (dirs["ce"] / SUMMARY).exists()
     assert not list(out.rglob(LOCK_NAME)), "a cancelled trial released its lock"
+    importers = {int(p.name.split("-")[1]) for p in plugin.parent.glob("imported-*")}
+    assert proc.pid in importers and importers - {proc.pid}, importers  # the driver and the tasks' workers
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stderr
