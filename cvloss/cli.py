@@ -281,7 +281,7 @@ def datasets_verify(
 
 
 # ---------------------------------------------------------------- train / compare / report
-_DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps."
+_DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda, cuda:N (one GPU of several) or mps."
 _OUT_HELP = "Results root folder (default $CVLOSS_RESULTS, else ./cvloss-results)."
 _SET_HELP = "Override a budget setting, e.g. --set epochs=5 (repeatable); becomes part of the results path."
 _THREADS_HELP = ("CPU threads for torch (default: torch's choice). Use 1 per process when several runs share "
@@ -337,11 +337,30 @@ def _fid_weights(path: Optional[str]) -> Optional[str]:
     return None if path is None else str(Path(path).expanduser().resolve())
 
 
-def _reporter(quiet: bool, task: str):
+def _reporter(quiet: bool, task: str, jobs: int = 1):
     from cvloss.run.progress import make_reporter
     from cvloss.tasks import get_task_class
 
-    return make_reporter(quiet, keys=list(get_task_class(task).metrics))
+    return make_reporter(quiet, keys=list(get_task_class(task).metrics), jobs=jobs)
+
+
+_JOBS_HELP = ("Trials at once, each in its own worker process (default 1: one after another here). Threads per "
+              "worker: --threads, else the CPUs shared out.")
+_DEVICES_HELP = "CUDA device indices for the workers, round-robin (several workers per GPU allowed), e.g. 0,1."
+
+
+def _executor(jobs: int, devices: Optional[str], threads: Optional[int], device: str, break_stale_locks: bool):
+    """The executor of ``--jobs``/``--devices``, checked before anything is written."""
+    from cvloss.errors import UsageError
+    from cvloss.run.executor import ProcessExecutor, SerialExecutor, check_jobs, parse_devices
+
+    check_jobs(jobs)
+    indices = parse_devices(devices)
+    if indices is not None and device not in ("auto", "cuda"):
+        raise UsageError(f"--devices places trials on CUDA devices; it cannot go with --device {device}")
+    if jobs == 1:
+        return SerialExecutor(break_stale_locks, devices=indices)
+    return ProcessExecutor(jobs, threads=threads, devices=indices, break_stale_locks=break_stale_locks)
 
 
 _LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
@@ -359,9 +378,11 @@ def _failures(status: dict[str, list[str]], strict: bool) -> None:
     if not counts:
         return
     total = sum(len(states) for states in status.values())
+    crashed = counts.get("crashed", 0)  # a dead worker is not a result: always exit 1
     typer.echo(f"failures: {', '.join(f'{n} {k}' for k, n in sorted(counts.items()))} of {total} trial(s)"
-               + ("; --strict: exit 1" if strict else " (counted in the table; --strict makes this exit 1)"), err=True)
-    if strict:
+               + ("; --strict: exit 1" if strict else "; a crashed trial (its worker died twice): exit 1 (rerun to retry it)"
+                  if crashed else " (counted in the table; --strict makes this exit 1)"), err=True)
+    if strict or crashed:
         raise typer.Exit(1)
 
 
@@ -402,7 +423,7 @@ def train(
         fail(f"--seed must be >= 0; got {seed}")
     base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
     (spec,) = canonical_specs([loss], task)
-    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log))
+    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
 
     try:
         with _chatter(quiet):
@@ -440,9 +461,12 @@ def compare(
     target_effect: Optional[float] = typer.Option(
         None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
                                       "needed to detect it (80% power, corrected level)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help=_JOBS_HELP),
+    devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
+    executor = _executor(jobs, devices, threads, device, break_stale_locks)
     from cvloss.report.console import print_table
     from cvloss.report.tables import comparison_rows
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
@@ -455,11 +479,14 @@ def compare(
         fail(f"--target-effect must be a positive difference in the primary metric's units; got {target_effect}")
     from dataclasses import replace
 
-    base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log))
+    base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
+    if devices is not None and executor.jobs == 1:  # one job: train on the first device listed
+        base = replace(base, device=f"cuda:{executor.devices[0]}")
     try:
         with _chatter(quiet):
-            result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks,
-                                    target_effect=target_effect)
+            result = run_comparison(base, specs, seed_list, _reporter(quiet, task, executor.jobs),
+                                    break_stale_locks=break_stale_locks, target_effect=target_effect,
+                                    executor=executor)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset

@@ -84,7 +84,7 @@ def runs_text(result: dict[str, Any], loss: str) -> str:
     status = result["status"].get(loss, [])
     done = sum(s == "done" for s in status)
     text = f"{done}/{len(status)}"
-    for state in ("diverged", "collapsed", "missing"):
+    for state in ("diverged", "collapsed", "crashed", "missing"):
         count = sum(s == state for s in status)
         if count:
             text += f" ({count} {state})"
@@ -97,7 +97,7 @@ _runs_cell = runs_text
 def flags(result: dict[str, Any], loss: str) -> list[str]:
     """States that left trials out of the means: ``["1 diverged", ...]``."""
     status = result["status"].get(loss, [])
-    return [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "missing") if k in status]
+    return [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "crashed", "missing") if k in status]
 
 
 def comparison_table(result: dict[str, Any]) -> list[dict[str, Any]]:

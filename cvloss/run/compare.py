@@ -36,7 +36,8 @@ from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci, paired_difference
-from cvloss.run.trainer import SUMMARY, TRIAL, run_trials
+from cvloss.run.executor import Executor, SerialExecutor
+from cvloss.run.trainer import SUMMARY, TRIAL
 from cvloss.tasks import get_task_class
 from cvloss.losses import build_loss
 
@@ -117,18 +118,22 @@ def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
 
 
 def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None,
-                   break_stale_locks: bool = False, target_effect: float | None = None) -> dict[str, Any]:
+                   break_stale_locks: bool = False, target_effect: float | None = None,
+                   executor: Executor | None = None) -> dict[str, Any]:
     """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones,
     waiting for ones another process holds) and write the comparison's tables and plots.
-    ``base`` gives everything but loss/seed."""
+    ``base`` gives everything but loss/seed. Trials go to ``executor`` (default: one
+    after another here) seed-major, so an interrupted run holds complete paired sets;
+    a trial whose worker died twice is ``crashed`` in the table."""
     reporter = reporter or Reporter()
+    executor = executor or SerialExecutor(break_stale_locks)
     out_dir = comparison_dir(base, losses)
     old = check_seed_set(out_dir, seeds)
     if old is not None and set(old) != set(seeds):
         reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
-    run_trials([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter,
-               break_stale_locks=break_stale_locks)
-    return summarize_comparison(base, losses, seeds, target_effect)
+    summaries = executor.run([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter)
+    crashed = {(s["loss"], s["seed"]): s for s in summaries if s.get("status") == "crashed"}
+    return summarize_comparison(base, losses, seeds, target_effect, crashed=crashed)
 
 
 def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -166,17 +171,19 @@ def _commit(trial_dir: Path) -> str | None:
 
 
 def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
-                         target_effect: float | None = None) -> dict[str, Any]:
+                         target_effect: float | None = None,
+                         crashed: dict[tuple[str, int], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Aggregate the trials' summaries into the comparison table and write its files;
     ``target_effect`` (a difference in the primary metric's units) adds the seeds needed
-    to detect it."""
+    to detect it; ``crashed`` holds the in-memory summaries of trials without a
+    summary.json because their worker died (keyed by (loss, seed))."""
     task_cls = get_task_class(base.task)
     summaries: dict[str, list[dict[str, Any] | None]] = {}
     for spec in losses:
         summaries[spec] = []
         for seed in seeds:
             path = replace(base, loss=spec, seed=seed).trial_dir / SUMMARY
-            summaries[spec].append(read_summary(path) if path.exists() else None)
+            summaries[spec].append(read_summary(path) if path.exists() else (crashed or {}).get((spec, seed)))
 
     metric_names: list[str] = []
     for runs in summaries.values():

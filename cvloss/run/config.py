@@ -55,6 +55,9 @@ class TrialConfig:
     fid_weights: str | None = None
     # --log: live curves of the run (cvloss.run.live_log); a view, not part of the identity
     log: str = "none"
+    # torch threads of the process that trains it (--threads, or the executor's share of
+    # the CPUs); recorded in trial.json, not identity. None: as the process has it
+    threads: int | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -72,7 +75,7 @@ class TrialConfig:
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""
         d = asdict(self)
-        for key in ("device", "out", "data_dir", "fid_weights", "log"):
+        for key in ("device", "out", "data_dir", "fid_weights", "log", "threads"):
             d.pop(key)
         d["params"] = self.params
         return d

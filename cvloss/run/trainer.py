@@ -54,15 +54,23 @@ _END = object()
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must be available."""
+    """``auto`` picks cuda, then mps, then cpu; an explicit device (``cuda:N`` included)
+    must be available."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if name.startswith("cuda:"):  # one GPU of several (--devices places workers so)
+        index = name[5:]
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not index.isdigit() or int(index) >= count:
+            raise UsageError(f"--device {name}: no such CUDA device; torch sees "
+                             + (f"{count} (cuda:0..cuda:{count - 1})" if count else "none"))
+        return torch.device(name)
     if name not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, mps")
+        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda requested but torch sees no CUDA device")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
