@@ -1,0 +1,123 @@
+"""Executors and shared work, each a ratio measured side by side in one run.
+
+1. ``compare --jobs 2 --threads 1`` against serial ``compare --threads 2`` on a quick seg
+   comparison of 2 losses x 2 seeds, each as its own ``cvloss`` command (fresh --out),
+   alternated ``--rounds`` times; the ratio is serial / parallel (median wall time).
+   Target on 2 cores: >= 1.6x.
+2. A wce U-Net training step (forward, wce with the cached border map, backward, Adam)
+   against the same step with plain ``F.cross_entropy`` times a precomputed weight map.
+   Target: <= 1.2x.
+
+    python benchmarks/executors.py                 # both (minutes on a 2-core CPU)
+    python benchmarks/executors.py --only step     # the step ratio alone (seconds)
+    python benchmarks/executors.py --set epochs=2  # a shorter comparison
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compare(out: str, jobs: int, threads: int, sets: list[str]) -> float:
+    cmd = [sys.executable, "-m", "cvloss.cli", "compare", "--task", "seg", "--losses", "ce,dice", "--seeds", "2",
+           "--budget", "quick", "--threads", str(threads), "--jobs", str(jobs), "--out", out, "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CVLOSS_PLOT_FORMATS": "png"}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def bench_jobs(rounds: int, sets: list[str]) -> float:
+    serial, pooled = [], []
+    for r in range(rounds):
+        for name, jobs, threads, times in (("serial", 1, 2, serial), ("jobs 2", 2, 1, pooled)):
+            with tempfile.TemporaryDirectory() as out:
+                times.append(_compare(out, jobs, threads, sets))
+            print(f"round {r + 1}: {name:7s} {times[-1]:7.1f} s", flush=True)
+    s, p = statistics.median(serial), statistics.median(pooled)
+    print(f"quick seg compare ce,dice x 2 seeds: serial (2 threads) {s:.1f} s, --jobs 2 (1 thread each) {p:.1f} s: "
+          f"{s / p:.2f}x (target >= 1.6x)")
+    return s / p
+
+
+def bench_step(batch: int, size: int, repeats: int) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    from cvloss.losses import build_loss
+    from cvloss.losses.segmentation import class_balanced_weights, supplied_borders, wce_terms
+    from cvloss.models.unet import UNet
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, size, size, generator=g)
+    field_ = F.interpolate(torch.rand(batch, 1, 8, 8, generator=g), size=(size, size), mode="bicubic")[:, 0]
+    t = torch.bucketize(field_, torch.quantile(field_.flatten(), torch.tensor([0.33, 0.66]))).long()
+    loss = build_loss("wce", task="seg")
+    t0 = time.perf_counter()
+    borders = {term: term.border_map(t) for term in wce_terms(loss)}  # what the seg task caches per image
+    map_s = time.perf_counter() - t0
+    wmap = class_balanced_weights(t, 3)[t] + next(iter(borders.values()))  # eq. 2, precomputed whole
+
+    def step(model, opt, objective):
+        opt.zero_grad(set_to_none=True)
+        objective(model(x)).backward()
+        opt.step()
+
+    def cached(z):
+        with supplied_borders(borders):
+            return loss(z, t)
+
+    def plain(z):
+        return (F.cross_entropy(z, t, reduction="none") * wmap).sum() / wmap.sum()
+
+    runs = {}
+    for name, objective in (("wce, cached map", cached), ("F.cross_entropy x map", plain)):
+        torch.manual_seed(0)
+        model = UNet(width=16, depth=3)
+        runs[name] = (model, torch.optim.Adam(model.parameters(), 1e-3), objective, [])
+    for _ in range(repeats):  # alternated: the machine's load hits both alike
+        for model, opt, objective, times in runs.values():
+            t0 = time.perf_counter()
+            step(model, opt, objective)
+            times.append(time.perf_counter() - t0)
+    med = {k: statistics.median(v[3][1:]) for k, v in runs.items()}
+    ratio = med["wce, cached map"] / med["F.cross_entropy x map"]
+    print(f"U-Net step {batch}x3x{size}x{size}, 1 thread, median of {repeats - 1}: "
+          + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in med.items())
+          + f": {ratio:.2f}x (target <= 1.2x); the border map itself: {map_s * 1e3:.0f} ms per batch (computed once)")
+    return ratio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["jobs", "step"])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="--set for the comparison")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=11)
+    args = ap.parse_args()
+    try:
+        load = os.getloadavg()
+        print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    except OSError:
+        pass
+    if args.only in (None, "step"):
+        bench_step(args.batch, args.size, args.repeats)
+    if args.only in (None, "jobs"):
+        bench_jobs(args.rounds, args.sets)
+
+
+if __name__ == "__main__":
+    main()
