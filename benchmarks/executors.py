@@ -1,87 +1,174 @@
-"""Executors side by side: the Ray executor against ``--jobs`` with the same number of
-workers, on the same comparison (seg, 2 losses x 2 seeds, one thread per trial).
+"""Executors and shared work, each a ratio measured side by side in one run.
 
-* ``--jobs N`` (:class:`cvloss.run.executor.ProcessExecutor`): N spawned worker processes;
-* ``--executor ray`` (:class:`cvloss.run.ray_executor.RayExecutor`) on a local instance
-  of N CPUs, started before the clock starts (instance start-up excluded; the workers'
-  first import of torch is inside both timings, as it is for the pool's spawned workers).
+1. ``compare --jobs 2 --threads 1`` against serial ``compare --threads 2`` on a quick seg
+   comparison of 2 losses x 2 seeds, each as its own ``cvloss`` command (fresh --out),
+   alternated ``--rounds`` times; the ratio is serial / parallel (median wall time).
+   Target on 2 cores: >= 1.6x.
+2. A wce U-Net training step (forward, wce with the cached border map, backward, Adam)
+   against the same step with plain ``F.cross_entropy`` times a precomputed weight map.
+   Target: <= 1.2x.
+3. ``--executor ray`` against ``--jobs N`` (N = ``--workers``, default 2, one thread per
+   trial) on the same quick comparison, both in this process (``RayExecutor`` and
+   ``ProcessExecutor`` on the same trial configurations, fresh folders), the Ray instance
+   (N CPUs) started before the clock: instance start-up excluded, the workers' first
+   import of torch inside both timings (the pool's spawned workers pay it too). The
+   ratio is jobs time / Ray time; target >= 0.9x. Also printed: whether every trial's
+   metrics are identical, and the load average before and after.
 
-Each runs into its own fresh results folder; printed: the wall time of each, the ratio
-``jobs time / ray time`` (target >= 0.9: Ray costs at most ~10% over the process pool),
-whether the metrics of every trial are identical, and the load average around the run.
-
-    python benchmarks/executors.py            # quick-budget seg trials (minutes on 2 cores)
-    python benchmarks/executors.py --small    # smoke-like sizes (seconds of training)
+    python benchmarks/executors.py                 # both (minutes on a 2-core CPU)
+    python benchmarks/executors.py --only step     # the step ratio alone (seconds)
+    python benchmarks/executors.py --set epochs=2  # a shorter comparison
+    python benchmarks/executors.py --only ray      # the Ray row (needs cvloss[ray])
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from cvloss.run.budgets import resolve_overrides
-from cvloss.run.config import TrialConfig
-
-SMALL = {"n_train": "32", "n_val": "8", "image_size": "48", "epochs": "4"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def comparison(out: Path, budget: str, sets: dict[str, str], seeds: int) -> list[TrialConfig]:
-    """The comparison's trials, seed-major as ``compare`` dispatches them."""
-    overrides = resolve_overrides("seg", dict(sets))
-    return [TrialConfig(task="seg", loss=loss, dataset="synth-pets", budget=budget, seed=seed, device="cpu",
-                        out=str(out), feature_weights="random", overrides=overrides, threads=1)
-            for seed in range(seeds) for loss in ("ce", "dice")]
-
-
-def timed(executor, cfgs) -> tuple[float, list[dict]]:
+def _compare(out: str, jobs: int, threads: int, sets: list[str]) -> float:
+    cmd = [sys.executable, "-m", "cvloss.cli", "compare", "--task", "seg", "--losses", "ce,dice", "--seeds", "2",
+           "--budget", "quick", "--threads", str(threads), "--jobs", str(jobs), "--out", out, "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CVLOSS_PLOT_FORMATS": "png"}
     t0 = time.perf_counter()
-    summaries = executor.run(cfgs)
-    return time.perf_counter() - t0, summaries
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
 
 
-def ray_row(workers: int, budget: str, sets: dict[str, str], seeds: int, root: Path) -> dict:
-    """The Ray executor against ``--jobs workers`` on one comparison."""
+def bench_jobs(rounds: int, sets: list[str]) -> float:
+    serial, pooled = [], []
+    for r in range(rounds):
+        for name, jobs, threads, times in (("serial", 1, 2, serial), ("jobs 2", 2, 1, pooled)):
+            with tempfile.TemporaryDirectory() as out:
+                times.append(_compare(out, jobs, threads, sets))
+            print(f"round {r + 1}: {name:7s} {times[-1]:7.1f} s", flush=True)
+    s, p = statistics.median(serial), statistics.median(pooled)
+    print(f"quick seg compare ce,dice x 2 seeds: serial (2 threads) {s:.1f} s, --jobs 2 (1 thread each) {p:.1f} s: "
+          f"{s / p:.2f}x (target >= 1.6x)")
+    return s / p
+
+
+def bench_step(batch: int, size: int, repeats: int) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    from cvloss.losses import build_loss
+    from cvloss.losses.segmentation import class_balanced_weights, supplied_borders, wce_terms
+    from cvloss.models.unet import UNet
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, size, size, generator=g)
+    field_ = F.interpolate(torch.rand(batch, 1, 8, 8, generator=g), size=(size, size), mode="bicubic")[:, 0]
+    t = torch.bucketize(field_, torch.quantile(field_.flatten(), torch.tensor([0.33, 0.66]))).long()
+    loss = build_loss("wce", task="seg")
+    t0 = time.perf_counter()
+    borders = {term: term.border_map(t) for term in wce_terms(loss)}  # what the seg task caches per image
+    map_s = time.perf_counter() - t0
+    wmap = class_balanced_weights(t, 3)[t] + next(iter(borders.values()))  # eq. 2, precomputed whole
+
+    def step(model, opt, objective):
+        opt.zero_grad(set_to_none=True)
+        objective(model(x)).backward()
+        opt.step()
+
+    def cached(z):
+        with supplied_borders(borders):
+            return loss(z, t)
+
+    def plain(z):
+        return (F.cross_entropy(z, t, reduction="none") * wmap).sum() / wmap.sum()
+
+    runs = {}
+    for name, objective in (("wce, cached map", cached), ("F.cross_entropy x map", plain)):
+        torch.manual_seed(0)
+        model = UNet(width=16, depth=3)
+        runs[name] = (model, torch.optim.Adam(model.parameters(), 1e-3), objective, [])
+    for _ in range(repeats):  # alternated: the machine's load hits both alike
+        for model, opt, objective, times in runs.values():
+            t0 = time.perf_counter()
+            step(model, opt, objective)
+            times.append(time.perf_counter() - t0)
+    med = {k: statistics.median(v[3][1:]) for k, v in runs.items()}
+    ratio = med["wce, cached map"] / med["F.cross_entropy x map"]
+    print(f"U-Net step {batch}x3x{size}x{size}, 1 thread, median of {repeats - 1}: "
+          + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in med.items())
+          + f": {ratio:.2f}x (target <= 1.2x); the border map itself: {map_s * 1e3:.0f} ms per batch (computed once)")
+    return ratio
+
+
+def bench_ray(workers: int, sets: list[str]) -> float:
     import ray
+    import torch
 
+    from cvloss.run.budgets import parse_overrides, resolve_overrides
+    from cvloss.run.config import TrialConfig
     from cvloss.run.executor import ProcessExecutor
     from cvloss.run.ray_executor import RayExecutor
 
-    load0 = os.getloadavg()
-    t_jobs, jobs = timed(ProcessExecutor(workers, threads=1), comparison(root / "jobs", budget, sets, seeds))
-    t0 = time.perf_counter()
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    t_init = time.perf_counter() - t0
-    try:
-        t_ray, rays = timed(RayExecutor(threads=1), comparison(root / "ray", budget, sets, seeds))
-    finally:
-        ray.shutdown()
-    return {"workers": workers, "trials": len(jobs), "jobs_s": t_jobs, "ray_s": t_ray, "ray_init_s": t_init,
-            "ratio": t_jobs / t_ray, "identical": [s["metrics"] for s in jobs] == [s["metrics"] for s in rays],
-            "load": (load0, os.getloadavg())}
+    torch.set_num_threads(1)
+    overrides = resolve_overrides("seg", parse_overrides(sets))
+
+    def trials(out: str) -> list[TrialConfig]:  # seed-major, as compare dispatches them
+        return [TrialConfig(task="seg", loss=loss, dataset="synth-pets", budget="quick", seed=seed, device="cpu",
+                            out=out, feature_weights="random", overrides=overrides, threads=1)
+                for seed in range(2) for loss in ("ce", "dice")]
+
+    def timed(executor, out: str) -> tuple[float, list[dict]]:
+        t0 = time.perf_counter()
+        summaries = executor.run(trials(out))
+        return time.perf_counter() - t0, summaries
+
+    before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as jobs_out, tempfile.TemporaryDirectory() as ray_out:
+        t_jobs, jobs = timed(ProcessExecutor(workers, threads=1), jobs_out)
+        t0 = time.perf_counter()
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        t_init = time.perf_counter() - t0
+        try:
+            t_ray, rays = timed(RayExecutor(threads=1), ray_out)
+        finally:
+            ray.shutdown()
+    after = os.getloadavg()
+    same = [s["metrics"] for s in jobs] == [s["metrics"] for s in rays]
+    print(f"quick seg ce,dice x 2 seeds, {workers} workers x 1 thread: --jobs {workers} {t_jobs:.1f} s, "
+          f"--executor ray {t_ray:.1f} s (ray.init {t_init:.1f} s not counted): {t_jobs / t_ray:.2f}x "
+          f"(target >= 0.9x); metrics identical: {same}; load average {before[0]:.2f}/{before[1]:.2f} before, "
+          f"{after[0]:.2f}/{after[1]:.2f} after")
+    return t_jobs / t_ray
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="smoke-like sizes instead of the quick budget")
-    parser.add_argument("--workers", type=int, default=2, help="--jobs N against a Ray instance of N CPUs")
-    parser.add_argument("--seeds", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    budget, sets = ("smoke", SMALL) if args.small else ("quick", {})
-    with tempfile.TemporaryDirectory(prefix="cvloss-bench-executors-") as tmp:
-        row = ray_row(args.workers, budget, sets, args.seeds, Path(tmp))
-    (l1, l5, _), (m1, m5, _) = row["load"]
-    print(f"seg {budget}{'+' + '+'.join(f'{k}={v}' for k, v in sorted(sets.items())) if sets else ''}, "
-          f"{row['trials']} trials, {row['workers']} workers, 1 thread each")
-    print(f"  --jobs {row['workers']}:        {row['jobs_s']:7.1f} s")
-    print(f"  --executor ray:   {row['ray_s']:7.1f} s   (ray.init {row['ray_init_s']:.1f} s, not counted)")
-    print(f"  ratio jobs/ray:   {row['ratio']:7.2f}x  (target >= 0.9)  "
-          f"{'PASS' if row['ratio'] >= 0.9 else 'FAIL'}; metrics identical: {row['identical']}")
-    print(f"  load average (1/5 min): {l1:.2f}/{l5:.2f} before, {m1:.2f}/{m5:.2f} after; {os.cpu_count()} CPUs")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["jobs", "step", "ray"])
+    ap.add_argument("--workers", type=int, default=2, help="ray: --jobs N against a Ray instance of N CPUs")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="--set for the comparison")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=11)
+    args = ap.parse_args()
+    try:
+        load = os.getloadavg()
+        print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    except OSError:
+        pass
+    if args.only in (None, "step"):
+        bench_step(args.batch, args.size, args.repeats)
+    if args.only in (None, "jobs"):
+        bench_jobs(args.rounds, args.sets)
+    if args.only in (None, "ray"):
+        bench_ray(args.workers, args.sets)
 
 
 if __name__ == "__main__":

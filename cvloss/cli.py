@@ -377,7 +377,8 @@ _JOBS_HELP = ("Trials at once, each in its own worker process (default 1: one af
 _DEVICES_HELP = "CUDA device indices for the workers, round-robin (several workers per GPU allowed), e.g. 0,1."
 
 
-def _executor(jobs: int, devices: Optional[str], threads: Optional[int], device: str, break_stale_locks: bool):
+def _executor(jobs: int, devices: Optional[str], threads: Optional[int], device: str, break_stale_locks: bool,
+              plugins: Optional[list[str]] = None):
     """The executor of ``--jobs``/``--devices``, checked before anything is written."""
     from cvloss.errors import UsageError
     from cvloss.run.executor import ProcessExecutor, SerialExecutor, check_jobs, parse_devices
@@ -388,7 +389,8 @@ def _executor(jobs: int, devices: Optional[str], threads: Optional[int], device:
         raise UsageError(f"--devices places trials on CUDA devices; it cannot go with --device {device}")
     if jobs == 1:
         return SerialExecutor(break_stale_locks, devices=indices)
-    return ProcessExecutor(jobs, threads=threads, devices=indices, break_stale_locks=break_stale_locks)
+    return ProcessExecutor(jobs, threads=threads, devices=indices, break_stale_locks=break_stale_locks,
+                           plugins=plugins)  # each worker loads the same plugins
 
 
 _EXECUTOR_HELP = ("Where the trials run: local (this machine: --jobs worker processes), or ray (Ray tasks: a local "
@@ -526,9 +528,9 @@ def compare(
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
-    _plugins(plugin, quiet)
     executor = (_ray_executor(executor_name, address, jobs, devices, device, threads, break_stale_locks, plugin)
-                or _executor(jobs, devices, threads, device, break_stale_locks))
+                or _executor(jobs, devices, threads, device, break_stale_locks, plugin))
+    _plugins(plugin, quiet)
     from cvloss.report.console import print_table
     from cvloss.report.tables import comparison_rows
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
@@ -542,7 +544,7 @@ def compare(
     from dataclasses import replace
 
     base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
-    if devices is not None and executor.jobs == 1 and executor_name == "local":  # one job: train on the first device listed
+    if devices is not None and executor.jobs == 1:  # one job: train on the first device listed
         base = replace(base, device=f"cuda:{executor.devices[0]}")
     try:
         with _chatter(quiet):

@@ -21,6 +21,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib  # type: ignore[no-redef]
 
+from cvloss.data.cache import cached_load
 from cvloss.data.types import DatasetError
 
 __all__ = [
@@ -347,7 +348,7 @@ def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: i
     if unknown:
         raise DatasetError(f"dataset '{info.name}' does not take option(s) {', '.join(unknown)}")
     kwargs = {k: v for k, v in kwargs.items() if takes_any or k in params}
-    return fn(root, split, **kwargs)
+    return cached_load(info.name, info.loader, fn, root, split, kwargs, real=not info.embedded)  # decoded once, on disk
 
 
 def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, size: int | None = None,

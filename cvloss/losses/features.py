@@ -444,8 +444,34 @@ class FeatureLoss(Loss):
         w = self.check_inputs(pred, target, weight)
         fp = self.extractor.extract(pred, self.layers)
         with torch.no_grad():  # the target is a constant: no graph for its pass
-            ft = self.extractor.extract(target, self.layers)
+            ft = target_features(self.extractor, target, self.layers)
         return self.loss_from_features(fp, ft, w)
+
+
+_constant_memo: dict[int, dict[tuple, dict[str, torch.Tensor]]] = {}
+
+
+def mark_constant(*tensors: torch.Tensor) -> None:
+    """Declare ``tensors`` fixed targets (style's content and style images): their frozen
+    network features are computed once per (network, layers, autocast) and reused every
+    step, until the tensor is modified in place (its version changes) or freed."""
+    import weakref
+
+    for t in tensors:
+        _constant_memo[id(t)] = {}
+        weakref.finalize(t, _constant_memo.pop, id(t), None)  # an id is reused only after the free
+
+
+def target_features(net: "VGGFeatures", target: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+    """``net.extract(target, layers)`` (call under ``no_grad``), memoised for a tensor
+    :func:`mark_constant` declared fixed; any other target is computed as usual."""
+    memo = _constant_memo.get(id(target))
+    if memo is None:
+        return net.extract(target, layers)
+    key = (id(net), tuple(layers), target._version, torch.is_autocast_enabled())
+    if key not in memo:
+        memo[key] = net.extract(target, tuple(layers))
+    return memo[key]
 
 
 def shared_features(
@@ -470,7 +496,7 @@ def shared_features(
     for key, (net, layers) in groups.items():
         fp = net.extract(pred, tuple(layers))
         with torch.no_grad():
-            ft = net.extract(target, tuple(layers))
+            ft = target_features(net, target, tuple(layers))
         out[key] = (fp, ft)
     return out
 

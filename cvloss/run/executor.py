@@ -108,8 +108,9 @@ class ProcessExecutor(Executor):
     """
 
     def __init__(self, jobs: int, threads: int | None = None, devices: list[int] | None = None,
-                 break_stale_locks: bool = False) -> None:
+                 break_stale_locks: bool = False, plugins: list[str] | None = None) -> None:
         self.jobs = check_jobs(jobs)
+        self.plugins = list(plugins or [])  # --plugin modules: every worker loads them, same registry
         self.threads = threads or default_threads(jobs)
         self.devices = devices
         self.break_stale_locks = break_stale_locks
@@ -166,7 +167,7 @@ class _Pool:
 
     def _start(self, slot: _Slot) -> None:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=worker_main, args=(child, self.ex.threads, self.ex.break_stale_locks),
+        proc = self.ctx.Process(target=worker_main, args=(child, self.ex.threads, self.ex.break_stale_locks, self.ex.plugins),
                                 name=f"cvloss-worker-{slot.index}", daemon=True)
         proc.start()
         child.close()  # the parent keeps only its end: the worker's death is EOF here
@@ -370,7 +371,7 @@ def _first_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def worker_main(conn, threads: int, break_stale_locks: bool) -> None:
+def worker_main(conn, threads: int, break_stale_locks: bool, plugins: list[str] | tuple = ()) -> None:
     """A worker process: receive ``(index, TrialConfig fields, attempt)`` jobs until
     ``None``, run each with :func:`run_trial`, send its summary (or error) back."""
     signal.signal(signal.SIGINT, _first_interrupt)
@@ -381,6 +382,9 @@ def worker_main(conn, threads: int, break_stale_locks: bool) -> None:
     warnings.simplefilter("always")
     warnings.showwarning = lambda message, *a, **k: conn.send(("warning", str(message)))
     hook = _kill_hook()
+    from cvloss.losses import load_plugins
+
+    load_plugins(list(plugins))  # the parent loaded them already: they import here too
     try:
         while True:
             job = conn.recv()

@@ -112,13 +112,13 @@ def gpu_share(devices: list[int] | None, jobs: int) -> float:
 # ---------------------------------------------------------------------- worker side
 class _QueueConn:
     """What the worker-side reporter of :mod:`cvloss.run.executor` sends to: each message
-    goes to the driver's queue, tagged with the trial's index and attempt."""
+    goes to the driver's queue, tagged with the trial's index."""
 
-    def __init__(self, queue, index: int, attempt: str) -> None:
-        self.queue, self.index, self.attempt = queue, index, attempt
+    def __init__(self, queue, index: int) -> None:
+        self.queue, self.index = queue, index
 
     def send(self, message: tuple) -> None:
-        self.queue.put((self.index, self.attempt, message))
+        self.queue.put((self.index, message))
 
 
 def _node_name() -> str:
@@ -162,8 +162,7 @@ def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], o
     (environment, streams, threads) is put back."""
     import torch
 
-    attempt = uuid.uuid4().hex[:8]
-    conn = _QueueConn(queue, index, attempt)
+    conn = _QueueConn(queue, index)
     conn.send(("attempt", os.getpid(), _node_name()))
     saved_env = {k: os.environ.get(k) for k in [*env, OWNER_ENV]}
     saved_streams, saved_threads = (sys.stdout, sys.stderr), torch.get_num_threads()
@@ -324,9 +323,11 @@ class _Driver:
         self.ex, self.ray, self.cfgs, self.reporter = ex, ex.ray, cfgs, reporter
         self.labels = [trial_label(c) for c in cfgs]
         self.queue = Queue(actor_options={"num_cpus": 0})
-        self.attempts: dict[int, list[tuple[str, int, str]]] = {}  # index -> (attempt id, pid, host)
+        self.attempts: dict[int, list[tuple[int, str]]] = {}  # index -> (pid, node) of each attempt
         self.results: dict[int, dict[str, Any]] = {}
-        self.env = {k: v for k, v in os.environ.items() if k.startswith("CVLOSS_")}
+        # The driver's settings travel with the tasks; folders as absolute paths.
+        self.env = {k: os.path.abspath(v) if k in ("CVLOSS_DATA", "CVLOSS_RESULTS") and v.strip() else v
+                    for k, v in os.environ.items() if k.startswith("CVLOSS_")}
 
     def _probe(self, folder: str, token: str) -> dict[str, str]:
         """:func:`probe_task` on one worker; a worker without cvloss, or another version
@@ -404,7 +405,7 @@ class _Driver:
             how = type(exc).__name__
         self._drain()
         cfg = self.cfgs[i]
-        where = ", ".join(f"pid {pid} on {host}" for _, pid, host in self.attempts.get(i, [])) or "unknown"
+        where = ", ".join(f"pid {pid} on {host}" for pid, host in self.attempts.get(i, [])) or "unknown"
         self.results[i] = {"status": "crashed", "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget,
                            "loss": cfg.loss, "seed": cfg.seed, "metrics": {},
                            "crash": f"its Ray worker died {MAX_ATTEMPTS} times ({how}; {where})"}
@@ -422,18 +423,18 @@ class _Driver:
                 return
             if not items:
                 return
-            for i, attempt, msg in items:
-                self._deliver(i, attempt, msg)
+            for i, msg in items:
+                self._deliver(i, msg)
 
-    def _deliver(self, i: int, attempt: str, msg: tuple) -> None:
+    def _deliver(self, i: int, msg: tuple) -> None:
         kind, args = msg[0], msg[1:]
         if kind == "attempt":
             seen = self.attempts.setdefault(i, [])
             if seen:
-                _, pid, host = seen[-1]
+                pid, host = seen[-1]
                 self.reporter.message(f"[{self.labels[i]}] its Ray worker (pid {pid} on {host}) died; retrying the "
                                       f"trial (attempt {len(seen) + 1} of {MAX_ATTEMPTS}) from its last checkpoint")
-            seen.append((attempt, *args))
+            seen.append(args)
         elif kind == "warning":
             warnings.warn(args[0], UserWarning, stacklevel=1)
         elif kind == "line":

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from cvloss.data.augment import flip_hv
-from cvloss.data.registry import load_dataset
+from cvloss.data.cache import cached_tensor, source_hash
+from cvloss.data.registry import dataset_dir, load_dataset
 from cvloss.losses.segmentation import supplied_borders, wce_terms
 from cvloss.metrics.segmentation import SegMetricAccumulator
 from cvloss.models.unet import UNet
@@ -116,9 +117,12 @@ class SegTask(Task):
         out = {}
         for term in self._wce:
             key = (term.w0, term.sigma, term.background)
-            if key not in self._border_cache:
-                chunks = [term.border_map(self.train_y[i : i + 64]) for i in range(0, len(self.train_y), 64)]
-                self._border_cache[key] = torch.cat(chunks).to(self.device)
+            if key not in self._border_cache:  # and on disk with the data: every trial shares it
+                build = lambda: torch.cat([term.border_map(self.train_y[i : i + 64])  # noqa: E731
+                                           for i in range(0, len(self.train_y), 64)])
+                parts = {"w0": term.w0, "sigma": term.sigma, "background": term.background, "source": source_hash(type(term))}
+                self._border_cache[key] = cached_tensor(dataset_dir(self.dataset, self.data_dir), "wce-border", parts,
+                                                        self.train_y, build).to(self.device)
             border = self._border_cache[key][idx]
             out[term] = border if fh is None else flip_hv(border, fh, fv)
         return out

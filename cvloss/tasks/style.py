@@ -73,7 +73,7 @@ from torch import nn
 from cvloss.data.registry import dataset_dir, get_dataset
 from cvloss.data.style_pairs import load_style_pairs
 from cvloss.errors import UsageError
-from cvloss.losses.features import get_feature_extractor
+from cvloss.losses.features import get_feature_extractor, mark_constant
 from cvloss.losses.style import gram_matrix, total_variation
 from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
 from cvloss.models.style_image import StyleImage
@@ -164,6 +164,7 @@ class StyleTask(Task):
         self.pairs = pairs
         self.content = self.contents[[c for c, _ in pairs]]
         self.style = self.styles[[s for _, s in pairs]]
+        mark_constant(self.content, self.style)  # their feature passes run once per trial, not every step
         init = self.content
         if p["init_noise"]:
             init = init + float(p["init_noise"]) * torch.randn(init.shape).to(self.device)

@@ -1,0 +1,174 @@
+"""Decoded datasets and per-image derived maps, cached on disk and shared by every trial.
+
+A comparison of 5 losses x 10 seeds loads the same split 50 times; with ``--jobs`` many
+processes load it at once. :func:`cached_load` keeps each loader's result as one file,
+
+    <dataset root>/.cvloss-cache/<split>-<key>.pt
+
+where ``key`` is the sha256 of the dataset's name, the loader (``module:function``), the
+sha256 of the loader's module source and of :mod:`cvloss.data.types` (a change in the
+generator or decoder invalidates its caches), the split, every keyword argument the
+loader gets (size, limit, seed, options) and, for a downloaded dataset, the folder's
+modification time. :func:`cached_tensor` does the same for a tensor derived from data
+(the U-Net border map of every training mask, keyed by the masks' bytes and the
+function's source).
+
+Files are written atomically (a temporary file renamed into place) under an exclusive
+``flock`` of ``<file>.lock``, so of N processes that miss at once one builds and the
+others wait and read; the OS drops the lock of a process that dies. They are read with
+``torch.load(weights_only=True)``: a cache file never runs code, and only the result
+types of :mod:`cvloss.data.types` are rebuilt. A file that cannot be read is rebuilt; a
+read-only folder works without a cache. ``CVLOSS_DATA_CACHE=0`` turns caching off.
+
+Oxford-IIIT Pet keeps its own cache (:mod:`cvloss.data.pets`), keyed by its files.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from cvloss.data import types
+
+CACHE_ENV = "CVLOSS_DATA_CACHE"
+CACHE_DIR = ".cvloss-cache"
+_OWN_CACHE = ("oxford-pets",)  # cached by its loader already
+_TYPES = ("SegData", "SRData", "TranslateData", "IdentityData", "StylePairs")
+
+
+def enabled() -> bool:
+    return os.environ.get(CACHE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def source_hash(*objects: Any) -> str:
+    """sha256 over the source files of the modules defining ``objects``."""
+    h = hashlib.sha256()
+    for obj in objects:
+        module = sys.modules[obj.__module__] if not inspect.ismodule(obj) else obj
+        h.update(Path(inspect.getsourcefile(module)).read_bytes())
+    return h.hexdigest()
+
+
+def _key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:24]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive lock on ``<path>.lock`` (none where fcntl is missing: Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read(path: Path) -> Any | None:
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated, another torch's format, refused: rebuild
+        return None
+
+
+def _write(path: Path, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _cached(path: Path, build: Callable[[], Any], encode, decode) -> Any:
+    """``decode(file)`` if readable, else ``build()``, written under the lock."""
+    if not enabled():
+        return build()
+    hit = _read(path)
+    if hit is not None and (value := decode(hit)) is not None:
+        return value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(path):
+            hit = _read(path)  # another process built it while we waited
+            if hit is not None and (value := decode(hit)) is not None:
+                return value
+            value = build()
+            _write(path, encode(value))
+            return value
+    except OSError:  # read-only or full data folder: work without a cache
+        return build()
+
+
+def _encode_data(value: Any) -> dict[str, Any]:
+    return {"type": type(value).__name__, "fields": {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}}
+
+
+def _decode_data(payload: Any) -> Any | None:
+    if not isinstance(payload, dict) or payload.get("type") not in _TYPES:
+        return None
+    try:
+        return getattr(types, payload["type"])(**payload["fields"])
+    except TypeError:  # the fields changed (types.py's hash is in the key; belt and braces)
+        return None
+
+
+def cached_load(name: str, loader: str, fn: Callable[..., Any], root: Path, split: str, kwargs: dict[str, Any],
+                real: bool) -> Any:
+    """``fn(root, split, **kwargs)``, through the cache when its result is a dataset type."""
+    if name in _OWN_CACHE:
+        return fn(root, split, **kwargs)
+    parts = {"dataset": name, "loader": loader, "source": source_hash(fn, types), "split": split, "kwargs": kwargs}
+    if real:
+        parts["root"] = [str(Path(root).resolve()), Path(root).stat().st_mtime_ns]
+    path = Path(root) / CACHE_DIR / f"{split}-{_key(parts)}.pt"
+    kind: list[str] = []
+
+    def build():
+        value = fn(root, split, **kwargs)
+        kind.append(type(value).__name__)
+        return value
+
+    def encode(value):
+        if type(value).__name__ not in _TYPES:  # e.g. a 2-D mixture: nothing worth caching
+            raise _NotCached(value)
+        return _encode_data(value)
+
+    try:
+        return _cached(path, build, encode, _decode_data)
+    except _NotCached as skip:
+        return skip.value
+
+
+class _NotCached(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def cached_tensor(root: Path, name: str, parts: dict[str, Any], data: torch.Tensor,
+                  build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """A tensor derived from ``data`` (e.g. one border map per training mask), cached as
+    ``<root>/.cvloss-cache/<name>-<key>.pt``; ``key`` covers ``parts`` and the bytes of
+    ``data``, so other images or other settings are another file."""
+    digest = hashlib.sha256(data.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    key = _key({**parts, "name": name, "data": [digest, list(data.shape), str(data.dtype)]})
+    path = Path(root) / CACHE_DIR / f"{name}-{key}.pt"
+    return _cached(path, lambda: build().cpu(), lambda t: t,
+                   lambda t: t if isinstance(t, torch.Tensor) else None)
