@@ -227,14 +227,33 @@ def losses_show(
 
 # ---------------------------------------------------------------- datasets
 _DATA_DIR_HELP = "Datasets folder (default $CVLOSS_DATA, then the user cache dir)."
+_CATALOG_HELP = "A user catalog in datasets.toml's format, added to the built-in one (default $CVLOSS_CATALOG)."
+_DATASET_HELP = ("Dataset name, or a folder of your own data (./path, /path, ~/path; README: 'Your own data'); "
+                 "default: the task's embedded one.")
+
+
+def _use_catalog(path: Optional[str]) -> None:
+    """``--catalog FILE``: checked now, and exported as ``$CVLOSS_CATALOG`` so that every
+    part of the run (and any worker process it starts) reads the same catalog."""
+    import os
+
+    from cvloss.data.registry import CATALOG_ENV, load_catalog
+
+    if path is not None:
+        from pathlib import Path
+
+        os.environ[CATALOG_ENV] = str(Path(path).expanduser().resolve())
+    load_catalog()  # a malformed or clashing user catalog is one line now, before anything runs
 
 
 @datasets_app.command("list")
 def datasets_list(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only datasets of this task."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
 ) -> None:
     """Name, task, size, and whether each dataset is present locally (and where)."""
+    _use_catalog(catalog)
     from cvloss.data.registry import dataset_dir, datasets_for, load_catalog, presence_problem
     from cvloss.report.console import print_table
 
@@ -270,8 +289,10 @@ def _downloadable(name: str, verb: str):
 def datasets_download(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
 ) -> None:
     """Download (resuming a partial file), verify the checksum and extract safely."""
+    _use_catalog(catalog)
     import sys
 
     from cvloss.data.fetch import download
@@ -287,10 +308,12 @@ def datasets_download(
 def datasets_verify(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
 ) -> None:
     """Check every downloaded file of NAME against its published checksum (or, where none is
     published, the sha256 recorded at its first download: trusted-on-first-use), and that
     every archive was extracted completely."""
+    _use_catalog(catalog)
     from cvloss.data.fetch import verify
     from cvloss.data.registry import presence_problem
     from cvloss.report.console import print_table
@@ -327,7 +350,7 @@ def _set_threads(threads: Optional[int]) -> None:
 
 
 def _base_config(task: str, dataset: Optional[str], budget: str, device: str, out: str, data_dir: Optional[str],
-                 feature_weights: str, sets: Optional[list[str]]):
+                 feature_weights: str, sets: Optional[list[str]], catalog: Optional[str] = None):
     """Every option checked (and values made canonical) before any data, network or
     folder is touched: a bad setting costs nothing and writes nothing."""
     from cvloss.losses.features import check_feature_weights
@@ -337,6 +360,7 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
     from cvloss.tasks import get_task_class
 
     get_task_class(task)  # an unknown task is refused first
+    _use_catalog(catalog)
     out = resolve_results_dir(out)
     overrides = resolve_overrides(task, parse_overrides(sets))  # canonical: lr=1 and lr=1.0 are one folder
     budget_params(task, budget, overrides)  # the budget name, and checks that tie settings together
@@ -346,9 +370,19 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
 
     info = get_dataset(default_dataset(task) if dataset is None else dataset, task=task)  # "" is refused
     require_present(info, data_dir)  # refuse before any training, naming what to fetch
-    dataset = info.name
-    return TrialConfig(task=task, loss="", dataset=dataset, budget=budget, device=device, out=out,
-                       data_dir=data_dir, feature_weights=feature_weights, overrides=overrides)
+    print_ = None
+    if info.root is not None:  # a dataset folder: every file checked now, its fingerprint in the identity
+        from cvloss.data.folders import index_folder
+
+        print_ = index_folder(info.root, task).fingerprint
+    cfg = TrialConfig(task=task, loss="", dataset=info.name, budget=budget, device=device, out=out,
+                      data_dir=data_dir, feature_weights=feature_weights, overrides=overrides, data_fingerprint=print_)
+    from cvloss.run.trainer import data_changed
+
+    changed = data_changed(cfg)  # results of other data in the same folder: refused, not resumed or skipped
+    if changed is not None:
+        fail(changed)
+    return cfg
 
 
 _FID_HELP = "The FID Inception weights file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)."
@@ -402,7 +436,8 @@ def _interrupted(where: str) -> None:
 def train(
     task: str = typer.Option(..., "--task", "-t", help=TASK_HELP),
     loss: str = typer.Option(..., "--loss", "-l", help='Loss spec, e.g. "ce+0.1*topo(mu=0.5)".'),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, batch order and augmentation."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -430,7 +465,7 @@ def train(
 
     if seed < 0:
         fail(f"--seed must be >= 0; got {seed}")
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog)
     (spec,) = canonical_specs([loss], task)
     cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log))
 
@@ -452,7 +487,8 @@ def train(
 def compare(
     task: str = typer.Option(..., "--task", "-t", help=TASK_HELP),
     losses: str = typer.Option(..., "--losses", "-l", help='Comma-separated specs; the first is the baseline, e.g. "ce,topo,ce+0.1*topo".'),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
     seeds: str = typer.Option("3", "--seeds", help="A count (3 -> seeds 0,1,2) or a list (0,1,2)."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -481,7 +517,7 @@ def compare(
     from cvloss.run.live_log import check_log
 
     seed_list = parse_seeds(seeds)
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog)
     specs = canonical_specs(split_losses(losses), task)
     if target_effect is not None and not (math.isfinite(target_effect) and target_effect > 0):
         fail(f"--target-effect must be a positive difference in the primary metric's units; got {target_effect}")

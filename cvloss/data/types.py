@@ -23,11 +23,15 @@ class SegData:
 
     Attributes:
         images: ``(N, 3, H, W)`` ``torch.uint8`` RGB in [0, 255].
-        masks: ``(N, H, W)`` ``torch.int64`` class ids in ``[0, K)``, ``K = len(class_names)``.
+        masks: ``(N, H, W)`` ``torch.int64`` class ids in ``[0, K)``, ``K = len(class_names)``,
+            or ``ignore_index`` (void pixels, no class).
         class_names: name of each class id, e.g. ``("background", "pet", "border")``.
         name: catalog name of the dataset (``"oxford-pets"``, ``"synth-pets"``, ...).
         real: for an embedded stand-in, the catalog name of the real dataset it imitates
             (``"oxford-pets"``); ``None`` for a real dataset or one with no real twin here.
+        ignore_index: the id of pixels that belong to no class (a folder dataset's
+            ``classes.txt`` declares it, e.g. 255), to be passed on as the losses' and
+            metrics' ``ignore_index``; ``None``: every pixel has a class.
     """
 
     images: torch.Tensor
@@ -35,6 +39,7 @@ class SegData:
     class_names: tuple[str, ...]
     name: str
     real: str | None = None
+    ignore_index: int | None = None
 
     def __post_init__(self) -> None:
         im, mk = self.images, self.masks
@@ -54,10 +59,13 @@ class SegData:
         k = len(self.class_names)
         if k < 2:
             raise DatasetError(f"SegData needs at least 2 class names, got {self.class_names!r}")
-        if mk.numel() and (int(mk.min()) < 0 or int(mk.max()) >= k):
+        if self.ignore_index is not None and 0 <= self.ignore_index < k:
+            raise DatasetError(f"SegData.ignore_index {self.ignore_index} is a class id (classes 0-{k - 1})")
+        ids = mk[mk != self.ignore_index] if self.ignore_index is not None else mk
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= k):
             raise DatasetError(
                 f"SegData.masks values must lie in [0, {k}) for classes {self.class_names}, "
-                f"got range [{int(mk.min())}, {int(mk.max())}]"
+                f"got range [{int(ids.min())}, {int(ids.max())}]"
             )
 
     def __len__(self) -> int:

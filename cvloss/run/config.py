@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvloss.data.folders import dataset_label
 from cvloss.errors import UsageError
 from cvloss.io import loss_slug  # noqa: F401  (the results layout: re-exported)
 from cvloss.run.budgets import budget_params
@@ -43,7 +44,7 @@ class TrialConfig:
 
     task: str
     loss: str  # canonical spec, as ``build_loss(...).spec`` prints it
-    dataset: str
+    dataset: str  # a catalog name, or a dataset folder's resolved absolute path
     budget: str = "smoke"
     seed: int = 0
     device: str = "cpu"
@@ -55,6 +56,9 @@ class TrialConfig:
     fid_weights: str | None = None
     # --log: live curves of the run (cvloss.run.live_log); a view, not part of the identity
     log: str = "none"
+    # a dataset folder's cvloss.data.folders.fingerprint (paths, sizes, mtimes): part of the
+    # identity, so a changed folder is never resumed or skipped as if it were the same data
+    data_fingerprint: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -62,8 +66,9 @@ class TrialConfig:
 
     @property
     def group_dir(self) -> Path:
-        """``<out>/<task>/<dataset>/<budget>``: where a comparison's trials live."""
-        return Path(self.out) / self.task / self.dataset / budget_label(self.budget, self.overrides)
+        """``<out>/<task>/<dataset>/<budget>``: where a comparison's trials live; a dataset
+        folder is ``<basename>-<8 hex of its path's sha256>`` there (:func:`dataset_label`)."""
+        return Path(self.out) / self.task / dataset_label(self.dataset) / budget_label(self.budget, self.overrides)
 
     @property
     def trial_dir(self) -> Path:
@@ -74,5 +79,7 @@ class TrialConfig:
         d = asdict(self)
         for key in ("device", "out", "data_dir", "fid_weights", "log"):
             d.pop(key)
+        if d["data_fingerprint"] is None:  # a catalog dataset: the identity trials always had
+            d.pop("data_fingerprint")
         d["params"] = self.params
         return d

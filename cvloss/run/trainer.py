@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from cvloss import __version__
+from cvloss.data.folders import describe_folder, fingerprint as folder_fingerprint
 from cvloss.errors import CheckpointError, CvlossError, UsageError
 from cvloss.io import atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv, write_json
 from cvloss.losses import build_loss
@@ -167,12 +168,35 @@ class _Locked(NamedTuple):
     holder: dict[str, Any]  # the live holder's lock content
 
 
+def data_changed(cfg: TrialConfig, trial_dirs: list[Path] | None = None) -> str | None:
+    """One line when a trial of ``trial_dirs`` (default: every trial of ``cfg``'s group)
+    ran on a dataset folder whose fingerprint differs from ``cfg.data_fingerprint``
+    (a file added, removed, rewritten or touched since): such a trial is neither resumed
+    nor skipped as done. ``None`` when nothing differs (or ``cfg`` is no folder dataset)."""
+    if cfg.data_fingerprint is None:
+        return None
+    dirs = trial_dirs if trial_dirs is not None else sorted(p.parent for p in cfg.group_dir.glob(f"*/seed*/{TRIAL}"))
+    for trial_dir in dirs:
+        if not (trial_dir / TRIAL).is_file():
+            continue
+        old = read_json(trial_dir / TRIAL).get("identity", {}).get("data_fingerprint")
+        if old != cfg.data_fingerprint:
+            return (f"the dataset folder {cfg.dataset} changed since {trial_dir} ran on it (data fingerprint "
+                    f"{str(old)[:12]} then, {cfg.data_fingerprint[:12]} now): its results would not be of this data; "
+                    f"use another --out, or delete {cfg.group_dir} to rerun")
+    return None
+
+
 def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None,
                    break_stale_locks: bool) -> dict[str, Any] | _Locked:
     """One try: the summary of a finished trial, :class:`_Locked` when a live process
-    holds the trial, else the trial trained under its lock."""
+    holds the trial, else the trial trained under its lock. A trial of a dataset folder
+    that changed since it ran is refused (:func:`data_changed`), done or not."""
     out_dir = cfg.trial_dir
     label = trial_label(cfg)
+    changed = data_changed(cfg, [out_dir])
+    if changed is not None:
+        raise TrialError(changed)
     summary = _finished(out_dir, label, reporter)
     if summary is not None:
         return summary
@@ -260,6 +284,9 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
         # parallel op can stall for a scheduler slice (gan: 50 WGAN-GP steps 34 s with 2
         # threads on a loaded 2-core machine vs ~3 s with one).
         torch.set_num_threads(int(trial.params["cpu_threads"]))
+    if cfg.data_fingerprint is not None and folder_fingerprint(cfg.dataset) != cfg.data_fingerprint:
+        raise TrialError(f"the dataset folder {cfg.dataset} changed after this run began (its data fingerprint "
+                         f"differs); rerun the command on the data as it is now")
     task.load_data()
     trial.plan = task.plan(trial.loss)
     trial.fresh_model()
@@ -269,6 +296,8 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
         "loss": trial.loss.config(),
         "feature_weights": trial.loss.feature_weights,
         "data": task.describe_data(),
+        **({"data_folder": {"path": cfg.dataset, "fingerprint": cfg.data_fingerprint,
+                            "splits": describe_folder(cfg.dataset, cfg.task)}} if cfg.data_fingerprint else {}),
         "versions": _versions(),
         "git_commit": _git_commit(),
         "device": _device_name(trial.device),

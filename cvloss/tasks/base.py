@@ -16,6 +16,7 @@ raw loss, so no task re-routes a loss at every step.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.folders import dataset_label
 from cvloss.errors import UsageError
 from cvloss.losses.base import AdversarialLoss, Loss
 from cvloss.losses.spec import CombinedLoss
@@ -257,7 +259,12 @@ class Task(ABC):
         return self.dataset
 
     def named(self, real: str | None) -> str:
-        """The dataset's name, with the real one an embedded stand-in imitates."""
+        """The dataset's name, with the real one an embedded stand-in imitates, or for a
+        dataset folder its description (path, split sizes, how the split was made)."""
+        if os.path.isabs(self.dataset):
+            from cvloss.data.folders import describe_folder  # cached: indexed once per run
+
+            return f"{dataset_label(self.dataset)} ({describe_folder(self.dataset, self.name)})"
         return f"{self.dataset} (embedded stand-in for {real})" if real else self.dataset
 
 

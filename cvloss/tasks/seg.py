@@ -18,6 +18,9 @@ from torch import nn
 
 from cvloss.data.augment import flip_hv
 from cvloss.data.registry import load_dataset
+from cvloss.errors import UsageError
+from cvloss.losses.base import Loss
+from cvloss.losses.spec import CombinedLoss
 from cvloss.losses.segmentation import supplied_borders, wce_terms
 from cvloss.metrics.segmentation import SegMetricAccumulator
 from cvloss.models.unet import UNet
@@ -34,6 +37,17 @@ N_SAMPLES = 4
 def colorize(mask: np.ndarray) -> np.ndarray:
     """(K, H, W) class ids -> (K, H, W, 3) uint8 colours."""
     return PALETTE[np.clip(mask, 0, len(PALETTE) - 1)]
+
+
+def check_ignore_index(loss: nn.Module, ignore_index: int) -> None:
+    """Every term of ``loss`` must honour the data's ``ignore_index`` with that very value
+    (``ce(ignore_index=255)``): a term that counts void pixels as a class (or cannot tell
+    them apart) would train on labels that are not there. One :class:`UsageError` line."""
+    terms = [m for m in loss.modules() if isinstance(m, Loss) and not isinstance(m, CombinedLoss)]
+    bad = [t.name for t in terms if getattr(t, "ignore_index", None) != ignore_index]
+    if bad:
+        raise UsageError(f"the data declares ignore_index {ignore_index} (classes.txt) but loss term(s) "
+                         f"{', '.join(bad)} do not: write each as e.g. '{bad[0]}(ignore_index={ignore_index})'")
 
 
 class SegTask(Task):
@@ -60,6 +74,9 @@ class SegTask(Task):
         self.class_names = tuple(train.class_names)
         self.num_classes = len(self.class_names)
         self.real_name = getattr(train, "real", None)
+        # void pixels a dataset folder declares (classes.txt): the metrics leave them out,
+        # and plan() makes every loss term say the same ignore_index
+        self.ignore_index = getattr(train, "ignore_index", None)
         # Decode once: uint8 -> float [0, 1] on the device, reused every epoch.
         self.train_x = train.images.to(self.device, torch.float32).div_(255)
         self.train_y = train.masks.to(self.device)
@@ -105,6 +122,8 @@ class SegTask(Task):
             yield x, y, (on_device, fh, fv)
 
     def plan(self, loss):
+        if self.ignore_index is not None:
+            check_ignore_index(loss, self.ignore_index)
         self._wce = wce_terms(loss)  # the wce terms with a U-Net border map, bound once
         return super().plan(loss)
 
@@ -143,7 +162,7 @@ class SegTask(Task):
         return logits.argmax(1)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        acc = SegMetricAccumulator(self.num_classes, self.class_names)
+        acc = SegMetricAccumulator(self.num_classes, self.class_names, ignore_index=self.ignore_index)
         bs = self.params["batch_size"]
         for i in range(0, len(self.val_x), bs):
             pred = self.predict(model, self.val_x[i : i + bs])
