@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvloss.data.types import DatasetError, IdentityData, SegData, SRData, TranslateData
+from cvloss.data.types import SPLITS, DatasetError, IdentityData, SegData, SRData, TranslateData, check_split
 from cvloss.settings import env_number
 
 __all__ = [
@@ -69,7 +69,6 @@ __all__ = [
 
 FOLDER_TASKS = ("seg", "sr", "embed", "translate")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-SPLITS = ("train", "val", "test")
 #: the most files one dataset folder may hold ($CVLOSS_MAX_FOLDER_FILES replaces it)
 MAX_FILES = 200_000
 #: the largest image (width x height) decoded; PIL's own bomb check is 2 x 89 M pixels
@@ -524,18 +523,15 @@ def _seeded_split(root: Path, task: str, files: dict[str, tuple[Entry, ...]]) ->
         test = sorted(eligible[i] for i in order[k:2 * k])
         train = sorted(set(files) - set(val) - set(test))
         return {"train": train, "val": val, "test": test}, f"seed {SPLIT_SEED:#x} (by identity, {k} each for val and test)"
-    # horse2zebra's rule (issue 13): per domain, of the n files in name order,
-    # max(1, round(n / 10)) (none when n = 1) drawn by default_rng([VAL_SEED, d]) are val
-    out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for d, (train_dir, test_dir) in enumerate((("trainA", "testA"), ("trainB", "testB"))):
-        out["test"] += [k for k in files if k.startswith(test_dir + "/")]
-        names = sorted((e.rel, key) for key, (e,) in files.items() if key.startswith(train_dir + "/"))
-        n = len(names)
-        k = max(1, int(np.floor(VAL_FRACTION * n + 0.5))) if n >= 2 else 0
-        val = set(np.random.default_rng([VAL_SEED, d]).choice(n, size=k, replace=False).tolist())
-        for i, (_, key) in enumerate(names):
-            out["val" if i in val else "train"].append(key)
-    return {s: sorted(v) for s, v in out.items()}, "horse2zebra's rule (val: a seeded 10% of trainA / trainB; test: testA / testB)"
+    from cvloss.data.horse2zebra import split_files  # horse2zebra's rule (issue 13), one definition
+
+    by_rel = {e.rel: key for key, (e,) in files.items()}
+    out = {}
+    for split in SPLITS:
+        a, b = split_files(root, split)
+        found = [p.relative_to(root).as_posix() for p in (*a, *b)]
+        out[split] = sorted(by_rel[rel] for rel in found if rel in by_rel)  # hidden names are not ours
+    return out, "horse2zebra's rule (val: a seeded 10% of trainA / trainB; test: testA / testB)"
 
 
 def _check_identities(root: Path, splits: dict[str, list[str]], files: dict[str, tuple[Entry, ...]]) -> None:
@@ -568,8 +564,7 @@ def describe_folder(root: str | Path, task: str | None = None) -> str:
 
 # ----------------------------------------------------------------------------- loaders
 def _check(split: str, size: int | None, limit: int | None) -> None:
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+    check_split(split, "a dataset folder")
     if size is not None and size < 8:
         raise DatasetError(f"size must be >= 8 pixels, got {size}")
     if limit is not None and limit < 1:
