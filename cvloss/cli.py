@@ -239,11 +239,19 @@ def _use_catalog(path: Optional[str]) -> None:
 
     from cvloss.data.registry import CATALOG_ENV, load_catalog
 
+    before = os.environ.get(CATALOG_ENV)
     if path is not None:
         from pathlib import Path
 
         os.environ[CATALOG_ENV] = str(Path(path).expanduser().resolve())
-    load_catalog()  # a malformed or clashing user catalog is one line now, before anything runs
+    try:
+        load_catalog()  # a malformed or clashing user catalog is one line now, before anything runs
+    except Exception:
+        if path is not None and before is None:  # the environment as it was (tests run the CLI in-process)
+            del os.environ[CATALOG_ENV]
+        elif path is not None:
+            os.environ[CATALOG_ENV] = before
+        raise
 
 
 @datasets_app.command("list")
