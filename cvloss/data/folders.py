@@ -63,7 +63,7 @@ from cvloss.settings import env_number
 __all__ = [
     "FOLDER_TASKS", "IMAGE_SUFFIXES", "MAX_FILES", "MAX_IMAGE_PIXELS", "SPLIT_SEED", "PAIR_SEED",
     "looks_like_path", "resolve_folder", "dataset_label", "fingerprint", "detect_task", "index_folder",
-    "describe_folder", "folder_info", "load_folder", "load_seg_folder", "load_sr_folder", "load_embed_folder",
+    "describe_folder", "load_folder", "load_seg_folder", "load_sr_folder", "load_embed_folder",
     "load_translate_folder",
 ]
 
@@ -675,19 +675,3 @@ def load_folder(root: str | Path, split: str, **kwargs: Any) -> Any:
     """The loader of whatever task the folder's layout serves (see :func:`detect_task`)."""
     return LOADERS[detect_task(resolve_folder(root))](root, split, **kwargs)
 
-
-def folder_info(name: str, task: str | None = None):
-    """The :class:`~cvloss.data.registry.DatasetInfo` of the dataset folder ``name``: its
-    name is the resolved absolute path (what ``TrialConfig.dataset`` holds), ``root`` that
-    folder, the loader the one of its task. Only the layout is looked at here;
-    :func:`index_folder` checks the files."""
-    from cvloss.data.registry import DatasetInfo
-
-    root = resolve_folder(name)
-    task = detect_task(root, task)
-    return DatasetInfo(
-        name=str(root), tasks=(task,), description=f"your {task} data in {root}", urls=(), files=(), layout=(),
-        size_bytes=0, license="yours", citation="", loader=f"cvloss.data.folders:{LOADERS[task].__name__}",
-        embedded=False, real=None, splits={s: f"see {root / 'splits' / s}.txt, else seeded" for s in SPLITS},
-        root=str(root),
-    )

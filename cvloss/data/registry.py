@@ -277,7 +277,7 @@ def get_dataset(name: str, task: str | None = None,
     from cvloss.data import folders
 
     if name not in catalog and (folders.looks_like_path(name) or (name and Path(name).expanduser().is_dir())):
-        return folders.folder_info(name, task)
+        return _folder_info(name, task)
     where = f" for task '{task}'" if task is not None else ""
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -285,6 +285,23 @@ def get_dataset(name: str, task: str | None = None,
         served = ", ".join(catalog[name].tasks)
         raise DatasetError(f"dataset '{name}' serves {served}, not '{task}'; valid{where}: {', '.join(valid)}")
     raise DatasetError(f"unknown dataset '{name}'{where}{hint}; valid: {', '.join(valid)}")
+
+
+def _folder_info(name: str, task: str | None) -> DatasetInfo:
+    """The entry of the dataset folder ``name`` (:mod:`cvloss.data.folders`): named by its
+    resolved absolute path (what ``TrialConfig.dataset`` holds), ``root`` that folder, the
+    loader that of its task. Only the layout is looked at here; ``index_folder`` checks
+    the files."""
+    from cvloss.data import folders
+
+    root = folders.resolve_folder(name)
+    task = folders.detect_task(root, task)
+    return DatasetInfo(
+        name=str(root), tasks=(task,), description=f"your {task} data in {root}", urls=(), files=(), layout=(),
+        size_bytes=0, license="yours", citation="", loader=f"cvloss.data.folders:{folders.LOADERS[task].__name__}",
+        embedded=False, real=None, splits={s: f"{root / 'splits' / s}.txt, else seeded" for s in SPLITS},
+        root=str(root),
+    )
 
 
 # ----------------------------------------------------------------------------- disk

@@ -287,3 +287,14 @@ def test_seg_masks_resize_nearest_and_images_bilinear(tmp_path):
     data = load_seg_folder(root, "train", size=16)
     assert data.images.shape[1:] == (3, 16, 16) and data.masks.dtype == torch.int64
     assert set(np.unique(data.masks.numpy())) <= {0, 1, 2}  # nearest: no interpolated ids
+
+
+def test_the_readme_catalog_example_is_a_valid_user_catalog(tmp_path, monkeypatch):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, flags=re.S) if "[datasets." in b]
+    (tmp_path / "mine.toml").write_text(example)
+    monkeypatch.setenv("CVLOSS_CATALOG", str(tmp_path / "mine.toml"))
+    info = load_catalog()["my-masks"]
+    assert info.loader == "cvloss.data.folders:load_seg_folder" and info.files == ()
