@@ -411,6 +411,7 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         "train_time_s": sum(r["epoch_time_s"] for r in history),
         "feature_weights": trial.loss.feature_weights,
         "device": _device_name(trial.device),
+        **task.summary_extras(),  # adversarial tasks: generator/discriminator updates, optimiser policy
     }
     write_json(out_dir / SUMMARY, summary)
     primary = summary["metrics"].get(task.primary_metric, math.nan)
@@ -473,6 +474,7 @@ def _diverged(trial: _Trial, epoch: int, step: int, key: str, value: float, repo
         "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
         "diverged_at": {"epoch": epoch, "step": step, key: repr(value)},
         "metrics": {},
+        **trial.task.summary_extras(),
     }
     if trial.history:
         write_csv(trial.out_dir / METRICS, trial.history)

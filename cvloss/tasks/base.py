@@ -252,6 +252,14 @@ class Task(ABC):
         if self.stepper and state:
             self.stepper.load_state_dict(state["stepper"])
 
+    def summary_extras(self) -> dict[str, Any]:
+        """Keys the trainer adds to summary.json. A task with an adversarial slot: the
+        trial's ``generator_updates`` and ``discriminator_updates`` (exact across a resume:
+        they are stepper state) and its ``optimizer`` policy (``equal`` / ``paper``)."""
+        if self.stepper is None:
+            return {}
+        return {**self.stepper.counts(), "optimizer": self.params.get("optimizer")}
+
     def describe_data(self) -> str:
         """One line naming the data, and the real dataset an embedded one stands in for."""
         return self.dataset
