@@ -422,7 +422,9 @@ def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, s
 
     Args:
         name: catalog name; unknown names raise :class:`DatasetError` with the valid ones
-            (for ``task`` when given).
+            (for ``task`` when given). A name that is no catalog name but a folder's path
+            (``./x``, ``/x``, ``~/x`` or an existing directory) loads that dataset folder
+            (:mod:`cvloss.data.folders`; without ``task`` its layout says which task).
         data_dir: ``--data-dir`` (see :func:`resolve_data_dir`); embedded datasets ignore it.
         size: output side in pixels (the loader's default when ``None``).
         limit: at most this many samples (a deterministic subset; see the loader).

@@ -152,6 +152,8 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--dataset", "{bad}/seg-split-overlap"), "test.txt line 1: 'img00' is already listed in splits/train.txt"),
     (_seg("--dataset", "{bad}/seg-split-unknown"), "val.txt line 1: 'img99' is not in the dataset folder"),
     (_compare("embed", "triplet", "--dataset", "{bad}/embed-few-ids"), "identities with 2+ images"),
+    (["train", "--task", "seg", "--loss", "ce", "--dataset", "{bad}/seg-ignore"],
+     "the data declares ignore_index 255 (classes.txt) but loss term(s) ce do not"),
     (_compare("translate", "lsgan+cycle", "--dataset", "{bad}/translate-empty"), "translate-empty/trainB holds no images"),
     (_compare("sr", "l1", "--dataset", "{bad}/sr-symlink"), "sr-symlink/link.png is a symbolic link out of the dataset"),
     (_compare("sr", "l1", "--dataset", "{bad}/sr-empty"), "sr-empty: no images"),
@@ -210,6 +212,7 @@ def _bad_folders(cwd: Path) -> None:
             (root / "splits" / "train.txt").write_text("img00\nimg01\n")
             (root / "splits" / "val.txt").write_text("img99\n" if case == "split-unknown" else "img02\n")
             (root / "splits" / "test.txt").write_text("img00\n")
+    fd.build_seg(cwd / "seg-ignore", n=4, ignore=255)
     fd.build_embed(cwd / "embed-few-ids", n_ids=30)
     fd.build_translate(cwd / "translate-empty")
     for p in (cwd / "translate-empty" / "trainB").iterdir():
