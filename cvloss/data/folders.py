@@ -605,10 +605,17 @@ def load_sr_folder(root: str | Path, split: str, size: int | None = None, limit:
 
 def _pairs(labels: np.ndarray, n_ids: int, per_fold: int, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Up to ``per_fold`` distinct same pairs and as many distinct different pairs per
-    fold; identities dealt into 10 folds by ``default_rng([PAIR_SEED, code])``."""
+    fold (balanced: both kinds as many as the fewer); identities dealt into 10 folds in
+    an order drawn by ``default_rng([PAIR_SEED, code])``, no identity in two folds."""
     rng = np.random.default_rng([PAIR_SEED, code])
     by_id = [np.flatnonzero(labels == i) for i in range(n_ids)]
-    fold_of = rng.permutation(n_ids) % N_FOLDS
+    # deal the identities with 2+ images first, round-robin, then the others: with 10 of
+    # the former and 20 in all (checked by the index) every fold has a same pair to draw
+    # and two identities for a different pair
+    multi_first = [i for i in rng.permutation(n_ids) if len(by_id[i]) >= 2] + \
+        [i for i in rng.permutation(n_ids) if len(by_id[i]) < 2]
+    fold_of = np.empty(n_ids, dtype=np.int64)
+    fold_of[multi_first] = np.arange(n_ids) % N_FOLDS
     pairs, same, folds = [], [], []
     for f in range(N_FOLDS):
         ids = np.flatnonzero(fold_of == f)

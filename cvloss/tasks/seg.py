@@ -122,7 +122,7 @@ class SegTask(Task):
             yield x, y, (on_device, fh, fv)
 
     def plan(self, loss):
-        if self.ignore_index is not None:
+        if getattr(self, "ignore_index", None) is not None:  # set by load_data
             check_ignore_index(loss, self.ignore_index)
         self._wce = wce_terms(loss)  # the wce terms with a U-Net border map, bound once
         return super().plan(loss)

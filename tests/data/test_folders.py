@@ -298,3 +298,13 @@ def test_the_readme_catalog_example_is_a_valid_user_catalog(tmp_path, monkeypatc
     monkeypatch.setenv("CVLOSS_CATALOG", str(tmp_path / "mine.toml"))
     info = load_catalog()["my-masks"]
     assert info.loader == "cvloss.data.folders:load_seg_folder" and info.files == ()
+
+
+def test_every_fold_gets_pairs_when_only_ten_identities_have_two_images():
+    # 20 identities, ids 0-9 with two images, 10-19 with one: the fewest the index allows
+    labels = np.array([i for i in range(10) for _ in range(2)] + list(range(10, 20)))
+    pairs, same, folds = folders._pairs(labels, 20, per_fold=3, code=1)
+    for f in range(10):
+        kinds = same[folds == f]
+        assert kinds.sum() >= 1 and (~kinds).sum() == kinds.sum()
+    assert all((labels[a] == labels[b]) == s for (a, b), s in zip(pairs, same))
