@@ -122,7 +122,8 @@ class SRTask(Task):
         train, val = load("train", p["n_train"]), load("val", p["n_val"])
         self.real_name = train.real
         self.official_lr = s in train.lr
-        self.resized = get_dataset(self.dataset).embedded and p["hr_size"]
+        info = get_dataset(self.dataset, task="sr")  # embedded sets and dataset folders shrink to hr_size
+        self.resized = (info.embedded or info.root is not None) and p["hr_size"]
 
         def pairs(data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             out = [make_pair(h, s, data.lr[s][i] if s in data.lr else None) for i, h in enumerate(data.hr)]
