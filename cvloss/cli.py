@@ -276,7 +276,7 @@ def datasets_list(
         elif problem is None:
             where = str(root)
         else:  # a half-extracted folder is not "not downloaded": say it is incomplete
-            where = f"incomplete: {root} (run cvloss datasets download {info.name})" if root.exists() else "not downloaded"
+            where = f"incomplete: {root} (run cvloss datasets download {info.name})" if root.exists() else ("not downloaded" if info.files else f"not placed in {root}")
         size = "generated" if info.embedded else (f"{info.size_bytes / 2**20:,.0f} MiB" if info.size_bytes else "?")
         rows.append({"name": info.name, "tasks": ",".join(info.tasks), "size": size,
                      "present": "yes" if problem is None else "no", "where": where})

@@ -222,25 +222,9 @@ def _bad_folders(cwd: Path) -> None:
     (cwd / "sr-symlink" / "link.png").symlink_to(cwd / "outside.png")
     (cwd / "sr-empty").mkdir()
     (cwd / "sr-empty" / "notes.md").write_text("no images here\n")
-    (cwd / "clash.toml").write_text(_CLASH)
+    (cwd / "clash.toml").write_text(fd.catalog_entry("synth-pets"))
 
 
-_CLASH = """
-[datasets.synth-pets]
-name = "synth-pets"
-tasks = ["seg"]
-description = "mine"
-urls = []
-files = []
-layout = []
-size_bytes = 0
-license = "mine"
-citation = ""
-loader = "cvloss.data.folders:load_seg_folder"
-embedded = false
-real = ""
-splits = { train = "a", val = "b", test = "c" }
-"""
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -94,3 +94,19 @@ def test_a_loss_without_the_declared_ignore_index_is_refused(tmp_path):
                                  str(tmp_path / "out"), "--quiet", *TINY["seg"][1]])
     assert result.exit_code == 2
     assert "the data declares ignore_index 255 (classes.txt) but loss term(s) ce do not" in result.stderr
+
+
+def test_datasets_list_shows_a_user_catalog_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("CVLOSS_CATALOG", "")  # --catalog exports it for the in-process run: restored after
+    monkeypatch.setenv("CVLOSS_DATA", str(tmp_path / "data"))
+    catalog = tmp_path / "mine.toml"
+    catalog.write_text(fd.catalog_entry("my-masks"))
+    result = runner.invoke(app, ["datasets", "list", "--task", "seg", "--catalog", str(catalog)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("my-masks "))
+    assert f"not placed in {tmp_path / 'data' / 'my-masks'}" in row
+    fd.build_seg(tmp_path / "data" / "my-masks", n=4)
+    result = runner.invoke(app, ["datasets", "list", "--task", "seg", "--catalog", str(catalog)])
+    row = next(line for line in result.stdout.splitlines() if line.startswith("my-masks "))
+    assert " yes " in row and str(tmp_path / "data" / "my-masks") in row
+

@@ -245,27 +245,11 @@ def test_a_folder_that_does_not_fit_the_task_says_so(tmp_path):
     assert info.root == str(root.resolve()) and info.name == str(root.resolve()) and not info.embedded
 
 
-_ENTRY = '''
-[datasets.{name}]
-name = "{name}"
-tasks = ["seg"]
-description = "my masks"
-urls = []
-files = []
-layout = ["images", "masks"]
-size_bytes = 0
-license = "mine"
-citation = ""
-loader = "cvloss.data.folders:load_seg_folder"
-embedded = false
-real = ""
-splits = {{ train = "seeded 80%", val = "seeded 10%", test = "seeded 10%" }}
-'''
 
 
 def test_user_catalog_adds_entries_and_refuses_a_clash(tmp_path, monkeypatch):
     catalog = tmp_path / "mine.toml"
-    catalog.write_text(_ENTRY.format(name="my-masks"))
+    catalog.write_text(fd.catalog_entry("my-masks"))
     monkeypatch.setenv("CVLOSS_CATALOG", str(catalog))
     monkeypatch.setenv("CVLOSS_DATA", str(tmp_path / "data"))
     assert "my-masks" in load_catalog() and "synth-pets" in load_catalog()
@@ -274,7 +258,7 @@ def test_user_catalog_adds_entries_and_refuses_a_clash(tmp_path, monkeypatch):
     fd.build_seg(tmp_path / "data" / "my-masks", n=5)
     data = load_dataset("my-masks", "val", size=16)
     assert isinstance(data, SegData) and len(data) == 1
-    catalog.write_text(_ENTRY.format(name="synth-pets"))
+    catalog.write_text(fd.catalog_entry("synth-pets"))
     with pytest.raises(DatasetError, match=r"user catalog .*mine.toml: dataset 'synth-pets' is a built-in dataset"):
         load_catalog()
     catalog.write_text("[defaults]\nseg = 'x'\n")
