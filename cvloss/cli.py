@@ -345,6 +345,8 @@ def _reporter(quiet: bool, task: str):
 
 
 _LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
+_MIXED_HELP = ("Pool trials made by different code (source hash), torch versions or thread counts; "
+               "refused without it, and the table says so with it.")
 _STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
 
 
@@ -440,6 +442,7 @@ def compare(
     target_effect: Optional[float] = typer.Option(
         None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
                                       "needed to detect it (80% power, corrected level)."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
@@ -459,7 +462,7 @@ def compare(
     try:
         with _chatter(quiet):
             result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks,
-                                    target_effect=target_effect)
+                                    target_effect=target_effect, allow_mixed=allow_mixed)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset
@@ -483,6 +486,7 @@ def report(
     html: bool = typer.Option(True, "--html/--no-html", help="Also write the self-contained report.html."),
     replot: bool = typer.Option(True, "--replot/--no-replot",
                                 help="Redraw each comparison's standard plots from its trials (one look per loss)."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
 ) -> None:
     """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md and
     RESULTS_DIR/report.html (one self-contained file: tables, plots, provenance)."""
@@ -496,7 +500,7 @@ def report(
         fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to gather")
     if not any(root.glob("**/compare.json")):
         fail(f"no comparisons under {root}: run `cvloss compare ...` first")
-    paths = write_reports(root, html=html, replot=replot)
+    paths = write_reports(root, html=html, replot=replot, allow_mixed=allow_mixed)
     for path in paths.values():
         typer.echo(f"report: {path}")
 

@@ -13,12 +13,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from cvloss.errors import UsageError
 from cvloss.report.style import HATCHES, loss_style, metric_unit
 from cvloss.report.tables import LEGEND, comparison_table, difference_rows, verdict_lines
-from cvloss.io import file_inside, write_csv, write_text
+from cvloss.io import file_inside, read_comparison, write_csv, write_text
 from cvloss.report.latex import report_latex
 from cvloss.report.runs import merge_run_files
-from cvloss.report.markdown import _budget_line, comparison_title, group_by_task_dataset, load_comparisons, \
+from cvloss.report.markdown import _budget_line, comparison_title, find_comparisons, group_by_task_dataset, load_comparisons, \
     markdown_report, plot_title
 
 CSS = """
@@ -256,10 +257,36 @@ def html_report(results: list[dict[str, Any]], root: Path) -> str:
 __all__ = ["html_report", "comparison_table_html", "data_uri", "swatch", "HATCHES"]
 
 
-def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[str, Path]:
+def check_pooling(root: Path, allow_mixed: bool) -> None:
+    """Refuse (one line) a report that would put side by side comparisons made by
+    different code, torch versions or thread counts -- or one comparison that pooled such
+    trials -- unless ``allow_mixed``; comparisons written before provenance was recorded
+    count as one "unrecorded" combination."""
+    if allow_mixed:
+        return
+    combos: dict[tuple[str, str, str], str] = {}
+    for path in find_comparisons(root):
+        r = read_comparison(path)
+        prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
+        name = path.parent.relative_to(root).as_posix()
+        if prov.get("mixed"):
+            raise UsageError(f"{name} pools trials of different code, torch versions or thread counts; "
+                             f"pass --allow-mixed to report it anyway")
+        for c in prov.get("combinations") or [{"source": "unrecorded", "torch": "unrecorded", "threads": "unrecorded"}]:
+            if isinstance(c, dict):
+                combos.setdefault((str(c.get("source")), str(c.get("torch")), str(c.get("threads"))), name)
+    if len(combos) > 1:
+        parts = "; ".join(f"{name}: source {k[0]}, torch {k[1]}, {k[2]} threads" for k, name in combos.items())
+        raise UsageError(f"the comparisons under {root} were made by different code, torch versions or thread counts "
+                         f"({parts}); rerun them with one version, report them separately, or pass --allow-mixed")
+
+
+def write_reports(root: Path, html: bool = True, replot: bool = True, allow_mixed: bool = False) -> dict[str, Path]:
     """Write ``<root>/REPORT.md``, ``tables.tex``, ``runs.csv`` and (``html``)
-    ``<root>/report.html``; returns their paths by kind (``md``, ``tex``, ``runs``, ``html``)."""
+    ``<root>/report.html``; returns their paths by kind (``md``, ``tex``, ``runs``, ``html``).
+    Comparisons of different code are refused unless ``allow_mixed`` (:func:`check_pooling`)."""
     root = Path(root)
+    check_pooling(root, allow_mixed)  # before any plot is redrawn: a refusal writes nothing
     results = load_comparisons(root, replot=replot)
     out = {"md": root / "REPORT.md", "tex": root / "tables.tex", "runs": root / "runs.csv"}
     write_text(out["md"], markdown_report(results, root))

@@ -36,7 +36,11 @@ from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci, paired_difference
-from cvloss.run.trainer import SUMMARY, TRIAL, run_trials
+from cvloss.run.provenance import pool_key
+from cvloss.run.trainer import SUMMARY, TRIAL, UNTRAINED, run_trials
+
+#: The marker an executor leaves in a trial folder whose worker died on every attempt.
+CRASHED = "crashed.json"
 from cvloss.tasks import get_task_class
 from cvloss.losses import build_loss
 
@@ -117,7 +121,8 @@ def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
 
 
 def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None,
-                   break_stale_locks: bool = False, target_effect: float | None = None) -> dict[str, Any]:
+                   break_stale_locks: bool = False, target_effect: float | None = None,
+                   allow_mixed: bool = False) -> dict[str, Any]:
     """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones,
     waiting for ones another process holds) and write the comparison's tables and plots.
     ``base`` gives everything but loss/seed."""
@@ -128,7 +133,7 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
         reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
     run_trials([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter,
                break_stale_locks=break_stale_locks)
-    return summarize_comparison(base, losses, seeds, target_effect)
+    return summarize_comparison(base, losses, seeds, target_effect, allow_mixed)
 
 
 def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -156,6 +161,119 @@ def _where(base: TrialConfig) -> dict[str, Any]:
     return {"task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "split": FINAL_SPLIT}
 
 
+def _value(summary: dict[str, Any] | None, metric: str) -> float:
+    v = (summary or {}).get("metrics", {}).get(metric)
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+def _status(trial_dir: Path, summary: dict[str, Any] | None) -> str:
+    """done / collapsed / diverged from the summary; without one ``crashed`` when the
+    executor left its marker (the worker died twice), else ``missing``."""
+    if summary is not None:
+        return str(summary.get("status", "missing"))
+    return "crashed" if (trial_dir / CRASHED).exists() else "missing"
+
+
+def _untrained_by_seed(base: TrialConfig, losses: list[str], seeds: list[int],
+                       summaries: dict[str, list[dict[str, Any] | None]]) -> dict[int, dict[str, float]]:
+    """The untrained model's test metrics per seed, from any trial at that seed (its
+    summary, or the untrained.json a crashed trial left): every loss starts from the same
+    weights at a seed, so they agree."""
+    out: dict[int, dict[str, float]] = {}
+    for i, seed in enumerate(seeds):
+        for spec in losses:
+            s = summaries[spec][i]
+            found = (s or {}).get("untrained")
+            path = replace(base, loss=spec, seed=seed).trial_dir / UNTRAINED
+            if not found and path.exists():
+                found = read_json(path)
+            if isinstance(found, dict) and found:
+                out[seed] = found
+                break
+    return out
+
+
+def _itt_value(summary: dict[str, Any] | None, status: str, metric: str, untrained: dict[str, float]) -> float:
+    """The intent-to-treat value of one trial: its final metric when it finished (done or
+    collapsed), the untrained model's at its seed when it diverged or crashed (it bought
+    nothing over the initial weights), NaN when it has not run."""
+    if status in ("done", "collapsed"):
+        return _value(summary, metric)
+    if status in ("diverged", "crashed"):
+        v = untrained.get(metric)
+        return float(v) if isinstance(v, (int, float)) else math.nan
+    return math.nan
+
+
+def _loss_rows(base: TrialConfig, losses: list[str], vals: dict[str, dict[str, list[float]]],
+               status: dict[str, list[str]], directions: dict[str, bool], stats: dict[str, Any],
+               analysis: str) -> list[dict[str, Any]]:
+    """One compare.csv row per (loss, metric) of one analysis: mean ± CI, the paired
+    difference against the baseline with its corrected p, d_z and P(A > B), the MDE."""
+    baseline, rows = losses[0], []
+    for spec in losses:
+        counts = {k: sum(st == k for st in status[spec]) for k in ("diverged", "collapsed", "crashed", "missing")}
+        for metric, v in vals[spec].items():
+            mean, ci, n = mean_ci(v)
+            row = {**_where(base), "analysis": analysis, "loss": spec, "metric": metric,
+                   "higher_is_better": directions[metric], "mean": mean, "ci95": ci, "n": n, **counts,
+                   "success_rate": sum(st == "done" for st in status[spec]) / len(status[spec])}
+            if spec != baseline:
+                d, d_ci, p, n_pairs = paired_difference(v, vals[baseline][metric])
+                row.update({"diff_vs_baseline": d, "diff_ci95": d_ci, "p_value": p, "n_pairs": n_pairs})
+            else:
+                row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
+            row.update(stats["cells"].get((spec, metric), {"p_adj": math.nan, "correction": "", "dz": math.nan,
+                                                           "p_improve": math.nan}))
+            row["mde"] = stats["mde"][metric]
+            rows.append(row)
+    return rows
+
+
+def _compute(runs: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Compute of one loss over its finished trials (a diverged trial's partial time says
+    little): wall time per trial and per step, peak memory (and how it was measured),
+    generator updates of adversarial tasks -- each ``mean`` with its CI where it varies."""
+    finished = [s for s in runs if s and s.get("status") in ("done", "collapsed")]
+    out: dict[str, Any] = {"n": len(finished)}
+    for key in ("train_time_s", "step_time_s", "peak_mem_mib", "generator_updates", "discriminator_updates"):
+        vals = [s[key] for s in finished if isinstance(s.get(key), (int, float)) and not isinstance(s.get(key), bool)]
+        if vals:  # train_time_s -> train_time_ci95, peak_mem_mib -> peak_mem_mib_ci95
+            mean, ci, _ = mean_ci(vals)
+            out[key], out[key.removesuffix("_s") + "_ci95"] = mean, ci
+    hows = sorted({s["peak_mem_how"] for s in finished if isinstance(s.get("peak_mem_how"), str)})
+    if hows:
+        out["peak_mem_how"] = "; ".join(hows)
+    return out
+
+
+def check_provenance(trials: dict[str, list[Path]], allow_mixed: bool) -> dict[str, Any]:
+    """The code, torch version and thread count of a comparison's trials (from their
+    trial.json): one combination, or with ``allow_mixed`` a list of them (the table says
+    so); several without it are refused with one line (:class:`ComparisonError`)."""
+    keys: dict[tuple[str, str, str], list[str]] = {}
+    commits, dirty = set(), False
+    for spec, dirs in trials.items():
+        for d in dirs:
+            if not (d / SUMMARY).exists() or not (d / TRIAL).exists():
+                continue
+            info = read_json(d / TRIAL)
+            info = info if isinstance(info, dict) else {}
+            keys.setdefault(pool_key(info), []).append(f"{spec}/{d.name}")
+            code = info.get("code") if isinstance(info.get("code"), dict) else {}
+            commits.add(code.get("commit") or info.get("git_commit"))
+            dirty = dirty or bool(code.get("dirty"))
+    combos = [{"source": k[0], "torch": k[1], "threads": k[2], "trials": len(v)} for k, v in keys.items()]
+    if len(keys) > 1 and not allow_mixed:
+        parts = "; ".join(f"source {k[0]}, torch {k[1]}, {k[2]} threads: {len(v)} trial(s), e.g. {v[0]}"
+                          for k, v in keys.items())
+        raise ComparisonError(f"the comparison's trials were made by different code, torch versions or thread counts "
+                              f"({parts}); rerun the odd ones, or pass --allow-mixed to pool them anyway (the table "
+                              f"then says so)")
+    return {"mixed": len(keys) > 1, "combinations": combos, "commits": sorted(c for c in commits if c),
+            "dirty": dirty}
+
+
 def _commit(trial_dir: Path) -> str | None:
     """The git commit a trial's trial.json records (None without one)."""
     path = trial_dir / TRIAL
@@ -166,10 +284,12 @@ def _commit(trial_dir: Path) -> str | None:
 
 
 def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
-                         target_effect: float | None = None) -> dict[str, Any]:
+                         target_effect: float | None = None, allow_mixed: bool = False) -> dict[str, Any]:
     """Aggregate the trials' summaries into the comparison table and write its files;
     ``target_effect`` (a difference in the primary metric's units) adds the seeds needed
-    to detect it."""
+    to detect it. Rows come twice: ``analysis = completed`` (the trials that finished
+    without failing) and ``itt`` (intent to treat, see :func:`_itt_value`). Trials of
+    different code, torch or thread counts are refused unless ``allow_mixed``."""
     task_cls = get_task_class(base.task)
     summaries: dict[str, list[dict[str, Any] | None]] = {}
     for spec in losses:
@@ -184,34 +304,28 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
             if s and s.get("status") == "done":
                 metric_names += [m for m in s["metrics"] if m not in metric_names]
     directions = {m: task_cls.direction(m) for m in metric_names}
+    bounds = {m: list(task_cls.bounds(m)) for m in metric_names}
 
     baseline = losses[0]
-
-    def values(spec: str, metric: str) -> list[float]:
-        return [(s["metrics"].get(metric, math.nan) if s and s.get("status") == "done" else math.nan) for s in summaries[spec]]
-
-    rows = []
-    for spec in losses:
-        runs = summaries[spec]
-        diverged = sum(1 for s in runs if s and s.get("status") == "diverged")
-        collapsed = sum(1 for s in runs if s and s.get("status") == "collapsed")
-        missing = sum(1 for s in runs if s is None)
-        for metric in metric_names:
-            mean, ci, n = mean_ci(values(spec, metric))
-            row = {**_where(base), "loss": spec, "metric": metric, "higher_is_better": directions[metric],
-                   "mean": mean, "ci95": ci, "n": n, "diverged": diverged, "collapsed": collapsed, "missing": missing}
-            if spec != baseline:
-                d, d_ci, p, n_pairs = paired_difference(values(spec, metric), values(baseline, metric))
-                row.update({"diff_vs_baseline": d, "diff_ci95": d_ci, "p_value": p, "n_pairs": n_pairs})
-            else:
-                row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
-            rows.append(row)
-    stats = annotate_comparison({spec: {m: values(spec, m) for m in metric_names} for spec in losses}, baseline,
-                                task_cls.primary_metric, directions, target_effect=target_effect)
-    for row in rows:
-        row.update(stats["cells"].get((row["loss"], row["metric"]), {"p_adj": math.nan, "correction": "",
-                                                                     "dz": math.nan, "p_improve": math.nan}))
-        row["mde"] = stats["mde"][row["metric"]]
+    untrained = _untrained_by_seed(base, losses, seeds, summaries)
+    status = {spec: [_status(replace(base, loss=spec, seed=seed).trial_dir, s)
+                     for seed, s in zip(seeds, summaries[spec])] for spec in losses}
+    analyses = {
+        # per protocol: the trials that finished without failing
+        "completed": {spec: {m: [_value(s, m) if st == "done" else math.nan
+                                 for s, st in zip(summaries[spec], status[spec])] for m in metric_names}
+                      for spec in losses},
+        # intent to treat: every trial that ran counts; a collapsed one at its own final
+        # metrics, a diverged or crashed one at the untrained model's value at its seed
+        "itt": {spec: {m: [_itt_value(s, st, m, untrained.get(seed, {}))
+                           for seed, s, st in zip(seeds, summaries[spec], status[spec])] for m in metric_names}
+                for spec in losses},
+    }
+    rows, stats = [], {}
+    for analysis, vals in analyses.items():
+        stats[analysis] = annotate_comparison(vals, baseline, task_cls.primary_metric, directions,
+                                              target_effect=target_effect)
+        rows += _loss_rows(base, losses, vals, status, directions, stats[analysis], analysis)
 
     # Reference rows (model-free baselines such as bicubic, the untrained network): same
     # statistics over the trials that report them, never marked best or significant.
@@ -224,8 +338,8 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
             if not s:
                 continue
             refs = dict(s.get("reference") or {})
-            if s.get("at_init"):
-                refs["untrained (epoch 0)"] = s["at_init"]
+            if s.get("untrained"):  # the initial weights of this seed, on test like every row
+                refs["untrained model"] = s["untrained"]
             for name, vals in refs.items():
                 for metric, v in vals.items():
                     if v is not None:
@@ -234,32 +348,35 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         for metric in metric_names:
             per_seed = per_metric.get(metric, {})
             mean, ci, n = mean_ci([float(np.mean(v)) for v in per_seed.values()])
-            rows.append({**_where(base), "loss": name, "metric": metric, "higher_is_better": directions[metric], "mean": mean,
+            rows.append({**_where(base), "analysis": "reference", "loss": name, "metric": metric,
+                         "higher_is_better": directions[metric], "mean": mean,
                          "ci95": ci, "n": n, "diverged": 0, "missing": 0, "reference": True,
                          "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0,
                          "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan})
 
-    # Compute per loss: wall time of a trial's epochs (train + evaluation), over the trials that
-    # report it (a diverged trial's partial time says little and is left out).
-    compute = {}
-    for spec in losses:
-        times = [s.get("train_time_s") for s in summaries[spec] if s and s.get("status") in ("done", "collapsed")]
-        mean, ci, n = mean_ci([t for t in times if isinstance(t, (int, float))])
-        compute[spec] = {"train_time_s": mean, "train_time_ci95": ci, "n": n}
+    compute = {spec: _compute(summaries[spec]) for spec in losses}
+    provenance = check_provenance(result_trials := {spec: [replace(base, loss=spec, seed=seed).trial_dir for seed in seeds]
+                                                     for spec in losses}, allow_mixed)
 
     feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
                               if s and s.get("feature_weights")})
     out_dir = comparison_dir(base, losses)
     result = {
         "task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "losses": losses, "seeds": seeds,
-        "baseline": baseline, "references": list(references), "metrics": metric_names, "directions": directions, "rows": rows,
+        "baseline": baseline, "references": list(references), "metrics": metric_names, "directions": directions, "bounds": bounds, "rows": rows,
         "feature_weights": feature_weights or None,
-        "trials": {spec: [str(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses},
-        "status": {spec: [(s or {}).get("status", "missing") for s in summaries[spec]] for spec in losses},
+        "trials": {spec: [str(d) for d in dirs] for spec, dirs in result_trials.items()},
+        "status": status,
+        "split": FINAL_SPLIT,
         "primary_metric": task_cls.primary_metric,
         "compute": compute,
-        "best": stats["best"], "mde": stats["mde"], "seeds_needed": stats["seeds_needed"],
-        "alpha": stats["alpha"], "power": stats["power"], "mde_level": stats["mde_level"],
+        "success": {spec: sum(st == "done" for st in status[spec]) / len(seeds) for spec in losses},
+        "best": stats["completed"]["best"], "mde": stats["completed"]["mde"],
+        "seeds_needed": stats["completed"]["seeds_needed"],
+        "alpha": stats["completed"]["alpha"], "power": stats["completed"]["power"],
+        "mde_level": stats["completed"]["mde_level"],
+        "itt": {"best": stats["itt"]["best"], "mde": stats["itt"]["mde"]},
+        "provenance": provenance,
         "target_effect": target_effect,
         "dir": str(out_dir),
     }

@@ -49,7 +49,7 @@ class AdversarialStepper:
         if hasattr(self.objective, "generator"):  # WGAN-GP's ε from here, never the global RNG
             self.objective.generator = self.penalty_gen
         self.batches = 0  # batches seen (alternate) or steps made (critic_first)
-        self.g_updates = 0
+        self.g_updates = self.d_updates = 0
         self.last_g = torch.zeros((), device=device)
 
     # ------------------------------------------------------------------ the two updates
@@ -84,6 +84,7 @@ class AdversarialStepper:
         opt.step()
         for critic in critics:
             obj.clip_weights(critic)
+        self.d_updates += 1
         return total.detach()
 
     # ------------------------------------------------------------------ schedules
@@ -125,12 +126,19 @@ class AdversarialStepper:
         """G's adversarial term ``weight · g_loss(D(fake))``."""
         return self.weight * self.objective.g_loss(critic(fake))
 
+    def counts(self) -> dict[str, int]:
+        """Optimiser updates made so far, for the trial's summary (equal generator updates
+        are what makes adversarial objectives comparable at one budget)."""
+        return {"generator_updates": self.g_updates, "discriminator_updates": self.d_updates}
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {"batches": self.batches, "g_updates": self.g_updates, "last_g": self.last_g.cpu(),
+        return {"batches": self.batches, "g_updates": self.g_updates, "d_updates": self.d_updates,
+                "last_g": self.last_g.cpu(),
                 "penalty_gen": self.penalty_gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batches, self.g_updates = int(state["batches"]), int(state["g_updates"])
+        self.d_updates = int(state.get("d_updates", 0))
         self.last_g = state["last_g"].to(self.last_g.device)
         self.penalty_gen.set_state(state["penalty_gen"])

@@ -60,7 +60,7 @@ from cvloss.losses.metric import OfflineTripletSampler
 from cvloss.metrics.verification import best_threshold, verification_metrics
 from cvloss.models.embedding import EmbeddingNet
 from cvloss.settings import Bool, Float, Int
-from cvloss.tasks.base import Optim, Task, to_uint8
+from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
 
 N_SAMPLES = 4  # verification pairs shown in the sample grid
 
@@ -79,10 +79,23 @@ class EmbedBatch(NamedTuple):
     triplet_flip: torch.Tensor
 
 
+class EvalPairs(NamedTuple):
+    """One evaluation split: images ``x`` (N, 3, H, W) float in [0, 1] on the device, their
+    identity labels ``y`` (N,) int64 on the CPU, and the verification pairs: ``pairs`` (M, 2) indices into x, ``same`` (M,) bool,
+    ``folds`` (M,) fold ids in [0, 10)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    pairs: np.ndarray
+    same: np.ndarray
+    folds: np.ndarray
+
+
 class EmbedTask(Task):
     name = "embed"
     metrics = {"verif_acc": True, "auc": True, "tar_far1e-2": True, "tar_far1e-3": True}
     primary_metric = "verif_acc"
+    metric_bounds = {m: (0.0, 1.0) for m in metrics}
     slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
     evaluate_at_init = True
     # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
@@ -128,15 +141,20 @@ class EmbedTask(Task):
         # synth-ids' loader takes its sizes; lfw's lists are fixed (n_train_ids caps them)
         train = load_dataset(self.dataset, "train", data_dir=data_dir, size=size, limit=p["n_train_ids"], task="embed",
                              optional=dict(n_ids=p["n_train_ids"], per_id=p["per_id"]))
-        val = load_dataset(self.dataset, "val", data_dir=data_dir, size=size, task="embed",
-                           optional=dict(n_ids=p["n_val_ids"], per_id=p["val_per_id"], pairs_per_fold=p["pairs_per_fold"]))
+        # val and test: identity-disjoint evaluation sets of the same size (n_val_ids,
+        # val_per_id, pairs_per_fold size both for synth-ids).
+        evals = {split: load_dataset(self.dataset, split, data_dir=data_dir, size=size, task="embed",
+                                     optional=dict(n_ids=p["n_val_ids"], per_id=p["val_per_id"],
+                                                   pairs_per_fold=p["pairs_per_fold"]))
+                 for split in EVAL_SPLITS}
         self.real_name = getattr(train, "real", None)
         self.n_train_ids = train.num_identities
         self.train_x = train.images.to(self.device, torch.float32).div_(255)
         self.train_y = train.labels.to(self.device)
-        self.val_x = val.images.to(self.device, torch.float32).div_(255)
-        self.val_y = val.labels
-        self.pairs, self.same, self.folds = val.pairs.numpy(), val.same.numpy(), val.folds.numpy()
+        self.eval_sets = {split: EvalPairs(d.images.to(self.device, torch.float32).div_(255), d.labels, d.pairs.numpy(),
+                                           d.same.numpy(), d.folds.numpy()) for split, d in evals.items()}
+        val = self.eval_sets["val"]
+        self.val_x, self.val_y, self.pairs, self.same, self.folds = val.x, val.y, val.pairs, val.same, val.folds
         self.sampler = PKSampler(train.labels, p["P"], p["K"], self.n_train_ids)
         if len(self.sampler.eligible) < int(p["P"]):
             raise UsageError(f"embed: P={p['P']} but only {len(self.sampler.eligible)} training identities have 2+ images")
@@ -145,8 +163,9 @@ class EmbedTask(Task):
 
     def describe_data(self) -> str:
         return (f"{self.named(self.real_name)}: {len(self.train_x)} train images of {self.n_train_ids} identities / "
-                f"{len(self.val_x)} val images, {len(self.same)} pairs in {len(np.unique(self.folds))} folds "
-                f"(identity-disjoint)")
+                + " / ".join(f"{split} {len(e.x)} images, {len(e.same)} pairs in {len(np.unique(e.folds))} folds"
+                             for split, e in self.eval_sets.items())
+                + " (identity-disjoint)")
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -206,15 +225,15 @@ class EmbedTask(Task):
         bs = int(self.params["eval_batch"])
         return torch.cat([F.normalize(model.features(x[i : i + bs]).float(), dim=1).cpu() for i in range(0, len(x), bs)])
 
-    def pair_scores(self, emb: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Cosine similarity of every val pair, ``(M,)`` in [−1, 1]."""
+    def pair_scores(self, emb: np.ndarray | torch.Tensor, pairs: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of every pair (default: the val pairs), ``(M,)`` in [−1, 1]."""
         e = torch.as_tensor(emb, dtype=torch.float64)
-        p = torch.as_tensor(self.pairs)
+        p = torch.as_tensor(self.pairs if pairs is None else pairs)
         return (e[p[:, 0]] * e[p[:, 1]]).sum(1).numpy()
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        emb = self.embed(model, self.val_x)
-        out = verification_metrics(self.pair_scores(emb), self.same, self.folds)
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        ev = self.eval_sets[split]
+        out = verification_metrics(self.pair_scores(self.embed(model, ev.x), ev.pairs), ev.same, ev.folds)
         return {k: float(out[k]) for k in self.metrics}
 
     @staticmethod
