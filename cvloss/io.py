@@ -262,13 +262,13 @@ def check_summary(obj: Any, path: Path) -> dict[str, Any]:
     what = "trial summary"
     if not isinstance(obj, dict):
         raise _fail(path, what, f"it holds a JSON {type(obj).__name__}, not an object")
+    if not isinstance(obj.get("status"), str):
+        raise _fail(path, what, "no 'status' string")
     if obj.get("schema") != SUMMARY_SCHEMA:
         raise ResultsFileError(
             f"{path}: trial summary of schema {obj.get('schema', 1)!r}, this cvloss reads schema {SUMMARY_SCHEMA} "
             f"(older summaries scored the final model on what is now the val split); rerun the trial with this "
             f"version (delete its folder) or read it with the version that wrote it")
-    if not isinstance(obj.get("status"), str):
-        raise _fail(path, what, "no 'status' string")
     _check_metric_map(path, what, "metrics", obj.get("metrics", {}))
     for block in ("at_init", "untrained", "val_metrics"):
         if obj.get(block) is not None:
