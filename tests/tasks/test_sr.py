@@ -142,7 +142,7 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
     assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
         p.name for p in cmp_dir.iterdir()}
     rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
-    assert {r["loss"] for r in rows} == {"l1", "l1+0.001*ns", "bicubic"}
+    assert {r["loss"] for r in rows} == {"l1", "l1+0.001*ns", "bicubic", "untrained model"}
     assert "psnr_y" in result.output and "bicubic" in result.output
 
 

@@ -223,7 +223,7 @@ def test_compare_smoke_writes_every_output(tmp_path):
     assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
         p.name for p in cmp_dir.iterdir()}
     rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
-    assert {r["loss"] for r in rows} == {"2*lsgan+cycle+identity", "cycle", "identity (B = A)"}
+    assert {r["loss"] for r in rows} == {"2*lsgan+cycle+identity", "cycle", "identity (B = A)", "untrained model"}
     assert "paired_ssim" in result.output and "n/a" in result.output
 
 
