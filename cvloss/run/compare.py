@@ -36,6 +36,7 @@ from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci, paired_difference
+from cvloss.run.folds import fold_dirs
 from cvloss.run.provenance import pool_key
 from cvloss.run.trainer import SUMMARY, TRIAL, UNTRAINED, run_trials
 
@@ -253,9 +254,11 @@ def check_provenance(trials: dict[str, list[Path]], allow_mixed: bool) -> dict[s
     so); several without it are refused with one line (:class:`ComparisonError`)."""
     keys: dict[tuple[str, str, str], list[str]] = {}
     commits, dirty = set(), False
-    for spec, dirs in trials.items():
+    for spec, seed_dirs in trials.items():
+        # a k-fold trial's trial.json files are its folds' (cvloss.run.folds)
+        dirs = [f for d in seed_dirs if (d / SUMMARY).exists() for f in ([d] if (d / TRIAL).exists() else fold_dirs(d))]
         for d in dirs:
-            if not (d / SUMMARY).exists() or not (d / TRIAL).exists():
+            if not (d / TRIAL).exists():
                 continue
             info = read_json(d / TRIAL)
             info = info if isinstance(info, dict) else {}

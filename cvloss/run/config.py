@@ -55,10 +55,14 @@ class TrialConfig:
     fid_weights: str | None = None
     # --log: live curves of the run (cvloss.run.live_log); a view, not part of the identity
     log: str = "none"
+    # A fold of a k-fold protocol (LFW View 2): one sub-trial of the seed's trial, in
+    # <seed dir>/fold<f>/; None for the seed's trial itself (see cvloss.run.folds).
+    fold: int | None = None
 
     @property
     def params(self) -> dict[str, Any]:
-        return budget_params(self.task, self.budget, self.overrides)
+        params = budget_params(self.task, self.budget, self.overrides)
+        return params if self.fold is None else {**params, "fold": self.fold}
 
     @property
     def group_dir(self) -> Path:
@@ -67,7 +71,8 @@ class TrialConfig:
 
     @property
     def trial_dir(self) -> Path:
-        return self.group_dir / loss_slug(self.loss) / f"seed{self.seed}"
+        seed_dir = self.group_dir / loss_slug(self.loss) / f"seed{self.seed}"
+        return seed_dir if self.fold is None else seed_dir / f"fold{self.fold}"
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""

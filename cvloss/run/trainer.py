@@ -47,6 +47,7 @@ from cvloss.io import (SUMMARY_SCHEMA, atomic_path, load_checkpoint, read_json, 
 from cvloss.losses import build_loss
 from cvloss.report.grid import save_grid
 from cvloss.run.config import TrialConfig
+from cvloss.run.folds import collect, expand
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.live_log import LiveLog
 from cvloss.run.memory import PeakMemory
@@ -103,7 +104,8 @@ class TrialError(CvlossError):
 
 
 def trial_label(cfg: TrialConfig) -> str:
-    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/seed{cfg.seed}"
+    fold = "" if cfg.fold is None else f"/fold{cfg.fold}"
+    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/seed{cfg.seed}{fold}"
 
 
 def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None,
@@ -119,6 +121,15 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
 
 def run_trials(cfgs: list[TrialConfig], reporter: Reporter | None = None, stop_after_epoch: int | None = None,
                break_stale_locks: bool = False) -> list[dict[str, Any]]:
+    """Run every trial of ``cfgs`` in order and return their summaries (same order); a
+    trial of a k-fold protocol runs as its k fold sub-trials, and its seed summary is
+    written after the last (:mod:`cvloss.run.folds`)."""
+    flat, where = expand(cfgs)
+    return collect(cfgs, where, _run_flat(flat, reporter, stop_after_epoch, break_stale_locks))
+
+
+def _run_flat(cfgs: list[TrialConfig], reporter: Reporter | None = None, stop_after_epoch: int | None = None,
+              break_stale_locks: bool = False) -> list[dict[str, Any]]:
     """Run every trial of ``cfgs`` in order and return their summaries (same order).
 
     A trial whose lock is held by a live process is left for later: the others run

@@ -174,6 +174,12 @@ class Task(ABC):
         return {k: cls.settings.get(k) or COMMON[k] for k in keys}
 
     @classmethod
+    def folds(cls, dataset: str) -> int:
+        """Folds of the dataset's reporting protocol for this task (LFW View 2: 10): a
+        trial then runs as that many fold sub-trials (:mod:`cvloss.run.folds`); 0: none."""
+        return 0
+
+    @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """Checks that tie settings together (``UsageError``); each value alone already
         passed its schema. Called before anything is built or written."""
