@@ -414,4 +414,9 @@ def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         made["curves"] = "curves.png"
     if samples_plot(result, out_dir / "samples.png"):
         made["samples"] = "samples.png"
+    if result.get("tuning"):
+        from cvloss.report.tuning import tuning_plot  # it draws through save_figure above
+
+        if tuning_plot(result, out_dir / "tuning.png"):
+            made["tuning"] = "tuning.png"
     return made

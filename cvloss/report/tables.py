@@ -332,6 +332,10 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
         if len(result["losses"]) > 1:
             parts += [f"\nPaired difference against `{result['baseline']}`, intent to treat:\n",
                       markdown_table(difference_rows(result, analysis="itt"))]
+    if result.get("tuning"):
+        from cvloss.report.tuning import tuning_markdown  # it formats with this module's helpers
+
+        parts.append(tuning_markdown(result, heading_level + 1))
     return "\n".join(parts)
 
 

@@ -287,12 +287,14 @@ def _commit(trial_dir: Path) -> str | None:
 
 
 def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
-                         target_effect: float | None = None, allow_mixed: bool = False) -> dict[str, Any]:
+                         target_effect: float | None = None, allow_mixed: bool = False,
+                         extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Aggregate the trials' summaries into the comparison table and write its files;
     ``target_effect`` (a difference in the primary metric's units) adds the seeds needed
     to detect it. Rows come twice: ``analysis = completed`` (the trials that finished
     without failing) and ``itt`` (intent to treat, see :func:`_itt_value`). Trials of
-    different code, torch or thread counts are refused unless ``allow_mixed``."""
+    different code, torch or thread counts are refused unless ``allow_mixed``. ``extra``
+    joins the result (a tuned comparison's ``tuning`` record)."""
     task_cls = get_task_class(base.task)
     summaries: dict[str, list[dict[str, Any] | None]] = {}
     for spec in losses:
@@ -382,6 +384,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         "provenance": provenance,
         "target_effect": target_effect,
         "dir": str(out_dir),
+        **(extra or {}),  # a tuned comparison's search record (cvloss.run.tuning)
     }
     check_seed_set(out_dir, seeds)  # again: another command may have written it meanwhile
     write_csv(out_dir / "compare.csv", rows)

@@ -105,7 +105,8 @@ class TrialError(CvlossError):
 
 def trial_label(cfg: TrialConfig) -> str:
     fold = "" if cfg.fold is None else f"/fold{cfg.fold}"
-    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/seed{cfg.seed}{fold}"
+    where = cfg.place.split("/")[-1] if cfg.place.startswith("tune--") else f"seed{cfg.seed}"  # t<i>: a tuning trial
+    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/{where}{fold}"
 
 
 def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None,
@@ -300,6 +301,8 @@ def _untrained(trial: _Trial) -> None:
     """The untrained model's test metrics: measured once, before any checkpoint is loaded,
     and kept in untrained.json so a resumed trial never reads test again."""
     path = trial.out_dir / UNTRAINED
+    if not trial.cfg.test:  # a tuning trial never reads test
+        return
     if path.exists():
         trial.untrained = read_json(path)
         return
@@ -422,8 +425,9 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         names = task.metric_names()
         val_metrics = {k: final[k] for k in names if k in final}
         collapse = task.collapse_reason(model, val_metrics)  # a decision: on val
-        metrics = {k: v for k, v in task.evaluate(model, "test").items() if k in names}  # the reported number
-        reference = task.reference_metrics("test")
+        split = "test" if cfg.test else "val"  # a tuning trial is scored on val alone
+        metrics = {k: v for k, v in task.evaluate(model, "test").items() if k in names} if cfg.test else dict(val_metrics)
+        reference = task.reference_metrics(split)
     with atomic_path(out_dir / "samples.npz") as tmp:
         np.savez_compressed(tmp, **rows)
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
@@ -454,7 +458,8 @@ def _summary_head(trial: _Trial, status: str) -> dict[str, Any]:
     and the untrained model's test metrics (the intent-to-treat value of a failure)."""
     cfg = trial.cfg
     return {"schema": SUMMARY_SCHEMA, "status": status, "task": cfg.task, "dataset": cfg.dataset,
-            "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed, "split": "test", "untrained": trial.untrained}
+            "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed, "split": "test" if cfg.test else "val",
+            "untrained": trial.untrained}
 
 
 def _compute(trial: _Trial) -> dict[str, Any]:

@@ -151,6 +151,9 @@ class Task(ABC):
     # Also evaluate the untrained model on val (row ``epoch 0`` of metrics.csv, a learning
     # curve's start). Every task evaluates the untrained model on test (``summary["untrained"]``).
     evaluate_at_init: bool = False
+    # Settings every tuning trial runs with (cvloss.run.tune): what makes a task's trial
+    # read val instead of test where its test data is what it trains on (style's pairs).
+    tune_overrides: dict[str, Any] = {}
     # Seed of the adversarial stepper's penalty stream, for tasks with an adversarial slot.
     penalty_seed: int = 0
     stepper: AdversarialStepper | None = None

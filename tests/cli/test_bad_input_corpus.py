@@ -118,6 +118,18 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--target-effect", "0"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "-0.1"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "nan"), "--target-effect must be a positive difference"),
+    # hyper-parameter search
+    (_seg("--tune", "lr=log(1e-2,1e-4)"), "empty range"),
+    (_seg("--tune", "lr=log(0,1e-2)"), "log needs positive bounds"),
+    (_seg("--tune", "lr=exp(1,2)"), "expected NAME=log(a,b)"),
+    (_seg("--tune", "lrate=log(1e-4,1e-2)"), "not a setting of task seg"),
+    (_seg("--tune", "topo.mu=log(0.01,1)"), "no loss of --losses has a term 'topo'"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-trials", "0"), "--tune-trials must be >= 1"),
+    (_seg("--tune-trials", "4"), "--tune-trials needs --tune"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-sampler", "bayes"), "valid samplers: random, grid, tpe"),
+    (_seg("--tune", "lr=choice(1e-3)"), "choice needs two or more distinct values"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune", "lr=uniform(0.1,0.2)"), "names lr twice"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--seeds", "10000,1"), "--seeds must stay below 10000"),
     (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
     # data that is not there
     (_seg("--dataset", "oxford-pets"), "cvloss datasets download oxford-pets"),
