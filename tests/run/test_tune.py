@@ -91,3 +91,14 @@ def test_a_tuned_comparison_selects_on_val_retrains_and_resumes(tmp_path, monkey
     md = (tmp_path / "seg" / "synth-pets" / f"smoke+epochs=1+n_train=16+n_val=8+tuned-{space.key()}"
           / "compare--ce--dice" / "compare.md").read_text()
     assert "Tuning (selected on val, reported on test above)" in md and "(chosen)" in md
+
+
+def test_tpe_search_is_seeded_and_resumes_from_the_recorded_candidates(tmp_path, capture):
+    pytest.importorskip("optuna", reason="the optional cvloss[tune] extra (Optuna) is not installed")
+    base = _base(tmp_path)
+    space = parse_space(["lr=log(1e-3,1e-2)"], 3, sampler="tpe", seed=5)
+    first = run_tuned_comparison(base, ["ce"], [0], space, capture)["tuning"]["losses"]["ce"]
+    again = run_tuned_comparison(base, ["ce"], [0], space, capture)["tuning"]["losses"]["ce"]
+    assert first["candidates"] == again["candidates"] and first["val_scores"] == again["val_scores"]
+    assert all(1e-3 <= c["lr"] <= 1e-2 for c in first["candidates"])
+    assert sum("already done, skipped" in line for line in capture.lines) >= 4  # 3 tuning trials + the winner
