@@ -22,19 +22,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from cvloss.report.text import fmt, markdown_table
+from cvloss.report.tuning import tuning_markdown
+
 ALPHA = 0.05
 ALPHA_STRONG = 0.01
 
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def fmt(x: float | None, digits: int = 4) -> str:
-    """4 significant digits, scientific for large magnitudes; ``n/a`` for None/NaN."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
 _fmt = fmt  # old private name
@@ -267,20 +263,6 @@ def difference_rows(result: dict[str, Any], markdown: bool = True, analysis: str
     return out
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def markdown_table(rows: list[dict[str, str]]) -> str:
-    """GitHub-flavoured Markdown table of ``rows`` (dicts sharing keys)."""
-    if not rows:
-        return "(no rows)\n"
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(_md_escape(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(_md_escape(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 LEGEND = ("Cells: mean ± 95% CI (Student t over seeds) of the metric on the held-out test split, measured once "
           "after the final epoch (learning curves and every choice use val); "
           "↑/↓ = higher/lower is better; **bold** = the loss that beats every other on that metric in paired "
@@ -333,8 +315,6 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
             parts += [f"\nPaired difference against `{result['baseline']}`, intent to treat:\n",
                       markdown_table(difference_rows(result, analysis="itt"))]
     if result.get("tuning"):
-        from cvloss.report.tuning import tuning_markdown  # it formats with this module's helpers
-
         parts.append(tuning_markdown(result, heading_level + 1))
     return "\n".join(parts)
 

@@ -3,21 +3,15 @@
 A tuned comparison (``cvloss compare --tune ...``, :mod:`cvloss.run.tune`) carries
 ``result["tuning"]``: the space, the trial count, the sampler, and per loss the chosen
 setting, every candidate's val score and status, the search's training time and edge
-flags. :func:`tuning_markdown` shows them under the test table; :func:`tuning_plot`
-draws val score against each tuned numeric parameter, one panel per parameter and one
+flags. :func:`tuning_markdown` shows them under the test table;
+:func:`cvloss.report.plots.tuning_plot` draws val score against each tuned numeric parameter, one panel per parameter and one
 series per loss (log axis for ``log`` ranges), the chosen candidate ringed.
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
-from cvloss.report.plots import save_figure
-from cvloss.report.style import loss_style
-from cvloss.report.tables import fmt, markdown_table
+from cvloss.report.text import fmt, markdown_table
 
 
 def _value_text(v: Any) -> str:
@@ -61,39 +55,3 @@ def tuning_markdown(result: dict[str, Any], heading_level: int = 3) -> str:
         cand_rows.append(row)
     lines += [f"\nVal `{t['metric']}` of every candidate:\n", markdown_table(cand_rows)]
     return "\n".join(lines)
-
-
-def tuning_plot(result: dict[str, Any], path: Path) -> bool:
-    """Val score against each tuned numeric parameter; False (nothing drawn) when the
-    comparison was not tuned or tuned only categorical choices."""
-    t = result.get("tuning")
-    if not t:
-        return False
-    losses = result["losses"]
-    first = t["losses"][losses[0]]["candidates"]
-    params = [p for p in (first[0] if first else {}) if all(isinstance(c[p], (int, float)) for s in losses
-                                                           for c in t["losses"][s]["candidates"])]
-    if not params:
-        return False
-    log = {d.split("=", 1)[0] for d in t["space"] if d.split("=", 1)[1].startswith("log(")}
-    fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params) + 0.4, 3.0), squeeze=False)
-    for ax, name in zip(axes[0], params):
-        for spec in losses:
-            rec, style = t["losses"][spec], loss_style(spec)
-            pts = [(c[name], s) for c, s in zip(rec["candidates"], rec["val_scores"]) if s is not None and math.isfinite(s)]
-            if pts:
-                xs, ys = zip(*sorted(pts))
-                ax.plot(xs, ys, marker=style["marker"], color=style["color"], linestyle="none", label=spec)
-            best = rec["val_scores"][rec["chosen_index"]]
-            if best is not None:
-                ax.plot([rec["chosen"][name]], [best], marker="o", markersize=12, markerfacecolor="none",
-                        color=style["color"])
-        if name in log:
-            ax.set_xscale("log")
-        ax.set_xlabel(name)
-        ax.set_ylabel(f"val {t['metric']}")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle("Tuning: val score of every candidate (ringed: chosen)", fontsize=9)
-    save_figure(fig, path)
-    return True

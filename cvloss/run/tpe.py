@@ -15,8 +15,7 @@ from cvloss.io import read_json
 from cvloss.run.config import TrialConfig
 from cvloss.run.progress import Reporter
 from cvloss.run.trainer import run_trials
-from cvloss.run.tune import Dimension, Space, _round, tuning_config
-from cvloss.run.tuning import CANDIDATE, _val_score, record_candidate
+from cvloss.run.tune import CANDIDATE, Dimension, Space, _round, record_candidate, tuning_config, val_score
 
 
 def _distribution(d: Dimension):
@@ -49,7 +48,7 @@ def tpe_search(base: TrialConfig, losses: list[str], space: Space, reporter: Rep
             cfg = tuning_config(base, spec, values, i, space)
             record_candidate(cfg, values)
             summary = run_trials([cfg], reporter, break_stale_locks=break_stale_locks)[0]
-            score = _val_score(summary, metric)
+            score = val_score(summary, metric)
             if score is None:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:

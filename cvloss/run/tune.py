@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cvloss.errors import UsageError
+from cvloss.io import read_json, write_json
 from cvloss.losses.spec import format_term, parse_spec
 from cvloss.run.config import TrialConfig
 from cvloss.tasks import get_task_class
@@ -54,6 +55,7 @@ SAMPLERS = ("random", "grid", "tpe")
 _DIST = re.compile(r"^\s*([A-Za-z_][\w#.]*)\s*=\s*(log|uniform|int|choice)\s*\((.*)\)\s*$")
 _PARAM = re.compile(r"^([A-Za-z_]\w*)(?:#(\d+))?\.([A-Za-z_]\w*)$")
 EDGE = 0.1  # a winner in the outer 10% of its range is flagged
+CANDIDATE = "candidate.json"  # a tuning trial's sampled values, in its folder
 
 
 @dataclass(frozen=True)
@@ -276,3 +278,25 @@ def edge_flags(space: Space, values: dict[str, Any]) -> list[str]:
         elif pos <= EDGE:
             flags.append(f"{d.name} at the lower edge: widen the range")
     return flags
+
+
+def val_score(summary: dict[str, Any] | None, metric: str) -> float | None:
+    """A tuning trial's val score: the primary metric at the final epoch, for a trial that
+    finished without failing (a diverged or collapsed candidate ranks last)."""
+    if not summary or summary.get("status") != "done":
+        return None
+    v = (summary.get("val_metrics") or {}).get(metric)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def record_candidate(cfg: TrialConfig, values: dict[str, Any]) -> None:
+    """Write the candidate's sampled values into its tuning folder (``candidate.json``)
+    before it trains; a folder that already records other values is refused (one line)."""
+    path = cfg.trial_dir / CANDIDATE
+    if path.exists():
+        if read_json(path) != json.loads(json.dumps(values)):
+            raise UsageError(f"{path} records another candidate than this search proposes; delete {cfg.trial_dir.parent} "
+                             f"to restart the search of this loss")
+        return
+    cfg.trial_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, values)

@@ -8,44 +8,18 @@ setting, every candidate's val score, the tuning cost, edge flags) to the compar
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import replace
 from typing import Any
 
 from cvloss.errors import UsageError
-from cvloss.io import read_json, write_json
 from cvloss.run.compare import check_seed_set, comparison_dir, summarize_comparison
 from cvloss.run.config import TrialConfig
 from cvloss.run.progress import Reporter
 from cvloss.run.trainer import run_trials
-from cvloss.run.tune import (TUNE_SEED0, Space, apply_candidate, candidates, check_space, edge_flags, select,
-                             tuning_config, winner_config)
+from cvloss.run.tune import (TUNE_SEED0, Space, apply_candidate, candidates, check_space, edge_flags, record_candidate,
+                             select, tuning_config, val_score, winner_config)
 from cvloss.tasks import get_task_class
 
-CANDIDATE = "candidate.json"  # a tuning trial's sampled values, in its folder
-
-
-def _val_score(summary: dict[str, Any] | None, metric: str) -> float | None:
-    """A tuning trial's val score: the primary metric at the final epoch, for a trial that
-    finished without failing (a diverged or collapsed candidate ranks last)."""
-    if not summary or summary.get("status") != "done":
-        return None
-    v = (summary.get("val_metrics") or {}).get(metric)
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def record_candidate(cfg: TrialConfig, values: dict[str, Any]) -> None:
-    """Write the candidate's sampled values into its tuning folder (``candidate.json``)
-    before it trains; a folder that already records other values is refused (one line)."""
-    path = cfg.trial_dir / CANDIDATE
-    if path.exists():
-        if read_json(path) != json.loads(json.dumps(values)):
-            raise UsageError(f"{path} records another candidate than this search proposes; delete {cfg.trial_dir.parent} "
-                             f"to restart the search of this loss")
-        return
-    cfg.trial_dir.mkdir(parents=True, exist_ok=True)
-    write_json(path, values)
 
 
 def _search(base: TrialConfig, losses: list[str], space: Space, reporter: Reporter, break_stale_locks: bool,
@@ -64,7 +38,7 @@ def _search(base: TrialConfig, losses: list[str], space: Space, reporter: Report
     out = {}
     for k, spec in enumerate(losses):
         runs = summaries[k::len(losses)]
-        out[spec] = {"candidates": cands, "summaries": runs, "scores": [_val_score(s, metric) for s in runs]}
+        out[spec] = {"candidates": cands, "summaries": runs, "scores": [val_score(s, metric) for s in runs]}
     return out
 
 
