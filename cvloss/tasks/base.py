@@ -151,6 +151,9 @@ class Task(ABC):
     # Also evaluate the untrained model on val (row ``epoch 0`` of metrics.csv, a learning
     # curve's start). Every task evaluates the untrained model on test (``summary["untrained"]``).
     evaluate_at_init: bool = False
+    # The reference study's specs (issue 21, results/README.md): every registered loss of
+    # the task appears in at least one as a term (tests/test_reference_specs.py checks it).
+    reference_specs: tuple[str, ...] = ()
     # Settings every tuning trial runs with (cvloss.run.tune): what makes a task's trial
     # read val instead of test where its test data is what it trains on (style's pairs).
     tune_overrides: dict[str, Any] = {}

@@ -106,6 +106,8 @@ class EmbedTask(Task):
     primary_metric = "verif_acc"
     metric_bounds = {m: (0.0, 1.0) for m in metrics}
     slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
+    reference_specs = ("triplet(mining=all)", "triplet(mining=batch_hard)", "triplet(mining=semi_hard)",
+                       "triplet_offline", "contrastive", "softmax")
     evaluate_at_init = True
     # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
     # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).

@@ -45,6 +45,7 @@ class SegTask(Task):
                      "betti1_err": (0.0, None), "cldice_score": (0.0, 1.0), "iou_": (0.0, 1.0)}
     primary_metric = "miou"
     slots = {"seg": ("seg",)}
+    reference_specs = ("ce", "bce", "focal", "wce", "dice", "cldice", "topo", "ce+dice")
     budgets = {
         "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, width=8, depth=2,
                       augment=True, amp=True, channels_last=True),

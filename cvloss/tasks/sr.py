@@ -71,6 +71,10 @@ class SRTask(Task):
     metric_bounds = {"psnr_y": (0.0, None), "psnr_rgb": (0.0, None), "ssim": (-1.0, 1.0), "feat_dist": (0.0, None),
                      "lpips": (0.0, None)}
     slots = {"image": ("image",), "adversarial": ("adversarial",)}
+    # An adversarial objective cannot train sr alone: each rides on l1 (SRGAN's recipe).
+    reference_specs = ("l1", "mse", "charbonnier", "ssim", "perceptual", "content", "texture(patch_size=16)",
+                       "l1+0.01*perceptual+0.0001*tv", *(f"l1+0.001*{gan}" for gan in
+                                                         ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")))
     penalty_seed = 0x5151  # the same ε stream for every loss
     _common = dict(scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4, n_train=None,
                    n_val=None)

@@ -102,7 +102,9 @@ class StyleTask(Task):
     metrics = {"content_loss": False, "style_dist": False, **{f"gram_{l}": False for l in EVAL_STYLE_LAYERS}, "tv": False,
                "evals": False, "wall_s": False}
     primary_metric = "style_dist"
-    tune_overrides = {"pair_split": "val"}  # a search never optimises the reported pairs
+    tune_overrides = {"pair_split": "val"}
+    reference_specs = ("content+1000*style+0.01*tv", "content+1000*style", "content+1000*texture",
+                       "perceptual+1000*style")  # a search never optimises the reported pairs
     metric_bounds = {m: (0.0, None) for m in metrics}
     # Which target each term is called with: the content image, the style image, none.
     slots = {"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)}

@@ -97,6 +97,11 @@ class TranslateTask(Task):
     metric_bounds = {"paired_ssim": (-1.0, 1.0), "paired_psnr": (0.0, 100.0), "paired_l1": (0.0, 1.0),
                      "paired_lpips": (0.0, None), "cycle_l1": (0.0, 1.0), "fid": (0.0, None)}
     slots = {"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)}
+    # CycleGAN and its ablations (no cycle, no GAN), each objective with a cycle term, and
+    # each reconstruction distance in place of the cycle's L1.
+    reference_specs = ("2*lsgan+cycle+identity", "2*lsgan", "cycle", "ns+cycle+identity", "minimax+cycle",
+                       "hinge+cycle", "wgan+cycle", "wgan_gp+cycle+identity", "2*lsgan+10*l1", "2*lsgan+10*mse",
+                       "2*lsgan+10*charbonnier", "2*lsgan+10*ssim", "2*lsgan+perceptual", "2*lsgan+cycle+0.01*tv")
     penalty_seed = 0x6F  # the same ε stream for every loss
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
     settings = {
