@@ -161,13 +161,34 @@ def main_callback(
 
 
 # ---------------------------------------------------------------- losses
+_PLUGIN_HELP = ("Import a module that registers losses with @register_loss before the specs are read: a dotted "
+                "name on sys.path (mypkg.losses) or a path to a .py file (repeatable). Installed packages with a "
+                "'cvloss.losses' entry point load by themselves.")
+
+
+def _plugins(plugins: Optional[list[str]], quiet: bool = False) -> None:
+    """Load the entry-point plugins and the ``--plugin`` modules before any spec is read:
+    a module that cannot be imported is one error line (exit 2) with nothing written; an
+    installed plugin that cannot be used is one warning line and is skipped."""
+    from cvloss.losses import load_plugins
+
+    with _chatter(quiet):
+        load_plugins(plugins or [])
+
+
 @losses_app.command("list")
-def losses_list(task: Optional[str] = typer.Option(None, "--task", "-t", help="Only losses that serve this task.")) -> None:
-    """Name, family, tasks served, paper and defaults of every registered loss."""
+def losses_list(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only losses that serve this task."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
+) -> None:
+    """Name, family, tasks served, paper and defaults of every registered loss (and the
+    plugin of each plugin loss)."""
+    _plugins(plugin)
     from cvloss.losses import list_losses
     from cvloss.report.console import print_table
 
     infos = list_losses(task)
+    with_origin = any(i.plugin is not None for i in infos)  # the column only when a plugin adds losses
     rows = [
         {
             "name": i.name,
@@ -175,6 +196,7 @@ def losses_list(task: Optional[str] = typer.Option(None, "--task", "-t", help="O
             "tasks": ",".join(i.tasks),
             "paper": i.paper,
             "defaults": ", ".join(f"{p.name}={p.default}" for p in i.params),
+            **({"from": i.origin} if with_origin else {}),
         }
         for i in infos
     ]
@@ -182,8 +204,12 @@ def losses_list(task: Optional[str] = typer.Option(None, "--task", "-t", help="O
 
 
 @losses_app.command("show")
-def losses_show(name: str = typer.Argument(..., help="A registered loss name, e.g. wgan_gp.")) -> None:
+def losses_show(
+    name: str = typer.Argument(..., help="A registered loss name, e.g. wgan_gp."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
+) -> None:
     """Formula, constants, input shapes and arguments of one loss."""
+    _plugins(plugin)
     from cvloss.losses import get_loss_info
 
     try:
@@ -191,6 +217,8 @@ def losses_show(name: str = typer.Argument(..., help="A registered loss name, e.
     except KeyError as exc:
         fail(exc.args[0])
     typer.echo(f"{info.name}  ({info.family}; {info.paper})")
+    if info.plugin is not None:
+        typer.echo(f"from: {info.origin}")
     typer.echo(f"tasks: {', '.join(info.tasks)}    input kind: {info.kind}")
     typer.echo("arguments: " + (", ".join(f"{p.name}: {p.type_name} = {p.default!r}" for p in info.params) or "none"))
     typer.echo("")
@@ -413,9 +441,11 @@ def train(
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
     log: str = typer.Option("none", "--log", help=_LOG_HELP),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
 ) -> None:
     """Train one model under one loss and write its results folder."""
     _set_threads(threads)
+    _plugins(plugin, quiet)
     from dataclasses import replace
 
     from cvloss.run.compare import canonical_specs
@@ -469,9 +499,11 @@ def compare(
     tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="Candidates per loss (with --tune; default 8)."),
     tune_sampler: str = typer.Option("random", "--tune-sampler", help="random | grid | tpe (tpe: cvloss[tune])."),
     tune_seed: int = typer.Option(0, "--tune-seed", help="Seed of the sampler (the same candidates for every loss)."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
+    _plugins(plugin, quiet)
     from cvloss.report.console import print_table
     from cvloss.report.tables import comparison_rows
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses

@@ -20,19 +20,23 @@ from cvloss.losses import (  # noqa: E402,F401  (registration side effects)
     cycle,
 )
 from cvloss.losses import functional  # noqa: E402
+from cvloss.losses.plugins import PluginError, load_plugins, plugin_provenance  # noqa: E402
 
 __all__ = [
     "AdversarialLoss",
     "CombinedLoss",
     "Loss",
     "LossInfo",
+    "PluginError",
     "SpecError",
     "TASKS",
     "build_loss",
     "functional",
     "get_loss_info",
     "list_losses",
+    "load_plugins",
     "parse_spec",
+    "plugin_provenance",
     "register_loss",
     "weighted_reduce",
 ]

@@ -72,11 +72,12 @@ def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
-def check_seg(logits: torch.Tensor, target: torch.Tensor) -> None:
+def check_seg(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None) -> None:
     """Raise ``ValueError`` unless logits are (N,C,H,W) float and target (N,H,W) int64 ids.
 
-    Shapes and dtypes always; the range of the ids in ``[0, max(C, 2))`` only with the
-    opt-in :func:`value_checks` (it reads the target's values).
+    Shapes and dtypes always; the range of the ids in ``[0, max(C, 2))`` (pixels equal
+    to ``ignore_index`` aside) only with the opt-in :func:`value_checks` (it reads the
+    target's values).
     """
     if not torch.is_tensor(logits) or logits.dim() != 4 or not logits.is_floating_point():
         raise ValueError(
@@ -91,11 +92,41 @@ def check_seg(logits: torch.Tensor, target: torch.Tensor) -> None:
     n_classes = max(c, 2)
     # Label range: a value check, opt-in (see value_checks); CPU kernels still raise an
     # IndexError/RuntimeError on an out-of-range id, CUDA kernels a device-side assert.
-    if _VALUE_CHECKS and target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+    if not _VALUE_CHECKS:
+        return
+    ids = target if ignore_index is None else target[target != ignore_index]
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_classes):
+        extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
         raise ValueError(
-            f"target class ids must lie in [0, {n_classes - 1}] for logits with C={c}; "
-            f"got range [{int(target.min())}, {int(target.max())}]"
+            f"target class ids must lie in [0, {n_classes - 1}]{extra} for logits with C={c}; "
+            f"got range [{int(ids.min())}, {int(ids.max())}]"
         )
+
+
+def valid_pixels(target: torch.Tensor, ignore_index: int | None, fill: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(target', valid)`` for a loss that honours ``ignore_index``.
+
+    ``valid`` is the float32 (N, H, W) map of the pixels that count (1) and those whose
+    target equals ``ignore_index`` (0), or ``None`` when ``ignore_index`` is ``None``
+    (every pixel counts; nothing is allocated). ``target'`` is ``target`` with the
+    ignored ids replaced by class ``fill`` (0), so that gathers, one-hots and scatters stay in
+    range (an ignore id such as 255 is no class); what those pixels then compute is
+    multiplied by 0 by every loss, so neither their value nor their gradient reaches
+    the result. Device-side, no host round trip.
+    """
+    if ignore_index is None:
+        return target, None
+    keep = target != ignore_index
+    return target.masked_fill(~keep, fill), keep.to(torch.float32)
+
+
+def check_ignore_index(name: str, ignore_index: int | None) -> int | None:
+    """Constructor check of a loss's ``ignore_index`` (an int or ``None``)."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise ValueError(f"{name}: ignore_index must be an integer class id or none; got {ignore_index!r}")
+    return int(ignore_index)
 
 
 def check_image(pred: torch.Tensor, target: torch.Tensor | None = None) -> None:

@@ -4,7 +4,8 @@ Every loss here takes images ``pred``, ``target`` of shape ``(N, C, H, W)`` with
 ``C`` in {1, 3}, float, values in [0, 1], and an optional per-pixel ``weight`` map of
 shape ``(N, H, W)``, ``(N, 1, H, W)`` or ``(N, C, H, W)`` (>= 0). With a weight map the
 ``mean`` reduction is the weighted mean ``Σ w·ρ / Σ w`` (BasicSR's convention: a weight
-map moves where the loss looks without changing its scale); ``sum`` is ``Σ w·ρ``.
+map moves where the loss looks without changing its scale); ``sum`` is ``Σ w·ρ``;
+``none`` is the (N, C, H, W) map ``w·ρ`` (``train``/``compare`` refuse it: they need a scalar).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from cvloss.losses.base import Loss, check_image, check_weight, weighted_reduce
 from cvloss.losses.registry import register_loss
 
-_REDUCTIONS = ("mean", "sum")
+_REDUCTIONS = ("mean", "sum", "none")
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:
@@ -46,9 +47,11 @@ def fused_kernel(name: str, pred: torch.Tensor, target: torch.Tensor, reduction:
     return op(pred, target, _REDUCTION_ENUM[reduction])
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(_REDUCTIONS)}")
+def check_reduction(reduction: str, valid: tuple[str, ...] = _REDUCTIONS) -> str:
+    """``reduction`` if it is one of ``valid``; ``ValueError`` naming them otherwise."""
+    if reduction not in valid:
+        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(valid)}")
+    return reduction
 
 
 class _PixelLoss(Loss):
@@ -56,10 +59,9 @@ class _PixelLoss(Loss):
 
     kind = "image"
 
-    def __init__(self, reduction: Literal["mean", "sum"] = "mean") -> None:
+    def __init__(self, reduction: Literal["mean", "sum", "none"] = "mean") -> None:
         super().__init__()
-        _check_reduction(reduction)
-        self.reduction = reduction
+        self.reduction = check_reduction(reduction)
 
     #: torch's fused kernel for this ρ (``mse_loss``, ``l1_loss``), used when there is
     #: no weight map: one pass forward and one backward instead of subtract, ρ, reduce.
@@ -87,7 +89,7 @@ class MSELoss(_PixelLoss):
     ``ρ(d) = d²`` with ``d = pred - target``; for inputs in [0, 1] the value lies in [0, 1].
     Shapes: pred, target ``(N, C, H, W)``, C in {1, 3}; optional weight ``(N, H, W)``,
     ``(N, 1, H, W)`` or ``(N, C, H, W)`` -> weighted mean Σ w·d² / Σ w.
-    ``reduction``: ``mean`` (default) or ``sum``.
+    ``reduction``: ``mean`` (default), ``sum`` or ``none``.
     """
 
     fused = "mse_loss"
@@ -101,7 +103,7 @@ class L1Loss(_PixelLoss):
     """Mean absolute error: mean over pixels and channels of |pred - target|.
 
     ``ρ(d) = |d|``; for inputs in [0, 1] the value lies in [0, 1]. Shapes as ``mse``;
-    optional weight map -> weighted mean Σ w·|d| / Σ w. ``reduction``: ``mean`` or ``sum``.
+    optional weight map -> weighted mean Σ w·|d| / Σ w. ``reduction``: ``mean``, ``sum`` or ``none``.
     """
 
     fused = "l1_loss"
@@ -117,10 +119,10 @@ class CharbonnierLoss(_PixelLoss):
     ``ρ(d) = sqrt(d² + ε²)`` with ``ε = 1e-3`` (Lai et al. 2017, LapSRN, eq. 3 and §3.3).
     As in the paper nothing is subtracted, so the minimum (at ``pred == target``) is
     ``ε``, not 0; the gradient ``d / sqrt(d² + ε²)`` is smooth at 0 unlike L1.
-    Shapes as ``mse``; optional weight map -> weighted mean. ``reduction``: ``mean`` or ``sum``.
+    Shapes as ``mse``; optional weight map -> weighted mean. ``reduction``: ``mean``, ``sum`` or ``none``.
     """
 
-    def __init__(self, eps: float = 1e-3, reduction: Literal["mean", "sum"] = "mean") -> None:
+    def __init__(self, eps: float = 1e-3, reduction: Literal["mean", "sum", "none"] = "mean") -> None:
         super().__init__(reduction)
         if not eps > 0:
             raise ValueError(f"charbonnier: eps must be > 0; got {eps}")

@@ -1,6 +1,11 @@
 """The loss registry: ``@register_loss`` on a :class:`~cvloss.losses.base.Loss` subclass
 records its name, family, paper, the tasks it serves and its constructor arguments
-(read from the ``__init__`` signature, so defaults live in one place)."""
+(read from the ``__init__`` signature, so defaults live in one place).
+
+Losses of other packages join the same registry through plugins
+(:mod:`cvloss.losses.plugins`: the ``cvloss.losses`` entry-point group, loaded lazily
+the first time the registry is read, and ``--plugin MODULE``); their :class:`LossInfo`
+names the plugin (``plugin``)."""
 from __future__ import annotations
 
 import difflib
@@ -39,6 +44,12 @@ class LossInfo:
     tasks: tuple[str, ...]
     paper: str
     params: tuple[Param, ...] = field(default_factory=tuple)
+    plugin: str | None = None  # the plugin that registered it ("mypkg 0.1", "mylosses.py"); None: cvloss
+
+    @property
+    def origin(self) -> str:
+        """Where the loss comes from: ``cvloss`` or ``plugin <name>``."""
+        return "cvloss" if self.plugin is None else f"plugin {self.plugin}"
 
     @property
     def kind(self) -> str:
@@ -61,6 +72,18 @@ class LossInfo:
 
 
 _REGISTRY: dict[str, LossInfo] = {}
+# The plugin being imported (innermost last), set by cvloss.losses.plugins around the
+# import: what ``register_loss`` runs then belongs to it.
+_PLUGIN_CONTEXT: list[str] = []
+
+
+class DuplicateLossError(ValueError):
+    """``register_loss`` of a name that is taken; ``name`` and ``holder`` (its LossInfo)."""
+
+    def __init__(self, message: str, name: str, holder: LossInfo) -> None:
+        super().__init__(message)
+        self.name = name
+        self.holder = holder
 
 
 def _params_of(cls: type) -> tuple[Param, ...]:
@@ -80,24 +103,39 @@ def _params_of(cls: type) -> tuple[Param, ...]:
 
 
 def register_loss(name: str, *, family: str, tasks: tuple[str, ...] | list[str], paper: str) -> Callable[[type], type]:
-    """Class decorator that registers a loss under ``name`` (lower-case, unique)."""
+    """Class decorator that registers a loss under ``name`` (lower-case, unique).
+
+    A plugin uses it as cvloss does (``from cvloss.losses import Loss, register_loss``);
+    a name already taken raises :class:`DuplicateLossError`, which the plugin loader
+    turns into one line refusing the plugin."""
 
     def deco(cls: type) -> type:
         if name in _REGISTRY:
-            raise ValueError(f"loss {name!r} is registered twice ({_REGISTRY[name].cls.__name__} and {cls.__name__})")
+            held = _REGISTRY[name]
+            raise DuplicateLossError(f"loss {name!r} is registered twice ({held.cls.__name__} of {held.origin} and "
+                                     f"{cls.__name__})", name, held)
         bad = [t for t in tasks if t not in TASKS]
         if bad:
             raise ValueError(f"loss {name!r}: unknown tasks {bad}; valid: {', '.join(TASKS)}")
         cls.name = name
-        _REGISTRY[name] = LossInfo(name, cls, family, tuple(tasks), paper, _params_of(cls))
+        plugin = _PLUGIN_CONTEXT[-1] if _PLUGIN_CONTEXT else None
+        _REGISTRY[name] = LossInfo(name, cls, family, tuple(tasks), paper, _params_of(cls), plugin)
         return cls
 
     return deco
 
 
+# Run each time the registry is read, after the built-in losses are registered:
+# cvloss.losses.plugins adds its entry-point loader (which does its work once per process).
+_ON_READ: list[Callable[[], None]] = []
+
+
 def _ensure_loaded() -> None:
-    # Importing the package registers every family module.
+    # Importing the package registers every family module (and adds the plugin loader).
     import cvloss.losses  # noqa: F401
+
+    for hook in _ON_READ:
+        hook()
 
 
 def get_loss_info(name: str) -> LossInfo:

@@ -7,6 +7,21 @@ Inputs (see :mod:`cvloss.losses.base`): ``logits`` ``(N, C, H, W)`` float, raw s
 ``(N, H, W)`` (or ``(N, 1, H, W)``), >= 0, which turns the pixel mean into the
 weighted mean ``Σ w·l / Σ w``.
 
+Options users know from torch / segmentation_models_pytorch, on every loss here:
+
+* ``ignore_index`` (default ``None``: every pixel counts): pixels whose target equals it
+  contribute nothing to the numerator *or* the denominator of the mean -- torch's
+  ``F.cross_entropy(ignore_index=...)`` semantics, Σ_{x counted} w·l / Σ_{x counted} w --
+  and get zero gradient. A batch with every pixel ignored gives 0 (torch: nan), so a
+  crop of an all-"void" region is no signal rather than a divergence. Region losses
+  (``dice``) leave those pixels out of all their sums.
+* ``weight=[w_0, …, w_{K-1}]`` (``ce``, ``focal``): class weights with torch's weighted
+  mean, ``Σ w_{t(x)}·l(x) / Σ w_{t(x)}`` over counted pixels (K = max(C, 2)).
+* ``reduction`` (``ce``, ``bce``, ``wce``, ``focal``): ``mean`` (default), ``sum``, or
+  ``none`` -- the (N, H, W) map of per-pixel terms, already multiplied by their weights
+  (0 at ignored pixels), as torch returns it. ``train`` and ``compare`` need a scalar and
+  refuse ``none`` (``build_loss(..., require_scalar=True)``).
+
 Binary masks (``C == 1``): the single channel is the foreground logit ``z`` and the
 target is in {0, 1}. The cross-entropy family (``ce``, ``wce``, ``focal``) treats it as
 the two-class problem with logits ``(0, z)``: softmax over ``(0, z)`` is
@@ -23,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from cvloss.losses.base import Loss, _shape, check_seg, weighted_reduce
-from cvloss.losses.pixel import _REDUCTION_ENUM, _upcast
+from cvloss.errors import UsageError
+from cvloss.losses.base import Loss, _shape, check_ignore_index, check_seg, valid_pixels, weighted_reduce
+from cvloss.losses.pixel import _REDUCTION_ENUM, check_reduction, _upcast
 from cvloss.losses.registry import register_loss
 
 _UNET = "Ronneberger et al. 2015, 'U-Net: Convolutional Networks for Biomedical Image Segmentation'"
@@ -59,10 +75,12 @@ def _two_class(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
-                   reduction: str = "none") -> torch.Tensor:
+                   reduction: str = "none", class_weight: torch.Tensor | None = None,
+                   ignore_index: int | None = None) -> torch.Tensor:
     """Pixel cross-entropy ``−log softmax(z)_t`` through torch's fused kernel
     (``F.cross_entropy``: log-sum-exp, one pass forward and one backward), in float32
-    at least. ``reduction="none"`` gives (N, H, W).
+    at least. ``reduction="none"`` gives (N, H, W) (``w_t·l``, 0 where ignored);
+    ``class_weight`` (K,) and ``ignore_index`` as in ``F.cross_entropy``.
 
     With label smoothing ε (Szegedy et al. 2016) the one-hot target becomes
     ``(1 − ε)·onehot + ε/K``, i.e. ``(1 − ε)(−log p_t) + ε·mean_k(−log p_k)`` -- torch's
@@ -72,20 +90,65 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: 
     # The op F.cross_entropy ends in, without its Python wrapper (legacy-argument checks
     # and a reduction lookup), as for mse / l1 (see cvloss.losses.pixel.fused_kernel).
     logits = _two_class(_upcast(logits))
+    ignore = -100 if ignore_index is None else ignore_index  # torch's default: no class id is negative
+    if class_weight is not None:
+        class_weight = class_weight.to(device=logits.device, dtype=logits.dtype)
     op = getattr(torch._C._nn, "cross_entropy_loss", None)
     if op is None:  # pragma: no cover
-        return F.cross_entropy(logits, target, reduction=reduction, label_smoothing=label_smoothing)
-    return op(logits, target, None, _REDUCTION_ENUM[reduction], -100, label_smoothing)
+        return F.cross_entropy(logits, target, class_weight, reduction=reduction, ignore_index=ignore,
+                               label_smoothing=label_smoothing)
+    return op(logits, target, class_weight, _REDUCTION_ENUM[reduction], ignore, label_smoothing)
 
 
-def _class_frequency_weights(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def _class_frequency_weights(target: torch.Tensor, num_classes: int, valid: torch.Tensor | None = None) -> torch.Tensor:
     """``w_c = N_pixels / (C · N_c)`` (0 for an absent class) on ``target``'s device,
-    without a host round trip (``scatter_add`` counts; no range check)."""
+    without a host round trip (``scatter_add`` counts; no range check). With ``valid``
+    (the (N, H, W) 0/1 map of :func:`~cvloss.losses.base.valid_pixels`) only counted
+    pixels enter N_c and N_pixels."""
     flat = target.reshape(-1)
     counts = torch.zeros(num_classes, dtype=torch.float32, device=target.device)
-    counts.scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
-    weights = flat.numel() / (num_classes * counts.clamp_min(1.0))
+    ones = torch.ones_like(flat, dtype=torch.float32) if valid is None else valid.reshape(-1).to(torch.float32)
+    counts.scatter_add_(0, flat, ones)
+    n_pixels = flat.numel() if valid is None else ones.sum()
+    weights = n_pixels / (num_classes * counts.clamp_min(1.0))
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
+
+
+_Reduction = Literal["mean", "sum", "none"]
+
+
+def _check_class_weight(name: str, weight: tuple[float, ...] | None) -> torch.Tensor | None:
+    """The (K,) float32 tensor of a ``weight=[...]`` class-weight list, checked: finite,
+    >= 0, not all 0 (a mean over zero total weight is undefined)."""
+    if weight is None:
+        return None
+    w = torch.as_tensor([float(v) for v in weight], dtype=torch.float32)
+    if w.numel() == 0 or not torch.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
+        raise ValueError(f"{name}: weight must list one finite weight >= 0 per class, not all 0; got {list(weight)}")
+    return w
+
+
+def _class_weight_for(loss: Loss, logits: torch.Tensor) -> torch.Tensor | None:
+    """The loss's class weights on the logits' device, checked against K = max(C, 2).
+
+    A wrong count is the user's spec against the data, so a :class:`UsageError` (one
+    line, exit 2 on the CLI) rather than a bug; it can only be seen once the number of
+    classes is (at the first call)."""
+    w = loss.class_weight
+    if w is None:
+        return None
+    k = max(logits.shape[1], 2)
+    if w.numel() != k:
+        raise UsageError(f"{loss.name}: weight has {w.numel()} entries but the logits have {k} classes "
+                         f"(shape {_shape(logits)}); give one weight per class")
+    return w.to(logits.device)
+
+
+def _times(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Product of two optional weight maps (None is a map of ones)."""
+    if a is None:
+        return b
+    return a if b is None else a * b.to(a.dtype)
 
 
 # ---------------------------------------------------------------- weight maps
@@ -263,22 +326,41 @@ class CrossEntropyLoss(Loss):
     ``label_smoothing`` ε in [0, 1) (Szegedy et al. 2016) replaces the one-hot target by
     ``(1 − ε)·onehot + ε/K`` (K = max(C, 2)). Optional per-pixel ``weight`` (N, H, W)
     gives the weighted mean Σ w·l / Σ w.
+
+    ``weight=[w_0, …]`` (class weights), ``ignore_index`` and ``reduction`` follow
+    ``F.cross_entropy`` exactly: ``mean`` is Σ_x m(x)·w_{t(x)}·l(x) / Σ_x m(x)·w_{t(x)}
+    over the counted pixels (m the per-pixel map, 1 without one; with label smoothing
+    the numerator is torch's smoothed weighted term and the denominator the same), and
+    0 when no pixel counts (torch: nan).
     """
 
     kind = "seg"
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, label_smoothing: float = 0.0, weight: tuple[float, ...] | None = None,
+                 ignore_index: int | None = None, reduction: _Reduction = "mean") -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"ce: label_smoothing must lie in [0, 1); got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
+        self.ignore_index = check_ignore_index("ce", ignore_index)
+        self.reduction = check_reduction(reduction)
+        self.register_buffer("class_weight", _check_class_weight("ce", weight), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        check_seg(logits, target)
+        check_seg(logits, target, self.ignore_index)
         weight = _seg_weight(weight, target)
-        if weight is None:  # torch's fused mean: one pass forward, one backward
-            return _cross_entropy(logits, target, self.label_smoothing, reduction="mean")
-        return weighted_reduce(_cross_entropy(logits, target, self.label_smoothing), weight, "mean")
+        cw = _class_weight_for(self, logits)
+        if weight is None and (self.ignore_index is None or self.reduction != "mean"):
+            # torch's fused reduction: one pass forward, one backward
+            return _cross_entropy(logits, target, self.label_smoothing, self.reduction, cw, self.ignore_index)
+        values = _cross_entropy(logits, target, self.label_smoothing, "none", cw, self.ignore_index)  # w_t·l, 0 if ignored
+        if self.reduction != "mean":
+            return weighted_reduce(values, weight, self.reduction)
+        safe, valid = valid_pixels(target, self.ignore_index)
+        # Σ m·w_t·l / Σ m·w_t over counted pixels (torch's weighted mean; 0 if none counts)
+        den = _times(_times(weight, valid), None if cw is None else cw.to(values.dtype)[safe])
+        num = values if weight is None else values * weight.to(values.dtype)
+        return num.sum() / den.sum().to(values.dtype).clamp_min(torch.finfo(values.dtype).tiny)
 
 
 @register_loss("bce", family="pixel-wise", tasks=("seg",), paper="binary cross-entropy on logits (log-sum-exp form); see " + _UNET)
@@ -291,25 +373,30 @@ class BCELoss(Loss):
     {0, 1}; ``(N, 2, H, W)`` is accepted and uses the logit difference ``z = z1 − z0``
     (``σ(z1 − z0)`` is the softmax probability of class 1, so this equals 2-class ``ce``);
     more channels raise ``ValueError``. Optional ``weight`` (N, H, W) -> Σ w·l / Σ w.
+    ``ignore_index`` (e.g. 255) and ``reduction`` as described in the module docstring
+    (torch's BCE has no ignore_index; this is segmentation_models_pytorch's masking).
     """
 
     kind = "seg"
 
-    def __init__(self) -> None:
+    def __init__(self, ignore_index: int | None = None, reduction: _Reduction = "mean") -> None:
         super().__init__()
+        self.ignore_index = check_ignore_index("bce", ignore_index)
+        self.reduction = check_reduction(reduction)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        check_seg(logits, target)
+        check_seg(logits, target, self.ignore_index)
         if logits.shape[1] > 2:
             raise ValueError(
                 f"bce expects binary logits of shape (N, 1, H, W) (or (N, 2, H, W)); got {_shape(logits)}; use ce for C > 2"
             )
         weight = _seg_weight(weight, target)
+        target, valid = valid_pixels(target, self.ignore_index)
         logits = _upcast(logits)
         z = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
         with torch.autocast(device_type=z.device.type, enabled=False):
             values = F.binary_cross_entropy_with_logits(z, target.to(z.dtype), reduction="none")
-        return weighted_reduce(values, weight, "mean")
+        return weighted_reduce(values, _times(weight, valid), self.reduction)
 
 
 @register_loss("wce", family="pixel-wise", tasks=("seg",), paper=_UNET + " (weight map, eq. 2; w0=10, sigma=5)")
@@ -337,6 +424,12 @@ class WeightedCrossEntropyLoss(Loss):
     the batch (``border=``, or :func:`supplied_borders` for a combined loss); the loss
     is then one fused weighted cross-entropy plus the per-batch ``w_c``, on the device.
     Without a supplied map it is computed per call on the host (scipy), as before.
+
+    ``ignore_index``: ignored pixels leave both sums of the weighted mean and the class
+    frequencies of ``w_c``; for a border term computed here they count as
+    ``background`` (they form no object); a supplied border map is used as given (its
+    ignored pixels weigh 0 anyway). ``reduction``: ``mean`` (above), ``sum`` Σ w·l, or
+    ``none`` the (N, H, W) map w·l.
     """
 
     kind = "seg"
@@ -348,8 +441,12 @@ class WeightedCrossEntropyLoss(Loss):
         w0: float = 10.0,
         sigma: float = 5.0,
         background: int = 0,
+        ignore_index: int | None = None,
+        reduction: _Reduction = "mean",
     ) -> None:
         super().__init__()
+        self.ignore_index = check_ignore_index("wce", ignore_index)
+        self.reduction = check_reduction(reduction)
         if weighting not in ("balanced", "unet", "balanced+unet"):
             raise ValueError(f"wce: unknown weighting {weighting!r}; valid: balanced, unet, balanced+unet")
         if not w0 >= 0:
@@ -376,16 +473,21 @@ class WeightedCrossEntropyLoss(Loss):
         return unet_border_map(target, self.w0, self.sigma, self.background)
 
     @torch.no_grad()
-    def weight_map(self, target: torch.Tensor, num_classes: int, border: torch.Tensor | None = None) -> torch.Tensor:
+    def weight_map(self, target: torch.Tensor, num_classes: int, border: torch.Tensor | None = None,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
         """The (N, H, W) float32 weight map of ``target`` for this ``weighting``:
         ``w_c[target]`` (class-balanced, from this batch, or 1) plus the border term
-        (``border`` if given, else computed from ``target`` on the host)."""
-        wc = _class_frequency_weights(target, num_classes)[target] if "balanced" in self.weighting else 1.0
+        (``border`` if given, else computed from ``target`` on the host). ``valid``
+        (0/1, (N, H, W)): only counted pixels enter the class frequencies, and the map
+        is 0 elsewhere; ``target`` must then hold class ids only (ignored ones replaced)."""
+        wc = _class_frequency_weights(target, num_classes, valid)[target] if "balanced" in self.weighting else 1.0
         if "unet" not in self.weighting:
-            return wc
-        if border is None:
-            border = self.border_map(target)
-        return border.to(device=target.device, dtype=torch.float32) + wc  # one pass for w_c ≡ 1
+            out = wc
+        else:
+            if border is None:
+                border = self.border_map(target)
+            out = border.to(device=target.device, dtype=torch.float32) + wc  # one pass for w_c ≡ 1
+        return out if valid is None else out * valid
 
     def forward(
         self,
@@ -399,18 +501,22 @@ class WeightedCrossEntropyLoss(Loss):
         loading); without it the term is computed here on the host (scipy), a device ->
         host copy of the target per call. Inside :func:`supplied_borders` the supplied
         map is used."""
-        check_seg(logits, target)
+        check_seg(logits, target, self.ignore_index)
         weight = _seg_weight(weight, target)
         if border is None:
             border = self._supplied_border
         if border is not None and "unet" in self.weighting:
             border = _seg_weight(border, target)
-        wmap = self.weight_map(target, max(logits.shape[1], 2), border)
+        # Ignored pixels become ``background`` (no object for the border term), then weigh 0.
+        target, valid = valid_pixels(target, self.ignore_index, fill=self.background)
+        wmap = self.weight_map(target, max(logits.shape[1], 2), border, valid)
         if weight is not None:
             wmap = wmap * weight.to(wmap.dtype)
-        # Σ w·l / Σ w: wmap is float32 (N, H, W) like the pixel losses, nothing to expand.
         values = _cross_entropy(logits, target)
-        return (values * wmap).sum() / wmap.sum().clamp_min(torch.finfo(values.dtype).tiny)
+        if self.reduction != "mean":
+            return weighted_reduce(values, wmap, self.reduction)
+        # Σ w·l / Σ w: wmap is float32 (N, H, W) like the pixel losses, nothing to expand.
+        return (values * wmap).sum() / wmap.sum().to(values.dtype).clamp_min(torch.finfo(values.dtype).tiny)
 
 
 def wce_terms(loss: torch.nn.Module) -> list[WeightedCrossEntropyLoss]:
@@ -457,20 +563,27 @@ class DiceLoss(Loss):
     Value in [0, 1). ``include_background=False`` drops channel 0 (C >= 2); with
     ``C == 1`` the only channel is the foreground and the flag changes nothing.
     Optional ``weight`` (N, H, W) weighs each pixel in the three sums.
+    ``ignore_index``: pixels whose target equals it are left out of all three sums
+    (prediction and target alike, as segmentation_models_pytorch's DiceLoss does), so
+    they change neither value nor gradient. A scalar loss only: Dice is a ratio of
+    batch sums, it has no per-pixel terms for a ``reduction``.
     """
 
     kind = "seg"
 
-    def __init__(self, smooth: float = 1.0, include_background: bool = True) -> None:
+    def __init__(self, smooth: float = 1.0, include_background: bool = True, ignore_index: int | None = None) -> None:
         super().__init__()
         if not smooth >= 0:
             raise ValueError(f"dice: smooth must be >= 0; got {smooth}")
         self.smooth = float(smooth)
         self.include_background = bool(include_background)
+        self.ignore_index = check_ignore_index("dice", ignore_index)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        check_seg(logits, target)
+        check_seg(logits, target, self.ignore_index)
         weight = _seg_weight(weight, target)
+        target, valid = valid_pixels(target, self.ignore_index)
+        weight = _times(weight, valid)
         logits = _upcast(logits)
         c = logits.shape[1]
         with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -528,11 +641,17 @@ class FocalLoss(Loss):
     normalises by the number of anchors assigned to objects; for dense segmentation
     every pixel counts, so this is the mean over pixels (weighted mean Σ w·l / Σ w with
     an optional (N, H, W) ``weight``). Value >= 0.
+
+    ``weight=[w_0, …]``: class weights with ce's weighted mean,
+    Σ w_t·l / Σ w_t (so ``gamma=0`` with ``weight`` is torch's weighted cross-entropy);
+    they multiply α_t when both are given. ``ignore_index`` and ``reduction`` as in the
+    module docstring.
     """
 
     kind = "seg"
 
-    def __init__(self, gamma: float = 2.0, alpha: float | None = None) -> None:
+    def __init__(self, gamma: float = 2.0, alpha: float | None = None, weight: tuple[float, ...] | None = None,
+                 ignore_index: int | None = None, reduction: _Reduction = "mean") -> None:
         super().__init__()
         if not gamma >= 0:
             raise ValueError(f"focal: gamma must be >= 0; got {gamma}")
@@ -540,10 +659,18 @@ class FocalLoss(Loss):
             raise ValueError(f"focal: alpha must lie in [0, 1] or be none; got {alpha}")
         self.gamma = float(gamma)
         self.alpha = None if alpha is None else float(alpha)
+        self.ignore_index = check_ignore_index("focal", ignore_index)
+        self.reduction = check_reduction(reduction)
+        self.register_buffer("class_weight", _check_class_weight("focal", weight), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        check_seg(logits, target)
+        check_seg(logits, target, self.ignore_index)
         weight = _seg_weight(weight, target)
+        cw = _class_weight_for(self, logits)
+        target, valid = valid_pixels(target, self.ignore_index)
+        weight = _times(weight, valid)
+        if cw is not None:  # w_t enters numerator and denominator: Σ w_t·l / Σ w_t
+            weight = _times(cw[target], weight)
         log_pt = _log_probs(logits).gather(1, target.unsqueeze(1)).squeeze(1)
         # (1 − p_t) via −expm1(log p_t): exact when p_t is close to 1, where the
         # modulating factor matters most.
@@ -553,4 +680,4 @@ class FocalLoss(Loss):
         if self.alpha is not None:
             alpha_t = torch.where(target > 0, self.alpha, 1.0 - self.alpha).to(values.dtype)
             values = alpha_t * values
-        return weighted_reduce(values, weight, "mean")
+        return weighted_reduce(values, weight, self.reduction)

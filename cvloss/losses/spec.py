@@ -67,8 +67,8 @@ def _tokenize(spec: str) -> list[tuple[str, Any, int]]:
         if kind == "number":
             value: Any = float(text) if any(ch in text for ch in ".eE") else int(text)
             tokens.append(("number", value, pos + 1))
-        elif kind == "string":
-            tokens.append(("word", text[1:-1], pos + 1))
+        elif kind == "string":  # quoted: always the string itself ("none" is not None)
+            tokens.append(("string", text[1:-1], pos + 1))
         elif kind == "word":
             tokens.append(("word", text, pos + 1))
         elif kind == "op":
@@ -167,6 +167,9 @@ class _Parser:
         if kind == "number":
             self.take()
             return value
+        if kind == "string":
+            self.take()
+            return value
         if kind == "word":
             self.take()
             low = value.lower()
@@ -190,8 +193,23 @@ def parse_spec(spec: str) -> list[Term]:
 
 
 # ---------------------------------------------------------------- argument coercion
+def _accepts_none(ann: Any) -> bool:
+    """Whether ``ann`` admits the value ``None`` (``X | None``, ``Optional[X]``, ``Any``)."""
+    if ann is inspect.Parameter.empty or ann is Any or ann is type(None):
+        return True
+    if typing.get_origin(ann) in (Union, types.UnionType):
+        return any(_accepts_none(a) for a in typing.get_args(ann))
+    return False
+
+
 def _coerce(value: Any, ann: Any) -> Any:
-    """Convert a parsed value to annotation ``ann``; ``TypeError`` when it cannot."""
+    """Convert a parsed value to annotation ``ann``; ``TypeError`` when it cannot.
+
+    A bare ``none`` parses as ``None``; for an argument that does not take ``None`` but
+    does take the string ``"none"`` (``reduction: Literal["mean", "sum", "none"]``) it is
+    that string, so ``l1(reduction=none)`` means what it says."""
+    if value is None and not _accepts_none(ann):
+        value = "none"
     if ann is inspect.Parameter.empty or ann is Any:
         return value
     origin = typing.get_origin(ann)
@@ -363,7 +381,8 @@ def _image_args(pred: torch.Tensor, target: torch.Tensor | None = None, weight: 
 
 
 # ---------------------------------------------------------------- build_loss
-def build_loss(spec: str, task: str | None = None, feature_weights: str | None = None) -> Loss:
+def build_loss(spec: str, task: str | None = None, feature_weights: str | None = None,
+               require_scalar: bool = False) -> Loss:
     """Build an ``nn.Module`` loss from a spec string.
 
     Args:
@@ -372,6 +391,8 @@ def build_loss(spec: str, task: str | None = None, feature_weights: str | None =
             ``translate``, ``gan``), otherwise :class:`SpecError` lists the losses that do.
         feature_weights: default ``weights=`` for terms that use a feature network and whose
             spec does not set it (``imagenet``, ``random``, ``auto`` or a path).
+        require_scalar: refuse a term whose ``reduction`` is ``none`` (a per-pixel tensor,
+            not a value to minimise): ``train`` and ``compare`` need a scalar.
 
     A single unweighted term returns the loss itself; anything else a :class:`CombinedLoss`.
     Every error is a :class:`SpecError` (a ``ValueError``) with a one-line message.
@@ -400,6 +421,9 @@ def build_loss(spec: str, task: str | None = None, feature_weights: str | None =
         except (ValueError, TypeError) as exc:
             raise SpecError(f"loss {term.name!r}: {exc}") from None
         loss.spec_args = args
+        if require_scalar and getattr(loss, "reduction", None) == "none":
+            raise SpecError(f"loss {format_term(term.name, dict(term.args))!r}: reduction=none gives a tensor per "
+                            f"pixel, not a value to minimise; train and compare need a scalar: use reduction=mean or sum")
         built.append((term.weight, loss))
     adversarial = [t.name for t in terms if _REGISTRY[t.name].kind == "adversarial"]
     if task is not None and len(adversarial) > 1:

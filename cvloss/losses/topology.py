@@ -5,30 +5,47 @@ Both take ``(logits (N, C, H, W), target (N, H, W) int64)``. ``C == 1`` is a bin
 problem (sigmoid of the logit = foreground probability, target in {0, 1}); ``C >= 2``
 uses the softmax and one-hot targets, per class channel, without the background class 0
 unless ``include_background=True``.
+
+``ignore_index`` (default ``None``): pixels whose target equals it count in no sum, and
+in the structural terms (the VGG features of ``topo``, the soft skeletons of ``cldice``)
+they are set to background in *both* the predicted probability maps and the one-hot
+targets: every scored channel is 0 there. The two maps are then compared on the same
+domain -- a structure that crosses an ignored band is cut in the prediction exactly as in
+the target, so the band can neither create nor remove a topological difference -- and
+the logits of ignored pixels get zero gradient. (The topology *metrics* instead give the
+target the predicted label there, :mod:`cvloss.metrics.segmentation`; a loss cannot copy
+a prediction into its own target without a gradient path through it.)
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from cvloss.losses.base import Loss, check_seg, check_weight, weighted_reduce
+from cvloss.losses.base import Loss, check_ignore_index, check_seg, check_weight, valid_pixels, weighted_reduce
 from cvloss.losses.features import FeatureLoss, at_least_float32
 from cvloss.losses.registry import register_loss
 
 
-def _class_maps(logits: torch.Tensor, target: torch.Tensor, include_background: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _class_maps(logits: torch.Tensor, target: torch.Tensor, include_background: bool,
+                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities and one-hot targets (N, K, H, W) in float32 for the classes scored.
 
     C == 1: K = 1, sigmoid(logit) vs target. C >= 2: softmax over the C classes, then
-    channels 1..C-1 (or 0..C-1 with ``include_background``).
+    channels 1..C-1 (or 0..C-1 with ``include_background``). ``valid`` (N, H, W) 0/1:
+    both maps are 0 on ignored pixels (see the module docstring); ``target`` must then
+    hold class ids only.
     """
     logits = at_least_float32(logits)  # probabilities near 0/1 need more than bf16 holds
     if logits.shape[1] == 1:
-        return torch.sigmoid(logits), target.unsqueeze(1).to(logits.dtype)
-    probs = torch.softmax(logits, dim=1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
-    if not include_background:
-        probs, onehot = probs[:, 1:], onehot[:, 1:]
+        probs, onehot = torch.sigmoid(logits), target.unsqueeze(1).to(logits.dtype)
+    else:
+        probs = torch.softmax(logits, dim=1)
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+        if not include_background:
+            probs, onehot = probs[:, 1:], onehot[:, 1:]
+    if valid is not None:
+        v = valid.unsqueeze(1).to(probs.dtype)
+        probs, onehot = probs * v, onehot * v
     return probs, onehot
 
 
@@ -71,17 +88,22 @@ class TopoLoss(FeatureLoss):
         layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_4"),
         weights: str = "auto",
         include_background: bool = False,
+        ignore_index: int | None = None,
     ) -> None:
         super().__init__()
         if mu < 0:
             raise ValueError(f"mu must be >= 0; got {mu}")
+        self.ignore_index = check_ignore_index("topo", ignore_index)
         self._init_features("vgg19", weights, layers)
         self.mu = float(mu)
         self.include_background = bool(include_background)
 
     def pixel_term(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """BCE (C == 1) or CE (C >= 2), mean over pixels (weighted mean with ``weight``)."""
+        """BCE (C == 1) or CE (C >= 2), mean over counted pixels (weighted mean with ``weight``)."""
         w = check_weight(weight, logits[:, :1])
+        target, valid = valid_pixels(target, self.ignore_index)
+        if valid is not None:
+            w = valid.unsqueeze(1) if w is None else w * valid.unsqueeze(1).to(w.dtype)
         logits = at_least_float32(logits)
         if logits.shape[1] == 1:
             per_pixel = F.binary_cross_entropy_with_logits(logits, target.unsqueeze(1).to(logits.dtype), reduction="none")
@@ -90,8 +112,10 @@ class TopoLoss(FeatureLoss):
         return weighted_reduce(per_pixel, w, "mean")
 
     def topo_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Σ_n mean over (N·K·C_n·H_n·W_n) of (l^n(y) − l^n(ŷ))², classes averaged."""
-        probs, onehot = _class_maps(logits, target, self.include_background)
+        """Σ_n mean over (N·K·C_n·H_n·W_n) of (l^n(y) − l^n(ŷ))², classes averaged
+        (ignored pixels set to background in both maps)."""
+        target, valid = valid_pixels(target, self.ignore_index)
+        probs, onehot = _class_maps(logits, target, self.include_background, valid)
         n, k, h, w = probs.shape
         fp = self.extractor.extract(probs.reshape(n * k, 1, h, w), self.layers)
         with torch.no_grad():
@@ -99,7 +123,7 @@ class TopoLoss(FeatureLoss):
         return torch.stack([(at_least_float32(fp[l]) - at_least_float32(ft[l])).square().mean() for l in self.layers]).sum()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        check_seg(logits, target)
+        check_seg(logits, target, self.ignore_index)
         pixel = self.pixel_term(logits, target, weight)
         if self.mu == 0:
             return pixel
@@ -181,12 +205,16 @@ class ClDiceLoss(Loss):
     (C == 1): sigmoid of the single logit channel -- the loss is computed on that channel
     (a peer bug takes channels 1: and is constant for one channel). An optional
     per-pixel ``weight`` map (N, H, W) multiplies every summand. Value in [0, 1].
+    ``ignore_index``: see the module docstring (ignored pixels are background in both
+    skeletons and count in no sum).
     """
 
     kind = "seg"
 
-    def __init__(self, alpha: float = 0.5, iters: int = 3, smooth: float = 1.0, include_background: bool = False) -> None:
+    def __init__(self, alpha: float = 0.5, iters: int = 3, smooth: float = 1.0, include_background: bool = False,
+                 ignore_index: int | None = None) -> None:
         super().__init__()
+        self.ignore_index = check_ignore_index("cldice", ignore_index)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
         if iters < 0:
@@ -199,10 +227,13 @@ class ClDiceLoss(Loss):
         self.include_background = bool(include_background)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        check_seg(logits, target)
+        check_seg(logits, target, self.ignore_index)
         w = check_weight(weight, logits[:, :1])
-        probs, onehot = _class_maps(logits, target, self.include_background)
+        target, valid = valid_pixels(target, self.ignore_index)
+        probs, onehot = _class_maps(logits, target, self.include_background, valid)
         w = torch.ones_like(probs[:, :1]) if w is None else w.to(probs.dtype)
+        if valid is not None:  # ignored pixels count in no sum
+            w = w * valid.unsqueeze(1).to(probs.dtype)
         s_p = soft_skeleton(probs, self.iters)
         s_l = soft_skeleton(onehot, self.iters)
         eps = self.smooth

@@ -84,8 +84,9 @@ def split_losses(text: str) -> list[str]:
 
 def canonical_specs(specs: list[str], task: str) -> list[str]:
     """Build every spec for ``task`` (raising on the first bad one) and return canonical
-    texts. Random feature weights here: this only validates, it must not download."""
-    out = [build_loss(spec, task=task, feature_weights="random").spec for spec in specs]
+    texts. Random feature weights here: this only validates, it must not download.
+    Training minimises a scalar, so a ``reduction=none`` term is refused here too."""
+    out = [build_loss(spec, task=task, feature_weights="random", require_scalar=True).spec for spec in specs]
     if len(set(out)) != len(out):
         raise UsageError(f"--losses lists the same loss twice: {', '.join(out)}")
     return out

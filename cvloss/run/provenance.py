@@ -55,10 +55,16 @@ def _git_state() -> tuple[str | None, bool | None]:
 
 
 def code_provenance() -> dict[str, Any]:
-    """``{"commit", "dirty", "source_sha256"}`` of the running code (see the module doc).
-    The hash is recomputed on every call (a long-lived process may see edits)."""
+    """``{"commit", "dirty", "source_sha256", "plugins_sha256"}`` of the running code (see
+    the module doc); ``plugins_sha256`` hashes the loaded plugin losses' sources (None
+    without plugins), so a trial of an edited plugin is not resumed or pooled either. The
+    hashes are recomputed on every call (a long-lived process may see edits)."""
+    from cvloss.losses import plugin_provenance
+
     commit, dirty = _git_state()
-    return {"commit": commit, "dirty": dirty, "source_sha256": source_sha256()}
+    plugins = plugin_provenance()
+    joined = hashlib.sha256("".join(p["sha256"] for p in plugins).encode()).hexdigest() if plugins else None
+    return {"commit": commit, "dirty": dirty, "source_sha256": source_sha256(), "plugins_sha256": joined}
 
 
 def pool_key(info: dict[str, Any]) -> tuple[str, str, str]:
@@ -67,5 +73,7 @@ def pool_key(info: dict[str, Any]) -> tuple[str, str, str]:
     order, and with it the numbers)."""
     code = info.get("code") if isinstance(info.get("code"), dict) else {}
     versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
-    return (str(code.get("source_sha256", "unrecorded"))[:12], str(versions.get("torch", "unrecorded")),
-            str(info.get("threads", "unrecorded")))
+    source = str(code.get("source_sha256", "unrecorded"))[:12]
+    if code.get("plugins_sha256"):
+        source += "+plugins " + str(code["plugins_sha256"])[:8]
+    return (source, str(versions.get("torch", "unrecorded")), str(info.get("threads", "unrecorded")))

@@ -44,7 +44,7 @@ from cvloss import __version__
 from cvloss.errors import CheckpointError, CvlossError, UsageError
 from cvloss.io import (SUMMARY_SCHEMA, atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv,
                        write_json)
-from cvloss.losses import build_loss
+from cvloss.losses import build_loss, plugin_provenance
 from cvloss.report.grid import save_grid
 from cvloss.run.config import TrialConfig
 from cvloss.run.folds import collect, expand
@@ -287,6 +287,7 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
         "data": task.describe_data(),
         "versions": _versions(),
         "code": code_provenance(),
+        "plugins": plugin_provenance(),
         "threads": torch.get_num_threads(),
         "device": _device_name(trial.device),
         "parameters": sum(p.numel() for p in trial.model.parameters()),
@@ -486,12 +487,13 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
                 f"(feature weights {old.get('feature_weights')} vs {info['feature_weights']}, or settings); "
                 f"use another --out or delete that folder"
             )
-        then = (old.get("code") or {}).get("source_sha256") if isinstance(old.get("code"), dict) else None
-        now = info["code"]["source_sha256"]
+        code = old.get("code") if isinstance(old.get("code"), dict) else {}
+        then = (code.get("source_sha256"), code.get("plugins_sha256"))
+        now = (info["code"]["source_sha256"], info["code"]["plugins_sha256"])
         if then != now:
             raise TrialError(
-                f"{out_dir} holds an unfinished trial started by other code (source {str(then)[:12]}, now "
-                f"{now[:12]}); a trial is never resumed by different code: delete that folder to restart it, "
+                f"{out_dir} holds an unfinished trial started by other code (source {str(then[0])[:12]}, plugins "
+                f"{str(then[1])[:8]}; now {now[0][:12]}, plugins {str(now[1])[:8]}); a trial is never resumed by different code: delete that folder to restart it, "
                 f"or finish it with the code that started it")
         return
     try:

@@ -110,6 +110,12 @@ def test_a_trial_is_not_resumed_by_other_code(tmp_path, capture):
     (cfg.trial_dir / "trial.json").write_text(json.dumps(info))
     with pytest.raises(TrialError, match="started by other code .*never resumed by different code"):
         run_trial(cfg, capture)
+    # an edited plugin is other code too
+    info["code"]["source_sha256"] = json.loads(json.dumps(code_provenance()))["source_sha256"]
+    info["code"]["plugins_sha256"] = "f" * 64
+    (cfg.trial_dir / "trial.json").write_text(json.dumps(info))
+    with pytest.raises(TrialError, match="plugins ffffffff"):
+        run_trial(cfg, capture)
 
 
 def test_an_older_summary_schema_is_refused_with_one_line(tmp_path):
@@ -131,7 +137,7 @@ def test_source_hash_follows_every_source_file(tmp_path):
     (tmp_path / "sub" / "b.toml").write_text("k = 2\n")
     assert source_sha256(tmp_path) != h
     prov = code_provenance()
-    assert len(prov["source_sha256"]) == 64 and set(prov) == {"commit", "dirty", "source_sha256"}
+    assert len(prov["source_sha256"]) == 64 and set(prov) == {"commit", "dirty", "source_sha256", "plugins_sha256"}
 
 
 @pytest.mark.parametrize("mean, ci, low, high, text", [
