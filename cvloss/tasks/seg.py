@@ -18,6 +18,7 @@ from torch import nn
 
 from cvloss.data.augment import flip_hv
 from cvloss.data.registry import load_dataset
+from cvloss.errors import UsageError
 from cvloss.losses.segmentation import supplied_borders, wce_terms
 from cvloss.metrics.segmentation import SegMetricAccumulator
 from cvloss.models.unet import UNet
@@ -115,6 +116,16 @@ class SegTask(Task):
     def plan(self, loss):
         self._wce = wce_terms(loss)  # the wce terms with a U-Net border map, bound once
         return super().plan(loss)
+
+    def check_plan(self, slots, spec: str) -> None:
+        """Class weights must name every class of the data: checked here, before trial.json
+        is written, rather than at the first step."""
+        k = max(self.num_classes, 2)
+        for _, term in slots["seg"]:
+            w = getattr(term, "class_weight", None)
+            if w is not None and w.numel() != k:
+                raise UsageError(f"loss {spec!r}: {term.name}(weight=...) has {w.numel()} entries but {self.dataset} "
+                                 f"has {k} classes {list(self.class_names)}; give one weight per class")
 
     def _wce_borders(self, idx: torch.Tensor, fh, fv) -> dict:
         """The U-Net border map of every wce term for the batch ``idx``: it depends on one
