@@ -342,6 +342,12 @@ def provenance_lines(result: dict[str, Any]) -> list[str]:
             c = combos[0]
             lines.append(f"Code: commit {commits}{' (with uncommitted changes)' if prov.get('dirty') else ''}, "
                          f"source {c['source']}, torch {c['torch']}, {c['threads']} thread(s) per trial.")
+    folds = result.get("folds") or {}
+    primary = result.get("primary_metric") or ""
+    for loss, per_seed in folds.items():
+        if per_seed:
+            lines.append(f"`{loss}`, {per_seed[0].get('protocol') or 'k-fold'} protocol, `{primary}` mean ± SE over folds: "
+                         + "; ".join(f"seed {f['seed']}: {fmt(f['mean'])} ± {fmt(f['se'], 2)}" for f in per_seed) + ".")
     hows = sorted({c.get("peak_mem_how") for c in (result.get("compute") or {}).values() if c and c.get("peak_mem_how")})
     if hows:
         lines.append(f"Peak memory: {'; '.join(hows)}.")

@@ -255,6 +255,11 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         "alpha": stats["completed"]["alpha"], "power": stats["completed"]["power"],
         "mde_level": stats["completed"]["mde_level"],
         "itt": {"best": stats["itt"]["best"], "mde": stats["itt"]["mde"]},
+        # k-fold trials (LFW View 2): each seed's primary metric as mean ± SE over its folds
+        **({"folds": {spec: [{"seed": seed, "mean": value(s, task_cls.primary_metric),
+                              "se": (s or {}).get("fold_se", {}).get(task_cls.primary_metric), "protocol": s.get("protocol")}
+                             for seed, s in zip(seeds, summaries[spec]) if s and s.get("fold_se")] for spec in losses}}
+           if any(s and s.get("fold_se") for runs in summaries.values() for s in runs) else {}),
         "provenance": provenance,
         "target_effect": target_effect,
         "dir": str(out_dir),

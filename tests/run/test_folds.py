@@ -69,3 +69,8 @@ def test_the_worst_fold_decides_and_a_comparison_reads_seed_summaries(tmp_path, 
     result = run_comparison(_cfg(tmp_path / "c"), ["contrastive", "triplet"], [0], capture)
     assert all(len(v) == 1 and v[0] in ("done", "collapsed") for v in result["status"].values())  # seed summaries
     assert result["provenance"]["combinations"][0]["trials"] == 6  # every fold's trial.json
+    # each seed's number is shown as mean ± SE over its folds
+    per_seed = result["folds"]["contrastive"][0]
+    assert per_seed["protocol"] == "3-fold" and per_seed["se"] >= 0
+    md = (result["dir"] + "/compare.md")
+    assert "3-fold protocol, `verif_acc` mean ± SE over folds: seed 0:" in open(md).read()
