@@ -29,8 +29,12 @@ _WORST = ("diverged", "collapsed", "done")
 
 
 def fold_count(cfg: TrialConfig) -> int:
-    """Folds of the task's protocol on the trial's dataset (0: an ordinary trial)."""
-    return 0 if cfg.fold is not None else int(get_task_class(cfg.task).folds(cfg.dataset))
+    """Folds of the task's protocol on the trial's dataset (0: an ordinary trial). A tuning
+    trial (``test=False``) is never split into folds: it trains on the development split
+    and is scored on val (LFW: View 1, the view its authors set aside for model selection)."""
+    if cfg.fold is not None or not cfg.test:
+        return 0
+    return int(get_task_class(cfg.task).folds(cfg.dataset))
 
 
 def expand(cfgs: list[TrialConfig]) -> tuple[list[TrialConfig], list[list[int]]]:

@@ -175,7 +175,11 @@ def parse_space(items: list[str], trials: int, sampler: str = "random", seed: in
     names = [d.name for d in dims]
     if len(set(names)) != len(names):
         raise UsageError(f"--tune names {', '.join(sorted({n for n in names if names.count(n) > 1}))} twice")
-    return Space(dims, int(trials), sampler, int(seed))
+    space = Space(dims, int(trials), sampler, int(seed))
+    if sampler == "grid" and len(candidates(space)) < trials:
+        raise UsageError(f"--tune-sampler grid: the grid of this space has only {len(candidates(space))} points, fewer "
+                         f"than --tune-trials {trials}; ask for fewer trials or use --tune-sampler random")
+    return space
 
 
 # ---------------------------------------------------------------- applying a candidate

@@ -141,6 +141,7 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--tune-trials", "4"), "--tune-trials needs --tune"),
     (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-sampler", "bayes"), "valid samplers: random, grid, tpe"),
     (_seg("--tune", "lr=choice(1e-3)"), "choice needs two or more distinct values"),
+    (_seg("--tune", "augment=choice(true,false)", "--tune-sampler", "grid"), "the grid of this space has only 2 points"),
     (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune", "lr=uniform(0.1,0.2)"), "names lr twice"),
     (_seg("--tune", "lr=log(1e-4,1e-2)", "--seeds", "10000,1"), "--seeds must stay below 10000"),
     (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
