@@ -53,6 +53,12 @@ __all__ = [
 
 _TASKS = ("gan", "translate", "sr")
 
+# DCGAN's optimiser (Radford et al. 2016, Sec. 4, "Details of adversarial training"):
+# Adam with learning rate 0.0002 (the suggested 0.001 "too high") and beta1 = 0.5 (0.9 made
+# training oscillate), beta2 left at Adam's 0.999. The protocol the log-likelihood GANs have
+# been trained with since (Goodfellow et al. 2014 give only momentum SGD, no single setting).
+DCGAN_ADAM: dict[str, Any] = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
+
 
 # ---------------------------------------------------------------- helpers
 def _logits(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -158,10 +164,9 @@ def r1_penalty(critic: nn.Module, real: torch.Tensor, gamma: float) -> torch.Ten
 
 class _R1Objective(AdversarialLoss):
     """Base of the objectives with an optional R1 penalty: ``penalty`` = R1 on reals when
-    ``r1`` (γ) > 0, zero otherwise. One D step per G step; no single paper optimiser."""
+    ``r1`` (γ) > 0, zero otherwise. One D step per G step; ``paper_optimizer`` per class."""
 
     n_critic = 1
-    paper_optimizer: dict[str, Any] | None = None
 
     def __init__(self, r1: float = 0.0) -> None:
         super().__init__()
@@ -194,13 +199,16 @@ class MinimaxGANLoss(_R1Objective):
 
     Inputs: logits of any shape ((N,), (N, 1), (N, 1, h, w)), any real value; each
     expectation is a mean over all elements. Schedule: k = 1 discriminator step per
-    generator step (the paper's Algorithm 1 uses k = 1), "momentum" SGD with no single
-    learning rate given, so ``paper_optimizer`` is None.
+    generator step (the paper's Algorithm 1 uses k = 1). The paper trains with momentum SGD
+    and gives no single learning rate, so ``paper_optimizer`` is DCGAN's Adam(2e-4,
+    betas (0.5, 0.999)) (Radford et al. 2016, Sec. 4), the standard protocol of this loss.
 
     Args:
         r1: γ of an optional R1 penalty on reals (Mescheder et al. 2018), returned by
             ``penalty``; 0 (default) disables it.
     """
+
+    paper_optimizer = DCGAN_ADAM
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         real_out, fake_out = _logits(real_out, "real_out"), _logits(fake_out, "fake_out")
@@ -223,12 +231,15 @@ class NonSaturatingGANLoss(_R1Objective):
 
     The generator's gradient -σ(-D(G(z))) per logit tends to -1 (not 0) as D rejects fakes.
     Inputs: logits of any shape, means over all elements. Schedule: k = 1 (the paper's
-    Algorithm 1); ``paper_optimizer`` is None (momentum SGD, no single setting given).
+    Algorithm 1); ``paper_optimizer``: DCGAN's Adam(2e-4, betas (0.5, 0.999)) (Radford et
+    al. 2016, Sec. 4, who train this loss; Goodfellow et al. give no single setting).
 
     Args:
         r1: γ of an optional R1 penalty on reals (Mescheder et al. 2018, who use it with
             this loss, typically γ = 10), returned by ``penalty``; 0 (default) disables it.
     """
+
+    paper_optimizer = DCGAN_ADAM
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         real_out, fake_out = _logits(real_out, "real_out"), _logits(fake_out, "fake_out")
@@ -262,12 +273,15 @@ class LSGANLoss(AdversarialLoss):
     CycleGAN's balance exactly takes ``2*lsgan`` (the factor on D is immaterial with Adam).
 
     Inputs: outputs of any shape ((N,), (N, 1), PatchGAN (N, 1, h, w)), any real value;
-    means over all elements. Schedule: one D step per G step; ``paper_optimizer`` is None
-    (the paper's settings differ per experiment).
+    means over all elements. Schedule: one D step per G step; ``paper_optimizer``: Adam
+    with β1 = 0.5 as the DCGAN implementation Mao et al. build on (Sec. 4), at DCGAN's
+    learning rate 2e-4, β2 = 0.999 (Radford et al. 2016, Sec. 4) -- also CycleGAN's setting
+    for this loss (Zhu et al. 2017, Sec. 4). (The learning rate Mao et al. report per
+    experiment was not checked against their text here.)
     """
 
     n_critic = 1
-    paper_optimizer: dict[str, Any] | None = None
+    paper_optimizer = DCGAN_ADAM
 
     def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0) -> None:
         super().__init__()
@@ -297,8 +311,8 @@ class WGANLoss(AdversarialLoss):
     The Lipschitz constraint is enforced by clamping every critic weight to
     [-c, c] after each critic step: call ``clip_weights(critic)``. Algorithm 1's defaults:
     c = 0.01, n_critic = 5 critic steps per generator step, RMSProp with learning rate
-    α = 5e-5 (the paper found momentum-based optimisers such as Adam unstable), batch
-    size m = 64.
+    α = 5e-5 for critic and generator (the paper found momentum-based optimisers such as
+    Adam unstable), batch size m = 64: ``paper_optimizer`` = RMSprop(lr 5e-5).
 
     Inputs: critic outputs of any shape, any real value; means over all elements.
 
@@ -339,7 +353,9 @@ class WGANGPLoss(WGANLoss):
     x̂ = ε·x + (1 - ε)·G(z), ε ~ U[0, 1] per sample, the norm per sample over all non-batch
     dimensions (see :func:`gradient_penalty`), added to ``d_loss`` by the caller. No
     weight clipping (``clip_value`` is None) and no BatchNorm in the critic. Algorithm 1's
-    defaults: λ = 10, n_critic = 5, Adam with α = 1e-4, β1 = 0, β2 = 0.9.
+    defaults ("We use default values of λ = 10, n_critic = 5, α = 0.0001, β1 = 0,
+    β2 = 0.9", the same Adam for critic and generator): ``paper_optimizer`` = Adam(1e-4,
+    betas (0, 0.9)).
 
     Args:
         lam: the penalty weight λ (>= 0).
@@ -380,7 +396,8 @@ class HingeGANLoss(_R1Objective):
 
     Inputs: outputs of any shape, any real value; means over all elements. Schedule:
     Miyato et al. report several (n_dis = 1 or 5, Adam settings per experiment), so
-    ``n_critic`` = 1 and ``paper_optimizer`` is None.
+    ``n_critic`` = 1 and ``paper_optimizer`` is None (a task's ``optimizer=paper`` then
+    trains it with the task's own Adam).
 
     Args:
         r1: γ of an optional R1 penalty on reals (Mescheder et al. 2018), returned by

@@ -232,12 +232,17 @@ class AdversarialLoss(Loss):
     of any shape (a scalar per sample or a PatchGAN map); never on probabilities.
 
     ``n_critic`` is the number of discriminator steps per generator step that the paper
-    prescribes; ``clip_value`` the weight-clipping bound (WGAN) or ``None``.
+    prescribes; ``clip_value`` the weight-clipping bound (WGAN) or ``None``;
+    ``paper_optimizer`` the optimiser of G and D in the paper's protocol, e.g.
+    ``{"name": "rmsprop", "lr": 5e-5}`` (a ``torch.optim`` name and its arguments), or
+    ``None`` where the paper gives no single setting (a task's ``optimizer=paper`` policy
+    then uses its own Adam).
     """
 
     kind = "adversarial"
     n_critic: int = 1
     clip_value: float | None = None
+    paper_optimizer: dict[str, Any] | None = None
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -348,6 +348,13 @@ def provenance_lines(result: dict[str, Any]) -> list[str]:
         if per_seed:
             lines.append(f"`{loss}`, {per_seed[0].get('protocol') or 'k-fold'} protocol, `{primary}` mean ± SE over folds: "
                          + "; ".join(f"seed {f['seed']}: {fmt(f['mean'])} ± {fmt(f['se'], 2)}" for f in per_seed) + ".")
+    policies = {loss: c.get("optimizer") for loss, c in (result.get("compute") or {}).items() if c and c.get("optimizer")}
+    if policies:
+        same = len(set(policies.values())) == 1
+        lines.append("Optimiser policy of the adversarial objectives: " + (
+            f"`{next(iter(policies.values()))}` for every loss" if same else
+            ", ".join(f"`{l}` {p}" for l, p in policies.items())) + " (equal: one Adam and equal generator updates "
+            "for every objective; paper: each objective's published optimiser).")
     hows = sorted({c.get("peak_mem_how") for c in (result.get("compute") or {}).values() if c and c.get("peak_mem_how")})
     if hows:
         lines.append(f"Peak memory: {'; '.join(hows)}.")

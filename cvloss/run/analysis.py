@@ -118,9 +118,10 @@ def compute_summary(runs: list[dict[str, Any] | None]) -> dict[str, Any]:
         if vals:  # train_time_s -> train_time_ci95, peak_mem_mib -> peak_mem_mib_ci95
             mean, ci, _ = mean_ci(vals)
             out[key], out[key.removesuffix("_s") + "_ci95"] = mean, ci
-    hows = sorted({s["peak_mem_how"] for s in finished if isinstance(s.get("peak_mem_how"), str)})
-    if hows:
-        out["peak_mem_how"] = "; ".join(hows)
+    for key in ("peak_mem_how", "optimizer"):  # how memory was measured; adversarial optimiser policy
+        found = sorted({s[key] for s in finished if isinstance(s.get(key), str)})
+        if found:
+            out[key] = "; ".join(found)
     return out
 
 

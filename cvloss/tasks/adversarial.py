@@ -10,26 +10,60 @@ sees. A new objective is one class in :mod:`cvloss.losses.adversarial` and no ta
 
 Two schedules:
 
-* :meth:`AdversarialStepper.alternate` (SRGAN, CycleGAN): every batch makes a D step and
-  every ``n_critic``-th batch a G step first, so a critic step always sees fresh real data
-  (Arjovsky et al. 2017, Algorithm 1, with the data loop outside);
+* :meth:`AdversarialStepper.update` (SRGAN, CycleGAN): one call = one group of
+  ``n_critic`` data batches; :meth:`AdversarialStepper.alternate` on each makes a D step
+  per batch and a G step first on the group's first batch, so a critic step always sees
+  fresh real data (Arjovsky et al. 2017, Algorithm 1, with the data loop outside);
 * :meth:`AdversarialStepper.critic_first` (the toy GAN, whose data is infinite): one call
   = ``n_critic`` D steps, then one G step.
 
 Both return ``{"loss": G's objective (of the latest G step), "d_loss": D's}``; the trainer
 checks each for NaN/Inf and logs both.
+
+Budgets count GENERATOR updates, whatever the objective: one training step of an
+adversarial task is exactly one G step (and ``n_critic`` D steps), so ``wgan`` (n_critic =
+5) and ``ns`` (1) get the same number of G updates from the same budget, and WGAN's extra
+critic steps are extra D work, counted (``discriminator_updates`` in the summary, via
+:meth:`AdversarialStepper.counts`), not fewer G steps. For the alternating schedule the
+step's batch is a group of ``n_critic`` data batches (:meth:`AdversarialStepper.batch_groups`).
+
+Optimiser policy (:data:`OPTIMIZER_POLICY`, the ``optimizer`` setting of gan and
+translate, recorded in trial.json with the other params): ``equal`` trains every objective
+with the task's Adam (the same class, learning rates and betas for all: a comparison at
+equal budget compares objectives, nothing else); ``paper`` gives each objective the
+optimiser its paper prescribes (``AdversarialLoss.paper_optimizer``), the task's Adam where
+it prescribes none (:func:`policy_optimizer`). smoke and quick budgets run ``equal``,
+``full`` runs ``paper``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from cvloss.losses.base import AdversarialLoss
+from cvloss.settings import Choice
 
 Pairs = list[tuple[nn.Module, torch.Tensor, torch.Tensor]]  # (critic, real, fake) of one D loss
 Critics = list[nn.Module]
+
+OPTIMIZER_POLICY = Choice("equal", "paper", help="equal: the task's Adam for every objective; "
+                                                 "paper: each objective's paper optimiser")
+CRITIC_STREAM = 0xC817  # offset of the seed of the extra critic batches' generator
+
+
+def policy_optimizer(policy: str, objective: AdversarialLoss | None,
+                     adam: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(torch.optim name, kwargs)`` for G and D under ``policy``: ``adam`` (the task's
+    Adam arguments, ``{"lr": ..., "betas": (b1, b2)}``) for ``equal``, for an objective
+    whose paper gives no single setting, and without an objective; the objective's
+    ``paper_optimizer`` for ``paper``."""
+    if policy not in OPTIMIZER_POLICY.choices:
+        raise ValueError(f"optimizer policy must be one of {', '.join(OPTIMIZER_POLICY.choices)}; got {policy!r}")
+    spec = dict(objective.paper_optimizer) if policy == "paper" and objective and objective.paper_optimizer else \
+        {"name": "adam", **adam}
+    return spec.pop("name"), spec
 
 
 def _detach(x: Any) -> Any:
@@ -49,7 +83,8 @@ class AdversarialStepper:
         if hasattr(self.objective, "generator"):  # WGAN-GP's ε from here, never the global RNG
             self.objective.generator = self.penalty_gen
         self.batches = 0  # batches seen (alternate) or steps made (critic_first)
-        self.g_updates = self.d_updates = 0
+        self.g_updates = 0
+        self.d_updates = 0
         self.last_g = torch.zeros((), device=device)
 
     # ------------------------------------------------------------------ the two updates
@@ -82,9 +117,9 @@ class AdversarialStepper:
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        self.d_updates += 1
         for critic in critics:
             obj.clip_weights(critic)
-        self.d_updates += 1
         return total.detach()
 
     # ------------------------------------------------------------------ schedules
@@ -113,6 +148,44 @@ class AdversarialStepper:
                 fakes = generate()
         return {"loss": self.last_g, "d_loss": self.critic_step(optimizers["d"], critics, d_pairs(fakes))}
 
+    def update(self, optimizers: dict, critics: Critics, group: list[Any],
+               closures: Callable[[Any], tuple[Callable, Callable, Callable]]) -> dict[str, torch.Tensor]:
+        """One generator update of the alternating schedule: :meth:`alternate` on each of
+        the ``n_critic`` data batches of ``group`` (from :meth:`batch_groups`), i.e. a G
+        step and a D step on ``group[0]``, then a D step on each further batch.
+        ``closures(batch)`` gives that batch's ``(generate, g_loss, d_pairs)``. Returns
+        the last batch's ``{"loss", "d_loss"}``."""
+        if len(group) != self.n_critic or self.batches % self.n_critic:
+            raise ValueError(f"a generator update takes a group of n_critic = {self.n_critic} batches starting on a G "
+                             f"turn; got {len(group)} after {self.batches} batches")
+        for batch in group:
+            out = self.alternate(optimizers, critics, *closures(batch))
+        return out
+
+    def batch_groups(self, batches_from: Callable[[torch.Generator], Iterator[Any]],
+                     generator: torch.Generator) -> Iterator[list[Any]]:
+        """The alternating schedule's steps: lists of ``n_critic`` batches, one list per
+        generator update. ``batches_from(g)`` yields one data epoch of batches drawn from
+        ``g``. The first batch of every group -- the one G steps on -- comes from
+        ``generator`` itself, so the k-th G step sees the same batch for every objective
+        (whatever its n_critic) and n_critic = 1 reproduces the plain batch stream. The
+        n_critic − 1 further batches (critic steps only, on fresh real data as in Arjovsky
+        et al., Algorithm 1) are consecutive data epochs drawn from a second generator
+        seeded from ``generator``'s seed: a function of (seed, epoch), resume-exact."""
+        main = batches_from(generator)
+        if self.n_critic == 1:
+            yield from ([b] for b in main)
+            return
+        extra_gen = torch.Generator().manual_seed((generator.initial_seed() + CRITIC_STREAM) % 2**63)
+
+        def extra() -> Iterator[Any]:
+            while True:  # as many data epochs as the critic steps need
+                yield from batches_from(extra_gen)
+
+        more = extra()
+        for first in main:
+            yield [first] + [next(more) for _ in range(self.n_critic - 1)]
+
     def critic_first(self, optimizers: dict, critics: Critics, critic_pairs: Callable[[int], Pairs],
                      g_loss: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
         """``n_critic`` D steps on ``critic_pairs(k)`` (k = 0 .. n_critic - 1), then one G
@@ -122,23 +195,22 @@ class AdversarialStepper:
         self.batches += 1
         return {"loss": self.generator_step(optimizers["g"], critics, g_loss), "d_loss": d}
 
+    def counts(self) -> dict[str, int]:
+        """The trial's update counts for its summary: G steps and D (critic) steps."""
+        return {"generator_updates": self.g_updates, "discriminator_updates": self.d_updates}
+
     def adversarial_loss(self, critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         """G's adversarial term ``weight · g_loss(D(fake))``."""
         return self.weight * self.objective.g_loss(critic(fake))
 
-    def counts(self) -> dict[str, int]:
-        """Optimiser updates made so far, for the trial's summary (equal generator updates
-        are what makes adversarial objectives comparable at one budget)."""
-        return {"generator_updates": self.g_updates, "discriminator_updates": self.d_updates}
-
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"batches": self.batches, "g_updates": self.g_updates, "d_updates": self.d_updates,
-                "last_g": self.last_g.cpu(),
-                "penalty_gen": self.penalty_gen.get_state()}
+                "last_g": self.last_g.cpu(), "penalty_gen": self.penalty_gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.batches, self.g_updates = int(state["batches"]), int(state["g_updates"])
-        self.d_updates = int(state.get("d_updates", 0))
+        # A checkpoint without d_updates predates updates counted per generator step (its
+        # batches meant something else): KeyError -> the trainer refuses it as not fitting.
+        self.batches, self.g_updates, self.d_updates = (int(state[k]) for k in ("batches", "g_updates", "d_updates"))
         self.last_g = state["last_g"].to(self.last_g.device)
         self.penalty_gen.set_state(state["penalty_gen"])

@@ -272,11 +272,6 @@ class Task(ABC):
         shown as extra rows."""
         return {}
 
-    def summary_extras(self) -> dict[str, Any]:
-        """Task counts for summary.json next to the compute figures, e.g. generator and
-        discriminator updates of an adversarial task (the stepper's counts)."""
-        return self.stepper.counts() if self.stepper else {}
-
     def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
         """A one-line reason when the trained model has collapsed (all embeddings alike, a
         GAN stuck on one mode); the trial is then reported as collapsed, not as a low score."""
@@ -290,6 +285,14 @@ class Task(ABC):
     def load_state_dict(self, state: dict) -> None:
         if self.stepper and state:
             self.stepper.load_state_dict(state["stepper"])
+
+    def summary_extras(self) -> dict[str, Any]:
+        """Keys the trainer adds to summary.json. A task with an adversarial slot: the
+        trial's ``generator_updates`` and ``discriminator_updates`` (exact across a resume:
+        they are stepper state) and its ``optimizer`` policy (``equal`` / ``paper``)."""
+        if self.stepper is None:
+            return {}
+        return {**self.stepper.counts(), "optimizer": self.params.get("optimizer")}
 
     def describe_data(self) -> str:
         """One line naming the data, and the real dataset an embedded one stands in for."""

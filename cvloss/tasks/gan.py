@@ -14,12 +14,16 @@ discriminator steps on fresh real data (:meth:`AdversarialStepper.critic_first
 <cvloss.tasks.adversarial.AdversarialStepper.critic_first>`); the term's weight in the
 spec (``2*lsgan`` -> 2) scales G's loss only. The spec must be exactly one adversarial term.
 
-Optimisers (``optimizer`` setting): ``"paper"`` (default) uses the objective's
-``paper_optimizer`` for both networks where its paper prescribes one -- ``wgan``: RMSProp,
-lr 5e-5; ``wgan_gp``: Adam, lr 1e-4, betas (0, 0.9) -- and otherwise Adam(``lr``,
-betas (``beta1``, ``beta2``)) = Adam(1e-3, (0.5, 0.999)) in ``quick``; ``"adam"`` uses that
-Adam for every objective (the same optimiser for all, at the price of running WGAN with the
-momentum optimiser its paper found unstable).
+Optimisers (``optimizer`` setting, :func:`~cvloss.tasks.adversarial.policy_optimizer`):
+``equal`` (smoke and quick) trains G and D of every objective with Adam(``lr``, betas
+(``beta1``, ``beta2``)) = Adam(1e-3, (0.5, 0.999)): the same optimiser and the same
+number of generator steps for all, so the comparison is of objectives alone (at the price
+of running WGAN with the momentum optimiser its paper found unstable). ``paper`` (full)
+uses each objective's ``paper_optimizer`` for both networks -- ``minimax``/``ns``/``lsgan``:
+DCGAN's Adam(2e-4, (0.5, 0.999)); ``wgan``: RMSprop(5e-5); ``wgan_gp``: Adam(1e-4, (0, 0.9))
+-- and the budget's Adam where the paper gives no single setting (``hinge``). n_critic is
+the objective's under both (``wgan``, ``wgan_gp``: 5 critic steps per generator step);
+every trial's summary records its ``generator_updates`` and ``discriminator_updates``.
 
 Randomness (fairness and exact resume): the first critic step's real batch and an integer
 step seed are drawn from the trainer's epoch generator in :meth:`GANTask.train_batches`;
@@ -47,7 +51,8 @@ from cvloss.data.registry import load_dataset
 from cvloss.errors import UsageError
 from cvloss.metrics.generative import mode_metrics
 from cvloss.models.mlp_gan import MLPGAN
-from cvloss.settings import Choice, Int
+from cvloss.settings import Int
+from cvloss.tasks.adversarial import OPTIMIZER_POLICY, policy_optimizer
 from cvloss.tasks.base import Optim, Task
 
 EVAL_SEED = 20180101  # fixed noise for evaluation: every epoch and loss sees the same z
@@ -123,15 +128,15 @@ class GANTask(Task):
         "noise_dim": Int(1, help="latent dimension"),
         "hidden": Int(1, help="MLP width"),
         "layers": Int(1, help="MLP hidden layers"),
-        "optimizer": Choice("paper", "adam", help="each objective's paper optimiser, or Adam for all"),
+        "optimizer": OPTIMIZER_POLICY,
         "n_eval": Int(10, help="samples drawn for the mode metrics"),
         "min_count": Int(1, help="samples a mode needs to count as covered"),
     }
     budgets = {
         "smoke": dict(epochs=2, steps_per_epoch=50, batch_size=64, noise_dim=2, hidden=64, layers=2,
-                      optimizer="paper", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=500, min_count=1, cpu_threads=1),
+                      optimizer="equal", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=500, min_count=1, cpu_threads=1),
         "quick": dict(epochs=8, steps_per_epoch=250, batch_size=128, noise_dim=2, hidden=128, layers=3,
-                      optimizer="paper", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=2500, min_count=1, cpu_threads=1),
+                      optimizer="equal", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=2500, min_count=1, cpu_threads=1),
         "full": dict(epochs=50, steps_per_epoch=1000, batch_size=512, noise_dim=2, hidden=256, layers=4,
                      optimizer="paper", lr=1e-4, beta1=0.5, beta2=0.999, n_eval=2500, min_count=1, cpu_threads=1),
     }
@@ -159,12 +164,10 @@ class GANTask(Task):
                              f"hinge) in the loss spec; {spec!r} has no adversarial term")
 
     def optimizers(self, slots) -> dict[str, Optim]:
-        """Both networks' optimiser under the objective (see the module docstring)."""
+        """Both networks' optimiser under the ``optimizer`` policy (module docstring)."""
         p, adv = self.params, slots["adversarial"].terms[0][1]
-        spec = dict(adv.paper_optimizer) if p["optimizer"] == "paper" and adv.paper_optimizer else \
-            {"name": "adam", "lr": p["lr"], "betas": (p["beta1"], p["beta2"])}
-        name = spec.pop("name")
-        return {"d": Optim(lambda m: m.D.parameters(), name, spec), "g": Optim(lambda m: m.G.parameters(), name, spec)}
+        name, kw = policy_optimizer(p["optimizer"], adv, {"lr": p["lr"], "betas": (p["beta1"], p["beta2"])})
+        return {"d": Optim(lambda m: m.D.parameters(), name, kw), "g": Optim(lambda m: m.G.parameters(), name, kw)}
 
     # ------------------------------------------------------------------ training
     def num_batches(self) -> int:
@@ -220,7 +223,7 @@ class GANTask(Task):
         ring8 the data's is 2, a collapse onto one mode gives ~σ√2 ≈ 0.03). A generator
         as wide as the data that has not yet reached the modes (0 or 1 covered, a few
         stray high-quality samples) is under-trained, not collapsed: it keeps its low
-        scores in the table (seen with WGAN-GP at its paper learning rate on ``quick``)."""
+        scores in the table (seen with WGAN-GP at its paper learning rate, ``optimizer=paper``, on ``quick``)."""
         modes = metrics.get("modes")
         if modes is None or modes > 1:
             return None

@@ -20,7 +20,13 @@ Adversarial terms (SRGAN, Ledig et al. 2017: ``l1+1e-3*ns``): the spec's adversa
 objective trains the small discriminator (:class:`~cvloss.models.discriminator.SRDiscriminator`)
 on HR patches vs super-resolved ones and adds ``w · g_loss(D(sr))`` to the generator's
 loss, w being the term's weight in the spec; the steps (n_critic, clipping, the penalty's
-ε as task state) are :meth:`AdversarialStepper.alternate <cvloss.tasks.adversarial.AdversarialStepper.alternate>`.
+ε as task state) are :meth:`AdversarialStepper.update <cvloss.tasks.adversarial.AdversarialStepper.update>`.
+One training step is one generator update: with an n_critic > 1 objective its batch is a
+group of n_critic batches of crops (G steps on the first, the same for every loss), so every
+loss gets the same number of generator updates from a budget. Optimisers: Adam (0.9,
+0.999) for G (``lr``) and D (``d_lr``) for every loss and objective in every budget --
+EDSR's and SRGAN's protocol (Ledig et al. 2017 train G and D with Adam, β1 = 0.9) -- so
+the ``optimizer`` setting has the one value ``equal``, recorded like gan's and translate's.
 
 Evaluation: whole validation images (cropped to a multiple of s), predictions clamped and
 quantised to 8 bits, ``s`` border pixels shaved (see :mod:`cvloss.metrics.image_quality`):
@@ -76,9 +82,11 @@ class SRTask(Task):
                        "l1+0.01*perceptual+0.0001*tv", *(f"l1+0.001*{gan}" for gan in
                                                          ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")))
     penalty_seed = 0x5151  # the same ε stream for every loss
-    _common = dict(scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4, n_train=None,
-                   n_val=None)
+    _common = dict(optimizer="equal", scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4,
+                   n_train=None, n_val=None)
     settings = {
+        # One policy: the same Adam for every loss (the papers' too); see the module docstring.
+        "optimizer": Choice("equal", help="the same Adam for every loss (EDSR / SRGAN)"),
         "scale": Int(2, 4, help="upscaling factor (2, 3 or 4)"),
         "lr_step": Int(1, nullable=True, help="halve the learning rates every lr_step epochs (none: constant)"),
         "res_scale": Positive(help="EDSR residual scaling"),
@@ -193,7 +201,13 @@ class SRTask(Task):
         return max(1, len(self.train_hr) * self.params["repeat"] // self.params["batch_size"])
 
     def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
-        """``(lr, hr)`` float batches in [0, 1]: (B, 3, p/s, p/s) and (B, 3, p, p).
+        """One list of n_critic ``(lr, hr)`` batches per generator update (n_critic = 1
+        without an adversarial term; see :meth:`AdversarialStepper.batch_groups`)."""
+        return self.stepper.batch_groups(self._data_batches, generator)
+
+    def _data_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        """One data epoch of ``(lr, hr)`` float batches in [0, 1]: (B, 3, p/s, p/s) and
+        (B, 3, p, p).
 
         Every training image appears ``repeat`` times per epoch in a random order; each
         crop has a uniform random LR offset and one of the 8 flips/rotations (EDSR's
@@ -218,13 +232,18 @@ class SRTask(Task):
             yield torch.stack(lrs).float().div_(255), torch.stack(hrs).float().div_(255)
 
     def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
-        lr, hr = batch
+        """One generator update on ``batch``, a list of n_critic ``(lr, hr)`` batches."""
 
-        def g_loss(sr: torch.Tensor) -> torch.Tensor:
-            total = plan["image"](sr, hr)
-            return total + self.stepper.adversarial_loss(model.d, sr) if plan.adversarial else total
+        def closures(pair):
+            lr, hr = pair
 
-        return self.stepper.alternate(optimizers, [model.d], lambda: model.g(lr), g_loss, lambda sr: [(model.d, hr, sr)])
+            def g_loss(sr: torch.Tensor) -> torch.Tensor:
+                total = plan["image"](sr, hr)
+                return total + self.stepper.adversarial_loss(model.d, sr) if plan.adversarial else total
+
+            return (lambda: model.g(lr)), g_loss, (lambda sr: [(model.d, hr, sr)])
+
+        return self.stepper.update(optimizers, [model.d], batch, closures)
 
     # ------------------------------------------------------------------ evaluation
     def _upscale(self, model: nn.Module, lr: torch.Tensor) -> torch.Tensor:

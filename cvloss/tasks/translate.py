@@ -19,14 +19,21 @@ The library's ``lsgan`` keeps Mao's ½, so CycleGAN's exact balance (G minimises
 comparison uses that spec as its baseline. Without an adversarial term (``cycle``
 alone) the discriminators are never trained (nor run).
 
-Schedule (the paper's Sec. 4 and official code): Adam(lr = 2e-4, β = (0.5, 0.999)) for
-both generators together and both discriminators together, for every objective (the
-same optimiser for all, so objectives are compared alone; WGAN's own RMSprop is not
-used); the learning rate is constant for the first half of the epochs and decays
-linearly towards 0 over the second half (epoch e of E, 0-based:
-``1 − max(0, e + 1 − ⌈E/2⌉) / (⌊E/2⌋ + 1)``). The G and D steps (n_critic, clipping, the
-penalty) are :meth:`AdversarialStepper.alternate <cvloss.tasks.adversarial.AdversarialStepper.alternate>`;
-D sees fakes through an image pool of 50 (:class:`~cvloss.models.cyclegan.ImagePool`).
+Schedule (the paper's Sec. 4 and official code): one optimiser for both generators
+together and one for both discriminators together; the learning rate is constant for
+the first half of the epochs and decays linearly towards 0 over the second half (epoch e
+of E, 0-based: ``1 − max(0, e + 1 − ⌈E/2⌉) / (⌊E/2⌋ + 1)``). The ``optimizer`` policy
+(:func:`~cvloss.tasks.adversarial.policy_optimizer`): ``equal`` (smoke, quick) is
+CycleGAN's Adam(lr = 2e-4, β = (0.5, 0.999)) for every objective, so objectives are
+compared alone; ``paper`` (full) gives each objective its paper's optimiser (``wgan``:
+RMSprop 5e-5; ``wgan_gp``: Adam(1e-4, (0, 0.9)); ``lsgan``, ``ns``, ``minimax``: Adam(2e-4,
+(0.5, 0.999)), which for CycleGAN's own ``lsgan`` is the paper's setting) and CycleGAN's
+Adam where the paper gives none (``hinge``, ``cycle`` alone). One training step is ONE
+generator update: a group of n_critic batches, G and D stepped on the first, D alone on
+the others (:meth:`AdversarialStepper.update <cvloss.tasks.adversarial.AdversarialStepper.update>`:
+n_critic, clipping, the penalty), so every objective gets ``epochs × num_batches()``
+generator updates; D sees fakes through an image pool of 50
+(:class:`~cvloss.models.cyclegan.ImagePool`).
 
 Randomness after the model is built comes only from (a) the batch generator the trainer
 passes to :meth:`train_batches` (batch order, flips, crops) and (b) the task's own
@@ -35,7 +42,10 @@ and the step counter: a resumed trial continues exactly.
 
 Data: ``synth-stripes`` (default, embedded; A plain shapes, B striped; hidden pairs in
 val) or any CycleGAN-layout dataset such as ``horse2zebra``. An epoch has
-``max(|A|, |B|) // batch_size`` batches; A and B are shuffled independently (unpaired).
+``max(|A|, |B|) // batch_size`` generator updates; A and B are shuffled independently
+(unpaired). The batches G steps on are the same for every objective; an objective with
+n_critic > 1 draws its further critic batches from a second stream
+(:meth:`AdversarialStepper.batch_groups <cvloss.tasks.adversarial.AdversarialStepper.batch_groups>`).
 
 Metrics on the validation split (images in [0, 1]):
 
@@ -76,6 +86,7 @@ from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
 from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_status
 from cvloss.models.cyclegan import CycleGAN, ImagePool
 from cvloss.settings import Bool, Int
+from cvloss.tasks.adversarial import OPTIMIZER_POLICY, policy_optimizer
 from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
 
 N_SAMPLES = 4
@@ -105,6 +116,7 @@ class TranslateTask(Task):
     penalty_seed = 0x6F  # the same ε stream for every loss
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
     settings = {
+        "optimizer": OPTIMIZER_POLICY,
         "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
         "n_down": Int(1, help="generator down-sampling stages"),
         "load_size": Int(8, nullable=True, help="resize before the random crop (none: image_size)"),
@@ -115,13 +127,13 @@ class TranslateTask(Task):
     # smoke: ~10 s per trial on a shared 2-core CPU; quick: 5 losses x 3 seeds in ~12 min on
     # 2 idle cores; full, the paper: horse2zebra (--dataset horse2zebra), batch 1, 286 ->
     # random 256 crop + flips, 9 blocks, 70x70 PatchGAN, 100 + 100 epochs.
-    _smoke = dict(_common, epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8, n_blocks=1,
-                  d_width=8, d_layers=2)
+    _smoke = dict(_common, optimizer="equal", epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8,
+                  n_blocks=1, d_width=8, d_layers=2)
     budgets = {
         "smoke": _smoke,
         "quick": dict(_smoke, epochs=8, n_train=256, n_val=64, g_width=16, n_blocks=3, d_width=16),
-        "full": dict(_common, epochs=200, batch_size=1, image_size=256, n_train=None, n_val=None, g_width=64,
-                     n_blocks=9, d_width=64, d_layers=3, augment=True, load_size=286),
+        "full": dict(_common, optimizer="paper", epochs=200, batch_size=1, image_size=256, n_train=None, n_val=None,
+                     g_width=64, n_blocks=9, d_width=64, d_layers=3, augment=True, load_size=286),
     }
 
     @classmethod
@@ -195,9 +207,12 @@ class TranslateTask(Task):
         return CycleGAN(p["g_width"], p["n_blocks"], p["n_down"], p["d_width"], p["d_layers"]).to(self.device)
 
     def optimizers(self, slots) -> dict[str, Optim]:
-        kw = {"lr": self.params["lr"], "betas": (self.params["beta1"], 0.999)}
-        return {"g": Optim(lambda m: m.generator_parameters(), "adam", kw),
-                "d": Optim(lambda m: m.discriminator_parameters(), "adam", kw)}
+        """Both generators' and both discriminators' optimiser under the ``optimizer`` policy."""
+        adv = slots["adversarial"].terms[0][1] if slots["adversarial"] else None
+        name, kw = policy_optimizer(self.params["optimizer"], adv, {"lr": self.params["lr"],
+                                                                     "betas": (self.params["beta1"], 0.999)})
+        return {"g": Optim(lambda m: m.generator_parameters(), name, kw),
+                "d": Optim(lambda m: m.discriminator_parameters(), name, kw)}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "pool_a": self._pool_a.state_dict(),
@@ -216,8 +231,14 @@ class TranslateTask(Task):
         return max(1, max(len(self.train_a), len(self.train_b)) // self.params["batch_size"])
 
     def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
-        """``(a, b)`` batches in [-1, 1]: A and B shuffled independently (unpaired), last
-        partial batch dropped; crops and flips (``augment``) drawn from ``generator``."""
+        """One list of n_critic ``(a, b)`` batches per generator update (see
+        :meth:`AdversarialStepper.batch_groups`)."""
+        return self.stepper.batch_groups(self._data_batches, generator)
+
+    def _data_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        """One data epoch of ``(a, b)`` batches in [-1, 1]: A and B shuffled independently
+        (unpaired), last partial batch dropped; crops and flips (``augment``) drawn from
+        ``generator``."""
         bs, nb = self.params["batch_size"], self.num_batches()
         ia = permutations(len(self.train_a), nb * bs, generator)
         ib = permutations(len(self.train_b), nb * bs, generator)
@@ -239,7 +260,12 @@ class TranslateTask(Task):
         return 1.0 - max(0, epoch + 1 - n_const) / (n_decay + 1)
 
     def train_step(self, model, plan, optimizers, batch) -> dict[str, torch.Tensor]:
-        a, b = batch
+        """One generator update on ``batch``, a list of n_critic ``(a, b)`` batches."""
+        critics = [model.d_a, model.d_b]
+        return self.stepper.update(optimizers, critics, batch, lambda ab: self._closures(model, plan, *ab))
+
+    def _closures(self, model, plan, a: torch.Tensor, b: torch.Tensor):
+        """``(generate, g_loss, d_pairs)`` of one ``(a, b)`` batch for the stepper."""
 
         def g_loss(fakes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             fake_b, fake_a = fakes
@@ -262,8 +288,7 @@ class TranslateTask(Task):
             pool_a = self._pool_a.query(fake_a, self._pool_gen)
             return [(model.d_b, b, pool_b), (model.d_a, a, pool_a)]
 
-        return self.stepper.alternate(optimizers, [model.d_a, model.d_b], lambda: (model.g_ab(a), model.g_ba(b)),
-                                      g_loss, d_pairs)
+        return (lambda: (model.g_ab(a), model.g_ba(b))), g_loss, d_pairs
 
     # ------------------------------------------------------------------ evaluation
     def _translate(self, model: nn.Module, x: torch.Tensor, direction: str = "ab") -> torch.Tensor:

@@ -91,7 +91,12 @@ CASES: list[tuple[list[str], str]] = [
     (_compare("translate", "lsgan+cycle", "--set", "load_size=16"), "load_size (16) must be >= image_size (32)"),
     (_compare("embed", "triplet", "--set", "K=1"), "--set K=1"),
     (_compare("embed", "triplet", "--set", "P=1"), "--set P=1"),
-    (_compare("gan", "ns", "--set", "optimizer=rmsprop"), "one of paper, adam"),
+    (_compare("gan", "ns", "--set", "optimizer=rmsprop"),
+     "--set optimizer=rmsprop: expected one of equal, paper (task gan)"),
+    (_compare("gan", "wgan", "--set", "optimizer=adam"), "expected one of equal, paper"),
+    (_compare("translate", "wgan+cycle", "--set", "optimizer=Paper"), "--set optimizer=Paper: expected one of equal, paper"),
+    (_compare("translate", "lsgan+cycle", "--set", "optimizer=equal,paper"), "one value per setting"),
+    (_compare("sr", "l1+1e-3*ns", "--set", "optimizer=paper"), "--set optimizer=paper: expected one of equal (task sr)"),
     # losses
     (_compare("seg", "ce,,dice"), "empty item"),
     (_compare("seg", "ce,"), "empty item"),

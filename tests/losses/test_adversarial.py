@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from cvloss.losses import CombinedLoss, SpecError, build_loss, get_loss_info
+from cvloss.losses import CombinedLoss, SpecError, build_loss, get_loss_info, list_losses
 from cvloss.losses.adversarial import (
     HingeGANLoss,
     LSGANLoss,
@@ -190,6 +190,21 @@ def test_wgan_gp_schedule_and_no_clipping():
     assert critic.weight.min().item() == 2.0
     for name in ("minimax", "ns", "lsgan", "hinge"):
         assert build_loss(name).n_critic == 1 and build_loss(name).clip_value is None
+
+
+def test_every_objective_declares_its_papers_optimiser():
+    """The constants ``optimizer=paper`` trains with (cited in each class's docstring);
+    a newly registered objective must be added here."""
+    dcgan = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}  # Radford et al. 2016, Sec. 4
+    expected = {"minimax": dcgan, "ns": dcgan, "lsgan": dcgan,
+                "wgan": {"name": "rmsprop", "lr": 5e-5},  # Arjovsky et al. 2017, Algorithm 1
+                "wgan_gp": {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)},  # Gulrajani et al. 2017, Algorithm 1
+                "hinge": None}  # Miyato et al. 2018 report several settings
+    names = {i.name for i in list_losses() if i.family == "adversarial"}
+    assert names == set(expected)
+    for name, optim in expected.items():
+        assert build_loss(name).paper_optimizer == optim, name
+    assert build_loss("wgan(n_critic=2)").paper_optimizer == expected["wgan"]  # arguments leave it alone
 
 
 @pytest.mark.parametrize("spec", ["wgan(clip=0)", "wgan(n_critic=0)", "wgan_gp(lam=-1)", "wgan_gp(n_critic=0)",

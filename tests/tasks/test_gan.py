@@ -1,4 +1,5 @@
-"""Task ``gan``: the training step's schedule (n_critic, clipping, penalty, optimisers),
+"""Task ``gan``: the training step's schedule (n_critic, clipping, penalty, the optimiser
+policies: the same Adam in smoke/quick, each paper's in full; generator update counts),
 randomness that never touches the global RNG, exact resume, collapse detection, and
 `cvloss compare` end to end on a shrunk smoke budget."""
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typer.testing import CliRunner
 
 from cvloss.cli import app
 from cvloss.errors import UsageError
-from cvloss.losses import build_loss
+from cvloss.losses import build_loss, list_losses
+from cvloss.models.mlp_gan import MLPGAN
 from cvloss.run.config import TrialConfig
 from cvloss.run.trainer import epoch_generator, run_trial
+from cvloss.tasks.adversarial import policy_optimizer
 from cvloss.tasks.base import evaluating
 from cvloss.tasks.gan import GANTask, _spread
 
@@ -53,26 +56,59 @@ def test_critic_steps_per_generator_step(spec, d_calls):
     assert torch.isfinite(out["loss"]) and set(out) == {"loss", "d_loss"}
 
 
-def test_wgan_clips_the_critic_and_uses_the_papers_optimisers():
+def test_wgan_clips_the_critic_only():
     task, model, opts, loss = make("wgan")
     task.train_step(model, loss, opts, first_batch(task))
     assert max(p.abs().max().item() for p in model.D.parameters()) <= 0.01 + 1e-12
     assert max(p.abs().max().item() for p in model.G.parameters()) > 0.01  # G is never clipped
-    for name in ("d", "g"):
-        inner = opts[name]
-        assert isinstance(inner, torch.optim.RMSprop) and inner.param_groups[0]["lr"] == 5e-5
-    task, model, opts, loss = make("wgan_gp")
-    task.train_step(model, loss, opts, first_batch(task))
-    g = opts["d"].param_groups[0]
-    assert isinstance(opts["d"], torch.optim.Adam) and g["lr"] == 1e-4 and tuple(g["betas"]) == (0.0, 0.9)
-    task, model, opts, loss = make("ns")
-    task.train_step(model, loss, opts, first_batch(task))
-    g = opts["g"].param_groups[0]
-    assert g["lr"] == 1e-3 and tuple(g["betas"]) == (0.5, 0.999)
-    # optimizer=adam: one optimiser for every objective
-    task, model, opts, loss = make("wgan", optimizer="adam")
-    task.train_step(model, loss, opts, first_batch(task))
-    assert isinstance(opts["d"], torch.optim.Adam)
+    assert task.stepper.counts() == {"generator_updates": 1, "discriminator_updates": 5}
+
+
+ADVERSARIAL = sorted(i.name for i in list_losses("gan") if i.family == "adversarial")
+# optimizer=paper, the constants of each paper (hinge: none given, the full budget's Adam).
+PAPER = {"minimax": ("adam", {"lr": 2e-4, "betas": (0.5, 0.999)}),  # DCGAN, Radford et al. 2016
+         "ns": ("adam", {"lr": 2e-4, "betas": (0.5, 0.999)}),
+         "lsgan": ("adam", {"lr": 2e-4, "betas": (0.5, 0.999)}),
+         "wgan": ("rmsprop", {"lr": 5e-5}),  # Arjovsky et al. 2017, Algorithm 1
+         "wgan_gp": ("adam", {"lr": 1e-4, "betas": (0.0, 0.9)}),  # Gulrajani et al. 2017, Algorithm 1
+         "hinge": ("adam", {"lr": 1e-4, "betas": (0.5, 0.999)})}
+
+
+def _plan(budget: str, spec: str):
+    return GANTask("ring8", GANTask.budgets[budget], torch.device("cpu")).plan(build_loss(spec, task="gan"))
+
+
+@pytest.mark.parametrize("budget", ["smoke", "quick"])
+def test_smoke_and_quick_give_every_objective_the_same_adam(budget):
+    assert GANTask.budgets[budget]["optimizer"] == "equal"
+    assert set(ADVERSARIAL) == set(PAPER)  # a new objective needs its paper's optimiser here
+    seen = {(o.name, tuple(sorted(o.kwargs.items()))) for spec in ADVERSARIAL
+            for o in _plan(budget, spec).optimizers.values()}
+    assert seen == {("adam", (("betas", (0.5, 0.999)), ("lr", 1e-3)))}
+
+
+def test_full_gives_each_objective_its_papers_optimiser():
+    assert GANTask.budgets["full"]["optimizer"] == "paper"
+    for spec, (name, kwargs) in PAPER.items():
+        plan = _plan("full", spec)
+        assert {k: (o.name, o.kwargs) for k, o in plan.optimizers.items()} == {"g": (name, kwargs), "d": (name, kwargs)}
+    opts = _plan("full", "wgan").build_optimizers(MLPGAN(2, 8, 1))
+    assert all(isinstance(o, torch.optim.RMSprop) and o.param_groups[0]["lr"] == 5e-5 for o in opts.values())
+    assert _plan("full", "wgan").adversarial[1].n_critic == 5 and _plan("full", "ns").adversarial[1].n_critic == 1
+
+
+def test_policy_optimizer_resolves_each_policy_without_touching_the_constants():
+    adam = {"lr": 1e-3, "betas": (0.5, 0.999)}
+    wgan, hinge = build_loss("wgan"), build_loss("hinge")
+    assert policy_optimizer("equal", wgan, adam) == ("adam", adam)
+    assert policy_optimizer("paper", wgan, adam) == ("rmsprop", {"lr": 5e-5})
+    assert policy_optimizer("paper", hinge, adam) == ("adam", adam)  # no single paper setting
+    assert policy_optimizer("paper", None, adam) == ("adam", adam)  # no adversarial term (translate: cycle)
+    name, kw = policy_optimizer("paper", build_loss("ns"), adam)
+    kw["lr"] = 1.0  # the caller's copy: the class constant stays
+    assert build_loss("minimax").paper_optimizer == {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
+    with pytest.raises(ValueError, match="one of equal, paper"):
+        policy_optimizer("adam", wgan, adam)
 
 
 def test_no_global_rng_after_build_and_same_noise_for_every_objective():
@@ -122,14 +158,17 @@ def test_collapse_is_one_mode_not_an_untrained_blob():
 
 
 def test_resume_is_exact(tmp_path):
-    """Interrupted after epoch 1 and resumed == uninterrupted (metrics and weights)."""
-    over = TINY | {"epochs": 2}
+    """Interrupted after epoch 1 and resumed == uninterrupted (metrics, weights, update counts)."""
+    over = TINY | {"epochs": 2, "optimizer": "paper"}
     base = TrialConfig(task="gan", loss="wgan_gp", dataset="ring8", budget="smoke", seed=1, overrides=over)
     a = replace(base, out=str(tmp_path / "a"))
     b = replace(base, out=str(tmp_path / "b"))
-    run_trial(a)
+    done = run_trial(a)
     assert run_trial(b, stop_after_epoch=1)["status"] == "interrupted"
-    run_trial(b)
+    resumed = run_trial(b)
+    # 2 epochs x 6 generator steps, each after n_critic = 5 critic steps
+    for summary in (done, resumed):
+        assert (summary["generator_updates"], summary["discriminator_updates"], summary["optimizer"]) == (12, 60, "paper")
     strip = lambda cfg: [{k: v for k, v in r.items() if not k.endswith("time_s")}
                          for r in csv.DictReader(open(cfg.trial_dir / "metrics.csv"))]
     assert strip(a) == strip(b)
@@ -145,10 +184,14 @@ def test_compare_cli_writes_every_output(tmp_path):
                                    "--out", str(tmp_path), "--quiet", "--set", "epochs=1", *SET])
     assert res.exit_code == 0, res.output
     group = next((tmp_path / "gan" / "ring8").iterdir())
-    for loss in ("ns", "wgan"):
+    for loss, n_critic in (("ns", 1), ("wgan", 5)):
         trial = group / loss / "seed0"
         summary = json.loads((trial / "summary.json").read_text())
         assert summary["status"] in ("done", "collapsed")
+        # the same generator steps for both objectives (steps_per_epoch = 6), D steps x n_critic
+        assert (summary["generator_updates"], summary["discriminator_updates"]) == (6, 6 * n_critic)
+        params = json.loads((trial / "trial.json").read_text())["config"]["params"]
+        assert params["optimizer"] == summary["optimizer"] == "equal" and params["lr"] == 1e-3
         assert summary["reference"]["real data"]["modes"] == 8 and summary["at_init"]["kl"] >= 0
         rows = list(csv.DictReader(open(trial / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["0", "1"] and {"modes", "hq_pct", "kl"} <= set(rows[0])

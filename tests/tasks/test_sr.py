@@ -56,9 +56,9 @@ def test_crops_are_aligned_augmented_and_come_from_the_generator(task):
     task.train_lr = [torch.randint(0, 256, (3, 11, 13), generator=g, dtype=torch.uint8) for _ in range(3)]
     task.train_hr = [l.repeat_interleave(s, 1).repeat_interleave(s, 2) for l in task.train_lr]
     try:
-        a = list(task.train_batches(torch.Generator().manual_seed(5)))
-        b = list(task.train_batches(torch.Generator().manual_seed(5)))
-        c = list(task.train_batches(torch.Generator().manual_seed(6)))
+        a = list(task._data_batches(torch.Generator().manual_seed(5)))  # one data epoch (whatever the plan)
+        b = list(task._data_batches(torch.Generator().manual_seed(5)))
+        c = list(task._data_batches(torch.Generator().manual_seed(6)))
     finally:
         task.train_lr, task.train_hr = saved
     assert len(a) == 3 * TINY["repeat"] // TINY["batch_size"]
@@ -71,21 +71,24 @@ def test_crops_are_aligned_augmented_and_come_from_the_generator(task):
 
 
 def test_plain_loss_trains_g_only_and_adversarial_trains_d(task):
-    batch = next(task.train_batches(torch.Generator().manual_seed(0)))
     model, opts, plan = _fresh(task)
+    batch = next(task.train_batches(torch.Generator().manual_seed(0)))  # [one (lr, hr)]: no critic
+    assert len(batch) == 1
     d0 = [p.clone() for p in model.d.parameters()]
     out = task.train_step(model, plan, opts, batch)
     assert torch.isfinite(out["loss"]) and all(torch.equal(a, b) for a, b in zip(d0, model.d.parameters()))
     assert set(out) == {"loss"}
     model, opts, plan = _fresh(task, spec="l1+1e-3*wgan_gp")
     gp_state = task.stepper.penalty_gen.get_state()
-    for _ in range(2):  # n_critic = 5: a G step, then a D-only step
-        out = task.train_step(model, plan, opts, batch)
+    group = next(task.train_batches(torch.Generator().manual_seed(0)))
+    assert len(group) == 5 and all(torch.equal(x, y) for x, y in zip(group[0], batch[0]))  # G's batch: l1's
+    out = task.train_step(model, plan, opts, group)  # n_critic = 5: one G step, five D steps
     assert not all(torch.equal(a, b) for a, b in zip(d0, model.d.parameters()))
     assert not torch.equal(task.stepper.penalty_gen.get_state(), gp_state)  # ε from task state
     assert plan.adversarial[1].generator is task.stepper.penalty_gen
     state = task.state_dict()["stepper"]
-    assert state["batches"] == 2 and state["g_updates"] == 1 and float(out["d_loss"]) != 0
+    assert (state["batches"], state["g_updates"], state["d_updates"]) == (5, 1, 5) and float(out["d_loss"]) != 0
+    assert {o.name for o in plan.optimizers.values()} == {"adam"} and SRTask.budgets["full"]["optimizer"] == "equal"
 
 
 def test_g_init_does_not_depend_on_the_loss(task):
@@ -134,6 +137,10 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
     summary = json.loads((trial / "summary.json").read_text())
     assert summary["status"] == "done" and set(summary["metrics"]) == set(SRTask.metrics)
     assert "bicubic" in summary["reference"]
+    gan = json.loads((group / "l1+0.001xns" / "seed0" / "summary.json").read_text())
+    n = summary["generator_updates"]  # epochs x batches per epoch, the same with and without D
+    assert n > 0 and (gan["generator_updates"], gan["discriminator_updates"], summary["discriminator_updates"]) == (n, n, 0)
+    assert summary["optimizer"] == gan["optimizer"] == "equal"
     data = json.loads((trial / "trial.json").read_text())["data"]
     assert "feat_dist: vgg16 relu3_3, weights random(seed=0) -- NOT independent: perceptual" in data
     assert "lpips: alexnet relu1,relu2,relu3,relu4,relu5" in data and "-- independent of every sr loss" in data

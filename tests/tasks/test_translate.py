@@ -1,5 +1,6 @@
 """Task ``translate`` (CycleGAN): image pool, loss routing (adversarial / cycle / identity,
-n_critic, clipping, no D for ``cycle`` alone), RNG hygiene, LR schedule, metrics against
+n_critic as groups of batches per generator update, clipping, no D for ``cycle`` alone),
+the optimiser policies (equal in smoke/quick, each paper's in full), update counts, RNG hygiene, LR schedule, metrics against
 hand computations, collapse rule, exact resume, and ``cvloss compare`` end to end."""
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typer.testing import CliRunner
 
 from cvloss.cli import app
 from cvloss.errors import UsageError
-from cvloss.losses import build_loss
+from cvloss.io import loss_slug
+from cvloss.losses import build_loss, list_losses
 from cvloss.run.config import TrialConfig
 from cvloss.run.trainer import run_trial
 from cvloss.tasks.base import evaluating
@@ -42,7 +44,13 @@ def _params(module):
 
 
 def _batches(task, seed=0):
+    """The training steps of an epoch under the latest plan: lists of n_critic (a, b) batches."""
     return list(task.train_batches(torch.Generator().manual_seed(seed)))
+
+
+def _data(task, seed=0):
+    """One data epoch of (a, b) batches, whatever the plan."""
+    return list(task._data_batches(torch.Generator().manual_seed(seed)))
 
 
 # ------------------------------------------------------------------ image pool
@@ -86,27 +94,60 @@ def test_gan_alone_trains_both_and_cyclegan_loss_is_the_sum_of_its_terms(task):
     assert not torch.equal(_params(model.d_b), d0)
     # The G objective of 2*lsgan+cycle+identity, recomputed by hand from the same weights.
     model, opts, plan = _fresh(task, "2*lsgan+cycle+identity")
-    a, b = _batches(task)[0]
+    ((a, b),) = _batches(task)[0]  # n_critic = 1: one batch per generator update
     with torch.no_grad():
         fb, fa = model.g_ab(a), model.g_ba(b)
         ls = lambda d: 0.5 * (d - 1).pow(2).mean()  # noqa: E731  (Mao's 1/2, c = 1)
         adv = 2 * (ls(model.d_b(fb)) + ls(model.d_a(fa)))
         cyc = 10 * ((model.g_ba(fb) - a).abs().mean() + (model.g_ab(fa) - b).abs().mean())
         idt = 5 * ((model.g_ab(b) - b).abs().mean() + (model.g_ba(a) - a).abs().mean())
-    out = task.train_step(model, plan, opts, (a, b))
+    out = task.train_step(model, plan, opts, [(a, b)])
     assert out["loss"].item() == pytest.approx((adv + cyc + idt).item(), rel=1e-5)
 
 
 def test_wgan_n_critic_and_clipping(task):
+    """One step = one G update on a group of n_critic = 3 batches: G moves every step, D
+    steps on all three; G's batches are those of an n_critic = 1 objective (fair), the
+    critic's further batches fresh data from their own stream."""
     model, opts, plan = _fresh(task, "wgan(n_critic=3)+cycle")
-    batches = _batches(task)
+    groups, plain = _batches(task), _data(task)
+    assert len(groups) == len(plain) == task.num_batches() and {len(g) for g in groups} == {3}
+    assert all(torch.equal(g[0][0], p[0]) and torch.equal(g[0][1], p[1]) for g, p in zip(groups, plain))
+    assert not torch.equal(groups[0][1][0], groups[0][0][0])
+    assert all(torch.equal(x[1][0], y[1][0]) for x, y in zip(groups, _batches(task)))  # a function of the seed
     g_before = [_params(model.g_ab)]
-    for batch in batches[:4]:
-        task.train_step(model, plan, opts, batch)
+    for group in groups[:2]:
+        task.train_step(model, plan, opts, group)
         g_before.append(_params(model.g_ab))
-    changed = [not torch.equal(x, y) for x, y in zip(g_before, g_before[1:])]
-    assert changed == [True, False, False, True]  # G steps on batches 0 and 3 only
+    assert all(not torch.equal(x, y) for x, y in zip(g_before, g_before[1:]))
+    assert task.stepper.counts() == {"generator_updates": 2, "discriminator_updates": 6}
     assert max(p.abs().max().item() for p in model.discriminator_parameters()) <= 0.01 + 1e-7
+    with pytest.raises(ValueError, match="group of n_critic = 3"):
+        task.train_step(model, plan, opts, groups[2][:1])
+
+
+ADVERSARIAL = sorted(i.name for i in list_losses("translate") if i.family == "adversarial")
+
+
+def _optims(budget: str, spec: str):
+    plan = TranslateTask("synth-stripes", TranslateTask.budgets[budget], torch.device("cpu")).plan(
+        build_loss(spec, task="translate"))
+    return {k: (o.name, o.kwargs) for k, o in plan.optimizers.items()}
+
+
+def test_optimiser_policy_equal_in_smoke_and_quick_paper_in_full():
+    cyclegan = ("adam", {"lr": 2e-4, "betas": (0.5, 0.999)})  # Zhu et al. 2017, Sec. 4
+    for budget in ("smoke", "quick"):
+        assert TranslateTask.budgets[budget]["optimizer"] == "equal"
+        for spec in [f"{name}+cycle" for name in ADVERSARIAL] + ["cycle"]:
+            assert _optims(budget, spec) == {"g": cyclegan, "d": cyclegan}, (budget, spec)
+    assert TranslateTask.budgets["full"]["optimizer"] == "paper"
+    paper = {"wgan": ("rmsprop", {"lr": 5e-5}), "wgan_gp": ("adam", {"lr": 1e-4, "betas": (0.0, 0.9)}),
+             "lsgan": cyclegan, "ns": cyclegan, "minimax": cyclegan, "hinge": cyclegan}
+    assert set(paper) == set(ADVERSARIAL)
+    for name, optim in paper.items():
+        assert _optims("full", f"{name}+cycle+identity") == {"g": optim, "d": optim}, name
+    assert _optims("full", "cycle") == {"g": cyclegan, "d": cyclegan}
 
 
 def test_gradient_penalty_uses_task_generator_not_global_rng(task):
@@ -147,11 +188,11 @@ def test_lr_schedule_is_constant_then_linear_to_zero(task):
 
 
 def test_batches_are_unpaired_and_come_from_the_generator(task):
-    b1, b2 = _batches(task, 5), _batches(task, 5)
+    b1, b2 = _data(task, 5), _data(task, 5)
     assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(b1, b2))
     assert len(b1) == task.num_batches() == 4 and b1[0][0].shape == (4, 3, 32, 32)
     assert b1[0][0].min() >= -1 and b1[0][0].max() <= 1
-    assert not torch.equal(_batches(task, 6)[0][0], b1[0][0])
+    assert not torch.equal(_data(task, 6)[0][0], b1[0][0])
 
 
 # ------------------------------------------------------------------ metrics
@@ -191,15 +232,22 @@ def test_evaluate_and_collapse_rule(task):
 
 
 # ------------------------------------------------------------------ runner integration
-def test_resume_is_exact_with_pool_and_optimisers(tmp_path):
-    base = dict(task="translate", loss="2*lsgan+cycle+identity", dataset="synth-stripes", overrides=TINY)
+@pytest.mark.parametrize("spec,pooled,d_updates", [("2*lsgan+cycle+identity", 16, 8), ("wgan_gp+cycle", 50, 40)])
+def test_resume_is_exact_with_pool_optimisers_and_update_counts(tmp_path, spec, pooled, d_updates):
+    """2 epochs x 4 generator updates for every objective; wgan_gp's n_critic = 5 makes 5 D
+    steps (and 5 batches of fakes into the pool of 50) per update. Interrupted after
+    epoch 1 and resumed: the same metrics and counts as uninterrupted."""
+    base = dict(task="translate", loss=spec, dataset="synth-stripes", overrides=TINY)
     full = run_trial(TrialConfig(out=str(tmp_path / "full"), **base))
     crashed = TrialConfig(out=str(tmp_path / "crash"), **base)
     assert run_trial(crashed, stop_after_epoch=1)["status"] == "interrupted"
     state = torch.load(crashed.trial_dir / "checkpoint.pt", weights_only=False)
-    assert state["task"]["pool_b"]["count"] == 16 and set(state["optimizers"]) == {"g", "d"}
+    assert state["task"]["pool_b"]["count"] == pooled and set(state["optimizers"]) == {"g", "d"}
+    assert state["task"]["stepper"]["g_updates"] == 4 and state["task"]["stepper"]["d_updates"] == d_updates // 2
     resumed = run_trial(crashed)
     assert resumed["metrics"] == full["metrics"] and resumed["status"] == "done"
+    for summary in (full, resumed):
+        assert (summary["generator_updates"], summary["discriminator_updates"]) == (8, d_updates)
 
 
 def test_compare_smoke_writes_every_output(tmp_path):
@@ -213,9 +261,14 @@ def test_compare_smoke_writes_every_output(tmp_path):
         p.name for p in trial.iterdir()}
     summary = json.loads((trial / "summary.json").read_text())
     assert summary["status"] == "done" and 0 <= summary["metrics"]["paired_ssim"] <= 1
+    # cycle alone: G updates as every objective (2 epochs x 4), no D; the policy in both files
+    assert (summary["generator_updates"], summary["discriminator_updates"], summary["optimizer"]) == (8, 0, "equal")
+    gan = json.loads((group / loss_slug("2*lsgan+cycle+identity") / "seed0" / "summary.json").read_text())
+    assert (gan["generator_updates"], gan["discriminator_updates"]) == (8, 8)
     assert "identity (B = A)" in summary["reference"]
     info = json.loads((trial / "trial.json").read_text())
     assert "FID/KID: n/a" in info["data"]  # why the FID column is empty
+    assert info["config"]["params"]["optimizer"] == "equal"
     with np.load(trial / "samples.npz") as z:
         assert set(z.files) == {"input", "truth", "pred", "recon"}
     assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["1", "2"]
