@@ -108,12 +108,12 @@ def test_bad_loss_specs_are_refused(task):
 
 
 def test_bicubic_reference_equals_scoring_the_bicubic_image(task):
-    ref = task.reference_metrics()["bicubic"]
+    ref = task.reference_metrics("test")["bicubic"]
     assert set(ref) == set(SRTask.metrics) and 15 < ref["psnr_y"] < 60 and 0 < ref["ssim"] <= 1
     # the untrained bicubic-skip model is exactly bicubic, so it scores the same
     model, _, _ = _fresh(task)
     with evaluating(model):
-        got = task.evaluate(model)
+        got = task.evaluate(model, "test")
         rows = task.sample_rows(model)
     for k in ref:
         assert got[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9, nan_ok=True)  # lpips: n/a offline

@@ -197,7 +197,7 @@ def test_batches_are_unpaired_and_come_from_the_generator(task):
 
 # ------------------------------------------------------------------ metrics
 def test_identity_reference_metrics_by_hand(task):
-    ref = task.reference_metrics()["identity (B = A)"]
+    ref = task.reference_metrics("val")["identity (B = A)"]
     a = task.val_a.numpy().astype(np.float64) / 2 + 0.5
     b = task.val_b.numpy().astype(np.float64) / 2 + 0.5
     assert ref["paired_l1"] == pytest.approx(np.abs(a - b).mean(), rel=1e-5)
