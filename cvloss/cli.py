@@ -234,8 +234,9 @@ def datasets_list(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only datasets of this task."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
 ) -> None:
-    """Name, task, size, and whether each dataset is present locally (and where)."""
-    from cvloss.data.registry import dataset_dir, datasets_for, load_catalog, presence_problem
+    """Name, task, size, and whether each dataset is present locally (and where); then
+    what each dataset's train, val and test splits hold."""
+    from cvloss.data.registry import SPLITS, dataset_dir, datasets_for, load_catalog, presence_problem
     from cvloss.report.console import print_table
 
     infos = datasets_for(task) if task else list(load_catalog().values())
@@ -253,6 +254,9 @@ def datasets_list(
         rows.append({"name": info.name, "tasks": ",".join(info.tasks), "size": size,
                      "present": "yes" if problem is None else "no", "where": where})
     print_table(rows)
+    typer.echo("")
+    print_table([{"dataset": info.name, "split": split, "holds": info.splits[split]}
+                 for info in infos for split in SPLITS], title="splits")
 
 
 def _downloadable(name: str, verb: str):

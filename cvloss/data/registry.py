@@ -21,7 +21,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib  # type: ignore[no-redef]
 
-from cvloss.data.types import DatasetError
+from cvloss.data.types import SPLITS, DatasetError, check_split
 
 __all__ = [
     "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
-SPLITS = ("train", "val")
 ENV_VAR = "CVLOSS_DATA"
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")  # as cvloss.data.archive reads them
 
@@ -170,6 +169,10 @@ def _parse_dataset(key: str, raw: dict[str, Any]) -> DatasetInfo:
         raise DatasetError(f"datasets.toml: dataset '{key}' has tasks {list(tasks)}; valid: {', '.join(TASKS)}")
     if ":" not in raw["loader"]:
         raise DatasetError(f"datasets.toml: dataset '{key}' needs loader = 'module:function'")
+    splits = dict(raw["splits"])
+    if set(splits) != set(SPLITS) or not all(str(v).strip() for v in splits.values()):
+        raise DatasetError(f"datasets.toml: dataset '{key}' must describe each split {', '.join(SPLITS)} "
+                           f"in its splits table; got {sorted(splits)}")
     files = tuple(_parse_file(key, f) for f in raw["files"])
     if not raw["embedded"] and not files:
         raise DatasetError(f"datasets.toml: dataset '{key}' is not embedded but lists no files")
@@ -178,7 +181,7 @@ def _parse_dataset(key: str, raw: dict[str, Any]) -> DatasetInfo:
         files=files, layout=tuple(raw["layout"]), size_bytes=int(raw["size_bytes"]),
         license=str(raw["license"]), citation=str(raw["citation"]), loader=str(raw["loader"]),
         embedded=bool(raw["embedded"]),
-        real=str(raw["real"]) or None, splits=dict(raw["splits"]),
+        real=str(raw["real"]) or None, splits={k: str(splits[k]) for k in SPLITS},
     )
 
 
@@ -328,8 +331,7 @@ def _missing_message(info: DatasetInfo, root: Path) -> str:
 
 def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: int | None,
           limit: int | None, seed: int, **options: Any) -> Any:
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+    check_split(split, f"dataset '{info.name}'")
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be >= 1, got {limit}")
     fn = info.loader_function()
@@ -353,7 +355,10 @@ def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: i
 def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, size: int | None = None,
                  limit: int | None = None, seed: int = 0, task: str | None = None,
                  optional: dict[str, Any] | None = None, **options: Any) -> Any:
-    """Load split ``split`` (``"train"`` | ``"val"``) of dataset ``name``.
+    """Load split ``split`` (``"train"`` | ``"val"`` | ``"test"``, see :data:`SPLITS`) of
+    dataset ``name``. The three splits are pairwise disjoint for every dataset (which
+    files, people or seed streams each holds: the ``splits`` table of its catalog entry);
+    ``test`` takes the same keyword arguments as ``val``.
 
     Args:
         name: catalog name; unknown names raise :class:`DatasetError` with the valid ones

@@ -17,6 +17,20 @@ class DatasetError(CvlossError, ValueError):
     archive, unreachable URL). The message is one line and says what to do next."""
 
 
+#: The three splits of every dataset: ``train`` (fit the model), ``val`` (every choice:
+#: tuning, thresholds, early stopping, learning curves) and ``test`` (read only for a
+#: trial's final evaluation and the untrained model's). Pairwise disjoint for every dataset.
+SPLITS = ("train", "val", "test")
+
+
+def check_split(split: str, dataset: str) -> str:
+    """Return ``split`` if it is one of :data:`SPLITS`, else raise the one-line
+    :class:`DatasetError` every loader gives (``dataset`` names the loader's set)."""
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split '{split}' for {dataset}; valid: {', '.join(SPLITS)}")
+    return split
+
+
 @dataclass
 class SegData:
     """A whole segmentation split held in memory (the reference datasets are small).
@@ -205,6 +219,9 @@ class StylePairs:
         notes: human-readable remarks (grayscale conversion), shown in ``describe_data``.
         name: catalog name of the source (``skimage-photos``, ``files``, ``div2k``).
         real: the real dataset an embedded source stands in for (``div2k``), else ``None``.
+        split: the split the pool was loaded as (``train`` / ``val``: the tuning contents,
+            ``test``: the reported ones; see :mod:`cvloss.data.style_pairs`); pairs given
+            by name or by file are used as given whatever the split.
     """
 
     contents: torch.Tensor
@@ -216,6 +233,7 @@ class StylePairs:
     notes: tuple[str, ...] = field(default_factory=tuple)
     name: str = "skimage-photos"
     real: str | None = "div2k"
+    split: str = "val"
 
     def __post_init__(self) -> None:
         for what, t, names in (("contents", self.contents, self.content_names), ("styles", self.styles, self.style_names)):
