@@ -5,8 +5,9 @@ train, val and test identities are disjoint; val and test carry 10-fold verifica
 pairs. On ``lfw`` the reported number follows View 2's unrestricted protocol: a trial is
 ten fold sub-trials (``seed<k>/fold<f>/``, :mod:`cvloss.run.folds`), each trained on the
 people of the other nine folds of people.txt and tested on the 600 pairs of its fold,
-with the accuracy threshold chosen on the val pairs (View 1's pairsDevTest without the
-fold's training people); the seed's number is the mean over folds, with its standard error.
+with the accuracy threshold chosen on the val pairs (in a fold: the nine other folds'
+pairs, as LFW's protocol has it); the seed's number is the mean over folds, with its
+standard error.
 
 Training batches come from a **P×K sampler**: each step draws P identities (an epoch
 visits every identity with ≥ 2 images once, in an order drawn from the batch generator)

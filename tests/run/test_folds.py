@@ -74,3 +74,30 @@ def test_the_worst_fold_decides_and_a_comparison_reads_seed_summaries(tmp_path, 
     assert per_seed["protocol"] == "3-fold" and per_seed["se"] >= 0
     md = (result["dir"] + "/compare.md")
     assert "3-fold protocol, `verif_acc` mean ± SE over folds: seed 0:" in open(md).read()
+
+
+def test_lfw_view2_on_the_fixture_runs_ten_folds_with_their_own_people(tmp_path, capture):
+    """The real protocol on a fixture in LFW's layout (people.txt, pairs.txt, View 1 lists):
+    ten fold sub-trials, each trained on the other nine sets' people and tested on its own
+    fold's pairs; the seed summary averages them."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from test_lfw import build_lfw  # the fixture of the data tests, in the real layout
+
+    from cvloss.data.registry import get_dataset
+
+    root = build_lfw(tmp_path / "data" / "lfw")
+    for f in get_dataset("lfw").files:  # downloaded-and-extracted markers of the archives
+        (root / f".extracted-{f.filename}").touch()
+    cfg = TrialConfig(task="embed", loss="contrastive", dataset="lfw", budget="smoke", out=str(tmp_path / "out"),
+                      data_dir=str(tmp_path / "data"), overrides={"epochs": 1, "image_size": 16, "P": 2, "K": 2})
+    summary = run_trial(cfg, capture)
+    assert summary["protocol"] == "10-fold" and len(summary["folds"]) == 10
+    for f in range(10):
+        info = json.loads((cfg.trial_dir / f"fold{f}" / "trial.json").read_text())
+        assert f"fold{f}" in str(cfg.trial_dir / f"fold{f}") and info["config"]["fold"] == f
+        assert "of 18 identities" in info["data"]  # the 2 people of set f are not trained on
+    accs = [s["metrics"]["verif_acc"] for s in summary["folds"] if s["status"] in ("done", "collapsed")]
+    assert summary["metrics"]["verif_acc"] == pytest.approx(np.mean(accs))
