@@ -28,11 +28,12 @@ Splits. Style transfer trains no model on a dataset (one image is optimised per 
 so what is split is the pool of pairs, disjoint by content image (the styles are shared:
 they are the objective's target, not the data scored): ``val`` pairs are for tuning
 (weights, iterations, learning rates), ``test`` pairs are the reported ones. Embedded:
-val contents astronaut, chelsea, coffee (the photos the style budgets were tuned on),
-test contents rocket, motorcycle (the skimage-photos test photos of the ``sr`` task as
-well). div2k: val 0701-0705, test 0801-0805 (DIV2K's own val and test ids). ``train``
-has nothing to train and gives the ``val`` pool, so the loader keeps the catalog's loader
-shape ``fn(root, split, size=..., limit=..., seed=..., **options)``. Pairs named with
+val contents astronaut, chelsea, coffee, test contents rocket, motorcycle (the
+skimage-photos test photos of the ``sr`` task as well: one set of held-out photos).
+div2k: the first ``limit`` (default 5) of val 0701-0800 and of test 0801-0900 (DIV2K's
+own val and test ids). ``train`` has nothing to train and gives the ``val`` pool, so the
+loader keeps the catalog's loader shape ``fn(root, split, size=..., limit=..., seed=...,
+**options)``. Pairs named with
 ``pairs=`` or files given with ``content=``/``style=`` are the user's choice and are used
 as given in every split. The returned :class:`StylePairs` records the split.
 """
