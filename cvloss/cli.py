@@ -419,6 +419,30 @@ def _reporter(quiet: bool, task: str):
 
 
 _LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
+_MIXED_HELP = ("Pool trials made by different code (source hash), torch versions or thread counts; "
+               "refused without it, and the table says so with it.")
+_TUNE_HELP = ('A search dimension NAME=log(a,b)|uniform(a,b)|int(a,b)|choice(x,y,...), repeatable; NAME is a '
+              'budget setting (lr, weight_decay) or a loss parameter <term>.<arg> / <term>.weight / <term>#2.<arg>.')
+
+
+def _tune_space(items, trials, sampler, seed, task, specs):
+    """The search of ``--tune`` (None without it), checked before anything is trained."""
+    if not items:
+        if trials is not None:
+            fail("--tune-trials needs --tune (the space to search), e.g. --tune 'lr=log(1e-4,1e-2)'")
+        return None
+    from cvloss.run.tune import check_space, parse_space
+
+    space = parse_space(items, 8 if trials is None else trials, sampler, seed)
+    check_space(space, task, specs)
+    if space.sampler == "tpe":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            fail("--tune-sampler tpe needs Optuna: pip install 'cvloss[tune]' (or pip install optuna)")
+    return space
+
+
 _STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
 
 
@@ -518,6 +542,11 @@ def compare(
     target_effect: Optional[float] = typer.Option(
         None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
                                       "needed to detect it (80% power, corrected level)."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
+    tune: Optional[list[str]] = typer.Option(None, "--tune", help=_TUNE_HELP),
+    tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="Candidates per loss (with --tune; default 8)."),
+    tune_sampler: str = typer.Option("random", "--tune-sampler", help="random | grid | tpe (tpe: cvloss[tune])."),
+    tune_seed: int = typer.Option(0, "--tune-seed", help="Seed of the sampler (the same candidates for every loss)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
@@ -536,10 +565,19 @@ def compare(
     from dataclasses import replace
 
     base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log))
+    space = _tune_space(tune, tune_trials, tune_sampler, tune_seed, task, specs)
     try:
         with _chatter(quiet):
-            result = run_comparison(base, specs, seed_list, _reporter(quiet, task), break_stale_locks=break_stale_locks,
-                                    target_effect=target_effect)
+            if space is None:
+                result = run_comparison(base, specs, seed_list, _reporter(quiet, task),
+                                        break_stale_locks=break_stale_locks, target_effect=target_effect,
+                                        allow_mixed=allow_mixed)
+            else:
+                from cvloss.run.tuning import run_tuned_comparison
+
+                result = run_tuned_comparison(base, specs, seed_list, space, _reporter(quiet, task),
+                                              break_stale_locks=break_stale_locks, target_effect=target_effect,
+                                              allow_mixed=allow_mixed)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset
@@ -563,6 +601,7 @@ def report(
     html: bool = typer.Option(True, "--html/--no-html", help="Also write the self-contained report.html."),
     replot: bool = typer.Option(True, "--replot/--no-replot",
                                 help="Redraw each comparison's standard plots from its trials (one look per loss)."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
 ) -> None:
     """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md and
     RESULTS_DIR/report.html (one self-contained file: tables, plots, provenance)."""
@@ -576,7 +615,7 @@ def report(
         fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to gather")
     if not any(root.glob("**/compare.json")):
         fail(f"no comparisons under {root}: run `cvloss compare ...` first")
-    paths = write_reports(root, html=html, replot=replot)
+    paths = write_reports(root, html=html, replot=replot, allow_mixed=allow_mixed)
     for path in paths.values():
         typer.echo(f"report: {path}")
 

@@ -22,13 +22,14 @@ LFW's two views, and our three splits:
 * **View 2, the reported number** (``fold=f``, f in 0..9; the unrestricted protocol, in
   which identities may be used for training): ``train`` = every image of the people of
   the nine other sets of ``people.txt``; ``test`` = the 300 same + 300 different pairs of
-  fold f of ``pairs.txt``; ``val`` = the pairs of pairsDevTest.txt whose two people are
-  both outside fold f's training people. That restriction is needed because View 1 and
-  View 2 were drawn independently from the same 5749 people: most pairsDevTest people
-  are training people of any fold, and a pair of faces the model was trained on would
-  make tuning optimistic. (What remains are pairs of people of set f, or of nobody's
-  set: few, and mostly same pairs -- see :func:`load_lfw`.) Every pair of the test fold
-  is checked to use no training person; a list that breaks this is refused.
+  fold f of ``pairs.txt``; ``val`` = the 5400 pairs of the nine other folds, on which the
+  LFW protocol chooses fold f's verification threshold (Huang et al. 2007: "the
+  threshold ... is chosen on the nine training folds"). Their people are fold f's
+  training people, so val curves in a fold are optimistic; the number reported is the
+  fold's test pairs, whose people are never trained on. (pairsDevTest.txt cannot serve
+  here: View 1 and View 2 were drawn independently from the same 5749 people, and for
+  some folds no pairsDevTest pair is free of the training people.) Every pair of the
+  test fold is checked to use no training person; a list that breaks this is refused.
 
 Images (250×250 JPEG) are decoded once with PIL, centre-cropped to ``crop`` pixels (the
 face occupies the centre of the aligned LFW images) and resized to ``size`` (bilinear,
@@ -254,6 +255,10 @@ def load_lfw(root: Path, split: Literal["train", "val", "test"], size: int = 64,
         return IdentityData(_decode(paths, size, crop), torch.tensor(labels, dtype=torch.int64),
                             tuple(n for n, _ in people), "lfw")
     trained = {n for n, _ in train_people(root, fold)}
+    if split == "val" and fold is not None:  # the nine training folds' pairs: the threshold's
+        plist, same, folds = read_pairs(root / "pairs.txt")
+        other = folds != fold
+        return _pair_split(images, [p for p, k in zip(plist, other) if k], same[other], folds[other], size, crop)
     if split == "val":
         plist, same, folds = read_pairs(root / "pairsDevTest.txt")
         keep = np.array([a not in trained and b not in trained for a, _, b, _ in plist], dtype=bool)

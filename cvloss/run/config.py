@@ -56,28 +56,52 @@ class TrialConfig:
     fid_weights: str | None = None
     # --log: live curves of the run (cvloss.run.live_log); a view, not part of the identity
     log: str = "none"
+    # A fold of a k-fold protocol (LFW View 2): one sub-trial of the seed's trial, in
+    # <seed dir>/fold<f>/; None for the seed's trial itself (see cvloss.run.folds).
+    fold: int | None = None
+    # Hyper-parameter search (cvloss.run.tune). ``tuned``: settings applied on top of the
+    # overrides -- part of params and identity, not of the budget folder's name; ``name``:
+    # the spec the loss folder is named after (the spec as compared, before tuned loss
+    # arguments changed ``loss``); ``place``: "" (an ordinary trial), ``tune--<h>/t<i>``
+    # (tuning trial i: <budget>/tune--<h>/<loss>/t<i>/) or ``+tuned-<h>`` (a retrained
+    # winner: <budget>+tuned-<h>/<loss>/seed<k>/); ``test``: False for tuning trials, which
+    # never read the test split.
+    tuned: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    place: str = ""
+    test: bool = True
     # a dataset folder's cvloss.data.folders.fingerprint (paths, sizes, mtimes): part of the
     # identity, so a changed folder is never resumed or skipped as if it were the same data
     data_fingerprint: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
-        return budget_params(self.task, self.budget, self.overrides)
+        params = budget_params(self.task, self.budget, {**self.overrides, **self.tuned})
+        return params if self.fold is None else {**params, "fold": self.fold}
 
     @property
     def group_dir(self) -> Path:
         """``<out>/<task>/<dataset>/<budget>``: where a comparison's trials live; a dataset
         folder is ``<basename>-<8 hex of its path's sha256>`` there (:func:`dataset_label`)."""
-        return Path(self.out) / self.task / dataset_label(self.dataset) / budget_label(self.budget, self.overrides)
+        label = budget_label(self.budget, self.overrides)
+        if self.place.startswith("+"):
+            label += self.place  # a retrained winner of a search: <budget>+tuned-<h>
+        return Path(self.out) / self.task / dataset_label(self.dataset) / label
 
     @property
     def trial_dir(self) -> Path:
-        return self.group_dir / loss_slug(self.loss) / f"seed{self.seed}"
+        slug = loss_slug(self.name or self.loss)
+        if self.place.startswith("tune--"):
+            sub, leaf = self.place.split("/")
+            seed_dir = self.group_dir / sub / slug / leaf
+        else:
+            seed_dir = self.group_dir / slug / f"seed{self.seed}"
+        return seed_dir if self.fold is None else seed_dir / f"fold{self.fold}"
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""
         d = asdict(self)
-        for key in ("device", "out", "data_dir", "fid_weights", "log"):
+        for key in ("device", "out", "data_dir", "fid_weights", "log", "name", "place"):
             d.pop(key)
         if d["data_fingerprint"] is None:  # a catalog dataset: the identity trials always had
             d.pop("data_fingerprint")

@@ -146,15 +146,14 @@ def test_fold_protocol_trains_on_nine_sets_and_tests_on_the_tenth(lfw_root, fold
         int((torch.bincount(train.labels) >= 2).sum())
 
 
-def test_fold_val_keeps_only_dev_test_pairs_of_untrained_people(lfw_root):
-    # fold 1: C and D (set 1) are not trained on; E (set 2) is, so D-E is dropped.
-    v = load_lfw(lfw_root, "val", size=8, fold=1)
-    plist = [p for p in read_pairs(lfw_root / "pairsDevTest.txt")[0] if E not in (p[0], p[2])]
-    _check_pairs(v, plist)
-    assert v.same.tolist() == [True, True, False] and v.folds.tolist() == [0, 1, 3]
-    assert not _people_of_pairs(v) & {n for n, _ in train_people(lfw_root, 1)}
-    with pytest.raises(DatasetError, match="no pairsDevTest.txt pair is free of the training people of fold 0"):
-        load_lfw(lfw_root, "val", size=8, fold=0)
+def test_fold_val_is_the_nine_training_folds_pairs(lfw_root):
+    """LFW chooses fold f's threshold on the pairs of the nine other folds: val in a fold."""
+    for fold in (0, 1):
+        v = load_lfw(lfw_root, "val", size=8, fold=fold)
+        plist, _, folds = read_pairs(lfw_root / "pairs.txt")
+        _check_pairs(v, [p for p, k in zip(plist, folds) if k != fold])
+        assert fold not in v.folds.tolist() and len(set(v.folds.tolist())) == 9
+        assert not _people_of_pairs(v) & _people_of_pairs(load_lfw(lfw_root, "test", size=8, fold=fold))
 
 
 def test_a_test_fold_that_uses_training_people_is_refused(lfw_root):
