@@ -227,15 +227,43 @@ def losses_show(
 
 # ---------------------------------------------------------------- datasets
 _DATA_DIR_HELP = "Datasets folder (default $CVLOSS_DATA, then the user cache dir)."
+_CATALOG_HELP = "A user catalog in datasets.toml's format, added to the built-in one (default $CVLOSS_CATALOG)."
+_DATASET_HELP = ("Dataset name, or a folder of your own data (./path, /path, ~/path; README: 'Your own data'); "
+                 "default: the task's embedded one.")
+
+
+def _use_catalog(path: Optional[str]) -> None:
+    """``--catalog FILE``: checked now, and exported as ``$CVLOSS_CATALOG`` so that every
+    part of the run (and any worker process it starts) reads the same catalog."""
+    import os
+
+    from cvloss.data.registry import CATALOG_ENV, load_catalog
+
+    before = os.environ.get(CATALOG_ENV)
+    if path is not None:
+        from pathlib import Path
+
+        os.environ[CATALOG_ENV] = str(Path(path).expanduser().resolve())
+    try:
+        load_catalog()  # a malformed or clashing user catalog is one line now, before anything runs
+    except Exception:
+        if path is not None and before is None:  # the environment as it was (tests run the CLI in-process)
+            del os.environ[CATALOG_ENV]
+        elif path is not None:
+            os.environ[CATALOG_ENV] = before
+        raise
 
 
 @datasets_app.command("list")
 def datasets_list(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only datasets of this task."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
 ) -> None:
-    """Name, task, size, and whether each dataset is present locally (and where)."""
-    from cvloss.data.registry import dataset_dir, datasets_for, load_catalog, presence_problem
+    """Name, task, size, and whether each dataset is present locally (and where); then
+    what each dataset's train, val and test splits hold."""
+    _use_catalog(catalog)
+    from cvloss.data.registry import SPLITS, dataset_dir, datasets_for, load_catalog, presence_problem
     from cvloss.report.console import print_table
 
     infos = datasets_for(task) if task else list(load_catalog().values())
@@ -248,11 +276,14 @@ def datasets_list(
         elif problem is None:
             where = str(root)
         else:  # a half-extracted folder is not "not downloaded": say it is incomplete
-            where = f"incomplete: {root} (run cvloss datasets download {info.name})" if root.exists() else "not downloaded"
+            where = f"incomplete: {root} (run cvloss datasets download {info.name})" if root.exists() else ("not downloaded" if info.files else f"not placed in {root}")
         size = "generated" if info.embedded else (f"{info.size_bytes / 2**20:,.0f} MiB" if info.size_bytes else "?")
         rows.append({"name": info.name, "tasks": ",".join(info.tasks), "size": size,
                      "present": "yes" if problem is None else "no", "where": where})
     print_table(rows)
+    typer.echo("")
+    print_table([{"dataset": info.name, "split": split, "holds": info.splits[split]}
+                 for info in infos for split in SPLITS], title="splits")
 
 
 def _downloadable(name: str, verb: str):
@@ -270,8 +301,10 @@ def _downloadable(name: str, verb: str):
 def datasets_download(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
 ) -> None:
     """Download (resuming a partial file), verify the checksum and extract safely."""
+    _use_catalog(catalog)
     import sys
 
     from cvloss.data.fetch import download
@@ -287,10 +320,12 @@ def datasets_download(
 def datasets_verify(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
 ) -> None:
     """Check every downloaded file of NAME against its published checksum (or, where none is
     published, the sha256 recorded at its first download: trusted-on-first-use), and that
     every archive was extracted completely."""
+    _use_catalog(catalog)
     from cvloss.data.fetch import verify
     from cvloss.data.registry import presence_problem
     from cvloss.report.console import print_table
@@ -327,7 +362,7 @@ def _set_threads(threads: Optional[int]) -> None:
 
 
 def _base_config(task: str, dataset: Optional[str], budget: str, device: str, out: str, data_dir: Optional[str],
-                 feature_weights: str, sets: Optional[list[str]]):
+                 feature_weights: str, sets: Optional[list[str]], catalog: Optional[str] = None):
     """Every option checked (and values made canonical) before any data, network or
     folder is touched: a bad setting costs nothing and writes nothing."""
     from cvloss.losses.features import check_feature_weights
@@ -337,6 +372,7 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
     from cvloss.tasks import get_task_class
 
     get_task_class(task)  # an unknown task is refused first
+    _use_catalog(catalog)
     out = resolve_results_dir(out)
     overrides = resolve_overrides(task, parse_overrides(sets))  # canonical: lr=1 and lr=1.0 are one folder
     budget_params(task, budget, overrides)  # the budget name, and checks that tie settings together
@@ -346,9 +382,19 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
 
     info = get_dataset(default_dataset(task) if dataset is None else dataset, task=task)  # "" is refused
     require_present(info, data_dir)  # refuse before any training, naming what to fetch
-    dataset = info.name
-    return TrialConfig(task=task, loss="", dataset=dataset, budget=budget, device=device, out=out,
-                       data_dir=data_dir, feature_weights=feature_weights, overrides=overrides)
+    print_ = None
+    if info.root is not None:  # a dataset folder: every file checked now, its fingerprint in the identity
+        from cvloss.data.folders import index_folder
+
+        print_ = index_folder(info.root, task).fingerprint
+    cfg = TrialConfig(task=task, loss="", dataset=info.name, budget=budget, device=device, out=out,
+                      data_dir=data_dir, feature_weights=feature_weights, overrides=overrides, data_fingerprint=print_)
+    from cvloss.run.trainer import data_changed
+
+    changed = data_changed(cfg)  # results of other data in the same folder: refused, not resumed or skipped
+    if changed is not None:
+        fail(changed)
+    return cfg
 
 
 _FID_HELP = "The FID Inception weights file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)."
@@ -421,6 +467,30 @@ def _ray_executor(executor: str, address: Optional[str], jobs: int, devices: Opt
 
 
 _LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
+_MIXED_HELP = ("Pool trials made by different code (source hash), torch versions or thread counts; "
+               "refused without it, and the table says so with it.")
+_TUNE_HELP = ('A search dimension NAME=log(a,b)|uniform(a,b)|int(a,b)|choice(x,y,...), repeatable; NAME is a '
+              'budget setting (lr, weight_decay) or a loss parameter <term>.<arg> / <term>.weight / <term>#2.<arg>.')
+
+
+def _tune_space(items, trials, sampler, seed, task, specs):
+    """The search of ``--tune`` (None without it), checked before anything is trained."""
+    if not items:
+        if trials is not None:
+            fail("--tune-trials needs --tune (the space to search), e.g. --tune 'lr=log(1e-4,1e-2)'")
+        return None
+    from cvloss.run.tune import check_space, parse_space
+
+    space = parse_space(items, 8 if trials is None else trials, sampler, seed)
+    check_space(space, task, specs)
+    if space.sampler == "tpe":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            fail("--tune-sampler tpe needs Optuna: pip install 'cvloss[tune]' (or pip install optuna)")
+    return space
+
+
 _STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
 
 
@@ -452,7 +522,8 @@ def _interrupted(where: str) -> None:
 def train(
     task: str = typer.Option(..., "--task", "-t", help=TASK_HELP),
     loss: str = typer.Option(..., "--loss", "-l", help='Loss spec, e.g. "ce+0.1*topo(mu=0.5)".'),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, batch order and augmentation."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -480,7 +551,7 @@ def train(
 
     if seed < 0:
         fail(f"--seed must be >= 0; got {seed}")
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog)
     (spec,) = canonical_specs([loss], task)
     cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
 
@@ -502,7 +573,8 @@ def train(
 def compare(
     task: str = typer.Option(..., "--task", "-t", help=TASK_HELP),
     losses: str = typer.Option(..., "--losses", "-l", help='Comma-separated specs; the first is the baseline, e.g. "ce,topo,ce+0.1*topo".'),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the task's embedded one)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
     seeds: str = typer.Option("3", "--seeds", help="A count (3 -> seeds 0,1,2) or a list (0,1,2)."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -524,6 +596,11 @@ def compare(
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
     executor_name: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
+    tune: Optional[list[str]] = typer.Option(None, "--tune", help=_TUNE_HELP),
+    tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="Candidates per loss (with --tune; default 8)."),
+    tune_sampler: str = typer.Option("random", "--tune-sampler", help="random | grid | tpe (tpe: cvloss[tune])."),
+    tune_seed: int = typer.Option(0, "--tune-seed", help="Seed of the sampler (the same candidates for every loss)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
@@ -537,7 +614,7 @@ def compare(
     from cvloss.run.live_log import check_log
 
     seed_list = parse_seeds(seeds)
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets)
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog)
     specs = canonical_specs(split_losses(losses), task)
     if target_effect is not None and not (math.isfinite(target_effect) and target_effect > 0):
         fail(f"--target-effect must be a positive difference in the primary metric's units; got {target_effect}")
@@ -546,11 +623,19 @@ def compare(
     base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
     if devices is not None and executor.jobs == 1:  # one job: train on the first device listed
         base = replace(base, device=f"cuda:{executor.devices[0]}")
+    space = _tune_space(tune, tune_trials, tune_sampler, tune_seed, task, specs)
     try:
         with _chatter(quiet):
-            result = run_comparison(base, specs, seed_list, _reporter(quiet, task, executor.jobs),
-                                    break_stale_locks=break_stale_locks, target_effect=target_effect,
-                                    executor=executor)
+            if space is None:
+                result = run_comparison(base, specs, seed_list, _reporter(quiet, task, executor.jobs),
+                                        break_stale_locks=break_stale_locks, target_effect=target_effect,
+                                        allow_mixed=allow_mixed, executor=executor)
+            else:
+                from cvloss.run.tuning import run_tuned_comparison
+
+                result = run_tuned_comparison(base, specs, seed_list, space, _reporter(quiet, task),
+                                              break_stale_locks=break_stale_locks, target_effect=target_effect,
+                                              allow_mixed=allow_mixed)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset
@@ -574,6 +659,7 @@ def report(
     html: bool = typer.Option(True, "--html/--no-html", help="Also write the self-contained report.html."),
     replot: bool = typer.Option(True, "--replot/--no-replot",
                                 help="Redraw each comparison's standard plots from its trials (one look per loss)."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
 ) -> None:
     """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md and
     RESULTS_DIR/report.html (one self-contained file: tables, plots, provenance)."""
@@ -587,7 +673,7 @@ def report(
         fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to gather")
     if not any(root.glob("**/compare.json")):
         fail(f"no comparisons under {root}: run `cvloss compare ...` first")
-    paths = write_reports(root, html=html, replot=replot)
+    paths = write_reports(root, html=html, replot=replot, allow_mixed=allow_mixed)
     for path in paths.values():
         typer.echo(f"report: {path}")
 

@@ -249,17 +249,30 @@ def _check_metric_map(path: Path, what: str, key: str, value: Any) -> None:
             raise _fail(path, what, f"{key}[{m!r}] = {v!r} is not a number")
 
 
+#: Version of summary.json's contents. 2: ``metrics`` are measured on the test split, with
+#: ``val_metrics``, ``untrained`` (test), ``split`` and the compute fields; 1 (no ``schema``
+#: key): ``metrics`` were measured on what was then the val split.
+SUMMARY_SCHEMA = 2
+
+
 def check_summary(obj: Any, path: Path) -> dict[str, Any]:
-    """A trial's ``summary.json``: an object with a ``status`` string and ``metrics``
-    mapping names to numbers (or null); optional ``reference`` / ``at_init`` blocks too."""
+    """A trial's ``summary.json``: an object of this :data:`SUMMARY_SCHEMA` with a
+    ``status`` string and ``metrics`` mapping names to numbers (or null); optional
+    ``reference`` / ``at_init`` / ``untrained`` / ``val_metrics`` blocks too."""
     what = "trial summary"
     if not isinstance(obj, dict):
         raise _fail(path, what, f"it holds a JSON {type(obj).__name__}, not an object")
     if not isinstance(obj.get("status"), str):
         raise _fail(path, what, "no 'status' string")
+    if obj.get("schema") != SUMMARY_SCHEMA:
+        raise ResultsFileError(
+            f"{path}: trial summary of schema {obj.get('schema', 1)!r}, this cvloss reads schema {SUMMARY_SCHEMA} "
+            f"(older summaries scored the final model on what is now the val split); rerun the trial with this "
+            f"version (delete its folder) or read it with the version that wrote it")
     _check_metric_map(path, what, "metrics", obj.get("metrics", {}))
-    if obj.get("at_init") is not None:
-        _check_metric_map(path, what, "at_init", obj["at_init"])
+    for block in ("at_init", "untrained", "val_metrics"):
+        if obj.get(block) is not None:
+            _check_metric_map(path, what, block, obj[block])
     refs = obj.get("reference") or {}
     if not isinstance(refs, dict):
         raise _fail(path, what, "'reference' must be an object")
@@ -275,7 +288,7 @@ def read_summary(path: Path) -> dict[str, Any]:
 
 
 _ROW_NUMBERS = ("mean", "ci95", "diff_vs_baseline", "diff_ci95", "p_value")
-_ROW_COUNTS = ("n", "n_pairs", "diverged", "collapsed", "missing")
+_ROW_COUNTS = ("n", "n_pairs", "diverged", "collapsed", "crashed", "missing")
 
 
 def _is_str_list(v: Any) -> bool:

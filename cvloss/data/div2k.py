@@ -9,9 +9,12 @@ On-disk layout (the extracted official archives, under ``<data-dir>/div2k/``)::
     DIV2K_train_LR_bicubic/X4/0001x4.png ...         antialiased), optional here
     DIV2K_valid_LR_bicubic/X{2,3,4}/0801x{s}.png ...
 
-Splits: ``train`` = images 0001-0800, ``val`` = 0801-0900 (the validation set of the
-challenge; its test HR images were never released). Images are decoded once to uint8
-tensors and kept in memory at their native size (a list: sizes differ).
+Splits (disjoint by image id): ``train`` = 0001-0700 and ``val`` = 0701-0800, both from
+``DIV2K_train_HR`` (and ``DIV2K_train_LR_bicubic``); ``test`` = 0801-0900 from
+``DIV2K_valid_HR`` (and ``DIV2K_valid_LR_bicubic``): the challenge's validation set, the
+one papers report on (its test HR images were never released), read only for the final
+evaluation. Images are decoded once to uint8 tensors and kept in memory at their native
+size (a list: sizes differ).
 
 Pairs and sizes: an HR image of H×W gives an LR image of h×w with h = min(⌊H/s⌋, h_LR)
 (likewise w); the HR image is cropped (top-left) to s·h × s·w so that every LR pixel has
@@ -27,12 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cvloss.data.types import SRData, DatasetError
+from cvloss.data.types import SRData, DatasetError, check_split
 
-__all__ = ["SCALES", "SRData", "bicubic_downsample", "check_scale", "load_div2k", "make_pair", "read_png"]
+__all__ = ["SCALES", "SPLIT_IDS", "SRData", "bicubic_downsample", "check_scale", "hr_files", "load_div2k",
+           "make_pair", "read_png"]
 
 SCALES = (2, 3, 4)
-_SPLIT = {"train": ("train", 1, 800), "val": ("valid", 801, 900)}
+#: split -> (archive tag: DIV2K_<tag>_HR, first id, last id), ids inclusive
+SPLIT_IDS = {"train": ("train", 1, 700), "val": ("train", 701, 800), "test": ("valid", 801, 900)}
 
 
 def check_scale(scale: int) -> int:
@@ -97,30 +102,38 @@ def make_pair(hr: torch.Tensor, scale: int, lr: torch.Tensor | None = None) -> t
 _NAME = re.compile(r"^(\d{4})\.png$")
 
 
-def load_div2k(root: str | Path, split: str, limit: int | None = None, scale: int | None = None) -> SRData:
-    """Load split ``train`` (0001-0800) or ``val`` (0801-0900) of DIV2K from ``root``.
-
-    Args:
-        root: ``<data-dir>/div2k`` holding ``DIV2K_{train,valid}_HR/`` (see module docstring).
-        split: ``train`` or ``val``.
-        limit: the first ``limit`` images in name order (a deterministic subset).
-        scale: also read the official bicubic LR files of this scale
-            (``DIV2K_{split}_LR_bicubic/X{s}/{id}x{s}.png``) when that folder exists.
-
-    Only files named ``NNNN.png`` with NNNN in the split's range are read. Errors
-    (:class:`DatasetError`, one line): no HR folder / no images, an unreadable file, an
-    LR folder that lacks one of the HR images' LR files.
-    """
-    if split not in _SPLIT:
-        raise DatasetError(f"unknown split '{split}'; valid: train, val")
-    tag, first, last = _SPLIT[split]
-    root = Path(root)
-    folder = root / f"DIV2K_{tag}_HR"
+def hr_files(root: str | Path, split: str) -> list[Path]:
+    """The HR files of ``split`` (:data:`SPLIT_IDS`) under ``root`` in name order: only
+    ``NNNN.png`` with NNNN in the split's range; :class:`DatasetError` when there is none."""
+    tag, first, last = SPLIT_IDS[check_split(split, "div2k")]
+    folder = Path(root) / f"DIV2K_{tag}_HR"
     files = sorted(f for f in folder.glob("*.png") if (m := _NAME.match(f.name)) and first <= int(m.group(1)) <= last) \
         if folder.is_dir() else []
     if not files:
         raise DatasetError(f"no DIV2K {split} images ({first:04d}.png-{last:04d}.png) in {folder}: "
                            f"run `cvloss datasets download div2k` (add --data-dir if you use one)")
+    return files
+
+
+def load_div2k(root: str | Path, split: str, limit: int | None = None, scale: int | None = None) -> SRData:
+    """Load split ``train`` (0001-0700), ``val`` (0701-0800) or ``test`` (0801-0900) of
+    DIV2K from ``root``.
+
+    Args:
+        root: ``<data-dir>/div2k`` holding ``DIV2K_{train,valid}_HR/`` (see module docstring).
+        split: ``train``, ``val`` or ``test``.
+        limit: the first ``limit`` images in name order (a deterministic subset).
+        scale: also read the official bicubic LR files of this scale
+            (``DIV2K_{train|valid}_LR_bicubic/X{s}/{id}x{s}.png``, the archive of the
+            split's HR folder) when that folder exists.
+
+    Only files named ``NNNN.png`` with NNNN in the split's range are read. Errors
+    (:class:`DatasetError`, one line): no HR folder / no images, an unreadable file, an
+    LR folder that lacks one of the HR images' LR files.
+    """
+    files = hr_files(root, split)
+    tag = SPLIT_IDS[split][0]
+    root = Path(root)
     files = files[:limit] if limit else files
     names = tuple(f.stem for f in files)
     hr = [read_png(f) for f in files]

@@ -11,8 +11,16 @@ extract to::
 
 where ``<root>`` is ``<data-dir>/NAME`` (so the folders sit at ``<data-dir>/NAME/NAME/``).
 :func:`load_cyclegan_folder` accepts ``<root>`` holding ``trainA`` directly or through
-exactly one sub-folder. Our ``train`` split is ``trainA``/``trainB``, ``val`` is
-``testA``/``testB``; the two domains are unpaired (``paired=False``).
+exactly one sub-folder. The two domains are unpaired (``paired=False``).
+
+Splits (pairwise disjoint by file):
+
+* ``val``: a fixed, seeded 10 % of ``trainA`` and, separately, of ``trainB``: a folder of
+  n images gives ``max(1, floor(n / 10 + 1/2))`` of them (none when n = 1), drawn by
+  ``numpy.random.default_rng([VAL_SEED, d])`` (d = 0 for A, 1 for B) over the file
+  names sorted. horse2zebra: 107 of 1067 horses and 133 of 1334 zebras.
+* ``train``: the rest of ``trainA`` / ``trainB`` (960 / 1201 for horse2zebra).
+* ``test``: ``testA`` / ``testB`` (120 / 140), read only for the final evaluation.
 
 Images are decoded by content through PIL (some horse2zebra JPEGs are grayscale; CMYK,
 RGBA and palette images exist in other sets), converted to RGB, and resized to
@@ -30,13 +38,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvloss.data.types import TranslateData, DatasetError
+from cvloss.data.types import TranslateData, DatasetError, check_split
 
-__all__ = ["IMAGE_SUFFIXES", "SPLIT_FOLDERS", "TranslateData", "find_cyclegan_root", "load_cyclegan_folder",
-           "load_horse2zebra"]
+__all__ = ["IMAGE_SUFFIXES", "SPLIT_FOLDERS", "TranslateData", "VAL_FRACTION", "VAL_SEED", "find_cyclegan_root",
+           "load_cyclegan_folder", "load_horse2zebra", "split_files"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-SPLIT_FOLDERS = {"train": ("trainA", "trainB"), "val": ("testA", "testB")}
+#: the folders (domain A, domain B) each split is read from (train and val share trainA/B)
+SPLIT_FOLDERS = {"train": ("trainA", "trainB"), "val": ("trainA", "trainB"), "test": ("testA", "testB")}
+#: seed of the val draw from trainA / trainB (fixed: every seed and loss sees the same val)
+VAL_SEED = 0xC7C1E
+VAL_FRACTION = 0.1
 
 
 def find_cyclegan_root(root: Path | str) -> Path:
@@ -59,6 +71,23 @@ def _list_images(folder: Path) -> list[Path]:
     if not files:
         raise DatasetError(f"CycleGAN folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def split_files(base: Path, split: str) -> tuple[list[Path], list[Path]]:
+    """The (domain A, domain B) files of ``split`` under the CycleGAN folder ``base``, in
+    name order (the val rule is in the module docstring)."""
+    out = []
+    for domain, folder in enumerate(SPLIT_FOLDERS[check_split(split, "the CycleGAN layout")]):
+        files = _list_images(base / folder)
+        if split != "test":
+            n = len(files)
+            k = max(1, int(np.floor(VAL_FRACTION * n + 0.5))) if n >= 2 else 0
+            val = set(np.random.default_rng([VAL_SEED, domain]).choice(n, size=k, replace=False).tolist())
+            files = [f for i, f in enumerate(files) if (i in val) == (split == "val")]
+            if not files:
+                raise DatasetError(f"CycleGAN folder {base / folder} has {n} image(s): too few for a {split} split")
+        out.append(files)
+    return out[0], out[1]
 
 
 def _subset(files: list[Path], limit: int | None) -> list[Path]:
@@ -90,8 +119,8 @@ def _decode_all(files: list[Path], size: int) -> torch.Tensor:
 
 def load_cyclegan_folder(root: Path | str, split: str, size: int = 256, limit: int | None = None,
                          name: str = "cyclegan", domains: tuple[str, str] = ("A", "B")) -> TranslateData:
-    """Load ``split`` (``train`` -> trainA/trainB, ``val`` -> testA/testB) of a dataset in
-    the CycleGAN layout under ``root`` (see the module docstring).
+    """Load ``split`` (``train`` / ``val`` -> 90 % / 10 % of trainA and trainB, ``test`` ->
+    testA/testB) of a dataset in the CycleGAN layout under ``root`` (see the module docstring).
 
     Args:
         size: output side in pixels; ``limit``: at most this many images per domain
@@ -100,12 +129,10 @@ def load_cyclegan_folder(root: Path | str, split: str, size: int = 256, limit: i
     Returns:
         :class:`TranslateData`, ``paired=False``, images ``(N, 3, size, size)`` uint8.
     """
-    if split not in SPLIT_FOLDERS:
-        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(SPLIT_FOLDERS)}")
+    check_split(split, name)
     if size < 16:
         raise DatasetError(f"size must be >= 16 pixels, got {size}")
-    base = find_cyclegan_root(root)
-    fa, fb = (_subset(_list_images(base / f), limit) for f in SPLIT_FOLDERS[split])
+    fa, fb = (_subset(files, limit) for files in split_files(find_cyclegan_root(root), split))
     return TranslateData(a=_decode_all(fa, size), b=_decode_all(fb, size), paired=False, domains=domains, name=name)
 
 

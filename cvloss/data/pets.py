@@ -6,11 +6,23 @@ want whole splits as tensors, decoded once and cached)::
 
     <root>/images/Abyssinian_100.jpg                 (images.tar.gz)
     <root>/annotations/trimaps/Abyssinian_100.png    (annotations.tar.gz)
-    <root>/annotations/trainval.txt                  -> our "train" (3680 images)
-    <root>/annotations/test.txt                      -> our "val"   (3669 images)
+    <root>/annotations/trainval.txt                  -> our "train" + "val" (3680 images)
+    <root>/annotations/test.txt                      -> our "test" (3669 images)
 
 Split files hold lines ``Abyssinian_100 1 1 1`` (name, class id, species, breed id);
 lines starting with ``#`` are comments.
+
+Splits (pairwise disjoint by image name):
+
+* ``val``: a fixed, seeded 10 % of each breed of trainval.txt -- a breed of n images
+  gives ``max(1, floor(n / 10 + 1/2))`` of them when n >= 2 and none when n = 1 (a
+  breed's only image is kept for training). The breed of an image is its name without
+  the trailing ``_<number>`` (``american_bulldog_100`` -> ``american_bulldog``). Each
+  breed's draw uses its own generator, ``numpy.random.default_rng([VAL_SEED,
+  crc32(breed)])`` over its names sorted, so it does not depend on the order of the file
+  or on the other breeds. With ~100 trainval images per breed: ~10 per breed, ~370.
+* ``train``: the rest of trainval.txt, in file order.
+* ``test``: test.txt, the official test split, read only for the final evaluation.
 
 Trimap values -> our class ids (stated once, used everywhere)::
 
@@ -27,13 +39,16 @@ extension, then converting to RGB: grayscale and CMYK JPEGs, RGBA/palette images
 few PNG files named ``.jpg``. A file PIL cannot decode raises :class:`DatasetError` naming it.
 
 Decoded splits are cached as ``<root>/.cvloss-cache/<split>-<size>-<limit>.pt`` (written
-atomically, read with ``weights_only=True``) and rebuilt when the split list or any
-image/trimap file (name, size, mtime) changes.
+atomically, read with ``weights_only=True``) and rebuilt when the split's contents (the
+image names it holds, so a cache written when ``train`` was all of trainval is not
+reused), the split list or any image/trimap file (name, size, mtime) changes.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -42,14 +57,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvloss.data.types import DatasetError, SegData
+from cvloss.data.types import DatasetError, SegData, check_split
 
-__all__ = ["CLASS_NAMES", "SPLIT_FILES", "TRIMAP_TO_CLASS", "load_oxford_pets", "read_split"]
+__all__ = ["CLASS_NAMES", "SPLIT_FILES", "TRIMAP_TO_CLASS", "VAL_FRACTION", "VAL_SEED", "breed_of",
+           "load_oxford_pets", "read_split", "split_trainval"]
 
 CLASS_NAMES = ("background", "pet", "border")
-SPLIT_FILES = {"train": "trainval.txt", "val": "test.txt"}
+#: the official list each split is read from (train and val share trainval.txt)
+SPLIT_FILES = {"train": "trainval.txt", "val": "trainval.txt", "test": "test.txt"}
 TRIMAP_TO_CLASS = {1: 1, 2: 0, 3: 2}
-_CACHE_FORMAT = 1
+#: seed of the per-breed val draw (fixed: every run, seed and loss sees the same val images)
+VAL_SEED = 0x9E75
+VAL_FRACTION = 0.1
+_CACHE_FORMAT = 2  # 2: train/val are the split of trainval.txt (1: train = trainval, val = test)
 _BAD = 255
 # Lookup table trimap value -> class id; anything but 1/2/3 maps to _BAD and is reported.
 _LUT = np.full(256, _BAD, dtype=np.uint8)
@@ -57,10 +77,30 @@ for _value, _cls in TRIMAP_TO_CLASS.items():
     _LUT[_value] = _cls
 
 
+def breed_of(name: str) -> str:
+    """The breed of an image name: the name without its trailing ``_<number>``."""
+    return re.sub(r"_\d+$", "", name)
+
+
+def split_trainval(names: list[str]) -> tuple[list[str], list[str]]:
+    """``(train, val)`` of trainval.txt's ``names``, each in file order (rule: module docstring)."""
+    by_breed: dict[str, list[str]] = {}
+    for name in names:
+        by_breed.setdefault(breed_of(name), []).append(name)
+    val: set[str] = set()
+    for breed, members in by_breed.items():
+        n = len(members)
+        k = max(1, int(np.floor(VAL_FRACTION * n + 0.5))) if n >= 2 else 0
+        rng = np.random.default_rng([VAL_SEED, zlib.crc32(breed.encode())])
+        ordered = sorted(members)
+        val.update(ordered[i] for i in rng.choice(n, size=k, replace=False))
+    return [n for n in names if n not in val], [n for n in names if n in val]
+
+
 def read_split(root: Path, split: str) -> list[str]:
-    """Image names of our ``split`` in file order (``train`` = trainval.txt, ``val`` = test.txt)."""
-    if split not in SPLIT_FILES:
-        raise DatasetError(f"unknown split '{split}' for oxford-pets; valid: {', '.join(SPLIT_FILES)}")
+    """Image names of our ``split`` in file order: ``train`` and ``val`` split
+    trainval.txt (see :func:`split_trainval`), ``test`` = test.txt."""
+    check_split(split, "oxford-pets")
     path = Path(root) / "annotations" / SPLIT_FILES[split]
     try:
         text = path.read_text()
@@ -69,7 +109,15 @@ def read_split(root: Path, split: str) -> list[str]:
     names = [ln.split()[0] for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not names:
         raise DatasetError(f"oxford-pets split list {path} names no images")
-    return names
+    if len(set(names)) != len(names):
+        raise DatasetError(f"oxford-pets split list {path} names an image twice")
+    if split == "test":
+        return names
+    train, val = split_trainval(names)
+    chosen = train if split == "train" else val
+    if not chosen:
+        raise DatasetError(f"oxford-pets: {path} leaves no {split} images (every breed has a single image)")
+    return chosen
 
 
 def _subset(names: list[str], limit: int | None) -> list[str]:
@@ -170,13 +218,14 @@ def _write_cache(path: Path, fingerprint: str, images: torch.Tensor, masks: torc
         tmp.unlink(missing_ok=True)  # read-only data dir: work without a cache
 
 
-def load_oxford_pets(root: Path, split: Literal["train", "val"], size: int = 128,
+def load_oxford_pets(root: Path, split: Literal["train", "val", "test"], size: int = 128,
                      limit: int | None = None) -> SegData:
     """Load our ``split`` of Oxford-IIIT Pet from ``root`` (``<data-dir>/oxford-pets``).
 
     Args:
         root: folder holding ``images/`` and ``annotations/`` (layout in the module docstring).
-        split: ``"train"`` = official trainval.txt, ``"val"`` = official test.txt.
+        split: ``"train"`` / ``"val"`` = the two parts of trainval.txt (90 % / 10 % per
+            breed), ``"test"`` = official test.txt (see the module docstring).
         size: output side; images and masks are resized to ``size x size`` (aspect not kept).
         limit: at most this many images: evenly spaced through the breed-sorted list,
             so all breeds appear; the same ``limit`` always gives the same images.
@@ -189,7 +238,8 @@ def load_oxford_pets(root: Path, split: Literal["train", "val"], size: int = 128
     if size < 8:
         raise DatasetError(f"size must be >= 8 pixels, got {size}")
     names = _subset(read_split(root, split), limit)
-    fingerprint = hashlib.sha256(("\n".join(names) + "\n" + _fingerprint(root, names)).encode()).hexdigest()
+    # The names themselves enter the key: the split's contents, not only its name.
+    fingerprint = hashlib.sha256((split + "\n" + "\n".join(names) + "\n" + _fingerprint(root, names)).encode()).hexdigest()
     cache = _cache_path(root, split, size, limit)
     cached = _read_cache(cache, fingerprint)
     if cached is not None:

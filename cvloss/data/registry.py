@@ -5,6 +5,11 @@ Data directory precedence: ``--data-dir`` > ``$CVLOSS_DATA`` > the user cache di
 (``platformdirs.user_cache_dir("cvloss")``). Dataset ``NAME`` lives in
 ``<data-dir>/NAME/``; its archives are downloaded (or placed by hand) there and extracted
 in place.
+
+A user catalog in the same format (``--catalog FILE`` or ``$CVLOSS_CATALOG``) adds its
+entries to the built-in ones (a name of a built-in dataset is refused); its entries may
+list no files (data placed by hand in ``<data-dir>/NAME/``). A folder path instead of a
+name is a dataset of its own (:mod:`cvloss.data.folders`).
 """
 from __future__ import annotations
 
@@ -22,18 +27,18 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib  # type: ignore[no-redef]
 
 from cvloss.data.cache import cached_load
-from cvloss.data.types import DatasetError
+from cvloss.data.types import SPLITS, DatasetError, check_split
 
 __all__ = [
     "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
     "load_catalog", "get_dataset", "datasets_for", "default_dataset", "resolve_data_dir",
     "dataset_dir", "extraction_marker", "missing_layout", "presence_problem", "is_present",
-    "require_present", "load_dataset",
+    "require_present", "load_dataset", "CATALOG_ENV", "user_catalog_path",
 ]
 
 from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
-SPLITS = ("train", "val")
 ENV_VAR = "CVLOSS_DATA"
+CATALOG_ENV = "CVLOSS_CATALOG"
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")  # as cvloss.data.archive reads them
 
 _REQUIRED = (
@@ -88,6 +93,7 @@ class DatasetInfo:
     embedded: bool
     real: str | None
     splits: dict[str, str] = field(default_factory=dict, compare=False)
+    root: str | None = None  # a folder dataset's own folder (cvloss.data.folders), not <data-dir>/NAME
 
     @property
     def task(self) -> str:
@@ -156,7 +162,7 @@ def _parse_file(ds: str, raw: dict[str, Any]) -> FileInfo:
                     checksum=value, mirrors=tuple(raw.get("mirrors", ())))
 
 
-def _parse_dataset(key: str, raw: dict[str, Any]) -> DatasetInfo:
+def _parse_dataset(key: str, raw: dict[str, Any], user: bool = False) -> DatasetInfo:
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise DatasetError(f"datasets.toml: dataset '{key}' lacks {', '.join(missing)}")
@@ -171,29 +177,58 @@ def _parse_dataset(key: str, raw: dict[str, Any]) -> DatasetInfo:
         raise DatasetError(f"datasets.toml: dataset '{key}' has tasks {list(tasks)}; valid: {', '.join(TASKS)}")
     if ":" not in raw["loader"]:
         raise DatasetError(f"datasets.toml: dataset '{key}' needs loader = 'module:function'")
+    splits = dict(raw["splits"])
+    if set(splits) != set(SPLITS) or not all(str(v).strip() for v in splits.values()):
+        raise DatasetError(f"datasets.toml: dataset '{key}' must describe each split {', '.join(SPLITS)} "
+                           f"in its splits table; got {sorted(splits)}")
     files = tuple(_parse_file(key, f) for f in raw["files"])
-    if not raw["embedded"] and not files:
+    if not raw["embedded"] and not files and not user:  # a user's data may be placed by hand
         raise DatasetError(f"datasets.toml: dataset '{key}' is not embedded but lists no files")
     return DatasetInfo(
         name=key, tasks=tasks, description=str(raw["description"]), urls=tuple(raw["urls"]),
         files=files, layout=tuple(raw["layout"]), size_bytes=int(raw["size_bytes"]),
         license=str(raw["license"]), citation=str(raw["citation"]), loader=str(raw["loader"]),
         embedded=bool(raw["embedded"]),
-        real=str(raw["real"]) or None, splits=dict(raw["splits"]),
+        real=str(raw["real"]) or None, splits={k: str(splits[k]) for k in SPLITS},
     )
 
 
-def _read(path: str | Path | None) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
-    p = Path(path) if path is not None else catalog_path()
+def _read_one(p: Path, user: bool = False) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
     try:
         with open(p, "rb") as fh:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise DatasetError(f"dataset catalog {p} not found") from None
+    except IsADirectoryError:
+        raise DatasetError(f"dataset catalog {p} is a folder, not a datasets.toml-style file") from None
     except tomllib.TOMLDecodeError as exc:
         raise DatasetError(f"dataset catalog {p} is not valid TOML: {exc}") from None
-    catalog = {k: _parse_dataset(k, v) for k, v in raw.get("datasets", {}).items()}
-    defaults = dict(raw.get("defaults", {}))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read dataset catalog {p}: {exc}") from None
+    if user and "defaults" in raw:
+        raise DatasetError(f"user catalog {p}: a [defaults] table is not allowed (the defaults stay the embedded "
+                           f"datasets); name your dataset with --dataset")
+    catalog = {k: _parse_dataset(k, v, user) for k, v in raw.get("datasets", {}).items()}
+    return catalog, dict(raw.get("defaults", {}))
+
+
+def user_catalog_path() -> Path | None:
+    """``$CVLOSS_CATALOG`` (``--catalog FILE`` sets it for the run), or ``None``."""
+    env = os.environ.get(CATALOG_ENV, "").strip()
+    return Path(env).expanduser() if env else None
+
+
+def _read(path: str | Path | None) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
+    p = Path(path) if path is not None else catalog_path()
+    catalog, defaults = _read_one(p)
+    user = user_catalog_path() if path is None else None
+    if user is not None:
+        extra, _ = _read_one(user, user=True)
+        clash = sorted(set(extra) & set(catalog))
+        if clash:
+            raise DatasetError(f"user catalog {user}: dataset '{clash[0]}' is a built-in dataset of cvloss; give "
+                               f"yours another name")
+        catalog = {**catalog, **extra}
     for task, name in defaults.items():
         if task not in TASKS or name not in catalog or task not in catalog[name].tasks:
             raise DatasetError(f"dataset catalog {p}: [defaults] {task} = {name!r} is not a {task} dataset")
@@ -204,8 +239,9 @@ def _read(path: str | Path | None) -> tuple[dict[str, DatasetInfo], dict[str, st
 
 
 def load_catalog(path: str | Path | None = None) -> dict[str, DatasetInfo]:
-    """Parse ``datasets.toml`` (default: :func:`catalog_path`) into ``{name: DatasetInfo}``,
-    in file order. Malformed entries raise :class:`DatasetError` naming the entry."""
+    """Parse ``datasets.toml`` (default: :func:`catalog_path`, plus the user catalog of
+    :func:`user_catalog_path`) into ``{name: DatasetInfo}``, in file order. Malformed
+    entries raise :class:`DatasetError` naming the entry."""
     return _read(path)[0]
 
 
@@ -239,6 +275,10 @@ def get_dataset(name: str, task: str | None = None,
     valid = [i.name for i in datasets_for(task, catalog)] if task is not None else list(catalog)
     if name in valid:
         return catalog[name]
+    from cvloss.data import folders
+
+    if name not in catalog and (folders.looks_like_path(name) or (name and Path(name).expanduser().is_dir())):
+        return _folder_info(name, task)
     where = f" for task '{task}'" if task is not None else ""
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -246,6 +286,23 @@ def get_dataset(name: str, task: str | None = None,
         served = ", ".join(catalog[name].tasks)
         raise DatasetError(f"dataset '{name}' serves {served}, not '{task}'; valid{where}: {', '.join(valid)}")
     raise DatasetError(f"unknown dataset '{name}'{where}{hint}; valid: {', '.join(valid)}")
+
+
+def _folder_info(name: str, task: str | None) -> DatasetInfo:
+    """The entry of the dataset folder ``name`` (:mod:`cvloss.data.folders`): named by its
+    resolved absolute path (what ``TrialConfig.dataset`` holds), ``root`` that folder, the
+    loader that of its task. Only the layout is looked at here; ``index_folder`` checks
+    the files."""
+    from cvloss.data import folders
+
+    root = folders.resolve_folder(name)
+    task = folders.detect_task(root, task)
+    return DatasetInfo(
+        name=str(root), tasks=(task,), description=f"your {task} data in {root}", urls=(), files=(), layout=(),
+        size_bytes=0, license="yours", citation="", loader=f"cvloss.data.folders:{folders.LOADERS[task].__name__}",
+        embedded=False, real=None, splits={s: f"{root / 'splits' / s}.txt, else seeded" for s in SPLITS},
+        root=str(root),
+    )
 
 
 # ----------------------------------------------------------------------------- disk
@@ -284,9 +341,15 @@ def presence_problem(info: DatasetInfo, data_dir: str | Path | None = None) -> s
     and every layout entry exists. Folders extracted without markers (by an older cvloss,
     or by a run that was killed) do not count: downloading again re-extracts them from the
     archives already on disk."""
-    if info.embedded:
+    if info.embedded or info.root is not None:
         return None
     root = dataset_dir(info.name, data_dir)
+    if not info.files:  # a user catalog's dataset placed by hand: nothing to download
+        missing = missing_layout(info, root)
+        if root.is_dir() and not missing:
+            return None
+        return (f"dataset '{info.name}' is not in {root}" + (f" (lacks {', '.join(missing)})" if root.is_dir() else "")
+                + f": place its files there (add --data-dir if you use one)")
     unmarked = [f.filename for f in info.files if f.is_archive and not extraction_marker(root, f.filename).exists()]
     missing = missing_layout(info, root)
     if not unmarked and not missing:
@@ -329,12 +392,11 @@ def _missing_message(info: DatasetInfo, root: Path) -> str:
 
 def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: int | None,
           limit: int | None, seed: int, **options: Any) -> Any:
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+    check_split(split, f"dataset '{info.name}'")
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be >= 1, got {limit}")
     fn = info.loader_function()
-    root = dataset_dir(info.name, data_dir)
+    root = Path(info.root) if info.root is not None else dataset_dir(info.name, data_dir)
     require_present(info, data_dir)
     # Loaders share the shape ``fn(root, split, size=..., limit=..., seed=..., **options)``;
     # pass only what a loader accepts (a real dataset's fixed split ignores ``seed``) and
@@ -354,11 +416,16 @@ def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: i
 def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, size: int | None = None,
                  limit: int | None = None, seed: int = 0, task: str | None = None,
                  optional: dict[str, Any] | None = None, **options: Any) -> Any:
-    """Load split ``split`` (``"train"`` | ``"val"``) of dataset ``name``.
+    """Load split ``split`` (``"train"`` | ``"val"`` | ``"test"``, see :data:`SPLITS`) of
+    dataset ``name``. The three splits are pairwise disjoint for every dataset (which
+    files, people or seed streams each holds: the ``splits`` table of its catalog entry);
+    ``test`` takes the same keyword arguments as ``val``.
 
     Args:
         name: catalog name; unknown names raise :class:`DatasetError` with the valid ones
-            (for ``task`` when given).
+            (for ``task`` when given). A name that is no catalog name but a folder's path
+            (``./x``, ``/x``, ``~/x`` or an existing directory) loads that dataset folder
+            (:mod:`cvloss.data.folders`; without ``task`` its layout says which task).
         data_dir: ``--data-dir`` (see :func:`resolve_data_dir`); embedded datasets ignore it.
         size: output side in pixels (the loader's default when ``None``).
         limit: at most this many samples (a deterministic subset; see the loader).

@@ -3,16 +3,18 @@
 Three sources, one container (:class:`StylePairs`):
 
 * **embedded** (``--dataset skimage-photos``, the default): scikit-image's photos as
-  content (:data:`CONTENT_PHOTOS`: astronaut, chelsea, coffee, rocket, motorcycle) and as
+  content (:data:`CONTENT_PHOTOS`: astronaut, chelsea, coffee, rocket, motorcycle; split
+  by :data:`CONTENT_SPLIT`) and as
   style its three grayscale textures brick, grass, gravel plus two colour textures drawn
   here procedurally (:data:`STYLE_TEXTURES`; ``waves``, ``mosaic``). Nothing is downloaded.
   The photos are read with ``skimage.data`` directly (a later version should read them
   through :mod:`cvloss.data.skimage_photos`, the ``sr`` task's loader, so both tasks see
   the same float images).
 * **files**: any content and style image on disk (``--set content=PATH --set style=PATH``).
-* **div2k**: contents from DIV2K's validation photos in their real on-disk layout,
-  ``<data-dir>/div2k/DIV2K_valid_HR/0801.png`` ... ``0900.png`` (styles: the embedded
-  textures).
+* **div2k**: contents from DIV2K's photos in their real on-disk layout, the first
+  ``limit`` (default 5) of the split's ids (:data:`cvloss.data.div2k.SPLIT_IDS`): val
+  ``DIV2K_train_HR/0701.png`` ..., test ``DIV2K_valid_HR/0801.png`` ... (styles: the
+  embedded textures).
 
 Every image is float32 RGB in [0, 1], shape ``(3, H, W)``. Contents are resized
 (antialiased bilinear) so their short side is ``size`` and styles so theirs is
@@ -22,9 +24,18 @@ RGB by repeating its one channel -- exactly what the VGG extractor would do -- a
 conversion is noted in :attr:`StylePairs.notes` (its Gram matrix carries no colour, so
 the stylised image loses saturation: an expected effect, not a bug).
 
-There is no train/validation split in style transfer (one image is optimised per pair):
-both ``split`` values give the same pool, so the loader keeps the catalog's loader shape
-``fn(root, split, size=..., limit=..., seed=..., **options)``.
+Splits. Style transfer trains no model on a dataset (one image is optimised per pair),
+so what is split is the pool of pairs, disjoint by content image (the styles are shared:
+they are the objective's target, not the data scored): ``val`` pairs are for tuning
+(weights, iterations, learning rates), ``test`` pairs are the reported ones. Embedded:
+val contents astronaut, chelsea, coffee, test contents rocket, motorcycle (the
+skimage-photos test photos of the ``sr`` task as well: one set of held-out photos).
+div2k: the first ``limit`` (default 5) of val 0701-0800 and of test 0801-0900 (DIV2K's
+own val and test ids). ``train`` has nothing to train and gives the ``val`` pool, so the
+loader keeps the catalog's loader shape ``fn(root, split, size=..., limit=..., seed=...,
+**options)``. Pairs named with
+``pairs=`` or files given with ``content=``/``style=`` are the user's choice and are used
+as given in every split. The returned :class:`StylePairs` records the split.
 """
 from __future__ import annotations
 
@@ -35,21 +46,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cvloss.data.types import StylePairs, DatasetError
+from cvloss.data.div2k import hr_files
+from cvloss.data.types import StylePairs, DatasetError, check_split
 
 __all__ = [
-    "CONTENT_PHOTOS", "STYLE_TEXTURES", "MIN_STYLE_RATIO", "StylePairs", "load_style_pairs",
+    "CONTENT_PHOTOS", "CONTENT_SPLIT", "STYLE_TEXTURES", "MIN_STYLE_RATIO", "StylePairs", "load_style_pairs",
     "load_pair_files", "procedural_texture", "read_image", "parse_pairs",
 ]
 
 #: scikit-image photos used as content, in pool order.
 CONTENT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
+#: the embedded contents of each split (disjoint val / test; train = val: nothing to train)
+CONTENT_SPLIT = {
+    "train": ("astronaut", "chelsea", "coffee"),
+    "val": ("astronaut", "chelsea", "coffee"),
+    "test": ("rocket", "motorcycle"),
+}
 #: styles: scikit-image's grayscale textures, then procedural colour textures.
 STYLE_TEXTURES = ("brick", "grass", "gravel", "waves", "mosaic")
 PROCEDURAL = ("waves", "mosaic")
 #: a style image's short side must be at least this fraction of the content's short side.
 MIN_STYLE_RATIO = 0.25
-DIV2K_VALID = "DIV2K_valid_HR"
 
 
 # ----------------------------------------------------------------------------- images
@@ -201,7 +218,7 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- loaders
 def _assemble(contents: list[tuple[str, np.ndarray]], styles: list[tuple[str, np.ndarray, bool]],
               pairs: list[tuple[int, int]], size: int, style_size: int, explicit: bool, name: str,
-              real: str | None) -> StylePairs:
+              real: str | None, split: str = "val") -> StylePairs:
     for c, s in pairs:
         _check_style_size(contents[c][1], styles[s][1], contents[c][0], styles[s][0])
     square = len(contents) > 1 or len(styles) > 1
@@ -211,11 +228,12 @@ def _assemble(contents: list[tuple[str, np.ndarray]], styles: list[tuple[str, np
         contents=torch.stack([_fit(img, size, square) for _, img in contents]),
         styles=torch.stack([_fit(img, style_size, square) for _, img, _ in styles]),
         content_names=tuple(n for n, _ in contents), style_names=tuple(n for n, _, _ in styles),
-        pairs=tuple(pairs), explicit=explicit, notes=notes, name=name, real=real,
+        pairs=tuple(pairs), explicit=explicit, notes=notes, name=name, real=real, split=split,
     )
 
 
-def load_pair_files(content: str | Path, style: str | Path, size: int = 128, style_size: int | None = None) -> StylePairs:
+def load_pair_files(content: str | Path, style: str | Path, size: int = 128, style_size: int | None = None,
+                    split: str = "val") -> StylePairs:
     """One pair read from disk (``--set content=PATH --set style=PATH``).
 
     Errors (one line, :class:`DatasetError`): a file that does not exist or is not an
@@ -225,36 +243,32 @@ def load_pair_files(content: str | Path, style: str | Path, size: int = 128, sty
     c_img, _ = read_image(content, "content image")
     s_img, s_gray = read_image(style, "style image")
     return _assemble([(Path(content).name, c_img)], [(Path(style).name, s_img, s_gray)], [(0, 0)],
-                     size, style_size or size, explicit=True, name="files", real=None)
+                     size, style_size or size, explicit=True, name="files", real=None, split=split)
 
 
 def _skimage_contents(names: tuple[str, ...]) -> list[tuple[str, np.ndarray]]:
     return [(n, _to_float_rgb(_skimage_photo(n))[0]) for n in names]
 
 
-def _div2k_contents(root: Path, limit: int | None) -> list[tuple[str, np.ndarray]]:
-    folder = Path(root) / DIV2K_VALID
-    files = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    if not files:
-        raise DatasetError(
-            f"no DIV2K validation photos in {folder}: run `cvloss datasets download div2k` "
-            f"(add --data-dir if you use one)"
-        )
-    files = files[: limit or 5]
+def _div2k_contents(root: Path, split: str, limit: int | None) -> list[tuple[str, np.ndarray]]:
+    # train has nothing to train: it reads val's photos (module docstring)
+    files = hr_files(root, "val" if split == "train" else split)[: limit or 5]
     return [(f.stem, read_image(f, "DIV2K content image")[0]) for f in files]
 
 
 def load_style_pairs(root: str | Path | None, split: str = "val", size: int = 128, limit: int | None = None,
                      seed: int = 0, style_size: int | None = None, pairs: str | None = None,
                      content: str | None = None, style: str | None = None, source: str = "skimage-photos") -> StylePairs:
-    """Load the pool of content/style pairs (see the module docstring for the sources).
+    """Load the pool of content/style pairs of ``split`` (see the module docstring for
+    the sources and the splits).
 
     Args:
         root: ``<data-dir>/<dataset>`` (only read for ``source="div2k"``).
-        split: ``train`` or ``val``; both give the same pool (optimisation has no split).
+        split: ``val`` (tuning contents), ``test`` (reported contents; disjoint from val)
+            or ``train`` (= val: style transfer trains nothing on a dataset).
         size: short side of the contents in px; ``style_size`` that of the styles
             (default ``size``).
-        limit: at most this many contents (the first ones of the pool).
+        limit: at most this many contents (the first ones of the split's pool).
         seed: unused (the embedded pool is fixed; the task draws pairs from it per seed).
         pairs: ``"CONTENT:STYLE,..."`` by name (embedded only): exactly those pairs.
         content, style: paths of one pair on disk (both or neither); win over the rest.
@@ -263,18 +277,17 @@ def load_style_pairs(root: str | Path | None, split: str = "val", size: int = 12
     Returns a :class:`StylePairs`; its ``pairs`` is every content x style combination
     unless pairs were named or files given (``explicit``).
     """
-    if split not in ("train", "val"):
-        raise DatasetError(f"unknown split '{split}'; valid: train, val")
+    check_split(split, "style pairs")
     style_size = style_size or size
     if content is not None or style is not None:
         if content is None or style is None:
             raise DatasetError("give both a content and a style image (--set content=PATH --set style=PATH), or neither")
-        return load_pair_files(content, style, size, style_size)
+        return load_pair_files(content, style, size, style_size, split=split)
     if source == "div2k":
-        contents = _div2k_contents(Path(root) if root is not None else Path("."), limit)
+        contents = _div2k_contents(Path(root) if root is not None else Path("."), split, limit)
         real = None
     elif source == "skimage-photos":
-        names = CONTENT_PHOTOS
+        names = CONTENT_SPLIT[split]
         if pairs is not None:
             wanted = parse_pairs(pairs)
             names = tuple(dict.fromkeys(c for c, _ in wanted))
@@ -294,4 +307,4 @@ def load_style_pairs(root: str | Path | None, split: str = "val", size: int = 12
     else:
         chosen = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
         explicit = False
-    return _assemble(contents, styles, chosen, size, style_size, explicit, source, real)
+    return _assemble(contents, styles, chosen, size, style_size, explicit, source, real, split)

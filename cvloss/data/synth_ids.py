@@ -15,18 +15,21 @@ nuisances:
 * background: a random colour per image;
 * noise: i.i.d. Gaussian, σ ~ U(0.01, 0.05) per image (on [0, 1] intensities).
 
-Identities of the ``train`` and ``val`` splits come from two different seed streams, so
-they are disjoint (the val identities are never seen in training). The val split also
-carries LFW-style verification pairs: its identities are cut into 10 folds (no identity
-in two folds, as in LFW's ``pairs.txt``), and each fold has ``pairs_per_fold`` same pairs
-(two different images of one identity) and as many different pairs (images of two
-identities of the fold), all drawn deterministically from the val stream.
+Identities of the ``train``, ``val`` and ``test`` splits come from three different seed
+streams (``default_rng([seed, stream])`` with the constants of ``_STREAM``: train and val
+as before the test split existed, so their images are unchanged; test 0x7E57, a stream
+no earlier code drew from), so they are disjoint (val and test identities are never seen
+in training). The val and test splits also carry LFW-style verification pairs: their
+identities are cut into 10 folds (no identity in two folds, as in LFW's ``pairs.txt``),
+and each fold has ``pairs_per_fold`` same pairs (two different images of one identity)
+and as many different pairs (images of two identities of the fold), all drawn
+deterministically from the split's stream.
 
 Everything is rendered vectorised in numpy (a few thousand 32×32 images in well under a
 second) and returned as :class:`IdentityData`, which the LFW loader returns as well.
 """
 from __future__ import annotations
-from cvloss.data.types import DatasetError, IdentityData
+from cvloss.data.types import DatasetError, IdentityData, check_split
 
 from pathlib import Path
 from typing import Literal
@@ -36,8 +39,8 @@ import torch
 
 N_FOLDS = 10
 # Defaults per split: (identities, images per identity, pairs of each kind per fold).
-DEFAULTS = {"train": (200, 8, 0), "val": (100, 6, 30)}
-_STREAM = {"train": 0x1D5, "val": 0x7A1}  # seed streams: train and val identities differ
+DEFAULTS = {"train": (200, 8, 0), "val": (100, 6, 30), "test": (100, 6, 30)}
+_STREAM = {"train": 0x1D5, "val": 0x7A1, "test": 0x7E57}  # seed streams: the splits' identities differ
 
 
 # ---------------------------------------------------------------- rendering
@@ -142,7 +145,7 @@ def _pairs(rng: np.random.Generator, labels: np.ndarray, n_ids: int, per_fold: i
     """LFW-style pairs: identities split into 10 disjoint folds; per fold ``per_fold``
     same pairs and ``per_fold`` different pairs, drawn from that fold's identities."""
     if n_ids < 2 * N_FOLDS:
-        raise DatasetError(f"synth-ids val needs at least {2 * N_FOLDS} identities for 10 folds; got {n_ids}")
+        raise DatasetError(f"synth-ids val and test need at least {2 * N_FOLDS} identities for 10 folds; got {n_ids}")
     by_id = [np.flatnonzero(labels == i) for i in range(n_ids)]
     fold_of = rng.permutation(n_ids) % N_FOLDS
     pairs, same, folds = [], [], []
@@ -158,20 +161,19 @@ def _pairs(rng: np.random.Generator, labels: np.ndarray, n_ids: int, per_fold: i
     return np.array(pairs, dtype=np.int64), np.array(same), np.array(folds, dtype=np.int64)
 
 
-def synth_ids(split: Literal["train", "val"], size: int = 32, n_ids: int | None = None, per_id: int | None = None,
+def synth_ids(split: Literal["train", "val", "test"], size: int = 32, n_ids: int | None = None, per_id: int | None = None,
               pairs_per_fold: int | None = None, seed: int = 0) -> IdentityData:
     """Generate a ``synth-ids`` split.
 
     Args:
-        split: ``"train"`` (no pairs) or ``"val"`` (with 10-fold verification pairs);
-            their identities are disjoint.
+        split: ``"train"`` (no pairs), ``"val"`` or ``"test"`` (with 10-fold verification
+            pairs); their identities are disjoint.
         size: image side in pixels (≥ 16).
         n_ids, per_id: identities and images per identity (defaults 200 × 8 / 100 × 6).
-        pairs_per_fold: same pairs per fold, as many different ones (val; default 30).
+        pairs_per_fold: same pairs per fold, as many different ones (val, test; default 30).
         seed: generation seed; a different seed draws different identities.
     """
-    if split not in DEFAULTS:
-        raise DatasetError(f"unknown split {split!r}; valid: train, val")
+    check_split(split, "synth-ids")
     d_ids, d_per, d_pairs = DEFAULTS[split]
     n_ids, per_id = int(n_ids or d_ids), int(per_id or d_per)
     pairs_per_fold = int(pairs_per_fold or d_pairs)
@@ -182,14 +184,14 @@ def synth_ids(split: Literal["train", "val"], size: int = 32, n_ids: int | None 
     labels = np.repeat(np.arange(n_ids), per_id)
     images = _render(templates, labels, rng, size)
     kw = {}
-    if split == "val":
+    if split != "train":
         pairs, same, folds = _pairs(rng, labels, n_ids, pairs_per_fold)
         kw = {"pairs": torch.from_numpy(pairs), "same": torch.from_numpy(same), "folds": torch.from_numpy(folds)}
     names = tuple(f"{split}_{i:04d}" for i in range(n_ids))
     return IdentityData(torch.from_numpy(images), torch.from_numpy(labels).long(), names, "synth-ids", real="lfw", **kw)
 
 
-def load_synth_ids(root: Path | None, split: Literal["train", "val"], size: int = 32, limit: int | None = None,
+def load_synth_ids(root: Path | None, split: Literal["train", "val", "test"], size: int = 32, limit: int | None = None,
                    seed: int = 0, n_ids: int | None = None, per_id: int | None = None,
                    pairs_per_fold: int | None = None) -> IdentityData:
     """Catalog loader of ``synth-ids``; ``root`` unused. ``limit`` caps the number of

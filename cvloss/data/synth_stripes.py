@@ -17,7 +17,9 @@ L1 = 0 on them. (On horse2zebra no such target exists; FID/KID stand in.)
 Splits: ``train`` draws the A scenes and the B scenes from two independent seed streams
 (unpaired: ``a[i]`` and ``b[i]`` show different scenes, as in CycleGAN's data); ``val``
 renders the SAME scene ``i`` in both domains (``paired=True``): ``b[i]`` is the ground
-truth of ``G(a[i])``, used only for evaluation. Every image is a deterministic function of
+truth of ``G(a[i])``, used only for evaluation; ``test`` is paired like ``val``, from a
+stream of its own (stream 3 of the spawn key: no earlier code drew from it; the streams
+0-2 of train and val are unchanged). Every image is a deterministic function of
 ``(seed, split, domain stream, index)`` via ``numpy.random.SeedSequence``, so ``limit=16``
 gives exactly the first 16 images of the full split.
 
@@ -33,16 +35,15 @@ import torch
 from scipy import ndimage
 
 from cvloss.data.horse2zebra import TranslateData
-from cvloss.data.types import DatasetError
+from cvloss.data.types import DatasetError, check_split
 
 __all__ = ["DEFAULT_N", "DOMAINS", "TranslateData", "load_synth_stripes", "render_scene", "synth_stripes"]
 
-DEFAULT_N = {"train": 400, "val": 64}
+DEFAULT_N = {"train": 400, "val": 64, "test": 64}
 DOMAINS = ("plain", "striped")
-_SPLIT_CODE = {"train": 0, "val": 1}
 _DATASET_CODE = 6  # keeps these streams apart from every other synthetic dataset's
-# Stream 0: train domain A; 1: train domain B; 2: val (paired) scenes.
-_STREAM = {("train", "A"): 0, ("train", "B"): 1, ("val", "A"): 2, ("val", "B"): 2}
+# Stream 0: train domain A; 1: train domain B; 2: val (paired) scenes; 3: test (paired) scenes.
+_STREAM = {("train", "A"): 0, ("train", "B"): 1, ("val", "A"): 2, ("val", "B"): 2, ("test", "A"): 3, ("test", "B"): 3}
 
 
 def _rng(seed: int, stream: int, i: int) -> np.random.Generator:
@@ -100,15 +101,15 @@ def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
-def synth_stripes(split: Literal["train", "val"], size: int = 32, n: int | None = None, seed: int = 0,
+def synth_stripes(split: Literal["train", "val", "test"], size: int = 32, n: int | None = None, seed: int = 0,
                   period: float | None = None, angle: float = np.pi / 4) -> TranslateData:
     """Generate a split of ``synth-stripes``.
 
     Args:
-        split: ``"train"`` (unpaired, independent A and B scenes) or ``"val"`` (paired:
-            ``b[i]`` is scene ``i`` of ``a[i]`` with stripes).
+        split: ``"train"`` (unpaired, independent A and B scenes), ``"val"`` or ``"test"``
+            (paired: ``b[i]`` is scene ``i`` of ``a[i]`` with stripes; disjoint streams).
         size: image side in pixels (>= 16).
-        n: images per domain (default 400 train / 64 val).
+        n: images per domain (default 400 train / 64 val / 64 test).
         seed: base seed.
         period: stripe period in pixels (default ``size / 6``; >= 2).
         angle: stripe direction in radians (default π/4).
@@ -116,8 +117,7 @@ def synth_stripes(split: Literal["train", "val"], size: int = 32, n: int | None 
     Returns:
         :class:`TranslateData` with ``a``, ``b`` ``(n, 3, size, size)`` uint8.
     """
-    if split not in _SPLIT_CODE:
-        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(_SPLIT_CODE)}")
+    check_split(split, "synth-stripes")
     if size < 16:
         raise DatasetError(f"size must be >= 16 pixels, got {size}")
     n = DEFAULT_N[split] if n is None else int(n)
@@ -131,7 +131,7 @@ def synth_stripes(split: Literal["train", "val"], size: int = 32, n: int | None 
         stream = _STREAM[(split, dom)]
         scenes = [_scene(_rng(seed, stream, i)) for i in range(n)]
         domains[dom] = _to_tensor([render_scene(s, size, striped, period, angle) for s in scenes])
-    return TranslateData(a=domains["A"], b=domains["B"], paired=split == "val", domains=DOMAINS,
+    return TranslateData(a=domains["A"], b=domains["B"], paired=split != "train", domains=DOMAINS,
                          name="synth-stripes", real="horse2zebra")
 
 

@@ -3,8 +3,10 @@
 Both are deterministic functions of ``(seed, split, index)``: image ``i`` of a split comes
 from its own numpy ``Generator`` seeded with ``SeedSequence(seed, spawn_key=(dataset,
 split, i))``. So the same seed gives identical tensors, a different seed different ones,
-train and val come from different streams (disjoint), and ``n=16`` gives exactly the first
-16 images of ``n=160``.
+train, val and test come from different streams (disjoint), and ``n=16`` gives exactly
+the first 16 images of ``n=160``. Split codes in the spawn key: train 0, val 1 (both as
+before the test split existed: their images are unchanged), test 2 (a key no earlier
+code drew from, so no budget was tuned on it).
 
 * :func:`synth_pets` imitates Oxford-IIIT Pet trimaps: one large textured star-shaped blob
   (the "pet") on a textured background with small distractor blobs, classes
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from cvloss.data.types import DatasetError, SegData
+from cvloss.data.types import DatasetError, SegData, check_split
 
 __all__ = [
     "PETS_CLASSES", "VESSEL_CLASSES", "DEFAULT_N", "synth_pets", "synth_vessels",
@@ -35,14 +37,13 @@ __all__ = [
 
 PETS_CLASSES = ("background", "pet", "border")
 VESSEL_CLASSES = ("background", "vessel")
-DEFAULT_N = {"train": 160, "val": 48}
-_SPLIT_CODE = {"train": 0, "val": 1}
+DEFAULT_N = {"train": 160, "val": 48, "test": 48}
+_SPLIT_CODE = {"train": 0, "val": 1, "test": 2}  # test: a new stream, see the module docstring
 _DATASET_CODE = {"synth-pets": 1, "synth-vessels": 2}
 
 
 def _rngs(dataset: str, split: str, n: int | None, seed: int) -> list[np.random.Generator]:
-    if split not in _SPLIT_CODE:
-        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(_SPLIT_CODE)}")
+    check_split(split, dataset)
     n = DEFAULT_N[split] if n is None else int(n)
     if n < 1:
         raise DatasetError(f"n must be >= 1, got {n}")
@@ -136,13 +137,13 @@ def _pet_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     return _to_uint8(img), mask
 
 
-def synth_pets(split: Literal["train", "val"], size: int = 64, n: int | None = None, seed: int = 0) -> SegData:
+def synth_pets(split: Literal["train", "val", "test"], size: int = 64, n: int | None = None, seed: int = 0) -> SegData:
     """Synthetic pets-like trimaps (stand-in for Oxford-IIIT Pet, ``real="oxford-pets"``).
 
     Args:
-        split: ``"train"`` or ``"val"`` (disjoint seed streams).
+        split: ``"train"``, ``"val"`` or ``"test"`` (disjoint seed streams).
         size: image side in pixels (>= 16).
-        n: number of images (default 160 train / 48 val).
+        n: number of images (default 160 train / 48 val / 48 test).
         seed: base seed; image ``i`` depends only on ``(seed, split, i)``.
 
     Returns:
@@ -270,7 +271,7 @@ def _vessel_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.
     return _to_uint8(img), vessel.astype(np.int64)
 
 
-def synth_vessels(split: Literal["train", "val"], size: int = 64, n: int | None = None, seed: int = 0) -> SegData:
+def synth_vessels(split: Literal["train", "val", "test"], size: int = 64, n: int | None = None, seed: int = 0) -> SegData:
     """Synthetic thin vessels (stand-in for retinal vessel sets such as DRIVE, which we do
     not ship; ``real=None``).
 
@@ -291,13 +292,13 @@ def synth_vessels(split: Literal["train", "val"], size: int = 64, n: int | None 
 
 
 # ----------------------------------------------------------------------------- catalog loaders
-def load_synth_pets(root: Path | None, split: Literal["train", "val"], size: int = 64,
+def load_synth_pets(root: Path | None, split: Literal["train", "val", "test"], size: int = 64,
                     limit: int | None = None, seed: int = 0) -> SegData:
-    """Catalog loader of ``synth-pets``: ``limit`` images (default 160 / 48); ``root`` unused."""
+    """Catalog loader of ``synth-pets``: ``limit`` images (default 160 / 48 / 48); ``root`` unused."""
     return synth_pets(split, size=size, n=limit, seed=seed)
 
 
-def load_synth_vessels(root: Path | None, split: Literal["train", "val"], size: int = 64,
+def load_synth_vessels(root: Path | None, split: Literal["train", "val", "test"], size: int = 64,
                        limit: int | None = None, seed: int = 0) -> SegData:
-    """Catalog loader of ``synth-vessels``: ``limit`` images (default 160 / 48); ``root`` unused."""
+    """Catalog loader of ``synth-vessels``: ``limit`` images (default 160 / 48 / 48); ``root`` unused."""
     return synth_vessels(split, size=size, n=limit, seed=seed)

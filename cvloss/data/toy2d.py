@@ -10,20 +10,29 @@ is infinite and a training "epoch" is just a fixed number of steps):
   2), isotropic σ = 0.05 (Srivastava et al. 2017, VEEGAN; PacGAN's 2D-grid).
 
 Every component has the same weight 1/K, so the target distribution over modes is uniform.
+
+Splits: the three splits describe the same mixture (the data is infinite); what differs
+is the stream their samples come from. ``train`` batches are drawn by the trainer from
+its epoch generator; :meth:`Mixture2D.reference` draws a split's fixed sample from
+``torch.Generator().manual_seed(REFERENCE_SEEDS[split])``: ``val`` = 12345, the seed of
+the gan task's fixed real sample before the test split existed (the same points), and
+``test`` = 12345 + 0x7E57, a seed no earlier code used.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from cvloss.data.types import DatasetError
+from cvloss.data.types import check_split
 
-__all__ = ["Mixture2D", "ring8", "grid25", "load_ring8", "load_grid25"]
+__all__ = ["REFERENCE_SEEDS", "Mixture2D", "ring8", "grid25", "load_ring8", "load_grid25"]
 
-_SPLITS = ("train", "val")
+#: seed of each split's fixed reference sample (see the module docstring); train's is
+#: for completeness (training batches come from the trainer's generator).
+REFERENCE_SEEDS = {"train": 0x7121, "val": 12345, "test": 12345 + 0x7E57}
 
 
 @dataclass(frozen=True)
@@ -35,12 +44,14 @@ class Mixture2D:
         sigma: the common standard deviation σ (> 0).
         name: catalog name (``"ring8"``, ``"grid25"``).
         description: one line: layout, spacing, σ.
+        split: the split it was loaded as; picks the stream of :meth:`reference`.
     """
 
     centers: torch.Tensor
     sigma: float
     name: str
     description: str = ""
+    split: str = "train"
 
     def __post_init__(self) -> None:
         c = self.centers
@@ -67,6 +78,15 @@ class Mixture2D:
         return self.centers.to(device)[idx] + self.sigma * noise
 
 
+    def reference(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The split's fixed sample ``(n, 2)`` float32: :meth:`sample` from a CPU
+        generator seeded with ``REFERENCE_SEEDS[self.split]`` (then moved to ``device``),
+        so the same split always gives the same points and the splits' points differ."""
+        g = torch.Generator().manual_seed(REFERENCE_SEEDS[check_split(self.split, self.name)])
+        points = self.sample(n, g)
+        return points.to(device) if device is not None else points
+
+
 def ring8(radius: float = 2.0, sigma: float = 0.02, k: int = 8) -> Mixture2D:
     """``k`` Gaussians on a circle of ``radius``, the first at angle 0 (Metz et al. 2017)."""
     angles = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
@@ -85,20 +105,12 @@ def grid25(spacing: float = 2.0, sigma: float = 0.05, side: int = 5) -> Mixture2
                      f"{side * side} Gaussians on a {side}x{side} grid at {lo:g}..{hi:g} step {spacing:g}, sigma {sigma:g}")
 
 
-def _check_split(split: str) -> None:
-    if split not in _SPLITS:
-        raise DatasetError(f"unknown split '{split}'; valid: {', '.join(_SPLITS)}")
-
-
 def load_ring8(root: str | Path | None = None, split: str = "train") -> Mixture2D:
-    """Catalog loader of ``ring8``. Both splits describe the same mixture (the data is
-    infinite: training and evaluation draw from different generator streams); ``root``
-    is ignored (embedded)."""
-    _check_split(split)
-    return ring8()
+    """Catalog loader of ``ring8``: the mixture, marked with ``split`` (its
+    :meth:`~Mixture2D.reference` stream); ``root`` is ignored (embedded)."""
+    return replace(ring8(), split=check_split(split, "ring8"))
 
 
 def load_grid25(root: str | Path | None = None, split: str = "train") -> Mixture2D:
     """Catalog loader of ``grid25`` (see :func:`load_ring8`)."""
-    _check_split(split)
-    return grid25()
+    return replace(grid25(), split=check_split(split, "grid25"))

@@ -17,17 +17,35 @@ class DatasetError(CvlossError, ValueError):
     archive, unreachable URL). The message is one line and says what to do next."""
 
 
+#: The three splits of every dataset: ``train`` (fit the model), ``val`` (every choice:
+#: tuning, thresholds, early stopping, learning curves) and ``test`` (read only for a
+#: trial's final evaluation and the untrained model's). Pairwise disjoint for every dataset.
+SPLITS = ("train", "val", "test")
+
+
+def check_split(split: str, dataset: str) -> str:
+    """Return ``split`` if it is one of :data:`SPLITS`, else raise the one-line
+    :class:`DatasetError` every loader gives (``dataset`` names the loader's set)."""
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split '{split}' for {dataset}; valid: {', '.join(SPLITS)}")
+    return split
+
+
 @dataclass
 class SegData:
     """A whole segmentation split held in memory (the reference datasets are small).
 
     Attributes:
         images: ``(N, 3, H, W)`` ``torch.uint8`` RGB in [0, 255].
-        masks: ``(N, H, W)`` ``torch.int64`` class ids in ``[0, K)``, ``K = len(class_names)``.
+        masks: ``(N, H, W)`` ``torch.int64`` class ids in ``[0, K)``, ``K = len(class_names)``,
+            or ``ignore_index`` (void pixels, no class).
         class_names: name of each class id, e.g. ``("background", "pet", "border")``.
         name: catalog name of the dataset (``"oxford-pets"``, ``"synth-pets"``, ...).
         real: for an embedded stand-in, the catalog name of the real dataset it imitates
             (``"oxford-pets"``); ``None`` for a real dataset or one with no real twin here.
+        ignore_index: the id of pixels that belong to no class (a folder dataset's
+            ``classes.txt`` declares it, e.g. 255), to be passed on as the losses' and
+            metrics' ``ignore_index``; ``None``: every pixel has a class.
     """
 
     images: torch.Tensor
@@ -35,6 +53,7 @@ class SegData:
     class_names: tuple[str, ...]
     name: str
     real: str | None = None
+    ignore_index: int | None = None
 
     def __post_init__(self) -> None:
         im, mk = self.images, self.masks
@@ -54,10 +73,13 @@ class SegData:
         k = len(self.class_names)
         if k < 2:
             raise DatasetError(f"SegData needs at least 2 class names, got {self.class_names!r}")
-        if mk.numel() and (int(mk.min()) < 0 or int(mk.max()) >= k):
+        if self.ignore_index is not None and 0 <= self.ignore_index < k:
+            raise DatasetError(f"SegData.ignore_index {self.ignore_index} is a class id (classes 0-{k - 1})")
+        ids = mk[mk != self.ignore_index] if self.ignore_index is not None else mk
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= k):
             raise DatasetError(
                 f"SegData.masks values must lie in [0, {k}) for classes {self.class_names}, "
-                f"got range [{int(mk.min())}, {int(mk.max())}]"
+                f"got range [{int(ids.min())}, {int(ids.max())}]"
             )
 
     def __len__(self) -> int:
@@ -205,6 +227,9 @@ class StylePairs:
         notes: human-readable remarks (grayscale conversion), shown in ``describe_data``.
         name: catalog name of the source (``skimage-photos``, ``files``, ``div2k``).
         real: the real dataset an embedded source stands in for (``div2k``), else ``None``.
+        split: the split the pool was loaded as (``train`` / ``val``: the tuning contents,
+            ``test``: the reported ones; see :mod:`cvloss.data.style_pairs`); pairs given
+            by name or by file are used as given whatever the split.
     """
 
     contents: torch.Tensor
@@ -216,6 +241,7 @@ class StylePairs:
     notes: tuple[str, ...] = field(default_factory=tuple)
     name: str = "skimage-photos"
     real: str | None = "div2k"
+    split: str = "val"
 
     def __post_init__(self) -> None:
         for what, t, names in (("contents", self.contents, self.content_names), ("styles", self.styles, self.style_names)):

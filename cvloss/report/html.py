@@ -13,12 +13,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from cvloss.errors import UsageError
 from cvloss.report.style import HATCHES, loss_style, metric_unit
-from cvloss.report.tables import LEGEND, comparison_table, difference_rows, verdict_lines
-from cvloss.io import file_inside, write_csv, write_text
+from cvloss.report.tables import (ITT_LEGEND, LEGEND, comparison_table, compute_columns, difference_rows, fmt,
+                                  has_failures, provenance_lines, success_text, verdict_lines)
+from cvloss.io import file_inside, read_comparison, write_csv, write_text
 from cvloss.report.latex import report_latex
 from cvloss.report.runs import merge_run_files
-from cvloss.report.markdown import _budget_line, comparison_title, group_by_task_dataset, load_comparisons, \
+from cvloss.report.markdown import _budget_line, comparison_title, find_comparisons, group_by_task_dataset, load_comparisons, \
     markdown_report, plot_title
 
 CSS = """
@@ -107,18 +109,25 @@ def _table_open(n_columns: int) -> str:
     return f'<div class="tablewrap"><table{" class=wide" if n_columns > 8 else ""}>'
 
 
-def comparison_table_html(result: dict[str, Any]) -> str:
+def comparison_table_html(result: dict[str, Any], analysis: str = "completed") -> str:
     """The marked comparison table as an HTML ``<table>`` (all-n/a columns left out; see
-    :func:`shown_metrics`)."""
+    :func:`shown_metrics`): completed trials, or ``analysis="itt"`` (intent to treat)."""
     metrics, _ = shown_metrics(result)
     heads = "".join(f'<th title="{escape(metric_unit(m) or m)}">{escape(m)} '
                     f'{"↑" if result["directions"].get(m, True) else "↓"}</th>' for m in metrics)
     timed = "compute" in result
-    time_head = '<th title="wall time of a trial, seconds (mean ± 95% CI)">time/trial s</th>' if timed else ""
-    out = [f'{_table_open(len(metrics))}<thead><tr><th class="name">loss</th><th>runs</th>{time_head}{heads}'
-           '</tr></thead><tbody>']
-    for row in comparison_table(result):
-        time_cell = f"<td>{escape(row['time'])}</td>" if timed else ""
+    extra_cols = compute_columns(result)
+    time_head = ('<th title="wall time of a trial, seconds (mean ± 95% CI)">time/trial s</th>'
+                 + "".join(f"<th>{escape(c)}</th>" for c in extra_cols)) if timed else ""
+    success = "success" in result
+    success_head = '<th title="share of seeds that finished without failing">success</th>' if success else ""
+    out = [f'{_table_open(len(metrics))}<thead><tr><th class="name">loss</th><th>runs</th>{success_head}{time_head}'
+           f'{heads}</tr></thead><tbody>']
+    for row in comparison_table(result, analysis):
+        time_cell = (f"<td>{escape(row['time'])}</td>" + "".join(f"<td>{escape(row['compute'].get(c, ''))}</td>"
+                                                                for c in extra_cols)) if timed else ""
+        if success:
+            time_cell = f"<td>{'' if row['reference'] else escape(success_text(result, row['loss']))}</td>" + time_cell
         if row["reference"]:
             name = f"{escape(row['loss'])} (reference)"
             out.append(f'<tr class="ref"><td class="name">{name}</td><td>{escape(row["runs"])}</td>{time_cell}')
@@ -139,8 +148,8 @@ def comparison_table_html(result: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def difference_table_html(result: dict[str, Any]) -> str:
-    rows = difference_rows(result, markdown=False)
+def difference_table_html(result: dict[str, Any], analysis: str = "completed") -> str:
+    rows = difference_rows(result, markdown=False, analysis=analysis)
     if not rows:
         return ""
     metrics, _ = shown_metrics(result)
@@ -187,6 +196,19 @@ def _comparison_section(r: dict[str, Any]) -> str:
                      "(Δ ± 95% CI over seeds; p adjusted for the many tests where the comparison has it; d_z; "
                      "P(better)):</p>")
         parts.append(difference_table_html(r))
+    notes = provenance_lines(r)
+    if notes:
+        parts.append("<ul class=\"muted\">" + "".join(f"<li>{escape(line.replace('`', ''))}</li>" for line in notes)
+                     + "</ul>")
+    if has_failures(r) and "itt" in r:
+        parts += [f"<h4>Intent to treat</h4><p class=\"muted\">{escape(ITT_LEGEND)}</p>",
+                  comparison_table_html(r, "itt")]
+        parts.append("<ul>" + "".join(f"<li>{escape(line.replace('`', ''))}</li>" for line in verdict_lines(r, "itt"))
+                     + "</ul>")
+        if len(r["losses"]) > 1:
+            parts.append(difference_table_html(r, "itt"))
+    if r.get("tuning"):
+        parts.append(_tuning_html(r))
     for key, name in r["plots"].items():
         path = file_inside(cmp_dir, name)  # checked again where the bytes are read
         if path is None:
@@ -196,6 +218,23 @@ def _comparison_section(r: dict[str, Any]) -> str:
                      "</figcaption></figure>")
     parts.append(f'<p class="muted">Reproduce:</p><pre>{escape(r["_command"])}</pre></section>')
     return "\n".join(parts)
+
+
+def _tuning_html(r: dict[str, Any]) -> str:
+    """The search record of a tuned comparison: what was searched and what won per loss."""
+    t = r["tuning"]
+    rows = "".join(
+        f"<tr><td class=\"name\">{swatch(spec)}<code>{escape(spec)}</code></td>"
+        f"<td>{escape(', '.join(f'{k}={v}' for k, v in rec['chosen'].items()))}</td>"
+        f"<td>{escape(fmt(rec['val_scores'][rec['chosen_index']]))}</td><td>{escape(fmt(rec['cost_s'], 3))}</td>"
+        f"<td>{escape('; '.join(rec['flags']) or '—')}</td></tr>"
+        for spec, rec in ((s, t["losses"][s]) for s in r["losses"]))
+    return (f"<h4>Tuning (selected on val, reported on test above)</h4><p class=\"muted\">Space "
+            f"<code>{escape('; '.join(t['space']))}</code>; {t['trials']} trials per loss, the same candidates for "
+            f"every loss ({escape(t['sampler'])} search, sampler seed {t['sampler_seed']}), tuning seeds "
+            f"{escape(t['tuning_seeds'])}, scored by {escape(t['metric'])} on val; the test split was not read.</p>"
+            f'{_table_open(5)}<thead><tr><th class="name">loss</th><th>chosen</th><th>val {escape(t["metric"])}</th>'
+            f"<th>search cost s</th><th>flags</th></tr></thead><tbody>{rows}</tbody></table></div>")
 
 
 def _legend_html() -> str:
@@ -256,10 +295,36 @@ def html_report(results: list[dict[str, Any]], root: Path) -> str:
 __all__ = ["html_report", "comparison_table_html", "data_uri", "swatch", "HATCHES"]
 
 
-def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[str, Path]:
+def check_pooling(root: Path, allow_mixed: bool) -> None:
+    """Refuse (one line) a report that would put side by side comparisons made by
+    different code, torch versions or thread counts -- or one comparison that pooled such
+    trials -- unless ``allow_mixed``; comparisons written before provenance was recorded
+    count as one "unrecorded" combination."""
+    if allow_mixed:
+        return
+    combos: dict[tuple[str, str, str], str] = {}
+    for path in find_comparisons(root):
+        r = read_comparison(path)
+        prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
+        name = path.parent.relative_to(root).as_posix()
+        if prov.get("mixed"):
+            raise UsageError(f"{name} pools trials of different code, torch versions or thread counts; "
+                             f"pass --allow-mixed to report it anyway")
+        for c in prov.get("combinations") or [{"source": "unrecorded", "torch": "unrecorded", "threads": "unrecorded"}]:
+            if isinstance(c, dict):
+                combos.setdefault((str(c.get("source")), str(c.get("torch")), str(c.get("threads"))), name)
+    if len(combos) > 1:
+        parts = "; ".join(f"{name}: source {k[0]}, torch {k[1]}, {k[2]} threads" for k, name in combos.items())
+        raise UsageError(f"the comparisons under {root} were made by different code, torch versions or thread counts "
+                         f"({parts}); rerun them with one version, report them separately, or pass --allow-mixed")
+
+
+def write_reports(root: Path, html: bool = True, replot: bool = True, allow_mixed: bool = False) -> dict[str, Path]:
     """Write ``<root>/REPORT.md``, ``tables.tex``, ``runs.csv`` and (``html``)
-    ``<root>/report.html``; returns their paths by kind (``md``, ``tex``, ``runs``, ``html``)."""
+    ``<root>/report.html``; returns their paths by kind (``md``, ``tex``, ``runs``, ``html``).
+    Comparisons of different code are refused unless ``allow_mixed`` (:func:`check_pooling`)."""
     root = Path(root)
+    check_pooling(root, allow_mixed)  # before any plot is redrawn: a refusal writes nothing
     results = load_comparisons(root, replot=replot)
     out = {"md": root / "REPORT.md", "tex": root / "tables.tex", "runs": root / "runs.csv"}
     write_text(out["md"], markdown_report(results, root))

@@ -414,4 +414,45 @@ def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         made["curves"] = "curves.png"
     if samples_plot(result, out_dir / "samples.png"):
         made["samples"] = "samples.png"
+    if result.get("tuning"):
+        if tuning_plot(result, out_dir / "tuning.png"):
+            made["tuning"] = "tuning.png"
     return made
+
+
+def tuning_plot(result: dict[str, Any], path: Path) -> bool:
+    """A tuned comparison's search (``result["tuning"]``, :mod:`cvloss.run.tune`): val
+    score against each tuned numeric parameter, one panel per parameter, one series per
+    loss, the chosen candidate ringed, a log axis for ``log`` ranges. Val score against each tuned numeric parameter; False (nothing drawn) when the
+    comparison was not tuned or tuned only categorical choices."""
+    t = result.get("tuning")
+    if not t:
+        return False
+    losses = result["losses"]
+    first = t["losses"][losses[0]]["candidates"]
+    params = [p for p in (first[0] if first else {}) if all(isinstance(c[p], (int, float)) for s in losses
+                                                           for c in t["losses"][s]["candidates"])]
+    if not params:
+        return False
+    log = {d.split("=", 1)[0] for d in t["space"] if d.split("=", 1)[1].startswith("log(")}
+    fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params) + 0.4, 3.0), squeeze=False)
+    for ax, name in zip(axes[0], params):
+        for spec in losses:
+            rec, style = t["losses"][spec], loss_style(spec)
+            pts = [(c[name], s) for c, s in zip(rec["candidates"], rec["val_scores"]) if s is not None and math.isfinite(s)]
+            if pts:
+                xs, ys = zip(*sorted(pts))
+                ax.plot(xs, ys, marker=style["marker"], color=style["color"], linestyle="none", label=spec)
+            best = rec["val_scores"][rec["chosen_index"]]
+            if best is not None:
+                ax.plot([rec["chosen"][name]], [best], marker="o", markersize=12, markerfacecolor="none",
+                        color=style["color"])
+        if name in log:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(f"val {t['metric']}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle("Tuning: val score of every candidate (ringed: chosen)", fontsize=9)
+    save_figure(fig, path)
+    return True

@@ -9,11 +9,12 @@ import csv
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-# What the final numbers of today's trials are measured on (the protocol issue adds a
-# held-out test split; until then the final evaluation reads the validation split).
-FINAL_SPLIT = "val"
+# What the final numbers are measured on: the held-out test split, read once per trial
+# after its last epoch (learning curves and every choice use val).
+FINAL_SPLIT = "test"
 KEYS = ("task", "dataset", "budget", "split", "loss", "seed", "status")
-COMPUTE = ("train_time_s", "epochs")
+COMPUTE = ("train_time_s", "epochs", "steps", "step_time_s", "peak_mem_mib", "peak_mem_how", "generator_updates",
+           "discriminator_updates")
 
 
 def run_rows(result: Mapping[str, Any], summaries: Mapping[str, list[dict[str, Any] | None]],
@@ -30,6 +31,8 @@ def run_rows(result: Mapping[str, Any], summaries: Mapping[str, list[dict[str, A
             metrics = s.get("metrics") or {}
             row.update({m: metrics.get(m) for m in result["metrics"]})
             row.update({k: s.get(k) for k in COMPUTE})
+            untrained = s.get("untrained") or {}
+            row.update({f"untrained_{m}": untrained.get(m) for m in result["metrics"]})
             row["commit"] = commits[loss][i]
             rows.append(row)
     return rows

@@ -22,6 +22,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from cvloss.report.text import fmt, markdown_table
+from cvloss.report.tuning import tuning_markdown
+
 ALPHA = 0.05
 ALPHA_STRONG = 0.01
 
@@ -30,28 +33,34 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def fmt(x: float | None, digits: int = 4) -> str:
-    """4 significant digits, scientific for large magnitudes; ``n/a`` for None/NaN."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.3e}"
-
-
 _fmt = fmt  # old private name
 
 
-def _by_loss(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+def _by_loss(result: dict[str, Any], analysis: str = "completed") -> dict[str, dict[str, dict[str, Any]]]:
+    """``{loss: {metric: row}}`` of one analysis (``completed`` or ``itt``; reference rows
+    and the rows of comparisons written before analyses existed go with either)."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for row in result["rows"]:
-        table.setdefault(row["loss"], {})[row["metric"]] = row
+        if row.get("analysis", analysis) in (analysis, "reference"):
+            table.setdefault(row["loss"], {})[row["metric"]] = row
     return table
 
 
-def best_losses(result: dict[str, Any], metric: str) -> set[str]:
+FAILURES = ("diverged", "collapsed", "crashed", "missing")
+
+
+def has_failures(result: dict[str, Any]) -> bool:
+    """Whether any trial of the comparison failed (diverged, collapsed, crashed): then
+    the intent-to-treat table differs from the completed-trials one."""
+    return any(s in ("diverged", "collapsed", "crashed") for runs in result["status"].values() for s in runs)
+
+
+def best_losses(result: dict[str, Any], metric: str, analysis: str = "completed") -> set[str]:
     """The loss(es) with the best mean of ``metric``; references never count. Empty when
     there is a single loss (nothing to compare) or no finite mean."""
     if "best" in result:  # corrected: a winner only when it beats every other loss
-        winner = (result["best"] or {}).get(metric)
+        best = result["best"] if analysis == "completed" else (result.get("itt") or {}).get("best")
+        winner = (best or {}).get(metric)
         return {winner} if winner else set()
     refs = set(result.get("references") or [])
     rows = [r for r in result["rows"] if r["metric"] == metric and r["loss"] in result["losses"]
@@ -84,7 +93,7 @@ def runs_text(result: dict[str, Any], loss: str) -> str:
     status = result["status"].get(loss, [])
     done = sum(s == "done" for s in status)
     text = f"{done}/{len(status)}"
-    for state in ("diverged", "collapsed", "crashed", "missing"):
+    for state in FAILURES:
         count = sum(s == state for s in status)
         if count:
             text += f" ({count} {state})"
@@ -97,15 +106,16 @@ _runs_cell = runs_text
 def flags(result: dict[str, Any], loss: str) -> list[str]:
     """States that left trials out of the means: ``["1 diverged", ...]``."""
     status = result["status"].get(loss, [])
-    return [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "crashed", "missing") if k in status]
+    return [f"{sum(s == k for s in status)} {k}" for k in FAILURES if k in status]
 
 
-def comparison_table(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Structured rows: ``{"loss", "reference", "runs", "flags", "cells": {metric: cell}}``
-    with ``cell = {"mean", "ci95", "n", "text", "best", "sig", "p_value", "diff"}``;
-    losses first (in comparison order, baseline first), then references."""
-    table = _by_loss(result)
-    best = {m: best_losses(result, m) for m in result["metrics"]}
+def comparison_table(result: dict[str, Any], analysis: str = "completed") -> list[dict[str, Any]]:
+    """Structured rows: ``{"loss", "reference", "runs", "flags", "cells": {metric: cell},
+    "compute": {column: text}}`` with ``cell = {"mean", "ci95", "n", "text", "best", "sig",
+    "p_value", "diff"}``; losses first (in comparison order, baseline first), then
+    references. ``analysis``: ``completed`` (finished trials) or ``itt`` (intent to treat)."""
+    table = _by_loss(result, analysis)
+    best = {m: best_losses(result, m, analysis) for m in result["metrics"]}
     out = []
     refs = [r for r in (result.get("references") or []) if r not in result["losses"]]
     for loss in list(result["losses"]) + refs:
@@ -116,7 +126,7 @@ def comparison_table(result: dict[str, Any]) -> list[dict[str, Any]]:
             n = r["n"] if r else 0
             mean = r["mean"] if r and n else None
             ci = r["ci95"] if r and n >= 2 and _finite(r.get("ci95")) else None
-            text = "n/a" if mean is None or not _finite(mean) else fmt(mean) + (f" ± {fmt(ci, 2)}" if ci is not None else "")
+            text = "n/a" if mean is None or not _finite(mean) else interval_text(mean, ci, *bound(result, metric))
             cells[metric] = {
                 "mean": mean, "ci95": ci, "n": n, "text": text,
                 "best": (not is_ref) and loss in best[metric],
@@ -130,32 +140,79 @@ def comparison_table(result: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             runs = runs_text(result, loss)
         out.append({"loss": loss, "reference": is_ref, "runs": runs, "flags": [] if is_ref else flags(result, loss),
-                    "cells": cells, "time": "" if is_ref else time_text(result, loss)})
+                    "cells": cells, "time": "" if is_ref else time_text(result, loss),
+                    "compute": {} if is_ref else compute_cells(result, loss)})
     return out
+
+
+def bound(result: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
+    """The (low, high) range of ``metric`` the comparison recorded (none: unbounded)."""
+    b = (result.get("bounds") or {}).get(metric)
+    return (b[0], b[1]) if isinstance(b, (list, tuple)) and len(b) == 2 else (None, None)
+
+
+def interval_text(mean: float, ci: float | None, low: float | None = None, high: float | None = None,
+                  digits: int = 4) -> str:
+    """``mean ± ci``, or ``mean [a, b]`` when the interval would cross a bound of the
+    quantity (a rate below 0 or above 1, a time below 0): it is cut at the bound."""
+    if ci is None or not _finite(ci):
+        return fmt(mean, digits)
+    lo, hi = mean - ci, mean + ci
+    if (low is not None and lo < low) or (high is not None and hi > high):
+        lo = lo if low is None else max(low, lo)
+        hi = hi if high is None else min(high, hi)
+        return f"{fmt(mean, digits)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+    return f"{fmt(mean, digits)} ± {fmt(ci, 2)}"
+
+
+def success_text(result: dict[str, Any], loss: str) -> str:
+    """Share of the seeds whose trial finished without diverging, collapsing or crashing."""
+    status = result["status"].get(loss, [])
+    return f"{100 * sum(s == 'done' for s in status) / len(status):.0f}%" if status else "n/a"
+
+
+def _bounded(mean: Any, ci: Any, digits: int = 3) -> str:
+    """A quantity that cannot be negative (a time, a size, a count): its interval stops at 0."""
+    return interval_text(mean, ci, 0.0, None, digits) if _finite(mean) else "n/a"
+
+
+#: compute column -> (compute key, its CI key); shown when any loss of the comparison has it.
+COMPUTE_COLUMNS = {"s/step": ("step_time_s", "step_time_ci95"), "peak MiB": ("peak_mem_mib", "peak_mem_mib_ci95"),
+                   "G updates": ("generator_updates", "generator_updates_ci95")}
+
+
+def compute_columns(result: dict[str, Any]) -> list[str]:
+    """The compute columns this comparison's trials recorded (older ones: none)."""
+    compute = result.get("compute") or {}
+    return [col for col, (key, _) in COMPUTE_COLUMNS.items() if any(key in (c or {}) for c in compute.values())]
+
+
+def compute_cells(result: dict[str, Any], loss: str) -> dict[str, str]:
+    """Per-step time, peak memory and generator updates of one loss (mean over its
+    finished trials, bounded intervals); only the columns :func:`compute_columns` names."""
+    c = (result.get("compute") or {}).get(loss) or {}
+    return {col: _bounded(c.get(key), c.get(ci)) for col, (key, ci) in COMPUTE_COLUMNS.items()
+            if col in compute_columns(result)}
 
 
 def time_text(result: dict[str, Any], loss: str) -> str:
     """Wall time per trial, ``mean ± CI`` in seconds, the interval never below 0 (a time is
     bounded); empty for comparisons written before compute was recorded."""
     c = (result.get("compute") or {}).get(loss)
-    if not c or not _finite(c.get("train_time_s")):
-        return "" if not c else "n/a"
-    mean, ci = c["train_time_s"], c.get("train_time_ci95")
-    if _finite(ci) and ci > 0:
-        low = max(0.0, mean - ci)  # a time is never negative: the interval stops at 0
-        return f"{fmt(mean, 3)} [{fmt(low, 2)}, {fmt(mean + ci, 2)}]" if low == 0.0 else f"{fmt(mean, 3)} ± {fmt(ci, 2)}"
-    return fmt(mean, 3)
+    if not c:
+        return ""
+    return _bounded(c.get("train_time_s"), c.get("train_time_ci95"))
 
 
 def _header(result: dict[str, Any], metric: str) -> str:
     return f"{metric} {'↑' if result['directions'].get(metric, True) else '↓'}"
 
 
-def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict[str, str]]:
-    """Rows for printing: loss, runs, one ``mean ± CI`` cell per metric (marked). Plain
-    text (``(best)``, ``*``) or Markdown (``**bold**``, escaped ``\\*``)."""
+def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: str = "completed") -> list[dict[str, str]]:
+    """Rows for printing: loss, runs, success, compute, one ``mean ± CI`` cell per metric
+    (marked). Plain text (``(best)``, ``*``) or Markdown (``**bold**``, escaped ``\\*``)."""
     out = []
-    for row in comparison_table(result):
+    for row in comparison_table(result, analysis):
         name = row["loss"]
         if markdown:
             name = f"_{name}_ (reference)" if row["reference"] else f"`{name}`"
@@ -164,8 +221,12 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict
             name = f"({name})" if row["reference"] else name
             runs = row["runs"]
         line = {"loss": name, "runs": runs}
+        if "success" in result:
+            line["success"] = "" if row["reference"] else success_text(result, row["loss"])
         if "compute" in result:
             line["time/trial s"] = row["time"]
+            for col in compute_columns(result):
+                line[col] = row["compute"].get(col, "")
         for metric, c in row["cells"].items():
             text = c["text"]
             if markdown:
@@ -177,10 +238,10 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False) -> list[dict
     return out
 
 
-def difference_rows(result: dict[str, Any], markdown: bool = True) -> list[dict[str, str]]:
+def difference_rows(result: dict[str, Any], markdown: bool = True, analysis: str = "completed") -> list[dict[str, str]]:
     """Paired differences against the baseline: ``Δ ± CI (p=…; d_z=…, P(better)=…)`` per
     metric, p adjusted (Holm / BH) where the comparison has corrected statistics."""
-    table = _by_loss(result)
+    table = _by_loss(result, analysis)
     out = []
     for loss in result["losses"][1:]:
         row = {"loss": f"`{loss}`" if markdown else loss}
@@ -202,27 +263,18 @@ def difference_rows(result: dict[str, Any], markdown: bool = True) -> list[dict[
     return out
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def markdown_table(rows: list[dict[str, str]]) -> str:
-    """GitHub-flavoured Markdown table of ``rows`` (dicts sharing keys)."""
-    if not rows:
-        return "(no rows)\n"
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(_md_escape(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(_md_escape(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-LEGEND = ("Cells: mean ± 95% CI (Student t over seeds) of the final-epoch validation metric; "
+LEGEND = ("Cells: mean ± 95% CI (Student t over seeds) of the metric on the held-out test split, measured once "
+          "after the final epoch (learning curves and every choice use val); "
           "↑/↓ = higher/lower is better; **bold** = the loss that beats every other on that metric in paired "
           "tests after correction (Holm on the primary metric, Benjamini-Hochberg on the exploratory others; "
           "references never count); `*` / `**` = paired t-test against the baseline, adjusted p < 0.05 / < 0.01. "
           "*runs* = finished trials / seeds "
-          "(the n of every statistic); diverged (NaN/Inf), collapsed and missing trials are named there (⚠) "
-          "and left out of every mean. Rows in italics are references (no loss trained), not contestants.")
+          "(the n of every statistic); diverged (NaN/Inf), collapsed, crashed and missing trials are named there (⚠) "
+          "and left out of this table's means; *success* = the share of seeds that finished without failing; "
+          "the intent-to-treat table below (when a trial failed) counts them. Compute: wall time per trial "
+          "(training + val evaluation), training time per step, peak memory, generator updates (adversarial "
+          "tasks), each a mean over the finished trials. Rows in italics are references (no loss trained), "
+          "not contestants.")
 # Comparisons written before corrected statistics existed: what their marks mean.
 LEGEND_UNCORRECTED = LEGEND.split("**bold**")[0] + (
     "**bold** = best mean of the column (no test); `*` / `**` = paired t-test against the baseline, raw "
@@ -242,6 +294,9 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
         (LEGEND if "best" in result else LEGEND_UNCORRECTED) + "\n",
         markdown_table(comparison_rows(result, markdown=True)),
     ]
+    notes = provenance_lines(result)
+    if notes:
+        parts.append("\n".join(f"- {line}" for line in notes) + "\n")
     verdict = verdict_lines(result)
     if verdict:
         parts.append("\n".join(f"- {line}" for line in verdict) + "\n")
@@ -250,10 +305,63 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
                else "paired t-test p, uncorrected")
         parts += [f"\nPaired difference against `{result['baseline']}` (Δ ± 95% CI, {how}):\n",
                   markdown_table(difference_rows(result))]
+    if has_failures(result) and "itt" in result:
+        parts += [f"\n{h}# Intent to treat\n",
+                  ITT_LEGEND + "\n", markdown_table(comparison_rows(result, markdown=True, analysis="itt"))]
+        itt = verdict_lines(result, analysis="itt")
+        if itt:
+            parts.append("\n".join(f"- {line}" for line in itt) + "\n")
+        if len(result["losses"]) > 1:
+            parts += [f"\nPaired difference against `{result['baseline']}`, intent to treat:\n",
+                      markdown_table(difference_rows(result, analysis="itt"))]
+    if result.get("tuning"):
+        parts.append(tuning_markdown(result, heading_level + 1))
     return "\n".join(parts)
 
 
-def verdict_lines(result: dict[str, Any]) -> list[str]:
+ITT_LEGEND = ("Every trial that ran counts here: a collapsed trial at its own final metrics, a diverged or crashed "
+              "one at the untrained model's test metrics at its seed (it bought nothing over the initial weights); "
+              "only trials that never ran are left out. A loss that fails on some seeds therefore looks worse "
+              "here, not better.")
+
+
+def provenance_lines(result: dict[str, Any]) -> list[str]:
+    """Where the numbers come from: the split, the code, mixed trials, how memory was measured."""
+    lines = []
+    if result.get("split"):
+        lines.append(f"Measured on the `{result['split']}` split.")
+    prov = result.get("provenance") or {}
+    if prov:
+        combos = prov.get("combinations") or []
+        commits = ", ".join(c[:10] for c in prov.get("commits") or []) or "no git commit recorded"
+        if prov.get("mixed"):
+            lines.append("⚠ MIXED: pooled with --allow-mixed from trials of different code, torch versions or thread "
+                         "counts: " + "; ".join(f"source {c['source']}, torch {c['torch']}, {c['threads']} threads "
+                                                 f"({c['trials']} trials)" for c in combos) + ".")
+        elif combos:
+            c = combos[0]
+            lines.append(f"Code: commit {commits}{' (with uncommitted changes)' if prov.get('dirty') else ''}, "
+                         f"source {c['source']}, torch {c['torch']}, {c['threads']} thread(s) per trial.")
+    folds = result.get("folds") or {}
+    primary = result.get("primary_metric") or ""
+    for loss, per_seed in folds.items():
+        if per_seed:
+            lines.append(f"`{loss}`, {per_seed[0].get('protocol') or 'k-fold'} protocol, `{primary}` mean ± SE over folds: "
+                         + "; ".join(f"seed {f['seed']}: {fmt(f['mean'])} ± {fmt(f['se'], 2)}" for f in per_seed) + ".")
+    policies = {loss: c.get("optimizer") for loss, c in (result.get("compute") or {}).items() if c and c.get("optimizer")}
+    if policies:
+        same = len(set(policies.values())) == 1
+        lines.append("Optimiser policy of the adversarial objectives: " + (
+            f"`{next(iter(policies.values()))}` for every loss" if same else
+            ", ".join(f"`{l}` {p}" for l, p in policies.items())) + " (equal: one Adam and equal generator updates "
+            "for every objective; paper: each objective's published optimiser).")
+    hows = sorted({c.get("peak_mem_how") for c in (result.get("compute") or {}).values() if c and c.get("peak_mem_how")})
+    if hows:
+        lines.append(f"Peak memory: {'; '.join(hows)}.")
+    return lines
+
+
+def verdict_lines(result: dict[str, Any], analysis: str = "completed") -> list[str]:
     """What the table lets one conclude, in words: the winner on the primary metric after
     correction or "no significant difference", the minimum detectable effect of every
     metric, and the seeds needed for ``--target-effect``. Empty for older comparisons."""
@@ -261,11 +369,12 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
         return [] if "best" in result else ["Older comparison: best = best mean and `*` = uncorrected p; "
                                                "rerun `cvloss compare` for corrected statistics."]
     primary = result.get("primary_metric") or result["metrics"][0]
-    winner = (result["best"] or {}).get(primary)
+    stats = result if analysis == "completed" else (result.get("itt") or {})
+    winner = (stats.get("best") or {}).get(primary)
     lines = [f"Primary metric `{primary}`: " + (f"`{winner}` beats every other loss (Holm-corrected paired tests)"
                                                 if winner else "no significant difference between the losses "
                                                 "(Holm-corrected paired tests)") + "."]
-    mde = result.get("mde") or {}
+    mde = stats.get("mde") or {}
     level = result.get("mde_level")
     if mde:
         n = len(result["seeds"])

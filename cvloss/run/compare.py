@@ -35,7 +35,9 @@ from cvloss.report.latex import comparison_latex
 from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
-from cvloss.run.stats import annotate_comparison, mean_ci, paired_difference
+from cvloss.run.stats import annotate_comparison, mean_ci
+from cvloss.run.analysis import (ComparisonError, where, check_provenance, compute_summary, itt_value, loss_rows, trial_status,
+                                 untrained_by_seed, value)
 from cvloss.run.executor import Executor, SerialExecutor
 from cvloss.run.trainer import SUMMARY, TRIAL
 from cvloss.tasks import get_task_class
@@ -100,10 +102,6 @@ def comparison_dir(base: TrialConfig, losses: list[str]) -> Path:
     return base.group_dir / name
 
 
-class ComparisonError(UsageError):
-    """A comparison that would replace another one (a different seed set)."""
-
-
 def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
     """The seeds of the comparison already in ``out_dir`` (None if there is none); raise
     :class:`ComparisonError` unless ``seeds`` is the same set or a superset of them."""
@@ -120,7 +118,7 @@ def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
 
 def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None,
                    break_stale_locks: bool = False, target_effect: float | None = None,
-                   executor: Executor | None = None) -> dict[str, Any]:
+                   allow_mixed: bool = False, executor: Executor | None = None) -> dict[str, Any]:
     """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones,
     waiting for ones another process holds) and write the comparison's tables and plots.
     ``base`` gives everything but loss/seed. Trials go to ``executor`` (default: one
@@ -134,7 +132,7 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
         reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
     summaries = executor.run([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter)
     crashed = {(s["loss"], s["seed"]): s for s in summaries if s.get("status") == "crashed"}
-    return summarize_comparison(base, losses, seeds, target_effect, crashed=crashed)
+    return summarize_comparison(base, losses, seeds, target_effect, allow_mixed, crashed=crashed)
 
 
 def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -157,11 +155,6 @@ def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, s
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _where(base: TrialConfig) -> dict[str, Any]:
-    """The columns that make compare.csv rows of several comparisons poolable."""
-    return {"task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "split": FINAL_SPLIT}
-
-
 def _commit(trial_dir: Path) -> str | None:
     """The git commit a trial's trial.json records (None without one)."""
     path = trial_dir / TRIAL
@@ -172,12 +165,17 @@ def _commit(trial_dir: Path) -> str | None:
 
 
 def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
-                         target_effect: float | None = None,
+                         target_effect: float | None = None, allow_mixed: bool = False,
+                         extra: dict[str, Any] | None = None,
                          crashed: dict[tuple[str, int], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Aggregate the trials' summaries into the comparison table and write its files;
     ``target_effect`` (a difference in the primary metric's units) adds the seeds needed
-    to detect it; ``crashed`` holds the in-memory summaries of trials without a
-    summary.json because their worker died (keyed by (loss, seed))."""
+    to detect it. Rows come twice: ``analysis = completed`` (the trials that finished
+    without failing) and ``itt`` (intent to treat, see :func:`_itt_value`). Trials of
+    different code, torch or thread counts are refused unless ``allow_mixed``. ``extra``
+    joins the result (a tuned comparison's ``tuning`` record); ``crashed`` holds the
+    in-memory summaries of trials without a summary.json because their worker died twice
+    (keyed by (loss, seed))."""
     task_cls = get_task_class(base.task)
     summaries: dict[str, list[dict[str, Any] | None]] = {}
     for spec in losses:
@@ -192,34 +190,28 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
             if s and s.get("status") == "done":
                 metric_names += [m for m in s["metrics"] if m not in metric_names]
     directions = {m: task_cls.direction(m) for m in metric_names}
+    bounds = {m: list(task_cls.bounds(m)) for m in metric_names}
 
     baseline = losses[0]
-
-    def values(spec: str, metric: str) -> list[float]:
-        return [(s["metrics"].get(metric, math.nan) if s and s.get("status") == "done" else math.nan) for s in summaries[spec]]
-
-    rows = []
-    for spec in losses:
-        runs = summaries[spec]
-        diverged = sum(1 for s in runs if s and s.get("status") == "diverged")
-        collapsed = sum(1 for s in runs if s and s.get("status") == "collapsed")
-        missing = sum(1 for s in runs if s is None)
-        for metric in metric_names:
-            mean, ci, n = mean_ci(values(spec, metric))
-            row = {**_where(base), "loss": spec, "metric": metric, "higher_is_better": directions[metric],
-                   "mean": mean, "ci95": ci, "n": n, "diverged": diverged, "collapsed": collapsed, "missing": missing}
-            if spec != baseline:
-                d, d_ci, p, n_pairs = paired_difference(values(spec, metric), values(baseline, metric))
-                row.update({"diff_vs_baseline": d, "diff_ci95": d_ci, "p_value": p, "n_pairs": n_pairs})
-            else:
-                row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
-            rows.append(row)
-    stats = annotate_comparison({spec: {m: values(spec, m) for m in metric_names} for spec in losses}, baseline,
-                                task_cls.primary_metric, directions, target_effect=target_effect)
-    for row in rows:
-        row.update(stats["cells"].get((row["loss"], row["metric"]), {"p_adj": math.nan, "correction": "",
-                                                                     "dz": math.nan, "p_improve": math.nan}))
-        row["mde"] = stats["mde"][row["metric"]]
+    untrained = untrained_by_seed(base, losses, seeds, summaries)
+    status = {spec: [trial_status(replace(base, loss=spec, seed=seed).trial_dir, s)
+                     for seed, s in zip(seeds, summaries[spec])] for spec in losses}
+    analyses = {
+        # per protocol: the trials that finished without failing
+        "completed": {spec: {m: [value(s, m) if st == "done" else math.nan
+                                 for s, st in zip(summaries[spec], status[spec])] for m in metric_names}
+                      for spec in losses},
+        # intent to treat: every trial that ran counts; a collapsed one at its own final
+        # metrics, a diverged or crashed one at the untrained model's value at its seed
+        "itt": {spec: {m: [itt_value(s, st, m, untrained.get(seed, {}))
+                           for seed, s, st in zip(seeds, summaries[spec], status[spec])] for m in metric_names}
+                for spec in losses},
+    }
+    rows, stats = [], {}
+    for analysis, vals in analyses.items():
+        stats[analysis] = annotate_comparison(vals, baseline, task_cls.primary_metric, directions,
+                                              target_effect=target_effect)
+        rows += loss_rows(base, losses, vals, status, directions, stats[analysis], analysis)
 
     # Reference rows (model-free baselines such as bicubic, the untrained network): same
     # statistics over the trials that report them, never marked best or significant.
@@ -232,8 +224,8 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
             if not s:
                 continue
             refs = dict(s.get("reference") or {})
-            if s.get("at_init"):
-                refs["untrained (epoch 0)"] = s["at_init"]
+            if s.get("untrained"):  # the initial weights of this seed, on test like every row
+                refs["untrained model"] = s["untrained"]
             for name, vals in refs.items():
                 for metric, v in vals.items():
                     if v is not None:
@@ -242,34 +234,43 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         for metric in metric_names:
             per_seed = per_metric.get(metric, {})
             mean, ci, n = mean_ci([float(np.mean(v)) for v in per_seed.values()])
-            rows.append({**_where(base), "loss": name, "metric": metric, "higher_is_better": directions[metric], "mean": mean,
+            rows.append({**where(base), "analysis": "reference", "loss": name, "metric": metric,
+                         "higher_is_better": directions[metric], "mean": mean,
                          "ci95": ci, "n": n, "diverged": 0, "missing": 0, "reference": True,
                          "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0,
                          "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan})
 
-    # Compute per loss: wall time of a trial's epochs (train + evaluation), over the trials that
-    # report it (a diverged trial's partial time says little and is left out).
-    compute = {}
-    for spec in losses:
-        times = [s.get("train_time_s") for s in summaries[spec] if s and s.get("status") in ("done", "collapsed")]
-        mean, ci, n = mean_ci([t for t in times if isinstance(t, (int, float))])
-        compute[spec] = {"train_time_s": mean, "train_time_ci95": ci, "n": n}
+    compute = {spec: compute_summary(summaries[spec]) for spec in losses}
+    provenance = check_provenance(result_trials := {spec: [replace(base, loss=spec, seed=seed).trial_dir for seed in seeds]
+                                                     for spec in losses}, allow_mixed)
 
     feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
                               if s and s.get("feature_weights")})
     out_dir = comparison_dir(base, losses)
     result = {
         "task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "losses": losses, "seeds": seeds,
-        "baseline": baseline, "references": list(references), "metrics": metric_names, "directions": directions, "rows": rows,
+        "baseline": baseline, "references": list(references), "metrics": metric_names, "directions": directions, "bounds": bounds, "rows": rows,
         "feature_weights": feature_weights or None,
-        "trials": {spec: [str(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses},
-        "status": {spec: [(s or {}).get("status", "missing") for s in summaries[spec]] for spec in losses},
+        "trials": {spec: [str(d) for d in dirs] for spec, dirs in result_trials.items()},
+        "status": status,
+        "split": FINAL_SPLIT,
         "primary_metric": task_cls.primary_metric,
         "compute": compute,
-        "best": stats["best"], "mde": stats["mde"], "seeds_needed": stats["seeds_needed"],
-        "alpha": stats["alpha"], "power": stats["power"], "mde_level": stats["mde_level"],
+        "success": {spec: sum(st == "done" for st in status[spec]) / len(seeds) for spec in losses},
+        "best": stats["completed"]["best"], "mde": stats["completed"]["mde"],
+        "seeds_needed": stats["completed"]["seeds_needed"],
+        "alpha": stats["completed"]["alpha"], "power": stats["completed"]["power"],
+        "mde_level": stats["completed"]["mde_level"],
+        "itt": {"best": stats["itt"]["best"], "mde": stats["itt"]["mde"]},
+        # k-fold trials (LFW View 2): each seed's primary metric as mean ± SE over its folds
+        **({"folds": {spec: [{"seed": seed, "mean": value(s, task_cls.primary_metric),
+                              "se": (s or {}).get("fold_se", {}).get(task_cls.primary_metric), "protocol": s.get("protocol")}
+                             for seed, s in zip(seeds, summaries[spec]) if s and s.get("fold_se")] for spec in losses}}
+           if any(s and s.get("fold_se") for runs in summaries.values() for s in runs) else {}),
+        "provenance": provenance,
         "target_effect": target_effect,
         "dir": str(out_dir),
+        **(extra or {}),  # a tuned comparison's search record (cvloss.run.tuning)
     }
     check_seed_set(out_dir, seeds)  # again: another command may have written it meanwhile
     write_csv(out_dir / "compare.csv", rows)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvloss.data.folders import dataset_label
 from cvloss.errors import UsageError
 from cvloss.io import loss_slug  # noqa: F401  (the results layout: re-exported)
 from cvloss.run.budgets import budget_params
@@ -43,7 +44,7 @@ class TrialConfig:
 
     task: str
     loss: str  # canonical spec, as ``build_loss(...).spec`` prints it
-    dataset: str
+    dataset: str  # a catalog name, or a dataset folder's resolved absolute path
     budget: str = "smoke"
     seed: int = 0
     device: str = "cpu"
@@ -58,24 +59,54 @@ class TrialConfig:
     # torch threads of the process that trains it (--threads, or the executor's share of
     # the CPUs); recorded in trial.json, not identity. None: as the process has it
     threads: int | None = None
+    # A fold of a k-fold protocol (LFW View 2): one sub-trial of the seed's trial, in
+    # <seed dir>/fold<f>/; None for the seed's trial itself (see cvloss.run.folds).
+    fold: int | None = None
+    # Hyper-parameter search (cvloss.run.tune). ``tuned``: settings applied on top of the
+    # overrides -- part of params and identity, not of the budget folder's name; ``name``:
+    # the spec the loss folder is named after (the spec as compared, before tuned loss
+    # arguments changed ``loss``); ``place``: "" (an ordinary trial), ``tune--<h>/t<i>``
+    # (tuning trial i: <budget>/tune--<h>/<loss>/t<i>/) or ``+tuned-<h>`` (a retrained
+    # winner: <budget>+tuned-<h>/<loss>/seed<k>/); ``test``: False for tuning trials, which
+    # never read the test split.
+    tuned: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    place: str = ""
+    test: bool = True
+    # a dataset folder's cvloss.data.folders.fingerprint (paths, sizes, mtimes): part of the
+    # identity, so a changed folder is never resumed or skipped as if it were the same data
+    data_fingerprint: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
-        return budget_params(self.task, self.budget, self.overrides)
+        params = budget_params(self.task, self.budget, {**self.overrides, **self.tuned})
+        return params if self.fold is None else {**params, "fold": self.fold}
 
     @property
     def group_dir(self) -> Path:
-        """``<out>/<task>/<dataset>/<budget>``: where a comparison's trials live."""
-        return Path(self.out) / self.task / self.dataset / budget_label(self.budget, self.overrides)
+        """``<out>/<task>/<dataset>/<budget>``: where a comparison's trials live; a dataset
+        folder is ``<basename>-<8 hex of its path's sha256>`` there (:func:`dataset_label`)."""
+        label = budget_label(self.budget, self.overrides)
+        if self.place.startswith("+"):
+            label += self.place  # a retrained winner of a search: <budget>+tuned-<h>
+        return Path(self.out) / self.task / dataset_label(self.dataset) / label
 
     @property
     def trial_dir(self) -> Path:
-        return self.group_dir / loss_slug(self.loss) / f"seed{self.seed}"
+        slug = loss_slug(self.name or self.loss)
+        if self.place.startswith("tune--"):
+            sub, leaf = self.place.split("/")
+            seed_dir = self.group_dir / sub / slug / leaf
+        else:
+            seed_dir = self.group_dir / slug / f"seed{self.seed}"
+        return seed_dir if self.fold is None else seed_dir / f"fold{self.fold}"
 
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""
         d = asdict(self)
-        for key in ("device", "out", "data_dir", "fid_weights", "log", "threads"):
+        for key in ("device", "out", "data_dir", "fid_weights", "log", "name", "place", "threads"):
             d.pop(key)
+        if d["data_fingerprint"] is None:  # a catalog dataset: the identity trials always had
+            d.pop("data_fingerprint")
         d["params"] = self.params
         return d

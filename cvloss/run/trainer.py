@@ -6,8 +6,14 @@ given seed; each epoch's batch order and augmentation come from a generator seed
 (seed, epoch) alone, so every loss sees the same batches in the same order -- and a
 resumed trial sees exactly the batches an uninterrupted one would have.
 
+Splits: every epoch is scored on ``val`` (metrics.csv, the learning curves); ``test`` is
+read exactly twice -- the untrained model right after it is built (``untrained.json``,
+kept for a resume, and ``summary["untrained"]``: what a diverged or crashed trial is
+scored at in the intent-to-treat summary) and the final model (``summary["metrics"]``).
+
 Files (written atomically, see :mod:`cvloss.io`), in ``cfg.trial_dir``:
-``trial.json`` (first), ``metrics.csv`` and ``checkpoint.pt`` (each epoch; the one before
+``trial.json`` (first; with the code's provenance, :mod:`cvloss.run.provenance`),
+``untrained.json``, ``metrics.csv`` and ``checkpoint.pt`` (each epoch; the one before
 is kept as ``checkpoint.prev.pt``), ``samples.png`` and ``samples.npz``, then
 ``summary.json`` (last: its presence means the trial is done).
 
@@ -27,7 +33,6 @@ import copy
 import math
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,18 +41,24 @@ import numpy as np
 import torch
 
 from cvloss import __version__
+from cvloss.data.folders import describe_folder, fingerprint as folder_fingerprint
 from cvloss.errors import CheckpointError, CvlossError, UsageError
-from cvloss.io import atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv, write_json
-from cvloss.losses import build_loss
+from cvloss.io import (SUMMARY_SCHEMA, atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv,
+                       write_json)
+from cvloss.losses import build_loss, plugin_provenance
 from cvloss.report.grid import save_grid
 from cvloss.run.config import TrialConfig
+from cvloss.run.folds import collect, expand
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.live_log import LiveLog
+from cvloss.run.memory import PeakMemory
+from cvloss.run.provenance import code_provenance
 from cvloss.run.progress import Reporter
 from cvloss.tasks.base import evaluating, seed_everything
 from cvloss.tasks import get_task_class
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
+UNTRAINED = "untrained.json"
 PREV_CHECKPOINT = "checkpoint.prev.pt"
 CHECKPOINT_LAYOUT = 2  # 2: the one training contract (plan optimisers, trainer step, task steppers)
 _END = object()
@@ -84,14 +95,6 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _versions() -> dict[str, str]:
     import torchvision
 
@@ -110,7 +113,9 @@ class TrialError(CvlossError):
 
 
 def trial_label(cfg: TrialConfig) -> str:
-    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/seed{cfg.seed}"
+    fold = "" if cfg.fold is None else f"/fold{cfg.fold}"
+    where = cfg.place.split("/")[-1] if cfg.place.startswith("tune--") else f"seed{cfg.seed}"  # t<i>: a tuning trial
+    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/{where}{fold}"
 
 
 def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None,
@@ -126,6 +131,15 @@ def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epo
 
 def run_trials(cfgs: list[TrialConfig], reporter: Reporter | None = None, stop_after_epoch: int | None = None,
                break_stale_locks: bool = False) -> list[dict[str, Any]]:
+    """Run every trial of ``cfgs`` in order and return their summaries (same order); a
+    trial of a k-fold protocol runs as its k fold sub-trials, and its seed summary is
+    written after the last (:mod:`cvloss.run.folds`)."""
+    flat, where = expand(cfgs)
+    return collect(cfgs, where, _run_flat(flat, reporter, stop_after_epoch, break_stale_locks))
+
+
+def _run_flat(cfgs: list[TrialConfig], reporter: Reporter | None = None, stop_after_epoch: int | None = None,
+              break_stale_locks: bool = False) -> list[dict[str, Any]]:
     """Run every trial of ``cfgs`` in order and return their summaries (same order).
 
     A trial whose lock is held by a live process is left for later: the others run
@@ -175,12 +189,36 @@ class _Locked(NamedTuple):
     holder: dict[str, Any]  # the live holder's lock content
 
 
+def data_changed(cfg: TrialConfig, trial_dirs: list[Path] | None = None) -> str | None:
+    """One line when a trial of ``trial_dirs`` (default: every trial of ``cfg``'s group)
+    ran on a dataset folder whose fingerprint differs from ``cfg.data_fingerprint``
+    (a file added, removed, rewritten or touched since): such a trial is neither resumed
+    nor skipped as done. ``None`` when nothing differs (or ``cfg`` is no folder dataset)."""
+    if cfg.data_fingerprint is None:
+        return None
+    # every trial of the group: seeds, their folds, and tuning trials (rglob)
+    dirs = trial_dirs if trial_dirs is not None else sorted(p.parent for p in cfg.group_dir.rglob(TRIAL))
+    for trial_dir in dirs:
+        if not (trial_dir / TRIAL).is_file():
+            continue
+        old = read_json(trial_dir / TRIAL).get("identity", {}).get("data_fingerprint")
+        if old != cfg.data_fingerprint:
+            return (f"the dataset folder {cfg.dataset} changed since {trial_dir} ran on it (data fingerprint "
+                    f"{str(old)[:12]} then, {cfg.data_fingerprint[:12]} now): its results would not be of this data; "
+                    f"use another --out, or delete {cfg.group_dir} to rerun")
+    return None
+
+
 def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None,
                    break_stale_locks: bool) -> dict[str, Any] | _Locked:
     """One try: the summary of a finished trial, :class:`_Locked` when a live process
-    holds the trial, else the trial trained under its lock."""
+    holds the trial, else the trial trained under its lock. A trial of a dataset folder
+    that changed since it ran is refused (:func:`data_changed`), done or not."""
     out_dir = cfg.trial_dir
     label = trial_label(cfg)
+    changed = data_changed(cfg, [out_dir])
+    if changed is not None:
+        raise TrialError(changed)
     summary = _finished(out_dir, label, reporter)
     if summary is not None:
         return summary
@@ -213,6 +251,8 @@ class _Trial:
         self.channels_last = cuda and bool(self.params.get("channels_last", False))
         self.history: list[dict[str, Any]] = []
         self.start_epoch = self.step = 0
+        self.memory = PeakMemory(self.device)
+        self.untrained: dict[str, float] = {}
 
     def fresh_model(self) -> None:
         """Seed, build the model and the plan's optimisers (same weights for every loss)."""
@@ -234,9 +274,9 @@ class _Trial:
         """Eval mode, no_grad and the budget's autocast (see :func:`cvloss.tasks.base.evaluating`)."""
         return evaluating(self.model, self.autocast())
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, split: str = "val") -> dict[str, float]:
         with self.evaluating() as model:
-            return self.task.evaluate(model)
+            return self.task.evaluate(model, split)
 
     def set_lr(self) -> None:
         factor = self.task.lr_factor(self.step)
@@ -268,6 +308,10 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
         # parallel op can stall for a scheduler slice (gan: 50 WGAN-GP steps 34 s with 2
         # threads on a loaded 2-core machine vs ~3 s with one).
         torch.set_num_threads(int(trial.params["cpu_threads"]))
+    if cfg.data_fingerprint is not None and folder_fingerprint(cfg.dataset) != cfg.data_fingerprint:
+        raise TrialError(f"the dataset folder {cfg.dataset} changed after this run began (its data fingerprint "
+                         f"differs); rerun the command on the data as it is now")
+    trial.memory.start()
     task.load_data()
     trial.plan = task.plan(trial.loss)
     trial.fresh_model()
@@ -277,13 +321,32 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
         "loss": trial.loss.config(),
         "feature_weights": trial.loss.feature_weights,
         "data": task.describe_data(),
+        **({"data_folder": {"path": cfg.dataset, "fingerprint": cfg.data_fingerprint,
+                            "splits": describe_folder(cfg.dataset, cfg.task)}} if cfg.data_fingerprint else {}),
         "versions": _versions(),
-        "git_commit": _git_commit(),
+        "code": code_provenance(),
+        "plugins": plugin_provenance(),
+        "threads": torch.get_num_threads(),
         "device": _device_name(trial.device),
         "parameters": sum(p.numel() for p in trial.model.parameters()),
     }
+    trial.info["git_commit"] = trial.info["code"]["commit"]  # the key older readers know
     _check_or_write_trial(trial.out_dir, trial.info)
+    _untrained(trial)
     return trial
+
+
+def _untrained(trial: _Trial) -> None:
+    """The untrained model's test metrics: measured once, before any checkpoint is loaded,
+    and kept in untrained.json so a resumed trial never reads test again."""
+    path = trial.out_dir / UNTRAINED
+    if not trial.cfg.test:  # a tuning trial never reads test
+        return
+    if path.exists():
+        trial.untrained = read_json(path)
+        return
+    trial.untrained = {k: v for k, v in trial.evaluate("test").items() if isinstance(v, (int, float))}
+    write_json(path, trial.untrained)
 
 
 def _resume(trial: _Trial, reporter: Reporter) -> None:
@@ -399,27 +462,28 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         rows = task.sample_rows(model)
         final = history[-1] if history else {}
         names = task.metric_names()
-        metrics = {k: final[k] for k in names if k in final}
-        collapse = task.collapse_reason(model, metrics)
-        reference = task.reference_metrics()
+        val_metrics = {k: final[k] for k in names if k in final}
+        collapse = task.collapse_reason(model, val_metrics)  # a decision: on val
+        split = "test" if cfg.test else "val"  # a tuning trial is scored on val alone
+        metrics = {k: v for k, v in task.evaluate(model, "test").items() if k in names} if cfg.test else dict(val_metrics)
+        reference = task.reference_metrics(split)
     with atomic_path(out_dir / "samples.npz") as tmp:
         np.savez_compressed(tmp, **rows)
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
     images = {k: v for k, v in rows.items() if v.ndim == 4 and v.shape[-1] == 3 and v.dtype == np.uint8}
     save_grid(images, out_dir / "samples.png", titles={**task.sample_titles, "pred": cfg.loss}, note=task.sample_note)
     summary = {
-        "status": "collapsed" if collapse else "done",
-        "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
+        **_summary_head(trial, "collapsed" if collapse else "done"),
         "metrics": metrics,
+        "val_metrics": val_metrics,
         **({"collapse": collapse} if collapse else {}),
         **({"at_init": {k: history[0][k] for k in names if k in history[0]}} if task.evaluate_at_init else {}),
         "reference": reference,
         "train_loss": final.get("train_loss"),
         "epochs": trial.params["epochs"],
-        "train_time_s": sum(r["epoch_time_s"] for r in history),
+        **_compute(trial),
         "feature_weights": trial.loss.feature_weights,
         "device": _device_name(trial.device),
-        **task.summary_extras(),  # adversarial tasks: generator/discriminator updates, optimiser policy
     }
     write_json(out_dir / SUMMARY, summary)
     primary = summary["metrics"].get(task.primary_metric, math.nan)
@@ -428,9 +492,30 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
     return summary
 
 
+def _summary_head(trial: _Trial, status: str) -> dict[str, Any]:
+    """The fields every summary starts with: schema, status, what ran, on which split,
+    and the untrained model's test metrics (the intent-to-treat value of a failure)."""
+    cfg = trial.cfg
+    return {"schema": SUMMARY_SCHEMA, "status": status, "task": cfg.task, "dataset": cfg.dataset,
+            "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed, "split": "test" if cfg.test else "val",
+            "untrained": trial.untrained}
+
+
+def _compute(trial: _Trial) -> dict[str, Any]:
+    """What the trial cost: wall time of its epochs (training + val evaluation), training
+    time per optimisation step, steps, peak memory with how it was measured, and the
+    task's own counts (generator updates of adversarial tasks)."""
+    train = sum(r.get("train_time_s", 0.0) for r in trial.history)
+    peak, how = trial.memory.read()
+    return {"train_time_s": sum(r.get("epoch_time_s", 0.0) for r in trial.history),
+            "steps": trial.step, "step_time_s": train / trial.step if trial.step else None,
+            "peak_mem_mib": peak, "peak_mem_how": how, **trial.task.summary_extras()}
+
+
 def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
-    """Write trial.json, or check that an existing one describes the same trial, so a
-    rerun never mixes two configurations in one folder."""
+    """Write trial.json, or check that an existing one describes the same trial and was
+    started by the same code, so a rerun never mixes two configurations -- or two
+    versions of the code -- in one folder."""
     path = out_dir / TRIAL
     if path.exists():
         old = read_json(path)
@@ -440,6 +525,14 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
                 f"(feature weights {old.get('feature_weights')} vs {info['feature_weights']}, or settings); "
                 f"use another --out or delete that folder"
             )
+        code = old.get("code") if isinstance(old.get("code"), dict) else {}
+        then = (code.get("source_sha256"), code.get("plugins_sha256"))
+        now = (info["code"]["source_sha256"], info["code"]["plugins_sha256"])
+        if then != now:
+            raise TrialError(
+                f"{out_dir} holds an unfinished trial started by other code (source {str(then[0])[:12]}, plugins "
+                f"{str(then[1])[:8]}; now {now[0][:12]}, plugins {str(now[1])[:8]}); a trial is never resumed by different code: delete that folder to restart it, "
+                f"or finish it with the code that started it")
         return
     try:
         write_json(path, info)
@@ -476,13 +569,11 @@ def _set_aside(path: Path) -> str:
 
 
 def _diverged(trial: _Trial, epoch: int, step: int, key: str, value: float, reporter: Reporter) -> dict[str, Any]:
-    cfg = trial.cfg
     summary = {
-        "status": "diverged",
-        "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed,
+        **_summary_head(trial, "diverged"),
         "diverged_at": {"epoch": epoch, "step": step, key: repr(value)},
         "metrics": {},
-        **trial.task.summary_extras(),
+        **_compute(trial),
     }
     if trial.history:
         write_csv(trial.out_dir / METRICS, trial.history)

@@ -16,6 +16,7 @@ raw loss, so no task re-routes a loss at every step.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -25,11 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvloss.data.folders import dataset_label
 from cvloss.errors import UsageError
 from cvloss.losses.base import AdversarialLoss, Loss
 from cvloss.losses.spec import CombinedLoss
 from cvloss.settings import COMMON, Setting
 from cvloss.tasks.adversarial import AdversarialStepper
+
+#: The evaluation splits every task loads: ``val`` for every choice (learning curves,
+#: tuning, thresholds, collapse checks, sample grids) and ``test`` for the reported number,
+#: read twice per trial: the untrained model's evaluation and the final one.
+EVAL_SPLITS = ("val", "test")
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
               "sgd": torch.optim.SGD, "lbfgs": torch.optim.LBFGS}
@@ -128,6 +135,10 @@ class Task(ABC):
     name: str = ""
     metrics: dict[str, bool] = {}
     extra_metrics: dict[str, bool] = {}
+    # The range each metric cannot leave, (low, high), None = unbounded; a name absent here
+    # matches an ``extra_metrics`` prefix key, else it is unbounded. Tables never show a
+    # confidence interval past these bounds (a rate's CI stops at 0 and 1).
+    metric_bounds: dict[str, tuple[float | None, float | None]] = {}
     primary_metric: str = ""
     slots: dict[str, tuple[str, ...]] = {}
     # {"smoke": {...}, "quick": {...}, "full": {...}}: every setting a run may override.
@@ -139,8 +150,15 @@ class Task(ABC):
     # that explains a grid whose cells are not plain images.
     sample_titles: dict[str, str] = {"input": "input", "truth": "truth"}
     sample_note: str = ""
-    # Evaluate the untrained model too (row ``epoch 0`` of metrics.csv, ``summary["at_init"]``).
+    # Also evaluate the untrained model on val (row ``epoch 0`` of metrics.csv, a learning
+    # curve's start). Every task evaluates the untrained model on test (``summary["untrained"]``).
     evaluate_at_init: bool = False
+    # The reference study's specs (issue 21, results/README.md): every registered loss of
+    # the task appears in at least one as a term (tests/test_reference_specs.py checks it).
+    reference_specs: tuple[str, ...] = ()
+    # Settings every tuning trial runs with (cvloss.run.tune): what makes a task's trial
+    # read val instead of test where its test data is what it trains on (style's pairs).
+    tune_overrides: dict[str, Any] = {}
     # Seed of the adversarial stepper's penalty stream, for tasks with an adversarial slot.
     penalty_seed: int = 0
     stepper: AdversarialStepper | None = None
@@ -164,6 +182,12 @@ class Task(ABC):
         return {k: cls.settings.get(k) or COMMON[k] for k in keys}
 
     @classmethod
+    def folds(cls, dataset: str) -> int:
+        """Folds of the dataset's reporting protocol for this task (LFW View 2: 10): a
+        trial then runs as that many fold sub-trials (:mod:`cvloss.run.folds`); 0: none."""
+        return 0
+
+    @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """Checks that tie settings together (``UsageError``); each value alone already
         passed its schema. Called before anything is built or written."""
@@ -175,6 +199,14 @@ class Task(ABC):
         if metric in cls.metrics:
             return cls.metrics[metric]
         return next((up for prefix, up in cls.extra_metrics.items() if metric.startswith(prefix)), True)
+
+    @classmethod
+    def bounds(cls, metric: str) -> tuple[float | None, float | None]:
+        """``(low, high)`` of ``metric`` (see :attr:`metric_bounds`)."""
+        if metric in cls.metric_bounds:
+            return cls.metric_bounds[metric]
+        return next((b for prefix, b in cls.metric_bounds.items() if prefix in cls.extra_metrics
+                     and metric.startswith(prefix)), (None, None))
 
     def metric_names(self) -> list[str]:
         """This trial's metrics: ``metrics`` (those the data supports) plus extra ones."""
@@ -224,8 +256,11 @@ class Task(ABC):
         metrics.csv (``train_<key>``) and is checked for NaN/Inf."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation metrics; called in eval mode under ``no_grad``."""
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        """Metrics on evaluation split ``split`` (``val`` or ``test``, see
+        :data:`EVAL_SPLITS`); called in eval mode under ``no_grad``. The trainer asks for
+        ``val`` after every epoch and for ``test`` exactly twice: on the untrained model
+        and after the last epoch."""
 
     @abstractmethod
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
@@ -233,9 +268,10 @@ class Task(ABC):
         always the same K validation images so grids line up across losses (eval mode,
         ``no_grad``)."""
 
-    def reference_metrics(self) -> dict[str, dict[str, float]]:
+    def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
         """Model-free reference rows for the comparison table, e.g. ``{"bicubic": {...}}``
-        for super-resolution; computed once per trial, shown as extra rows."""
+        for super-resolution, on ``split`` (the table's: test); computed once per trial,
+        shown as extra rows."""
         return {}
 
     def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
@@ -265,7 +301,12 @@ class Task(ABC):
         return self.dataset
 
     def named(self, real: str | None) -> str:
-        """The dataset's name, with the real one an embedded stand-in imitates."""
+        """The dataset's name, with the real one an embedded stand-in imitates, or for a
+        dataset folder its description (path, split sizes, how the split was made)."""
+        if os.path.isabs(self.dataset):
+            from cvloss.data.folders import describe_folder  # cached: indexed once per run
+
+            return f"{dataset_label(self.dataset)} ({describe_folder(self.dataset, self.name)})"
         return f"{self.dataset} (embedded stand-in for {real})" if real else self.dataset
 
 

@@ -1,7 +1,13 @@
 """Task ``embed``: a small CNN embedding trained for face verification.
 
 Data: ``synth-ids`` (default, embedded stand-in for LFW) or ``lfw`` (downloaded). The
-train and val identities are disjoint; val carries 10-fold verification pairs.
+train, val and test identities are disjoint; val and test carry 10-fold verification
+pairs. On ``lfw`` the reported number follows View 2's unrestricted protocol: a trial is
+ten fold sub-trials (``seed<k>/fold<f>/``, :mod:`cvloss.run.folds`), each trained on the
+people of the other nine folds of people.txt and tested on the 600 pairs of its fold,
+with the accuracy threshold chosen on the val pairs (in a fold: the nine other folds'
+pairs, as LFW's protocol has it); the seed's number is the mean over folds, with its
+standard error.
 
 Training batches come from a **P×K sampler**: each step draws P identities (an epoch
 visits every identity with ≥ 2 images once, in an order drawn from the batch generator)
@@ -27,8 +33,8 @@ How a loss is applied, by the ``kind`` of each term of the spec:
 ``softmax`` and ``triplet_offline`` live in :mod:`cvloss.losses.metric` with the other
 metric-learning losses (kinds ``logits`` and ``triplets``: only this task can feed them).
 
-Metrics (see :mod:`cvloss.metrics.verification`), on the cosine similarity of the val
-pairs: 10-fold verification accuracy (threshold chosen on nine folds, applied to the
+Metrics (see :mod:`cvloss.metrics.verification`), on the cosine similarity of the
+pairs of the evaluation split (val every epoch, test at the end): 10-fold verification accuracy (threshold chosen on nine folds, applied to the
 tenth), ROC AUC, TAR at FAR = 1e-2 and 1e-3 (highest TAR with FAR ≤ target, no
 interpolation). The untrained network is evaluated too (``evaluate_at_init``).
 
@@ -57,10 +63,10 @@ from cvloss.data.registry import load_dataset
 from cvloss.data.samplers import PKSampler
 from cvloss.errors import UsageError
 from cvloss.losses.metric import OfflineTripletSampler
-from cvloss.metrics.verification import best_threshold, verification_metrics
+from cvloss.metrics.verification import accuracy_at, best_threshold, roc_auc, tar_at_far, verification_metrics
 from cvloss.models.embedding import EmbeddingNet
 from cvloss.settings import Bool, Float, Int
-from cvloss.tasks.base import Optim, Task, to_uint8
+from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
 
 N_SAMPLES = 4  # verification pairs shown in the sample grid
 
@@ -79,11 +85,30 @@ class EmbedBatch(NamedTuple):
     triplet_flip: torch.Tensor
 
 
+#: Datasets reported by a k-fold protocol: LFW View 2 (10 folds of 300 + 300 pairs).
+VIEW2_FOLDS = {"lfw": 10}
+
+
+class EvalPairs(NamedTuple):
+    """One evaluation split: images ``x`` (N, 3, H, W) float in [0, 1] on the device, their
+    identity labels ``y`` (N,) int64 on the CPU, and the verification pairs: ``pairs`` (M, 2) indices into x, ``same`` (M,) bool,
+    ``folds`` (M,) fold ids in [0, 10)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    pairs: np.ndarray
+    same: np.ndarray
+    folds: np.ndarray
+
+
 class EmbedTask(Task):
     name = "embed"
     metrics = {"verif_acc": True, "auc": True, "tar_far1e-2": True, "tar_far1e-3": True}
     primary_metric = "verif_acc"
+    metric_bounds = {m: (0.0, 1.0) for m in metrics}
     slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
+    reference_specs = ("triplet(mining=all)", "triplet(mining=batch_hard)", "triplet(mining=semi_hard)",
+                       "triplet_offline", "contrastive", "softmax")
     evaluate_at_init = True
     # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
     # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).
@@ -125,18 +150,27 @@ class EmbedTask(Task):
         if int(p["P"]) < 2:
             raise UsageError(f"embed: P={p['P']} identities per batch gives no negative pair; use --set P=2 or more")
         size, data_dir = p["image_size"], self.data_dir
+        # A fold of LFW's View 2 (the trainer sets params["fold"]): train on the people of
+        # the other nine folds, test on the fold's pairs (cvloss.run.folds).
+        self.fold = p.get("fold")
+        fold = {} if self.fold is None else {"fold": int(self.fold)}
         # synth-ids' loader takes its sizes; lfw's lists are fixed (n_train_ids caps them)
         train = load_dataset(self.dataset, "train", data_dir=data_dir, size=size, limit=p["n_train_ids"], task="embed",
-                             optional=dict(n_ids=p["n_train_ids"], per_id=p["per_id"]))
-        val = load_dataset(self.dataset, "val", data_dir=data_dir, size=size, task="embed",
-                           optional=dict(n_ids=p["n_val_ids"], per_id=p["val_per_id"], pairs_per_fold=p["pairs_per_fold"]))
+                             optional=dict(n_ids=p["n_train_ids"], per_id=p["per_id"], **fold))
+        # val and test: identity-disjoint evaluation sets of the same size (n_val_ids,
+        # val_per_id, pairs_per_fold size both for synth-ids).
+        evals = {split: load_dataset(self.dataset, split, data_dir=data_dir, size=size, task="embed",
+                                     optional=dict(n_ids=p["n_val_ids"], per_id=p["val_per_id"],
+                                                   pairs_per_fold=p["pairs_per_fold"], **fold))
+                 for split in EVAL_SPLITS}
         self.real_name = getattr(train, "real", None)
         self.n_train_ids = train.num_identities
         self.train_x = train.images.to(self.device, torch.float32).div_(255)
         self.train_y = train.labels.to(self.device)
-        self.val_x = val.images.to(self.device, torch.float32).div_(255)
-        self.val_y = val.labels
-        self.pairs, self.same, self.folds = val.pairs.numpy(), val.same.numpy(), val.folds.numpy()
+        self.eval_sets = {split: EvalPairs(d.images.to(self.device, torch.float32).div_(255), d.labels, d.pairs.numpy(),
+                                           d.same.numpy(), d.folds.numpy()) for split, d in evals.items()}
+        val = self.eval_sets["val"]
+        self.val_x, self.val_y, self.pairs, self.same, self.folds = val.x, val.y, val.pairs, val.same, val.folds
         self.sampler = PKSampler(train.labels, p["P"], p["K"], self.n_train_ids)
         if len(self.sampler.eligible) < int(p["P"]):
             raise UsageError(f"embed: P={p['P']} but only {len(self.sampler.eligible)} training identities have 2+ images")
@@ -145,8 +179,9 @@ class EmbedTask(Task):
 
     def describe_data(self) -> str:
         return (f"{self.named(self.real_name)}: {len(self.train_x)} train images of {self.n_train_ids} identities / "
-                f"{len(self.val_x)} val images, {len(self.same)} pairs in {len(np.unique(self.folds))} folds "
-                f"(identity-disjoint)")
+                + " / ".join(f"{split} {len(e.x)} images, {len(e.same)} pairs in {len(np.unique(e.folds))} folds"
+                             for split, e in self.eval_sets.items())
+                + " (identity-disjoint)")
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -206,15 +241,27 @@ class EmbedTask(Task):
         bs = int(self.params["eval_batch"])
         return torch.cat([F.normalize(model.features(x[i : i + bs]).float(), dim=1).cpu() for i in range(0, len(x), bs)])
 
-    def pair_scores(self, emb: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Cosine similarity of every val pair, ``(M,)`` in [−1, 1]."""
+    def pair_scores(self, emb: np.ndarray | torch.Tensor, pairs: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of every pair (default: the val pairs), ``(M,)`` in [−1, 1]."""
         e = torch.as_tensor(emb, dtype=torch.float64)
-        p = torch.as_tensor(self.pairs)
+        p = torch.as_tensor(self.pairs if pairs is None else pairs)
         return (e[p[:, 0]] * e[p[:, 1]]).sum(1).numpy()
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        emb = self.embed(model, self.val_x)
-        out = verification_metrics(self.pair_scores(emb), self.same, self.folds)
+    @classmethod
+    def folds(cls, dataset: str) -> int:
+        """LFW is reported by View 2's ten folds (module docstring); other sets by one trial."""
+        return VIEW2_FOLDS.get(dataset, 0)
+
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        ev = self.eval_sets[split]
+        scores = self.pair_scores(self.embed(model, ev.x), ev.pairs)
+        if self.fold is not None and split == "test":
+            # One View 2 fold: its threshold is a choice, so it is chosen on val's pairs.
+            val = self.eval_sets["val"]
+            t = best_threshold(self.pair_scores(self.embed(model, val.x), val.pairs), val.same)
+            return {"verif_acc": accuracy_at(scores, ev.same, t), "auc": roc_auc(scores, ev.same),
+                    "tar_far1e-2": tar_at_far(scores, ev.same, 1e-2), "tar_far1e-3": tar_at_far(scores, ev.same, 1e-3)}
+        out = verification_metrics(scores, ev.same, ev.folds)
         return {k: float(out[k]) for k in self.metrics}
 
     @staticmethod

@@ -57,6 +57,10 @@ from cvloss.tasks.base import Optim, Task
 
 EVAL_SEED = 20180101  # fixed noise for evaluation: every epoch and loss sees the same z
 REAL_SEED = 12345  # fixed real sample for the reference row and the 'input' scatter
+# The two evaluation splits of an infinite sampler are two fixed, disjoint seed streams:
+# val (every epoch, collapse check, scatter) keeps the seeds above, test (the reported
+# number: untrained model and final model) draws its noise and real sample from its own.
+SPLIT_SEEDS = {"val": (EVAL_SEED, REAL_SEED), "test": (20180102, 12346)}
 _STREAMS = {"data": 0, "gen": 1, "penalty": 2}
 
 
@@ -111,7 +115,9 @@ class GANTask(Task):
     name = "gan"
     metrics = {"modes": True, "hq_pct": True, "kl": False}
     primary_metric = "modes"
+    metric_bounds = {"modes": (0.0, None), "hq_pct": (0.0, 100.0), "kl": (0.0, None)}
     slots = {"adversarial": ("adversarial",)}
+    reference_specs = ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")
     evaluate_at_init = True
     # steps_per_epoch counts GENERATOR steps (each with n_critic critic steps). quick:
     # 2,000 generator steps, ~20 min for 6 losses x 3 seeds on a heavily shared 2-core CPU
@@ -140,8 +146,9 @@ class GANTask(Task):
         self.mixture = load_dataset(self.dataset, "train", data_dir=self.data_dir, task="gan")
         self.centers = self.mixture.centers.to(self.device)
         # A fixed real sample (its own seed stream): the reference row and the 'input' plot.
-        g = torch.Generator().manual_seed(REAL_SEED)
-        self.real_eval = self.mixture.sample(self.params["n_eval"], g)
+        self.real_sets = {split: self.mixture.sample(self.params["n_eval"], torch.Generator().manual_seed(real))
+                          for split, (_, real) in SPLIT_SEEDS.items()}
+        self.real_eval = self.real_sets["val"]
 
     def describe_data(self) -> str:
         return f"{self.dataset}: {self.mixture.description}; infinite samples, {self.params['steps_per_epoch']} generator steps per epoch"
@@ -192,23 +199,23 @@ class GANTask(Task):
                                          lambda: self.stepper.adversarial_loss(model.D, model.G(model.noise(bs, rng["gen"]))))
 
     # ------------------------------------------------------------------ evaluation
-    def generate(self, model: nn.Module, n: int | None = None) -> torch.Tensor:
-        """``n`` (default ``n_eval``) generated points ``(n, 2)`` from a FIXED noise batch
-        (seed ``EVAL_SEED``): the same z for every epoch, loss and seed."""
+    def generate(self, model: nn.Module, n: int | None = None, split: str = "val") -> torch.Tensor:
+        """``n`` (default ``n_eval``) generated points ``(n, 2)`` from the split's FIXED
+        noise batch (:data:`SPLIT_SEEDS`): the same z for every epoch, loss and seed."""
         n = n or self.params["n_eval"]
-        g = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
+        g = torch.Generator(device=self.device).manual_seed(SPLIT_SEEDS[split][0])
         return model.sample(n, g)
 
     def _metrics(self, points: torch.Tensor) -> dict[str, float]:
         return mode_metrics(points, self.centers, self.mixture.sigma, min_count=self.params["min_count"])
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        return self._metrics(self.generate(model))
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        return self._metrics(self.generate(model, split=split))
 
-    def reference_metrics(self) -> dict[str, dict[str, float]]:
-        """The metrics of ``n_eval`` real samples: the best a generator can expect (HQ
-        below 100% only by the 3σ tail, ~1.1% of a 2-D Gaussian's mass)."""
-        return {"real data": self._metrics(self.real_eval)}
+    def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
+        """The metrics of ``n_eval`` real samples of the split: the best a generator can
+        expect (HQ below 100% only by the 3σ tail, ~1.1% of a 2-D Gaussian's mass)."""
+        return {"real data": self._metrics(self.real_sets[split])}
 
     def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
         """Mode collapse: at most one mode covered AND the samples concentrated in one

@@ -19,10 +19,13 @@ from torch import nn
 from cvloss.data.augment import flip_hv
 from cvloss.data.cache import cached_tensor, source_hash
 from cvloss.data.registry import dataset_dir, load_dataset
+from cvloss.errors import UsageError
+from cvloss.losses.base import Loss
+from cvloss.losses.spec import CombinedLoss
 from cvloss.losses.segmentation import supplied_borders, wce_terms
 from cvloss.metrics.segmentation import SegMetricAccumulator
 from cvloss.models.unet import UNet
-from cvloss.tasks.base import Optim, Task
+from cvloss.tasks.base import EVAL_SPLITS, Optim, Task
 
 # Mask colours: background dark, first class light, then distinct hues (print-safe
 # because lightness differs between classes too).
@@ -37,13 +40,27 @@ def colorize(mask: np.ndarray) -> np.ndarray:
     return PALETTE[np.clip(mask, 0, len(PALETTE) - 1)]
 
 
+def check_ignore_index(loss: nn.Module, ignore_index: int) -> None:
+    """Every term of ``loss`` must honour the data's ``ignore_index`` with that very value
+    (``ce(ignore_index=255)``): a term that counts void pixels as a class (or cannot tell
+    them apart) would train on labels that are not there. One :class:`UsageError` line."""
+    terms = [m for m in loss.modules() if isinstance(m, Loss) and not isinstance(m, CombinedLoss)]
+    bad = [t.name for t in terms if getattr(t, "ignore_index", None) != ignore_index]
+    if bad:
+        raise UsageError(f"the data declares ignore_index {ignore_index} (classes.txt) but loss term(s) "
+                         f"{', '.join(bad)} do not: write each as e.g. '{bad[0]}(ignore_index={ignore_index})'")
+
+
 class SegTask(Task):
     name = "seg"
     metrics = {"miou": True, "dice": True, "pixel_acc": True, "betti0_err": False, "betti1_err": False,
                "cldice_score": True}
     extra_metrics = {"iou_": True}  # per-class IoU, one per class of the dataset
+    metric_bounds = {"miou": (0.0, 1.0), "dice": (0.0, 1.0), "pixel_acc": (0.0, 1.0), "betti0_err": (0.0, None),
+                     "betti1_err": (0.0, None), "cldice_score": (0.0, 1.0), "iou_": (0.0, 1.0)}
     primary_metric = "miou"
     slots = {"seg": ("seg",)}
+    reference_specs = ("ce", "bce", "focal", "wce", "dice", "cldice", "topo", "ce+dice")
     budgets = {
         "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, width=8, depth=2,
                       augment=True, amp=True, channels_last=True),
@@ -57,23 +74,31 @@ class SegTask(Task):
     def load_data(self) -> None:
         p = self.params
         train = load_dataset(self.dataset, "train", data_dir=self.data_dir, size=p["image_size"], limit=p["n_train"])
-        val = load_dataset(self.dataset, "val", data_dir=self.data_dir, size=p["image_size"], limit=p["n_val"])
+        # n_val caps both evaluation splits: val (learning curves, choices) and test (the
+        # reported number, read once after training and once for the untrained model).
+        evals = {split: load_dataset(self.dataset, split, data_dir=self.data_dir, size=p["image_size"], limit=p["n_val"])
+                 for split in EVAL_SPLITS}
         self.class_names = tuple(train.class_names)
         self.num_classes = len(self.class_names)
         self.real_name = getattr(train, "real", None)
+        # void pixels a dataset folder declares (classes.txt): the metrics leave them out,
+        # and plan() makes every loss term say the same ignore_index
+        self.ignore_index = getattr(train, "ignore_index", None)
         # Decode once: uint8 -> float [0, 1] on the device, reused every epoch.
         self.train_x = train.images.to(self.device, torch.float32).div_(255)
         self.train_y = train.masks.to(self.device)
-        self.val_x = val.images.to(self.device, torch.float32).div_(255)
-        self.val_y = val.masks.to(self.device)
+        self.eval_sets = {split: (d.images.to(self.device, torch.float32).div_(255), d.masks.to(self.device))
+                          for split, d in evals.items()}
+        self.val_x, self.val_y = self.eval_sets["val"]
         self._border_cache: dict[tuple, torch.Tensor] = {}  # wce border maps per training image
 
     def metric_names(self) -> list[str]:
         return [*self.metrics, *(f"iou_{c}" for c in self.class_names)]
 
     def describe_data(self) -> str:
-        n_tr, n_va = len(self.train_x), len(self.val_x)
-        return f"{self.named(self.real_name)}: {n_tr} train / {n_va} val images, {self.num_classes} classes {list(self.class_names)}"
+        n_tr, n_va, n_te = len(self.train_x), len(self.val_x), len(self.eval_sets["test"][0])
+        return (f"{self.named(self.real_name)}: {n_tr} train / {n_va} val / {n_te} test images, "
+                f"{self.num_classes} classes {list(self.class_names)}")
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
@@ -106,8 +131,20 @@ class SegTask(Task):
             yield x, y, (on_device, fh, fv)
 
     def plan(self, loss):
+        if getattr(self, "ignore_index", None) is not None:  # set by load_data
+            check_ignore_index(loss, self.ignore_index)
         self._wce = wce_terms(loss)  # the wce terms with a U-Net border map, bound once
         return super().plan(loss)
+
+    def check_plan(self, slots, spec: str) -> None:
+        """Class weights must name every class of the data: checked here, before trial.json
+        is written, rather than at the first step."""
+        k = max(self.num_classes, 2)
+        for _, term in slots["seg"]:
+            w = getattr(term, "class_weight", None)
+            if w is not None and w.numel() != k:
+                raise UsageError(f"loss {spec!r}: {term.name}(weight=...) has {w.numel()} entries but {self.dataset} "
+                                 f"has {k} classes {list(self.class_names)}; give one weight per class")
 
     def _wce_borders(self, idx: torch.Tensor, fh, fv) -> dict:
         """The U-Net border map of every wce term for the batch ``idx``: it depends on one
@@ -146,12 +183,13 @@ class SegTask(Task):
             return (logits[:, 0] > 0).long()
         return logits.argmax(1)
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        acc = SegMetricAccumulator(self.num_classes, self.class_names)
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        acc = SegMetricAccumulator(self.num_classes, self.class_names, ignore_index=self.ignore_index)
         bs = self.params["batch_size"]
-        for i in range(0, len(self.val_x), bs):
-            pred = self.predict(model, self.val_x[i : i + bs])
-            acc.update(pred.cpu(), self.val_y[i : i + bs].cpu())
+        xs, ys = self.eval_sets[split]
+        for i in range(0, len(xs), bs):
+            pred = self.predict(model, xs[i : i + bs])
+            acc.update(pred.cpu(), ys[i : i + bs].cpu())
         out = acc.compute()
         return {k: float(out[k]) for k in self.metric_names() if k in out}
 

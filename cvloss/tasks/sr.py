@@ -63,7 +63,7 @@ from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_
 from cvloss.models.discriminator import SRDiscriminator
 from cvloss.models.sr import EDSR, SRModel
 from cvloss.settings import Choice, Int, Positive
-from cvloss.tasks.base import Optim, Task, to_uint8
+from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
 
 EVAL_ARCH, EVAL_LAYER = "vgg16", "relu3_3"
 N_SAMPLES = 4
@@ -74,7 +74,13 @@ class SRTask(Task):
     name = "sr"
     metrics = {"psnr_y": True, "psnr_rgb": True, "ssim": True, "feat_dist": False, "lpips": False}
     primary_metric = "psnr_y"
+    metric_bounds = {"psnr_y": (0.0, None), "psnr_rgb": (0.0, None), "ssim": (-1.0, 1.0), "feat_dist": (0.0, None),
+                     "lpips": (0.0, None)}
     slots = {"image": ("image",), "adversarial": ("adversarial",)}
+    # An adversarial objective cannot train sr alone: each rides on l1 (SRGAN's recipe).
+    reference_specs = ("l1", "mse", "charbonnier", "ssim", "perceptual", "content", "texture(patch_size=16)",
+                       "l1+0.01*perceptual+0.0001*tv", *(f"l1+0.001*{gan}" for gan in
+                                                         ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")))
     penalty_seed = 0x5151  # the same ε stream for every loss
     _common = dict(optimizer="equal", scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4,
                    n_train=None, n_val=None)
@@ -119,17 +125,21 @@ class SRTask(Task):
         # embedded photos are shrunk to hr_size; div2k's official LR files are read for the scale
         load = lambda split, limit: load_dataset(self.dataset, split, data_dir=self.data_dir, size=p["hr_size"],  # noqa: E731
                                                  limit=limit, task="sr", optional={"scale": s})
-        train, val = load("train", p["n_train"]), load("val", p["n_val"])
+        train = load("train", p["n_train"])
+        evals = {split: load(split, p["n_val"]) for split in EVAL_SPLITS}  # n_val caps val and test
+        val = evals["val"]
         self.real_name = train.real
         self.official_lr = s in train.lr
-        self.resized = get_dataset(self.dataset).embedded and p["hr_size"]
+        info = get_dataset(self.dataset, task="sr")  # embedded sets and dataset folders shrink to hr_size
+        self.resized = (info.embedded or info.root is not None) and p["hr_size"]
 
         def pairs(data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             out = [make_pair(h, s, data.lr[s][i] if s in data.lr else None) for i, h in enumerate(data.hr)]
             return [h.to(self.device) for h, _ in out], [l.to(self.device) for _, l in out]
 
         self.train_hr, self.train_lr = pairs(train)
-        self.val_hr, self.val_lr = pairs(val)
+        self.eval_sets = {split: pairs(d) for split, d in evals.items()}
+        self.val_hr, self.val_lr = self.eval_sets["val"]
         self.val_names = val.names
         for name, lr in zip(train.names, self.train_lr):
             h, w = lr.shape[-2:]
@@ -137,20 +147,22 @@ class SRTask(Task):
                 raise UsageError(
                     f"training image {name} is {w * s}x{h * s} px (HR after cropping to a multiple of {s}), smaller than "
                     f"the training crop of {patch} px; use --set patch=<= {min(h, w) * s} or larger images (hr_size)")
-        for name, lr in zip(val.names, self.val_lr):
-            if min(lr.shape[-2:]) * s <= 2 * s + 10:
-                raise UsageError(f"validation image {name} is too small to score after shaving {s} border px")
+        for split, d in evals.items():
+            for name, lr in zip(d.names, self.eval_sets[split][1]):
+                if min(lr.shape[-2:]) * s <= 2 * s + 10:
+                    raise UsageError(f"{split} image {name} is too small to score after shaving {s} border px")
         self._eval_net = get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
         lpips_path, self._lpips_note = lpips_status()
         self._lpips = None if lpips_path is None else LPIPSMetric(lpips_path).to(self.device)
-        self._reference: dict[str, dict[str, float]] | None = None
+        self._reference: dict[str, dict[str, dict[str, float]]] = {}
 
     def describe_data(self) -> str:
-        sizes = sorted({tuple(h.shape[-2:]) for h in self.val_hr})
+        test_hr = self.eval_sets["test"][0]
+        sizes = sorted({tuple(h.shape[-2:]) for h in self.val_hr + test_hr})
         lr_src = "official DIV2K bicubic LR files" if self.official_lr else "antialiased bicubic (torch interpolate, 8-bit)"
         hr = f", HR short side {self.params['hr_size']} px" if self.resized else ""
-        return (f"{self.named(self.real_name)}: {len(self.train_hr)} train / {len(self.val_hr)} val images{hr}, x{self.scale}, "
-                f"LR: {lr_src}; val scored whole ({'; '.join(f'{w}x{h}' for h, w in sizes[:3])} px), "
+        return (f"{self.named(self.real_name)}: {len(self.train_hr)} train / {len(self.val_hr)} val / {len(test_hr)} test images{hr}, x{self.scale}, "
+                f"LR: {lr_src}; val and test scored whole ({'; '.join(f'{w}x{h}' for h, w in sizes[:3])} px), "
                 f"{self.scale}-px border shaved; "
                 + describe_feature_metrics(self.feature_metrics(self._eval_net.weights_used), "sr",
                                            {"lpips": self._lpips_note and f"n/a: {self._lpips_note}"}))
@@ -239,10 +251,10 @@ class SRTask(Task):
         """One whole LR image (3, h, w) uint8 -> (1, 3, s·h, s·w) in [0, 1], 8-bit quantised."""
         return quantize(model.g(lr[None].float().div(255)))
 
-    def _score(self, preds: list[torch.Tensor]) -> dict[str, float]:
+    def _score(self, preds: list[torch.Tensor], split: str) -> dict[str, float]:
         rows = []
         s = self.scale
-        for pred, hr in zip(preds, self.val_hr):
+        for pred, hr in zip(preds, self.eval_sets[split][0], strict=True):
             t = hr[None].float().div(255)
             lp = math.nan  # LPIPS: on the shaved images, when the weights are there and the image is large enough
             if self._lpips is not None and min(pred.shape[-2:]) - 2 * s >= MIN_SIDE:
@@ -252,17 +264,18 @@ class SRTask(Task):
         mean = np.mean(np.array(rows), axis=0)
         return dict(zip(self.metrics, map(float, mean)))
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        return self._score([self._upscale(model, lr) for lr in self.val_lr])
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        return self._score([self._upscale(model, lr) for lr in self.eval_sets[split][1]], split)
 
     def _bicubic(self, lr: torch.Tensor) -> torch.Tensor:
         x = lr[None].float().div(255)
         return quantize(torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False))
 
-    def reference_metrics(self) -> dict[str, dict[str, float]]:
-        if self._reference is None:
-            self._reference = {"bicubic": self._score([self._bicubic(lr) for lr in self.val_lr])}
-        return self._reference
+    def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
+        if split not in self._reference:
+            lrs = self.eval_sets[split][1]
+            self._reference[split] = {"bicubic": self._score([self._bicubic(lr) for lr in lrs], split)}
+        return self._reference[split]
 
     sample_titles = {"input": "LR (nearest, enlarged)", "bicubic": "bicubic", "truth": "HR (truth)"}
     sample_note = ""

@@ -32,6 +32,13 @@ brick/grass/gravel textures and two procedural colour textures as style, see
 any pair on disk with ``--set content=PATH --set style=PATH``; named embedded pairs with
 ``--set pairs=astronaut:brick,coffee:waves``.
 
+Splits: there is no held-out data in style transfer -- each trial optimises one image per
+pair -- so the pairs themselves are split: ``pair_split=test`` (default, the reported
+comparisons) draws the trial's pairs from the test pool, ``pair_split=val`` from the
+disjoint val pool (for tuning, so a tuned setting is never chosen on the pairs it is
+reported on; see :mod:`cvloss.data.style_pairs`). ``evaluate`` scores the optimised image
+of the trial's own pairs whatever split the trainer names.
+
 Seeds: content init is (nearly) deterministic, so the seed chooses *which* pairs are
 optimised: right after the trainer seeds torch, :meth:`StyleTask.build_model` draws
 ``n_pairs`` distinct contents and one style for each from the pool (the same draw for
@@ -95,9 +102,14 @@ class StyleTask(Task):
     metrics = {"content_loss": False, "style_dist": False, **{f"gram_{l}": False for l in EVAL_STYLE_LAYERS}, "tv": False,
                "evals": False, "wall_s": False}
     primary_metric = "style_dist"
+    tune_overrides = {"pair_split": "val"}
+    reference_specs = ("content+1000*style+0.01*tv", "content+1000*style", "content+1000*texture",
+                       "perceptual+1000*style")  # a search never optimises the reported pairs
+    metric_bounds = {m: (0.0, None) for m in metrics}
     # Which target each term is called with: the content image, the style image, none.
     slots = {"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)}
-    _common = dict(optimizer="lbfgs", lr=None, param="clamp", init_noise=0.0, pairs=None, content=None, style=None)
+    _common = dict(optimizer="lbfgs", lr=None, param="clamp", init_noise=0.0, pairs=None, content=None, style=None,
+                   pair_split="test")
     settings = {
         "iters_per_epoch": Int(1, help="optimiser iterations between evaluations"),
         "image_size": Int(16, help="content side in px (VGG19's relu5_1 needs >= 16)"),
@@ -109,6 +121,7 @@ class StyleTask(Task):
         "init_noise": Float(0.0, help="std of noise added to the content init"),
         "pairs": Setting("str", nullable=True, help="named embedded pairs, e.g. astronaut:brick,coffee:waves"),
         "content": ImagePath("a content image file (with style=)"),
+        "pair_split": Choice("test", "val", help="the pool the trial's pairs are drawn from"),
         "style": ImagePath("a style image file (with content=)"),
     }
     budgets = {
@@ -129,7 +142,7 @@ class StyleTask(Task):
         p = self.params  # types and ranges: checked by the schema (``settings``) before this
         info = get_dataset(self.dataset, task="style")  # the catalog refuses datasets style cannot read
         root = None if info.embedded else dataset_dir(self.dataset, self.data_dir)
-        self.data = load_style_pairs(root, "val", size=p["image_size"], style_size=p["style_size"], pairs=p["pairs"],
+        self.data = load_style_pairs(root, p["pair_split"], size=p["image_size"], style_size=p["style_size"], pairs=p["pairs"],
                                      content=p["content"], style=p["style"], source=self.dataset)
         if self.data.explicit and self.data.notes:  # a user's file: say it once, loudly
             log.warning("; ".join(self.data.notes))
@@ -250,14 +263,14 @@ class StyleTask(Task):
         out["tv"] = float(total_variation(x, "l1", "mean"))
         return out
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        out = self.image_metrics(model())
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        out = self.image_metrics(model())  # the trial's own pairs (module docstring, "Splits")
         out["evals"] = float(self._evals)
         out["wall_s"] = self._wall
         out["eval_feature_weights"] = self._eval_net.weights_used  # type: ignore[assignment]
         return out
 
-    def reference_metrics(self) -> dict[str, dict[str, float]]:
+    def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
         return {"content image (init)": self.image_metrics(self.content),
                 "style image": {"tv": float(total_variation(self.style, "l1", "mean"))}}
 

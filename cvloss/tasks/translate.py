@@ -87,7 +87,7 @@ from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_
 from cvloss.models.cyclegan import CycleGAN, ImagePool
 from cvloss.settings import Bool, Int
 from cvloss.tasks.adversarial import OPTIMIZER_POLICY, policy_optimizer
-from cvloss.tasks.base import Optim, Task, to_uint8
+from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
 
 N_SAMPLES = 4
 COLLAPSE_RATIO = 0.1
@@ -104,7 +104,15 @@ class TranslateTask(Task):
     metrics = {"paired_ssim": True, "paired_psnr": True, "paired_l1": False, "paired_lpips": False, "cycle_l1": False,
                "fid": False, "kid": False}
     primary_metric = "paired_ssim"
+    # KID is an unbiased estimate and can be slightly negative: unbounded
+    metric_bounds = {"paired_ssim": (-1.0, 1.0), "paired_psnr": (0.0, 100.0), "paired_l1": (0.0, 1.0),
+                     "paired_lpips": (0.0, None), "cycle_l1": (0.0, 1.0), "fid": (0.0, None)}
     slots = {"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)}
+    # CycleGAN and its ablations (no cycle, no GAN), each objective with a cycle term, and
+    # each reconstruction distance in place of the cycle's L1.
+    reference_specs = ("2*lsgan+cycle+identity", "2*lsgan", "cycle", "ns+cycle+identity", "minimax+cycle",
+                       "hinge+cycle", "wgan+cycle", "wgan_gp+cycle+identity", "2*lsgan+10*l1", "2*lsgan+10*mse",
+                       "2*lsgan+10*charbonnier", "2*lsgan+10*ssim", "2*lsgan+perceptual", "2*lsgan+cycle+0.01*tv")
     penalty_seed = 0x6F  # the same ε stream for every loss
     _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
     settings = {
@@ -143,12 +151,16 @@ class TranslateTask(Task):
         load_size = p.get("load_size") or size  # >= size: checked by check_params
         train = load_dataset(self.dataset, "train", data_dir=self.data_dir, size=load_size, limit=p["n_train"],
                              task="translate")
-        val = load_dataset(self.dataset, "val", data_dir=self.data_dir, size=size, limit=p["n_val"], task="translate")
-        self.domains, self.real_name, self.paired = train.domains, train.real, bool(val.paired)
+        # n_val caps both evaluation splits (val: curves and choices; test: the reported number)
+        evals = {split: load_dataset(self.dataset, split, data_dir=self.data_dir, size=size, limit=p["n_val"],
+                                     task="translate") for split in EVAL_SPLITS}
+        self.domains, self.real_name = train.domains, train.real
+        self.paired = all(d.paired for d in evals.values())
         # Decode once: uint8 -> float [-1, 1] on the device, reused every epoch.
         to = lambda t: t.to(self.device, torch.float32).div_(127.5).sub_(1)  # noqa: E731
         self.train_a, self.train_b = to(train.a), to(train.b)
-        self.val_a, self.val_b = to(val.a), to(val.b)
+        self.eval_sets = {split: (to(d.a), to(d.b)) for split, d in evals.items()}
+        self.val_a, self.val_b = self.eval_sets["val"]
         self._lpips, self._lpips_note = None, "no pairs"
         if self.paired:
             lpips_path, why = lpips_status()
@@ -164,8 +176,8 @@ class TranslateTask(Task):
                 self.fid_note = f"n/a: {why}"
             else:
                 self._inception = FIDInception(path).to(self.device)
-                self.fid_note = f"G(val A) vs all val B, {self._inception.name}"
-        self._real_b_feats = None
+                self.fid_note = f"G(A) vs all real B of the same split, {self._inception.name}"
+        self._real_b_feats: dict[str, torch.Tensor] = {}  # Inception features of each split's real B
         self._pool_a, self._pool_b = ImagePool(p["pool_size"]), ImagePool(p["pool_size"])
         self._pool_gen = torch.Generator().manual_seed(POOL_SEED)
 
@@ -173,11 +185,13 @@ class TranslateTask(Task):
         return [k for k in self.metrics if self.paired or k not in PAIRED]
 
     def describe_data(self) -> str:
-        pairs = "hidden pairs in val" if self.paired else "unpaired val"
+        pairs = "hidden pairs" if self.paired else "unpaired"
+        test_a, test_b = self.eval_sets["test"]
         a, b = self.domains
         nets = {k: v for k, v in self.feature_metrics().items() if k in self.metric_names()}
         return (f"{self.named(self.real_name)}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
-                f"{len(self.val_a)} / {len(self.val_b)} val ({pairs}), {self.train_a.shape[-1]} px; FID/KID: {self.fid_note}; "
+                f"{len(self.val_a)} / {len(self.val_b)} val, {len(test_a)} / {len(test_b)} test ({pairs}), "
+                f"{self.train_a.shape[-1]} px; FID/KID: {self.fid_note}; "
                 + describe_feature_metrics(nets, "translate", {"paired_lpips": self._lpips_note}))
 
     @classmethod
@@ -283,13 +297,13 @@ class TranslateTask(Task):
         bs = max(self.params["batch_size"], 32)
         return torch.cat([net(x[i : i + bs]) for i in range(0, len(x), bs)])
 
-    def _fid_kid(self, fake_b01: torch.Tensor) -> tuple[float, float]:
+    def _fid_kid(self, fake_b01: torch.Tensor, split: str) -> tuple[float, float]:
         if self._inception is None:
             return math.nan, math.nan
-        if self._real_b_feats is None:
-            self._real_b_feats = self._inception(_to01(self.val_b))
-        fake = self._inception(fake_b01)
-        return fid_from_features(self._real_b_feats, fake), kid_from_features(self._real_b_feats, fake)[0]
+        if split not in self._real_b_feats:  # the real B images of a split never change: once
+            self._real_b_feats[split] = self._inception(_to01(self.eval_sets[split][1]))
+        real, fake = self._real_b_feats[split], self._inception(fake_b01)
+        return fid_from_features(real, fake), kid_from_features(real, fake)[0]
 
     def _paired(self, pred01: torch.Tensor, truth01: torch.Tensor) -> dict[str, float]:
         size = pred01.shape[-1]
@@ -301,26 +315,28 @@ class TranslateTask(Task):
             "paired_lpips": math.nan if self._lpips is None else float(self._lpips(pred01, truth01).mean()),
         }
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        fake_b = self._translate(model, self.val_a, "ab")
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        real_a, real_b = self.eval_sets[split]
+        fake_b = self._translate(model, real_a, "ab")
         rec_a = self._translate(model, fake_b, "ba")
-        rec_b = self._translate(model, self._translate(model, self.val_b, "ba"), "ab")
+        rec_b = self._translate(model, self._translate(model, real_b, "ba"), "ab")
         out: dict[str, float] = {}
         fake01 = _to01(fake_b).clamp(0, 1)
         if self.paired:
-            out.update(self._paired(fake01, _to01(self.val_b)))
+            out.update(self._paired(fake01, _to01(real_b)))
         # Differences of [-1, 1] images halved = differences in [0, 1].
-        out["cycle_l1"] = float(0.5 * ((rec_a - self.val_a).abs().mean() + (rec_b - self.val_b).abs().mean()) / 2)
-        out["fid"], out["kid"] = self._fid_kid(fake01)
+        out["cycle_l1"] = float(0.5 * ((rec_a - real_a).abs().mean() + (rec_b - real_b).abs().mean()) / 2)
+        out["fid"], out["kid"] = self._fid_kid(fake01, split)
         return {k: out[k] for k in self.metric_names() if k in out}
 
-    def reference_metrics(self) -> dict[str, dict[str, float]]:
+    def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
         """``identity (B = A)``: the metrics of G(a) = a (the input returned unchanged)."""
-        a01 = _to01(self.val_a)
+        real_a, real_b = self.eval_sets[split]
+        a01 = _to01(real_a)
         ref: dict[str, float] = {"cycle_l1": 0.0}
         if self.paired:
-            ref.update(self._paired(a01, _to01(self.val_b)))
-        ref["fid"], ref["kid"] = self._fid_kid(a01)
+            ref.update(self._paired(a01, _to01(real_b)))
+        ref["fid"], ref["kid"] = self._fid_kid(a01, split)
         return {"identity (B = A)": {k: ref[k] for k in self.metric_names() if k in ref}}
 
     def diversity(self, model: nn.Module) -> tuple[float, float]:

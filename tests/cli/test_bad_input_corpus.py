@@ -24,7 +24,8 @@ def _seg(*extra: str) -> list[str]:
 
 
 # (arguments, a fragment the one error line must contain). {png} and {txt} are files the
-# test writes before it takes its snapshot; {out} and {data} are folders that must not appear.
+# test writes before it takes its snapshot; {out} and {data} are folders that must not appear;
+# {bad} holds the broken dataset folders and catalogs of _bad_folders.
 CASES: list[tuple[list[str], str]] = [
     # names
     (_compare("nope", "ce"), "unknown task 'nope'"),
@@ -147,6 +148,19 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--target-effect", "0"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "-0.1"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "nan"), "--target-effect must be a positive difference"),
+    # hyper-parameter search
+    (_seg("--tune", "lr=log(1e-2,1e-4)"), "empty range"),
+    (_seg("--tune", "lr=log(0,1e-2)"), "log needs positive bounds"),
+    (_seg("--tune", "lr=exp(1,2)"), "expected NAME=log(a,b)"),
+    (_seg("--tune", "lrate=log(1e-4,1e-2)"), "not a setting of task seg"),
+    (_seg("--tune", "topo.mu=log(0.01,1)"), "no loss of --losses has a term 'topo'"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-trials", "0"), "--tune-trials must be >= 1"),
+    (_seg("--tune-trials", "4"), "--tune-trials needs --tune"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-sampler", "bayes"), "valid samplers: random, grid, tpe"),
+    (_seg("--tune", "lr=choice(1e-3)"), "choice needs two or more distinct values"),
+    (_seg("--tune", "augment=choice(true,false)", "--tune-sampler", "grid"), "the grid of this space has only 2 points"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune", "lr=uniform(0.1,0.2)"), "names lr twice"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--seeds", "10000,1"), "--seeds must stay below 10000"),
     (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
     # executors: --address only with Ray, checked before Ray is asked for (these need no Ray)
     (_seg("--address", "auto"), "--address names a Ray cluster: it needs --executor ray"),
@@ -160,6 +174,29 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--dataset", "oxford-pets"), "cvloss datasets download oxford-pets"),
     (_compare("sr", "l1", "--dataset", "div2k"), "cvloss datasets download div2k"),
     (_compare("embed", "triplet", "--dataset", "lfw"), "cvloss datasets download lfw"),
+    # dataset folders (built by _bad_folders) and user catalogs
+    (_seg("--dataset", "{bad}/seg-no-images"), "no images in"),
+    (_seg("--dataset", "{bad}/seg-mask-size"), "seg-mask-size/masks/img02.png is 8x8 px but its image"),
+    (_seg("--dataset", "{bad}/seg-class-id"), "seg-class-id/masks/img02.png has class id 7, but classes.txt names 3"),
+    (_seg("--dataset", "{bad}/seg-rgb-mask"), "seg-rgb-mask/masks/img02.png is a PNG of mode RGB"),
+    (_seg("--dataset", "{bad}/seg-no-mask"), "seg-no-mask/images/img02.png has no mask"),
+    (_seg("--dataset", "{bad}/seg-unreadable"), "seg-unreadable/images/img02.png: OSError"),
+    (_seg("--dataset", "{bad}/seg-split-overlap"), "test.txt line 1: 'img00' is already listed in splits/train.txt"),
+    (_seg("--dataset", "{bad}/seg-split-unknown"), "val.txt line 1: 'img99' is not in the dataset folder"),
+    (_compare("embed", "triplet", "--dataset", "{bad}/embed-few-ids"), "identities with 2+ images"),
+    (["train", "--task", "seg", "--loss", "ce", "--dataset", "{bad}/seg-ignore"],
+     "the data declares ignore_index 255 (classes.txt) but loss term(s) ce do not"),
+    (_compare("translate", "lsgan+cycle", "--dataset", "{bad}/translate-empty"), "translate-empty/trainB holds no images"),
+    (_compare("sr", "l1", "--dataset", "{bad}/sr-symlink"), "sr-symlink/link.png is a symbolic link out of the dataset"),
+    (_compare("sr", "l1", "--dataset", "{bad}/sr-empty"), "sr-empty: no images"),
+    (_seg("--dataset", "{bad}/sr-symlink"), "a seg folder needs images/ and masks/; this one lacks images/, masks/"),
+    (_compare("style", "content+style", "--dataset", "{bad}/sr-empty"), "task 'style' takes no dataset folder"),
+    (_seg("--dataset", "./no-such-folder"), "--dataset ./no-such-folder: no such folder"),
+    (_seg("--dataset", "{png}"), "not a folder"),
+    (_seg("--catalog", "{bad}/clash.toml"), "dataset 'synth-pets' is a built-in dataset"),
+    (_seg("--catalog", "{bad}/no-such.toml"), "no-such.toml not found"),
+    (_seg("--catalog", "{txt}"), "is not valid TOML"),
+    (["datasets", "list", "--catalog", "{bad}/clash.toml"], "is a built-in dataset"),
     # the report
     (["report", "{out}/nothing-here"], "no results folder"),
     (["report", "{data}"], "no comparisons under"),
@@ -175,6 +212,51 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--task", "seg", "--loss", "ce", "--seed", "x"], "Invalid value for '--seed'"),
     (_seg("--threads", "two"), "Invalid value for '--threads'"),
 ]
+
+
+def _bad_folders(cwd: Path) -> None:
+    """The broken dataset folders and catalogs the corpus names (one problem each)."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location(
+        "cvloss_test_fixtures_folder_datasets_corpus", Path(__file__).resolve().parents[1] / "fixtures" / "folder_datasets.py")
+    fd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fd)
+    (cwd / "seg-no-images" / "images").mkdir(parents=True)
+    (cwd / "seg-no-images" / "masks").mkdir()
+    for case in ("mask-size", "class-id", "rgb-mask", "no-mask", "unreadable", "split-overlap", "split-unknown"):
+        root = fd.build_seg(cwd / f"seg-{case}", n=4)
+        mask, image = root / "masks" / "img02.png", root / "images" / "img02.png"
+        if case == "mask-size":
+            Image.new("L", (8, 8)).save(mask)
+        elif case == "class-id":
+            Image.new("L", (16, 16), 7).save(mask)
+        elif case == "rgb-mask":
+            Image.new("RGB", (16, 16)).save(mask)
+        elif case == "no-mask":
+            mask.unlink()
+        elif case == "unreadable":
+            image.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        else:
+            (root / "splits").mkdir()
+            (root / "splits" / "train.txt").write_text("img00\nimg01\n")
+            (root / "splits" / "val.txt").write_text("img99\n" if case == "split-unknown" else "img02\n")
+            (root / "splits" / "test.txt").write_text("img00\n")
+    fd.build_seg(cwd / "seg-ignore", n=4, ignore=255)
+    fd.build_embed(cwd / "embed-few-ids", n_ids=30)
+    fd.build_translate(cwd / "translate-empty")
+    for p in (cwd / "translate-empty" / "trainB").iterdir():
+        p.unlink()
+    fd.build_sr(cwd / "sr-symlink")
+    Image.new("RGB", (16, 16)).save(cwd / "outside.png")
+    (cwd / "sr-symlink" / "link.png").symlink_to(cwd / "outside.png")
+    (cwd / "sr-empty").mkdir()
+    (cwd / "sr-empty" / "notes.md").write_text("no images here\n")
+    (cwd / "clash.toml").write_text(fd.catalog_entry("synth-pets"))
+
+
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -201,6 +283,7 @@ def sandbox(tmp_path, monkeypatch):
 
     Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "cwd" / "ok.png")
     (tmp_path / "cwd" / "notes.txt").write_text("not an image\n")
+    monkeypatch.setenv("CVLOSS_CATALOG", "")  # --catalog sets it for the (in-process) run: restored after
     for name, text in (("list-report", "[1, 2, 3]"), ("partial-report", '{"task": "seg"}')):
         folder = tmp_path / "cwd" / name / "seg" / "synth-pets" / "smoke" / "compare--ce"
         folder.mkdir(parents=True)
@@ -208,25 +291,33 @@ def sandbox(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> Path:
+    """The broken dataset folders, built once for the module (they are only read)."""
+    root = tmp_path_factory.mktemp("bad-folders")
+    _bad_folders(root)
+    return root
+
+
 def test_the_corpus_is_large():
     assert len(CASES) >= 80
 
 
 @pytest.mark.parametrize("args, fragment", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(sandbox, args, fragment):
-    values = {"out": str(sandbox / "out"), "data": str(sandbox / "data"), "cwd": str(sandbox / "cwd"),
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(sandbox, bad, args, fragment):
+    values = {"out": str(sandbox / "out"), "data": str(sandbox / "data"), "cwd": str(sandbox / "cwd"), "bad": str(bad),
               "png": str(sandbox / "cwd" / "ok.png"), "txt": str(sandbox / "cwd" / "notes.txt")}
     args = [a.format(**values) for a in args]
     if args[0] in ("train", "compare") and "--out" not in args:
         args = [args[0], "--out", values["out"], *args[1:]]  # first: a trailing option must stay last
-    before = _snapshot(sandbox)
+    before = _snapshot(sandbox), _snapshot(bad)
     result = runner.invoke(app, args)
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, (result.exit_code, result.stderr, result.stdout)
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert fragment in lines[0], lines[0]
     assert result.stdout == "" and "Traceback" not in result.stderr
-    assert _snapshot(sandbox) == before, "a refused command must write nothing"
+    assert (_snapshot(sandbox), _snapshot(bad)) == before, "a refused command must write nothing"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so --device cuda is valid here")

@@ -9,15 +9,38 @@ from cvloss.data.registry import load_catalog
 runner = CliRunner()
 
 
+def _tables(output: str) -> tuple[list[str], list[str]]:
+    """The rows of the datasets table and of the splits table after it (headers dropped)."""
+    datasets, _, splits = output.partition("\nsplits\n")
+    return [ln for ln in datasets.splitlines()[2:] if ln.strip()], [ln for ln in splits.splitlines()[2:] if ln.strip()]
+
+
 def test_list_shows_every_dataset_and_where(tmp_path):
     result = runner.invoke(app, ["datasets", "list", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    names = {line.split()[0] for line in result.output.splitlines()[2:] if line.strip()}
-    assert names == set(load_catalog())
+    rows, _ = _tables(result.output)
+    names = {line.split()[0] for line in rows}
+    assert names == set(load_catalog()) and len(rows) == len(names)
     pets = next(line for line in result.output.splitlines() if line.startswith("oxford-pets "))
     assert "not downloaded" in pets
     synth = next(line for line in result.output.splitlines() if line.startswith("synth-pets "))
     assert "stands in for oxford-pets" in synth
+
+
+def test_list_prints_the_three_splits_of_every_dataset(tmp_path):
+    result = runner.invoke(app, ["datasets", "list", "--data-dir", str(tmp_path)])
+    _, splits = _tables(result.output)
+    catalog = load_catalog()
+    assert [ln.split()[:2] for ln in splits] == [[n, s] for n in catalog for s in ("train", "val", "test")]
+    for line in splits:  # each row holds the catalog's description of that split
+        name, split = line.split()[:2]
+        assert line.split(None, 2)[2] == catalog[name].splits[split]
+    pets_test = next(ln for ln in splits if ln.split()[:2] == ["oxford-pets", "test"])
+    assert "annotations/test.txt (3669 images)" in pets_test
+    lfw_test = next(ln for ln in splits if ln.split()[:2] == ["lfw", "test"])
+    assert "View 2" in lfw_test and "fold=0..9" in lfw_test
+    only_seg = runner.invoke(app, ["datasets", "list", "--task", "seg", "--data-dir", str(tmp_path)]).output
+    assert {ln.split()[0] for ln in _tables(only_seg)[1]} == {"oxford-pets", "synth-pets", "synth-vessels"}
 
 
 def test_list_marks_a_present_dataset_with_its_folder(tmp_path):

@@ -41,8 +41,10 @@ def test_compare_writes_every_output(tmp_path):
     cmp_dir = group / "compare--ce--0.5xdice"
     assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {p.name for p in cmp_dir.iterdir()}
     rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
-    miou = [r for r in rows if r["metric"] == "miou"]
+    miou = [r for r in rows if r["metric"] == "miou" and r["analysis"] == "completed"]
     assert [r["loss"] for r in miou] == ["ce", "0.5*dice"] and all(r["n"] == "2" for r in miou)
+    assert {r["split"] for r in rows} == {"test"}
+    assert [r["loss"] for r in rows if r["metric"] == "miou" and r["analysis"] == "reference"] == ["untrained model"]
     assert miou[1]["p_value"] != ""  # paired test from two seeds on
     assert "miou" in result.output and "± " in result.output  # table on stdout
     # report gathers it

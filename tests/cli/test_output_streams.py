@@ -48,7 +48,7 @@ def test_stdout_is_tables_and_paths_and_each_warning_prints_once(tmp_path, quiet
     assert out[-1].startswith("results: ") and out[-1].endswith("compare--l1--l1+0.01xperceptual")
     verdict = [line for line in out if line.startswith(("Primary metric", "Smallest difference"))]
     assert len(verdict) == 2  # what the table allows one to conclude, under it
-    assert {line.split()[0] for line in out[3:-1] if line not in verdict} == {"l1", "l1+0.01*perceptual", "(bicubic)"}
+    assert {line.split()[0] for line in out[3:-1] if line not in verdict} == {"l1", "l1+0.01*perceptual", "(bicubic)", "(untrained"}  # "(untrained model)": split on spaces
     assert "Downloading" not in proc.stdout and "warning" not in proc.stdout.lower()
     if quiet:
         assert proc.stderr == ""

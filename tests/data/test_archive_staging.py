@@ -153,6 +153,9 @@ def test_layout_alternatives_and_lfw_text_files_alone(tmp_path):
     root.mkdir()
     for name in ("pairs.txt", "peopleDevTrain.txt"):
         (root / name).write_text("10\t300\n")
+    assert "lacks pairsDevTest.txt, people.txt, lfw-deepfunneled|lfw" in presence_problem(info, tmp_path)
+    for name in ("pairsDevTest.txt", "people.txt"):
+        (root / name).write_text("10\n")
     problem = presence_problem(info, tmp_path)
     assert not is_present(info, tmp_path) and "lacks lfw-deepfunneled|lfw" in problem
     assert "no completion marker for lfw.tgz, lfw-deepfunneled.tgz" in problem

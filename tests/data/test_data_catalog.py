@@ -42,7 +42,7 @@ def test_catalog_has_every_design_dataset(catalog):
 def test_every_field_is_filled(catalog):
     for info in catalog.values():
         assert info.description and info.license and info.citation and info.loader, info.name
-        assert info.tasks and info.splits.keys() == {"train", "val"}, info.name
+        assert info.tasks and list(info.splits) == ["train", "val", "test"], info.name
         if info.embedded:
             assert info.files == () and info.layout == () and info.size_bytes == 0, info.name
         else:
@@ -104,8 +104,8 @@ def test_unknown_names_list_the_valid_ones(catalog):
         get_dataset("lfw", "seg", catalog)
     with pytest.raises(DatasetError, match="unknown task"):
         datasets_for("segmentation", catalog)
-    with pytest.raises(DatasetError, match="unknown split 'test'"):
-        load_dataset("synth-pets", "test")
+    with pytest.raises(DatasetError, match="unknown split 'valid' for dataset 'synth-pets'; valid: train, val, test"):
+        load_dataset("synth-pets", "valid")
     assert issubclass(DatasetError, ValueError)
 
 
@@ -122,8 +122,9 @@ def test_missing_real_dataset_says_how_to_get_it(tmp_path, catalog):
 
 
 def test_load_dataset_goes_through_the_loader(pets_root):
-    data = load_dataset("oxford-pets", "val", data_dir=pets_root.parent, size=16, seed=3)
+    data = load_dataset("oxford-pets", "test", data_dir=pets_root.parent, size=16, seed=3)
     assert data.images.shape == (2, 3, 16, 16) and data.name == "oxford-pets"
+    assert len(load_dataset("oxford-pets", "val", data_dir=pets_root.parent, size=16, seed=3)) == 4
     data = get_dataset("synth-pets").load("train", size=32, limit=3, seed=1)
     assert data.images.shape == (3, 3, 32, 32) and data.real == "oxford-pets"
     with pytest.raises(DatasetError, match="does not take option"):
@@ -150,7 +151,7 @@ citation = "c"
 loader = "m:f"
 embedded = false
 real = ""
-splits = { train = "a", val = "b" }
+splits = { train = "a", val = "b", test = "c" }
 """
 
 
@@ -162,6 +163,7 @@ def test_malformed_catalog_entries_are_named(tmp_path):
         '"0123456789abcdef0123456789abcdef"': "bad md5",
         'tasks = ["seg"]': "tasks",
         'filename = "x.zip"': "plain file name",
+        ', test = "c" }': "must describe each split train, val, test",
     }
     replacement = {
         'license = "l"\n': "",
@@ -169,6 +171,7 @@ def test_malformed_catalog_entries_are_named(tmp_path):
         '"0123456789abcdef0123456789abcdef"': '"zz"',
         'tasks = ["seg"]': 'tasks = ["segm"]',
         'filename = "x.zip"': 'filename = "../x.zip"',
+        ', test = "c" }': " }",
     }
     for old, match in cases.items():
         with pytest.raises(DatasetError, match=match):

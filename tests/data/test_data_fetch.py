@@ -122,7 +122,7 @@ citation = "none"
 loader = "cvloss.data.synthetic:load_synth_pets"
 embedded = false
 real = ""
-splits = {{ train = "a", val = "b" }}
+splits = {{ train = "a", val = "b", test = "c" }}
 """)
     return load_catalog(tmp_path / "cat.toml")["toy"]
 

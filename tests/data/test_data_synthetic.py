@@ -22,13 +22,14 @@ def test_same_seed_same_tensors_other_seed_other_tensors(gen):
 
 
 @pytest.mark.parametrize("gen", GENERATORS)
-def test_train_and_val_are_disjoint(gen):
-    tr, va = gen("train", n=40), gen("val")
+def test_train_val_and_test_are_disjoint(gen):
+    tr, va, te = gen("train", n=40), gen("val"), gen("test")
     assert len(va) == DEFAULT_N["val"] and len(gen("train", n=None, size=16)) == DEFAULT_N["train"]
-    train_hashes = {bytes(x.numpy()) for x in tr.images}
-    assert not train_hashes & {bytes(x.numpy()) for x in va.images}
-    with pytest.raises(DatasetError, match="unknown split"):
-        gen("test", n=2)
+    assert len(te) == DEFAULT_N["test"] == 48
+    hashes = [{bytes(x.numpy()) for x in d.images} for d in (tr, va, te)]
+    assert not hashes[0] & hashes[1] and not hashes[0] & hashes[2] and not hashes[1] & hashes[2]
+    with pytest.raises(DatasetError, match="unknown split 'tst'"):
+        gen("tst", n=2)
 
 
 @pytest.mark.parametrize("gen", GENERATORS)

@@ -11,16 +11,21 @@ from cvloss.data.types import DatasetError
 
 
 def test_split_is_fixed_disjoint_and_covers_the_photos():
-    assert set(SR_SPLIT["train"]).isdisjoint(SR_SPLIT["val"])
-    assert set(SR_SPLIT["train"]) | set(SR_SPLIT["val"]) == set(PHOTOS)
+    tr, va, te = (set(SR_SPLIT[s]) for s in ("train", "val", "test"))
+    assert tr.isdisjoint(va) and tr.isdisjoint(te) and va.isdisjoint(te)
+    assert tr | va | te == set(PHOTOS)
     a, b = load_skimage_photos(None, "val", size=48), load_skimage_photos(None, "val", size=48)
     assert a.names == ("chelsea", "coffee") and all(torch.equal(x, y) for x, y in zip(a.hr, b.hr))
+    assert load_skimage_photos(None, "test", size=48).names == ("rocket", "motorcycle")
 
 
 def test_photos_are_shrunk_to_the_short_side_as_uint8():
+    data = load_dataset("skimage-photos", "test", size=40, limit=1, task="sr")
+    assert data.names == ("rocket",) and data.real == "div2k" and data.lr == {}
+    assert [tuple(t.shape) for t in data.hr] == [(3, 40, 60)]  # 427x640
     data = load_dataset("skimage-photos", "train", size=40, limit=2, task="sr")
-    assert data.names == ("astronaut", "rocket") and data.real == "div2k" and data.lr == {}
-    assert [tuple(t.shape) for t in data.hr] == [(3, 40, 40), (3, 40, 60)]  # 512x512, 427x640
+    assert data.names == ("astronaut", "hubble")
+    assert [tuple(t.shape) for t in data.hr] == [(3, 40, 40), (3, 40, 46)]  # 512x512, 872x1000
     assert all(t.dtype == torch.uint8 for t in data.hr)
     # antialiased shrink keeps the mean colour of the photo
     full = torch.from_numpy(skimage_image("astronaut")).mean(dim=(0, 1))
@@ -36,5 +41,5 @@ def test_float_image_api_for_both_tasks():
     assert set(TEXTURES) == {"brick", "grass", "gravel"} and len(skimage_images()) == len(PHOTOS)
     with pytest.raises(DatasetError, match="unknown scikit-image picture 'lena'"):
         skimage_image("lena")
-    with pytest.raises(DatasetError, match="unknown split"):
-        load_skimage_photos(None, "test")
+    with pytest.raises(DatasetError, match="unknown split 'holdout' for skimage-photos"):
+        load_skimage_photos(None, "holdout")

@@ -51,12 +51,17 @@ def test_div2k_contents_in_the_real_layout(tmp_path):
     root = tmp_path / "div2k"
     for i in (801, 802):
         _png(root / "DIV2K_valid_HR" / f"0{i}.png", (36, 48, 3), seed=i)
-    pairs = load_style_pairs(root, "val", size=16, source="div2k")
+    for i in (700, 701):  # the last train id and the first val id of DIV2K_train_HR
+        _png(root / "DIV2K_train_HR" / f"0{i}.png", (36, 48, 3), seed=i)
+    pairs = load_style_pairs(root, "test", size=16, source="div2k")
     assert pairs.content_names == ("0801", "0802") and pairs.style_names == STYLE_TEXTURES
     assert pairs.contents.shape == (2, 3, 16, 16) and pairs.styles.shape == (5, 3, 16, 16)
-    assert len(pairs.pairs) == 10 and not pairs.explicit
+    assert len(pairs.pairs) == 10 and not pairs.explicit and pairs.split == "test"
+    val = load_style_pairs(root, "val", size=16, source="div2k")  # DIV2K's val ids, disjoint from test
+    assert val.content_names == ("0701",) and val.split == "val"
+    assert load_style_pairs(root, "train", size=16, source="div2k").content_names == ("0701",)  # = val
     with pytest.raises(DatasetError, match="cvloss datasets download div2k"):
-        load_style_pairs(tmp_path / "empty", "val", size=16, source="div2k")
+        load_style_pairs(tmp_path / "empty", "test", size=16, source="div2k")
 
 
 def test_named_embedded_pairs():

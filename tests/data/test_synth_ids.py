@@ -73,5 +73,5 @@ def test_bad_arguments():
         synth_ids("val", n_ids=10, per_id=2)
     with pytest.raises(ValueError, match="per_id"):
         synth_ids("train", per_id=1)
-    with pytest.raises(ValueError, match="split"):
-        synth_ids("test")
+    with pytest.raises(ValueError, match="unknown split 'holdout' for synth-ids"):
+        synth_ids("holdout")

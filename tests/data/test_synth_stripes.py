@@ -61,8 +61,8 @@ def test_stripes_follow_angle_and_period():
 
 
 def test_errors():
-    with pytest.raises(DatasetError, match="unknown split"):
-        synth_stripes("test")
+    with pytest.raises(DatasetError, match="unknown split 'holdout' for synth-stripes"):
+        synth_stripes("holdout")
     with pytest.raises(DatasetError, match="size"):
         synth_stripes("train", size=8)
     with pytest.raises(DatasetError, match="period"):

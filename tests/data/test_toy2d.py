@@ -34,12 +34,12 @@ def test_loaders_through_the_catalog():
     for name, fn in (("ring8", load_ring8), ("grid25", load_grid25)):
         info = get_dataset(name, "gan")
         assert info.embedded
-        for split in ("train", "val"):
+        for split in ("train", "val", "test"):
             data = load_dataset(name, split, task="gan")
-            assert isinstance(data, Mixture2D) and data.name == name
+            assert isinstance(data, Mixture2D) and data.name == name and data.split == split
             assert torch.equal(data.centers, fn(None, split).centers)
-    with pytest.raises(DatasetError, match="unknown split 'test'"):
-        load_ring8(None, "test")
+    with pytest.raises(DatasetError, match="unknown split 'holdout' for ring8"):
+        load_ring8(None, "holdout")
 
 
 def test_sampling_is_reproducible_and_has_the_stated_spread():

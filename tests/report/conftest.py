@@ -60,7 +60,7 @@ def make_result(root: Path, losses=("ce", "dice", "topo", "wce"), budget="quick"
                 "device": "cpu:test (2 cores)", "data": f"{dataset}: 8 train / 4 val"}))
             st = status[loss][k]
             mets = {m: v[0] for m, v in table[loss].items()} if st == "done" else {}
-            (d / "summary.json").write_text(json.dumps({"status": st, "metrics": mets}))
+            (d / "summary.json").write_text(json.dumps({"schema": 2, "status": st, "metrics": mets}))
             (d / "metrics.csv").write_text("epoch,train_loss,miou\n1,1.0,0.5\n2,0.8,0.6\n3,0.7,0.7\n")
             rng = np.random.default_rng(k)
             img = rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)

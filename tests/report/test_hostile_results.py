@@ -100,8 +100,8 @@ def test_wrong_field_types_in_compare_json(tmp_path, make_comparison, change, re
 
 @pytest.mark.parametrize("text, reason", [
     ("[1, 2]", "holds a JSON list, not an object"),
-    ('{"status": "done", "metrics": {"miou": "high"}}', "metrics['miou'] = 'high' is not a number"),
-    ('{"status": "done", "metrics": [0.5]}', "'metrics' must be an object"),
+    ('{"schema": 2, "status": "done", "metrics": {"miou": "high"}}', "metrics['miou'] = 'high' is not a number"),
+    ('{"schema": 2, "status": "done", "metrics": [0.5]}', "'metrics' must be an object"),
     ('{"metrics": {}}', "no 'status' string"),
 ])
 def test_wrong_shape_summary_json_is_one_line_naming_it(tmp_path, make_comparison, text, reason):

@@ -27,7 +27,7 @@ def comparison(tmp_path):
         for seed, v in enumerate(vals):
             d = replace(base, loss=loss, seed=seed).trial_dir
             d.mkdir(parents=True)
-            (d / "summary.json").write_text(json.dumps({"status": "done", "metrics": {"miou": v, "dice": v / 2},
+            (d / "summary.json").write_text(json.dumps({"schema": 2, "status": "done", "metrics": {"miou": v, "dice": v / 2},
                                                         "train_time_s": 1.5 + seed, "epochs": 2}))
             (d / "trial.json").write_text(json.dumps({"git_commit": "abc123"}))
     return tmp_path / "res", summarize_comparison(base, LOSSES, [0, 1, 2])
@@ -88,7 +88,7 @@ def test_runs_and_compare_csv_pivot_without_cleaning(comparison):
     everything = pd.read_csv(root / "runs.csv")
     assert len(everything) == 9 and everything["comparison"].nunique() == 1
     table = pd.read_csv(cmp_dir / "compare.csv")
-    assert {"task", "dataset", "budget", "split"} <= set(table.columns) and set(table["split"]) == {"val"}
+    assert {"task", "dataset", "budget", "split"} <= set(table.columns) and set(table["split"]) == {"test"}
     means = table.pivot_table(index="loss", columns="metric", values="mean")
     assert means.loc["ce", "miou"] == pytest.approx(0.51)
     assert table["p_adj"].dtype.kind == "f"

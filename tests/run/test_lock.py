@@ -146,7 +146,7 @@ def test_compare_runs_other_trials_first_then_waits_and_aggregates(tmp_path, liv
         deadline = time.time() + 60
         while not ((other / "summary.json").exists() and (stale / "summary.json").exists()) and time.time() < deadline:
             time.sleep(0.02)
-        (held / "summary.json").write_text(json.dumps({"status": "done", "metrics": {"miou": 0.123}}))
+        (held / "summary.json").write_text(json.dumps({"schema": 2, "status": "done", "metrics": {"miou": 0.123}}))
         lock.unlink()
 
     thread = threading.Thread(target=holder)
@@ -174,7 +174,7 @@ def test_train_waits_for_a_live_holder_then_reads_its_summary(tmp_path, live_pid
     cfg = TrialConfig(task="seg", loss="ce", dataset="synth-pets", out=str(tmp_path), overrides=TINY)
     lock = write_lock(cfg.trial_dir, live_pid)
     timer = threading.Timer(0.5, lambda: ((cfg.trial_dir / "summary.json").write_text(
-        json.dumps({"status": "done", "metrics": {"miou": 0.5}})), lock.unlink()))
+        json.dumps({"schema": 2, "status": "done", "metrics": {"miou": 0.5}})), lock.unlink()))
     timer.start()
     rep = capture
     summary = run_trial(cfg, rep)

@@ -87,7 +87,7 @@ def test_a_comparison_carries_corrected_p_effects_and_mde(tmp_path):
         for seed, v in enumerate(vals):
             d = replace(base, loss=loss, seed=seed).trial_dir
             d.mkdir(parents=True)
-            (d / "summary.json").write_text(json.dumps({"status": "done", "metrics": {"miou": v, "dice": v / 2}}))
+            (d / "summary.json").write_text(json.dumps({"schema": 2, "status": "done", "metrics": {"miou": v, "dice": v / 2}}))
     result = summarize_comparison(base, list(miou), [0, 1, 2, 3])
     rows = {(r["loss"], r["metric"]): r for r in result["rows"]}
     dice_row, focal_row = rows[("dice", "miou")], rows[("focal", "miou")]

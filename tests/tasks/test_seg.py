@@ -64,3 +64,15 @@ def test_a_step_trains_and_evaluation_gives_every_metric(task, spec):
         rows = task.sample_rows(model)
     assert list(m) == [k for k in task.metric_names() if k in m] and set(task.metric_names()) <= set(m)
     assert 0 <= m["miou"] <= 1 and rows["pred"].shape == (4, 32, 32, 3)
+
+
+def test_class_weights_of_the_wrong_count_are_refused_before_the_trial_is_written(tmp_path):
+    from cvloss.errors import UsageError
+    from cvloss.run.config import TrialConfig
+    from cvloss.run.trainer import run_trial
+
+    cfg = TrialConfig(task="seg", loss="ce(weight=[1,2])", dataset="synth-pets", budget="smoke", out=str(tmp_path),
+                      overrides={"n_train": 8, "n_val": 4})
+    with pytest.raises(UsageError, match=r"has 2 entries but synth-pets has 3 classes"):
+        run_trial(cfg)
+    assert not (cfg.trial_dir / "trial.json").exists()

@@ -108,12 +108,12 @@ def test_bad_loss_specs_are_refused(task):
 
 
 def test_bicubic_reference_equals_scoring_the_bicubic_image(task):
-    ref = task.reference_metrics()["bicubic"]
+    ref = task.reference_metrics("test")["bicubic"]
     assert set(ref) == set(SRTask.metrics) and 15 < ref["psnr_y"] < 60 and 0 < ref["ssim"] <= 1
     # the untrained bicubic-skip model is exactly bicubic, so it scores the same
     model, _, _ = _fresh(task)
     with evaluating(model):
-        got = task.evaluate(model)
+        got = task.evaluate(model, "test")
         rows = task.sample_rows(model)
     for k in ref:
         assert got[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9, nan_ok=True)  # lpips: n/a offline
@@ -149,7 +149,7 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
     assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
         p.name for p in cmp_dir.iterdir()}
     rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
-    assert {r["loss"] for r in rows} == {"l1", "l1+0.001*ns", "bicubic"}
+    assert {r["loss"] for r in rows} == {"l1", "l1+0.001*ns", "bicubic", "untrained model"}
     assert "psnr_y" in result.output and "bicubic" in result.output
 
 

@@ -197,7 +197,7 @@ def test_batches_are_unpaired_and_come_from_the_generator(task):
 
 # ------------------------------------------------------------------ metrics
 def test_identity_reference_metrics_by_hand(task):
-    ref = task.reference_metrics()["identity (B = A)"]
+    ref = task.reference_metrics("val")["identity (B = A)"]
     a = task.val_a.numpy().astype(np.float64) / 2 + 0.5
     b = task.val_b.numpy().astype(np.float64) / 2 + 0.5
     assert ref["paired_l1"] == pytest.approx(np.abs(a - b).mean(), rel=1e-5)
@@ -276,7 +276,7 @@ def test_compare_smoke_writes_every_output(tmp_path):
     assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
         p.name for p in cmp_dir.iterdir()}
     rows = list(csv.DictReader(open(cmp_dir / "compare.csv")))
-    assert {r["loss"] for r in rows} == {"2*lsgan+cycle+identity", "cycle", "identity (B = A)"}
+    assert {r["loss"] for r in rows} == {"2*lsgan+cycle+identity", "cycle", "identity (B = A)", "untrained model"}
     assert "paired_ssim" in result.output and "n/a" in result.output
 
 

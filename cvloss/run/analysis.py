@@ -1,0 +1,156 @@
+"""How a comparison's trials become its numbers: each trial's status and values, the
+two analyses (completed trials; intent to treat), the rows of compare.csv, compute, and
+whether the trials may be pooled at all (same code, torch and threads).
+
+Intent to treat (ITT): every trial that ran counts -- a collapsed one at its own final
+metrics, a diverged or crashed one at the untrained model's test metrics at its seed
+(it bought nothing over the initial weights) -- so a loss that fails on some seeds looks
+worse, not better, than one that does not. The completed analysis keeps only the trials
+that finished without failing, as tables always did.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cvloss.errors import UsageError
+from cvloss.io import read_json
+from cvloss.report.runs import FINAL_SPLIT
+from cvloss.run.config import TrialConfig
+from cvloss.run.folds import fold_dirs
+from cvloss.run.provenance import pool_key
+from cvloss.run.stats import mean_ci, paired_difference
+from cvloss.run.trainer import SUMMARY, TRIAL, UNTRAINED
+
+#: The marker an executor leaves in a trial folder whose worker died on every attempt.
+CRASHED = "crashed.json"
+
+
+class ComparisonError(UsageError):
+    """A comparison that would replace another one (a different seed set), or pool trials
+    of different code, torch versions or thread counts."""
+
+
+def where(base: TrialConfig) -> dict[str, Any]:
+    """The columns that make compare.csv rows of several comparisons poolable."""
+    return {"task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "split": FINAL_SPLIT}
+
+
+def value(summary: dict[str, Any] | None, metric: str) -> float:
+    v = (summary or {}).get("metrics", {}).get(metric)
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+def trial_status(trial_dir: Path, summary: dict[str, Any] | None) -> str:
+    """done / collapsed / diverged from the summary; without one ``crashed`` when the
+    executor left its marker (the worker died twice), else ``missing``."""
+    if summary is not None:
+        return str(summary.get("status", "missing"))
+    return "crashed" if (trial_dir / CRASHED).exists() else "missing"
+
+
+def untrained_by_seed(base: TrialConfig, losses: list[str], seeds: list[int],
+                       summaries: dict[str, list[dict[str, Any] | None]]) -> dict[int, dict[str, float]]:
+    """The untrained model's test metrics per seed, from any trial at that seed (its
+    summary, or the untrained.json a crashed trial left): every loss starts from the same
+    weights at a seed, so they agree."""
+    out: dict[int, dict[str, float]] = {}
+    for i, seed in enumerate(seeds):
+        for spec in losses:
+            s = summaries[spec][i]
+            found = (s or {}).get("untrained")
+            path = replace(base, loss=spec, seed=seed).trial_dir / UNTRAINED
+            if not found and path.exists():
+                found = read_json(path)
+            if isinstance(found, dict) and found:
+                out[seed] = found
+                break
+    return out
+
+
+def itt_value(summary: dict[str, Any] | None, status: str, metric: str, untrained: dict[str, float]) -> float:
+    """The intent-to-treat value of one trial: its final metric when it finished (done or
+    collapsed), the untrained model's at its seed when it diverged or crashed (it bought
+    nothing over the initial weights), NaN when it has not run."""
+    if status in ("done", "collapsed"):
+        return value(summary, metric)
+    if status in ("diverged", "crashed"):
+        v = untrained.get(metric)
+        return float(v) if isinstance(v, (int, float)) else math.nan
+    return math.nan
+
+
+def loss_rows(base: TrialConfig, losses: list[str], vals: dict[str, dict[str, list[float]]],
+               status: dict[str, list[str]], directions: dict[str, bool], stats: dict[str, Any],
+               analysis: str) -> list[dict[str, Any]]:
+    """One compare.csv row per (loss, metric) of one analysis: mean ± CI, the paired
+    difference against the baseline with its corrected p, d_z and P(A > B), the MDE."""
+    baseline, rows = losses[0], []
+    for spec in losses:
+        counts = {k: sum(st == k for st in status[spec]) for k in ("diverged", "collapsed", "crashed", "missing")}
+        for metric, v in vals[spec].items():
+            mean, ci, n = mean_ci(v)
+            row = {**where(base), "analysis": analysis, "loss": spec, "metric": metric,
+                   "higher_is_better": directions[metric], "mean": mean, "ci95": ci, "n": n, **counts,
+                   "success_rate": sum(st == "done" for st in status[spec]) / len(status[spec])}
+            if spec != baseline:
+                d, d_ci, p, n_pairs = paired_difference(v, vals[baseline][metric])
+                row.update({"diff_vs_baseline": d, "diff_ci95": d_ci, "p_value": p, "n_pairs": n_pairs})
+            else:
+                row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
+            row.update(stats["cells"].get((spec, metric), {"p_adj": math.nan, "correction": "", "dz": math.nan,
+                                                           "p_improve": math.nan}))
+            row["mde"] = stats["mde"][metric]
+            rows.append(row)
+    return rows
+
+
+def compute_summary(runs: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Compute of one loss over its finished trials (a diverged trial's partial time says
+    little): wall time per trial and per step, peak memory (and how it was measured),
+    generator updates of adversarial tasks -- each ``mean`` with its CI where it varies."""
+    finished = [s for s in runs if s and s.get("status") in ("done", "collapsed")]
+    out: dict[str, Any] = {"n": len(finished)}
+    for key in ("train_time_s", "step_time_s", "peak_mem_mib", "generator_updates", "discriminator_updates"):
+        vals = [s[key] for s in finished if isinstance(s.get(key), (int, float)) and not isinstance(s.get(key), bool)]
+        if vals:  # train_time_s -> train_time_ci95, peak_mem_mib -> peak_mem_mib_ci95
+            mean, ci, _ = mean_ci(vals)
+            out[key], out[key.removesuffix("_s") + "_ci95"] = mean, ci
+    for key in ("peak_mem_how", "optimizer"):  # how memory was measured; adversarial optimiser policy
+        found = sorted({s[key] for s in finished if isinstance(s.get(key), str)})
+        if found:
+            out[key] = "; ".join(found)
+    return out
+
+
+def check_provenance(trials: dict[str, list[Path]], allow_mixed: bool) -> dict[str, Any]:
+    """The code, torch version and thread count of a comparison's trials (from their
+    trial.json): one combination, or with ``allow_mixed`` a list of them (the table says
+    so); several without it are refused with one line (:class:`ComparisonError`)."""
+    keys: dict[tuple[str, str, str], list[str]] = {}
+    commits, dirty = set(), False
+    for spec, seed_dirs in trials.items():
+        # a k-fold trial's trial.json files are its folds' (cvloss.run.folds)
+        dirs = [f for d in seed_dirs if (d / SUMMARY).exists() for f in ([d] if (d / TRIAL).exists() else fold_dirs(d))]
+        for d in dirs:
+            if not (d / TRIAL).exists():
+                continue
+            info = read_json(d / TRIAL)
+            info = info if isinstance(info, dict) else {}
+            keys.setdefault(pool_key(info), []).append(f"{spec}/{d.name}")
+            code = info.get("code") if isinstance(info.get("code"), dict) else {}
+            commits.add(code.get("commit") or info.get("git_commit"))
+            dirty = dirty or bool(code.get("dirty"))
+    combos = [{"source": k[0], "torch": k[1], "threads": k[2], "trials": len(v)} for k, v in keys.items()]
+    if len(keys) > 1 and not allow_mixed:
+        parts = "; ".join(f"source {k[0]}, torch {k[1]}, {k[2]} threads: {len(v)} trial(s), e.g. {v[0]}"
+                          for k, v in keys.items())
+        raise ComparisonError(f"the comparison's trials were made by different code, torch versions or thread counts "
+                              f"({parts}); rerun the odd ones, or pass --allow-mixed to pool them anyway (the table "
+                              f"then says so)")
+    return {"mixed": len(keys) > 1, "combinations": combos, "commits": sorted(c for c in commits if c),
+            "dirty": dirty}
+
+

@@ -1,0 +1,84 @@
+"""Run a tuned comparison: the search per loss on val, then the winners on test.
+
+See :mod:`cvloss.run.tune` for the protocol, the space and the folder layout. This module
+drives it through the ordinary trial runner (every tuning trial and every retrained
+winner is a resumable, locked trial folder) and hands the winners to
+:func:`cvloss.run.compare.summarize_comparison`, adding the search's record (chosen
+setting, every candidate's val score, the tuning cost, edge flags) to the comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from cvloss.errors import UsageError
+from cvloss.run.compare import check_seed_set, comparison_dir, summarize_comparison
+from cvloss.run.config import TrialConfig
+from cvloss.run.progress import Reporter
+from cvloss.run.trainer import run_trials
+from cvloss.run.tune import (TUNE_SEED0, Space, apply_candidate, candidates, check_space, edge_flags, record_candidate,
+                             select, tuning_config, val_score, winner_config)
+from cvloss.tasks import get_task_class
+
+
+
+def _search(base: TrialConfig, losses: list[str], space: Space, reporter: Reporter, break_stale_locks: bool,
+            metric: str, higher: bool) -> dict[str, dict[str, Any]]:
+    """Train every loss's candidates (candidate-major: after k rounds every loss has had
+    the same k) and return per loss its candidates, summaries and val scores."""
+    if space.sampler == "tpe":
+        from cvloss.run.tpe import tpe_search  # the optional extra, imported only when asked
+
+        return tpe_search(base, losses, space, reporter, break_stale_locks, metric, higher)
+    cands = candidates(space)
+    cfgs = [tuning_config(base, spec, c, i, space) for i, c in enumerate(cands) for spec in losses]
+    for cfg, (i, c) in zip(cfgs, [(i, c) for i, c in enumerate(cands) for _ in losses]):
+        record_candidate(cfg, c)
+    summaries = run_trials(cfgs, reporter, break_stale_locks=break_stale_locks)
+    out = {}
+    for k, spec in enumerate(losses):
+        runs = summaries[k::len(losses)]
+        out[spec] = {"candidates": cands, "summaries": runs, "scores": [val_score(s, metric) for s in runs]}
+    return out
+
+
+def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int], space: Space,
+                         reporter: Reporter | None = None, break_stale_locks: bool = False,
+                         target_effect: float | None = None, allow_mixed: bool = False) -> dict[str, Any]:
+    """The tuned comparison of ``losses``: search (val), retrain the winners at ``seeds``
+    (test), write the comparison under ``<budget>+tuned-<h>/`` with its search record."""
+    reporter = reporter or Reporter()
+    check_space(space, base.task, losses)
+    if max(seeds) >= TUNE_SEED0:
+        raise UsageError(f"--seeds must stay below {TUNE_SEED0} with --tune (seeds from {TUNE_SEED0} on are the "
+                         f"tuning trials'); got {max(seeds)}")
+    tuned_base = replace(base, place=f"+tuned-{space.key()}")
+    check_seed_set(comparison_dir(tuned_base, losses), seeds)  # before any training
+    task_cls = get_task_class(base.task)
+    metric = task_cls.primary_metric
+    higher = task_cls.direction(metric)
+    found = _search(base, losses, space, reporter, break_stale_locks, metric, higher)
+    best = {spec: select(found[spec]["scores"], higher) for spec in losses}
+    chosen = {spec: found[spec]["candidates"][best[spec]] for spec in losses}
+    for spec in losses:
+        score = found[spec]["scores"][best[spec]]
+        reporter.message(f"[tune] {spec}: chosen t{best[spec]} {chosen[spec]} "
+                         f"(val {metric} {'n/a: every candidate failed' if score is None else f'{score:.4g}'})")
+    run_trials([winner_config(base, spec, chosen[spec], seed, space) for seed in seeds for spec in losses], reporter,
+               break_stale_locks=break_stale_locks)
+    record = {
+        "space": [d.text() for d in space.dims], "trials": space.trials, "sampler": space.sampler,
+        "sampler_seed": space.seed, "hash": space.key(), "metric": metric, "higher_is_better": higher,
+        "tuning_seeds": f"{TUNE_SEED0}..{TUNE_SEED0 + space.trials - 1}", "split": "val",
+        "losses": {spec: {
+            "chosen": chosen[spec],
+            "chosen_index": best[spec],
+            "trained_spec": apply_candidate(spec, chosen[spec])[0],
+            "candidates": found[spec]["candidates"],
+            "val_scores": found[spec]["scores"],
+            "status": [(s or {}).get("status", "missing") for s in found[spec]["summaries"]],
+            "cost_s": float(sum((s or {}).get("train_time_s") or 0.0 for s in found[spec]["summaries"])),
+            "flags": edge_flags(space, chosen[spec]),
+        } for spec in losses},
+    }
+    return summarize_comparison(tuned_base, losses, seeds, target_effect, allow_mixed, extra={"tuning": record})

@@ -1,0 +1,104 @@
+"""Per-loss tuning with an equal budget: the same candidates for every loss, selection on
+val only, the retrained winner equal to a plain trial at its setting, resume, edge flags."""
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from cvloss.errors import UsageError
+from cvloss.run.config import TrialConfig
+from cvloss.run.trainer import run_trial
+from cvloss.run.tune import (Space, apply_candidate, candidates, check_space, edge_flags, parse_dimension,
+                             parse_space, select)
+from cvloss.run.tuning import run_tuned_comparison
+from cvloss.tasks.seg import SegTask
+
+TINY = {"epochs": 1, "n_train": 16, "n_val": 8}
+
+
+def _base(tmp_path):
+    return TrialConfig(task="seg", loss="", dataset="synth-pets", budget="smoke", out=str(tmp_path), overrides=dict(TINY))
+
+
+def test_candidates_are_a_pure_function_of_the_space_and_in_range():
+    space = parse_space(["lr=log(1e-4,1e-2)", "batch_size=int(4,8)", "augment=choice(true,false)"], 6, seed=3)
+    a, b = candidates(space), candidates(space)
+    assert a == b and len(a) == 6
+    assert all(1e-4 <= c["lr"] <= 1e-2 and 4 <= c["batch_size"] <= 8 and c["augment"] in ("true", "false") for c in a)
+    assert candidates(replace(space, seed=4)) != a
+    grid = candidates(parse_space(["lr=log(1e-4,1e-2)"], 3, sampler="grid"))
+    assert sorted(c["lr"] for c in grid) == [1e-4, 1e-3, 1e-2]  # log-spaced ends and middle
+
+
+def test_loss_parameters_apply_to_the_specs_that_hold_the_term():
+    values = {"topo.mu": 0.5, "lr": 0.01, "dice#2.smooth": 2.0, "ce.weight": 0.3}
+    assert apply_candidate("ce+topo", values) == ("0.3*ce+topo(mu=0.5)", {"lr": 0.01})
+    assert apply_candidate("dice", values) == ("dice", {"lr": 0.01})  # no second dice: unchanged
+    assert apply_candidate("dice+0.5*dice", values)[0] == "dice+0.5*dice(smooth=2)"
+    check_space(parse_space(["topo.mu=log(0.01,1)"], 2), "seg", ["ce", "ce+topo"])  # one spec has it: fine
+    with pytest.raises(UsageError, match="no loss of --losses has a term 'topo'"):
+        check_space(parse_space(["topo.mu=log(0.01,1)"], 2), "seg", ["ce", "dice"])
+
+
+def test_selection_and_edge_flags():
+    assert select([0.2, None, 0.5, 0.5], higher=True) == 2  # ties: the earlier; failed: last
+    assert select([0.2, math.nan, 0.1], higher=False) == 2
+    assert select([None, None], higher=True) == 0
+    space = Space((parse_dimension("lr=log(1e-4,1e-2)"), parse_dimension("wd=uniform(0,1)")), 4)
+    assert edge_flags(space, {"lr": 9e-3, "wd": 0.5}) == ["lr at the upper edge: widen the range"]
+    assert edge_flags(space, {"lr": 1e-3, "wd": 0.05}) == ["wd at the lower edge: widen the range"]
+    assert edge_flags(space, {"lr": 1e-3, "wd": 0.5}) == []
+
+
+def test_a_tuned_comparison_selects_on_val_retrains_and_resumes(tmp_path, monkeypatch, capture):
+    reads: list[tuple[str, str]] = []
+    original = SegTask.evaluate
+
+    def counting(self, model, split="val"):
+        reads.append((self.params["lr"], split))
+        return original(self, model, split)
+
+    monkeypatch.setattr(SegTask, "evaluate", counting)
+    base = _base(tmp_path)
+    space = parse_space(["lr=log(1e-3,1e-2)"], 2, seed=1)
+    cands = candidates(space)
+    # a killed search: candidate 0 of ce already trained before the command ran
+    from cvloss.run.tune import tuning_config
+    first = tuning_config(base, "ce", cands[0], 0, space)
+    run_trial(first, capture)
+    stamp = (first.trial_dir / "summary.json").stat().st_mtime_ns
+    reads.clear()
+    result = run_tuned_comparison(base, ["ce", "dice"], [0], space, capture)
+    assert (first.trial_dir / "summary.json").stat().st_mtime_ns == stamp  # not retrained
+    # tuning (ce t1, dice t0, dice t1): one val evaluation each (1 epoch), never test; then
+    # each winner: untrained (test), epoch 1 (val), final (test)
+    assert [s for _, s in reads] == ["val"] * 3 + ["test", "val", "test"] * 2
+    t = result["tuning"]
+    assert t["losses"]["ce"]["candidates"] == t["losses"]["dice"]["candidates"] == cands
+    for spec in ("ce", "dice"):
+        rec = t["losses"][spec]
+        assert rec["chosen"] == cands[select(rec["val_scores"], True)]
+        tdir = base.group_dir / f"tune--{space.key()}" / spec / "t0"
+        assert json.loads((tdir / "candidate.json").read_text()) == cands[0]
+        assert not (tdir / "untrained.json").exists() and json.loads((tdir / "summary.json").read_text())["split"] == "val"
+    # the retrained winner equals a plain trial at that setting and seed
+    chosen = t["losses"]["ce"]["chosen"]
+    plain = run_trial(replace(base, loss="ce", seed=0, overrides={**TINY, "lr": chosen["lr"]}), capture)
+    winner = json.loads((tmp_path / "seg" / "synth-pets" / f"smoke+epochs=1+n_train=16+n_val=8+tuned-{space.key()}"
+                         / "ce" / "seed0" / "summary.json").read_text())
+    assert winner["metrics"] == plain["metrics"] and winner["split"] == "test"
+    md = (tmp_path / "seg" / "synth-pets" / f"smoke+epochs=1+n_train=16+n_val=8+tuned-{space.key()}"
+          / "compare--ce--dice" / "compare.md").read_text()
+    assert "Tuning (selected on val, reported on test above)" in md and "(chosen)" in md
+
+
+def test_tpe_search_is_seeded_and_resumes_from_the_recorded_candidates(tmp_path, capture):
+    pytest.importorskip("optuna", reason="the optional cvloss[tune] extra (Optuna) is not installed")
+    base = _base(tmp_path)
+    space = parse_space(["lr=log(1e-3,1e-2)"], 3, sampler="tpe", seed=5)
+    first = run_tuned_comparison(base, ["ce"], [0], space, capture)["tuning"]["losses"]["ce"]
+    again = run_tuned_comparison(base, ["ce"], [0], space, capture)["tuning"]["losses"]["ce"]
+    assert first["candidates"] == again["candidates"] and first["val_scores"] == again["val_scores"]
+    assert all(1e-3 <= c["lr"] <= 1e-2 for c in first["candidates"])
+    assert sum("already done, skipped" in line for line in capture.lines) >= 4  # 3 tuning trials + the winner
