@@ -20,7 +20,8 @@ others wait and read; the OS drops the lock of a process that dies. They are rea
 types of :mod:`cvloss.data.types` are rebuilt. A file that cannot be read is rebuilt; a
 read-only folder works without a cache. ``CVLOSS_DATA_CACHE=0`` turns caching off.
 
-Oxford-IIIT Pet keeps its own cache (:mod:`cvloss.data.pets`), keyed by its files.
+Oxford-IIIT Pet keeps its own cache (:mod:`cvloss.data.pets`), keyed by its files; a
+user's dataset folder (:mod:`cvloss.data.folders`) is never written into.
 """
 from __future__ import annotations
 
@@ -104,13 +105,21 @@ def _cached(path: Path, build: Callable[[], Any], encode, decode) -> Any:
     hit = _read(path)
     if hit is not None and (value := decode(hit)) is not None:
         return value
+    made = [d for d in (path.parent, path.parent.parent) if not d.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(path):
             hit = _read(path)  # another process built it while we waited
             if hit is not None and (value := decode(hit)) is not None:
                 return value
-            value = build()
+            try:
+                value = build()
+            except BaseException:  # bad data (a DatasetError) or Ctrl-C: leave no trace of us
+                path.with_name(path.name + ".lock").unlink(missing_ok=True)
+                for d in made:
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+                raise
             _write(path, encode(value))
             return value
     except OSError:  # read-only or full data folder: work without a cache
@@ -133,7 +142,8 @@ def _decode_data(payload: Any) -> Any | None:
 def cached_load(name: str, loader: str, fn: Callable[..., Any], root: Path, split: str, kwargs: dict[str, Any],
                 real: bool) -> Any:
     """``fn(root, split, **kwargs)``, through the cache when its result is a dataset type."""
-    if name in _OWN_CACHE:
+    if name in _OWN_CACHE or loader.startswith("cvloss.data.folders:"):
+        # a user's own folder is theirs: nothing is written into it (it has its fingerprint)
         return fn(root, split, **kwargs)
     parts = {"dataset": name, "loader": loader, "source": source_hash(fn, types), "split": split, "kwargs": kwargs}
     if real:
