@@ -45,7 +45,7 @@ import contextlib
 import os
 import sys
 import warnings
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -448,7 +448,10 @@ class FeatureLoss(Loss):
         return self.loss_from_features(fp, ft, w)
 
 
-_constant_memo: dict[int, dict[tuple, dict[str, torch.Tensor]]] = {}
+# id(target) -> (a weak reference to that target, {(id(net), layers, version, autocast):
+# (a weak reference to net, features)}); both references are checked on every lookup, so
+# an id reused by another tensor or another network after a free is never served.
+_constant_memo: dict[int, tuple[Any, dict[tuple, tuple[Any, dict[str, torch.Tensor]]]]] = {}
 
 
 def mark_constant(*tensors: torch.Tensor) -> None:
@@ -458,20 +461,25 @@ def mark_constant(*tensors: torch.Tensor) -> None:
     import weakref
 
     for t in tensors:
-        _constant_memo[id(t)] = {}
-        weakref.finalize(t, _constant_memo.pop, id(t), None)  # an id is reused only after the free
+        _constant_memo[id(t)] = (weakref.ref(t), {})
 
 
 def target_features(net: "VGGFeatures", target: torch.Tensor, layers) -> dict[str, torch.Tensor]:
     """``net.extract(target, layers)`` (call under ``no_grad``), memoised for a tensor
     :func:`mark_constant` declared fixed; any other target is computed as usual."""
-    memo = _constant_memo.get(id(target))
-    if memo is None:
+    import weakref
+
+    entry = _constant_memo.get(id(target))
+    if entry is None or entry[0]() is not target:
+        if entry is not None:  # the marked tensor is gone and its id was reused
+            _constant_memo.pop(id(target), None)
         return net.extract(target, layers)
+    memo = entry[1]
     key = (id(net), tuple(layers), target._version, torch.is_autocast_enabled())
-    if key not in memo:
-        memo[key] = net.extract(target, tuple(layers))
-    return memo[key]
+    hit = memo.get(key)
+    if hit is None or hit[0]() is not net:
+        hit = memo[key] = (weakref.ref(net), net.extract(target, tuple(layers)))
+    return hit[1]
 
 
 def shared_features(
