@@ -63,8 +63,10 @@ def test_a_constant_targets_features_are_computed_once(monkeypatch):
 
     net = features.get_feature_extractor("vgg16", "random")
     calls = []
-    extract = net.extract
-    monkeypatch.setattr(net, "extract", lambda x, layers: calls.append(1) or extract(x, layers))
+    extract = type(net).extract
+    # patch the class, not the process-wide cached instance: undoing an instance patch
+    # would leave a bound method on that instance, shadowing later class-level patches
+    monkeypatch.setattr(type(net), "extract", lambda self, x, layers: calls.append(1) or extract(self, x, layers))
     target, other = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     features.mark_constant(target)
     with torch.no_grad():
