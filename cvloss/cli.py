@@ -633,9 +633,9 @@ def compare(
             else:
                 from cvloss.run.tuning import run_tuned_comparison
 
-                result = run_tuned_comparison(base, specs, seed_list, space, _reporter(quiet, task),
+                result = run_tuned_comparison(base, specs, seed_list, space, _reporter(quiet, task, executor.jobs),
                                               break_stale_locks=break_stale_locks, target_effect=target_effect,
-                                              allow_mixed=allow_mixed)
+                                              allow_mixed=allow_mixed, executor=executor)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset

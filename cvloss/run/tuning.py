@@ -14,8 +14,8 @@ from typing import Any
 from cvloss.errors import UsageError
 from cvloss.run.compare import check_seed_set, comparison_dir, summarize_comparison
 from cvloss.run.config import TrialConfig
+from cvloss.run.executor import Executor, SerialExecutor
 from cvloss.run.progress import Reporter
-from cvloss.run.trainer import run_trials
 from cvloss.run.tune import (TUNE_SEED0, Space, apply_candidate, candidates, check_space, edge_flags, record_candidate,
                              select, tuning_config, val_score, winner_config)
 from cvloss.tasks import get_task_class
@@ -23,9 +23,11 @@ from cvloss.tasks import get_task_class
 
 
 def _search(base: TrialConfig, losses: list[str], space: Space, reporter: Reporter, break_stale_locks: bool,
-            metric: str, higher: bool) -> dict[str, dict[str, Any]]:
+            metric: str, higher: bool, executor: Executor) -> dict[str, dict[str, Any]]:
     """Train every loss's candidates (candidate-major: after k rounds every loss has had
-    the same k) and return per loss its candidates, summaries and val scores."""
+    the same k, also when an interrupted search is looked at) on ``executor`` and return
+    per loss its candidates, summaries and val scores. TPE proposes each candidate from the
+    scores before it, so its trials run one at a time in this process whatever the executor."""
     if space.sampler == "tpe":
         from cvloss.run.tpe import tpe_search  # the optional extra, imported only when asked
 
@@ -34,7 +36,7 @@ def _search(base: TrialConfig, losses: list[str], space: Space, reporter: Report
     cfgs = [tuning_config(base, spec, c, i, space) for i, c in enumerate(cands) for spec in losses]
     for cfg, (i, c) in zip(cfgs, [(i, c) for i, c in enumerate(cands) for _ in losses]):
         record_candidate(cfg, c)
-    summaries = run_trials(cfgs, reporter, break_stale_locks=break_stale_locks)
+    summaries = executor.run(cfgs, reporter)
     out = {}
     for k, spec in enumerate(losses):
         runs = summaries[k::len(losses)]
@@ -44,10 +46,13 @@ def _search(base: TrialConfig, losses: list[str], space: Space, reporter: Report
 
 def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int], space: Space,
                          reporter: Reporter | None = None, break_stale_locks: bool = False,
-                         target_effect: float | None = None, allow_mixed: bool = False) -> dict[str, Any]:
+                         target_effect: float | None = None, allow_mixed: bool = False,
+                         executor: Executor | None = None) -> dict[str, Any]:
     """The tuned comparison of ``losses``: search (val), retrain the winners at ``seeds``
-    (test), write the comparison under ``<budget>+tuned-<h>/`` with its search record."""
+    (test), write the comparison under ``<budget>+tuned-<h>/`` with its search record.
+    ``executor`` runs the search's trials and the winners' (default: this process)."""
     reporter = reporter or Reporter()
+    executor = executor or SerialExecutor(break_stale_locks)
     check_space(space, base.task, losses)
     if max(seeds) >= TUNE_SEED0:
         raise UsageError(f"--seeds must stay below {TUNE_SEED0} with --tune (seeds from {TUNE_SEED0} on are the "
@@ -57,15 +62,14 @@ def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
     task_cls = get_task_class(base.task)
     metric = task_cls.primary_metric
     higher = task_cls.direction(metric)
-    found = _search(base, losses, space, reporter, break_stale_locks, metric, higher)
+    found = _search(base, losses, space, reporter, break_stale_locks, metric, higher, executor)
     best = {spec: select(found[spec]["scores"], higher) for spec in losses}
     chosen = {spec: found[spec]["candidates"][best[spec]] for spec in losses}
     for spec in losses:
         score = found[spec]["scores"][best[spec]]
         reporter.message(f"[tune] {spec}: chosen t{best[spec]} {chosen[spec]} "
                          f"(val {metric} {'n/a: every candidate failed' if score is None else f'{score:.4g}'})")
-    run_trials([winner_config(base, spec, chosen[spec], seed, space) for seed in seeds for spec in losses], reporter,
-               break_stale_locks=break_stale_locks)
+    executor.run([winner_config(base, spec, chosen[spec], seed, space) for seed in seeds for spec in losses], reporter)
     record = {
         "space": [d.text() for d in space.dims], "trials": space.trials, "sampler": space.sampler,
         "sampler_seed": space.seed, "hash": space.key(), "metric": metric, "higher_is_better": higher,

@@ -8,6 +8,7 @@ import pytest
 
 from cvloss.errors import UsageError
 from cvloss.run.config import TrialConfig
+from cvloss.run.executor import SerialExecutor
 from cvloss.run.trainer import run_trial
 from cvloss.run.tune import (Space, apply_candidate, candidates, check_space, edge_flags, parse_dimension,
                              parse_space, select)
@@ -69,7 +70,16 @@ def test_a_tuned_comparison_selects_on_val_retrains_and_resumes(tmp_path, monkey
     run_trial(first, capture)
     stamp = (first.trial_dir / "summary.json").stat().st_mtime_ns
     reads.clear()
-    result = run_tuned_comparison(base, ["ce", "dice"], [0], space, capture)
+
+    class Recording(SerialExecutor):  # the executor of --jobs/--executor gets every trial
+        batches: list[list[str]] = []
+
+        def run(self, cfgs, reporter=None):
+            self.batches.append([f"{c.loss}/{c.trial_dir.name}" for c in cfgs])
+            return super().run(cfgs, reporter)
+
+    result = run_tuned_comparison(base, ["ce", "dice"], [0], space, capture, executor=Recording())
+    assert Recording.batches == [["ce/t0", "dice/t0", "ce/t1", "dice/t1"], ["ce/seed0", "dice/seed0"]]
     assert (first.trial_dir / "summary.json").stat().st_mtime_ns == stamp  # not retrained
     # tuning (ce t1, dice t0, dice t1): one val evaluation each (1 epoch), never test; then
     # each winner: untrained (test), epoch 1 (val), final (test)
