@@ -162,9 +162,6 @@ class Space:
                            "seed": self.seed}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
-    def describe(self) -> str:
-        return f"{'; '.join(d.text() for d in self.dims)}; {self.trials} trials per loss, {self.sampler} (seed {self.seed})"
-
 
 def parse_space(items: list[str], trials: int, sampler: str = "random", seed: int = 0) -> Space:
     if trials < 1:

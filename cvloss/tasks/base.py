@@ -156,6 +156,9 @@ class Task(ABC):
     # The reference study's specs (issue 21, results/README.md): every registered loss of
     # the task appears in at least one as a term (tests/test_reference_specs.py checks it).
     reference_specs: tuple[str, ...] = ()
+    # The reference study's per-loss search (``--tune`` items): the learning rate, log-uniform
+    # over one decade either side of the quick budget's (tests/test_reference_specs.py).
+    reference_space: tuple[str, ...] = ()
     # Settings every tuning trial runs with (cvloss.run.tune): what makes a task's trial
     # read val instead of test where its test data is what it trains on (style's pairs).
     tune_overrides: dict[str, Any] = {}

@@ -109,6 +109,7 @@ class EmbedTask(Task):
     slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
     reference_specs = ("triplet(mining=all)", "triplet(mining=batch_hard)", "triplet(mining=semi_hard)",
                        "triplet_offline", "contrastive", "softmax")
+    reference_space = ("lr=log(1e-4,1e-2)",)  # issue 15's fixed-in-advance space
     evaluate_at_init = True
     # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
     # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).

@@ -118,6 +118,7 @@ class GANTask(Task):
     metric_bounds = {"modes": (0.0, None), "hq_pct": (0.0, 100.0), "kl": (0.0, None)}
     slots = {"adversarial": ("adversarial",)}
     reference_specs = ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")
+    reference_space = ("lr=log(1e-4,1e-2)",)  # G's and D's (optimizer=equal)
     evaluate_at_init = True
     # steps_per_epoch counts GENERATOR steps (each with n_critic critic steps). quick:
     # 2,000 generator steps, ~20 min for 6 losses x 3 seeds on a heavily shared 2-core CPU

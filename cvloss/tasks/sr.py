@@ -81,6 +81,7 @@ class SRTask(Task):
     reference_specs = ("l1", "mse", "charbonnier", "ssim", "perceptual", "content", "texture(patch_size=16)",
                        "l1+0.01*perceptual+0.0001*tv", *(f"l1+0.001*{gan}" for gan in
                                                          ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")))
+    reference_space = ("lr=log(1e-4,1e-2)",)  # G's; D keeps d_lr
     penalty_seed = 0x5151  # the same ε stream for every loss
     _common = dict(optimizer="equal", scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4,
                    n_train=None, n_val=None)
@@ -102,9 +103,10 @@ class SRTask(Task):
         # ~10 s per trial on a shared CPU core.
         "smoke": dict(_common, epochs=2, batch_size=4, patch=32, repeat=2, hr_size=64, n_feats=8, n_blocks=1,
                       d_width=8, d_down=2),
-        # 8 losses x 3 seeds (l1 ... texture, l1+1e-3*ns) in ~12 min on a shared 2-core CPU, one
-        # thread (OMP_NUM_THREADS=1: small convolutions run slower with 2 threads on busy cores).
-        "quick": dict(_common, epochs=8, batch_size=16, patch=32, repeat=64, hr_size=128, n_feats=24, n_blocks=3,
+        # quick: sized for the reference study (issue 21): the 14 reference specs x (6 lr
+        # tuning trials + 10 seeds) in < 60 min with --jobs 2 (one thread each: small
+        # convolutions run slower with 2 threads on busy cores). 6 epochs x 16 steps (was 8).
+        "quick": dict(_common, epochs=6, batch_size=16, patch=32, repeat=64, hr_size=128, n_feats=24, n_blocks=3,
                       d_width=16, d_down=3),
         # EDSR-baseline (Lim et al. 2017) on DIV2K (--dataset div2k): F=64, B=16, LR patch
         # 48 (HR 96 at x2), batch 16, Adam lr 1e-4 halved every 2e5 iterations, 3e5

@@ -105,6 +105,7 @@ class StyleTask(Task):
     tune_overrides = {"pair_split": "val"}
     reference_specs = ("content+1000*style+0.01*tv", "content+1000*style", "content+1000*texture",
                        "perceptual+1000*style")  # a search never optimises the reported pairs
+    reference_space = ("lr=log(0.1,10)",)  # L-BFGS's step (default 1), tuned on the val pairs
     metric_bounds = {m: (0.0, None) for m in metrics}
     # Which target each term is called with: the content image, the style image, none.
     slots = {"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)}
