@@ -361,19 +361,43 @@ def provenance_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _against_baseline(result: dict[str, Any], metric: str, analysis: str) -> str:
+    """The losses whose Holm-corrected paired test against the baseline is significant,
+    each with its direction, difference and p; or that none is. (Without a winner, a loss
+    can still differ from the baseline: "no difference" must not be said then.)"""
+    alpha = result.get("alpha", 0.05)
+    up = result["directions"].get(metric, True)
+    found = []
+    for row in result["rows"]:
+        if row.get("metric") != metric or row.get("analysis", "completed") != analysis or row.get("reference"):
+            continue
+        p, diff = row.get("p_adj"), row.get("diff_vs_baseline")
+        if p is None or diff is None or not (p == p and p < alpha):
+            continue
+        better = diff > 0 if up else diff < 0
+        found.append(f"`{row['loss']}` {'better' if better else 'worse'} (Δ {fmt(diff, 3)}, p_holm = {fmt(p, 2)})")
+    base = f"`{result['baseline']}`"
+    if not found:
+        return f"none differs significantly from the baseline {base} (Holm-corrected paired tests)"
+    return f"against the baseline {base} (Holm-corrected paired tests): " + ", ".join(found)
+
+
 def verdict_lines(result: dict[str, Any], analysis: str = "completed") -> list[str]:
     """What the table lets one conclude, in words: the winner on the primary metric after
-    correction or "no significant difference", the minimum detectable effect of every
-    metric, and the seeds needed for ``--target-effect``. Empty for older comparisons."""
+    correction, or else which losses differ from the baseline after correction (or that
+    none does), the minimum detectable effect of every metric, and the seeds needed for
+    ``--target-effect``. Empty for older comparisons."""
     if "best" not in result or len(result["losses"]) < 2:
         return [] if "best" in result else ["Older comparison: best = best mean and `*` = uncorrected p; "
                                                "rerun `cvloss compare` for corrected statistics."]
     primary = result.get("primary_metric") or result["metrics"][0]
     stats = result if analysis == "completed" else (result.get("itt") or {})
     winner = (stats.get("best") or {}).get(primary)
-    lines = [f"Primary metric `{primary}`: " + (f"`{winner}` beats every other loss (Holm-corrected paired tests)"
-                                                if winner else "no significant difference between the losses "
-                                                "(Holm-corrected paired tests)") + "."]
+    if winner:
+        said = f"`{winner}` beats every other loss (Holm-corrected paired tests)"
+    else:
+        said = "no loss beats every other; " + _against_baseline(result, primary, analysis)
+    lines = [f"Primary metric `{primary}`: {said}."]
     mde = stats.get("mde") or {}
     level = result.get("mde_level")
     if mde:

@@ -48,3 +48,27 @@ def test_console_and_markdown_renderings_carry_the_marks(handmade):
     assert "feature-network weights: imagenet" in md and "budget `quick`" in md
     diffs = {r["loss"]: r for r in difference_rows(result)}
     assert diffs["`dice`"]["miou"].startswith("+0.05 ± 0.01 (p=0.012)")
+
+
+def test_verdict_without_a_winner_names_the_losses_that_differ_from_the_baseline():
+    """No loss beats every other, yet two differ from the baseline after Holm: the verdict
+    must say which and how (it once said "no significant difference" here)."""
+    from cvloss.report.tables import verdict_lines
+
+    def row(loss, diff, p_adj, analysis="completed"):
+        return {"loss": loss, "metric": "acc", "analysis": analysis, "diff_vs_baseline": diff, "p_adj": p_adj}
+
+    result = {"losses": ["a", "b", "c", "d"], "seeds": [0, 1, 2], "baseline": "a", "primary_metric": "acc",
+              "metrics": ["acc"], "directions": {"acc": True}, "best": {"acc": None}, "alpha": 0.05,
+              "rows": [row("a", None, None), row("b", -0.179, 0.00063), row("c", 0.02, 0.41), row("d", 0.1, 0.03),
+                       row("d", 0.1, 0.2, analysis="itt"), {"loss": "(untrained)", "metric": "acc",
+                                                            "analysis": "reference", "diff_vs_baseline": -0.3,
+                                                            "p_adj": 0.0}]}
+    assert verdict_lines(result)[0] == ("Primary metric `acc`: no loss beats every other; against the baseline `a` "
+                                        "(Holm-corrected paired tests): `b` worse (Δ -0.179, p_holm = 0.00063), "
+                                        "`d` better (Δ 0.1, p_holm = 0.03).")
+    result["rows"] = [row("b", -0.01, 0.5), row("c", 0.02, 0.41)]
+    assert verdict_lines(result)[0] == ("Primary metric `acc`: no loss beats every other; none differs significantly "
+                                        "from the baseline `a` (Holm-corrected paired tests).")
+    result["best"] = {"acc": "d"}
+    assert verdict_lines(result)[0] == "Primary metric `acc`: `d` beats every other loss (Holm-corrected paired tests)."
