@@ -132,7 +132,10 @@ class ComparisonView(LineReporter):
         self.done = self.failed = 0
 
     def begin(self, total, jobs):
+        """A new batch of ``total`` trials (a tuned comparison runs two: the search, then
+        the winners): the tally restarts; the trial times so far still feed the ETA."""
         self.total, self.jobs, self.t_begin = total, jobs, time.perf_counter()
+        self.done = self.failed = 0
 
     def eta(self) -> float | None:
         """Seconds left: the mean trial time of the trials finished so far, times the
@@ -197,6 +200,7 @@ class RichComparisonView(ComparisonView):
     def begin(self, total, jobs):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        self.close()  # the previous batch's bars
         super().begin(total, jobs)
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console,
