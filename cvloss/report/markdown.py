@@ -107,13 +107,19 @@ def reproduce_command(result: dict[str, Any], prov: dict[str, Any], out: str | N
     overrides = prov.get("overrides") or {}
     if overrides:
         sets = [f"{k}={v}" for k, v in sorted(overrides.items())]
-    else:  # no trial.json: recover the overrides from the budget label
-        sets = result["budget"].split("+")[1:]
+    else:  # no trial.json: recover the overrides from the budget label (not the tuned tag)
+        sets = [s for s in result["budget"].split("+")[1:] if not s.startswith("tuned-")]
     cmd = ["cvloss", "compare", "--task", result["task"], "--dataset", result["dataset"],
            "--losses", ",".join(result["losses"]), "--budget", budget,
            "--seeds", ",".join(map(str, result["seeds"]))]
     for s in sets:
         cmd += ["--set", s]
+    tuning = result.get("tuning")
+    if isinstance(tuning, dict):  # a tuned comparison: its search, which retrains nothing that is done
+        for dim in tuning.get("space") or []:
+            cmd += ["--tune", str(dim)]
+        cmd += ["--tune-trials", str(tuning.get("trials")), "--tune-sampler", str(tuning.get("sampler")),
+                "--tune-seed", str(tuning.get("sampler_seed"))]
     if prov.get("feature_weights", "auto") != "auto":
         cmd += ["--feature-weights", str(prov["feature_weights"])]
     if out and out != "results":
