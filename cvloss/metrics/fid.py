@@ -8,7 +8,12 @@ features and take the Fréchet (2-Wasserstein) distance between the two Gaussian
 with sample means μ and unbiased covariances Σ (ddof = 1). The trace of the matrix
 square root is computed without ``sqrtm``: (Σ₁Σ₂)^{1/2} is similar to the symmetric PSD
 matrix Σ₁^{1/2} Σ₂ Σ₁^{1/2}, so its trace is Σ √λᵢ over that matrix's eigenvalues (float64,
-eigenvalues clipped at 0 against round-off).
+eigenvalues clipped at 0 against round-off). From features (:func:`fid_from_features`)
+with fewer samples than dimensions (a test set of ~100 images against 2048-d features),
+the d × d eigendecompositions are skipped: with centred features X₁ ``(n, d)``, X₂
+``(m, d)``, Σ₁Σ₂ = X₁ᵀX₁X₂ᵀX₂ / ((n−1)(m−1)) has the non-zero eigenvalues of MMᵀ with
+M = X₁X₂ᵀ / √((n−1)(m−1)) ``(n, m)``, so Tr((Σ₁Σ₂)^{1/2}) is the sum of M's singular
+values (exact; O(nmd) instead of O(d³)), and Tr(Σᵢ) = ‖Xᵢ‖²_F / (nᵢ − 1).
 
 **KID** (Bińkowski et al. 2018, "Demystifying MMD GANs"): the unbiased estimator of the
 squared MMD with the cubic polynomial kernel ``k(x, y) = (xᵀy / d + 1)³``::
@@ -69,8 +74,19 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_from_features(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor) -> float:
-    """FID between two feature sets ``(n, d)`` and ``(m, d)``."""
-    return frechet_distance(*feature_stats(real), *feature_stats(fake))
+    """FID between two feature sets ``(n, d)`` and ``(m, d)`` (n, m >= 2); the low-rank
+    form of the module docstring when min(n, m) < d, else :func:`frechet_distance`."""
+    x = np.asarray(real.detach().cpu() if torch.is_tensor(real) else real, dtype=np.float64)
+    y = np.asarray(fake.detach().cpu() if torch.is_tensor(fake) else fake, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
+        raise ValueError(f"expected feature sets (n, d), (m, d) with n, m >= 2; got {x.shape} and {y.shape}")
+    if min(len(x), len(y)) >= x.shape[1]:
+        return frechet_distance(*feature_stats(x), *feature_stats(y))
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    cn, cm = len(x) - 1, len(y) - 1
+    tr_covmean = np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / np.sqrt(cn * cm)
+    diff = x.mean(0) - y.mean(0)
+    return float(diff @ diff + (xc * xc).sum() / cn + (yc * yc).sum() / cm - 2 * tr_covmean)
 
 
 # ------------------------------------------------------------------ KID

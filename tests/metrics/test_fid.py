@@ -27,6 +27,24 @@ def test_frechet_distance_matches_scipy_sqrtm():
     assert fid_from_features(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(_fid_scipy(x, y), rel=1e-8)
 
 
+@pytest.mark.parametrize("n, m", [(30, 20), (8, 200), (2, 3)])
+def test_few_samples_in_many_dimensions_match_the_covariance_form(n, m):
+    """Fewer samples than dimensions (FID on ~100 images, 2048-d features): the low-rank
+    form equals the d x d eigen form and scipy's sqrtm."""
+    rng = np.random.default_rng(n)
+    d = 64
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 2, size=d)
+    y = rng.normal(size=(m, d)) @ rng.normal(size=(d, d)) * 0.2 + 0.1
+    # the d x d form carries round-off: √ of the ~1e-13 eigenvalues that are 0 in exact
+    # arithmetic (rank < d) adds ~1e-7 each, hence rel 1e-7 rather than 1e-9
+    full = frechet_distance(*feature_stats(x), *feature_stats(y))
+    assert fid_from_features(x, y) == pytest.approx(full, rel=1e-7)
+    assert fid_from_features(x, y) == pytest.approx(_fid_scipy(x, y), rel=1e-6)
+    assert fid_from_features(y, x) == pytest.approx(fid_from_features(x, y), rel=1e-12)  # symmetric
+    with pytest.raises(ValueError, match="n, m >= 2"):
+        fid_from_features(x[:1], y)
+
+
 def test_frechet_distance_by_hand():
     # 1-D: (mu1 - mu2)^2 + s1 + s2 - 2 sqrt(s1 s2) = (mu1 - mu2)^2 + (sqrt s1 - sqrt s2)^2
     assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == pytest.approx(4 + 1)
