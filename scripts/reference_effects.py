@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from cvloss.run.stats import holm, min_detectable_effect, paired_difference  # noqa: E402
 
 ALPHA, POWER = 0.05, 0.8
@@ -102,7 +104,7 @@ def test_effects(cmp_dir: Path, effects: list[tuple[str, str, str, str]], higher
         vb = [_value(runs.get(b, {}).get(s), metric, itt) for s in seeds]
         diff, half, p, n = paired_difference(va, vb)
         d = [x - y for x, y in zip(va, vb) if math.isfinite(x) and math.isfinite(y)]
-        sd = float(__import__("numpy").std(d, ddof=1)) if len(d) > 1 else math.nan
+        sd = float(np.std(d, ddof=1)) if len(d) > 1 else math.nan
         failed = sum(runs.get(loss, {}).get(s, {}).get("status") in FAILED + ("collapsed",)
                      for loss in (a, b) for s in seeds)
         found.append({"a": a, "b": b, "metric": metric, "why": why, "diff": diff, "ci": half, "p": p, "n": n,
