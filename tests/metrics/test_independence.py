@@ -22,14 +22,17 @@ README = Path(__file__).resolve().parents[2] / "results" / "README.md"
 
 
 def _reference_specs(task: str) -> list[str]:
-    """The --losses of every committed comparison of ``task`` (results/README.md)."""
-    specs = []
+    """The reference study's specs of ``task`` (``reference_specs``: what every comparison
+    in results/ compares, scripts/reference_study.py) and the --losses of every other
+    comparison whose command results/README.md lists."""
+    from cvloss.run.compare import split_losses
+    from cvloss.tasks import get_task_class
+
+    specs = list(get_task_class(task).reference_specs)
     for cmd in re.findall(r"`(cvloss compare [^`]+)`", README.read_text()):
         argv = shlex.split(cmd)
         if argv[argv.index("--task") + 1] == task:
-            from cvloss.run.compare import split_losses
-
-            specs += split_losses(argv[argv.index("--losses") + 1])
+            specs += [s for s in split_losses(argv[argv.index("--losses") + 1]) if s not in specs]
     return specs
 
 

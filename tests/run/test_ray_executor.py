@@ -34,9 +34,6 @@ try:
 except ImportError:
     ray = None
 needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'cvloss[ray]')")
-# Under pytest-xdist every test of this file runs in one worker: one local Ray instance at
-# a time on the machine (each starts a GCS, a raylet and workers).
-pytestmark = pytest.mark.xdist_group("ray")
 
 ROOT = Path(__file__).parents[2]
 TIMES = ("epoch_time_s", "train_time_s", "data_time_s")
