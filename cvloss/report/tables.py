@@ -375,7 +375,7 @@ def _against_baseline(result: dict[str, Any], metric: str, analysis: str) -> str
         if p is None or diff is None or not (p == p and p < alpha):
             continue
         better = diff > 0 if up else diff < 0
-        found.append(f"`{row['loss']}` {'better' if better else 'worse'} (Δ {fmt(diff, 3)}, p_holm = {fmt(p, 2)})")
+        found.append(f"`{row['loss']}` {'better' if better else 'worse'} (Δ {fmt(diff, 3)}, p_holm = {fmt(p, 3)})")
     base = f"`{result['baseline']}`"
     if not found:
         return f"none differs significantly from the baseline {base} (Holm-corrected paired tests)"

@@ -125,10 +125,11 @@ class TranslateTask(Task):
         "g_width": Int(1, help="generator width"),
         "d_layers": Int(1, help="PatchGAN layers"),
     }
-    # smoke: ~10 s per trial on a shared 2-core CPU; quick: sized for the reference study
+    # smoke: ~10 s per trial on a shared 2-core CPU. quick: sized for the reference study
     # (issue 21): the 14 reference specs x (6 lr tuning trials + 10 seeds) in < 60 min with
-    # --jobs 2 on 2 cores: 5 epochs x 16 steps of 8 (was 8 x 32: 256 training pairs, now 128); full, the paper: horse2zebra (--dataset horse2zebra), batch 1, 286 ->
-    # random 256 crop + flips, 9 blocks, 70x70 PatchGAN, 100 + 100 epochs.
+    # --jobs 2 on 2 cores: 5 epochs x 16 steps of 8 (was 8 x 32: 256 training pairs, now
+    # 128). full, the paper: horse2zebra (--dataset horse2zebra), batch 1, 286 -> random
+    # 256 crop + flips, 9 blocks, 70x70 PatchGAN, 100 + 100 epochs.
     _smoke = dict(_common, optimizer="equal", epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8,
                   n_blocks=1, d_width=8, d_layers=2)
     budgets = {
