@@ -2,22 +2,9 @@
 the declared family, the verdicts (appears, reversed, does not appear, not measurable) and
 intent to treat."""
 import csv
-import importlib.util
 import math
-from pathlib import Path
 
-import pytest
 from scipy import stats
-
-SCRIPT = Path(__file__).parents[2] / "scripts" / "reference_effects.py"
-
-
-@pytest.fixture(scope="module")
-def effects():
-    spec = importlib.util.spec_from_file_location("reference_effects", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 A = [0.80, 0.82, 0.79, 0.85, 0.81]

@@ -1,23 +1,10 @@
 """scripts/reference_study.py: every comparison's command is one the CLI accepts (specs
 that fit the task, a valid search, valid settings), at the protocol's sizes."""
-import importlib.util
-from pathlib import Path
 
-import pytest
 
 from cvloss.run.budgets import resolve_overrides
 from cvloss.run.compare import canonical_specs, split_losses
 from cvloss.run.tune import check_space, parse_space
-
-SCRIPT = Path(__file__).parents[2] / "scripts" / "reference_study.py"
-
-
-@pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("reference_study", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _opts(argv, name):
