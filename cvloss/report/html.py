@@ -213,8 +213,9 @@ def _comparison_section(r: dict[str, Any]) -> str:
         path = file_inside(cmp_dir, name)  # checked again where the bytes are read
         if path is None:
             continue
-        parts.append(f'<figure><img src="{data_uri(path)}" alt="{escape(plot_title(key))}">'
-                     f"<figcaption>{escape(plot_title(key))} (<code>{escape(r['_rel'])}/{escape(name)}</code>)"
+        title = escape(plot_title(key, r.get("split")))
+        parts.append(f'<figure><img src="{data_uri(path)}" alt="{title}">'
+                     f"<figcaption>{title} (<code>{escape(r['_rel'])}/{escape(name)}</code>)"
                      "</figcaption></figure>")
     parts.append(f'<p class="muted">Reproduce:</p><pre>{escape(r["_command"])}</pre></section>')
     return "\n".join(parts)
@@ -282,9 +283,9 @@ def html_report(results: list[dict[str, Any]], root: Path) -> str:
 
     n_trials = sum(len(d) for r in results for d in r["trials"].values())
     head = (f"<h1>cvloss report</h1><p class=\"muted\">{len(results)} comparison(s), {n_trials} trials, "
-            f"{len(groups)} task/dataset pair(s) under <code>{escape(str(root))}</code>. Every number is the "
-            "final-epoch validation metric of a model trained from the same initial weights on the same batches "
-            "for every loss at a given seed.</p>")
+            f"{len(groups)} task/dataset pair(s) under <code>{escape(str(root))}</code>. Every number is "
+            "measured once, after the final epoch, on the split its table names, of a model trained from the same "
+            "initial weights on the same batches for every loss at a given seed.</p>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>cvloss report</title><style>{CSS}</style></head><body>\n"

@@ -25,7 +25,7 @@ from cvloss.io import file_inside, loss_slug, read_comparison, read_json_object
 from cvloss.report.plots import comparison_plots
 
 PLOT_TITLES = {
-    "bars": "Final validation metrics: mean ± 95% CI (zoomed axis), one open dot per seed",
+    "bars": "Final {split}metrics: mean ± 95% CI (zoomed axis), one open dot per seed",
     "forest": "Paired differences against the baseline: mean ± 95% CI, filled = adjusted p < 0.05",
     "curves": "Learning curves: mean over seeds, band = min..max",
     "samples": "The same validation images under each loss",
@@ -38,8 +38,12 @@ def find_comparisons(root: Path) -> list[Path]:
     return sorted(Path(root).rglob("compare.json"))
 
 
-def plot_title(key: str) -> str:
-    return PLOT_TITLES.get(key, key.replace("_", " "))
+def plot_title(key: str, split: str | None = None) -> str:
+    """The caption of plot ``key``; the final-metrics plot names the split its numbers were
+    measured on (``compare.json``'s ``split``: ``test`` under the protocol, none in
+    comparisons that predate it)."""
+    title = PLOT_TITLES.get(key, key.replace("_", " "))
+    return title.replace("{split}", f"{split} " if split else "")
 
 
 def _resolve_trials(result: dict[str, Any], cmp_dir: Path) -> None:
@@ -201,7 +205,7 @@ def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
                 body += "\n" + _budget_line(r) + "\n"
             parts.append(body)
             for key, name in r["plots"].items():
-                parts.append(f"![{plot_title(key)}]({quote(r['_rel'] + '/' + name, safe='/+=-_.,')})\n")
+                parts.append(f"![{plot_title(key, r.get('split'))}]({quote(r['_rel'] + '/' + name, safe='/+=-_.,')})\n")
             parts.append(f"Reproduce: `{r['_command']}`\n")
     parts.append('<a id="provenance"></a>\n\n## Provenance\n')
     parts.append(f"Report made with `cvloss report {root}` from the files below; each comparison is remade "

@@ -181,7 +181,8 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="",
                               markersize=4, label="one seed"))
         fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "none used"
-        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: final validation metrics\n"
+        split = f"{result['split']} " if result.get("split") else ""  # the table's split (test under the protocol)
+        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: final {split}metrics\n"
                      f"mean ± 95% CI over {len(result['seeds'])} seeds (feature-network weights: {fw})"
                      + (f"; no value for: {', '.join(empty)}" if empty else ""))
         ncol = len(handles) if len(handles) <= 7 else 5

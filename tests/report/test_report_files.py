@@ -131,3 +131,35 @@ def test_cli_report_and_missing_folder(report, tmp_path):
     assert f"report: {root / 'REPORT.md'}" in result.output and f"report: {root / 'report.html'}" in result.output
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2 and result.output.strip().startswith("error: no results folder")
+
+
+def test_the_final_metrics_plot_names_the_split_of_its_numbers(tmp_path, monkeypatch, make_comparison):
+    """The dot plot draws each trial's summary ``metrics`` (the test split under the
+    protocol): its title and its captions in REPORT.md and report.html name that split,
+    and a comparison without a recorded split names none (it once said "validation" for
+    every comparison)."""
+    import json
+
+    titles = []
+
+    def capture(fig, path):
+        titles.append(fig._suptitle.get_text())
+        plots.plt.close(fig)
+
+    root = tmp_path / "results"
+    tested = make_comparison(root, losses=("ce", "dice"))
+    cmp_json = Path(tested["dir"]) / "compare.json"
+    cmp_json.write_text(json.dumps({**json.loads(cmp_json.read_text()), "split": "test"}))
+    make_comparison(root, losses=("ce", "topo"), dataset="old")  # predates the protocol: no split
+    paths = write_reports(root)
+    md, html = paths["md"].read_text(), paths["html"].read_text()
+    assert "validation metric" not in md and "validation metric" not in html
+    assert md.count("![Final test metrics:") == 1 and md.count("![Final metrics:") == 1
+    assert html.count('alt="Final test metrics:') == 1 and html.count('alt="Final metrics:') == 1
+    assert "on the split its table names" in html
+
+    monkeypatch.setattr(plots, "save_figure", capture)
+    plots.bar_plot({**tested, "split": "test"}, tmp_path / "bars.png")
+    plots.bar_plot(make_comparison(tmp_path / "b", losses=("ce", "topo")), tmp_path / "bars.png")
+    assert titles[0].startswith("seg / toy / quick: final test metrics\n")
+    assert titles[1].startswith("seg / toy / quick: final metrics\n")
