@@ -205,7 +205,8 @@ def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
                 body += "\n" + _budget_line(r) + "\n"
             parts.append(body)
             for key, name in r["plots"].items():
-                parts.append(f"![{plot_title(key, r.get('split'))}]({quote(r['_rel'] + '/' + name, safe='/+=-_.,')})\n")
+                link = quote(r["_rel"] + "/" + name, safe="/+=-_.,")
+                parts.append(f"![{plot_title(key, r.get('split'))}]({link})\n")
             parts.append(f"Reproduce: `{r['_command']}`\n")
     parts.append('<a id="provenance"></a>\n\n## Provenance\n')
     parts.append(f"Report made with `cvloss report {root}` from the files below; each comparison is remade "
