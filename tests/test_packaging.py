@@ -3,15 +3,22 @@ installed ``cvloss`` lists datasets and runs a smoke comparison from outside the
 tree, writing into ./cvloss-results (never into a tracked folder).
 
 The wheel is built from a copy of the tracked sources (so the checkout gets no build/ or
-egg-info), installed with ``--no-deps`` into a venv made with ``--system-site-packages``
-(torch and the rest come from this environment instead of being fetched again).
+egg-info), installed with ``--no-deps`` into a plain venv whose one ``.pth`` file names the
+site-packages folders of the interpreter running pytest (torch and the rest come from
+there instead of being fetched again). ``--system-site-packages`` would not do: from
+inside a venv it exposes the *base* interpreter, which lacks torch when the suite runs in
+a plain ``python -m venv`` as users (and CI) set it up. Paths named in a ``.pth`` file are
+added to ``sys.path`` without processing the ``.pth`` files inside them, so an editable
+install of cvloss in the outer environment cannot shadow the wheel under test.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -45,6 +52,23 @@ def _tracked_copy(dest: Path) -> Path:
     return dest
 
 
+def _outer_site_dirs() -> list[str]:
+    """The site-packages folders of the interpreter running pytest (its venv's, and the
+    base interpreter's when that venv was made with system site packages)."""
+    dirs = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return list(dict.fromkeys(d for d in dirs if Path(d).is_dir()))
+
+
+def _see_outer_packages(py: Path) -> None:
+    """One ``.pth`` in the throw-away venv naming the outer site-packages folders."""
+    out = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "_cvloss_test_outer.pth").write_text("".join(d + "\n" for d in _outer_site_dirs()))
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     work = tmp_path_factory.mktemp("pkg")
@@ -53,8 +77,9 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"),
           str(src)], cwd=work)
     (wheel,) = (work / "dist").glob("cvloss-*.whl")
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(work / "venv")
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(work / "venv")
     py = work / "venv" / "bin" / "python"
+    _see_outer_packages(py)
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)], cwd=work)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CVLOSS_RESULTS", "VIRTUAL_ENV")}
     env.update(OMP_NUM_THREADS="1", CVLOSS_DATA=str(work / "data"), PATH=f"{py.parent}{os.pathsep}{env.get('PATH', '')}")

@@ -27,7 +27,11 @@ def test_loss_table_lists_every_registered_loss():
 
 
 def test_setup_commands_are_what_ci_runs():
-    setup = _blocks("bash")[0].strip().splitlines()
-    install, test = setup
+    section = README.split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
+    cpu_only, setup = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[:2]
+    install, test = setup.strip().splitlines()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert install in ci and test in ci
+    # the CPU-only command comes first, pins the pair pyproject admits, and is not run by CI
+    assert "--index-url https://download.pytorch.org/whl/cpu" in cpu_only and cpu_only.strip() not in "\n".join(ci)
+    assert README.index(cpu_only) < README.index(setup)

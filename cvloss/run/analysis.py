@@ -20,7 +20,7 @@ from cvloss.io import read_json
 from cvloss.report.runs import FINAL_SPLIT
 from cvloss.run.config import TrialConfig
 from cvloss.run.folds import fold_dirs
-from cvloss.run.provenance import pool_key
+from cvloss.run.provenance import code_key, current_code_key, run_key
 from cvloss.run.stats import mean_ci, paired_difference
 from cvloss.run.trainer import SUMMARY, TRIAL, UNTRAINED
 
@@ -29,8 +29,8 @@ CRASHED = "crashed.json"
 
 
 class ComparisonError(UsageError):
-    """A comparison that would replace another one (a different seed set), or pool trials
-    of different code, torch versions or thread counts."""
+    """A comparison that would replace another one (a different seed set), or pool or
+    reuse trials of different code or torch versions."""
 
 
 def where(base: TrialConfig) -> dict[str, Any]:
@@ -125,32 +125,70 @@ def compute_summary(runs: list[dict[str, Any] | None]) -> dict[str, Any]:
     return out
 
 
+def _trial_infos(seed_dirs: list[Path], finished_only: bool = True) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, trial.json) of each trial under ``seed_dirs`` -- a k-fold trial's records
+    are its folds' (:mod:`cvloss.run.folds`); ``finished_only``: seeds with a summary."""
+    out = []
+    for d in seed_dirs:
+        if finished_only and not (d / SUMMARY).exists():
+            continue
+        for f in ([d] if (d / TRIAL).exists() else fold_dirs(d)):
+            if (f / TRIAL).is_file():
+                info = read_json(f / TRIAL)
+                out.append((f, info if isinstance(info, dict) else {}))
+    return out
+
+
 def check_provenance(trials: dict[str, list[Path]], allow_mixed: bool) -> dict[str, Any]:
-    """The code, torch version and thread count of a comparison's trials (from their
-    trial.json): one combination, or with ``allow_mixed`` a list of them (the table says
-    so); several without it are refused with one line (:class:`ComparisonError`)."""
-    keys: dict[tuple[str, str, str], list[str]] = {}
+    """The code (source, plugins used, torch; :func:`cvloss.run.provenance.code_key`) of a
+    comparison's finished trials, and where they ran (threads, device). Trials of more than
+    one code are refused with one line (:class:`ComparisonError`) unless ``allow_mixed``
+    (the tables then say ``mixed``). Different plugin hashes for *different* losses are one
+    code (each loss hashes only the plugins it uses); two sources or torch versions, or one
+    loss's trials at two plugin hashes, are mixed. Threads and devices are listed, never
+    refused."""
+    combos: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    by_loss: dict[str, set[tuple[str, str]]] = {}
     commits, dirty = set(), False
     for spec, seed_dirs in trials.items():
-        # a k-fold trial's trial.json files are its folds' (cvloss.run.folds)
-        dirs = [f for d in seed_dirs if (d / SUMMARY).exists() for f in ([d] if (d / TRIAL).exists() else fold_dirs(d))]
-        for d in dirs:
-            if not (d / TRIAL).exists():
-                continue
-            info = read_json(d / TRIAL)
-            info = info if isinstance(info, dict) else {}
-            keys.setdefault(pool_key(info), []).append(f"{spec}/{d.name}")
+        for d, info in _trial_infos(seed_dirs):
+            (source, torch_version), (threads, device) = code_key(info), run_key(info)
+            combo = combos.setdefault((source, torch_version, threads, device),
+                                      {"source": source, "torch": torch_version, "threads": threads, "device": device,
+                                       "trials": 0, "example": f"{spec}/{d.name}"})
+            combo["trials"] += 1
+            by_loss.setdefault(spec, set()).add((source, torch_version))
             code = info.get("code") if isinstance(info.get("code"), dict) else {}
             commits.add(code.get("commit") or info.get("git_commit"))
             dirty = dirty or bool(code.get("dirty"))
-    combos = [{"source": k[0], "torch": k[1], "threads": k[2], "trials": len(v)} for k, v in keys.items()]
-    if len(keys) > 1 and not allow_mixed:
-        parts = "; ".join(f"source {k[0]}, torch {k[1]}, {k[2]} threads: {len(v)} trial(s), e.g. {v[0]}"
-                          for k, v in keys.items())
-        raise ComparisonError(f"the comparison's trials were made by different code, torch versions or thread counts "
-                              f"({parts}); rerun the odd ones, or pass --allow-mixed to pool them anyway (the table "
-                              f"then says so)")
-    return {"mixed": len(keys) > 1, "combinations": combos, "commits": sorted(c for c in commits if c),
-            "dirty": dirty}
+    bases = {(src.split("+plugins")[0], tv) for keys in by_loss.values() for src, tv in keys}
+    mixed = len(bases) > 1 or any(len(keys) > 1 for keys in by_loss.values())
+    if mixed and not allow_mixed:
+        parts = "; ".join(f"source {c['source']}, torch {c['torch']}: {c['trials']} trial(s), e.g. {c['example']}"
+                          for c in combos.values())
+        raise ComparisonError(f"the comparison's trials were made by different code or torch versions ({parts}); "
+                              "rerun with --retrain-stale to retrain the odd ones, use another --out, or pass "
+                              "--allow-mixed to pool them anyway (the tables then say so)")
+    return {"mixed": mixed, "combinations": [{k: v for k, v in c.items() if k != "example"} for c in combos.values()],
+            "commits": sorted(c for c in commits if c), "dirty": dirty}
+
+
+def stale_trials(trials: dict[str, list[Path]]) -> list[tuple[Path, str, str]]:
+    """The trial folders of ``trials`` (loss spec -> seed or search-trial folders; finished
+    or not) that were started by other code than this process would use for their loss
+    (:func:`cvloss.run.provenance.current_code_key`): (folder, its code, the code now).
+    A comparison refuses to reuse them before training anything."""
+    out = []
+    for spec, dirs in trials.items():
+        now = None
+        for d in dirs:
+            infos = _trial_infos([d], finished_only=False)
+            if not infos:
+                continue
+            now = now or current_code_key(spec)
+            then = next((code_key(info) for _, info in infos if code_key(info) != now), None)
+            if then is not None:
+                out.append((d, f"source {then[0]}, torch {then[1]}", f"source {now[0]}, torch {now[1]}"))
+    return out
 
 

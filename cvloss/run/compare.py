@@ -36,8 +36,9 @@ from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci
-from cvloss.run.analysis import (ComparisonError, where, check_provenance, compute_summary, itt_value, loss_rows, trial_status,
-                                 untrained_by_seed, value)
+from cvloss.run.analysis import (ComparisonError, where, check_provenance, compute_summary, itt_value, loss_rows,
+                                 stale_trials, trial_status, untrained_by_seed, value)
+from cvloss.run.lock import LOCK_NAME, TrialLock, describe
 from cvloss.run.executor import Executor, SerialExecutor
 from cvloss.run.trainer import SUMMARY, TRIAL
 from cvloss.tasks import get_task_class
@@ -116,18 +117,65 @@ def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
     return old
 
 
+def check_stale(trials: dict[str, list[Path]], reporter: Reporter, retrain_stale: bool = False,
+                allow_mixed: bool = False) -> None:
+    """Before any training: refuse (one line) to reuse trial folders of ``trials`` (loss
+    spec -> folders) that other code started (:func:`cvloss.run.analysis.stale_trials`),
+    naming them; with ``retrain_stale`` move each aside as ``<folder>.stale-<n>`` (kept for
+    a look, never read again) so it is trained afresh; with ``allow_mixed`` reuse the
+    finished ones and pool them (the tables say so)."""
+    stale = stale_trials(trials)
+    if not stale or (allow_mixed and not retrain_stale):
+        return
+    if not retrain_stale:
+        shown = ", ".join(str(d) for d, _, _ in stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        _, then, now = stale[0]
+        raise ComparisonError(
+            f"{len(stale)} trial folder(s) this comparison would reuse were made by other code ({then}; now {now}): "
+            f"{shown}; use a new --out, or pass --retrain-stale to move them aside as <trial>.stale-<n> and retrain them")
+    for d, then, _ in stale:
+        reporter.message(f"moved aside {move_aside(d)} ({then}): retraining it")
+
+
+def move_aside(trial_dir: Path) -> Path:
+    """Rename ``trial_dir`` to the first free ``<name>.stale-<n>`` under its lock (a trial
+    another live process is training is refused) and return the new path."""
+    lock = TrialLock(trial_dir)
+    holder = lock.acquire()
+    try:
+        if holder is not None:
+            raise ComparisonError(f"{trial_dir} is being trained by {describe(holder)}; wait for it, then rerun")
+        n = 1
+        while trial_dir.with_name(f"{trial_dir.name}.stale-{n}").exists():
+            n += 1
+        dest = trial_dir.with_name(f"{trial_dir.name}.stale-{n}")
+        os.rename(trial_dir, dest)
+        (dest / LOCK_NAME).unlink(missing_ok=True)  # our lock moved with the folder
+        return dest
+    finally:
+        lock.release()
+
+
+def comparison_trials(base: TrialConfig, losses: list[str], seeds: list[int]) -> dict[str, list[Path]]:
+    """Loss spec -> the trial folder of each seed."""
+    return {spec: [replace(base, loss=spec, seed=seed).trial_dir for seed in seeds] for spec in losses}
+
+
 def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None,
                    break_stale_locks: bool = False, target_effect: float | None = None,
-                   allow_mixed: bool = False, executor: Executor | None = None) -> dict[str, Any]:
+                   allow_mixed: bool = False, executor: Executor | None = None,
+                   retrain_stale: bool = False) -> dict[str, Any]:
     """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones,
     waiting for ones another process holds) and write the comparison's tables and plots.
     ``base`` gives everything but loss/seed. Trials go to ``executor`` (default: one
     after another here) seed-major, so an interrupted run holds complete paired sets;
-    a trial whose worker died twice is ``crashed`` in the table."""
+    a trial whose worker died twice is ``crashed`` in the table. Trials of other code are
+    refused before any training, or retrained with ``retrain_stale`` (:func:`check_stale`)."""
     reporter = reporter or Reporter()
     executor = executor or SerialExecutor(break_stale_locks)
     out_dir = comparison_dir(base, losses)
     old = check_seed_set(out_dir, seeds)
+    check_stale(comparison_trials(base, losses, seeds), reporter, retrain_stale, allow_mixed)
     if old is not None and set(old) != set(seeds):
         reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
     summaries = executor.run([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter)
@@ -172,7 +220,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
     ``target_effect`` (a difference in the primary metric's units) adds the seeds needed
     to detect it. Rows come twice: ``analysis = completed`` (the trials that finished
     without failing) and ``itt`` (intent to treat, see :func:`_itt_value`). Trials of
-    different code, torch or thread counts are refused unless ``allow_mixed``. ``extra``
+    different code or torch versions are refused unless ``allow_mixed``. ``extra``
     joins the result (a tuned comparison's ``tuning`` record); ``crashed`` holds the
     in-memory summaries of trials without a summary.json because their worker died twice
     (keyed by (loss, seed))."""
@@ -241,8 +289,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                          "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan})
 
     compute = {spec: compute_summary(summaries[spec]) for spec in losses}
-    provenance = check_provenance(result_trials := {spec: [replace(base, loss=spec, seed=seed).trial_dir for seed in seeds]
-                                                     for spec in losses}, allow_mixed)
+    provenance = check_provenance(result_trials := comparison_trials(base, losses, seeds), allow_mixed)
 
     feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
                               if s and s.get("feature_weights")})

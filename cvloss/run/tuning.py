@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from cvloss.errors import UsageError
-from cvloss.run.compare import check_seed_set, comparison_dir, summarize_comparison
+from cvloss.run.compare import check_seed_set, check_stale, comparison_dir, comparison_trials, summarize_comparison
 from cvloss.run.config import TrialConfig
 from cvloss.run.executor import Executor, SerialExecutor
 from cvloss.run.progress import Reporter
@@ -44,13 +44,27 @@ def _search(base: TrialConfig, losses: list[str], space: Space, reporter: Report
     return out
 
 
+def _existing_trials(base: TrialConfig, tuned_base: TrialConfig, losses: list[str], seeds: list[int],
+                     space: Space) -> dict[str, list]:
+    """Loss spec -> its search trials' folders already there (``tune--<h>/<loss>/t<i>``,
+    whatever the sampler proposed) and its winners' seed folders."""
+    found = comparison_trials(tuned_base, losses, seeds)
+    for spec in losses:
+        search = tuning_config(base, spec, {}, 0, space).trial_dir.parent
+        if search.is_dir():
+            found[spec] += sorted(d for d in search.iterdir() if d.is_dir() and d.name[:1] == "t" and d.name[1:].isdigit())
+    return found
+
+
 def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int], space: Space,
                          reporter: Reporter | None = None, break_stale_locks: bool = False,
                          target_effect: float | None = None, allow_mixed: bool = False,
-                         executor: Executor | None = None) -> dict[str, Any]:
+                         executor: Executor | None = None, retrain_stale: bool = False) -> dict[str, Any]:
     """The tuned comparison of ``losses``: search (val), retrain the winners at ``seeds``
     (test), write the comparison under ``<budget>+tuned-<h>/`` with its search record.
-    ``executor`` runs the search's trials and the winners' (default: this process)."""
+    ``executor`` runs the search's trials and the winners' (default: this process). Search
+    trials and winners of other code are refused before any training, or retrained with
+    ``retrain_stale`` (:func:`cvloss.run.compare.check_stale`)."""
     reporter = reporter or Reporter()
     executor = executor or SerialExecutor(break_stale_locks)
     check_space(space, base.task, losses)
@@ -59,6 +73,7 @@ def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                          f"tuning trials'); got {max(seeds)}")
     tuned_base = replace(base, place=f"+tuned-{space.key()}")
     check_seed_set(comparison_dir(tuned_base, losses), seeds)  # before any training
+    check_stale(_existing_trials(base, tuned_base, losses, seeds, space), reporter, retrain_stale, allow_mixed)
     task_cls = get_task_class(base.task)
     metric = task_cls.primary_metric
     higher = task_cls.direction(metric)

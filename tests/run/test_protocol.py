@@ -84,22 +84,26 @@ def test_a_diverged_seed_lowers_the_intent_to_treat_mean(tmp_path):
     assert "Intent to treat" in md and "67%" in md and "Measured on the `test` split." in md
 
 
-def test_mixing_code_torch_or_threads_is_refused_unless_allowed(tmp_path):
+def test_mixing_code_is_refused_unless_allowed_and_threads_are_shown_not_refused(tmp_path):
     base = TrialConfig(task="seg", loss="", dataset="synth-pets", budget="smoke", out=str(tmp_path))
     _write(base, "ce", 0, "done", 0.5, 0.1)
     _write(base, "dice", 0, "done", 0.6, 0.1, code="b" * 64)
-    with pytest.raises(ComparisonError, match="different code.*--allow-mixed"):
+    with pytest.raises(ComparisonError, match="different code.*--retrain-stale.*--allow-mixed"):
         summarize_comparison(base, ["ce", "dice"], [0])
     out = base.group_dir / "compare--ce--dice"
     assert not (out / "compare.csv").exists()  # refused before anything is written
     result = summarize_comparison(base, ["ce", "dice"], [0], allow_mixed=True)
-    assert result["provenance"]["mixed"] and "MIXED" in (out / "compare.md").read_text()
-    # one code, two thread counts: refused too
+    assert result["provenance"]["mixed"] and "MIXED CODE" in (out / "compare.md").read_text()
+    assert "MIXED CODE" in (out / "compare.tex").read_text()
+    # one code, two thread counts: pooled, and both counts are shown
     other = TrialConfig(task="seg", loss="", dataset="synth-pets", budget="smoke", out=str(tmp_path / "t"))
     _write(other, "ce", 0, "done", 0.5, 0.1, threads=1)
     _write(other, "dice", 0, "done", 0.6, 0.1, threads=2)
-    with pytest.raises(ComparisonError, match="1 threads.*2 threads"):
-        summarize_comparison(other, ["ce", "dice"], [0])
+    result = summarize_comparison(other, ["ce", "dice"], [0])
+    assert not result["provenance"]["mixed"]
+    assert sorted(c["threads"] for c in result["provenance"]["combinations"]) == ["1", "2"]
+    md = (other.group_dir / "compare--ce--dice" / "compare.md").read_text()
+    assert "MIXED" not in md and "Ran with 1 thread(s) (1 trials); 2 thread(s) (1 trials)" in md
 
 
 def test_a_trial_is_not_resumed_by_other_code(tmp_path, capture):

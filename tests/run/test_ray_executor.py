@@ -3,7 +3,8 @@ on this machine, workers killed mid-trial (retried from the checkpoint; twice: c
 the other trials go on), Ctrl-C on the driver (cancelled, resumable), the shared-folder
 probe, and the lock takeover of a dead attempt on another host. One thread per trial on
 both sides, so serial and Ray compute the same floats. The Ray tests skip without Ray;
-the two-node one is marked slow (`.ci/run` runs it: `pytest -m slow tests/run/test_ray_executor.py`)."""
+the two-node one is marked slow. The file is marked ``ray``: the default run leaves it out and
+`.ci/run` runs it alone (`pytest -m ray`, then `pytest -m slow tests/run/test_ray_executor.py`)."""
 from __future__ import annotations
 
 import csv
@@ -34,6 +35,8 @@ try:
 except ImportError:
     ray = None
 needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'cvloss[ray]')")
+# The whole file runs in its own pytest process (`pytest -m ray`; see pyproject.toml).
+pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).parents[2]
 TIMES = ("epoch_time_s", "train_time_s", "data_time_s")
