@@ -47,9 +47,11 @@ def _is_cli_usage_error(exc: BaseException) -> bool:
 
 
 class _OneLineErrors(typer.core.TyperGroup):
-    """Every error is one line: cvloss errors and OS errors (a folder that cannot be
-    written, a full disk) exit 2, usage errors of the command line exit 2, anything else
-    is a bug: exit 1 with a line that says so."""
+    """Every error is one line: cvloss errors, a broken torch/torchvision install
+    (:func:`cvloss.environment.environment_problem`: versions and the pip command that
+    fixes them) and OS errors (a folder that cannot be written, a full disk) exit 2, usage
+    errors of the command line exit 2, anything else is a bug: exit 1 with a line that
+    says so."""
 
     def invoke(self, ctx):
         try:
@@ -61,18 +63,12 @@ class _OneLineErrors(typer.core.TyperGroup):
                 raise
             typer.echo(f"error: {_one_line(exc)}", err=True)
             ctx.exit(2)
-        except OSError as exc:
-            if _state["debug"]:
-                raise
-            where = f" {exc.filename}" if exc.filename else ""
-            typer.echo(f"error: cannot use{where}: {_one_line(exc.strerror or exc)}", err=True)
-            ctx.exit(2)
         except Exception as exc:
             if _state["debug"] or _is_cli_usage_error(exc):
                 raise
-            typer.echo(f"error: {_BUG}: {type(exc).__name__}: {_one_line(exc)}; rerun with --debug for the "
-                       f"traceback and report it", err=True)
-            ctx.exit(1)
+            code, line = _error_line(exc)
+            typer.echo(f"error: {line}", err=True)
+            ctx.exit(code)
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         """Click's usage errors print three lines (usage, hint, error); ours print one."""
@@ -94,6 +90,23 @@ class _OneLineErrors(typer.core.TyperGroup):
             typer.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error_line(exc: Exception) -> tuple[int, str]:
+    """(exit code, line) of an exception that is not a cvloss error. Asked first: is it
+    the environment (torch and torchvision that do not load together, a compiled
+    extension that is missing, CUDA without a driver)? Those are raised as RuntimeError,
+    ImportError or OSError from deep inside torch, and are no bug of cvloss."""
+    from cvloss.environment import environment_problem
+
+    problem = environment_problem(exc)
+    if problem is not None:
+        return 2, _one_line(problem)
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return 2, f"cannot use{where}: {_one_line(exc.strerror or exc)}"
+    return 1, (f"{_BUG}: {type(exc).__name__}: {_one_line(exc)}; rerun with --debug for the traceback and "
+               f"report it")
 
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -228,29 +241,38 @@ def losses_show(
 # ---------------------------------------------------------------- datasets
 _DATA_DIR_HELP = "Datasets folder (default $CVLOSS_DATA, then the user cache dir)."
 _CATALOG_HELP = "A user catalog in datasets.toml's format, added to the built-in one (default $CVLOSS_CATALOG)."
+_TRUST_HELP = ("Trust the user catalog as code: its loaders may be module:function, imported and run "
+               "(README: Security). Without it a catalog names registered loaders only.")
 _DATASET_HELP = ("Dataset name, or a folder of your own data (./path, /path, ~/path; README: 'Your own data'); "
                  "default: the task's embedded one.")
 
 
-def _use_catalog(path: Optional[str]) -> None:
+def _use_catalog(path: Optional[str], trust: bool = False) -> None:
     """``--catalog FILE``: checked now, and exported as ``$CVLOSS_CATALOG`` so that every
-    part of the run (and any worker process it starts) reads the same catalog."""
+    part of the run (and any worker process it starts) reads the same catalog.
+    ``--trust-catalog``: the sha256 of that catalog's bytes is exported as
+    ``$CVLOSS_TRUSTED_CATALOG`` (those bytes, and no edit of them, may name
+    ``module:function`` loaders); without the flag the variable is cleared, so only the
+    flag trusts a catalog. A catalog that is refused leaves the environment as it was."""
     import os
 
-    from cvloss.data.registry import CATALOG_ENV, load_catalog
+    from cvloss.data.registry import CATALOG_ENV, TRUST_ENV, load_catalog, user_catalog_digest
 
-    before = os.environ.get(CATALOG_ENV)
-    if path is not None:
-        from pathlib import Path
-
-        os.environ[CATALOG_ENV] = str(Path(path).expanduser().resolve())
+    before = {key: os.environ.get(key) for key in (CATALOG_ENV, TRUST_ENV)}
     try:
-        load_catalog()  # a malformed or clashing user catalog is one line now, before anything runs
+        if path is not None:
+            os.environ[CATALOG_ENV] = os.path.abspath(os.path.expanduser(path))
+        os.environ.pop(TRUST_ENV, None)
+        digest = user_catalog_digest() if trust else None
+        if digest is not None:
+            os.environ[TRUST_ENV] = digest
+        load_catalog()  # a malformed, clashing or untrusted user catalog is one line now, before anything runs
     except Exception:
-        if path is not None and before is None:  # the environment as it was (tests run the CLI in-process)
-            del os.environ[CATALOG_ENV]
-        elif path is not None:
-            os.environ[CATALOG_ENV] = before
+        for key, value in before.items():  # the environment as it was (tests run the CLI in-process)
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         raise
 
 
@@ -259,10 +281,11 @@ def datasets_list(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only datasets of this task."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
     catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
+    trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
 ) -> None:
     """Name, task, size, and whether each dataset is present locally (and where); then
     what each dataset's train, val and test splits hold."""
-    _use_catalog(catalog)
+    _use_catalog(catalog, trust_catalog)
     from cvloss.data.registry import SPLITS, dataset_dir, datasets_for, load_catalog, presence_problem
     from cvloss.report.console import print_table
 
@@ -302,9 +325,10 @@ def datasets_download(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
     catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
+    trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
 ) -> None:
     """Download (resuming a partial file), verify the checksum and extract safely."""
-    _use_catalog(catalog)
+    _use_catalog(catalog, trust_catalog)
     import sys
 
     from cvloss.data.fetch import download
@@ -321,11 +345,12 @@ def datasets_verify(
     name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
     catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
+    trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
 ) -> None:
     """Check every downloaded file of NAME against its published checksum (or, where none is
     published, the sha256 recorded at its first download: trusted-on-first-use), and that
     every archive was extracted completely."""
-    _use_catalog(catalog)
+    _use_catalog(catalog, trust_catalog)
     from cvloss.data.fetch import verify
     from cvloss.data.registry import presence_problem
     from cvloss.report.console import print_table
@@ -362,7 +387,8 @@ def _set_threads(threads: Optional[int]) -> None:
 
 
 def _base_config(task: str, dataset: Optional[str], budget: str, device: str, out: str, data_dir: Optional[str],
-                 feature_weights: str, sets: Optional[list[str]], catalog: Optional[str] = None):
+                 feature_weights: str, sets: Optional[list[str]], catalog: Optional[str] = None,
+                 trust_catalog: bool = False):
     """Every option checked (and values made canonical) before any data, network or
     folder is touched: a bad setting costs nothing and writes nothing."""
     from cvloss.losses.features import check_feature_weights
@@ -372,7 +398,7 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
     from cvloss.tasks import get_task_class
 
     get_task_class(task)  # an unknown task is refused first
-    _use_catalog(catalog)
+    _use_catalog(catalog, trust_catalog)
     out = resolve_results_dir(out)
     overrides = resolve_overrides(task, parse_overrides(sets))  # canonical: lr=1 and lr=1.0 are one folder
     budget_params(task, budget, overrides)  # the budget name, and checks that tie settings together
@@ -395,6 +421,23 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
     if changed is not None:
         fail(changed)
     return cfg
+
+
+def _require_feature_weights(task: str, specs: list[str], feature_weights: str) -> None:
+    """``--feature-weights imagenet``: the ImageNet weights of every VGG the run builds --
+    its loss terms' and its task's feature metrics' -- are in torch's cache (or downloaded
+    now), before any trial folder exists; offline, one line naming what to fetch and where."""
+    if feature_weights.lower() != "imagenet":  # auto falls back to random weights (warning) in the trial
+        return
+    from cvloss.losses.features import require_feature_weights
+    from cvloss.losses.spec import default_feature_archs
+    from cvloss.tasks import get_task_class
+
+    archs = [arch for spec in specs for arch in default_feature_archs(spec, task)]
+    metrics = getattr(get_task_class(task), "feature_metrics", None)  # sr, style: a VGG scores every loss
+    if metrics is not None:
+        archs += [net.arch for net, _ in metrics(feature_weights).values()]
+    require_feature_weights(feature_weights, archs)
 
 
 _FID_HELP = "The FID Inception weights file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)."
@@ -467,8 +510,11 @@ def _ray_executor(executor: str, address: Optional[str], jobs: int, devices: Opt
 
 
 _LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
-_MIXED_HELP = ("Pool trials made by different code (source hash), torch versions or thread counts; "
-               "refused without it, and the table says so with it.")
+_MIXED_HELP = ("Pool finished trials made by other code (source hash, plugins used, torch version) with new "
+               "ones; refused without it, and every table says MIXED with it.")
+_RETRAIN_STALE_HELP = ("Move trial folders made by other code aside as <trial>.stale-<n> and retrain them "
+                       "(without it, a comparison that would reuse them is refused before training).")
+_REPORT_MIXED_HELP = "Accepted for old scripts; no longer needed: each comparison shows its own provenance."
 _TUNE_HELP = ('A search dimension NAME=log(a,b)|uniform(a,b)|int(a,b)|choice(x,y,...), repeatable; NAME is a '
               'budget setting (lr, weight_decay) or a loss parameter <term>.<arg> / <term>.weight / <term>#2.<arg>.')
 
@@ -492,6 +538,11 @@ def _tune_space(items, trials, sampler, seed, task, specs):
 
 
 _STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
+_KEEP_HELP = ("Keep each finished trial's resume checkpoints (checkpoint.pt, checkpoint.prev.pt); by default "
+              "only its final weights, model.pt, stay.")
+_WIDE_HELP = ("Print every column in one table, however wide (default: tables that fit the terminal, or "
+              "120 characters in a pipe; columns that do not fit are left out with a note naming the file "
+              "that has them all).")
 
 
 def _failures(status: dict[str, list[str]], strict: bool) -> None:
@@ -524,6 +575,7 @@ def train(
     loss: str = typer.Option(..., "--loss", "-l", help='Loss spec, e.g. "ce+0.1*topo(mu=0.5)".'),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
     catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
+    trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, batch order and augmentation."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -538,7 +590,9 @@ def train(
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
     log: str = typer.Option("none", "--log", help=_LOG_HELP),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help=_KEEP_HELP),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
+    wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
 ) -> None:
     """Train one model under one loss and write its results folder."""
     _set_threads(threads)
@@ -551,9 +605,11 @@ def train(
 
     if seed < 0:
         fail(f"--seed must be >= 0; got {seed}")
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog)
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog, trust_catalog)
     (spec,) = canonical_specs([loss], task)
-    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
+    _require_feature_weights(task, [spec], feature_weights)
+    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log),
+                  threads=threads, keep_checkpoints=keep_checkpoints)
 
     try:
         with _chatter(quiet):
@@ -564,7 +620,7 @@ def train(
 
     row = {"loss": spec, "seed": seed, "status": summary["status"]}
     row.update({k: f"{v:.4g}" for k, v in summary.get("metrics", {}).items()})
-    print_table([row])
+    print_table([row], fit=True, wide=wide, all_columns_in=str(cfg.trial_dir / "summary.json"))
     typer.echo(f"results: {cfg.trial_dir}")
     _failures({spec: [summary["status"]]}, strict)
 
@@ -575,6 +631,7 @@ def compare(
     losses: str = typer.Option(..., "--losses", "-l", help='Comma-separated specs; the first is the baseline, e.g. "ce,topo,ce+0.1*topo".'),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
     catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
+    trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
     budget: str = typer.Option("smoke", "--budget", "-b", help="smoke | quick | full."),
     seeds: str = typer.Option("3", "--seeds", help="A count (3 -> seeds 0,1,2) or a list (0,1,2)."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -589,6 +646,7 @@ def compare(
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
     log: str = typer.Option("none", "--log", help=_LOG_HELP),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help=_KEEP_HELP),
     target_effect: Optional[float] = typer.Option(
         None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
                                       "needed to detect it (80% power, corrected level)."),
@@ -597,30 +655,33 @@ def compare(
     executor_name: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
     allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
+    retrain_stale: bool = typer.Option(False, "--retrain-stale", help=_RETRAIN_STALE_HELP),
     tune: Optional[list[str]] = typer.Option(None, "--tune", help=_TUNE_HELP),
     tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="Candidates per loss (with --tune; default 8)."),
     tune_sampler: str = typer.Option("random", "--tune-sampler", help="random | grid | tpe (tpe: cvloss[tune])."),
     tune_seed: int = typer.Option(0, "--tune-seed", help="Seed of the sampler (the same candidates for every loss)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
+    wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
     executor = (_ray_executor(executor_name, address, jobs, devices, device, threads, break_stale_locks, plugin)
                 or _executor(jobs, devices, threads, device, break_stale_locks, plugin))
     _plugins(plugin, quiet)
-    from cvloss.report.console import print_table
-    from cvloss.report.tables import comparison_rows
+    from cvloss.report.console import print_comparison
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
     from cvloss.run.live_log import check_log
 
     seed_list = parse_seeds(seeds)
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog)
+    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog, trust_catalog)
     specs = canonical_specs(split_losses(losses), task)
+    _require_feature_weights(task, specs, feature_weights)
     if target_effect is not None and not (math.isfinite(target_effect) and target_effect > 0):
         fail(f"--target-effect must be a positive difference in the primary metric's units; got {target_effect}")
     from dataclasses import replace
 
-    base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads)
+    base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads,
+                   keep_checkpoints=keep_checkpoints)
     if devices is not None and executor.jobs == 1:  # one job: train on the first device listed
         base = replace(base, device=f"cuda:{executor.devices[0]}")
     space = _tune_space(tune, tune_trials, tune_sampler, tune_seed, task, specs)
@@ -629,25 +690,23 @@ def compare(
             if space is None:
                 result = run_comparison(base, specs, seed_list, _reporter(quiet, task, executor.jobs),
                                         break_stale_locks=break_stale_locks, target_effect=target_effect,
-                                        allow_mixed=allow_mixed, executor=executor)
+                                        allow_mixed=allow_mixed, executor=executor, retrain_stale=retrain_stale)
             else:
                 from cvloss.run.tuning import run_tuned_comparison
 
                 result = run_tuned_comparison(base, specs, seed_list, space, _reporter(quiet, task, executor.jobs),
                                               break_stale_locks=break_stale_locks, target_effect=target_effect,
-                                              allow_mixed=allow_mixed, executor=executor)
+                                              allow_mixed=allow_mixed, executor=executor,
+                                              retrain_stale=retrain_stale)
     except KeyboardInterrupt:
         _interrupted(str(base.group_dir))
     from cvloss.data.registry import get_dataset
 
     real = get_dataset(base.dataset).real
     data = f"{base.dataset} (embedded stand-in for {real})" if real else base.dataset
-    print_table(comparison_rows(result), title=f"{task} / {data} / {result['budget']}: mean ± 95% CI over seeds {seed_list}"
-                + (f"; features: {', '.join(result['feature_weights'])}" if result.get("feature_weights") else ""))
-    from cvloss.report.tables import verdict_lines
-
-    for line in verdict_lines(result):
-        typer.echo(line.replace("`", ""))
+    print_comparison(result, f"{task} / {data} / {result['budget']}: mean ± 95% CI over seeds {seed_list}"
+                     + (f"; features: {', '.join(result['feature_weights'])}" if result.get("feature_weights") else ""),
+                     wide=wide)
     typer.echo(f"results: {result['dir']}")
     _failures(result["status"], strict)
 
@@ -659,7 +718,7 @@ def report(
     html: bool = typer.Option(True, "--html/--no-html", help="Also write the self-contained report.html."),
     replot: bool = typer.Option(True, "--replot/--no-replot",
                                 help="Redraw each comparison's standard plots from its trials (one look per loss)."),
-    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_REPORT_MIXED_HELP),
 ) -> None:
     """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md and
     RESULTS_DIR/report.html (one self-contained file: tables, plots, provenance)."""
@@ -673,7 +732,9 @@ def report(
         fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to gather")
     if not any(root.glob("**/compare.json")):
         fail(f"no comparisons under {root}: run `cvloss compare ...` first")
-    paths = write_reports(root, html=html, replot=replot, allow_mixed=allow_mixed)
+    if allow_mixed:
+        typer.echo("note: --allow-mixed is no longer needed: the report shows each comparison's provenance", err=True)
+    paths = write_reports(root, html=html, replot=replot)
     for path in paths.values():
         typer.echo(f"report: {path}")
 

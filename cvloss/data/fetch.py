@@ -1,6 +1,9 @@
 """Download, verify and safely extract the archives of a catalog dataset.
 
-For every file of ``info.files`` (URL and checksum come only from ``datasets.toml``):
+For every file of ``info.files`` (URL and checksum come only from ``datasets.toml``; the
+catalog reader admits ``https://`` and ``http://`` URLs only, and a redirect elsewhere is
+refused; the folder is :func:`cvloss.data.registry.dataset_dir`, checked to lie in the
+data dir):
 
 1. ``<data-dir>/<name>/<filename>`` already there (downloaded before or fetched by hand)?
    Verify it and go on -- no network.
@@ -32,6 +35,7 @@ import hashlib
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +43,8 @@ from typing import Literal
 
 from cvloss import __version__
 from cvloss.data.archive import write_atomic, safe_extract
-from cvloss.data.registry import (DatasetInfo, FileInfo, dataset_dir, extraction_marker, missing_layout,
-                                  presence_problem)
+from cvloss.data.registry import (URL_SCHEMES, DatasetInfo, FileInfo, dataset_dir, extraction_marker,
+                                  missing_layout, presence_problem)
 from cvloss.data.types import DatasetError
 from cvloss.settings import env_number
 
@@ -131,8 +135,16 @@ def verify(info: DatasetInfo, data_dir: str | Path | None = None) -> list[FileCh
     """Check every file of ``info`` in ``<data-dir>/<name>/`` against its size and published
     checksum, or its first-download record. Embedded datasets have no files: the list is
     empty. Whether the dataset is completely extracted is
-    :func:`cvloss.data.registry.presence_problem`'s answer."""
+    :func:`cvloss.data.registry.presence_problem`'s answer.
+
+    No dataset folder at all (never downloaded, or a mistyped ``--data-dir``) is not a
+    verification finding but a wrong place: :class:`DatasetError`, one line saying where
+    it looked and what to run; nothing is created."""
     root = dataset_dir(info.name, data_dir)
+    if not (info.embedded or info.root is not None or root.is_dir()):
+        todo = f"run `cvloss datasets download {info.name}`" if info.files else "place its files there"
+        raise DatasetError(f"nothing to verify: dataset '{info.name}' has no folder {root}; {todo} "
+                           f"(add --data-dir if you keep datasets elsewhere)")
     tofu = _tofu_read(root)
     return [_check(f, root / f.filename, tofu) for f in info.files]
 
@@ -193,6 +205,11 @@ def _fetch(url: str, part: Path, label: str, progress, timeout: float, cap: int)
             return
         raise
     with resp:
+        # The catalog's URLs are http(s) (checked when it is read); a redirect must not
+        # take the download elsewhere (urllib follows http -> ftp): nothing is read then.
+        landed = urllib.parse.urlsplit(resp.geturl() or url).scheme.lower()
+        if landed not in URL_SCHEMES:
+            raise urllib.error.URLError(f"redirected to a {landed}:// URL; cvloss downloads over http(s) only")
         status = resp.status
         start = _content_range_start(resp.headers.get("Content-Range")) if status == 206 else None
         if status == 206 and start == have:

@@ -34,9 +34,10 @@ names starting with ``.`` are ignored everywhere)::
   ``pairs_per_fold`` distinct same pairs and as many distinct different pairs.
 
 Untrusted input stays harmless: a symbolic link is followed only when its target lies
-inside the folder (else one error line naming it), at most :data:`MAX_FILES` files are
-listed, and an image above :data:`MAX_IMAGE_PIXELS` pixels is refused before it is
-decoded. Every problem is one :class:`DatasetError` line naming the file.
+inside the folder (else one error line naming it; a link loop too), at most
+:data:`MAX_FILES` files are listed, and an image above :data:`MAX_IMAGE_PIXELS` pixels or
+with a side below :data:`MIN_IMAGE_SIDE` pixels is refused before it is decoded. Every
+problem is one :class:`DatasetError` line naming the file.
 
 Results of a folder dataset go under ``<basename>-<8 hex of sha256(resolved path)>``
 (:func:`dataset_label`); :func:`fingerprint` (sha256 of the sorted relative paths, sizes
@@ -61,8 +62,8 @@ from cvloss.data.types import SPLITS, DatasetError, IdentityData, SegData, SRDat
 from cvloss.settings import env_number
 
 __all__ = [
-    "FOLDER_TASKS", "IMAGE_SUFFIXES", "MAX_FILES", "MAX_IMAGE_PIXELS", "SPLIT_SEED", "PAIR_SEED",
-    "looks_like_path", "resolve_folder", "dataset_label", "fingerprint", "detect_task", "index_folder",
+    "FOLDER_TASKS", "IMAGE_SUFFIXES", "MAX_FILES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "SPLIT_SEED", "PAIR_SEED",
+    "check_name", "looks_like_path", "resolve_folder", "dataset_label", "fingerprint", "detect_task", "index_folder",
     "describe_folder", "load_folder", "load_seg_folder", "load_sr_folder", "load_embed_folder",
     "load_translate_folder",
 ]
@@ -73,6 +74,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MAX_FILES = 200_000
 #: the largest image (width x height) decoded; PIL's own bomb check is 2 x 89 M pixels
 MAX_IMAGE_PIXELS = 40_000_000
+#: the shortest side an image may have (the smallest ``size`` a loader takes)
+MIN_IMAGE_SIDE = 8
 MAX_UNLISTED_CLASSES = 64
 SPLIT_SEED = 0x17F01D  # the seeded split: fixed, so every trial seed and loss sees the same splits
 PAIR_SEED = 0x17FA12  # the verification pairs of embed val / test
@@ -83,6 +86,21 @@ _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
 
 # ----------------------------------------------------------------------------- names
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+
+
+def check_name(name: Any, what: str = "dataset name") -> str:
+    """``name`` when it is a plain name -- ``[a-z0-9][a-z0-9._-]*``, no ``..``, at most 100
+    characters -- so that ``<root>/<name>`` is one folder directly in ``<root>``: no
+    separator, nothing absolute, no way up. Else one :class:`DatasetError` line. The rule
+    of every catalog dataset's and loader's name (:mod:`cvloss.data.registry`)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise DatasetError(f"{what} {shown} is not a plain name: use lower-case letters, digits, '.', '_' and "
+                           f"'-', starting with a letter or digit, no '..', at most 100 characters")
+    return name
+
+
 def looks_like_path(text: str) -> bool:
     """``True`` for ``./x``, ``../x``, ``/x``, ``~x`` (and ``.\\x`` on Windows): written as a path."""
     return str(text).startswith(("./", "../", "/", "~", ".\\", "..\\")) or str(text) in (".", "..")
@@ -90,20 +108,25 @@ def looks_like_path(text: str) -> bool:
 
 def resolve_folder(text: str | Path) -> Path:
     """The absolute, symlink-free path of the folder ``text``; one line when it is none."""
-    path = Path(str(text)).expanduser()
+    try:
+        path = Path(str(text)).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise DatasetError(f"--dataset {text}: no such folder (no such user's home)") from None
     if not path.exists():
         raise DatasetError(f"--dataset {text}: no such folder (and no catalog dataset of that name)")
     if not path.is_dir():
         raise DatasetError(f"--dataset {text}: not a folder; a folder dataset is a directory ({', '.join(FOLDER_TASKS)})")
-    return path.resolve()
+    return _resolve(path)
 
 
 def dataset_label(name: str) -> str:
-    """The dataset part of a results path: a catalog name as it is; a folder (an absolute
-    path) as ``<basename>-<first 8 hex of sha256(path)>``, so two folders of one name never
-    share results and the label is a plain file name."""
+    """The dataset part of a results path: a catalog name as it is (checked again here:
+    a plain name, see :func:`check_name`, so the folder stays in
+    ``<out>/<task>/``); a folder (an absolute path) as ``<basename>-<first 8 hex of
+    sha256(path)>``, so two folders of one name never share results and the label is a
+    plain file name."""
     if not os.path.isabs(name):
-        return name
+        return check_name(name)
     base = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).name).lstrip(".") or "data"
     return f"{base}-{hashlib.sha256(str(name).encode()).hexdigest()[:8]}"
 
@@ -120,6 +143,17 @@ class Entry:
     mtime_ns: int
 
 
+def _resolve(path: Path) -> Path:
+    """``path`` with every link resolved; a link that leads back to itself (``a -> b ->
+    a``, or ``x -> x``) is one :class:`DatasetError` line naming it, not Python's
+    ``RuntimeError``/``OSError``."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise DatasetError(f"{path} is a symbolic link loop ({type(exc).__name__}: {exc}): refused; remove the "
+                           f"link") from None
+
+
 def _walk(root: Path) -> list[Entry]:
     """Every regular file under ``root`` (sorted by ``rel``), hidden names skipped. Links
     are followed only into ``root``; a link out of it (or a dangling one) is refused."""
@@ -128,7 +162,7 @@ def _walk(root: Path) -> list[Entry]:
     seen: set[Path] = set()
 
     def visit(folder: Path, rel: str) -> None:
-        real = folder.resolve()
+        real = _resolve(folder)
         if real in seen:  # a link loop, or two links to one folder: list it once
             return
         seen.add(real)
@@ -142,7 +176,7 @@ def _walk(root: Path) -> list[Entry]:
             crel = f"{rel}{child.name}"
             path = Path(child.path)
             if child.is_symlink():
-                target = path.resolve()
+                target = _resolve(path)
                 if not target.is_relative_to(root) or not target.exists():
                     raise DatasetError(f"{path} is a symbolic link out of the dataset folder {root} (or dangling): "
                                        f"refused; copy the file in instead")
@@ -163,7 +197,7 @@ def _walk(root: Path) -> list[Entry]:
 def fingerprint(root: str | Path) -> str:
     """sha256 over ``rel<TAB>size<TAB>mtime_ns`` of every file of the folder (sorted): a
     file added, removed, renamed, rewritten or touched changes it; reading nothing."""
-    root = Path(root).resolve()
+    root = _resolve(Path(root))
     digest = hashlib.sha256()
     for e in _walk(root):
         digest.update(f"{e.rel}\t{e.size}\t{e.mtime_ns}\n".encode())
@@ -225,6 +259,10 @@ def _open(path: Path) -> Image.Image:
         im.close()
         raise DatasetError(f"image {path} is {im.width}x{im.height} px, more than the {MAX_IMAGE_PIXELS} pixels "
                            f"cvloss decodes; shrink it")
+    if min(im.width, im.height) < MIN_IMAGE_SIDE:
+        im.close()  # a 4000x1 strip has no 2-D content, and a x4 downscale of it is empty
+        raise DatasetError(f"image {path} is {im.width}x{im.height} px: cvloss needs at least {MIN_IMAGE_SIDE} px on "
+                           f"each side; remove or enlarge it")
     return im
 
 

@@ -10,16 +10,42 @@ A user catalog in the same format (``--catalog FILE`` or ``$CVLOSS_CATALOG``) ad
 entries to the built-in ones (a name of a built-in dataset is refused); its entries may
 list no files (data placed by hand in ``<data-dir>/NAME/``). A folder path instead of a
 name is a dataset of its own (:mod:`cvloss.data.folders`).
+
+A catalog is data, never code (README: Security):
+
+* ``loader`` names a registered loader: cvloss's own (:data:`LOADERS`), one that a
+  ``--plugin`` module registers with :func:`register_loader`, or one that an installed
+  package declares as an entry point of the group :data:`LOADER_ENTRY_POINTS`
+  (``name = "module:function"``). A ``module:function`` loader is imported and called
+  only from a trusted catalog: the one cvloss ships, one that ``--trust-catalog`` trusts
+  (the sha256 of its bytes is exported as :data:`TRUST_ENV`, so the run's worker
+  processes trust those bytes and no others), or ``load_catalog(path, trusted=True)``.
+  The ``module:function`` of a registered loader (``cvloss.data.folders:load_seg_folder``)
+  is that loader, trusted or not. Anything else is refused with one line when the catalog
+  is read, before any data, network or folder is touched.
+* Names follow :func:`check_name` (``[a-z0-9][a-z0-9._-]*``, no ``..``, at most 100
+  characters), file names are plain names, layout entries stay inside the dataset folder,
+  download URLs and mirrors are ``https://`` or ``http://``, and :func:`dataset_dir` checks
+  that every folder built from a name lies in the data dir.
+* A catalog is read only when it is a regular file of at most :data:`MAX_CATALOG_BYTES`
+  (a FIFO or ``/dev/zero`` is one line, at once), and every field the reader uses is
+  type-checked: a wrong shape is one :class:`DatasetError` line naming the file, the
+  dataset and the field.
 """
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import importlib.metadata
 import inspect
 import os
+import re
+import stat
+import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Literal
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Callable, Literal, TypeVar
 
 try:  # Python >= 3.11
     import tomllib
@@ -27,19 +53,32 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib  # type: ignore[no-redef]
 
 from cvloss.data.cache import cached_load
+from cvloss.data.folders import _NAME, check_name
 from cvloss.data.types import SPLITS, DatasetError, check_split
 
 __all__ = [
     "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
     "load_catalog", "get_dataset", "datasets_for", "default_dataset", "resolve_data_dir",
     "dataset_dir", "extraction_marker", "missing_layout", "presence_problem", "is_present",
-    "require_present", "load_dataset", "CATALOG_ENV", "user_catalog_path",
+    "require_present", "load_dataset", "CATALOG_ENV", "user_catalog_path", "TRUST_ENV", "MAX_CATALOG_BYTES",
+    "LOADERS", "LOADER_ENTRY_POINTS", "register_loader", "loader_names", "resolve_loader", "check_name",
+    "user_catalog_digest", "URL_SCHEMES",
 ]
 
 from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
 ENV_VAR = "CVLOSS_DATA"
 CATALOG_ENV = "CVLOSS_CATALOG"
+#: the sha256 (hex) of the catalog bytes that --trust-catalog trusts; set by the CLI for the
+#: run and inherited by its workers; bytes that differ (an edited file) are not trusted
+TRUST_ENV = "CVLOSS_TRUSTED_CATALOG"
+LOADER_ENTRY_POINTS = "cvloss.loaders"
+MAX_CATALOG_BYTES = 1 << 20  # the shipped catalog is ~25 KB
+URL_SCHEMES = ("https", "http")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")  # as cvloss.data.archive reads them
+
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_TARGET = re.compile(rf"{_DOTTED}:{_DOTTED}")
 
 _REQUIRED = (
     "name", "tasks", "description", "urls", "files", "layout", "size_bytes", "license",
@@ -48,6 +87,175 @@ _REQUIRED = (
 _FILE_REQUIRED = ("url", "filename", "size")
 _CHECKSUM_KEYS = ("md5", "sha256", "checksum")
 
+# The catalog's schema: field -> what it must be (the words of the error line).
+_STR, _COUNT, _BOOL = "a string", "an integer >= 0", "true or false"
+_STRS, _TABLE, _TABLES = "a list of strings", "a table", "a list of tables"
+_DATASET_FIELDS = {
+    "name": _STR, "tasks": _STRS, "description": _STR, "urls": _STRS, "files": _TABLES, "layout": _STRS,
+    "size_bytes": _COUNT, "license": _STR, "citation": _STR, "loader": _STR, "embedded": _BOOL, "real": _STR,
+    "splits": _TABLE,
+}
+_FILE_FIELDS = {"url": _STR, "filename": _STR, "size": _COUNT, "md5": _STR, "sha256": _STR, "checksum": _STR,
+                "mirrors": _STRS}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether a parsed TOML value is of the schema kind ``kind`` (bools are no integers)."""
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _COUNT:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _STRS:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == _TABLE:
+        return isinstance(value, dict)
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)  # _TABLES
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value for an error line: its repr (quotes and escapes keep it one line), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------------- loaders
+#: cvloss's own loaders: name -> ``module:function``, imported when first used
+LOADERS: dict[str, str] = {
+    "oxford-pets": "cvloss.data.pets:load_oxford_pets",
+    "synth-pets": "cvloss.data.synthetic:load_synth_pets",
+    "synth-vessels": "cvloss.data.synthetic:load_synth_vessels",
+    "div2k": "cvloss.data.div2k:load_div2k",
+    "skimage-photos": "cvloss.data.skimage_photos:load_skimage_photos",
+    "lfw": "cvloss.data.lfw:load_lfw",
+    "synth-ids": "cvloss.data.synth_ids:load_synth_ids",
+    "horse2zebra": "cvloss.data.horse2zebra:load_horse2zebra",
+    "synth-stripes": "cvloss.data.synth_stripes:load_synth_stripes",
+    "ring8": "cvloss.data.toy2d:load_ring8",
+    "grid25": "cvloss.data.toy2d:load_grid25",
+    # a user's data in <data-dir>/NAME/, in the layouts of cvloss.data.folders
+    "seg-folder": "cvloss.data.folders:load_seg_folder",
+    "sr-folder": "cvloss.data.folders:load_sr_folder",
+    "embed-folder": "cvloss.data.folders:load_embed_folder",
+    "translate-folder": "cvloss.data.folders:load_translate_folder",
+}
+_REGISTERED: dict[str, Callable[..., Any]] = {}  # register_loader: name -> function
+_ENTRY_POINTS: dict[str, str] = {}  # installed plugins: name -> "module:function"
+_EP_STATE = {"read": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _target_of(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+
+
+def register_loader(name: str) -> Callable[[F], F]:
+    """Decorator: ``@register_loader("my-data")`` on ``fn(root, split, size=..., limit=...,
+    seed=..., **options)`` (the shape :func:`load_dataset` calls) lets any catalog say
+    ``loader = "my-data"``. A ``--plugin`` module (or an installed plugin's) calls it when
+    imported; the catalog then names code the user chose to run, not code of its own.
+
+    The name follows :func:`check_name`; one taken by cvloss or by another function is
+    refused (:class:`DatasetError`); registering the same function again is a no-op."""
+    check_name(name, "loader name")
+
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise DatasetError(f"register_loader({name!r}) needs a function, got {_show(fn)}")
+        if name in LOADERS:
+            raise DatasetError(f"loader name {name!r} is cvloss's own ({LOADERS[name]}); register yours under another")
+        held = _REGISTERED.get(name)
+        if held is not None and _target_of(held) != _target_of(fn):
+            raise DatasetError(f"loader name {name!r} is registered already (by {_target_of(held)}); "
+                               f"register {_target_of(fn)} under another name")
+        _REGISTERED[name] = fn
+        return fn
+
+    return decorate
+
+
+def _entry_points() -> dict[str, str]:
+    """The ``cvloss.loaders`` entry points of installed packages, read once per process
+    (names only: nothing is imported until a dataset uses one)."""
+    if not _EP_STATE["read"]:
+        _EP_STATE["read"] = True
+        try:
+            eps = importlib.metadata.entry_points(group=LOADER_ENTRY_POINTS)
+        except Exception:  # pragma: no cover - broken metadata of some distribution
+            eps = ()
+        for ep in sorted(eps, key=lambda e: (e.name, e.value)):
+            usable = _NAME.fullmatch(ep.name) and ".." not in ep.name and _TARGET.fullmatch(ep.value)
+            if usable and ep.name not in LOADERS:  # cvloss's own names stay cvloss's
+                _ENTRY_POINTS.setdefault(ep.name, ep.value)
+    return _ENTRY_POINTS
+
+
+def loader_names() -> list[str]:
+    """Every registered loader name, sorted: what a catalog's ``loader`` may say."""
+    return sorted({*LOADERS, *_REGISTERED, *_entry_points()})
+
+
+def _named_target(name: str) -> str | None:
+    """The ``module:function`` of the registered loader ``name``, or ``None``."""
+    if name in LOADERS:
+        return LOADERS[name]
+    if name in _REGISTERED:
+        return _target_of(_REGISTERED[name])
+    return _entry_points().get(name)
+
+
+def _is_registered_target(target: str) -> bool:
+    return (target in LOADERS.values() or any(_target_of(fn) == target for fn in _REGISTERED.values())
+            or target in _entry_points().values())
+
+
+def _unknown_loader(dataset: str, loader: str) -> str:
+    return (f"dataset '{dataset}': unknown loader {_show(loader)}; registered loaders: {', '.join(loader_names())}; "
+            f"a plugin's loader needs --plugin MODULE (the module that calls register_loader) or the plugin installed")
+
+
+def resolve_loader(loader: str, dataset: str = "?") -> Callable[..., Any]:
+    """The function of ``loader``: a registered name, or a ``module:function`` that the
+    catalog reader let through (a registered loader's, or a trusted catalog's). Importing
+    happens here, when a dataset is loaded, never when a catalog is read."""
+    if loader in _REGISTERED:
+        return _REGISTERED[loader]
+    for fn in _REGISTERED.values():  # a plugin file's function: found by identity, not imported by name
+        if _target_of(fn) == loader:
+            return fn
+    target = loader if ":" in loader else _named_target(loader)
+    if target is None:
+        raise DatasetError(_unknown_loader(dataset, loader))
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # ImportError, AttributeError, or whatever a trusted module raises
+        raise DatasetError(f"dataset '{dataset}': cannot import loader {loader}: {type(exc).__name__}: {exc}") from None
+    if not callable(obj):
+        raise DatasetError(f"dataset '{dataset}': loader {loader} is not a function")
+    return obj
+
+
+def _check_loader(where: str, text: str, trusted: bool) -> str:
+    """The ``loader`` of a catalog entry as :class:`DatasetInfo` keeps it: the
+    ``module:function`` of a registered loader, a trusted catalog's ``module:function``, or
+    a name no loader has yet (a ``--plugin`` may register it before the data is loaded:
+    :func:`get_dataset` with a task refuses it when none has). A ``module:function`` of
+    an untrusted catalog is refused here, before anything is imported."""
+    if _NAME.fullmatch(text) and ".." not in text:
+        return _named_target(text) or text
+    if not _TARGET.fullmatch(text):
+        raise DatasetError(f"{where}: loader = {_show(text)} is not a loader name ({', '.join(loader_names())})")
+    if trusted or _is_registered_target(text):
+        return text
+    raise DatasetError(
+        f"{where}: loader = {_show(text)} names Python code to import and run, and this catalog is not trusted; "
+        f"name a registered loader ({', '.join(loader_names())}), or pass --trust-catalog if you trust this file "
+        f"as you would trust code (README: Security)")
+
 
 @dataclass(frozen=True)
 class FileInfo:
@@ -55,7 +263,7 @@ class FileInfo:
 
     ``algo``/``checksum`` are what the source publishes (``"md5"``/``"sha256"``), or
     ``algo = ""`` and ``checksum = ""`` when nothing is published. ``size`` is in bytes,
-    0 when not recorded.
+    0 when not recorded. ``url`` and ``mirrors`` are ``https://`` or ``http://``.
     """
 
     url: str
@@ -78,7 +286,8 @@ class FileInfo:
 @dataclass(frozen=True)
 class DatasetInfo:
     """One ``[datasets.NAME]`` table of ``datasets.toml`` (field meanings are documented at
-    the top of that file)."""
+    the top of that file). ``loader`` is the ``module:function`` of its loader (of the
+    registered name the catalog gives), or a name no loader has registered yet."""
 
     name: str
     tasks: tuple[str, ...]
@@ -101,13 +310,8 @@ class DatasetInfo:
         return self.tasks[0]
 
     def loader_function(self) -> Callable[..., Any]:
-        """Import ``module:function`` of :attr:`loader`; :class:`DatasetError` if that fails."""
-        module_name, _, func_name = self.loader.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            return getattr(module, func_name)
-        except (ImportError, AttributeError) as exc:
-            raise DatasetError(f"dataset '{self.name}': cannot import loader {self.loader}: {exc}") from exc
+        """The loader (:func:`resolve_loader`); :class:`DatasetError` if it cannot be had."""
+        return resolve_loader(self.loader, self.name)
 
     def load(self, split: str, *, data_dir: str | Path | None = None, size: int | None = None,
              limit: int | None = None, seed: int = 0, **options: Any) -> Any:
@@ -128,22 +332,107 @@ def catalog_path() -> Path:
     return path
 
 
-def _parse_file(ds: str, raw: dict[str, Any]) -> FileInfo:
-    missing = [k for k in _FILE_REQUIRED if k not in raw]
+def _read_bounded(p: Path) -> bytes:
+    """The bytes of the catalog ``p``: a regular file (a FIFO would block, ``/dev/zero``
+    never ends) of at most :data:`MAX_CATALOG_BYTES`, opened without blocking and checked
+    again once open (a file swapped in between is refused too)."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise DatasetError(f"dataset catalog {p} not found") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read dataset catalog {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DatasetError(f"dataset catalog {p} is a folder, not a datasets.toml-style file")
+    too_big = f"dataset catalog {p} is larger than {MAX_CATALOG_BYTES:,} bytes, the most a catalog may have"
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(f"dataset catalog {p} is not a regular file (a FIFO, device or socket): refused; give a "
+                           f"datasets.toml-style file")
+    if st.st_size > MAX_CATALOG_BYTES:
+        raise DatasetError(too_big)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(p, flags)
+    except OSError as exc:
+        raise DatasetError(f"cannot read dataset catalog {p}: {exc.strerror or exc}") from None
+    chunks: list[bytes] = []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DatasetError(f"dataset catalog {p} is not a regular file: refused")
+        left = MAX_CATALOG_BYTES + 1
+        while left > 0:
+            block = os.read(fd, min(left, 1 << 16))
+            if not block:
+                break
+            chunks.append(block)
+            left -= len(block)
+    except OSError as exc:
+        raise DatasetError(f"cannot read dataset catalog {p}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_CATALOG_BYTES:  # it grew since the stat
+        raise DatasetError(too_big)
+    return data
+
+
+def _check_fields(where: str, raw: dict[str, Any], schema: dict[str, str], required: tuple[str, ...]) -> None:
+    missing = [k for k in required if k not in raw]
     if missing:
-        raise DatasetError(f"datasets.toml: a file of '{ds}' lacks {', '.join(missing)}")
+        raise DatasetError(f"{where} lacks {', '.join(missing)}")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise DatasetError(f"{where} has unknown keys {unknown}")
+    for key, kind in schema.items():
+        if key in raw and not _fits(raw[key], kind):
+            raise DatasetError(f"{where}: {key} must be {kind}, got {_show(raw[key])}")
+
+
+def _check_url(where: str, url: str) -> str:
+    """``url`` when it is an ``https://`` or ``http://`` URL with a host and no blanks or
+    control characters (``file://``, ``ftp://`` and the like would read what the user
+    never meant to share)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in URL_SCHEMES or not parts.netloc or \
+            any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise DatasetError(f"{where}: url {_show(url)} is not an https:// or http:// URL; cvloss downloads over "
+                           f"http(s) only")
+    return url
+
+
+def _check_layout(where: str, entry: str) -> str:
+    """A layout entry (``a`` or ``a|b``): relative paths that stay inside the dataset
+    folder (no ``..``, nothing absolute, no drive, no backslash)."""
+    for alt in entry.split("|"):
+        parts = PurePosixPath(alt).parts
+        if not alt or "\\" in alt or "\0" in alt or PurePosixPath(alt).is_absolute() or \
+                PureWindowsPath(alt).drive or ".." in parts:
+            raise DatasetError(f"{where}: layout entry {_show(entry)} must be a relative path inside the dataset "
+                               f"folder (no '..', not absolute)")
+    return entry
+
+
+def _parse_file(where: str, ds: str, raw: dict[str, Any]) -> FileInfo:
+    _check_fields(where, raw, _FILE_FIELDS, _FILE_REQUIRED)
+    name = raw["filename"]
+    if not _FILENAME.fullmatch(name):
+        raise DatasetError(f"{where}: file name {_show(name)} of '{ds}' must be a plain file name (letters, digits, "
+                           f"'.', '_', '+', '-'; not starting with '.')")
     present = [k for k in _CHECKSUM_KEYS if k in raw]
     if len(present) != 1:
         raise DatasetError(
-            f"datasets.toml: file {raw['filename']} of '{ds}' needs exactly one of md5 / sha256 / "
+            f"{where}: file {name} of '{ds}' needs exactly one of md5 / sha256 / "
             f'checksum = "" (none published), got {present or "none"}'
         )
     key = present[0]
-    value = str(raw[key]).strip().lower()
+    value = raw[key].strip().lower()
     if key == "checksum":
         if value:
             raise DatasetError(
-                f"datasets.toml: file {raw['filename']} of '{ds}': write the digest as md5 = ... or "
+                f"{where}: file {name} of '{ds}': write the digest as md5 = ... or "
                 f'sha256 = ...; checksum = "" only marks "no published checksum"'
             )
         algo = ""
@@ -151,65 +440,89 @@ def _parse_file(ds: str, raw: dict[str, Any]) -> FileInfo:
         algo = key
         want = 32 if key == "md5" else 64
         if len(value) != want or any(c not in "0123456789abcdef" for c in value):
-            raise DatasetError(f"datasets.toml: file {raw['filename']} of '{ds}': bad {key} {value!r}")
-    unknown = set(raw) - {*_FILE_REQUIRED, *_CHECKSUM_KEYS, "mirrors"}
-    if unknown:
-        raise DatasetError(f"datasets.toml: file {raw['filename']} of '{ds}': unknown keys {sorted(unknown)}")
-    name = str(raw["filename"])
-    if "/" in name or "\\" in name or name in ("", ".", ".."):
-        raise DatasetError(f"datasets.toml: file name {name!r} of '{ds}' must be a plain file name")
-    return FileInfo(url=str(raw["url"]), filename=name, size=int(raw["size"]), algo=algo,  # type: ignore[arg-type]
-                    checksum=value, mirrors=tuple(raw.get("mirrors", ())))
+            raise DatasetError(f"{where}: file {name} of '{ds}': bad {key} {_show(value)}")
+    url = _check_url(f"{where}: file {name}", raw["url"])
+    mirrors = tuple(_check_url(f"{where}: file {name}, mirror", m) for m in raw.get("mirrors", ()))
+    return FileInfo(url=url, filename=name, size=raw["size"], algo=algo,  # type: ignore[arg-type]
+                    checksum=value, mirrors=mirrors)
 
 
-def _parse_dataset(key: str, raw: dict[str, Any], user: bool = False) -> DatasetInfo:
-    missing = [k for k in _REQUIRED if k not in raw]
-    if missing:
-        raise DatasetError(f"datasets.toml: dataset '{key}' lacks {', '.join(missing)}")
-    unknown = set(raw) - set(_REQUIRED)
-    if unknown:
-        raise DatasetError(f"datasets.toml: dataset '{key}' has unknown keys {sorted(unknown)}")
+def _parse_dataset(label: str, key: str, raw: Any, user: bool = False, trusted: bool = False) -> DatasetInfo:
+    """One ``[datasets.KEY]`` table of the catalog ``label`` (its path), checked field by
+    field; every refusal is one line naming the file, the dataset and the field."""
+    check_name(key, f"{label}: dataset name")
+    where = f"{label}: dataset '{key}'"
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{where} must be a table ([datasets.{key}] with its fields), got {_show(raw)}")
+    _check_fields(where, raw, _DATASET_FIELDS, _REQUIRED)
     if raw["name"] != key:
-        raise DatasetError(f"datasets.toml: [datasets.{key}] has name = {raw['name']!r}")
+        raise DatasetError(f"{label}: [datasets.{key}] has name = {_show(raw['name'])}")
     tasks = tuple(raw["tasks"])
     bad = [t for t in tasks if t not in TASKS]
     if not tasks or bad:
-        raise DatasetError(f"datasets.toml: dataset '{key}' has tasks {list(tasks)}; valid: {', '.join(TASKS)}")
-    if ":" not in raw["loader"]:
-        raise DatasetError(f"datasets.toml: dataset '{key}' needs loader = 'module:function'")
-    splits = dict(raw["splits"])
-    if set(splits) != set(SPLITS) or not all(str(v).strip() for v in splits.values()):
-        raise DatasetError(f"datasets.toml: dataset '{key}' must describe each split {', '.join(SPLITS)} "
-                           f"in its splits table; got {sorted(splits)}")
-    files = tuple(_parse_file(key, f) for f in raw["files"])
+        raise DatasetError(f"{where} has tasks {_show(list(tasks))}; valid: {', '.join(TASKS)}")
+    loader = _check_loader(where, raw["loader"], trusted)
+    splits = raw["splits"]
+    if set(splits) != set(SPLITS) or not all(isinstance(v, str) and v.strip() for v in splits.values()):
+        raise DatasetError(f"{where} must describe each split {', '.join(SPLITS)} in its splits table (a string "
+                           f"each); got {_show(splits)}")
+    layout = tuple(_check_layout(where, entry) for entry in raw["layout"])
+    real = raw["real"]
+    if real:
+        check_name(real, f"{where}: real =")
+    files = tuple(_parse_file(f"{where}, files[{i}]", key, f) for i, f in enumerate(raw["files"]))
+    seen = [f.filename for f in files]
+    if len(set(seen)) != len(seen):
+        raise DatasetError(f"{where} lists a file name twice in files: {sorted(seen)}")
     if not raw["embedded"] and not files and not user:  # a user's data may be placed by hand
-        raise DatasetError(f"datasets.toml: dataset '{key}' is not embedded but lists no files")
+        raise DatasetError(f"{where} is not embedded but lists no files")
     return DatasetInfo(
-        name=key, tasks=tasks, description=str(raw["description"]), urls=tuple(raw["urls"]),
-        files=files, layout=tuple(raw["layout"]), size_bytes=int(raw["size_bytes"]),
-        license=str(raw["license"]), citation=str(raw["citation"]), loader=str(raw["loader"]),
-        embedded=bool(raw["embedded"]),
-        real=str(raw["real"]) or None, splits={k: str(splits[k]) for k in SPLITS},
+        name=key, tasks=tasks, description=raw["description"], urls=tuple(raw["urls"]), files=files, layout=layout,
+        size_bytes=raw["size_bytes"], license=raw["license"], citation=raw["citation"], loader=loader,
+        embedded=raw["embedded"], real=real or None, splits={k: splits[k] for k in SPLITS},
     )
 
 
-def _read_one(p: Path, user: bool = False) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
+def _trusted_bytes(data: bytes) -> bool:
+    """Whether ``--trust-catalog`` trusts these bytes (their sha256 is :data:`TRUST_ENV`)."""
+    want = os.environ.get(TRUST_ENV, "").strip().lower()
+    return bool(want) and want == hashlib.sha256(data).hexdigest()
+
+
+def user_catalog_digest() -> str | None:
+    """The sha256 of the user catalog's bytes (read as :func:`load_catalog` reads them),
+    or ``None`` without one: what ``--trust-catalog`` exports as :data:`TRUST_ENV`."""
+    p = user_catalog_path()
+    return None if p is None else hashlib.sha256(_read_bounded(p)).hexdigest()
+
+
+def _read_one(p: Path, user: bool = False, trusted: bool = False) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
+    data = _read_bounded(p)
+    trusted = trusted or _trusted_bytes(data)
     try:
-        with open(p, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise DatasetError(f"dataset catalog {p} not found") from None
-    except IsADirectoryError:
-        raise DatasetError(f"dataset catalog {p} is a folder, not a datasets.toml-style file") from None
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"cannot read dataset catalog {p}: not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise DatasetError(f"dataset catalog {p} is not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read dataset catalog {p}: {exc}") from None
+    except RecursionError:
+        raise DatasetError(f"dataset catalog {p} nests arrays or tables too deeply") from None
     if user and "defaults" in raw:
         raise DatasetError(f"user catalog {p}: a [defaults] table is not allowed (the defaults stay the embedded "
                            f"datasets); name your dataset with --dataset")
-    catalog = {k: _parse_dataset(k, v, user) for k, v in raw.get("datasets", {}).items()}
-    return catalog, dict(raw.get("defaults", {}))
+    unknown = sorted(set(raw) - {"datasets", "defaults"})
+    if unknown:
+        raise DatasetError(f"dataset catalog {p}: unknown top-level keys {_show(unknown)}; a catalog holds "
+                           f"[datasets.NAME] tables" + ("" if user else " and [defaults]"))
+    datasets, defaults = raw.get("datasets", {}), raw.get("defaults", {})
+    if not isinstance(datasets, dict):
+        raise DatasetError(f"dataset catalog {p}: datasets must be tables [datasets.NAME], got {_show(datasets)}")
+    if not isinstance(defaults, dict) or not all(isinstance(v, str) for v in defaults.values()):
+        raise DatasetError(f"dataset catalog {p}: [defaults] must map tasks to dataset names, got {_show(defaults)}")
+    label = f"user catalog {p}" if user else str(p)
+    catalog = {k: _parse_dataset(label, k, v, user, trusted) for k, v in datasets.items()}
+    return catalog, dict(defaults)
 
 
 def user_catalog_path() -> Path | None:
@@ -218,9 +531,9 @@ def user_catalog_path() -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def _read(path: str | Path | None) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
+def _read(path: str | Path | None, trusted: bool = False) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
     p = Path(path) if path is not None else catalog_path()
-    catalog, defaults = _read_one(p)
+    catalog, defaults = _read_one(p, trusted=trusted or path is None)  # the shipped catalog is cvloss's own
     user = user_catalog_path() if path is None else None
     if user is not None:
         extra, _ = _read_one(user, user=True)
@@ -231,18 +544,21 @@ def _read(path: str | Path | None) -> tuple[dict[str, DatasetInfo], dict[str, st
         catalog = {**catalog, **extra}
     for task, name in defaults.items():
         if task not in TASKS or name not in catalog or task not in catalog[name].tasks:
-            raise DatasetError(f"dataset catalog {p}: [defaults] {task} = {name!r} is not a {task} dataset")
+            raise DatasetError(f"dataset catalog {p}: [defaults] {task} = {_show(name)} is not a {task} dataset")
     for info in catalog.values():
         if info.real is not None and info.real not in catalog:
             raise DatasetError(f"dataset catalog {p}: '{info.name}' has real = {info.real!r}, not in the catalog")
     return catalog, defaults
 
 
-def load_catalog(path: str | Path | None = None) -> dict[str, DatasetInfo]:
+def load_catalog(path: str | Path | None = None, *, trusted: bool = False) -> dict[str, DatasetInfo]:
     """Parse ``datasets.toml`` (default: :func:`catalog_path`, plus the user catalog of
     :func:`user_catalog_path`) into ``{name: DatasetInfo}``, in file order. Malformed
-    entries raise :class:`DatasetError` naming the entry."""
-    return _read(path)[0]
+    entries raise :class:`DatasetError` naming the file, the entry and the field.
+    ``trusted=True``: the file at ``path`` may name ``module:function`` loaders (the
+    caller vouches for it as for code); the user catalog is trusted only by
+    :data:`TRUST_ENV`."""
+    return _read(path, trusted)[0]
 
 
 def _check_task(task: str) -> None:
@@ -270,11 +586,16 @@ def default_dataset(task: str, path: str | Path | None = None) -> str:
 def get_dataset(name: str, task: str | None = None,
                 catalog: dict[str, DatasetInfo] | None = None) -> DatasetInfo:
     """Look up ``name``; unknown names (or a dataset of another task when ``task`` is given)
-    raise :class:`DatasetError` listing the valid names."""
+    raise :class:`DatasetError` listing the valid names. With ``task`` (the dataset is
+    about to be trained on) a loader name that no loader has registered is refused now,
+    before anything is written."""
     catalog = load_catalog() if catalog is None else catalog
     valid = [i.name for i in datasets_for(task, catalog)] if task is not None else list(catalog)
     if name in valid:
-        return catalog[name]
+        info = catalog[name]
+        if task is not None and ":" not in info.loader and _named_target(info.loader) is None:
+            raise DatasetError(_unknown_loader(info.name, info.loader))
+        return info
     from cvloss.data import folders
 
     if name not in catalog and (folders.looks_like_path(name) or (name and Path(name).expanduser().is_dir())):
@@ -285,7 +606,7 @@ def get_dataset(name: str, task: str | None = None,
     if name in catalog:
         served = ", ".join(catalog[name].tasks)
         raise DatasetError(f"dataset '{name}' serves {served}, not '{task}'; valid{where}: {', '.join(valid)}")
-    raise DatasetError(f"unknown dataset '{name}'{where}{hint}; valid: {', '.join(valid)}")
+    raise DatasetError(f"unknown dataset {_show(name)}{where}{hint}; valid: {', '.join(valid)}")
 
 
 def _folder_info(name: str, task: str | None) -> DatasetInfo:
@@ -320,8 +641,23 @@ def resolve_data_dir(cli: str | Path | None = None) -> Path:
 
 
 def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
-    """``<data-dir>/<name>``: where the dataset's archives and extracted files live."""
-    return resolve_data_dir(data_dir) / name
+    """``<data-dir>/<name>``: where the dataset's archives and extracted files live.
+
+    ``name`` follows :func:`check_name`, and the folder is checked to lie directly in the
+    data dir once both are made absolute and normalised (a wrong name is one
+    :class:`DatasetError` line, nothing created). A link the user put at
+    ``<data-dir>/<name>`` (data kept on another disk) is theirs and is followed. A dataset
+    folder of :mod:`cvloss.data.folders` is named by its resolved absolute path: that
+    existing folder is its own (catalog names are never absolute)."""
+    if os.path.isabs(name) and Path(name) == Path(os.path.normpath(name)) and Path(name).is_dir():
+        return Path(name)
+    check_name(name)
+    base = resolve_data_dir(data_dir)
+    root = base / name
+    base_abs = os.path.normpath(os.path.abspath(base))
+    if os.path.dirname(os.path.normpath(os.path.abspath(root))) != base_abs:  # belt and braces over the name rule
+        raise DatasetError(f"dataset name {name!r} leaves the data dir {base}: refused")
+    return root
 
 
 def extraction_marker(root: Path, filename: str) -> Path:

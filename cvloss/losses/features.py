@@ -19,7 +19,10 @@ Weights (``weights=`` of every feature loss):
 
 * ``imagenet``  -- torchvision's ``VGG16_Weights.IMAGENET1K_V1`` / ``VGG19_Weights``,
   read from torch hub's cache (``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth``
-  or ``vgg19-dcbb9e9d.pth``), downloaded there if missing; an error if neither works.
+  or ``vgg19-dcbb9e9d.pth``), downloaded there if missing and the server answers; offline,
+  one error line naming the file to fetch and where to put it, before anything is created
+  or printed (:func:`imagenet_weights_file`). The CLI checks this before any training
+  (:func:`require_feature_weights`).
 * ``random`` / ``random:SEED`` -- torchvision's own initialisation (Kaiming normal,
   fan_out, zero bias) drawn from a private generator seeded with SEED (default 0):
   reproducible, and it leaves the global RNG untouched.
@@ -41,9 +44,11 @@ its input on first use. Its parameters appear in each sharing loss's ``state_dic
 """
 from __future__ import annotations
 
-import contextlib
 import os
+import re
 import sys
+import urllib.error
+import urllib.request
 import warnings
 from typing import Any, Iterable
 
@@ -122,21 +127,82 @@ def hub_checkpoint_path(arch: str) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(_URLS[arch]))
 
 
-def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet state_dict: from the hub cache if there, else downloaded.
+class WeightsUnavailable(FeatureWeightsError):
+    """ImageNet weights that are not in torch hub's cache and cannot be downloaded now
+    (offline); ``reason`` is the short why (the message adds what to fetch, and where)."""
 
-    The cache is checked first so an offline machine with the file never touches the
-    network; a download attempt offline fails on name resolution within seconds.
-    """
-    from torchvision.models import VGG16_Weights, VGG19_Weights
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
+
+def _unreachable(url: str, timeout: float) -> str | None:
+    """``None`` when ``url``'s server answers a HEAD request within ``timeout`` seconds,
+    else why not (offline: name resolution fails within seconds; an HTTP error status)."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "cvloss"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return " ".join(str(getattr(exc, "reason", None) or exc).split())
+
+
+def imagenet_weights_file(arch: str, timeout: float = 10.0) -> str:
+    """The path of torchvision's ImageNet weights of ``arch`` in torch hub's cache
+    (:func:`hub_checkpoint_path`), downloaded there first when missing.
+
+    Missing and the server unreachable (offline): :class:`WeightsUnavailable`, one line
+    naming the URL to fetch and the path to put it at, raised before anything is created
+    or printed -- torch's own downloader creates the cache folders and announces the
+    download before it finds out that there is no network. The download checks the
+    sha256 prefix that the file name carries (``vgg16-397923af.pth``)."""
     path = hub_checkpoint_path(arch)
     if os.path.isfile(path):
-        return _read_weights_file(path)
-    weights = VGG16_Weights.IMAGENET1K_V1 if arch == "vgg16" else VGG19_Weights.IMAGENET1K_V1
-    # torch.hub announces a download on stdout; stdout carries only tables and paths.
-    with contextlib.redirect_stdout(sys.stderr):
-        return weights.get_state_dict(progress=False)
+        return path
+    url = _URLS[arch]
+    why = _unreachable(url, timeout)
+    if why is not None:
+        raise WeightsUnavailable(
+            f"ImageNet {arch} weights are not in torch's cache and cannot be downloaded ({why}): fetch {url} "
+            f"and put it at {path}, or use random weights (--feature-weights random) or a weights file", why)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # stderr: stdout carries only tables and paths.
+    print(f"downloading ImageNet {arch} weights: {url} -> {path}", file=sys.stderr, flush=True)
+    sha_prefix = re.search(r"-([0-9a-f]{8,})\.", os.path.basename(path))
+    torch.hub.download_url_to_file(url, path, hash_prefix=sha_prefix.group(1) if sha_prefix else None,
+                                   progress=sys.stderr.isatty())
+    return path
+
+
+def require_feature_weights(weights: str, archs: Iterable[str]) -> None:
+    """Before any training: with ``weights="imagenet"``, the ImageNet weights of every
+    VGG in ``archs`` (those the run builds) are in torch hub's cache, or downloaded now;
+    offline and missing, :class:`WeightsUnavailable` (one line, nothing created). Other
+    ``weights`` need nothing here: ``auto`` falls back to random weights, with a warning,
+    when it meets the trial."""
+    if _parse_weights(weights)[0] != "imagenet":
+        return
+    for arch in dict.fromkeys(a for a in archs if a in ARCHS):
+        try:
+            imagenet_weights_file(arch)
+        except FeatureWeightsError:  # offline: already says what to fetch and where
+            raise
+        except Exception as exc:  # a download that broke off, a checksum that differs
+            raise _imagenet_failed(arch, exc) from None
+
+
+def _imagenet_failed(arch: str, exc: BaseException) -> FeatureWeightsError:
+    return FeatureWeightsError(
+        f"cannot load ImageNet {arch} weights ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+        f"put torchvision's file at {hub_checkpoint_path(arch)} (from {_URLS[arch]}) or use weights=random / a path")
+
+
+def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet state_dict of ``arch``: from the hub cache, downloaded there
+    first when missing (:func:`imagenet_weights_file`; offline: :class:`WeightsUnavailable`)."""
+    return _read_weights_file(imagenet_weights_file(arch))
 
 
 def _read_weights_file(path: str):
@@ -228,12 +294,10 @@ class VGGFeatures(nn.Module):
         elif mode == "imagenet":
             try:
                 state = _imagenet_state_dict(self.arch)
-            except Exception as exc:  # offline, corrupted cache, HTTP error...
-                raise FeatureWeightsError(
-                    f"cannot load ImageNet {self.arch} weights ({type(exc).__name__}: {exc}); "
-                    f"put torchvision's file at {hub_checkpoint_path(self.arch)} "
-                    f"(from {_URLS[self.arch]}) or use weights=random / a path"
-                ) from None
+            except FeatureWeightsError:  # offline, a file that is not a state_dict: says what to do
+                raise
+            except Exception as exc:  # a download that broke off, a checksum that differs...
+                raise _imagenet_failed(self.arch, exc) from None
             self._load_state(state, "torchvision ImageNet weights")
             self.weights_used = "imagenet"
         else:  # auto
@@ -242,8 +306,10 @@ class VGGFeatures(nn.Module):
                 self._load_state(state, "torchvision ImageNet weights")
                 self.weights_used = "imagenet"
             except Exception as exc:
+                why = (f"not in torch's cache; download: {exc.reason}" if isinstance(exc, WeightsUnavailable)
+                       else f"{type(exc).__name__}: {exc}")
                 msg = (
-                    f"ImageNet {self.arch} weights unavailable ({type(exc).__name__}: {exc}); "
+                    f"ImageNet {self.arch} weights unavailable ({why}); "
                     f"using RANDOM {self.arch} features (seed 0) -- feature-loss numbers are NOT comparable "
                     f"to ImageNet ones. To use ImageNet weights, put {os.path.basename(_URLS[self.arch])} "
                     f"(from {_URLS[self.arch]}) in {os.path.dirname(hub_checkpoint_path(self.arch))}/"
@@ -395,6 +461,9 @@ __all__ = [
     "clear_feature_cache",
     "get_feature_extractor",
     "hub_checkpoint_path",
+    "imagenet_weights_file",
+    "require_feature_weights",
+    "WeightsUnavailable",
     "shared_features",
     "layer_stride",
 ]

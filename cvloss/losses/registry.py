@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Union
 
 from cvloss.errors import UsageError
 
@@ -28,10 +30,29 @@ class Param:
 
     @property
     def type_name(self) -> str:
+        """The accepted values as ``losses show`` prints them: ``'vgg16' | 'vgg19'`` for a
+        ``Literal`` (its choices), ``float | None``, ``tuple[str, ...]``, ``int``."""
         ann = self.annotation
         if ann is inspect.Parameter.empty:
             return type(self.default).__name__ if self.default is not None else "any"
-        return ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+        return _type_text(ann)
+
+
+def _type_text(ann: Any) -> str:
+    """An annotation in words a user types: Literal choices quoted, unions with ``|``."""
+    if isinstance(ann, str):
+        return ann
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if ann is type(None):
+        return "None"
+    if origin is not None and args:
+        inner = ", ".join("..." if a is Ellipsis else _type_text(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return getattr(ann, "__name__", str(ann))
 
 
 @dataclass(frozen=True)
@@ -147,9 +168,13 @@ def get_loss_info(name: str) -> LossInfo:
 
 
 def unknown_loss_message(name: str) -> str:
+    """One line for a name that is not registered: the close matches, and -- since every
+    built-in is always registered -- that a plugin's loss needs its module loaded first
+    (a name such as ``softiou`` is more likely a plugin's than a typo of ``softmax``)."""
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return f"unknown loss {name!r}{hint}; valid losses: {', '.join(sorted(_REGISTRY))}"
+    return (f"unknown loss {name!r}{hint}: not a built-in loss; if it comes from a plugin, pass --plugin MODULE "
+            f"(a module name or a .py file); valid losses: {', '.join(sorted(_REGISTRY))}")
 
 
 def list_losses(task: str | None = None) -> list[LossInfo]:

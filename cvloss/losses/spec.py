@@ -27,7 +27,7 @@ from torch import nn
 
 from cvloss.errors import UsageError
 from cvloss.losses.base import Loss
-from cvloss.losses.features import shared_features
+from cvloss.losses.features import VGGFeatures, shared_features
 from cvloss.losses.registry import TASKS, LossInfo, _REGISTRY, _ensure_loaded, list_losses, unknown_loss_message
 
 
@@ -436,3 +436,20 @@ def build_loss(spec: str, task: str | None = None, feature_weights: str | None =
         loss.spec = canonical
         return loss
     return CombinedLoss(built, canonical)
+
+
+def default_feature_archs(spec: str, task: str | None = None) -> tuple[str, ...]:
+    """The feature networks (``vgg16``, ``vgg19``) of the terms of ``spec`` whose weights
+    the run's ``--feature-weights`` decides: every term with a frozen network that does
+    not set ``weights=`` itself. Built with random weights (shared with
+    ``canonical_specs``'s build): nothing is read or downloaded. For the CLI to ask for
+    ImageNet weights before any training starts."""
+    _ensure_loaded()
+    archs: dict[str, None] = {}
+    for term in parse_spec(spec):
+        info = _REGISTRY.get(term.name)
+        if info is None or info.param("weights") is None or "weights" in term.args:
+            continue
+        loss = build_loss(format_term(term.name, dict(term.args)), task=task, feature_weights="random")
+        archs.update(dict.fromkeys(m.arch for m in loss.modules() if isinstance(m, VGGFeatures)))
+    return tuple(archs)

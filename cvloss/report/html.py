@@ -13,15 +13,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from cvloss.errors import UsageError
-from cvloss.report.style import HATCHES, loss_style, metric_unit
+from cvloss.report.style import HATCHES, MARKER_GLYPHS, loss_style, metric_unit, report_key, result_key
 from cvloss.report.tables import (ITT_LEGEND, LEGEND, comparison_table, compute_columns, difference_rows, fmt,
-                                  has_failures, provenance_lines, success_text, verdict_lines)
-from cvloss.io import file_inside, read_comparison, write_csv, write_text
+                                  has_failures, mixed_line, provenance_lines, success_text, verdict_lines)
+from cvloss.io import file_inside, write_csv, write_text
 from cvloss.report.latex import report_latex
 from cvloss.report.runs import merge_run_files
-from cvloss.report.markdown import _budget_line, comparison_title, find_comparisons, group_by_task_dataset, load_comparisons, \
-    markdown_report, plot_title
+from cvloss.report.markdown import _budget_line, comparison_title, group_by_task_dataset, load_comparisons, \
+    markdown_report, plot_title, provenance_rows
 
 CSS = """
 :root { --fg:#1b1b1b; --muted:#5a5a5a; --line:#d0d0d0; --best:#e3f1e3; --bad:#b00000; }
@@ -84,8 +83,10 @@ def _hatch_css(hatch: str) -> str:
     return "none"
 
 
-def swatch(loss: str) -> str:
-    st = loss_style(loss)
+def swatch(loss: str, key: dict[str, dict[str, Any]] | None = None) -> str:
+    """A loss's colour and hatch as an inline box: its look in ``key`` (the report's, see
+    :func:`cvloss.report.style.result_key`), else its look on its own."""
+    st = key[loss] if key is not None else loss_style(loss)
     return (f'<span class="swatch" style="background:{_hatch_css(st["hatch"])}, {st["color"]};'
             f'background-color:{st["color"]}" title="{escape(loss)}"></span>')
 
@@ -133,7 +134,7 @@ def comparison_table_html(result: dict[str, Any], analysis: str = "completed") -
             out.append(f'<tr class="ref"><td class="name">{name}</td><td>{escape(row["runs"])}</td>{time_cell}')
         else:
             base = " (baseline)" if row["loss"] == result["baseline"] else ""
-            name = f"{swatch(row['loss'])}<code>{escape(row['loss'])}</code>{base}"
+            name = f"{swatch(row['loss'], result_key(result))}<code>{escape(row['loss'])}</code>{base}"
             flag = ' class="flag"' if row["flags"] else ""
             warn = " ⚠" if row["flags"] else ""
             out.append(f'<tr><td class="name">{name}</td><td{flag}>{escape(row["runs"])}{warn}</td>{time_cell}')
@@ -157,7 +158,7 @@ def difference_table_html(result: dict[str, Any], analysis: str = "completed") -
     out = [f'{_table_open(len(metrics))}<thead><tr><th class="name">loss − {escape(result["baseline"])}</th>{heads}'
            "</tr></thead><tbody>"]
     for r in rows:
-        out.append(f'<tr><td class="name">{swatch(r["loss"])}<code>{escape(r["loss"])}</code></td>'
+        out.append(f'<tr><td class="name">{swatch(r["loss"], result_key(result))}<code>{escape(r["loss"])}</code></td>'
                    + "".join(f"<td>{escape(r[m])}</td>" for m in metrics) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -172,7 +173,7 @@ def _comparison_section(r: dict[str, Any]) -> str:
     parts = [
         f'<section id="{r["_anchor"]}"><h3>{escape(comparison_title(r))}</h3>',
         '<p class="facts">'
-        f"<b>Losses</b> {', '.join(swatch(l) + '<code>' + escape(l) + '</code>' for l in r['losses'])} · "
+        f"<b>Losses</b> {', '.join(swatch(l, result_key(r)) + '<code>' + escape(l) + '</code>' for l in r['losses'])} · "
         f"<b>baseline</b> <code>{escape(r['baseline'])}</code> · <b>seeds</b> {', '.join(map(str, r['seeds']))} "
         f"(n = {len(r['seeds'])}) · <b>budget</b> <code>{escape(r['budget'])}</code> · "
         f"<b>feature-network weights</b> {escape(fw)}</p>",
@@ -183,6 +184,8 @@ def _comparison_section(r: dict[str, Any]) -> str:
         parts.append(f'<p class="facts">{escape(_budget_line(r))}</p>')
     if bad:
         parts.append(f'<p><span class="flag">⚠ left out of the means:</span> {"; ".join(bad)}</p>')
+    if mixed_line(r):
+        parts.append(f'<p><span class="flag">{escape(mixed_line(r))}</span></p>')
     parts.append(comparison_table_html(r))
     _, folded = shown_metrics(r)
     if folded:
@@ -225,7 +228,7 @@ def _tuning_html(r: dict[str, Any]) -> str:
     """The search record of a tuned comparison: what was searched and what won per loss."""
     t = r["tuning"]
     rows = "".join(
-        f"<tr><td class=\"name\">{swatch(spec)}<code>{escape(spec)}</code></td>"
+        f"<tr><td class=\"name\">{swatch(spec, result_key(r))}<code>{escape(spec)}</code></td>"
         f"<td>{escape(', '.join(f'{k}={v}' for k, v in rec['chosen'].items()))}</td>"
         f"<td>{escape(fmt(rec['val_scores'][rec['chosen_index']]))}</td><td>{escape(fmt(rec['cost_s'], 3))}</td>"
         f"<td>{escape('; '.join(rec['flags']) or '—')}</td></tr>"
@@ -260,15 +263,27 @@ def html_report(results: list[dict[str, Any]], root: Path) -> str:
         body += [_comparison_section(r) for r in rs]
     toc.append('<li><a href="#colour-key">Colour key</a></li><li><a href="#provenance">Provenance</a></li></ul></nav>')
 
-    losses = sorted({l for r in results for l in r["losses"]})
+    looks = report_key(results)  # every loss of every comparison, no two alike
     key = ['<h2 id="colour-key">Colour key</h2><p class="muted">One colour and hatch per loss, the same in every '
-           "plot and table of this report (reference rows are grey dashed lines).</p><div class=\"key\">"]
-    key += [f"<span>{swatch(l)}<code>{escape(l)}</code></span>" for l in losses]
+           "plot and table of this report, no two alike; the glyph is the loss's marker in the final-metrics plots "
+           "(reference rows are grey dashed lines).</p><div class=\"key\">"]
+    key += [f"<span>{swatch(l, looks)}<span style=\"color:{looks[l]['color']}\">{MARKER_GLYPHS[looks[l]['pattern']]}"
+            f"</span> <code>{escape(l)}</code></span>" for l in sorted(looks)]
     key.append("</div>")
 
+    table = provenance_rows(results, markdown=False)
     prov = ['<h2 id="provenance">Provenance</h2>',
             f'<p class="muted">Made with <code>cvloss report {escape(str(root))}</code> from the trials\' '
-            "<code>trial.json</code>. Each command remakes its comparison (finished trials are skipped).</p>"]
+            "<code>trial.json</code>. Each command remakes its comparison (finished trials are skipped). "
+            "Comparisons made by different code, torch versions or thread counts sit side by side; the table says "
+            "which made each.</p>",
+            f"{_table_open(len(table[0]) - 1)}<thead><tr>"
+            + "".join(f'<th{" class=name" if k == "comparison" else ""}>{escape(k)}</th>' for k in table[0])
+            + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f'<td{" class=name" if k == "comparison" else ""}>'
+                                       f'{"<span class=flag>" + escape(v) + "</span>" if v.startswith("⚠") else escape(v)}'
+                                       "</td>" for k, v in row.items()) + "</tr>" for row in table)
+            + "</tbody></table></div>"]
     for r in results:
         p = r["_prov"]
         versions = ", ".join(f"{escape(k)} {escape(' / '.join(v))}" for k, v in p["versions"].items()) or "unknown"
@@ -296,36 +311,13 @@ def html_report(results: list[dict[str, Any]], root: Path) -> str:
 __all__ = ["html_report", "comparison_table_html", "data_uri", "swatch", "HATCHES"]
 
 
-def check_pooling(root: Path, allow_mixed: bool) -> None:
-    """Refuse (one line) a report that would put side by side comparisons made by
-    different code, torch versions or thread counts -- or one comparison that pooled such
-    trials -- unless ``allow_mixed``; comparisons written before provenance was recorded
-    count as one "unrecorded" combination."""
-    if allow_mixed:
-        return
-    combos: dict[tuple[str, str, str], str] = {}
-    for path in find_comparisons(root):
-        r = read_comparison(path)
-        prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
-        name = path.parent.relative_to(root).as_posix()
-        if prov.get("mixed"):
-            raise UsageError(f"{name} pools trials of different code, torch versions or thread counts; "
-                             f"pass --allow-mixed to report it anyway")
-        for c in prov.get("combinations") or [{"source": "unrecorded", "torch": "unrecorded", "threads": "unrecorded"}]:
-            if isinstance(c, dict):
-                combos.setdefault((str(c.get("source")), str(c.get("torch")), str(c.get("threads"))), name)
-    if len(combos) > 1:
-        parts = "; ".join(f"{name}: source {k[0]}, torch {k[1]}, {k[2]} threads" for k, name in combos.items())
-        raise UsageError(f"the comparisons under {root} were made by different code, torch versions or thread counts "
-                         f"({parts}); rerun them with one version, report them separately, or pass --allow-mixed")
-
-
-def write_reports(root: Path, html: bool = True, replot: bool = True, allow_mixed: bool = False) -> dict[str, Path]:
+def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[str, Path]:
     """Write ``<root>/REPORT.md``, ``tables.tex``, ``runs.csv`` and (``html``)
     ``<root>/report.html``; returns their paths by kind (``md``, ``tex``, ``runs``, ``html``).
-    Comparisons of different code are refused unless ``allow_mixed`` (:func:`check_pooling`)."""
+    Comparisons of different code, torch versions or thread counts are reported side by
+    side, each with its own provenance line and a row in the provenance table; one that
+    pooled mixed code (``compare --allow-mixed``) is marked in every output."""
     root = Path(root)
-    check_pooling(root, allow_mixed)  # before any plot is redrawn: a refusal writes nothing
     results = load_comparisons(root, replot=replot)
     out = {"md": root / "REPORT.md", "tex": root / "tables.tex", "runs": root / "runs.csv"}
     write_text(out["md"], markdown_report(results, root))

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from cvloss.report.tables import comparison_markdown
+from cvloss.report.tables import comparison_markdown, is_mixed, markdown_table
 from cvloss.io import file_inside, loss_slug, read_comparison, read_json_object
 from cvloss.report.plots import comparison_plots
+from cvloss.report.style import HATCH_NAMES, KEY_FIELD, LINESTYLE_NAMES, MARKER_NAMES, report_key
 
 PLOT_TITLES = {
     "bars": "Final {split}metrics: mean ± 95% CI (zoomed axis), one open dot per seed",
@@ -72,11 +73,12 @@ def _slug(text: str) -> str:
 
 def provenance(result: dict[str, Any]) -> dict[str, Any]:
     """What made a comparison, from its trials' ``trial.json``: ``versions`` (name ->
-    sorted distinct values), ``git_commits``, ``devices``, ``params`` (budget settings of
+    sorted distinct values), ``git_commits``, ``devices``, ``sources`` (source hash + the
+    plugins it recorded), ``threads``, ``params`` (budget settings of
     the first trial), ``overrides``, ``feature_weights`` (the option), ``data``, and
     ``n_trials`` (how many trial.json were found)."""
     versions: dict[str, set[str]] = {}
-    commits, devices, datas = set(), set(), set()
+    commits, devices, datas, sources, threads = set(), set(), set(), set(), set()
     params, overrides, fw_option, found = None, {}, "auto", 0
     for dirs in result["trials"].values():
         for d in dirs:
@@ -92,6 +94,10 @@ def provenance(result: dict[str, Any]) -> dict[str, Any]:
                 commits.add(str(info["git_commit"]))
             if info.get("device"):
                 devices.add(str(info["device"]))
+            if info.get("threads") is not None:
+                threads.add(str(info["threads"]))
+            if isinstance(info.get("code"), dict):
+                sources.add(_source_of(info["code"]))
             if info.get("data"):
                 datas.add(str(info["data"]))
             cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
@@ -100,8 +106,39 @@ def provenance(result: dict[str, Any]) -> dict[str, Any]:
                 overrides = cfg.get("overrides") if isinstance(cfg.get("overrides"), dict) else {}
                 fw_option = str(cfg.get("feature_weights") or "auto")
     return {"versions": {k: sorted(v) for k, v in versions.items()}, "git_commits": sorted(commits),
-            "devices": sorted(devices), "data": sorted(datas), "params": params or {}, "overrides": overrides,
+            "devices": sorted(devices), "sources": sorted(sources), "threads": sorted(threads, key=_numeric_first), "data": sorted(datas), "params": params or {}, "overrides": overrides,
             "feature_weights": fw_option, "n_trials": found}
+
+
+def _source_of(code: dict[str, Any]) -> str:
+    """A trial's code as the report shows it: 12 hex of the source hash, and 8 of its
+    plugins' hash when it used plugins (as :func:`cvloss.run.provenance.code_key` does)."""
+    text = str(code.get("source_sha256") or "unrecorded")[:12]
+    return text + (f"+plugins {str(code['plugins_sha256'])[:8]}" if code.get("plugins_sha256") else "")
+
+
+def _numeric_first(text: str) -> tuple[int, str]:
+    return (int(text), "") if text.isdigit() else (1 << 30, text)
+
+
+def provenance_rows(results: list[dict[str, Any]], markdown: bool = True) -> list[dict[str, str]]:
+    """One row per comparison for the report's provenance table: folder, commit, source,
+    torch, threads, device and whether it pooled mixed code. Comparisons of different code
+    or thread counts sit side by side in one report; this table says which is which."""
+    rows = []
+    for r in results:
+        p = r["_prov"]
+        code = (lambda t: f"`{t}`") if markdown else str
+        rows.append({
+            "comparison": code(r["_rel"]),
+            "commit": ", ".join(code(c[:10]) for c in p["git_commits"]) or "unknown",
+            "source": ", ".join(code(s) for s in p.get("sources") or []) or "unrecorded",
+            "torch": " / ".join(p["versions"].get("torch", [])) or "unknown",
+            "threads": ", ".join(p.get("threads") or []) or "unrecorded",
+            "device": "; ".join(p["devices"]) or "unknown",
+            "mixed": "⚠ MIXED CODE" if is_mixed(r) else "no",
+        })
+    return rows
 
 
 def reproduce_command(result: dict[str, Any], prov: dict[str, Any], out: str | None = None) -> str:
@@ -141,9 +178,11 @@ def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
     found = find_comparisons(root)
     if not found:
         raise FileNotFoundError(f"no comparisons under {root}; run `cvloss compare ...` first")
+    loaded = [(path, read_comparison(path)) for path in found]  # untrusted: a wrong shape is one line naming the file
+    looks = report_key(r for _, r in loaded)  # one look per loss over the whole report, in every plot
     results, anchors = [], set()
-    for path in found:
-        r = read_comparison(path)  # untrusted: a wrong shape is one line naming the file
+    for path, r in loaded:
+        r[KEY_FIELD] = looks
         cmp_dir = path.parent
         _resolve_trials(r, cmp_dir)
         for key, default in (("plots", {}), ("status", {}), ("directions", {}), ("references", [])):
@@ -165,6 +204,19 @@ def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
         results.append(r)
     results.sort(key=lambda r: (r["task"], r["dataset"], r["budget"], r["_rel"]))
     return results
+
+
+def colour_key_markdown(key: dict[str, dict[str, Any]]) -> str:
+    """The report's colour key (:func:`cvloss.report.style.report_key`) as a Markdown
+    section: per loss, in words, the colour (and its hex), marker, line style and hatch the
+    plots draw it with (Markdown cannot show a swatch; ``report.html`` does)."""
+    rows = [{"loss": f"`{spec}`", "colour": f"{look['color_name']} `{look['color']}`",
+             "marker (final metrics)": MARKER_NAMES[look["pattern"]],
+             "line (curves)": LINESTYLE_NAMES[look["pattern"]], "hatch": HATCH_NAMES[look["pattern"]]}
+            for spec, look in sorted(key.items())]
+    return ('<a id="colour-key"></a>\n\n## Colour key\n\nOne look per loss, the same in every plot of this report; '
+            "no two losses share colour and pattern. References (untrained network, bicubic) are grey dashed "
+            "lines.\n\n" + markdown_table(rows))
 
 
 def group_by_task_dataset(results: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
@@ -193,7 +245,7 @@ def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
         parts.append(f"- **{task} · {dataset}**")
         for r in rs:
             parts.append(f"  - [{comparison_title(r)}](#{r['_anchor']})")
-    parts.append("- [Provenance](#provenance)\n")
+    parts.append("- [Colour key](#colour-key)\n- [Provenance](#provenance)\n")
     for task, dataset, rs in group_by_task_dataset(results):
         parts.append(f"## {task} · {dataset}\n")
         for r in rs:
@@ -208,9 +260,12 @@ def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
                 link = quote(r["_rel"] + "/" + name, safe="/+=-_.,")
                 parts.append(f"![{plot_title(key, r.get('split'))}]({link})\n")
             parts.append(f"Reproduce: `{r['_command']}`\n")
+    parts.append(colour_key_markdown(report_key(results)))
     parts.append('<a id="provenance"></a>\n\n## Provenance\n')
     parts.append(f"Report made with `cvloss report {root}` from the files below; each comparison is remade "
-                 "(finished trials are skipped) by its command.\n")
+                 "(finished trials are skipped) by its command. Comparisons made by different code, torch "
+                 "versions or thread counts sit side by side; the table says which made each.\n")
+    parts.append(markdown_table(provenance_rows(results)))
     for r in results:
         p = r["_prov"]
         parts.append(f"### {r['task']} · {r['dataset']} · {comparison_title(r)}\n")

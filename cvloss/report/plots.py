@@ -8,10 +8,13 @@ Every plot is written as PNG (embedded in the report), PDF and SVG (for papers) 
 each other, deterministically: no creation date, a fixed SVG hash salt, so regenerating a
 report changes no file whose data did not change.
 
-Every loss keeps its look (:func:`cvloss.report.style.loss_style`: colour, hatch, line
-style, marker) across every plot of every comparison, so plots stay readable when
-printed in grey and a loss is recognisable from one figure to the next. References
-(bicubic, the untrained network) are grey dashed lines, never bars.
+Every loss keeps its look (colour, hatch, line style, marker: the comparison's key,
+:func:`cvloss.report.style.result_key`, which ``cvloss report`` makes report-wide) across
+every plot, so plots stay readable when printed in grey and a loss is recognisable from
+one figure to the next; no two losses look alike. Whiskers stop at the metric's bounds,
+as the tables' intervals do. References (bicubic, the untrained network) are grey dashed
+lines, never bars; one far outside the losses' range is a labelled arrow at the panel's
+edge instead of a line that would squash the losses' zoomed axis.
 """
 from __future__ import annotations
 
@@ -30,7 +33,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cvloss.errors import ResultsFileError, UsageError  # noqa: E402
-from cvloss.report.style import loss_style, metric_label, reference_style  # noqa: E402
+from cvloss.report.style import REFERENCE_COLOR, metric_label, reference_style, result_key  # noqa: E402
+from cvloss.report.tables import bound, clipped_interval  # noqa: E402
+from cvloss.report.text import fmt  # noqa: E402
 from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 from cvloss.tasks import get_task_class  # noqa: E402
 
@@ -116,12 +121,70 @@ def _status_note(result: dict[str, Any], loss: str) -> str:
     return ", ".join(bad)
 
 
+def _whisker(result: dict[str, Any], row: dict[str, Any] | None, metric: str) -> tuple[float, float] | None:
+    """``(lo, hi)`` of a row's 95% CI cut at the metric's bounds (``result["bounds"]``)
+    exactly as the table cuts it (:func:`cvloss.report.tables.clipped_interval`); None
+    without a CI (fewer than two finished seeds)."""
+    if not row or not row["n"] or row["n"] < 2 or not _finite_number(row.get("mean")) \
+            or not _finite_number(row.get("ci95")):
+        return None
+    lo, hi, _ = clipped_interval(row["mean"], row["ci95"], *bound(result, metric))
+    return lo, hi
+
+
+def _zoom(values: list[float], margin: float = 0.12) -> tuple[float, float] | None:
+    """The y-range that shows ``values`` (the losses' means, whiskers, seeds) with
+    ``margin`` of their span on each side; None when there is none."""
+    values = [v for v in values if _finite_number(v)]
+    if not values:
+        return None
+    lo, hi = min(values), max(values)
+    span = hi - lo or (abs(hi) * 0.1 or 1.0)  # one value: a tenth of it around it
+    return lo - margin * span, hi + margin * span
+
+
+def _reference_lines(ax, refs: list[tuple[str, float, int]], zoom: tuple[float, float] | None) -> None:
+    """Draw each reference ``(name, value, k)`` (``k``: its :func:`reference_style`) on a
+    panel zoomed to ``zoom`` (the losses' range, None: no loss value): a grey line when the
+    value lies inside it; otherwise a label at the panel's top or bottom edge, ``untrained
+    92.1 ↑``, so an untrained model at 92 does not squash the losses' 0.5-8 into one pixel
+    row. Sets the y-limits (the zoom, plus a label's height per label)."""
+    if zoom is None:  # no loss value: the references alone set the axis, as lines
+        for name, value, j in refs:
+            rs = reference_style(j)
+            ax.axhline(value, color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2, zorder=1,
+                       label=f"reference: {name}")
+        return
+    lo, hi = zoom
+    above, below = [], []
+    for name, value, j in refs:
+        if value > hi:
+            above.append((name, value))
+        elif value < lo:
+            below.append((name, value))
+        else:
+            rs = reference_style(j)
+            ax.axhline(value, color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2, zorder=1,
+                       label=f"reference: {name}")
+    room = 0.09 * (hi - lo)  # one label line, so a label never sits on a whisker
+    ax.set_ylim(lo - room * len(below), hi + room * len(above))
+    for side, items in ((1, above), (-1, below)):
+        for k, (name, value) in enumerate(items):
+            ax.annotate(f"{name} {fmt(value)} {'↑' if side > 0 else '↓'}", (0.99, 1.0 if side > 0 else 0.0),
+                        xycoords="axes fraction", xytext=(0, -2 - 8 * k if side > 0 else 2 + 8 * k),
+                        textcoords="offset points", ha="right", va="top" if side > 0 else "bottom", fontsize=6.5,
+                        color=REFERENCE_COLOR, gid=f"reference:{name}", zorder=4)
+
+
 def bar_plot(result: dict[str, Any], path: Path) -> None:
     """One panel per metric: per loss its mean (the loss's marker) with the 95% CI as a
-    whisker and each seed as a small open dot, on an axis zoomed to the data (not from
-    zero: the differences are what a reader compares); reference rows as grey dashed
-    lines; trials that diverged/collapsed named under their loss."""
+    whisker cut at the metric's bounds (as in the table) and each seed as a small open
+    dot, on an axis zoomed to the losses' values (not from zero: the differences are what a
+    reader compares); references as grey dashed lines inside that range, as a labelled
+    arrow at the panel's edge outside it; trials that diverged/collapsed named under their
+    loss."""
     losses = result["losses"]
+    key = result_key(result)
     rows = {(r["loss"], r["metric"]): r for r in result["rows"]}
     # A metric no loss has a value for (FID without Inception weights) gets no panel.
     empty = [m for m in result["metrics"] if not any(
@@ -135,27 +198,28 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
         fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, 2.6 * nrow + 0.6), squeeze=False)
         for k, metric in enumerate(metrics):
             ax = axes[k // ncol][k % ncol]
+            shown: list[float] = []  # every value drawn for a loss: the axis is zoomed to them
             for i, loss in enumerate(losses):
                 r = rows.get((loss, metric))
-                st = loss_style(loss)
+                st = key[loss]
                 n = r["n"] if r else 0
                 mean = r["mean"] if n else math.nan
-                ci = r["ci95"] if r and n >= 2 and r["ci95"] is not None and math.isfinite(r["ci95"]) else None
+                whisker = _whisker(result, r, metric)
                 if n and mean is not None and math.isfinite(mean):
-                    ax.errorbar(i, mean, yerr=ci, fmt=st["marker"], color=st["color"], markeredgecolor="black",
+                    yerr = None if whisker is None else [[mean - whisker[0]], [whisker[1] - mean]]
+                    ax.errorbar(i, mean, yerr=yerr, fmt=st["marker"], color=st["color"], markeredgecolor="black",
                                 markersize=7, elinewidth=1.4, ecolor="black", capsize=4, zorder=3, gid=loss)
                     vals = seed_values(result, loss, metric)
+                    shown += [mean, *(whisker or ()), *vals]
                     if vals:
                         xs = i + 0.22 + (np.linspace(-0.06, 0.06, len(vals)) if len(vals) > 1 else np.zeros(1))
                         ax.scatter(xs, vals, s=9, marker="o", facecolor="white", edgecolor="black",
                                    linewidth=0.6, zorder=2, rasterized=True)
                 else:
                     ax.text(i, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=7)
-            for j, ref in enumerate(refs):
-                r = rows.get((ref, metric))
-                if r and r["n"] and r["mean"] is not None and math.isfinite(r["mean"]):
-                    rs = reference_style(j)
-                    ax.axhline(r["mean"], color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2, zorder=1)
+            ref_values = [(ref, rows[(ref, metric)]["mean"], j) for j, ref in enumerate(refs) if (ref, metric) in rows
+                          and rows[(ref, metric)]["n"] and _finite_number(rows[(ref, metric)]["mean"])]
+            _reference_lines(ax, ref_values, _zoom(shown))
             direction = result["directions"].get(metric, True)
             ax.set_title(f"{metric} ({'higher' if direction else 'lower'} is better)")
             ax.set_ylabel(metric_label(metric))
@@ -170,10 +234,9 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
                     label.set_color("#b00000")
             ax.set_xlim(-0.6, len(losses) - 0.4)
             ax.grid(axis="y", alpha=0.3, zorder=0)
-            ax.margins(y=0.12)
         for k in range(len(metrics), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
-        handles = [Line2D([], [], marker=loss_style(l)["marker"], color=loss_style(l)["color"],
+        handles = [Line2D([], [], marker=key[l]["marker"], color=key[l]["color"],
                           markeredgecolor="black", linestyle="", markersize=6, label=l) for l in losses]
         handles += [Line2D([], [], color=reference_style(j)["color"], linestyle=reference_style(j)["linestyle"],
                            label=f"reference: {ref}") for j, ref in enumerate(refs)]
@@ -225,8 +288,9 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
         fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.3), squeeze=False)
         axes = axes[0]
         positive, lows, highs = True, [], []
+        looks, shown = result_key(result), []  # shown: the metric's band, the panel's zoom
         for loss in result["losses"]:
-            st = loss_style(loss)
+            st = looks[loss]
             data = _curves(result, loss, keys)
             for ax, key in zip(axes, keys):
                 if key not in data:
@@ -243,16 +307,17 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
                     positive = positive and bool(np.nanmin(lo) > 0)
                     lows.append(np.nanmin(lo))
                     highs.append(np.nanmax(hi))
+                elif np.isfinite(lo).any():
+                    shown += [float(np.nanmin(lo)), float(np.nanmax(hi))]
                 ax.plot(epochs, mean, color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
                         markersize=4, markevery=max(1, len(epochs) // 12), linewidth=1.5, label=loss, gid=loss)
                 if len(arr) > 1:
                     ax.fill_between(epochs, lo, hi, color=st["color"], alpha=0.15, linewidth=0)
-        for j, ref in enumerate(result.get("references") or []):
-            r = next((r for r in result["rows"] if r["loss"] == ref and r["metric"] == metric), None)
-            if metric and r and r["n"] and r["mean"] is not None and math.isfinite(r["mean"]):
-                rs = reference_style(j)
-                axes[-1].axhline(r["mean"], color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2,
-                                 label=f"reference: {ref}")
+        if metric:
+            refs = [(r["loss"], r["mean"], j) for j, ref in enumerate(result.get("references") or [])
+                    for r in result["rows"]
+                    if r["loss"] == ref and r["metric"] == metric and r["n"] and _finite_number(r["mean"])]
+            _reference_lines(axes[-1], refs, _zoom(shown, 0.06))
         # Losses live on their own scales (CE ~1, a weighted sum ~100): log scale when
         # they span more than a decade and are all positive (WGAN losses can be negative).
         log = positive and bool(lows) and max(highs) > 10 * min(lows)
@@ -305,11 +370,12 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
     one_seed = len(set(seed_of.values())) == 1
     task_cls = get_task_class(result["task"])
     titles, note = dict(task_cls.sample_titles), task_cls.sample_note
+    looks = result_key(result)
     with plt.rc_context(FONT):
         fig, axes = plt.subplots(k, len(names), figsize=(1.45 * len(names), 1.45 * k + 0.5), squeeze=False)
         for j, name in enumerate(names):
             is_loss = name in seed_of
-            color = loss_style(name)["color"] if is_loss else "black"
+            color = looks[name]["color"] if is_loss else "black"
             for i in range(k):
                 ax = axes[i][j]
                 ax.imshow(cols[name][i], interpolation="nearest")
@@ -354,6 +420,7 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
         return False
     ncol = min(3, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
+    looks = result_key(result)
     with plt.rc_context(FONT):
         fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 0.42 * len(losses) * nrow + 1.1 * nrow + 0.5),
                                  squeeze=False)
@@ -367,7 +434,7 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
                     continue
                 p = r.get("p_adj", r.get("p_value"))
                 significant = _finite_number(p) and p < 0.05
-                st = loss_style(loss)
+                st = looks[loss]
                 ax.errorbar(d, i, xerr=ci if _finite_number(ci) else None, fmt=st["marker"], markersize=6,
                             color="black", markerfacecolor=st["color"] if significant else "white",
                             markeredgecolor="black", capsize=3, elinewidth=1.2, zorder=3)
@@ -436,10 +503,11 @@ def tuning_plot(result: dict[str, Any], path: Path) -> bool:
     if not params:
         return False
     log = {d.split("=", 1)[0] for d in t["space"] if d.split("=", 1)[1].startswith("log(")}
+    looks = result_key(result)
     fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params) + 0.4, 3.0), squeeze=False)
     for ax, name in zip(axes[0], params):
         for spec in losses:
-            rec, style = t["losses"][spec], loss_style(spec)
+            rec, style = t["losses"][spec], looks[spec]
             pts = [(c[name], s) for c, s in zip(rec["candidates"], rec["val_scores"]) if s is not None and math.isfinite(s)]
             if pts:
                 xs, ys = zip(*sorted(pts))

@@ -1,28 +1,35 @@
-"""One look per loss, the same in every plot and table of every report.
+"""One look per loss, the same in every plot, table and colour key of a report.
 
-A loss's look depends on its spec string alone -- never on its position in a comparison
--- so ``ce`` has the same colour in every comparison, in every plot, in the HTML tables'
-swatches and in task-specific plots that call :func:`loss_style`.
+A look is a colour plus a *pattern* (bar hatch, line style and marker, which go
+together), and no two losses of one report share colour and pattern:
 
-* Every registered loss name has a fixed palette slot (:data:`SLOTS`), chosen so the
-  losses that serve one task never share a slot (16 slots cover sr ∪ translate, the
-  largest union). A slot fixes colour, bar hatch, line style and marker together, so two
-  losses of one task differ in all four and stay apart when printed in grey.
-* A spec that is not a bare name (``triplet(mining=semi_hard)``, ``2*lsgan+cycle``) is a
-  variant of its first term: it keeps that term's hue, shifted lighter or darker, and gets
-  its own hatch/marker/line style (40 colour variants x 7 patterns), all picked by a hash of the spec text (SHA-1, so the
-  pick is the same in every process and on every machine; Python's ``hash`` is not).
-* Names unknown to the table (a loss added later) hash onto a slot.
+* Every registered loss name has a fixed look (:data:`SLOTS`), distinct over **all**
+  registered names, so a report that mixes tasks (gan's ``ns`` beside seg's ``topo``)
+  never shows two losses alike, and a registered loss looks the same in every report,
+  whatever else the report holds. The losses that serve one task also differ in colour and
+  in pattern, so they stay apart when printed in grey.
+* Any other spec -- a variant (``triplet(mining=semi_hard)``, ``2*lsgan+cycle``: a shade of
+  its first term's colour with a pattern of its own) or a name the table does not know
+  (hashed onto a palette colour) -- gets a *preferred* look from a hash of its text (SHA-1,
+  the same in every process and on every machine; Python's ``hash`` is not), then the
+  report's key (:func:`loss_key`) moves it to the next free look when that one is taken:
+  by a registered loss (always reserved, present or not) or by another such spec that
+  sorts before it. So the key depends only on the *set* of specs, and adding a comparison
+  can recolour an unregistered spec only when the newcomer sorts first and hashes onto
+  the same look (rare: 16 colours x 41 shades x 8 patterns).
 
-Reference rows (bicubic, the untrained network) are not losses: they are drawn in
-:data:`REFERENCE_COLOR`, dashed, never with a loss colour.
+Plots take the look from the comparison's key (:func:`result_key`): the report-wide key
+when ``cvloss report`` draws them (``load_comparisons`` sets it), the comparison's own
+otherwise. Reference rows (bicubic, the untrained network) are not losses: they are drawn
+in :data:`REFERENCE_COLOR`, dashed, never with a loss colour.
 """
 from __future__ import annotations
 
 import colorsys
 import hashlib
+import itertools
 import re
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 # 16 colours, distinct in hue and (pairwise, mostly) in lightness; no grey: grey is the
 # reference colour. tab10 without its grey, then darker tones of tab20b/tab20c.
@@ -44,23 +51,37 @@ PALETTE = [
     "#3182bd",  # steel blue (darker than cyan, lighter than navy)
     "#fd8d3c",  # light orange
 ]
-# Bar fill patterns, line styles and markers; cycled with the slot so a slot's four
-# attributes differ from those of the neighbouring slots.
+COLOUR_NAMES = ["blue", "orange", "green", "red", "purple", "brown", "pink", "olive", "cyan", "navy", "gold",
+                "maroon", "moss", "plum", "steel blue", "light orange"]
+# The 8 patterns: pattern k is HATCHES[k] on a bar or swatch, LINESTYLES[k] on a curve and
+# MARKERS[k] on a dot, so two looks that differ in pattern differ in all three.
 HATCHES = ["", "//", "..", "xx", "\\\\", "oo", "--", "++"]
 LINESTYLES: list[Any] = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (5, 2, 1, 2, 1, 2))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+# Words for the Markdown colour key (it cannot show a swatch).
+HATCH_NAMES = ["none", "diagonal", "dots", "crossed", "back-diagonal", "rings", "horizontal", "grid"]
+LINESTYLE_NAMES = ["solid", "dashed", "dash-dot", "dotted", "long dash", "dash-dot, dense", "dotted, dense",
+                   "dash-dot-dot"]
+MARKER_NAMES = ["circle", "square", "triangle up", "diamond", "triangle down", "plus", "cross", "star"]
+# The markers as text, for the HTML key (the dots of the final-metrics plot carry the marker).
+MARKER_GLYPHS = ["●", "■", "▲", "◆", "▼", "✚", "✖", "★"]
 REFERENCE_COLOR = "#7f7f7f"
 
-# Fixed slots. Adversarial objectives 0-5 (gan, and the adversarial part of sr/translate),
-# image losses 6-15 (sr, translate, style); seg and embed reuse low slots because they
-# never meet the losses above in one comparison.
-SLOTS = {
-    "hinge": 0, "lsgan": 1, "minimax": 2, "ns": 3, "wgan": 4, "wgan_gp": 5,
-    "l1": 6, "mse": 7, "charbonnier": 8, "ssim": 9, "perceptual": 10, "content": 11, "tv": 12, "texture": 13,
-    "cycle": 14, "identity": 15, "style": 0,
-    "ce": 0, "wce": 1, "dice": 2, "topo": 3, "cldice": 4, "focal": 5, "bce": 6,
-    "contrastive": 0, "triplet": 1, "softmax": 2,
+# name -> (colour index into PALETTE, pattern index): unique over all registered names (see
+# the module docstring). Colours as in earlier reports: adversarial 0-5, image losses 6-15,
+# and seg / embed / style reuse low colours, each with a pattern that colour's other users
+# lack (seg (c+4)%8, embed (c+2)%8, style 6), so within every task colours and patterns differ.
+SLOTS: dict[str, tuple[int, int]] = {
+    "hinge": (0, 0), "lsgan": (1, 1), "minimax": (2, 2), "ns": (3, 3), "wgan": (4, 4), "wgan_gp": (5, 5),
+    "l1": (6, 6), "mse": (7, 7), "charbonnier": (8, 0), "ssim": (9, 1), "perceptual": (10, 2), "content": (11, 3),
+    "tv": (12, 4), "texture": (13, 5), "cycle": (14, 6), "identity": (15, 7), "style": (0, 6),
+    "ce": (0, 4), "wce": (1, 5), "dice": (2, 6), "topo": (3, 7), "cldice": (4, 0), "focal": (5, 1), "bce": (6, 2),
+    "contrastive": (0, 2), "triplet": (1, 3), "softmax": (2, 4), "triplet_offline": (3, 5),
 }
+_RESERVED = frozenset((PALETTE[c], p) for c, p in SLOTS.values())
+N_SHADES = 40  # shades of one palette colour that variants use (see _variant)
+# Where the look lives on a comparison dict (set by the report; absent: the comparison's own key).
+KEY_FIELD = "_loss_key"
 
 _FIRST_NAME = re.compile(r"^\s*(?:[-+0-9.eE]+\s*\*\s*)?([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -89,32 +110,90 @@ def _variant(hex_color: str, h: int) -> str:
     return "#" + "".join(f"{round(c * 255):02x}" for c in (r, g, b))
 
 
-def loss_style(spec: str) -> dict[str, Any]:
-    """The look of one loss spec: ``color`` (hex), ``hatch``, ``linestyle``, ``marker``.
+def _look(color: str, pattern: int, family: int, shade: bool) -> dict[str, Any]:
+    """The style dict of colour ``color`` (PALETTE[family] or, with ``shade``, a shade of
+    it) drawn with pattern ``pattern`` (0-7)."""
+    name = COLOUR_NAMES[family] if not shade else f"shade of {COLOUR_NAMES[family]}"
+    return {"color": color, "hatch": HATCHES[pattern], "linestyle": LINESTYLES[pattern], "marker": MARKERS[pattern],
+            "pattern": pattern, "color_name": name}
 
-    Depends on ``spec`` alone (see the module docstring); references are not losses, use
-    :data:`REFERENCE_COLOR` for them."""
-    spec = spec.strip()
+
+def _candidates(spec: str) -> Iterator[tuple[str, int, int, bool]]:
+    """Every look ``spec`` may take, best first, as (colour, pattern, family, is a shade):
+    its preferred colour (a bare name: the palette colour it hashes onto; a variant: a shade
+    of its first term's colour) with each pattern from its preferred one, then the next
+    colours (bare: the next palette colours; variant: the next shades), then every shade of
+    every colour. Finite (16 x 41 x 8 looks), deterministic."""
     name = base_name(spec)
-    slot = SLOTS.get(name, _digest(name) % len(PALETTE))
-    color = PALETTE[slot % len(PALETTE)]
-    pattern = slot
-    if spec != name:
-        # A variant: same hue family, a shade and a pattern of its own.
+    h_name = _digest(name)
+    family, pattern = SLOTS.get(name) or (h_name % len(PALETTE), (h_name >> 8) % len(HATCHES))
+    n = len(HATCHES)
+    if spec == name:  # bare unknown name (registered ones never get here)
+        colours = [(PALETTE[(family + i) % len(PALETTE)], (family + i) % len(PALETTE), False)
+                   for i in range(len(PALETTE))]
+    else:  # a variant: never its family's own pattern, so it never passes for the plain loss
         h = _digest(spec)
-        color = _variant(color, h % 40)
-        pattern = slot + 1 + (h >> 8) % (len(HATCHES) - 1)
-    return {
-        "color": color,
-        "hatch": HATCHES[pattern % len(HATCHES)],
-        "linestyle": LINESTYLES[pattern % len(LINESTYLES)],
-        "marker": MARKERS[pattern % len(MARKERS)],
-    }
+        pattern = pattern + 1 + (h >> 8) % (n - 1)
+        colours = [(_variant(PALETTE[family], (h + i) % N_SHADES), family, True) for i in range(N_SHADES)]
+    rest = ((_variant(PALETTE[f], v), f, True) for f in range(len(PALETTE)) for v in range(N_SHADES))
+    for colour, fam, shade in itertools.chain(colours, rest):
+        for k in range(n):
+            yield colour, (pattern + k) % n, fam, shade
+
+
+class LossKey(dict):
+    """spec -> look (:func:`loss_style`'s dict) of every loss of a report or comparison,
+    no two alike. A spec it does not hold gets its context-free :func:`loss_style` (never
+    used for the key's own specs, so a stray spec cannot recolour them)."""
+
+    def __missing__(self, spec: str) -> dict[str, Any]:
+        stripped = spec.strip()
+        return dict(self[stripped]) if stripped != spec and stripped in self else loss_style(spec)
+
+
+def loss_key(specs: Iterable[str]) -> LossKey:
+    """The look of each spec of ``specs`` (any order, repeats allowed): registered names
+    their fixed :data:`SLOTS` look; every other spec, in sorted order, its first candidate
+    look not reserved by a registered name nor taken by an earlier spec. The same set gives
+    the same key; no two specs share colour and pattern (nor hatch, line style, marker)."""
+    key = LossKey()
+    taken = set(_RESERVED)
+    for spec in sorted({s.strip() for s in specs}):
+        if spec in SLOTS:
+            family, pattern = SLOTS[spec]
+            key[spec] = _look(PALETTE[family], pattern, family, False)
+            continue
+        look = next((c for c in _candidates(spec) if (c[0], c[1]) not in taken), None)
+        if look is None:
+            raise ValueError(f"more losses than looks ({len(PALETTE) * (N_SHADES + 1) * len(HATCHES)})")
+        taken.add((look[0], look[1]))
+        key[spec] = _look(*look)
+    return key
+
+
+def loss_style(spec: str) -> dict[str, Any]:
+    """The look of one loss spec on its own: ``color`` (hex), ``hatch``, ``linestyle``,
+    ``marker`` (and ``pattern``, ``color_name``): its look in any key without a colliding
+    unregistered spec (see the module docstring). Plots of a comparison use
+    :func:`result_key`; references use :func:`reference_style`."""
+    return dict(loss_key([spec])[spec.strip()])
 
 
 def loss_color(spec: str) -> str:
     """Hex colour of a loss spec (see :func:`loss_style`)."""
     return loss_style(spec)["color"]
+
+
+def result_key(result: dict[str, Any]) -> LossKey:
+    """The key a comparison's plots use: the report-wide one ``cvloss report`` stored in
+    ``result[KEY_FIELD]``, else the key of the comparison's own losses."""
+    key = result.get(KEY_FIELD)
+    return key if isinstance(key, LossKey) else loss_key(result["losses"])
+
+
+def report_key(results: Iterable[dict[str, Any]]) -> LossKey:
+    """The key of a whole report: every loss of every comparison (the union)."""
+    return loss_key(spec for r in results for spec in r["losses"])
 
 
 def reference_style(k: int = 0) -> dict[str, Any]:

@@ -11,7 +11,9 @@ Marks (the same in the console, Markdown and HTML):
   and say so.)
 * ``*`` / ``**`` -- the paired difference against the baseline (first loss) has an
   adjusted p (``p_adj``: Holm for the primary metric, BH for the others) < 0.05 / < 0.01;
-  the baseline and references are never marked.
+  the baseline and references are never marked. Its family (the k - 1 tests of each loss
+  against the baseline) is not best's (the k - 1 tests of the leader against each other
+  loss): a best loss can lack a star. The legends say so (:func:`console_legend`).
 * *runs* -- ``done/seeds``, i.e. ``n`` of the statistics, followed by the trials left out
   of every mean: ``(1 diverged)`` (NaN/Inf), ``(1 collapsed)``, ``(1 missing)``.
 
@@ -20,6 +22,7 @@ Marks (the same in the console, Markdown and HTML):
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from cvloss.report.text import fmt, markdown_table
@@ -151,16 +154,24 @@ def bound(result: dict[str, Any], metric: str) -> tuple[float | None, float | No
     return (b[0], b[1]) if isinstance(b, (list, tuple)) and len(b) == 2 else (None, None)
 
 
+def clipped_interval(mean: float, ci: float, low: float | None = None,
+                     high: float | None = None) -> tuple[float, float, bool]:
+    """``(lo, hi, cut)``: the interval ``mean ± ci`` cut at the quantity's bounds (``low``,
+    ``high``; None: unbounded), and whether it was cut. The tables and the plots' whiskers
+    both use it, so a plot never shows a CI the table does not."""
+    lo, hi = mean - ci, mean + ci
+    cut = (low is not None and lo < low) or (high is not None and hi > high)
+    return (lo if low is None else max(low, lo)), (hi if high is None else min(high, hi)), bool(cut)
+
+
 def interval_text(mean: float, ci: float | None, low: float | None = None, high: float | None = None,
                   digits: int = 4) -> str:
     """``mean ± ci``, or ``mean [a, b]`` when the interval would cross a bound of the
     quantity (a rate below 0 or above 1, a time below 0): it is cut at the bound."""
     if ci is None or not _finite(ci):
         return fmt(mean, digits)
-    lo, hi = mean - ci, mean + ci
-    if (low is not None and lo < low) or (high is not None and hi > high):
-        lo = lo if low is None else max(low, lo)
-        hi = hi if high is None else min(high, hi)
+    lo, hi, cut = clipped_interval(mean, ci, low, high)
+    if cut:
         return f"{fmt(mean, digits)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
     return f"{fmt(mean, digits)} ± {fmt(ci, 2)}"
 
@@ -208,9 +219,12 @@ def _header(result: dict[str, Any], metric: str) -> str:
     return f"{metric} {'↑' if result['directions'].get(metric, True) else '↓'}"
 
 
-def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: str = "completed") -> list[dict[str, str]]:
+def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: str = "completed",
+                    primary_first: bool = False) -> list[dict[str, str]]:
     """Rows for printing: loss, runs, success, compute, one ``mean ± CI`` cell per metric
-    (marked). Plain text (``(best)``, ``*``) or Markdown (``**bold**``, escaped ``\\*``)."""
+    (marked). Plain text (``(best)``, ``*``) or Markdown (``**bold**``, escaped ``\\*``).
+    ``primary_first`` (the console) moves the primary metric right after the wall time, so
+    a table cut to a terminal's width keeps what the verdict is about beside the loss."""
     out = []
     for row in comparison_table(result, analysis):
         name = row["loss"]
@@ -234,8 +248,72 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: st
             else:
                 text += c["sig"] + (" (best)" if c["best"] else "")
             line[_header(result, metric)] = text
-        out.append(line)
+        out.append(_primary_moved(result, line) if primary_first else line)
     return out
+
+
+def _primary_moved(result: dict[str, Any], line: dict[str, str]) -> dict[str, str]:
+    """``line`` with the primary metric's column right after loss, runs, success and time."""
+    primary = _header(result, result.get("primary_metric") or result["metrics"][0])
+    if primary not in line:
+        return line
+    keys = [k for k in line if k != primary]
+    at = max(keys.index(k) for k in ("loss", "runs", "success", "time/trial s") if k in keys) + 1
+    return {k: line[k] for k in keys[:at] + [primary] + keys[at:]}
+
+
+_ONE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
+_CUT = re.compile(r"\[[^\]]*, [^\]]*\]")
+
+
+def _family(result: dict[str, Any], metrics: set[str]) -> str:
+    """The correction applied to the tests of ``metrics``: Holm on the primary metric,
+    Benjamini-Hochberg on the exploratory others (as :func:`cvloss.run.stats.annotate_comparison`)."""
+    primary = result.get("primary_metric") or result["metrics"][0]
+    if metrics == {primary}:
+        return f"Holm on {primary}"
+    if primary not in metrics:
+        return "Benjamini-Hochberg"
+    return f"Holm on {primary}, Benjamini-Hochberg on the other metrics"
+
+
+def console_legend(result: dict[str, Any], rows: list[dict[str, str]]) -> str:
+    """One legend, in words, for the marks that ``rows`` carry and only those: ``rows`` are
+    :func:`comparison_rows` (plain) cut to the columns actually printed. Names the test
+    family of each mark: ``*``/``**`` are each loss against the baseline, ``(best)`` the
+    leader against each other loss, each corrected over its own k - 1 tests, so the two can
+    disagree (a ``(best)`` loss without a star); the legend says so when both are printed.
+    Empty when nothing is marked."""
+    if not rows:
+        return ""
+    by_header = {_header(result, m): m for m in result["metrics"]}
+    shown = [h for h in rows[0] if h in by_header]
+    cells = [(by_header[h], str(r.get(h, ""))) for r in rows for h in shown]
+    one = {m for m, t in cells if _ONE_STAR.search(t)}
+    two = {m for m, t in cells if "**" in t}
+    best = {m for m, t in cells if "(best)" in t}
+    corrected, k, base = "best" in result, len(result["losses"]) - 1, result["baseline"]
+    alpha = result.get("alpha", ALPHA)
+    items = ["↑/↓ = higher/lower is better"] if shown else []
+    if one or two:
+        marks = " / ".join(m for m, on in (("*", one), ("**", two)) if on)
+        levels = " / ".join(f"< {a:g}" for a, on in ((ALPHA, one), (ALPHA_STRONG, two)) if on)
+        items.append(f"{marks} = paired t-test against the baseline {base}, "
+                     + (f"p_adj {levels} ({_family(result, one | two)}, over the {k} tests against {base})" if corrected
+                        else f"raw (uncorrected) p {levels}"))
+    if best:
+        items.append(f"(best) = beats each of the {k} other losses in paired t-tests, p_adj < {alpha:g} "
+                     f"({_family(result, best)}, over those {k} tests)" if corrected
+                     else "(best) = best mean (no test)")
+    if corrected and best and (one or two):
+        items.append(f"the two marks test different families (the best against each other loss; each loss against "
+                     f"{base}), so a (best) loss can lack a star")
+    refs = {f"({r})" for r in result.get("references") or [] if r not in result["losses"]}
+    if any(r.get("loss") in refs for r in rows):
+        items.append("(name) = reference, no loss trained: not a contestant")
+    if any(_CUT.search(str(v)) for r in rows for h, v in r.items() if h not in ("loss", "runs")):
+        items.append("[a, b] = 95% CI cut at the bound of the quantity")
+    return ("Legend: " + "; ".join(items) + ".") if items else ""
 
 
 def difference_rows(result: dict[str, Any], markdown: bool = True, analysis: str = "completed") -> list[dict[str, str]]:
@@ -267,7 +345,9 @@ LEGEND = ("Cells: mean ± 95% CI (Student t over seeds) of the metric on the hel
           "after the final epoch (learning curves and every choice use val); "
           "↑/↓ = higher/lower is better; **bold** = the loss that beats every other on that metric in paired "
           "tests after correction (Holm on the primary metric, Benjamini-Hochberg on the exploratory others; "
-          "references never count); `*` / `**` = paired t-test against the baseline, adjusted p < 0.05 / < 0.01. "
+          "references never count); `*` / `**` = paired t-test against the baseline, adjusted p < 0.05 / < 0.01 "
+          "(over the k - 1 tests against the baseline: a different family from bold's tests of the leader against "
+          "each other loss, so a bold loss can lack a star). "
           "*runs* = finished trials / seeds "
           "(the n of every statistic); diverged (NaN/Inf), collapsed, crashed and missing trials are named there (⚠) "
           "and left out of this table's means; *success* = the share of seeds that finished without failing; "
@@ -325,6 +405,34 @@ ITT_LEGEND = ("Every trial that ran counts here: a collapsed trial at its own fi
               "here, not better.")
 
 
+def _ran_on(c: dict[str, Any]) -> str:
+    """``"1 thread(s) on cpu:x86_64 (...) (6 trials)"`` for one provenance combination;
+    comparisons written before devices were recorded give the thread count alone."""
+    where = f" on {c['device']}" if c.get("device") not in (None, "unrecorded") else ""
+    return f"{c.get('threads', 'unrecorded')} thread(s){where} ({c.get('trials', '?')} trials)"
+
+
+def is_mixed(result: dict[str, Any]) -> bool:
+    """Whether a comparison pooled trials of different code (only with ``--allow-mixed``)."""
+    prov = result.get("provenance")
+    return isinstance(prov, dict) and bool(prov.get("mixed"))
+
+
+def mixed_line(result: dict[str, Any]) -> str | None:
+    """The one line every output (stdout, Markdown, LaTeX, HTML) prints for a comparison
+    that pooled trials of different code; None for one code."""
+    if not is_mixed(result):
+        return None
+    combos = [c for c in result["provenance"].get("combinations") or [] if isinstance(c, dict)]
+    codes: dict[tuple[str, str], int] = {}
+    for c in combos:
+        key = (str(c.get("source")), str(c.get("torch")))
+        codes[key] = codes.get(key, 0) + int(c.get("trials") or 0)
+    return ("⚠ MIXED CODE: pooled with --allow-mixed from trials of different code: "
+            + "; ".join(f"source {src}, torch {tv} ({n} trials)" for (src, tv), n in codes.items())
+            + ". Differences between losses may come from the code, not the loss.")
+
+
 def provenance_lines(result: dict[str, Any]) -> list[str]:
     """Where the numbers come from: the split, the code, mixed trials, how memory was measured."""
     lines = []
@@ -334,14 +442,17 @@ def provenance_lines(result: dict[str, Any]) -> list[str]:
     if prov:
         combos = prov.get("combinations") or []
         commits = ", ".join(c[:10] for c in prov.get("commits") or []) or "no git commit recorded"
-        if prov.get("mixed"):
-            lines.append("⚠ MIXED: pooled with --allow-mixed from trials of different code, torch versions or thread "
-                         "counts: " + "; ".join(f"source {c['source']}, torch {c['torch']}, {c['threads']} threads "
-                                                 f"({c['trials']} trials)" for c in combos) + ".")
+        line = mixed_line(result)
+        if line:
+            lines.append(line)
         elif combos:
-            c = combos[0]
+            sources = ", ".join(dict.fromkeys(str(c.get("source")) for c in combos if isinstance(c, dict)))
             lines.append(f"Code: commit {commits}{' (with uncommitted changes)' if prov.get('dirty') else ''}, "
-                         f"source {c['source']}, torch {c['torch']}, {c['threads']} thread(s) per trial.")
+                         f"source {sources}, torch {combos[0].get('torch')}.")
+        ran = sorted({_ran_on(c) for c in combos if isinstance(c, dict)})
+        if ran:
+            lines.append("Ran with " + "; ".join(ran) + " (recorded, not pooled on: threads and devices change float "
+                         "reduction order, not the method).")
     folds = result.get("folds") or {}
     primary = result.get("primary_metric") or ""
     for loss, per_seed in folds.items():
@@ -386,11 +497,15 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed") -> list[s
     """What the table lets one conclude, in words: the winner on the primary metric after
     correction, or else which losses differ from the baseline after correction (or that
     none does), the minimum detectable effect of every metric, and the seeds needed for
-    ``--target-effect``. Empty for older comparisons."""
+    ``--target-effect``. With fewer than two paired seeds (``--seeds 1``) no test ran: it
+    says so, and that the MDE is undefined. Empty for older comparisons."""
     if "best" not in result or len(result["losses"]) < 2:
         return [] if "best" in result else ["Older comparison: best = best mean and `*` = uncorrected p; "
                                                "rerun `cvloss compare` for corrected statistics."]
     primary = result.get("primary_metric") or result["metrics"][0]
+    n = _paired_seeds(result, primary, analysis)
+    if n < 2:
+        return _untestable(result, primary, n)
     stats = result if analysis == "completed" else (result.get("itt") or {})
     winner = (stats.get("best") or {}).get(primary)
     if winner:
@@ -410,4 +525,28 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed") -> list[s
         n_primary = need.get(primary, -1)
         lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in `{primary}`: "
                      + (str(n_primary) if n_primary > 0 else "cannot be estimated (no spread estimate yet)") + ".")
+    return lines
+
+
+def _paired_seeds(result: dict[str, Any], metric: str, analysis: str) -> int:
+    """The most seeds at which a loss and the baseline both have ``metric``: the n of the
+    paired tests (rows without ``n_pairs``, from older comparisons: the seed count)."""
+    ns = [r["n_pairs"] for r in result["rows"]
+          if r.get("metric") == metric and r.get("analysis", "completed") == analysis and not r.get("reference")
+          and r.get("loss") != result["baseline"] and _finite(r.get("n_pairs"))]
+    return int(max(ns)) if ns else len(result["seeds"])
+
+
+def _untestable(result: dict[str, Any], primary: str, n: int) -> list[str]:
+    """The verdict when no paired test could run (fewer than two paired seeds): saying
+    "none differs significantly" there would report a test that never ran."""
+    why = ("one seed" if len(result["seeds"]) == 1
+           else f"{n} seed{'' if n == 1 else 's'} where a loss and the baseline both finished")
+    lines = [f"Primary metric `{primary}`: no paired test is possible with {why} (a paired t-test needs n >= 2), "
+             "so no loss can be called better or worse; rerun with 3 or more seeds.",
+             f"Smallest difference detectable with {why}: undefined (no spread of the paired differences "
+             "to estimate it from)."]
+    if result.get("target_effect") is not None:
+        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in `{primary}`: "
+                     "cannot be estimated (no spread estimate yet).")
     return lines

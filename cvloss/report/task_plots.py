@@ -3,7 +3,8 @@ embed's ROC curves and embedding PCA, gan's sample scatter, style's every-seed g
 
 :func:`task_plots` writes a task's plots into ``out_dir`` and returns {key: file name};
 ``result["trials"][loss]`` lists each loss's trial folders (per seed) to read
-``samples.npz``, ``trial.json`` or ``checkpoint.pt`` from.
+``samples.npz``, ``trial.json`` or the final weights (``model.pt``, else ``checkpoint.pt``)
+from.
 """
 from __future__ import annotations
 
@@ -19,20 +20,41 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cvloss.io import load_checkpoint, read_json  # noqa: E402
+from cvloss.errors import CheckpointError  # noqa: E402
+from cvloss.io import load_checkpoint, load_torch_file, read_json  # noqa: E402
 from cvloss.metrics.verification import roc_auc, roc_curve  # noqa: E402
 from cvloss.report.plots import save_figure  # noqa: E402
-from cvloss.report.style import REFERENCE_COLOR, loss_style  # noqa: E402
+from cvloss.report.style import REFERENCE_COLOR, result_key  # noqa: E402
 from cvloss.tasks.base import seed_everything  # noqa: E402
 from cvloss.tasks.embed import EmbedTask  # noqa: E402
 
 PCA_IDS = 10  # val identities drawn in the PCA plot
+WEIGHTS = ("model.pt", "checkpoint.pt")  # a trial's final weights: model.pt, else (older trials) the last checkpoint
 
 
 def task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     """The plots of ``task`` (none for tasks without their own)."""
     plots = _PLOTS.get(task)
     return plots(result, Path(out_dir)) if plots else {}
+
+
+def has_weights(trial_dir: Path) -> bool:
+    """Whether a trial folder holds final weights (:data:`WEIGHTS`) and its trial.json."""
+    return (trial_dir / "trial.json").exists() and any((trial_dir / name).exists() for name in WEIGHTS)
+
+
+def trained_weights(trial_dir: Path) -> dict[str, torch.Tensor]:
+    """A finished trial's final ``state_dict``: ``model.pt`` (weights only), else the
+    ``"model"`` of ``checkpoint.pt`` -- trials written before model.pt existed, and the
+    committed results/embed seed-0 trials, have only that; both read with
+    ``weights_only=True``."""
+    if not (trial_dir / WEIGHTS[0]).exists():
+        return load_checkpoint(trial_dir / WEIGHTS[1])["model"]
+    state = load_torch_file(trial_dir / WEIGHTS[0], "model weights")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"model weights {trial_dir / WEIGHTS[0]} refused: it holds a {type(state).__name__}, "
+                              "not a state_dict")
+    return state
 
 
 @torch.no_grad()
@@ -45,10 +67,10 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     """``roc.png``: ROC curves (TAR vs FAR, log FAR axis) of every loss at the first
     seed, plus the untrained network; ``pca.png``: per loss, the 2-D PCA of the val
     embeddings of the first 10 val identities, coloured by identity. Both rebuilt
-    from each trial's ``checkpoint.pt`` and ``trial.json`` (nothing extra is saved)."""
+    from each trial's final weights (:func:`trained_weights`) and ``trial.json``."""
     curves, clouds, task = [], [], None
     for spec, dirs in result["trials"].items():
-        d = next((Path(x) for x in dirs if (Path(x) / "checkpoint.pt").exists() and (Path(x) / "trial.json").exists()), None)
+        d = next((Path(x) for x in dirs if has_weights(Path(x))), None)
         if d is None:
             continue
         info = read_json(d / "trial.json")
@@ -61,7 +83,7 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
             s0 = task.pair_scores(_embed(task, init))
             curves.append(("untrained", s0))
         model = task.build_model()
-        model.load_state_dict(load_checkpoint(d / "checkpoint.pt")["model"])
+        model.load_state_dict(trained_weights(d))
         emb = _embed(task, model)
         curves.append((spec, task.pair_scores(emb)))
         clouds.append((spec, emb))
@@ -72,8 +94,8 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     floor = 1.0 / max(1, int((~task.same).sum()))
     for spec, s in curves:
         far, tar, _ = roc_curve(s, task.same)
-        # the report's colour and line style of each loss, so the ROC matches every other plot
-        look = {"color": REFERENCE_COLOR, "linestyle": "--"} if spec == "untrained" else loss_style(spec)
+        # the comparison's colour and line style of each loss, so the ROC matches every other plot
+        look = {"color": REFERENCE_COLOR, "linestyle": "--"} if spec == "untrained" else result_key(result)[spec]
         ax.step(np.maximum(far, floor / 2), tar, where="post", ls=look["linestyle"], color=look["color"],
                 label=f"{spec} (AUC {roc_auc(s, task.same):.3f})")
     ax.set_xscale("log")

@@ -76,6 +76,10 @@ class TrialConfig:
     # a dataset folder's cvloss.data.folders.fingerprint (paths, sizes, mtimes): part of the
     # identity, so a changed folder is never resumed or skipped as if it were the same data
     data_fingerprint: str | None = None
+    # --keep-checkpoints: a finished trial keeps checkpoint.pt and checkpoint.prev.pt beside
+    # model.pt (by default they are deleted once summary.json is written); what is kept,
+    # not what is trained: not part of the identity
+    keep_checkpoints: bool = False
 
     @property
     def params(self) -> dict[str, Any]:
@@ -104,7 +108,7 @@ class TrialConfig:
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""
         d = asdict(self)
-        for key in ("device", "out", "data_dir", "fid_weights", "log", "name", "place", "threads"):
+        for key in ("device", "out", "data_dir", "fid_weights", "log", "name", "place", "threads", "keep_checkpoints"):
             d.pop(key)
         if d["data_fingerprint"] is None:  # a catalog dataset: the identity trials always had
             d.pop("data_fingerprint")

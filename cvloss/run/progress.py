@@ -1,12 +1,28 @@
 """Progress reporting on stderr: rich bars on a terminal, one plain line per epoch
 otherwise (CI logs, pipes), nothing with ``--quiet``. Tables and paths go to stdout.
 With several trials at once (``--jobs``), :class:`ComparisonView` shows the comparison
-as a whole; only the parent process prints (workers send it events)."""
+as a whole; only the parent process prints (workers send it events). A trial is named
+as its results folders are (``[seg/myseg-1a2b3c4d/ce/seed0]``); what every trial of a
+comparison says about its data (:func:`data_line`) is printed once."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any
+
+# Lines about a comparison's data rather than one trial: every trial says them (a worker
+# process cannot know what the others said), the printing reporter shows each once.
+ONCE_KEYS = ("data", "feature weights")
+_ONCE = re.compile(r"\[[^\]\n]*\] (?:" + "|".join(ONCE_KEYS) + r"): ")
+
+
+def data_line(scope: str, text: str, key: str = "data") -> str:
+    """``[<scope>] <key>: <text>``, a line a reporter prints once however many trials
+    send it (``scope``: ``<task>/<dataset folder>``; ``key``: one of :data:`ONCE_KEYS`)."""
+    if key not in ONCE_KEYS:
+        raise ValueError(f"data_line key must be one of {ONCE_KEYS}; got {key!r}")
+    return f"[{scope}] {key}: {text}"
 
 
 class Reporter:
@@ -48,6 +64,7 @@ class LineReporter(Reporter):
         self.stream = stream or sys.stderr
         self.keys = keys or []
         self.label = ""
+        self.said: set[str] = set()  # the data lines shown (data_line)
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -66,6 +83,10 @@ class LineReporter(Reporter):
         self._print(f"[{label}] {status}{': ' + detail if detail else ''}")
 
     def message(self, text):
+        if _ONCE.match(text):
+            if text in self.said:  # every trial of a comparison sends it: shown once
+                return
+            self.said.add(text)
         self._print(text)
 
 

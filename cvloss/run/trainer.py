@@ -14,8 +14,13 @@ scored at in the intent-to-treat summary) and the final model (``summary["metric
 Files (written atomically, see :mod:`cvloss.io`), in ``cfg.trial_dir``:
 ``trial.json`` (first; with the code's provenance, :mod:`cvloss.run.provenance`),
 ``untrained.json``, ``metrics.csv`` and ``checkpoint.pt`` (each epoch; the one before
-is kept as ``checkpoint.prev.pt``), ``samples.png`` and ``samples.npz``, then
-``summary.json`` (last: its presence means the trial is done).
+is kept as ``checkpoint.prev.pt``), ``samples.png``, ``samples.npz`` and ``model.pt``
+(the final weights: the model's ``state_dict`` on the CPU, loadable with
+``torch.load(weights_only=True)``), then ``summary.json`` (last: its presence means the
+trial is done). Then the two checkpoints, needed only to resume, are deleted -- a quick
+comparison kept ~7 MB of them per trial -- unless ``cfg.keep_checkpoints``
+(``--keep-checkpoints``). A diverged trial writes no ``model.pt`` (its last step's
+weights may not be finite) and its checkpoints go the same way.
 
 A trial is trained under its folder's lock (:mod:`cvloss.run.lock`): a command that meets
 a trial locked by a live process runs its other trials first, then waits for that one
@@ -34,6 +39,7 @@ import math
 import os
 import platform
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,10 +47,10 @@ import numpy as np
 import torch
 
 from cvloss import __version__
-from cvloss.data.folders import describe_folder, fingerprint as folder_fingerprint
+from cvloss.data.folders import dataset_label, describe_folder, fingerprint as folder_fingerprint
 from cvloss.errors import CheckpointError, CvlossError, UsageError
-from cvloss.io import (SUMMARY_SCHEMA, atomic_path, load_checkpoint, read_json, read_summary, save_checkpoint, write_csv,
-                       write_json)
+from cvloss.io import (SUMMARY_SCHEMA, atomic_path, load_checkpoint, loss_slug, read_json, read_summary,
+                       save_checkpoint, write_csv, write_json)
 from cvloss.losses import build_loss, plugin_provenance
 from cvloss.report.grid import save_grid
 from cvloss.run.config import TrialConfig
@@ -52,16 +58,24 @@ from cvloss.run.folds import collect, expand
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.live_log import LiveLog
 from cvloss.run.memory import PeakMemory
-from cvloss.run.provenance import code_provenance
-from cvloss.run.progress import Reporter
+from cvloss.run.provenance import code_key, code_provenance, plugins_used
+from cvloss.run.progress import Reporter, data_line
 from cvloss.tasks.base import evaluating, seed_everything
 from cvloss.tasks import get_task_class
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
 UNTRAINED = "untrained.json"
 PREV_CHECKPOINT = "checkpoint.prev.pt"
+MODEL = "model.pt"  # a finished trial's final weights (the model's state_dict only)
 CHECKPOINT_LAYOUT = 2  # 2: the one training contract (plan optimisers, trainer step, task steppers)
 _END = object()
+
+
+def _no_cuda_advice() -> str:
+    """Why torch sees no GPU and what fixes it (a CPU-only build, no driver, a hidden GPU)."""
+    from cvloss.environment import cuda_advice, installed_version
+
+    return cuda_advice(installed_version("torch"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,12 +92,12 @@ def resolve_device(name: str) -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if not index.isdigit() or int(index) >= count:
             raise UsageError(f"--device {name}: no such CUDA device; torch sees "
-                             + (f"{count} (cuda:0..cuda:{count - 1})" if count else "none"))
+                             + (f"{count} (cuda:0..cuda:{count - 1})" if count else "none" + _no_cuda_advice()))
         return torch.device(name)
     if name not in ("cpu", "cuda", "mps"):
         raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but torch sees no CUDA device")
+        raise UsageError("--device cuda requested but torch sees no CUDA device" + _no_cuda_advice())
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps requested but MPS is not available")
     return torch.device(name)
@@ -112,10 +126,19 @@ class TrialError(CvlossError):
     pass
 
 
+def data_scope(cfg: TrialConfig) -> str:
+    """``<task>/<dataset>`` as the results folders name them: a dataset folder is its
+    ``<basename>-<hash>`` results folder, never its full path."""
+    return f"{cfg.task}/{dataset_label(cfg.dataset)}"
+
+
 def trial_label(cfg: TrialConfig) -> str:
+    """The progress prefix of a trial: ``<task>/<dataset>/<loss-slug>/seed<k>[/fold<f>]``
+    (``t<i>`` in place of ``seed<k>`` for a tuning trial), each part the folder name the
+    results layout gives it (:attr:`TrialConfig.trial_dir`)."""
     fold = "" if cfg.fold is None else f"/fold{cfg.fold}"
     where = cfg.place.split("/")[-1] if cfg.place.startswith("tune--") else f"seed{cfg.seed}"  # t<i>: a tuning trial
-    return f"{cfg.task}/{cfg.dataset}/{cfg.loss}/{where}{fold}"
+    return f"{data_scope(cfg)}/{loss_slug(cfg.name or cfg.loss)}/{where}{fold}"
 
 
 def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None,
@@ -324,8 +347,8 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
         **({"data_folder": {"path": cfg.dataset, "fingerprint": cfg.data_fingerprint,
                             "splits": describe_folder(cfg.dataset, cfg.task)}} if cfg.data_fingerprint else {}),
         "versions": _versions(),
-        "code": code_provenance(),
-        "plugins": plugin_provenance(),
+        "code": code_provenance(cfg.loss),
+        "plugins": plugins_used(plugin_provenance(), cfg.loss),  # only those its spec uses
         "threads": torch.get_num_threads(),
         "device": _device_name(trial.device),
         "parameters": sum(p.numel() for p in trial.model.parameters()),
@@ -378,8 +401,11 @@ def _resume(trial: _Trial, reporter: Reporter) -> None:
 def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None) -> dict[str, Any] | None:
     """Train the remaining epochs; a summary when the trial diverged or was stopped."""
     cfg, task, epochs = trial.cfg, trial.task, trial.params["epochs"]
-    reporter.message(f"[{trial.label}] data: {task.describe_data()}; device: {trial.info['device']}; "
-                     f"feature weights: {trial.loss.feature_weights or 'none'}")
+    # said once per comparison, not per trial: the reporter drops a data line it has shown
+    scope = data_scope(cfg)
+    reporter.message(data_line(scope, f"{task.describe_data()}; device: {trial.info['device']}"))
+    if trial.loss.feature_weights:  # differs by loss (l1: none), so a line of its own
+        reporter.message(data_line(scope, str(trial.loss.feature_weights), key="feature weights"))
     if task.evaluate_at_init and not trial.history:
         trial.history.append({"epoch": 0, "train_loss": math.nan, **trial.evaluate(),
                               "epoch_time_s": 0.0, "train_time_s": 0.0, "data_time_s": 0.0})
@@ -472,6 +498,7 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
     images = {k: v for k, v in rows.items() if v.ndim == 4 and v.shape[-1] == 3 and v.dtype == np.uint8}
     save_grid(images, out_dir / "samples.png", titles={**task.sample_titles, "pred": cfg.loss}, note=task.sample_note)
+    save_model(trial.model, out_dir / MODEL)  # before summary.json: a done trial always has it
     summary = {
         **_summary_head(trial, "collapsed" if collapse else "done"),
         "metrics": metrics,
@@ -486,10 +513,37 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         "device": _device_name(trial.device),
     }
     write_json(out_dir / SUMMARY, summary)
+    _drop_checkpoints(trial)
     primary = summary["metrics"].get(task.primary_metric, math.nan)
     reporter.trial_end(trial.label, summary["status"] + (f" ({collapse})" if collapse else ""),
                        f"{task.primary_metric}={primary:.4g} in {time.perf_counter() - trial.t_start:.1f}s")
     return summary
+
+
+def save_model(model: torch.nn.Module, path: Path) -> None:
+    """Write ``model``'s ``state_dict`` (CPU tensors: it loads on a machine without the
+    GPU it trained on) atomically to ``path``: plain tensors, so
+    ``torch.load(path, weights_only=True)`` reads it and ``model.load_state_dict`` takes it.
+    Adversarial tasks' models hold their generator(s) and discriminator(s) alike."""
+    state = model.state_dict()
+    cpu = OrderedDict((k, v.detach().cpu()) for k, v in state.items())
+    if hasattr(state, "_metadata"):  # the modules' versions, as load_state_dict reads them
+        cpu._metadata = state._metadata  # type: ignore[attr-defined]
+    save_checkpoint(path, cpu)
+
+
+def _drop_checkpoints(trial: _Trial) -> None:
+    """Delete a finished trial's resume checkpoints (its ``summary.json`` is written: a
+    rerun skips it, nothing resumes from them) unless ``--keep-checkpoints``. A process
+    killed before this leaves them behind, which is harmless. Set-aside corrupt ones
+    (``checkpoint.pt.corrupt-<n>``) stay for a post-mortem."""
+    if trial.cfg.keep_checkpoints:
+        return
+    for name in (CHECKPOINT, PREV_CHECKPOINT):
+        try:
+            (trial.out_dir / name).unlink()
+        except FileNotFoundError:  # a trial of one epoch has no previous checkpoint
+            pass
 
 
 def _summary_head(trial: _Trial, status: str) -> dict[str, Any]:
@@ -525,14 +579,12 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
                 f"(feature weights {old.get('feature_weights')} vs {info['feature_weights']}, or settings); "
                 f"use another --out or delete that folder"
             )
-        code = old.get("code") if isinstance(old.get("code"), dict) else {}
-        then = (code.get("source_sha256"), code.get("plugins_sha256"))
-        now = (info["code"]["source_sha256"], info["code"]["plugins_sha256"])
+        then, now = code_key(old), code_key(info)
         if then != now:
             raise TrialError(
-                f"{out_dir} holds an unfinished trial started by other code (source {str(then[0])[:12]}, plugins "
-                f"{str(then[1])[:8]}; now {now[0][:12]}, plugins {str(now[1])[:8]}); a trial is never resumed by different code: delete that folder to restart it, "
-                f"or finish it with the code that started it")
+                f"{out_dir} holds an unfinished trial started by other code (source {then[0]}, torch {then[1]}; now "
+                f"{now[0]}, torch {now[1]}); a trial is never resumed by different code: delete that folder to "
+                f"restart it, rerun the comparison with --retrain-stale, or finish it with the code that started it")
         return
     try:
         write_json(path, info)
@@ -578,5 +630,6 @@ def _diverged(trial: _Trial, epoch: int, step: int, key: str, value: float, repo
     if trial.history:
         write_csv(trial.out_dir / METRICS, trial.history)
     write_json(trial.out_dir / SUMMARY, summary)
+    _drop_checkpoints(trial)  # a done trial is never resumed; no model.pt: its weights may not be finite
     reporter.trial_end(trial.label, "DIVERGED", f"{key}={value} at epoch {epoch}, step {step}")
     return summary

@@ -130,7 +130,7 @@ class EmbedTask(Task):
     budgets = {
         "smoke": dict(epochs=2, P=8, K=4, lr=2e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=32,
                       n_train_ids=40, per_id=6, n_val_ids=20, val_per_id=4, pairs_per_fold=6, eval_batch=512,
-                      collapse_tol=0.05, bn_neck=True, amp=True),
+                      collapse_tol=0.05, bn_neck=True, amp=True, cpu_threads=1),
         # quick: 15 epochs × 12 steps of 16 × 4 images, ~20 s per trial on 2 idle cores.
         "quick": dict(epochs=15, P=16, K=4, lr=1e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=64,
                       n_train_ids=200, per_id=8, n_val_ids=100, val_per_id=6, pairs_per_fold=30, eval_batch=512,

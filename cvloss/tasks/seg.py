@@ -63,8 +63,10 @@ class SegTask(Task):
     reference_specs = ("ce", "bce", "focal", "wce", "dice", "cldice", "topo", "ce+dice")
     reference_space = ("lr=log(2e-4,2e-2)",)
     budgets = {
+        # smoke on one CPU thread, as every task's: a tiny model gains nothing from threads, and
+        # one count for every smoke comparison keeps their provenance alike
         "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, width=8, depth=2,
-                      augment=True, amp=True, channels_last=True),
+                      augment=True, amp=True, channels_last=True, cpu_threads=1),
         # quick: sized for the reference study (issue 21): the 8 reference specs x (6 lr
         # tuning trials + 10 seeds) in < 60 min with --jobs 2 on a 2-core CPU. 8 epochs x 12
         # steps (was 12 epochs: topo's VGG19 term costs ~4x a pixel loss per step).

@@ -128,7 +128,7 @@ class StyleTask(Task):
     budgets = {
         # smoke: every output in seconds; quick: 1 pair per seed (3 seeds = 3 pairs),
         # 64 px, 60 L-BFGS iterations; full: Gatys' ~500 iterations at 512 px on a GPU.
-        "smoke": dict(epochs=2, iters_per_epoch=2, image_size=32, style_size=None, n_pairs=1, **_common),
+        "smoke": dict(epochs=2, iters_per_epoch=2, image_size=32, style_size=None, n_pairs=1, cpu_threads=1, **_common),
         "quick": dict(epochs=4, iters_per_epoch=15, image_size=64, style_size=None, n_pairs=1, **_common),
         "full": dict(epochs=10, iters_per_epoch=50, image_size=512, style_size=None, n_pairs=3, **_common),
     }

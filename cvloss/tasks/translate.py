@@ -133,7 +133,7 @@ class TranslateTask(Task):
     _smoke = dict(_common, optimizer="equal", epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, g_width=8,
                   n_blocks=1, d_width=8, d_layers=2)
     budgets = {
-        "smoke": _smoke,
+        "smoke": dict(_smoke, cpu_threads=1),  # one thread, as every task's smoke (tiny models)
         "quick": dict(_smoke, epochs=5, n_train=128, n_val=64, g_width=16, n_blocks=3, d_width=16),
         "full": dict(_common, optimizer="paper", epochs=200, batch_size=1, image_size=256, n_train=None, n_val=None,
                      g_width=64, n_blocks=9, d_width=64, d_layers=3, augment=True, load_size=286),

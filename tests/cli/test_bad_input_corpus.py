@@ -25,7 +25,8 @@ def _seg(*extra: str) -> list[str]:
 
 # (arguments, a fragment the one error line must contain). {png} and {txt} are files the
 # test writes before it takes its snapshot; {out} and {data} are folders that must not appear;
-# {bad} holds the broken dataset folders and catalogs of _bad_folders.
+# {bad} holds the broken dataset folders and catalogs of _bad_folders; {torch} is $TORCH_HOME.
+# Fragments are formatted with the same names.
 CASES: list[tuple[list[str], str]] = [
     # names
     (_compare("nope", "ce"), "unknown task 'nope'"),
@@ -44,6 +45,8 @@ CASES: list[tuple[list[str], str]] = [
     (["datasets", "list", "--task", "nope"], "unknown task 'nope'"),
     (["datasets", "download", "nope"], "unknown dataset 'nope'"),
     (["datasets", "verify", "nope"], "unknown dataset 'nope'"),
+    (["losses", "show", "softiou"], "not a built-in loss; if it comes from a plugin, pass --plugin MODULE"),
+    (_compare("seg", "ce,softiou"), "if it comes from a plugin, pass --plugin MODULE"),
     # seeds
     (_seg("--seeds", "0"), "--seeds must be a count >= 1"),
     (_seg("--seeds", "-1"), "--seeds must be a count >= 1"),
@@ -133,6 +136,16 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--feature-weights", "imagnet"), "unknown feature weights 'imagnet'"),
     (_seg("--feature-weights", "random:x"), "the seed after 'random:' must be an integer"),
     (_seg("--feature-weights", ""), "feature weights must be auto, imagenet"),
+    # ImageNet weights asked for, not in torch's cache, no network (the sandbox is offline):
+    # refused before torch creates its cache folders or prints its download notice
+    (_compare("sr", "l1", "--feature-weights", "imagenet"),
+     "ImageNet vgg16 weights are not in torch's cache and cannot be downloaded (offline (test)): "
+     "fetch https://download.pytorch.org/models/vgg16-397923af.pth and put it at {torch}/hub/checkpoints/"),
+    (["train", "--task", "seg", "--loss", "ce+0.1*topo", "--feature-weights", "imagenet"],
+     "fetch https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
+    (_compare("style", "content+style", "--feature-weights", "imagenet"), "ImageNet vgg19 weights are not in"),
+    (_compare("sr", "l1+0.01*perceptual(weights=imagenet)", "--feature-weights", "random"),
+     "ImageNet vgg16 weights are not in torch's cache"),
     (_seg("--threads", "0"), "--threads must be >= 1"),
     (_seg("--jobs", "0"), "--jobs must be >= 1"),
     (_seg("--jobs", "-2"), "--jobs must be >= 1"),
@@ -172,6 +185,9 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--executor", "ray", "--devices", "0", "--device", "cpu"), "cannot go with --device cpu"),
     # data that is not there
     (_seg("--dataset", "oxford-pets"), "cvloss datasets download oxford-pets"),
+    (["datasets", "verify", "oxford-pets"], "nothing to verify: dataset 'oxford-pets' has no folder {data}/oxford-pets"),
+    (["datasets", "verify", "div2k", "--data-dir", "{data}/nonexistent"],
+     "has no folder {data}/nonexistent/div2k; run `cvloss datasets download div2k`"),
     (_compare("sr", "l1", "--dataset", "div2k"), "cvloss datasets download div2k"),
     (_compare("embed", "triplet", "--dataset", "lfw"), "cvloss datasets download lfw"),
     # dataset folders (built by _bad_folders) and user catalogs
@@ -197,6 +213,18 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--catalog", "{bad}/no-such.toml"), "no-such.toml not found"),
     (_seg("--catalog", "{txt}"), "is not valid TOML"),
     (["datasets", "list", "--catalog", "{bad}/clash.toml"], "is a built-in dataset"),
+    # untrusted catalogs (issue 28): no code named by a catalog, no name or URL out of its folder
+    (_seg("--catalog", "{bad}/rmtree.toml", "--dataset", "victim-data"), "loader = 'shutil:rmtree' names Python code"),
+    (["train", "--task", "seg", "--loss", "ce", "--catalog", "{bad}/rmtree.toml"], "pass --trust-catalog"),
+    (["datasets", "download", "victim-data", "--catalog", "{bad}/rmtree.toml"], "names Python code"),
+    (["datasets", "list", "--catalog", "{bad}/escape.toml"], "'../../escaped' is not a plain name"),
+    (["datasets", "download", "leak", "--catalog", "{bad}/file-url.toml"],
+     "url 'file:///etc/passwd' is not an https:// or http:// URL"),
+    (_seg("--catalog", "{bad}/tasks-int.toml"), "dataset 'my-data': tasks must be a list of strings, got 5"),
+    (["datasets", "list", "--catalog", "{bad}/size-str.toml"], "size_bytes must be an integer >= 0, got 'abc'"),
+    (_seg("--catalog", "{bad}/unknown-loader.toml", "--dataset", "my-data"), "unknown loader 'nope-loader'"),
+    (["datasets", "list", "--catalog", "/dev/zero"], "/dev/zero is not a regular file"),
+    (_compare("sr", "l1", "--dataset", "{bad}/sr-strip"), "strip.png is 4000x1 px: cvloss needs at least 8 px"),
     # the report
     (["report", "{out}/nothing-here"], "no results folder"),
     (["report", "{data}"], "no comparisons under"),
@@ -255,6 +283,18 @@ def _bad_folders(cwd: Path) -> None:
     (cwd / "sr-empty").mkdir()
     (cwd / "sr-empty" / "notes.md").write_text("no images here\n")
     (cwd / "clash.toml").write_text(fd.catalog_entry("synth-pets"))
+    mine = fd.catalog_entry("my-data")
+    (cwd / "rmtree.toml").write_text(fd.catalog_entry("victim-data").replace(
+        'loader = "cvloss.data.folders:load_seg_folder"', 'loader = "shutil:rmtree"'))
+    (cwd / "escape.toml").write_text(mine.replace("[datasets.my-data]", "[datasets.'../../escaped']")
+                                     .replace('name = "my-data"', "name = '../../escaped'"))
+    (cwd / "file-url.toml").write_text(fd.catalog_entry("leak").replace(
+        "files = []", 'files = [{ url = "file:///etc/passwd", filename = "passwd", size = 0, checksum = "" }]'))
+    (cwd / "tasks-int.toml").write_text(mine.replace('tasks = ["seg"]', "tasks = 5"))
+    (cwd / "size-str.toml").write_text(mine.replace("size_bytes = 0", 'size_bytes = "abc"'))
+    (cwd / "unknown-loader.toml").write_text(mine.replace('"cvloss.data.folders:load_seg_folder"', '"nope-loader"'))
+    fd.build_sr(cwd / "sr-strip")
+    Image.new("RGB", (4000, 1)).save(cwd / "sr-strip" / "strip.png")
 
 
 
@@ -273,6 +313,10 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.delenv("CVLOSS_RESULTS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    # Offline, whatever the machine: no case may download weights (or reach the network).
+    from cvloss.losses import features
+
+    monkeypatch.setattr(features, "_unreachable", lambda url, timeout: "offline (test)")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     # matplotlib builds its font cache once, at its first import in a process (not a
@@ -306,6 +350,7 @@ def test_the_corpus_is_large():
 @pytest.mark.parametrize("args, fragment", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(sandbox, bad, args, fragment):
     values = {"out": str(sandbox / "out"), "data": str(sandbox / "data"), "cwd": str(sandbox / "cwd"), "bad": str(bad),
+              "torch": str(sandbox / "torch"),
               "png": str(sandbox / "cwd" / "ok.png"), "txt": str(sandbox / "cwd" / "notes.txt")}
     args = [a.format(**values) for a in args]
     if args[0] in ("train", "compare") and "--out" not in args:
@@ -315,7 +360,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(sandbox, bad, args, fra
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, (result.exit_code, result.stderr, result.stdout)
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    assert fragment in lines[0], lines[0]
+    assert fragment.format(**values) in lines[0], lines[0]
     assert result.stdout == "" and "Traceback" not in result.stderr
     assert (_snapshot(sandbox), _snapshot(bad)) == before, "a refused command must write nothing"
 

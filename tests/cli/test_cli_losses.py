@@ -49,3 +49,22 @@ def test_losses_show_unknown_suggests():
     assert result.exit_code == 2
     out = result.output.strip().splitlines()
     assert len(out) == 1 and "did you mean" in out[0] and "mse" in out[0]
+
+
+def test_losses_show_unknown_name_points_at_plugins_and_keeps_the_suggestions():
+    result = runner.invoke(app, ["losses", "show", "softiou"])
+    (line,) = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and result.stdout == ""
+    assert line.startswith("error: unknown loss 'softiou' (did you mean softmax?): not a built-in loss; if it comes "
+                           "from a plugin, pass --plugin MODULE")
+
+
+def test_losses_show_lists_the_choices_of_a_literal_argument():
+    result = runner.invoke(app, ["losses", "show", "perceptual"])
+    assert result.exit_code == 0, result.output
+    arguments = next(line for line in result.stdout.splitlines() if line.startswith("arguments: "))
+    assert "arch: 'vgg16' | 'vgg19' = 'vgg16'" in arguments
+    assert "layers: tuple[str, ...] = ('relu2_2',)" in arguments
+    assert "layer_weights: tuple[float, ...] | None = None" in arguments and "Literal" not in result.stdout
+    result = runner.invoke(app, ["losses", "show", "triplet"])
+    assert "mining: 'all' | 'batch_hard' | 'semi_hard' = " in result.stdout

@@ -136,6 +136,13 @@ def test_compare_runs_with_a_plugin_loss(dist_plugin, tmp_path):
     assert comparison["losses"] == ["ce", "probsq"] and comparison["seeds"] == [0]
     assert (path.parents[1] / "probsq" / "seed0" / "summary.json").is_file()
     assert f"results: {path.parent}" in result.stdout
+    # Only a trial whose spec uses the plugin carries its hash: ce's provenance is as without it,
+    # so ce trials made before the plugin was installed are reused, not stale, and nothing is mixed.
+    ce = json.loads((path.parents[1] / "ce" / "seed0" / "trial.json").read_text())
+    probsq = json.loads((path.parents[1] / "probsq" / "seed0" / "trial.json").read_text())
+    assert ce["code"]["plugins_sha256"] is None and ce["plugins"] == []
+    assert probsq["code"]["plugins_sha256"] and [r["losses"] for r in probsq["plugins"]] == [["probsq"]]
+    assert ce["code"]["source_sha256"] == probsq["code"]["source_sha256"] and not comparison["provenance"]["mixed"]
 
 
 def test_plugin_module_file(tmp_path, clean_plugins):

@@ -31,7 +31,7 @@ def test_compare_writes_every_output(tmp_path):
         for seed in (0, 1):
             trial = group / loss / f"seed{seed}"
             names = {p.name for p in trial.iterdir()}
-            assert {"trial.json", "metrics.csv", "checkpoint.pt", "samples.png", "samples.npz", "summary.json"} <= names
+            assert {"trial.json", "metrics.csv", "model.pt", "samples.png", "samples.npz", "summary.json"} <= names
             summary = json.loads((trial / "summary.json").read_text())
             assert summary["status"] == "done" and 0 <= summary["metrics"]["miou"] <= 1
             rows = list(csv.DictReader(open(trial / "metrics.csv")))
@@ -47,6 +47,11 @@ def test_compare_writes_every_output(tmp_path):
     assert [r["loss"] for r in rows if r["metric"] == "miou" and r["analysis"] == "reference"] == ["untrained model"]
     assert miou[1]["p_value"] != ""  # paired test from two seeds on
     assert "miou" in result.output and "± " in result.output  # table on stdout
+    assert max(len(line) for line in result.output.splitlines() if not line.startswith("results: ")) <= 120
+    wide = invoke("compare", "--task", "seg", "--losses", "ce,0.5*dice", "--seeds", "2", "--out", str(tmp_path),
+                  "--quiet", "--wide", *TINY)  # the trials are done: only the tables again, in one
+    assert wide.exit_code == 0 and sum(line.startswith("loss ") for line in wide.output.splitlines()) == 1
+    assert any(len(line) > 120 for line in wide.output.splitlines())
     # report gathers it
     result = invoke("report", str(tmp_path))
     assert result.exit_code == 0, result.output

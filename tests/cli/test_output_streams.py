@@ -1,10 +1,10 @@
 """Streams of a real command, run as a subprocess with stdout and stderr kept apart:
-stdout carries only the table and the results path; the download notice that torch hub
-prints on stdout, progress and the random-weights warning go to stderr, the warning
-once; ``--quiet`` leaves stderr empty.
+stdout carries only the table and the results path; progress and the random-weights
+warning go to stderr, the warning once; ``--quiet`` leaves stderr empty.
 
-The subprocess is offline by construction: torchvision's weights download is replaced
-by one that prints torch hub's notice on stdout (as the real one does) and then fails.
+The subprocess is offline by construction: cvloss's check that the weights' server
+answers says it does not, and torch hub's downloader, were it reached anyway, prints its
+notice on stdout (as the real one does) and fails.
 """
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ import pytest
 
 OFFLINE_CLI = """
 import sys, urllib.error
-import torchvision.models._api as api
+import torch.hub
+import cvloss.losses.features as features
 
-def offline(self, *args, **kwargs):
-    print(f'Downloading: "{self.url}" to /nowhere/{self.url.rsplit("/", 1)[-1]}')  # torch.hub writes this on stdout
+def offline(url, *args, **kwargs):
+    print(f'Downloading: "{url}" to /nowhere/{url.rsplit("/", 1)[-1]}')  # torch.hub writes this on stdout
     raise urllib.error.URLError("offline (simulated by the test)")
 
-api.WeightsEnum.get_state_dict = offline
+torch.hub.download_url_to_file = offline
+features._unreachable = lambda url, timeout: "offline (simulated by the test)"
 from cvloss.cli import main
 sys.argv = ["cvloss", *sys.argv[1:]]
 main()
@@ -44,16 +46,23 @@ def test_stdout_is_tables_and_paths_and_each_warning_prints_once(tmp_path, quiet
     proc = _run(tmp_path, *(["--quiet"] if quiet else []))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
-    assert out[0].startswith("sr / skimage-photos") and "features: random(seed=0)" in out[0]
+    head, legend = out.index(next(line for line in out if line.startswith("loss "))), out.index(
+        next(line for line in out if line.startswith("Legend: ")))
+    title = " ".join(line.strip() for line in out[:head])  # wrapped to 120 characters in a pipe
+    assert title.startswith("sr / skimage-photos") and "features: random(seed=0)" in title
     assert out[-1].startswith("results: ") and out[-1].endswith("compare--l1--l1+0.01xperceptual")
     verdict = [line for line in out if line.startswith(("Primary metric", "Smallest difference"))]
     assert len(verdict) == 2  # what the table allows one to conclude, under it
-    assert {line.split()[0] for line in out[3:-1] if line not in verdict} == {"l1", "l1+0.01*perceptual", "(bicubic)", "(untrained"}  # "(untrained model)": split on spaces
+    assert "no paired test is possible with one seed" in verdict[0]  # --seeds 1: no test, not "none differs"
+    table = [line for line in out[head:legend] if line and not line.startswith(("loss ", "---"))]
+    # "(untrained model)": split on spaces
+    assert {line.split()[0] for line in table} == {"l1", "l1+0.01*perceptual", "(bicubic)", "(untrained"}
+    assert all(len(line) <= 120 for line in out[:-1])
     assert "Downloading" not in proc.stdout and "warning" not in proc.stdout.lower()
     if quiet:
         assert proc.stderr == ""
     else:
-        assert 'Downloading: "https://download.pytorch.org/models/vgg16' in proc.stderr
+        assert "Downloading" not in proc.stderr  # offline: the downloader is never called
         warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
         assert len(warnings) == 1 and "RANDOM vgg16 features" in warnings[0], proc.stderr
         assert "RandomFeaturesWarning" not in proc.stderr  # one line, not Python's two-line format

@@ -148,7 +148,7 @@ layout = ["x"]
 size_bytes = 1
 license = "l"
 citation = "c"
-loader = "m:f"
+loader = "seg-folder"
 embedded = false
 real = ""
 splits = { train = "a", val = "b", test = "c" }

@@ -208,17 +208,67 @@ def test_auto_uses_imagenet_when_the_loader_has_it(monkeypatch, fresh_cache, vgg
     assert torch.equal(net.features[0].weight, vgg16.features[0].weight)
 
 
-def test_imagenet_loader_reads_the_hub_cache_before_any_download(monkeypatch, tmp_path, vgg16):
-    from torchvision.models._api import WeightsEnum
-
+def test_imagenet_loader_reads_the_hub_cache_before_any_download(monkeypatch, tmp_path, capsys, vgg16):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(WeightsEnum, "get_state_dict", _offline)
-    with pytest.raises(OSError, match="unreachable"):
-        feat._imagenet_state_dict("vgg16")  # no cache file: it tries the download
+    monkeypatch.setattr(feat, "_unreachable", lambda url, timeout: "network unreachable (test)")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)  # never reached offline
+    with pytest.raises(feat.WeightsUnavailable, match="unreachable") as err:
+        feat._imagenet_state_dict("vgg16")  # no cache file, no network: refused
+    # One line naming the file to fetch and where it goes; nothing created, nothing printed.
+    assert "https://download.pytorch.org/models/vgg16-397923af.pth" in str(err.value)
+    assert str(tmp_path / "checkpoints" / "vgg16-397923af.pth") in str(err.value)
+    assert not any(tmp_path.iterdir()) and capsys.readouterr() == ("", "")
     (tmp_path / "checkpoints").mkdir()
     torch.save({f"features.{k}": v for k, v in vgg16.features.state_dict().items()}, tmp_path / "checkpoints" / "vgg16-397923af.pth")
     assert feat.hub_checkpoint_path("vgg16") == str(tmp_path / "checkpoints" / "vgg16-397923af.pth")
     assert VGGFeatures("vgg16", "imagenet").weights_used == "imagenet"
+
+
+def test_imagenet_online_downloads_into_the_cache_with_the_checksum_and_nothing_on_stdout(
+        monkeypatch, tmp_path, capsys, vgg16):
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, dst, hash_prefix))
+        torch.save({f"features.{k}": v for k, v in vgg16.features.state_dict().items()}, dst)
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(feat, "_unreachable", lambda url, timeout: None)  # the server answers
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    path = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    assert VGGFeatures("vgg16", "imagenet").weights_used == "imagenet"
+    assert calls == [("https://download.pytorch.org/models/vgg16-397923af.pth", str(path), "397923af")]
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("downloading ImageNet vgg16 weights")
+    VGGFeatures("vgg16", "imagenet")  # cached now: no second download
+    assert len(calls) == 1
+
+
+def test_require_feature_weights_refuses_offline_imagenet_for_the_networks_used_only(monkeypatch, tmp_path, vgg16):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(feat, "_unreachable", lambda url, timeout: "offline (test)")
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(vgg16.features.state_dict(), tmp_path / "checkpoints" / "vgg16-397923af.pth")
+    feat.require_feature_weights("imagenet", ["vgg16", "alexnet"])  # cached; not a VGG of ours: not asked
+    feat.require_feature_weights("random", ["vgg19"])
+    feat.require_feature_weights("auto", ["vgg19"])  # auto falls back later, with its warning
+    with pytest.raises(feat.WeightsUnavailable, match=r"vgg19 weights .*\(offline \(test\)\).*vgg19-dcbb9e9d.pth"):
+        feat.require_feature_weights("ImageNet", ["vgg16", "vgg19"])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoints", "vgg16-397923af.pth"]
+
+
+@pytest.mark.parametrize("spec, task, archs", [
+    ("l1+0.01*perceptual", "sr", ("vgg16",)),
+    ("ce+0.1*topo", "seg", ("vgg19",)),
+    ("content+1000*style+0.01*tv", "style", ("vgg19",)),
+    ("perceptual(arch=vgg19)+texture(arch=vgg16)", None, ("vgg19", "vgg16")),
+    ("l1+perceptual(weights=random)", "sr", ()),  # its own weights: --feature-weights does not decide them
+    ("ce+dice", "seg", ()),
+])
+def test_default_feature_archs(spec, task, archs):
+    from cvloss.losses.spec import default_feature_archs
+
+    assert default_feature_archs(spec, task) == archs
 
 
 def test_cache_shares_one_network_between_losses():

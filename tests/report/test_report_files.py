@@ -74,8 +74,8 @@ def test_markdown_links_contents_and_provenance(report):
     assert len(images) == 8 and all((root / p).is_file() and not p.startswith("/") for p in images)
     targets = re.findall(r"\]\(#([^)]+)\)", md)
     ids = set(re.findall(r'<a id="([^"]+)"></a>', md))
-    assert len(targets) == 3 and set(targets) <= ids
-    assert md.index("## Contents") < md.index("## seg · toy") < md.index("## Provenance")
+    assert len(targets) == 4 and set(targets) <= ids  # two comparisons, the colour key, provenance
+    assert md.index("## Contents") < md.index("## seg · toy") < md.index("## Colour key") < md.index("## Provenance")
     assert "Reproduce: `cvloss compare --task seg --dataset toy2 --losses topo,ce" in md
     assert "git commit: `abc123def456`" in md and "device: cpu:test (2 cores)" in md
 

@@ -2,6 +2,7 @@
 trials that other code made (or moves them aside and retrains them with --retrain-stale);
 a report puts comparisons of different code and thread counts side by side, each with its
 provenance; a comparison that pooled mixed code says so in every output."""
+import io
 import json
 from dataclasses import replace
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from cvloss.io import SUMMARY_SCHEMA
+from cvloss.report.console import print_comparison
 from cvloss.report.html import write_reports
 from cvloss.run.compare import ComparisonError, run_comparison, summarize_comparison
 from cvloss.run.config import TrialConfig
@@ -74,6 +76,9 @@ def test_allow_mixed_pools_finished_trials_of_other_code_and_says_so_everywhere(
     paths = write_reports(tmp_path, replot=False)
     for kind in ("md", "tex", "html"):
         assert "MIXED CODE" in paths[kind].read_text(), kind
+    stdout = io.StringIO()
+    print_comparison(result, "seg", stdout)
+    assert "⚠ MIXED CODE" in stdout.getvalue()
 
 
 def test_a_report_puts_comparisons_of_other_code_and_threads_side_by_side(tmp_path):

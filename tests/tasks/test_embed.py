@@ -140,7 +140,7 @@ def test_compare_writes_every_output(tmp_path):
     group = next((tmp_path / "embed" / "synth-ids").iterdir())
     for slug in ("contrastive", "triplet-mining=batch_hard", "softmax", "triplet_offline"):
         trial = group / slug / "seed0"
-        assert {"trial.json", "metrics.csv", "checkpoint.pt", "samples.png", "samples.npz", "summary.json"} <= {
+        assert {"trial.json", "metrics.csv", "model.pt", "samples.png", "samples.npz", "summary.json"} <= {
             p.name for p in trial.iterdir()}
         summary = json.loads((trial / "summary.json").read_text())
         assert summary["status"] == "done" and set(summary["at_init"]) == set(EmbedTask.metrics)

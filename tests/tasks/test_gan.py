@@ -160,7 +160,8 @@ def test_collapse_is_one_mode_not_an_untrained_blob():
 def test_resume_is_exact(tmp_path):
     """Interrupted after epoch 1 and resumed == uninterrupted (metrics, weights, update counts)."""
     over = TINY | {"epochs": 2, "optimizer": "paper"}
-    base = TrialConfig(task="gan", loss="wgan_gp", dataset="ring8", budget="smoke", seed=1, overrides=over)
+    base = TrialConfig(task="gan", loss="wgan_gp", dataset="ring8", budget="smoke", seed=1, overrides=over,
+                       keep_checkpoints=True)  # the optimisers' states are compared below
     a = replace(base, out=str(tmp_path / "a"))
     b = replace(base, out=str(tmp_path / "b"))
     done = run_trial(a)

@@ -132,7 +132,7 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
     assert result.exit_code == 0, result.output
     group = next((tmp_path / "sr" / "skimage-photos").iterdir())
     trial = group / "l1" / "seed0"
-    assert {"trial.json", "metrics.csv", "checkpoint.pt", "samples.png", "samples.npz", "summary.json"} <= {
+    assert {"trial.json", "metrics.csv", "model.pt", "samples.png", "samples.npz", "summary.json"} <= {
         p.name for p in trial.iterdir()}
     summary = json.loads((trial / "summary.json").read_text())
     assert summary["status"] == "done" and set(summary["metrics"]) == set(SRTask.metrics)

@@ -257,7 +257,7 @@ def test_compare_smoke_writes_every_output(tmp_path):
     assert result.exit_code == 0, result.output
     group = next((tmp_path / "translate" / "synth-stripes").iterdir())
     trial = group / "cycle" / "seed0"
-    assert {"trial.json", "metrics.csv", "checkpoint.pt", "samples.png", "samples.npz", "summary.json"} <= {
+    assert {"trial.json", "metrics.csv", "model.pt", "samples.png", "samples.npz", "summary.json"} <= {
         p.name for p in trial.iterdir()}
     summary = json.loads((trial / "summary.json").read_text())
     assert summary["status"] == "done" and 0 <= summary["metrics"]["paired_ssim"] <= 1
