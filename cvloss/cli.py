@@ -8,6 +8,7 @@ Examples::
     cvloss train --task seg --loss "ce+0.1*topo(mu=0.5)" --seed 1
     cvloss report                 # gathers ./cvloss-results (or $CVLOSS_RESULTS)
     cvloss datasets list
+    cvloss datasets adopt oxford-pets /datasets/oxford-iiit-pet   # an extracted copy, read in place
 
 Streams: stdout carries only tables and paths; progress, warnings (each once) and library
 chatter go to stderr, and ``--quiet`` silences them. Errors: bad input (ours or a usage
@@ -283,10 +284,13 @@ def datasets_list(
     catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
     trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
 ) -> None:
-    """Name, task, size, and whether each dataset is present locally (and where); then
-    what each dataset's train, val and test splits hold."""
+    """Name, task, size, and whether each dataset is present locally (and where: downloaded,
+    or an adopted copy), and where its caches go (a folder cvloss cannot or must not write:
+    under $CVLOSS_CACHE, else $XDG_CACHE_HOME/cvloss); then what each dataset's train, val
+    and test splits hold."""
     _use_catalog(catalog, trust_catalog)
-    from cvloss.data.registry import SPLITS, dataset_dir, datasets_for, load_catalog, presence_problem
+    from cvloss.data.registry import (SPLITS, adopted_copy, copy_note, data_cache_dir, dataset_dir, datasets_for,
+                                      load_catalog, presence_problem)
     from cvloss.report.console import print_table
 
     infos = datasets_for(task) if task else list(load_catalog().values())
@@ -294,15 +298,21 @@ def datasets_list(
     for info in infos:
         problem = presence_problem(info, data_dir)
         root = dataset_dir(info.name, data_dir)
+        note = None if problem is None or info.embedded else copy_note(info, data_dir)
         if info.embedded:
             where = "embedded" + (f" (stands in for {info.real})" if info.real else "")
         elif problem is None:
-            where = str(root)
+            adopted = adopted_copy(info, data_dir)
+            where = str(root) if adopted is None else f"adopted: {adopted}"
+        elif note is not None:  # an extracted copy that adoption would make usable
+            where = note
         else:  # a half-extracted folder is not "not downloaded": say it is incomplete
             where = f"incomplete: {root} (run cvloss datasets download {info.name})" if root.exists() else ("not downloaded" if info.files else f"not placed in {root}")
         size = "generated" if info.embedded else (f"{info.size_bytes / 2**20:,.0f} MiB" if info.size_bytes else "?")
+        # where decoded splits and derived maps go (cvloss.data.cache.cache_dir decides, in one place)
+        cache = str(data_cache_dir(info, data_dir)) if problem is None else "-"
         rows.append({"name": info.name, "tasks": ",".join(info.tasks), "size": size,
-                     "present": "yes" if problem is None else "no", "where": where})
+                     "present": "yes" if problem is None else "no", "where": where, "cache": cache})
     print_table(rows)
     typer.echo("")
     print_table([{"dataset": info.name, "split": split, "holds": info.splits[split]}
@@ -368,6 +378,35 @@ def datasets_verify(
         fail(problem, code=1)
 
 
+@datasets_app.command("adopt")
+def datasets_adopt(
+    name: str = typer.Argument(..., help="Dataset name, e.g. oxford-pets."),
+    path: str = typer.Argument(..., help="The extracted copy, or the folder holding it (e.g. torchvision's "
+                                         "oxford-iiit-pet/ or lfw-py/)."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=_CATALOG_HELP),
+    trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
+) -> None:
+    """Use a copy of NAME that is already extracted (shared read-only storage, torchvision's
+    folder) in place: check the folders, lists, per-split counts and published checksums
+    its loader needs, and record it in <cache>/adopted/NAME.json. PATH is never written;
+    runs then read it from any --data-dir. Each problem found is one error line (exit 2)."""
+    _use_catalog(catalog, trust_catalog)
+    from cvloss.data.adopt import AdoptionError, adopt_dataset
+    from cvloss.data.registry import get_dataset
+
+    info = get_dataset(name)
+    try:
+        done = adopt_dataset(info, path)
+    except AdoptionError as exc:
+        for line in exc.problems:
+            typer.echo(f"error: {_one_line(line)}", err=True)
+        raise typer.Exit(2)
+    counts = ", ".join(f"{k} {v}" for k, v in done.counts.items()) or "layout only"
+    checked = f"; {', '.join(f'{f} ({a})' for f, a in done.verified.items())} verified" if done.verified else ""
+    typer.echo(f"{name}: adopted {done.root} ({counts}{checked}; {done.files} files fingerprinted)")
+    typer.echo(f"record: {done.record}")
+
+
 # ---------------------------------------------------------------- train / compare / report
 _DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda, cuda:N (one GPU of several) or mps."
 _OUT_HELP = "Results root folder (default $CVLOSS_RESULTS, else ./cvloss-results)."
@@ -404,10 +443,12 @@ def _base_config(task: str, dataset: Optional[str], budget: str, device: str, ou
     budget_params(task, budget, overrides)  # the budget name, and checks that tie settings together
     check_feature_weights(feature_weights)
     resolve_device(device)  # an unavailable device fails now, not after loading data
-    from cvloss.data.registry import default_dataset, get_dataset, require_present
+    from cvloss.data.registry import default_dataset, ensure_present, get_dataset
 
     info = get_dataset(default_dataset(task) if dataset is None else dataset, task=task)  # "" is refused
-    require_present(info, data_dir)  # refuse before any training, naming what to fetch
+    # refuse before any training, naming what to fetch; an extracted copy in the data dir
+    # that is not adopted (or changed since) is checked here, once, and used in place
+    ensure_present(info, data_dir, say=lambda line: typer.echo(line, err=True))
     print_ = None
     if info.root is not None:  # a dataset folder: every file checked now, its fingerprint in the identity
         from cvloss.data.folders import index_folder
@@ -520,7 +561,10 @@ _TUNE_HELP = ('A search dimension NAME=log(a,b)|uniform(a,b)|int(a,b)|choice(x,y
 
 
 def _tune_space(items, trials, sampler, seed, task, specs):
-    """The search of ``--tune`` (None without it), checked before anything is trained."""
+    """The search of ``--tune`` (None without it), checked whole before anything is written:
+    its size, its names and weights, and every candidate applied to every spec
+    (:func:`cvloss.run.tune.check_space`; the tuned comparison checks them once more
+    against the budget and ``--set`` overrides before its first folder)."""
     if not items:
         if trials is not None:
             fail("--tune-trials needs --tune (the space to search), e.g. --tune 'lr=log(1e-4,1e-2)'")

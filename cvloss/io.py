@@ -22,6 +22,7 @@ import os
 import pickle
 import pickletools
 import re
+import stat
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 
-from cvloss.errors import CheckpointError, ResultsFileError
+from cvloss.errors import CheckpointError, CvlossError, ResultsFileError
 
 _UMASK: int | None = None
 
@@ -43,22 +44,45 @@ def _umask() -> int:
     return _UMASK
 
 
+class WriteError(OSError, CvlossError):
+    """A results file that could not be written (a full disk, a read-only folder, no
+    permission), said in one line naming it: ``cannot write <file>: no space left on
+    device``. Still an :class:`OSError` with the original ``errno`` and ``filename`` the
+    file meant, so code that handles a folder it cannot write keeps doing so."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {(self.strerror or 'failed').lower()}"
+
+
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    if isinstance(exc, WriteError):
+        return exc
+    return WriteError(exc.errno, exc.strerror or type(exc).__name__, str(path))
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A unique temporary path next to ``path`` (same suffix, so writers that pick a format
     by extension, such as matplotlib's ``savefig``, keep working); on a clean exit it is
-    renamed onto ``path``, on an error removed. ``with atomic_path(p) as tmp: fig.savefig(tmp)``."""
+    renamed onto ``path``, on an error removed. ``with atomic_path(p) as tmp: fig.savefig(tmp)``.
+    An :class:`OSError` on the way (ENOSPC from a write or fsync has no file name of its
+    own) comes out as a :class:`WriteError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     try:
         yield Path(tmp)
         # mkstemp creates 0600; results are meant to be shared like any file the user writes.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
 
 
@@ -91,11 +115,98 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write_bytes(path, (json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n").encode())
 
 
-def read_json(path: Path) -> Any:
+# ---------------------------------------------------------------- bounded reads
+#: The largest results file read (compare.json, summary.json, trial.json, runs.csv, ...).
+#: The largest cvloss writes -- a tuned comparison of tens of losses at 10,000 candidates
+#: each, or the runs.csv of a few thousand trials -- stay within a few MB; 32 MiB leaves
+#: room for more, while a hostile file (or /dev/zero) cannot fill the memory.
+MAX_RESULTS_BYTES = 32 * 2**20
+#: The deepest JSON nesting read. cvloss's own files nest 6 deep at most (compare.json ->
+#: tuning -> losses -> loss -> candidates -> candidate); deeper is no file of ours, and an
+#: unbounded depth ends in a RecursionError in the parser or in any code that walks it.
+MAX_JSON_DEPTH = 64
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _inside(path: Path, root: Path | None) -> Path:
+    """The real path of ``path`` (links followed), refused unless it lies in ``root``'s real
+    path -- by default ``path``'s own folder, so a file that is a link leads nowhere else."""
     try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(f"corrupt results file {path}: {exc}") from None
+        real = path.resolve()
+        folder = (Path(root) if root is not None else path.parent).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
+        raise ResultsFileError(f"{path} cannot be followed ({exc}); not read") from None
+    if real != folder and folder not in real.parents:
+        raise ResultsFileError(f"{path} is a symbolic link out of {folder} (to {real}); not read")
+    return real
+
+
+def read_bounded(path: Path, root: Path | None = None, limit: int = MAX_RESULTS_BYTES,
+                 what: str = "results file") -> bytes:
+    """The bytes of ``path``, read only when it is a regular file (no FIFO, which would
+    block the reader forever, no device such as /dev/zero, no folder) whose real path lies
+    inside ``root`` (default: its own folder; links are followed only within it) and that
+    holds at most ``limit`` bytes; else :class:`ResultsFileError`, one line naming the file.
+    A missing file raises :class:`FileNotFoundError` as ``open`` would."""
+    path = Path(path)
+    real = _inside(path, root)
+    st = os.stat(real)
+    if not stat.S_ISREG(st.st_mode):
+        raise ResultsFileError(f"{path} is {_kind_of(st.st_mode)}, not a regular {what}; not read")
+    # O_NONBLOCK: should a FIFO be swapped in after the stat, opening it does not wait for a writer
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ResultsFileError(f"{path} is {_kind_of(st.st_mode)}, not a regular {what}; not read")
+        if st.st_size > limit:
+            raise ResultsFileError(f"{path} holds {st.st_size} bytes, more than a {what} may ({limit}); not read")
+        data = fh.read(limit + 1)  # a file that grows while it is read is cut off here, not in memory
+    if len(data) > limit:
+        raise ResultsFileError(f"{path} holds more than the {limit} bytes a {what} may; not read")
+    return data
+
+
+def _depth_within(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` (parsed JSON) nests at most ``limit`` containers deep; iterative, so
+    the check itself cannot overflow the stack."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return True
+
+
+def read_json(path: Path, root: Path | None = None) -> Any:
+    """A results JSON file, read through :func:`read_bounded` (a regular file inside
+    ``root``, at most :data:`MAX_RESULTS_BYTES`) and nested at most :data:`MAX_JSON_DEPTH`
+    deep; anything else is one :class:`ResultsFileError` line naming it."""
+    data = read_bounded(path, root)
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        obj = None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise ResultsFileError(f"corrupt results file {path}: {_first_line(exc)}") from None
+    else:
+        if _depth_within(obj, MAX_JSON_DEPTH):
+            return obj
+    raise ResultsFileError(f"{path} nests deeper than {MAX_JSON_DEPTH} levels: no cvloss results file does; not read")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_text(path: Path, text: str) -> None:
@@ -121,9 +232,15 @@ def _format_cell(v: Any) -> Any:
     return v
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+def read_csv(path: Path, root: Path | None = None) -> list[dict[str, str]]:
+    """The rows of a results CSV (``metrics.csv``, ``runs.csv``) as dicts, read through
+    :func:`read_bounded` (a regular file inside ``root``, bounded); a file that is not
+    UTF-8 CSV is one :class:`ResultsFileError` line naming it."""
+    data = read_bounded(path, root)
+    try:
+        return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ResultsFileError(f"corrupt results file {path}: {_first_line(exc)}") from None
 
 
 def save_checkpoint(path: Path, state: dict, keep_previous: Path | None = None) -> None:
@@ -199,23 +316,58 @@ def torch_load_refusal(path: Path, exc: BaseException) -> tuple[str, bool]:
     return f"it is corrupt or truncated ({size} bytes that torch cannot read as tensors and plain data)", False
 
 
-def load_torch_file(path: Path, what: str = "checkpoint") -> Any:
-    """``torch.load`` with ``weights_only=True`` on the CPU, or a :class:`CheckpointError`
-    whose one-line message names ``what``, the file, and the reason."""
+#: The largest torch file read: ImageNet VGG19 weights are 548 MB and a checkpoint of the
+#: largest reference model (CycleGAN at the full budget, with Adam's two moments) a few
+#: hundred MB; a file past 4 GiB is no file of ours, and /dev/zero could fill the memory.
+MAX_TORCH_BYTES = 4 * 2**30
+
+
+def _open_torch_file(path: Path, what: str, root: Path | None, contained: bool):
+    """An open binary file of ``path`` when it is a regular file (a FIFO would block
+    torch.load forever, a device such as /dev/zero never ends) of at most
+    :data:`MAX_TORCH_BYTES`, and -- when ``contained`` -- whose real path lies in ``root``
+    (default: its own folder); else :class:`CheckpointError`, one line naming it."""
+    path = Path(path)
     try:
-        import warnings
+        real = _inside(path, root) if contained else path
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except ResultsFileError as exc:
+        raise CheckpointError(f"{what} {path} refused: it {str(exc).removeprefix(f'{path} ')}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{what} {path} refused: it cannot be read "
+                              f"({(exc.strerror or type(exc).__name__).lower()})") from None
+    fh = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    problem = (f"is {_kind_of(st.st_mode)}, not a regular file" if not stat.S_ISREG(st.st_mode)
+               else f"holds {st.st_size} bytes, more than a {what} may ({MAX_TORCH_BYTES})"
+               if st.st_size > MAX_TORCH_BYTES else None)
+    if problem is not None:
+        fh.close()
+        raise CheckpointError(f"{what} {path} refused: it {problem}; not read")
+    return fh
 
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason, holds_code = torch_load_refusal(path, exc)
-        raise CheckpointError(f"{what} {path} refused: {reason}", holds_code=holds_code) from None
+
+def load_torch_file(path: Path, what: str = "checkpoint", root: Path | None = None, contained: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True`` on the CPU of a regular file of at most
+    :data:`MAX_TORCH_BYTES` (inside ``root`` when ``contained``), or a
+    :class:`CheckpointError` whose one-line message names ``what``, the file, and the reason."""
+    with _open_torch_file(path, what, root, contained) as fh:
+        try:
+            import warnings
+
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.load(fh, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            reason, holds_code = torch_load_refusal(path, exc)
+            raise CheckpointError(f"{what} {path} refused: {reason}", holds_code=holds_code) from None
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load with ``weights_only=True``: a checkpoint holds tensors and plain data only."""
-    state = load_torch_file(path)
+def load_checkpoint(path: Path, root: Path | None = None) -> dict:
+    """Load with ``weights_only=True``: a checkpoint holds tensors and plain data only, in a
+    regular file inside ``root`` (default: its own folder; a link leads nowhere else).
+    Whether it fits its trial is the trainer's check (``_apply_checkpoint``)."""
+    state = load_torch_file(path, root=root, contained=True)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} refused: it holds a {type(state).__name__}, not a checkpoint")
     return state
@@ -233,9 +385,9 @@ def _fail(path: Path, what: str, detail: str) -> ResultsFileError:
     return ResultsFileError(f"{path} is not a valid {what}: {detail}")
 
 
-def read_json_object(path: Path, what: str) -> dict[str, Any]:
+def read_json_object(path: Path, what: str, root: Path | None = None) -> dict[str, Any]:
     """A JSON file that must hold an object (``what`` names the kind in the error)."""
-    obj = read_json(path)
+    obj = read_json(path, root)
     if not isinstance(obj, dict):
         raise _fail(path, what, f"it holds a JSON {type(obj).__name__}, not an object")
     return obj
@@ -283,8 +435,28 @@ def check_summary(obj: Any, path: Path) -> dict[str, Any]:
     return obj
 
 
-def read_summary(path: Path) -> dict[str, Any]:
-    return check_summary(read_json(path), path)
+def read_summary(path: Path, root: Path | None = None) -> dict[str, Any]:
+    return check_summary(read_json(path, root), path)
+
+
+def check_untrained(obj: Any, path: Path, names: Iterable[str]) -> dict[str, float | None]:
+    """A trial's ``untrained.json``: an object whose keys are exactly the task's metric
+    ``names`` (what its ``evaluate`` reports), each a finite number or null (a NaN is
+    written as null); else :class:`ResultsFileError` naming the file and what is wrong."""
+    what = "untrained-model metrics file"
+    if not isinstance(obj, dict):
+        raise _fail(path, what, f"it holds a JSON {type(obj).__name__}, not an object")
+    names = set(names)
+    if set(obj) != names:
+        odd, missing = sorted(set(obj) - names)[:3], sorted(names - set(obj))[:3]
+        raise _fail(path, what, "its keys are not this task's metrics"
+                    + (f" (not a metric: {', '.join(repr(k[:40]) for k in odd)})" if odd else "")
+                    + (f" (missing: {', '.join(missing)})" if missing else ""))
+    for k, v in obj.items():
+        if not (v is None or isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53
+                or isinstance(v, float) and math.isfinite(v)):
+            raise _fail(path, what, f"{k[:40]!r} = {str(v)[:40]!r} is not a finite number or null")
+    return obj
 
 
 _ROW_NUMBERS = ("mean", "ci95", "diff_vs_baseline", "diff_ci95", "p_value")
@@ -338,11 +510,165 @@ def check_comparison(obj: Any, path: Path) -> dict[str, Any]:
         bad += [f for f in _ROW_COUNTS if not (_is_number(row.get(f, 0), nullable=False) and row.get(f, 0) >= 0)]
         if bad:
             raise _fail(path, what, f"rows[{k}] has non-numeric {', '.join(bad)}")
+        if "mean" not in row:  # the tables read it by name (null: no value)
+            raise _fail(path, what, f"rows[{k}] has no 'mean'")
+    _check_comparison_stats(obj, path)
+    _check_intervals(obj, path)
+    if obj.get("tuning") is not None:
+        check_tuning(obj["tuning"], obj["losses"], path)
     return obj
 
 
-def read_comparison(path: Path) -> dict[str, Any]:
-    return check_comparison(read_json(path), path)
+def _map_of(value: Any, item_ok) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and item_ok(v) for k, v in value.items())
+
+
+def _list_of(value: Any, item_ok) -> bool:
+    return isinstance(value, list) and all(item_ok(v) for v in value)
+
+
+def _is_text(v: Any, nullable: bool = True) -> bool:
+    return (v is None and nullable) or isinstance(v, str)
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _compute_ok(c: Any) -> bool:
+    """One loss's ``compute`` record: numbers (or null), and the two words it carries."""
+    return c is None or _map_of(c, lambda v: True) and all(
+        _is_text(v) if k in _COMPUTE_TEXT else _is_number(v) for k, v in c.items())
+
+
+def _provenance_ok(p: Any) -> bool:
+    scalar = lambda v: v is None or isinstance(v, (str, int, float, bool))  # noqa: E731
+    return _map_of(p, lambda v: True) and _list_of(p.get("combinations", []), lambda c: _map_of(c, scalar)) \
+        and _list_of(p.get("commits", []), lambda c: isinstance(c, str)) \
+        and all(isinstance(p.get(k, False), bool) for k in ("mixed", "dirty"))
+
+
+def _fold_ok(f: Any) -> bool:
+    return _map_of(f, lambda v: True) and _is_count(f.get("seed")) and _is_number(f.get("mean")) \
+        and _is_number(f.get("se")) and _is_text(f.get("protocol"))
+
+
+_COMPUTE_TEXT = ("optimizer", "peak_mem_how")
+# The statistics and records compare.py writes beside the rows, each optional (older
+# comparisons lack some): what each must be, in the words of the error line.
+_STATS_FIELDS: dict[str, tuple[Any, str]] = {
+    "split": (_is_text, "a string"),
+    "bounds": (lambda v: _map_of(v, lambda b: _list_of(b, _is_number) and len(b) == 2),
+               "an object of [low, high] pairs of numbers or null"),
+    "compute": (lambda v: _map_of(v, _compute_ok), "an object of per-loss objects of numbers"),
+    "success": (lambda v: _map_of(v, _is_number), "an object of numbers"),
+    "best": (lambda v: _map_of(v, _is_text), "an object of loss names or null"),
+    "mde": (lambda v: _map_of(v, _is_number), "an object of numbers or null"),
+    "seeds_needed": (lambda v: _map_of(v, lambda n: isinstance(n, int) and not isinstance(n, bool)),
+                     "an object of whole numbers"),
+    "alpha": (lambda v: _is_number(v, nullable=False), "a number"),
+    "power": (lambda v: _is_number(v, nullable=False), "a number"),
+    "mde_level": (lambda v: _is_number(v, nullable=False), "a number"),
+    "target_effect": (_is_number, "a number or null"),
+    "itt": (lambda v: _map_of(v, lambda x: True) and _map_of(v.get("best", {}), _is_text)
+            and _map_of(v.get("mde", {}), _is_number), "an object with 'best' (loss names) and 'mde' (numbers)"),
+    "provenance": (_provenance_ok, "an object with 'combinations' (objects), 'commits' (strings), 'mixed' and "
+                                   "'dirty' (true/false)"),
+    "folds": (lambda v: _map_of(v, lambda fs: _list_of(fs, _fold_ok)),
+              "an object of lists of {seed, mean, se, protocol}"),
+}
+
+
+def _check_comparison_stats(obj: dict[str, Any], path: Path) -> None:
+    """The optional fields of :data:`_STATS_FIELDS` have their types, and ``best`` names
+    losses of the comparison: the tables index and format them without looking again."""
+    for key, (ok, expected) in _STATS_FIELDS.items():
+        if key in obj and not ok(obj[key]):
+            raise _fail(path, "comparison file", f"{key!r} must be {expected}")
+    for key, best in (("best", obj.get("best")), ("itt.best", (obj.get("itt") or {}).get("best"))):
+        strangers = sorted({v for v in (best or {}).values() if v is not None and v not in obj["losses"]})
+        if strangers:
+            raise _fail(path, "comparison file",
+                        f"{key!r} names {', '.join(map(repr, strangers))}, not a loss of 'losses'")
+
+
+def _check_intervals(obj: dict[str, Any], path: Path) -> None:
+    """Each metric's bounds are ``low <= high``, a row's CI half-widths are >= 0 and its
+    mean lies within its metric's bounds: the plots draw whiskers from them, and a
+    negative one is no interval (matplotlib refuses it)."""
+    bounds = obj.get("bounds") or {}
+    for metric, pair in bounds.items():
+        if None not in pair and pair[0] > pair[1]:
+            raise _fail(path, "comparison file", f"bounds[{metric!r}] = {pair} has low above high")
+    for k, row in enumerate(obj["rows"]):
+        for key in ("ci95", "diff_ci95"):
+            if row.get(key) is not None and row[key] < 0:
+                raise _fail(path, "comparison file", f"rows[{k}] has a negative {key} ({row[key]!r})")
+        low, high = bounds.get(row["metric"]) or (None, None)
+        mean = row["mean"]
+        if mean is not None and ((low is not None and mean < low) or (high is not None and mean > high)):
+            raise _fail(path, "comparison file",
+                        f"rows[{k}] mean {mean!r} lies outside bounds[{row['metric']!r}] = [{low}, {high}]")
+
+
+def check_tuning(t: Any, losses: list[str], path: Path) -> dict[str, Any]:
+    """A tuned comparison's search record (``compare.json``'s ``tuning``, written by
+    :func:`cvloss.run.tuning.run_tuned_comparison`): the space as ``NAME=dist(...)`` texts,
+    whole ``trials`` and ``sampler_seed``, and per loss of ``losses`` ``trials`` candidates
+    (objects of the same names), val scores and statuses, a ``chosen_index`` among them and
+    the chosen values, so the report can index every list without looking again."""
+    what = "comparison file"
+
+    def bad(detail: str) -> ResultsFileError:
+        return _fail(path, what, f"'tuning' {detail}")
+
+    if not isinstance(t, dict):
+        raise bad("must be an object")
+    if not _list_of(t.get("space"), lambda d: isinstance(d, str) and "=" in d):
+        raise bad("'space' must be a list of NAME=dist(...) texts")
+    trials = t.get("trials")
+    if not (_is_count(trials) and trials >= 1):
+        raise bad("'trials' must be a whole number >= 1")
+    if not (isinstance(t.get("sampler_seed"), int) and not isinstance(t.get("sampler_seed"), bool)):
+        raise bad("'sampler_seed' must be a whole number")
+    for key in ("sampler", "metric", "hash", "tuning_seeds"):
+        if not isinstance(t.get(key), str):
+            raise bad(f"{key!r} must be a string")
+    if not isinstance(t.get("higher_is_better", True), bool):
+        raise bad("'higher_is_better' must be true or false")
+    per_loss = t.get("losses")
+    if not isinstance(per_loss, dict) or any(spec not in per_loss for spec in losses):
+        raise bad("'losses' must hold a record for every loss of the comparison")
+    scalar = lambda v: isinstance(v, (str, int, float, bool))  # noqa: E731
+    names: set[str] | None = None  # every candidate of every loss names the same parameters
+    for spec in losses:
+        rec = per_loss[spec]
+        where = f"losses[{spec!r}]"
+        if not isinstance(rec, dict):
+            raise bad(f"{where} must be an object")
+        cands = rec.get("candidates")
+        if not _list_of(cands, lambda c: _map_of(c, scalar)) or len(cands) != trials:
+            raise bad(f"{where}['candidates'] must be {trials} objects of values")
+        names = set(cands[0]) if names is None else names
+        if any(set(c) != names for c in cands):
+            raise bad(f"{where}['candidates'] must all name the same parameters")
+        if not _list_of(rec.get("val_scores"), _is_number) or len(rec["val_scores"]) != trials:
+            raise bad(f"{where}['val_scores'] must be {trials} numbers or null")
+        if not _list_of(rec.get("status"), lambda v: isinstance(v, str)) or len(rec["status"]) != trials:
+            raise bad(f"{where}['status'] must be {trials} strings")
+        index = rec.get("chosen_index")
+        if not (_is_count(index) and index < trials):
+            raise bad(f"{where}['chosen_index'] must be a whole number below {trials}")
+        if not _map_of(rec.get("chosen"), scalar) or set(rec["chosen"]) != set(cands[index]):
+            raise bad(f"{where}['chosen'] must be an object of the candidates' parameters")
+        if not isinstance(rec.get("trained_spec"), str) or not _is_number(rec.get("cost_s"), nullable=False) \
+                or not _list_of(rec.get("flags"), lambda v: isinstance(v, str)):
+            raise bad(f"{where} needs 'trained_spec' (a string), 'cost_s' (a number) and 'flags' (strings)")
+    return t
+
+
+def read_comparison(path: Path, root: Path | None = None) -> dict[str, Any]:
+    return check_comparison(read_json(path, root), path)
 
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
@@ -356,22 +682,79 @@ def plain_file_name(name: Any) -> bool:
 
 
 def file_inside(folder: Path, name: str) -> Path | None:
-    """``folder / name`` when ``name`` is a plain file name of a regular file whose real
-    path (links followed) lies in ``folder``; else None."""
+    """``folder / name`` (``folder`` resolved) when ``name`` is a plain file name
+    (:func:`plain_file_name`) of a regular file of ``folder`` itself; else None. A link
+    is refused even when it points inside: a symbolic link can lead anywhere, and a hard
+    link (``st_nlink > 1``) may be a file of another folder, so only the folder's own
+    files are shown or embedded. Readers check again on the open file
+    (:func:`cvloss.report.html.data_uri`)."""
     if not plain_file_name(name):
         return None
-    folder = Path(folder).resolve()
-    path = (folder / name).resolve()
-    return path if path.parent == folder and path.is_file() else None
+    path = Path(folder).resolve() / name  # a plain name: its parent is the folder
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return path if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 else None
+
+
+# ---------------------------------------------------------------- loss folder names
+#: One term of a readable slug: ``[<weight>x]<name>[-<key>=<value>...]`` (see :func:`_unslug`).
+_SLUG_TERM = re.compile(r"(?:(?P<weight>[0-9][0-9.e+-]*)x)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:-(?P<args>.+))?")
+#: Where terms part: a ``+`` that is no exponent's sign (``1e+39xce`` is one term).
+_SLUG_TERM_START = re.compile(r"(?<![0-9]e)\+")
+_SLUG_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[^=]+")
+#: Where one ``-<key>=<value>`` of a slug begins: a ``-`` followed by a name and ``=``.
+_SLUG_ARG_START = re.compile(r"-(?=[A-Za-z_][A-Za-z0-9_]*=)")
+#: The tail every hashed slug ends with, and no kept readable slug may end with.
+_SLUG_HASH_TAIL = re.compile(r"-[0-9a-f]{8}$")
+
+
+def _readable_slug(spec: str) -> str:
+    """``ce+0.1*topo(mu=0.5)`` -> ``ce+0.1xtopo-mu=0.5``: ``*`` -> ``x``, ``(`` and ``,``
+    -> ``-``, ``)`` dropped, any other character outside ``[A-Za-z0-9_.+=-]`` -> ``_``
+    (so ``/``, ``"``, ``é`` never reach a folder name). Lossy in general."""
+    slug = spec.replace("*", "x").replace("(", "-").replace(")", "").replace(",", "-")
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", slug)
+
+
+def _unslug(slug: str) -> str | None:
+    """The one canonical spec that a readable slug reads as, or None: terms split on
+    ``+`` (not an exponent's), each ``[<weight>x]<name>`` and its ``-<key>=<value>``
+    arguments. A function of the slug alone -- that is what makes the slugs
+    :func:`loss_slug` keeps injective."""
+    terms = []
+    for piece in _SLUG_TERM_START.split(slug):
+        m = _SLUG_TERM.fullmatch(piece)
+        if m is None:
+            return None
+        call = m["name"]
+        if m["args"] is not None:
+            args = _SLUG_ARG_START.split("-" + m["args"])[1:]
+            if not args or not all(_SLUG_ARG.fullmatch(a) for a in args):
+                return None
+            call += "(" + ",".join(args) + ")"
+        terms.append(call if m["weight"] is None else f"{m['weight']}*{call}")
+    return "+".join(terms)
 
 
 def loss_slug(spec: str) -> str:
-    """A folder name for a canonical loss spec: ``ce+0.1*topo(mu=0.5)`` -> ``ce+0.1xtopo-mu=0.5``.
+    """The folder name of a canonical loss spec; two specs never share one.
 
-    Long specs keep a readable prefix and an 8-hex hash so two specs never share a folder.
-    """
-    slug = spec.replace("*", "x").replace("(", "-").replace(")", "").replace(",", "-")
-    slug = re.sub(r"[^A-Za-z0-9_.+=-]", "_", slug)
-    if len(slug) > 80:
-        slug = slug[:60] + "-" + hashlib.sha1(spec.encode()).hexdigest()[:8]
-    return slug
+    The readable form (``ce+0.1*topo(mu=0.5)`` -> ``ce+0.1xtopo-mu=0.5``,
+    :func:`_readable_slug`) is kept when it is at most 80 characters and reads back as
+    exactly ``spec`` (:func:`_unslug`), so every such name stands for one spec: the names
+    of existing results folders stay as they were. A readable form that would lose
+    information -- ``weights=/x/a/b.pt`` and ``weights=/x/a_b.pt`` both read
+    ``weights=_x_a_b.pt``; ``lossé`` and ``lossè`` both ``loss_`` -- holds an upper-case
+    letter (``mining=A`` and ``mining=a`` are one folder where case is ignored) or is too long is
+    ``<first 60 characters>-<8 hex of sha1(spec)>`` (the form long specs always had). No
+    kept name ends like that, so the two kinds never meet; two hashed names meet only on
+    a 32-bit hash collision, and even then the trial's recorded identity tells them apart
+    (:func:`cvloss.run.trainer.identity_mismatch`)."""
+    readable = _readable_slug(spec)
+    # lower case only: on a case-insensitive file system (macOS, Windows) ``A`` and ``a`` meet
+    if (len(readable) <= 80 and readable == readable.lower() and _unslug(readable) == spec
+            and not _SLUG_HASH_TAIL.search(readable)):
+        return readable
+    return readable[:60] + "-" + hashlib.sha1(spec.encode()).hexdigest()[:8]

@@ -56,7 +56,14 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
 
-def Int(lo: float | None = 1, hi: float | None = None, nullable: bool = False, help: str = "") -> Setting:
+#: The ceiling of a whole-number setting that names none of its own (a count, a width, a
+#: size): ten million is beyond any count cvloss's tasks can use on a GPU node (images,
+#: identities, steps), yet small enough that a typo (``n_train=10000000000``) is refused in
+#: one line instead of ending, minutes later, in a MemoryError.
+INT_CEILING = 10_000_000
+
+
+def Int(lo: float | None = 1, hi: float | None = INT_CEILING, nullable: bool = False, help: str = "") -> Setting:
     return Setting("int", lo=lo, hi=hi, nullable=nullable, help=help)
 
 
@@ -83,24 +90,31 @@ def ImagePath(help: str = "") -> Setting:
 
 
 # Names every task means the same thing by; a task's own ``settings`` may override them.
+# Upper bounds are generous for a GPU node and the same on a laptop (a bound must not
+# depend on the machine, or a command would run here and be refused there): far beyond the
+# papers' protocols (CycleGAN: 200 epochs at 256 px; U-Net: full images of a few hundred
+# px), they only stop typos that would otherwise run for ever or exhaust the memory.
 COMMON: dict[str, Setting] = {
-    "epochs": Int(1, help="training epochs"),
-    "batch_size": Int(1, help="samples per optimisation step"),
+    # 100,000 epochs: 500x CycleGAN's 200, years at the full budget on any machine
+    "epochs": Int(1, 100_000, help="training epochs"),
+    "batch_size": Int(1, 65_536, help="samples per optimisation step"),
     "lr": Positive(help="learning rate"),
     "weight_decay": Float(0.0, help="L2 weight decay"),
     "beta1": Float(0.0, 1.0, help="Adam beta1"),
     "beta2": Float(0.0, 1.0, help="Adam beta2"),
-    "image_size": Int(8, help="side of the training images in pixels"),
-    "n_train": Int(1, nullable=True, help="training images (none: all)"),
-    "n_val": Int(1, nullable=True, help="validation images (none: all)"),
-    "width": Int(1, help="channels of the first stage"),
-    "depth": Int(1, help="stages"),
+    # 8192 px: 16x the largest protocol's side (DIV2K's 2K HR images are cropped to patches)
+    "image_size": Int(8, 8192, help="side of the training images in pixels"),
+    # 10 million images: 8x ImageNet-1k; every dataset cvloss knows holds under 15,000
+    "n_train": Int(1, 10_000_000, nullable=True, help="training images (none: all)"),
+    "n_val": Int(1, 10_000_000, nullable=True, help="validation images (none: all)"),
+    "width": Int(1, 4096, help="channels of the first stage"),
+    "depth": Int(1, 16, help="stages"),
     "augment": Bool("random flips"),
     "amp": Bool("bf16 autocast on CUDA"),
     "channels_last": Bool("channels_last memory format on CUDA"),
-    "n_blocks": Int(1, help="residual blocks of the generator"),
-    "d_width": Int(1, help="discriminator width"),
-    "cpu_threads": Int(1, nullable=True, help="torch threads on a CPU for the trial (none: leave as is)"),
+    "n_blocks": Int(1, 1000, help="residual blocks of the generator"),
+    "d_width": Int(1, 4096, help="discriminator width"),
+    "cpu_threads": Int(1, 4096, nullable=True, help="torch threads on a CPU for the trial (none: leave as is)"),
 }
 
 

@@ -3,7 +3,15 @@
 A comparison of 5 losses x 10 seeds loads the same split 50 times; with ``--jobs`` many
 processes load it at once. :func:`cached_load` keeps each loader's result as one file,
 
-    <dataset root>/.cvloss-cache/<split>-<key>.pt
+    <cache dir>/<split>-<key>.pt
+
+where the cache dir of a data folder is chosen in one place, :func:`cache_dir`:
+``<dataset root>/.cvloss-cache/`` when cvloss made that folder (a download) and may write
+it (:func:`can_write`), else ``<cache home>/decoded/<folder name>-<12 hex>/`` under
+:func:`cache_home` (``$CVLOSS_CACHE``, else ``$XDG_CACHE_HOME/cvloss``, else the user cache
+dir). A folder cvloss did not make -- an adopted copy on shared storage
+(:mod:`cvloss.data.adopt`), a dataset folder of your own -- is never written into,
+whatever its permissions say (tests and clusters run as root, who may write anywhere).
 
 where ``key`` is the sha256 of the dataset's name, the loader (``module:function``), the
 sha256 of the loader's module source and of :mod:`cvloss.data.types` (a change in the
@@ -18,10 +26,12 @@ Files are written atomically (a temporary file renamed into place) under an excl
 others wait and read; the OS drops the lock of a process that dies. They are read with
 ``torch.load(weights_only=True)``: a cache file never runs code, and only the result
 types of :mod:`cvloss.data.types` are rebuilt. A file that cannot be read is rebuilt; a
-read-only folder works without a cache. ``CVLOSS_DATA_CACHE=0`` turns caching off.
+cache dir that cannot be made or written (a full disk, root squashed on NFS) leaves the
+run working without a cache. ``CVLOSS_DATA_CACHE=0`` turns caching off.
 
-Oxford-IIIT Pet keeps its own cache (:mod:`cvloss.data.pets`), keyed by its files; a
-user's dataset folder (:mod:`cvloss.data.folders`) is never written into.
+Oxford-IIIT Pet keeps its own cache (:mod:`cvloss.data.pets`, in the same cache dir),
+keyed by its files; the decoded splits of a user's dataset folder
+(:mod:`cvloss.data.folders`) are not cached.
 """
 from __future__ import annotations
 
@@ -31,6 +41,7 @@ import hashlib
 import inspect
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -42,12 +53,73 @@ from cvloss.data import types
 
 CACHE_ENV = "CVLOSS_DATA_CACHE"
 CACHE_DIR = ".cvloss-cache"
+#: the folder of what belongs to no data folder: adoption records, caches of read-only data
+HOME_ENV = "CVLOSS_CACHE"
+#: ``<cache home>/DATA_SUBDIR/<folder>-<hash>/``: the caches of data folders cvloss does not write
+DATA_SUBDIR = "decoded"
 _OWN_CACHE = ("oxford-pets",)  # cached by its loader already
 _TYPES = ("SegData", "SRData", "TranslateData", "IdentityData", "StylePairs")
 
 
 def enabled() -> bool:
     return os.environ.get(CACHE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_home() -> Path:
+    """cvloss's own cache folder (nothing is created here): ``$CVLOSS_CACHE`` if set and
+    non-empty, else ``$XDG_CACHE_HOME/cvloss``, else ``platformdirs.user_cache_dir("cvloss")``
+    (``~/.cache/cvloss`` on Linux, also the default data dir). It holds the adoption
+    records (``adopted/<name>.json``) and the caches of data folders cvloss does not write
+    (``decoded/``). Put it on shared storage for a cluster whose nodes must see the records."""
+    env = os.environ.get(HOME_ENV, "").strip()
+    if env:
+        return Path(os.path.abspath(os.path.expanduser(env)))
+    xdg = os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "").strip())
+    if xdg and os.path.isabs(xdg):  # the XDG spec ignores a relative value
+        return Path(xdg) / "cvloss"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("cvloss"))
+
+
+def can_write(folder: str | Path) -> bool:
+    """Whether cvloss may write into ``folder`` (or, when it does not exist yet, into its
+    nearest existing parent, where it would be made). Read-only when any of: no write bit
+    at all in its mode (``chmod a-w``: honoured for root too, whom the kernel lets write
+    anyway), ``os.access`` denies writing (owner, group, ACLs), or a read-only mount.
+    Nothing is written to find out (a probe file would change the folder's mtime, which
+    keys the caches)."""
+    p = Path(folder)
+    while not p.exists():
+        if p.parent == p:
+            return False
+        p = p.parent
+    try:
+        st = os.stat(p)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    if not os.access(p, os.W_OK | os.X_OK):
+        return False
+    try:
+        return not os.statvfs(p).f_flag & getattr(os, "ST_RDONLY", 1)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return True
+
+
+def cache_dir(root: str | Path, owned: bool = True) -> Path:
+    """Where the caches of the data folder ``root`` go (the one place this is chosen):
+    ``<root>/.cvloss-cache`` when ``owned`` (cvloss made the folder: a download, an embedded
+    dataset's) and :func:`can_write`, else ``<cache home>/decoded/<name>-<hash>`` with ``hash``
+    the first 12 hex of the sha256 of ``root``'s absolute path (two copies of one dataset
+    never share a cache; their keys differ anyway)."""
+    root = Path(root)
+    if owned and can_write(root):
+        return root / CACHE_DIR
+    where = os.path.abspath(root)
+    label = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(where).name)[:60] or "root"
+    return cache_home() / DATA_SUBDIR / f"{label}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 def source_hash(*objects: Any) -> str:
@@ -140,15 +212,16 @@ def _decode_data(payload: Any) -> Any | None:
 
 
 def cached_load(name: str, loader: str, fn: Callable[..., Any], root: Path, split: str, kwargs: dict[str, Any],
-                real: bool) -> Any:
-    """``fn(root, split, **kwargs)``, through the cache when its result is a dataset type."""
+                real: bool, folder: Path | None = None) -> Any:
+    """``fn(root, split, **kwargs)``, through the cache when its result is a dataset type;
+    the cache file goes in ``folder`` (default :func:`cache_dir` of ``root``)."""
     if name in _OWN_CACHE or loader.startswith("cvloss.data.folders:"):
         # a user's own folder is theirs: nothing is written into it (it has its fingerprint)
         return fn(root, split, **kwargs)
     parts = {"dataset": name, "loader": loader, "source": source_hash(fn, types), "split": split, "kwargs": kwargs}
     if real:
         parts["root"] = [str(Path(root).resolve()), Path(root).stat().st_mtime_ns]
-    path = Path(root) / CACHE_DIR / f"{split}-{_key(parts)}.pt"
+    path = Path(folder if folder is not None else cache_dir(root)) / f"{split}-{_key(parts)}.pt"
     kind: list[str] = []
 
     def build():
@@ -173,12 +246,13 @@ class _NotCached(Exception):
 
 
 def cached_tensor(root: Path, name: str, parts: dict[str, Any], data: torch.Tensor,
-                  build: Callable[[], torch.Tensor]) -> torch.Tensor:
+                  build: Callable[[], torch.Tensor], folder: Path | None = None) -> torch.Tensor:
     """A tensor derived from ``data`` (e.g. one border map per training mask), cached as
-    ``<root>/.cvloss-cache/<name>-<key>.pt``; ``key`` covers ``parts`` and the bytes of
-    ``data``, so other images or other settings are another file."""
+    ``<folder>/<name>-<key>.pt`` (``folder``: default :func:`cache_dir` of the data folder
+    ``root``); ``key`` covers ``parts`` and the bytes of ``data``, so other images or other
+    settings are another file."""
     digest = hashlib.sha256(data.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
     key = _key({**parts, "name": name, "data": [digest, list(data.shape), str(data.dtype)]})
-    path = Path(root) / CACHE_DIR / f"{name}-{key}.pt"
+    path = Path(folder if folder is not None else cache_dir(root)) / f"{name}-{key}.pt"
     return _cached(path, lambda: build().cpu(), lambda t: t,
                    lambda t: t if isinstance(t, torch.Tensor) else None)

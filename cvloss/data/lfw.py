@@ -1,9 +1,13 @@
 """Labeled Faces in the Wild (Huang et al. 2007), read from its real on-disk layout.
 
-Layout under ``<data-dir>/lfw/`` (what the official archives and lists extract to)::
+Layout under ``<data-dir>/lfw/`` (what the official archives and lists extract to; torchvision's
+``lfw-py/`` folder has the same layout and can be adopted, :mod:`cvloss.data.adopt`)::
 
     lfw-deepfunneled/Aaron_Eckhart/Aaron_Eckhart_0001.jpg   (preferred when present)
     lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg                 (the plain images otherwise)
+    lfw_funneled/Aaron_Eckhart/Aaron_Eckhart_0001.jpg        (else the funneled ones: the
+                                                              folder torchvision's LFW
+                                                              classes extract by default)
     peopleDevTrain.txt  View 1 training people: a count line, then "name\\tnum_images"
     pairsDevTest.txt    View 1 test pairs: a count line ("500"), 500 same ("name\\tn1\\tn2")
                         then 500 different ("name1\\tn1\\tname2\\tn2") pairs
@@ -49,13 +53,14 @@ from cvloss.data.types import DatasetError, check_split
 __all__ = ["IMAGE_DIRS", "N_VIEW2_FOLDS", "image_dir", "image_path", "load_lfw", "read_pairs", "read_people",
            "read_people_sets", "train_people", "usable_train_identities"]
 
-IMAGE_DIRS = ("lfw-deepfunneled", "lfw")
+IMAGE_DIRS = ("lfw-deepfunneled", "lfw", "lfw_funneled")  # in order of preference
 N_VIEW2_FOLDS = 10
 Pair = tuple[str, int, str, int]
 
 
 def image_dir(root: Path) -> Path:
-    """The image folder: ``lfw-deepfunneled`` when present, else ``lfw``."""
+    """The image folder: the first of :data:`IMAGE_DIRS` present (deep-funneled, plain,
+    funneled)."""
     for name in IMAGE_DIRS:
         if (root / name).is_dir():
             return root / name

@@ -38,8 +38,10 @@ The real archive has quirks, all handled by decoding through PIL by content, not
 extension, then converting to RGB: grayscale and CMYK JPEGs, RGBA/palette images, and a
 few PNG files named ``.jpg``. A file PIL cannot decode raises :class:`DatasetError` naming it.
 
-Decoded splits are cached as ``<root>/.cvloss-cache/<split>-<size>-<limit>.pt`` (written
-atomically, read with ``weights_only=True``) and rebuilt when the split's contents (the
+Decoded splits are cached as ``<cache dir>/<split>-<size>-<limit>.pt`` (the cache dir of
+:func:`cvloss.data.cache.cache_dir`: ``<root>/.cvloss-cache`` for a folder cvloss
+downloaded and may write, else under the user's cache; written atomically, read with
+``weights_only=True``) and rebuilt when the split's contents (the
 image names it holds, so a cache written when ``train`` was all of trainval is not
 reused), the split list or any image/trimap file (name, size, mtime) changes.
 """
@@ -57,9 +59,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cvloss.data import cache
 from cvloss.data.types import DatasetError, SegData, check_split
 
-__all__ = ["CLASS_NAMES", "SPLIT_FILES", "TRIMAP_TO_CLASS", "VAL_FRACTION", "VAL_SEED", "breed_of",
+__all__ = ["CLASS_NAMES", "SPLIT_FILES", "TRIMAP_TO_CLASS", "VAL_FRACTION", "VAL_SEED", "breed_of", "list_names",
            "load_oxford_pets", "read_split", "split_trainval"]
 
 CLASS_NAMES = ("background", "pet", "border")
@@ -97,20 +100,29 @@ def split_trainval(names: list[str]) -> tuple[list[str], list[str]]:
     return [n for n in names if n not in val], [n for n in names if n in val]
 
 
-def read_split(root: Path, split: str) -> list[str]:
-    """Image names of our ``split`` in file order: ``train`` and ``val`` split
-    trainval.txt (see :func:`split_trainval`), ``test`` = test.txt."""
-    check_split(split, "oxford-pets")
-    path = Path(root) / "annotations" / SPLIT_FILES[split]
+def list_names(path: Path) -> list[str]:
+    """The image names an official list (``annotations/trainval.txt``, ``test.txt``) holds,
+    in file order; a missing, empty or repeating list is one :class:`DatasetError` line."""
     try:
-        text = path.read_text()
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise DatasetError(f"oxford-pets split list {path} is missing (run `cvloss datasets download oxford-pets`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read oxford-pets split list {path}: {exc}") from None
     names = [ln.split()[0] for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not names:
         raise DatasetError(f"oxford-pets split list {path} names no images")
     if len(set(names)) != len(names):
         raise DatasetError(f"oxford-pets split list {path} names an image twice")
+    return names
+
+
+def read_split(root: Path, split: str) -> list[str]:
+    """Image names of our ``split`` in file order: ``train`` and ``val`` split
+    trainval.txt (see :func:`split_trainval`), ``test`` = test.txt."""
+    check_split(split, "oxford-pets")
+    path = Path(root) / "annotations" / SPLIT_FILES[split]
+    names = list_names(path)
     if split == "test":
         return names
     train, val = split_trainval(names)
@@ -190,8 +202,8 @@ def _decode_all(root: Path, names: list[str], size: int) -> tuple[torch.Tensor, 
     return images, masks
 
 
-def _cache_path(root: Path, split: str, size: int, limit: int | None) -> Path:
-    return root / ".cvloss-cache" / f"{split}-{size}-{limit}.pt"
+def _cache_path(folder: Path, split: str, size: int, limit: int | None) -> Path:
+    return folder / f"{split}-{size}-{limit}.pt"
 
 
 def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -219,7 +231,7 @@ def _write_cache(path: Path, fingerprint: str, images: torch.Tensor, masks: torc
 
 
 def load_oxford_pets(root: Path, split: Literal["train", "val", "test"], size: int = 128,
-                     limit: int | None = None) -> SegData:
+                     limit: int | None = None, cache_dir: Path | None = None) -> SegData:
     """Load our ``split`` of Oxford-IIIT Pet from ``root`` (``<data-dir>/oxford-pets``).
 
     Args:
@@ -229,6 +241,9 @@ def load_oxford_pets(root: Path, split: Literal["train", "val", "test"], size: i
         size: output side; images and masks are resized to ``size x size`` (aspect not kept).
         limit: at most this many images: evenly spaced through the breed-sorted list,
             so all breeds appear; the same ``limit`` always gives the same images.
+        cache_dir: where the decoded split is cached (default
+            :func:`cvloss.data.cache.cache_dir` of ``root``; :func:`cvloss.data.registry.load_dataset`
+            passes the dataset's, which is never inside an adopted copy).
 
     Returns:
         :class:`SegData` with images ``(N, 3, size, size)`` uint8 and masks
@@ -240,11 +255,12 @@ def load_oxford_pets(root: Path, split: Literal["train", "val", "test"], size: i
     names = _subset(read_split(root, split), limit)
     # The names themselves enter the key: the split's contents, not only its name.
     fingerprint = hashlib.sha256((split + "\n" + "\n".join(names) + "\n" + _fingerprint(root, names)).encode()).hexdigest()
-    cache = _cache_path(root, split, size, limit)
-    cached = _read_cache(cache, fingerprint)
+    path = _cache_path(Path(cache_dir) if cache_dir is not None else cache.cache_dir(root), split, size, limit)
+    cached = _read_cache(path, fingerprint) if cache.enabled() else None
     if cached is not None:
         images, masks = cached
     else:
         images, masks = _decode_all(root, names, size)
-        _write_cache(cache, fingerprint, images, masks)
+        if cache.enabled():
+            _write_cache(path, fingerprint, images, masks)
     return SegData(images=images, masks=masks.long(), class_names=CLASS_NAMES, name="oxford-pets", real=None)

@@ -4,7 +4,10 @@ to load any split: :func:`load_dataset`.
 Data directory precedence: ``--data-dir`` > ``$CVLOSS_DATA`` > the user cache dir
 (``platformdirs.user_cache_dir("cvloss")``). Dataset ``NAME`` lives in
 ``<data-dir>/NAME/``; its archives are downloaded (or placed by hand) there and extracted
-in place.
+in place. A copy already extracted elsewhere (shared read-only storage, torchvision's
+``oxford-iiit-pet/`` or ``lfw-py/``) is used in place once adopted
+(:mod:`cvloss.data.adopt`): :func:`dataset_root` is the folder a loader reads,
+:func:`data_cache_dir` where the caches derived from it go.
 
 A user catalog in the same format (``--catalog FILE`` or ``$CVLOSS_CATALOG``) adds its
 entries to the built-in ones (a name of a built-in dataset is refused); its entries may
@@ -52,7 +55,8 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib  # type: ignore[no-redef]
 
-from cvloss.data.cache import cached_load
+from cvloss.data import adopt
+from cvloss.data.cache import DATA_SUBDIR, cache_dir, cached_load
 from cvloss.data.folders import _NAME, check_name
 from cvloss.data.types import SPLITS, DatasetError, check_split
 
@@ -60,7 +64,9 @@ __all__ = [
     "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
     "load_catalog", "get_dataset", "datasets_for", "default_dataset", "resolve_data_dir",
     "dataset_dir", "extraction_marker", "missing_layout", "presence_problem", "is_present",
-    "require_present", "load_dataset", "CATALOG_ENV", "user_catalog_path", "TRUST_ENV", "MAX_CATALOG_BYTES",
+    "require_present", "ensure_present", "dataset_root", "adopted_copy", "data_cache_dir", "copy_note",
+    "RESERVED_NAMES",
+    "load_dataset", "CATALOG_ENV", "user_catalog_path", "TRUST_ENV", "MAX_CATALOG_BYTES",
     "LOADERS", "LOADER_ENTRY_POINTS", "register_loader", "loader_names", "resolve_loader", "check_name",
     "user_catalog_digest", "URL_SCHEMES",
 ]
@@ -93,8 +99,10 @@ _STRS, _TABLE, _TABLES = "a list of strings", "a table", "a list of tables"
 _DATASET_FIELDS = {
     "name": _STR, "tasks": _STRS, "description": _STR, "urls": _STRS, "files": _TABLES, "layout": _STRS,
     "size_bytes": _COUNT, "license": _STR, "citation": _STR, "loader": _STR, "embedded": _BOOL, "real": _STR,
-    "splits": _TABLE,
+    "splits": _TABLE, "counts": _TABLE, "aliases": _STRS,
 }
+#: folders cvloss keeps in its cache home, which is the default data dir too: no dataset's name
+RESERVED_NAMES = (adopt.RECORD_DIR, DATA_SUBDIR)
 _FILE_FIELDS = {"url": _STR, "filename": _STR, "size": _COUNT, "md5": _STR, "sha256": _STR, "checksum": _STR,
                 "mirrors": _STRS}
 
@@ -303,6 +311,10 @@ class DatasetInfo:
     real: str | None
     splits: dict[str, str] = field(default_factory=dict, compare=False)
     root: str | None = None  # a folder dataset's own folder (cvloss.data.folders), not <data-dir>/NAME
+    #: what an extracted copy must hold (the catalog's ``counts``; keys: see cvloss.data.adopt)
+    counts: dict[str, int] = field(default_factory=dict, compare=False)
+    #: other names of an extracted copy's folder (torchvision's ``oxford-iiit-pet``, ``lfw-py``)
+    aliases: tuple[str, ...] = ()
 
     @property
     def task(self) -> str:
@@ -467,6 +479,17 @@ def _parse_dataset(label: str, key: str, raw: Any, user: bool = False, trusted: 
         raise DatasetError(f"{where} must describe each split {', '.join(SPLITS)} in its splits table (a string "
                            f"each); got {_show(splits)}")
     layout = tuple(_check_layout(where, entry) for entry in raw["layout"])
+    if key in RESERVED_NAMES:
+        raise DatasetError(f"{where}: the name '{key}' is a folder cvloss keeps in its cache (and default data) dir; "
+                           f"give the dataset another name")
+    counts = raw.get("counts", {})
+    if not all(isinstance(k, str) and _fits(v, _COUNT) for k, v in counts.items()):
+        raise DatasetError(f"{where}: counts must map names to integers >= 0, got {_show(counts)}")
+    aliases = tuple(raw.get("aliases", ()))
+    bad_alias = [a for a in aliases if not _FILENAME.fullmatch(a)]
+    if bad_alias:
+        raise DatasetError(f"{where}: alias {_show(bad_alias[0])} must be a plain folder name (letters, digits, "
+                           f"'.', '_', '+', '-'; not starting with '.')")
     real = raw["real"]
     if real:
         check_name(real, f"{where}: real =")
@@ -480,6 +503,7 @@ def _parse_dataset(label: str, key: str, raw: Any, user: bool = False, trusted: 
         name=key, tasks=tasks, description=raw["description"], urls=tuple(raw["urls"]), files=files, layout=layout,
         size_bytes=raw["size_bytes"], license=raw["license"], citation=raw["citation"], loader=loader,
         embedded=raw["embedded"], real=real or None, splits={k: splits[k] for k in SPLITS},
+        counts=dict(counts), aliases=aliases,
     )
 
 
@@ -674,12 +698,29 @@ def missing_layout(info: DatasetInfo, root: Path) -> list[str]:
 def presence_problem(info: DatasetInfo, data_dir: str | Path | None = None) -> str | None:
     """``None`` when ``info`` is present, else one line saying what is missing and what to
     run. Present: embedded, or every archive of ``info.files`` has its extraction marker
-    and every layout entry exists. Folders extracted without markers (by an older cvloss,
-    or by a run that was killed) do not count: downloading again re-extracts them from the
-    archives already on disk."""
+    and every layout entry exists, or an extracted copy of it is adopted and unchanged
+    (:mod:`cvloss.data.adopt`: in the data dir, or the record's). Folders extracted
+    without markers (by an older cvloss, or by a run that was killed) do not count:
+    downloading again re-extracts them from the archives already on disk, and a complete
+    copy extracted by other means is adopted (the line says how)."""
+    return _presence(info, data_dir)[0]
+
+
+def _presence(info: DatasetInfo, data_dir: str | Path | None, fresh: bool = False
+              ) -> tuple[str | None, adopt.Found | None]:
+    """(problem, what :func:`cvloss.data.adopt.find` found; ``None`` when not asked)."""
     if info.embedded or info.root is not None:
-        return None
-    root = dataset_dir(info.name, data_dir)
+        return None, None
+    problem = _download_problem(info, dataset_dir(info.name, data_dir))
+    if problem is None or not info.files:  # present, or placed by hand (its layout is its presence)
+        return problem, None
+    found = adopt.find(info, resolve_data_dir(data_dir), fresh=fresh)
+    return (None if found.trusted else problem + adopt.hint(info, found)), found
+
+
+def _download_problem(info: DatasetInfo, root: Path) -> str | None:
+    """The problem of ``<data-dir>/<name>`` as downloads leave it: every archive's
+    marker and every layout entry (placed by hand: the layout alone)."""
     if not info.files:  # a user catalog's dataset placed by hand: nothing to download
         missing = missing_layout(info, root)
         if root.is_dir() and not missing:
@@ -702,9 +743,93 @@ def presence_problem(info: DatasetInfo, data_dir: str | Path | None = None) -> s
             f"{info.name}` (add --data-dir if you use one): it re-extracts from the archives already there")
 
 
+def dataset_root(info: DatasetInfo, data_dir: str | Path | None = None) -> Path:
+    """The folder the loader of ``info`` reads: a dataset folder's own, ``<data-dir>/<name>``
+    when it is there as downloads leave it, else the adopted copy when its record is
+    trusted (:func:`cvloss.data.adopt.find`), else ``<data-dir>/<name>`` (absent)."""
+    return _root_and_owned(info, data_dir)[0]
+
+
+def _root_and_owned(info: DatasetInfo, data_dir: str | Path | None) -> tuple[Path, bool]:
+    """(the folder the loader reads, whether cvloss made it: only then may it write there)."""
+    if info.root is not None:
+        return Path(info.root), False
+    root = dataset_dir(info.name, data_dir)
+    if info.embedded or not info.files or _download_problem(info, root) is None:
+        return root, True
+    found = adopt.find(info, resolve_data_dir(data_dir))
+    return (found.copy, False) if found.trusted and found.copy is not None else (root, True)
+
+
+def adopted_copy(info: DatasetInfo, data_dir: str | Path | None = None) -> Path | None:
+    """The adopted copy a run of ``info`` reads (its record trusted), or ``None`` (a
+    download, an embedded dataset, a dataset folder, or nothing usable)."""
+    root, owned = _root_and_owned(info, data_dir)
+    return None if owned or info.root is not None else root
+
+
+def data_cache_dir(info: DatasetInfo, data_dir: str | Path | None = None) -> Path:
+    """Where caches derived from ``info``'s data go (decoded splits, U-Net border maps):
+    :func:`cvloss.data.cache.cache_dir` of :func:`dataset_root` -- ``<root>/.cvloss-cache``
+    for a folder cvloss made and may write, else under ``$CVLOSS_CACHE`` (or
+    ``$XDG_CACHE_HOME/cvloss``); an adopted copy or a dataset folder of your own is never
+    written into."""
+    return cache_dir(*_root_and_owned(info, data_dir))
+
+
+def copy_note(info: DatasetInfo, data_dir: str | Path | None = None) -> str | None:
+    """For ``datasets list``: where an extracted copy of ``info`` is that is not (or no
+    longer) usable as adopted, and what to run; ``None`` without one."""
+    _, found = _presence(info, data_dir)
+    if found is None or found.trusted or found.copy is None:
+        return None
+    if found.changed is not None:
+        return f"adopted copy {found.copy} changed ({found.changed}): cvloss datasets adopt {info.name} {found.copy}"
+    managed = dataset_dir(info.name, data_dir)
+    if managed.is_dir() and os.path.samefile(found.copy, managed):  # a download's folder, half done or by hand
+        return (f"incomplete: {managed} (run cvloss datasets download {info.name}; extracted completely by other "
+                f"means: cvloss datasets adopt {info.name} {managed})")
+    return f"extracted copy {found.copy}, not adopted: cvloss datasets adopt {info.name} {found.copy}"
+
+
+def ensure_present(info: DatasetInfo, data_dir: str | Path | None = None,
+                   say: Callable[[str], None] | None = None) -> None:
+    """:func:`require_present` for a run (the CLI's data check, before any training): an
+    extracted copy in the data dir that was never adopted, or whose files (or the
+    catalog's expectations) changed since, is checked now (:func:`cvloss.data.adopt.
+    adopt_dataset`), once, and used if it passes; ``say`` gets the one line that says so.
+    A copy that fails raises :class:`cvloss.data.adopt.AdoptionError`, one line per
+    problem. ``<data-dir>/<name>`` holding its archives but not their markers keeps its
+    own line (downloading again re-extracts them)."""
+    problem, found = _presence(info, data_dir, fresh=True)
+    if problem is None:
+        return
+    if found is None or found.copy is None:
+        raise DatasetError(problem)
+    try:
+        done = adopt.adopt_dataset(info, found.copy)
+    except adopt.AdoptionError as exc:
+        managed = dataset_dir(info.name, data_dir)
+        own = managed.is_dir() and os.path.samefile(found.copy, managed)
+        if own and any((managed / f.filename).is_file() for f in info.files if f.is_archive):
+            raise DatasetError(problem) from None
+        what = (f"the adopted copy of {info.name} in {found.copy} changed since it was adopted ({found.changed}), "
+                f"and checking it again found" if found.changed is not None
+                else f"checking the extracted copy of {info.name} in {found.copy} (not adopted yet) found")
+        first, *rest = exc.problems
+        raise adopt.AdoptionError([f"{what}: {first}", *rest]) from None
+    counts = ", ".join(f"{k} {v}" for k, v in done.counts.items())
+    if say is not None:
+        say(f"note: the adopted copy of {info.name} in {done.root} changed since it was adopted ({found.changed}); "
+            f"checked again ({counts}): it passes; record {done.record}" if found.changed is not None else
+            f"note: checked the extracted copy of {info.name} in {done.root} once ({counts}) and adopted it: record "
+            f"{done.record}, trusted while its files stay as they are")
+
+
 def is_present(info: DatasetInfo, data_dir: str | Path | None = None) -> bool:
     """Embedded datasets are always present; a downloadable one when every archive's
-    extraction marker and every ``layout`` entry exist (see :func:`presence_problem`)."""
+    extraction marker and every ``layout`` entry exist, or its adopted copy is unchanged
+    (see :func:`presence_problem`)."""
     return presence_problem(info, data_dir) is None
 
 
@@ -732,8 +857,9 @@ def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: i
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be >= 1, got {limit}")
     fn = info.loader_function()
-    root = Path(info.root) if info.root is not None else dataset_dir(info.name, data_dir)
     require_present(info, data_dir)
+    root, owned = _root_and_owned(info, data_dir)  # an adopted copy is read in place, never written
+    folder = cache_dir(root, owned)
     # Loaders share the shape ``fn(root, split, size=..., limit=..., seed=..., **options)``;
     # pass only what a loader accepts (a real dataset's fixed split ignores ``seed``) and
     # leave ``size`` out when not given so the loader's own default applies.
@@ -746,7 +872,10 @@ def _load(info: DatasetInfo, split: str, *, data_dir: str | Path | None, size: i
     if unknown:
         raise DatasetError(f"dataset '{info.name}' does not take option(s) {', '.join(unknown)}")
     kwargs = {k: v for k, v in kwargs.items() if takes_any or k in params}
-    return cached_load(info.name, info.loader, fn, root, split, kwargs, real=not info.embedded)  # decoded once, on disk
+    if "cache_dir" in params:  # a loader with a cache of its own (oxford-pets): ours, never the copy's folder
+        kwargs["cache_dir"] = folder
+    return cached_load(info.name, info.loader, fn, root, split, kwargs, real=not info.embedded,  # decoded once, on disk
+                       folder=folder)
 
 
 def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None, size: int | None = None,

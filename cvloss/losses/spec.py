@@ -297,7 +297,13 @@ def _format_value(v: Any) -> str:
 
 
 def format_term(name: str, args: dict[str, Any], weight: float = 1.0) -> str:
-    """Canonical text of one term, e.g. ``0.1*topo(mu=0.5)``."""
+    """Canonical text of one term, e.g. ``0.1*topo(mu=0.5)``. The weight must be a finite
+    number >= 0 (:class:`SpecError` otherwise): the grammar has no negative weights -- one
+    would reward the term's error -- and ``inf`` or ``nan`` would not parse back."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0 or weight == float("inf"):
+        negative = isinstance(weight, (int, float)) and weight < 0
+        why = " (a negative weight would reward that term's error)" if negative else ""
+        raise SpecError(f"loss {name!r}: weight {weight!r} must be a finite number >= 0{why}")
     call = name + ("(" + ",".join(f"{k}={_format_value(v)}" for k, v in args.items()) + ")" if args else "")
     return call if weight == 1.0 else f"{weight:g}*{call}"
 
@@ -417,7 +423,7 @@ def build_loss(spec: str, task: str | None = None, feature_weights: str | None =
         if feature_weights is not None and "weights" not in args and info.param("weights") is not None:
             args["weights"] = feature_weights
         try:
-            loss = info.cls(**args)
+            loss = info.build(args)  # a plugin's failure or non-Loss: PluginLossError (a ValueError)
         except (ValueError, TypeError) as exc:
             raise SpecError(f"loss {term.name!r}: {exc}") from None
         loss.spec_args = args

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 #: Longest line of a fitted table (and of wrapped text) when stdout is not a terminal.
 PIPE_WIDTH = 120
@@ -142,11 +143,13 @@ def print_comparison(result: dict[str, Any], title: str, file=None, *, wide: boo
 def _print_rich(rows, cols, title, file, limit: int, nowrap: bool, widths: Mapping[str, int]) -> None:
     """A rich table of ``cols``; ``nowrap``: cells and headers whole (the columns were
     chosen to fit; a table wider than the terminal gets a console as wide as itself)."""
-    table = Table(title=title, show_lines=False)
+    # Text, not str: a value from a results file (a loss spec such as
+    # perceptual(layers=[relu1_2]), or a hostile one) is never read as rich markup.
+    table = Table(title=Text(title) if title else None, show_lines=False)
     for col in cols:
-        table.add_column(str(col), overflow="ellipsis" if nowrap else "fold", no_wrap=nowrap)
+        table.add_column(Text(str(col)), overflow="ellipsis" if nowrap else "fold", no_wrap=nowrap)
     for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in cols))
+        table.add_row(*(Text(str(row.get(c, ""))) for c in cols))
     width = max(limit, _rich_width([widths[c] for c in cols])) if nowrap else None
     Console(file=file, width=width).print(table)
 

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cvloss.io import atomic_path  # noqa: E402
+from cvloss.report.text import mpl_text  # noqa: E402
 
 
 def save_grid(rows: dict[str, np.ndarray], path: Path, titles: dict[str, str] | None = None, note: str = "") -> None:
@@ -26,12 +27,12 @@ def save_grid(rows: dict[str, np.ndarray], path: Path, titles: dict[str, str] | 
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title((titles or {}).get(col, col), fontsize=8)
+                ax.set_title(mpl_text((titles or {}).get(col, col)), fontsize=8)  # a loss spec may hold a $
     if note:
         import textwrap
 
         lines = textwrap.wrap(note, max(40, 20 * len(cols)))
-        fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=6)
+        fig.text(0.5, 0.005, mpl_text("\n".join(lines)), ha="center", va="bottom", fontsize=6)
         fig.tight_layout(rect=(0, 0.12 * len(lines) / fig.get_figheight(), 1, 1))
     else:
         fig.tight_layout()

@@ -22,13 +22,18 @@ _SPECIAL = {
     # not special in text mode, but written as their own commands so a loss spec reads the
     # same in any font (and `*` never meets a starred-command parser)
     "*": r"\textasteriskcentered{}", "+": r"\texttt{+}", "|": r"\textbar{}",
+    # a line break would end a comment line early, and a blank line is a paragraph break,
+    # which a table cell or a caption does not allow
+    "\n": " ", "\r": " ",
 }
 _SPECIAL_RE = re.compile("|".join(re.escape(c) for c in _SPECIAL))
 
 
 def latex_escape(text: Any) -> str:
     """``text`` with every LaTeX special character written as a command, so any loss spec
-    (``l1+0.01*perceptual(layers=[relu2_2])``, ``x^2``) typesets as it reads."""
+    (``l1+0.01*perceptual(layers=[relu2_2])``, ``x^2``) typesets as it reads, and no value
+    from a results file can be a command (``\\input{...}`` becomes text): every value the
+    tables print goes through here."""
     return _SPECIAL_RE.sub(lambda m: _SPECIAL[m.group(0)], str(text))
 
 

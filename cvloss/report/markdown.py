@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cvloss.report.tables import comparison_markdown, is_mixed, markdown_table
+from cvloss.report.text import md_code, md_escape
 from cvloss.io import file_inside, loss_slug, read_comparison, read_json_object
 from cvloss.report.plots import comparison_plots
 from cvloss.report.style import HATCH_NAMES, KEY_FIELD, LINESTYLE_NAMES, MARKER_NAMES, report_key
@@ -124,18 +125,19 @@ def _numeric_first(text: str) -> tuple[int, str]:
 def provenance_rows(results: list[dict[str, Any]], markdown: bool = True) -> list[dict[str, str]]:
     """One row per comparison for the report's provenance table: folder, commit, source,
     torch, threads, device and whether it pooled mixed code. Comparisons of different code
-    or thread counts sit side by side in one report; this table says which is which."""
+    or thread counts sit side by side in one report; this table says which is which.
+    ``markdown``: values escaped as Markdown (names as code), else plain text."""
     rows = []
+    code, text = (md_code, md_escape) if markdown else (str, str)
     for r in results:
         p = r["_prov"]
-        code = (lambda t: f"`{t}`") if markdown else str
         rows.append({
             "comparison": code(r["_rel"]),
             "commit": ", ".join(code(c[:10]) for c in p["git_commits"]) or "unknown",
             "source": ", ".join(code(s) for s in p.get("sources") or []) or "unrecorded",
-            "torch": " / ".join(p["versions"].get("torch", [])) or "unknown",
-            "threads": ", ".join(p.get("threads") or []) or "unrecorded",
-            "device": "; ".join(p["devices"]) or "unknown",
+            "torch": text(" / ".join(p["versions"].get("torch", []))) or "unknown",
+            "threads": text(", ".join(p.get("threads") or [])) or "unrecorded",
+            "device": text("; ".join(p["devices"])) or "unknown",
             "mixed": "⚠ MIXED CODE" if is_mixed(r) else "no",
         })
     return rows
@@ -210,7 +212,7 @@ def colour_key_markdown(key: dict[str, dict[str, Any]]) -> str:
     """The report's colour key (:func:`cvloss.report.style.report_key`) as a Markdown
     section: per loss, in words, the colour (and its hex), marker, line style and hatch the
     plots draw it with (Markdown cannot show a swatch; ``report.html`` does)."""
-    rows = [{"loss": f"`{spec}`", "colour": f"{look['color_name']} `{look['color']}`",
+    rows = [{"loss": md_code(spec), "colour": f"{look['color_name']} `{look['color']}`",
              "marker (final metrics)": MARKER_NAMES[look["pattern"]],
              "line (curves)": LINESTYLE_NAMES[look["pattern"]], "hatch": HATCH_NAMES[look["pattern"]]}
             for spec, look in sorted(key.items())]
@@ -238,42 +240,47 @@ def _budget_line(r: dict[str, Any]) -> str:
 
 
 def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
+    """``REPORT.md``. Every value from a results file or a folder name goes through
+    :func:`cvloss.report.text.md_escape` (text) or ``md_code`` (names, commands): no tag,
+    link or table break of its own reaches the page. Anchors are slugs (``[a-z0-9-]``),
+    image links percent-encoded."""
     parts = ["# cvloss report\n",
-             f"{len(results)} comparison(s) under `{root}`. Also as one self-contained page: "
+             f"{len(results)} comparison(s) under {md_code(root)}. Also as one self-contained page: "
              "[report.html](report.html).\n", "## Contents\n"]
     for task, dataset, rs in group_by_task_dataset(results):
-        parts.append(f"- **{task} · {dataset}**")
+        parts.append(f"- **{md_escape(task)} · {md_escape(dataset)}**")
         for r in rs:
-            parts.append(f"  - [{comparison_title(r)}](#{r['_anchor']})")
+            parts.append(f"  - [{md_escape(comparison_title(r))}](#{r['_anchor']})")
     parts.append("- [Colour key](#colour-key)\n- [Provenance](#provenance)\n")
     for task, dataset, rs in group_by_task_dataset(results):
-        parts.append(f"## {task} · {dataset}\n")
+        parts.append(f"## {md_escape(task)} · {md_escape(dataset)}\n")
         for r in rs:
             parts.append(f'<a id="{r["_anchor"]}"></a>\n')
             body = comparison_markdown(r, heading_level=3, heading=comparison_title(r))
             if r["_prov"]["data"]:
-                body += "\nData: " + "; ".join(r["_prov"]["data"]) + "\n"
+                body += "\nData: " + md_escape("; ".join(r["_prov"]["data"])) + "\n"
             if _budget_line(r):
-                body += "\n" + _budget_line(r) + "\n"
+                body += "\n" + md_escape(_budget_line(r)) + "\n"
             parts.append(body)
             for key, name in r["plots"].items():
                 link = quote(r["_rel"] + "/" + name, safe="/+=-_.,")
-                parts.append(f"![{plot_title(key, r.get('split'))}]({link})\n")
-            parts.append(f"Reproduce: `{r['_command']}`\n")
+                parts.append(f"![{md_escape(plot_title(key, r.get('split')))}]({link})\n")
+            parts.append(f"Reproduce: {md_code(r['_command'])}\n")
     parts.append(colour_key_markdown(report_key(results)))
     parts.append('<a id="provenance"></a>\n\n## Provenance\n')
-    parts.append(f"Report made with `cvloss report {root}` from the files below; each comparison is remade "
+    parts.append(f"Report made with {md_code(f'cvloss report {root}')} from the files below; each comparison is remade "
                  "(finished trials are skipped) by its command. Comparisons made by different code, torch "
                  "versions or thread counts sit side by side; the table says which made each.\n")
     parts.append(markdown_table(provenance_rows(results)))
     for r in results:
         p = r["_prov"]
-        parts.append(f"### {r['task']} · {r['dataset']} · {comparison_title(r)}\n")
-        parts.append(f"- folder: `{r['_rel']}`")
-        parts.append(f"- command: `{r['_command']}`")
-        parts.append(f"- git commit: {', '.join(f'`{c}`' for c in p['git_commits']) or 'unknown'}")
-        parts.append(f"- device: {'; '.join(p['devices']) or 'unknown'}")
-        parts.append("- versions: " + (", ".join(f"{k} {' / '.join(v)}" for k, v in p["versions"].items()) or "unknown"))
+        parts.append(f"### {md_escape(' · '.join([r['task'], r['dataset'], comparison_title(r)]))}\n")
+        parts.append(f"- folder: {md_code(r['_rel'])}")
+        parts.append(f"- command: {md_code(r['_command'])}")
+        parts.append(f"- git commit: {', '.join(md_code(c) for c in p['git_commits']) or 'unknown'}")
+        parts.append(f"- device: {md_escape('; '.join(p['devices'])) or 'unknown'}")
+        parts.append("- versions: " + (md_escape(", ".join(f"{k} {' / '.join(v)}" for k, v in p["versions"].items()))
+                                       or "unknown"))
         parts.append(f"- trials with a trial.json: {p['n_trials']} of "
                      f"{sum(len(d) for d in r['trials'].values())}\n")
     return "\n".join(parts)

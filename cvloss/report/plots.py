@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import stat
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,13 +38,16 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from cvloss.errors import ResultsFileError, UsageError  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, metric_label, reference_style, result_key  # noqa: E402
 from cvloss.report.tables import bound, clipped_interval  # noqa: E402
-from cvloss.report.text import fmt  # noqa: E402
+from cvloss.report.text import fmt, mpl_text  # noqa: E402
 from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 from cvloss.tasks import get_task_class  # noqa: E402
 
 DPI = 110
 FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
-        "legend.fontsize": 7, "hatch.linewidth": 0.8, "svg.hashsalt": "cvloss"}
+        "legend.fontsize": 7, "hatch.linewidth": 0.8, "svg.hashsalt": "cvloss",
+        # text is text: never LaTeX (whatever the user's matplotlibrc says), mathtext only
+        # where a label of ours asks for it -- values from data pass through mpl_text
+        "text.usetex": False}
 # Metadata that would differ between two runs on the same data (dates) is left out.
 _METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "ModDate": None, "Producer": None},
              ".svg": {"Date": None}}
@@ -153,7 +159,7 @@ def _reference_lines(ax, refs: list[tuple[str, float, int]], zoom: tuple[float, 
         for name, value, j in refs:
             rs = reference_style(j)
             ax.axhline(value, color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2, zorder=1,
-                       label=f"reference: {name}")
+                       label=mpl_text(f"reference: {name}"))
         return
     lo, hi = zoom
     above, below = [], []
@@ -165,12 +171,12 @@ def _reference_lines(ax, refs: list[tuple[str, float, int]], zoom: tuple[float, 
         else:
             rs = reference_style(j)
             ax.axhline(value, color=rs["color"], linestyle=rs["linestyle"], linewidth=1.2, zorder=1,
-                       label=f"reference: {name}")
+                       label=mpl_text(f"reference: {name}"))
     room = 0.09 * (hi - lo)  # one label line, so a label never sits on a whisker
     ax.set_ylim(lo - room * len(below), hi + room * len(above))
     for side, items in ((1, above), (-1, below)):
         for k, (name, value) in enumerate(items):
-            ax.annotate(f"{name} {fmt(value)} {'↑' if side > 0 else '↓'}", (0.99, 1.0 if side > 0 else 0.0),
+            ax.annotate(mpl_text(f"{name} {fmt(value)} {'↑' if side > 0 else '↓'}"), (0.99, 1.0 if side > 0 else 0.0),
                         xycoords="axes fraction", xytext=(0, -2 - 8 * k if side > 0 else 2 + 8 * k),
                         textcoords="offset points", ha="right", va="top" if side > 0 else "bottom", fontsize=6.5,
                         color=REFERENCE_COLOR, gid=f"reference:{name}", zorder=4)
@@ -221,13 +227,14 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
                           and rows[(ref, metric)]["n"] and _finite_number(rows[(ref, metric)]["mean"])]
             _reference_lines(ax, ref_values, _zoom(shown))
             direction = result["directions"].get(metric, True)
-            ax.set_title(f"{metric} ({'higher' if direction else 'lower'} is better)")
-            ax.set_ylabel(metric_label(metric))
+            ax.set_title(mpl_text(f"{metric} ({'higher' if direction else 'lower'} is better)"))
+            ax.set_ylabel(mpl_text(metric_label(metric)))
             # Trials left out of the mean are named under the loss, in red.
             notes = [_status_note(result, l) for l in losses]
             tilt = len(losses) > 3 or max(len(_short(l).split("\n")[0]) for l in losses) > 10  # no overlaps
             ax.set_xticks(range(len(losses)))
-            ax.set_xticklabels([_short(l) + ("\n" + n.replace(", ", "\n") if n else "") for l, n in zip(losses, notes)],
+            ax.set_xticklabels([mpl_text(_short(l)) + ("\n" + n.replace(", ", "\n") if n else "")
+                                for l, n in zip(losses, notes)],
                                rotation=30 if tilt else 0, ha="right" if tilt else "center")
             for label, note in zip(ax.get_xticklabels(), notes):
                 if note:
@@ -237,17 +244,17 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
         for k in range(len(metrics), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
         handles = [Line2D([], [], marker=key[l]["marker"], color=key[l]["color"],
-                          markeredgecolor="black", linestyle="", markersize=6, label=l) for l in losses]
+                          markeredgecolor="black", linestyle="", markersize=6, label=mpl_text(l)) for l in losses]
         handles += [Line2D([], [], color=reference_style(j)["color"], linestyle=reference_style(j)["linestyle"],
-                           label=f"reference: {ref}") for j, ref in enumerate(refs)]
+                           label=mpl_text(f"reference: {ref}")) for j, ref in enumerate(refs)]
         handles.append(Line2D([], [], color="black", marker="|", markersize=10, linestyle="", label="95% CI (Student t)"))
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="",
                               markersize=4, label="one seed"))
         fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "none used"
         split = f"{result['split']} " if result.get("split") else ""  # the table's split (test under the protocol)
-        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: final {split}metrics\n"
-                     f"mean ± 95% CI over {len(result['seeds'])} seeds (feature-network weights: {fw})"
-                     + (f"; no value for: {', '.join(empty)}" if empty else ""))
+        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']} / {result['budget']}: final {split}metrics\n"
+                              f"mean ± 95% CI over {len(result['seeds'])} seeds (feature-network weights: {fw})"
+                              + (f"; no value for: {', '.join(empty)}" if empty else "")))
         ncol = len(handles) if len(handles) <= 7 else 5
         fig.tight_layout(rect=(0, (0.1 + 0.17 * math.ceil(len(handles) / ncol)) / fig.get_figheight(), 1, 1))
         fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, columnspacing=1.2)
@@ -310,7 +317,8 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
                 elif np.isfinite(lo).any():
                     shown += [float(np.nanmin(lo)), float(np.nanmax(hi))]
                 ax.plot(epochs, mean, color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
-                        markersize=4, markevery=max(1, len(epochs) // 12), linewidth=1.5, label=loss, gid=loss)
+                        markersize=4, markevery=max(1, len(epochs) // 12), linewidth=1.5, label=mpl_text(loss),
+                        gid=loss)
                 if len(arr) > 1:
                     ax.fill_between(epochs, lo, hi, color=st["color"], alpha=0.15, linewidth=0)
         if metric:
@@ -326,15 +334,15 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
         if log:
             axes[0].set_yscale("log")
         if metric:
-            axes[-1].set_ylabel(metric_label(metric, result["directions"].get(metric, True)))
-            axes[-1].set_title(f"validation {metric} per epoch")
+            axes[-1].set_ylabel(mpl_text(metric_label(metric, result["directions"].get(metric, True))))
+            axes[-1].set_title(mpl_text(f"validation {metric} per epoch"))
         for ax in axes:
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         handles, labels = axes[-1].get_legend_handles_labels()
-        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: learning curves\n"
-                     f"line = mean over seeds, band = min..max over seeds")
+        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']} / {result['budget']}: learning curves\n"
+                              f"line = mean over seeds, band = min..max over seeds"))
         if handles:  # under the panels, never on top of a curve
             ncol = min(len(handles), 4)
             rows = math.ceil(len(handles) / ncol)
@@ -387,15 +395,15 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
             title = _short(titles.get(name, name) if not is_loss else name, 14) + (
                 "" if one_seed or not is_loss else f"\n(seed {seed_of[name]})")
             # black text (pale loss colours are unreadable as text); the frame carries the colour
-            axes[0][j].set_title(title, fontsize=7, fontweight="bold" if is_loss else "normal")
+            axes[0][j].set_title(mpl_text(title), fontsize=7, fontweight="bold" if is_loss else "normal")
         where = f"seed {next(iter(seed_of.values()))}" if one_seed else "first finished seed of each loss"
-        fig.suptitle(f"{result['task']} / {result['dataset']}: the same validation images under each loss ({where})",
-                     fontsize=8)
+        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']}: the same validation images under each loss "
+                              f"({where})"), fontsize=8)
         if note:  # what the cells show, when they are not plain images (embed's decisions, gan's scatters)
             import textwrap
 
             lines = textwrap.wrap(note, max(40, 16 * len(names)))
-            fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=6.5)
+            fig.text(0.5, 0.005, mpl_text("\n".join(lines)), ha="center", va="bottom", fontsize=6.5)
             fig.tight_layout(rect=(0, 0.12 * len(lines) / fig.get_figheight(), 1, 1))
         else:
             fig.tight_layout()
@@ -444,20 +452,21 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
             ax.axvline(0, color="black", linewidth=0.8, zorder=1)
             ax.xaxis.set_major_locator(MaxNLocator(5))
             ax.set_yticks(range(len(losses)))
-            ax.set_yticklabels([_short(l, 26) for l in losses])
+            ax.set_yticklabels([mpl_text(_short(l, 26)) for l in losses])
             ax.set_ylim(len(losses) - 0.5, -0.5)
             up = result["directions"].get(metric, True)
             name = "p adjusted: Holm" if metric == primary else "p adjusted: BH (exploratory)"
             if not any("p_adj" in (rows.get((l, metric)) or {}) for l in losses):
                 name = "p uncorrected"
-            ax.set_title(f"{metric}{' (primary)' if metric == primary else ''}: Δ vs {_short(result['baseline'], 18)}\n"
-                         f"{'higher' if up else 'lower'} is better · {name}")
-            ax.set_xlabel(f"Δ {metric_label(metric)}  ({'→' if up else '←'} better)")
+            ax.set_title(mpl_text(f"{metric}{' (primary)' if metric == primary else ''}: "
+                                  f"Δ vs {_short(result['baseline'], 18)}\n"
+                                  f"{'higher' if up else 'lower'} is better · {name}"))
+            ax.set_xlabel(mpl_text(f"Δ {metric_label(metric)}  ({'→' if up else '←'} better)"))
             ax.grid(axis="x", alpha=0.3, zorder=0)
         for k in range(len(metrics), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
-        fig.suptitle(f"{result['task']} / {result['dataset']} / {result['budget']}: paired differences against "
-                     f"{result['baseline']}, mean ± 95% CI over seeds; filled = adjusted p < 0.05")
+        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']} / {result['budget']}: paired differences "
+                              f"against {result['baseline']}, mean ± 95% CI over seeds; filled = adjusted p < 0.05"))
         fig.tight_layout()
         save_figure(fig, path)
     return True
@@ -467,11 +476,42 @@ def _finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+# The temporary files of the atomic writer (cvloss.io.atomic_path): ".<name>.<random>.tmp<suffix>".
+_TEMP_PLOT = re.compile(r"\.(?P<name>.+(?P<ext>\.(?:png|pdf|svg)))\.[A-Za-z0-9_]+\.tmp(?P=ext)")
+#: A temporary plot older than this is an orphan: a writer renames its own within seconds.
+ORPHAN_AGE_S = 60.0
+
+
+def remove_orphan_plots(folder: Path, min_age_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Remove the temporary plot files (``.bars.pdf.x1y2z3.tmp.pdf``) a writer killed
+    mid-``savefig`` left in ``folder``, when older than ``min_age_s`` (a concurrent
+    writer's own is younger); only regular files are removed, a link is left alone.
+    Returns what was removed."""
+    removed, now = [], time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet: nothing left over
+        return removed
+    for entry in entries:
+        if not _TEMP_PLOT.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > min_age_s:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone meanwhile (another process cleaned it): fine
+            continue
+    return removed
+
+
 def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     """Write ``bars.png``, ``forest.png`` (two losses or more), ``curves.png`` and
     ``samples.png`` (each with its PDF and SVG) into ``out_dir``; returns {key: PNG file
-    name} of the plots made."""
+    name} of the plots made. Orphan temporary plots of earlier, interrupted runs are
+    removed first (:func:`remove_orphan_plots`)."""
     out_dir = Path(out_dir)
+    remove_orphan_plots(out_dir)
     made = {}
     if result["metrics"]:
         bar_plot(result, out_dir / "bars.png")
@@ -511,15 +551,15 @@ def tuning_plot(result: dict[str, Any], path: Path) -> bool:
             pts = [(c[name], s) for c, s in zip(rec["candidates"], rec["val_scores"]) if s is not None and math.isfinite(s)]
             if pts:
                 xs, ys = zip(*sorted(pts))
-                ax.plot(xs, ys, marker=style["marker"], color=style["color"], linestyle="none", label=spec)
+                ax.plot(xs, ys, marker=style["marker"], color=style["color"], linestyle="none", label=mpl_text(spec))
             best = rec["val_scores"][rec["chosen_index"]]
             if best is not None:
                 ax.plot([rec["chosen"][name]], [best], marker="o", markersize=12, markerfacecolor="none",
                         color=style["color"])
         if name in log:
             ax.set_xscale("log")
-        ax.set_xlabel(name)
-        ax.set_ylabel(f"val {t['metric']}")
+        ax.set_xlabel(mpl_text(name))
+        ax.set_ylabel(mpl_text(f"val {t['metric']}"))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle("Tuning: val score of every candidate (ringed: chosen)", fontsize=9)

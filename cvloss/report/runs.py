@@ -5,9 +5,12 @@ values="miou")``) without cleaning: every metric is a column of numbers, missing
 are empty."""
 from __future__ import annotations
 
-import csv
+import os
+import stat
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from cvloss.io import read_csv
 
 # What the final numbers are measured on: the held-out test split, read once per trial
 # after its last epoch (learning curves and every choice use val).
@@ -38,12 +41,28 @@ def run_rows(result: Mapping[str, Any], summaries: Mapping[str, list[dict[str, A
     return rows
 
 
+def is_own_file(path: Path) -> bool:
+    """Whether ``path`` itself (a link not followed) is a regular file with one link: a
+    symbolic link may lead anywhere, and a hard link may be a file of another folder."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
 def merge_run_files(paths: Iterable[Path], root: Path) -> list[dict[str, Any]]:
     """The rows of several comparisons' ``runs.csv``, each with its ``comparison`` folder
-    (relative to ``root``); columns are the union, in order of first appearance."""
+    (relative to ``root``); columns are the union, in order of first appearance. The
+    report reads only inside its folder: a file that is missing, a link (symbolic or
+    hard, :func:`is_own_file`), or in a folder whose real path leaves ``root`` is left
+    out; the others are read bounded (:func:`cvloss.io.read_csv`)."""
+    root = Path(root)
+    real_root = root.resolve()
     rows = []
-    for path in paths:
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                rows.append({"comparison": path.parent.relative_to(root).as_posix(), **row})
+    for path in map(Path, paths):
+        if not is_own_file(path) or not path.parent.resolve().is_relative_to(real_root):
+            continue
+        for row in read_csv(path, root):
+            rows.append({"comparison": path.parent.relative_to(root).as_posix(), **row})
     return rows

@@ -25,7 +25,7 @@ import math
 import re
 from typing import Any
 
-from cvloss.report.text import fmt, markdown_table
+from cvloss.report.text import CONSOLE, MARKDOWN, Form, fmt, markdown_table, md_code, md_escape
 from cvloss.report.tuning import tuning_markdown
 
 ALPHA = 0.05
@@ -215,8 +215,9 @@ def time_text(result: dict[str, Any], loss: str) -> str:
     return _bounded(c.get("train_time_s"), c.get("train_time_ci95"))
 
 
-def _header(result: dict[str, Any], metric: str) -> str:
-    return f"{metric} {'↑' if result['directions'].get(metric, True) else '↓'}"
+def _header(result: dict[str, Any], metric: str, markdown: bool = False) -> str:
+    name = md_escape(metric) if markdown else metric
+    return f"{name} {'↑' if result['directions'].get(metric, True) else '↓'}"
 
 
 def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: str = "completed",
@@ -229,7 +230,7 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: st
     for row in comparison_table(result, analysis):
         name = row["loss"]
         if markdown:
-            name = f"_{name}_ (reference)" if row["reference"] else f"`{name}`"
+            name = f"_{md_escape(name)}_ (reference)" if row["reference"] else md_code(name)
             runs = row["runs"] + (" ⚠" if row["flags"] else "")
         else:
             name = f"({name})" if row["reference"] else name
@@ -247,7 +248,7 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: st
                 text = (f"**{text}**" if c["best"] else text) + c["sig"].replace("*", "\\*")
             else:
                 text += c["sig"] + (" (best)" if c["best"] else "")
-            line[_header(result, metric)] = text
+            line[_header(result, metric, markdown)] = text
         out.append(_primary_moved(result, line) if primary_first else line)
     return out
 
@@ -322,11 +323,12 @@ def difference_rows(result: dict[str, Any], markdown: bool = True, analysis: str
     table = _by_loss(result, analysis)
     out = []
     for loss in result["losses"][1:]:
-        row = {"loss": f"`{loss}`" if markdown else loss}
+        row = {"loss": md_code(loss) if markdown else loss}
         for metric in result["metrics"]:
             r = table.get(loss, {}).get(metric)
+            key = md_escape(metric) if markdown else metric  # a column header in Markdown
             if not r or not r.get("n_pairs") or not _finite(r.get("diff_vs_baseline")):
-                row[metric] = "n/a"
+                row[key] = "n/a"
                 continue
             text = f"{r['diff_vs_baseline']:+.3g}"
             if r["n_pairs"] >= 2 and _finite(r.get("diff_ci95")):
@@ -336,7 +338,7 @@ def difference_rows(result: dict[str, Any], markdown: bool = True, analysis: str
                              f"P(better)={fmt(r.get('p_improve'), 2)})")
                 else:
                     text += f" ± {fmt(r['diff_ci95'], 2)} (p={fmt(r['p_value'], 2)})"
-            row[metric] = text
+            row[key] = text
         out.append(row)
     return out
 
@@ -362,37 +364,39 @@ LEGEND_UNCORRECTED = LEGEND.split("**bold**")[0] + (
 
 
 def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading: str | None = None) -> str:
-    """The comparison as Markdown: header facts, main table, paired differences."""
+    """The comparison as Markdown: header facts, main table, paired differences. Every
+    value from the results file is escaped (:func:`cvloss.report.text.md_escape`,
+    ``md_code``), ``heading`` (plain text) too."""
     h = "#" * heading_level
     seeds = result["seeds"]
     fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "none used"
     parts = [
-        f"{h} {heading or ' · '.join([result['task'], result['dataset'], result['budget']])}\n",
-        f"Losses: {', '.join(f'`{l}`' for l in result['losses'])}; seeds {', '.join(map(str, seeds))} "
-        f"(n = {len(seeds)}); baseline `{result['baseline']}`; budget `{result['budget']}`; "
-        f"feature-network weights: {fw}.\n",
+        f"{h} {md_escape(heading or ' · '.join([result['task'], result['dataset'], result['budget']]))}\n",
+        f"Losses: {', '.join(md_code(l) for l in result['losses'])}; seeds {', '.join(map(str, seeds))} "
+        f"(n = {len(seeds)}); baseline {md_code(result['baseline'])}; budget {md_code(result['budget'])}; "
+        f"feature-network weights: {md_escape(fw)}.\n",
         (LEGEND if "best" in result else LEGEND_UNCORRECTED) + "\n",
         markdown_table(comparison_rows(result, markdown=True)),
     ]
-    notes = provenance_lines(result)
+    notes = provenance_lines(result, MARKDOWN)
     if notes:
         parts.append("\n".join(f"- {line}" for line in notes) + "\n")
-    verdict = verdict_lines(result)
+    verdict = verdict_lines(result, form=MARKDOWN)
     if verdict:
         parts.append("\n".join(f"- {line}" for line in verdict) + "\n")
     if len(result["losses"]) > 1:
         how = ("adjusted p; d_z; P(better) = fraction of seeds where the loss beats the baseline" if "best" in result
                else "paired t-test p, uncorrected")
-        parts += [f"\nPaired difference against `{result['baseline']}` (Δ ± 95% CI, {how}):\n",
+        parts += [f"\nPaired difference against {md_code(result['baseline'])} (Δ ± 95% CI, {how}):\n",
                   markdown_table(difference_rows(result))]
     if has_failures(result) and "itt" in result:
         parts += [f"\n{h}# Intent to treat\n",
                   ITT_LEGEND + "\n", markdown_table(comparison_rows(result, markdown=True, analysis="itt"))]
-        itt = verdict_lines(result, analysis="itt")
+        itt = verdict_lines(result, analysis="itt", form=MARKDOWN)
         if itt:
             parts.append("\n".join(f"- {line}" for line in itt) + "\n")
         if len(result["losses"]) > 1:
-            parts += [f"\nPaired difference against `{result['baseline']}`, intent to treat:\n",
+            parts += [f"\nPaired difference against {md_code(result['baseline'])}, intent to treat:\n",
                       markdown_table(difference_rows(result, analysis="itt"))]
     if result.get("tuning"):
         parts.append(tuning_markdown(result, heading_level + 1))
@@ -433,46 +437,50 @@ def mixed_line(result: dict[str, Any]) -> str | None:
             + ". Differences between losses may come from the code, not the loss.")
 
 
-def provenance_lines(result: dict[str, Any]) -> list[str]:
-    """Where the numbers come from: the split, the code, mixed trials, how memory was measured."""
+def provenance_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
+    """Where the numbers come from: the split, the code, mixed trials, how memory was
+    measured; each value from data written by ``form`` (:class:`cvloss.report.text.Form`)."""
     lines = []
     if result.get("split"):
-        lines.append(f"Measured on the `{result['split']}` split.")
+        lines.append(f"Measured on the {form.code(result['split'])} split.")
     prov = result.get("provenance") or {}
     if prov:
         combos = prov.get("combinations") or []
         commits = ", ".join(c[:10] for c in prov.get("commits") or []) or "no git commit recorded"
         line = mixed_line(result)
         if line:
-            lines.append(line)
+            lines.append(form.text(line))
         elif combos:
             sources = ", ".join(dict.fromkeys(str(c.get("source")) for c in combos if isinstance(c, dict)))
-            lines.append(f"Code: commit {commits}{' (with uncommitted changes)' if prov.get('dirty') else ''}, "
-                         f"source {sources}, torch {combos[0].get('torch')}.")
+            dirty = " (with uncommitted changes)" if prov.get("dirty") else ""
+            lines.append(form.text(f"Code: commit {commits}{dirty}, source {sources}, torch {combos[0].get('torch')}."))
         ran = sorted({_ran_on(c) for c in combos if isinstance(c, dict)})
         if ran:
-            lines.append("Ran with " + "; ".join(ran) + " (recorded, not pooled on: threads and devices change float "
-                         "reduction order, not the method).")
+            lines.append(form.text("Ran with " + "; ".join(ran) + " (recorded, not pooled on: threads and devices "
+                                   "change float reduction order, not the method)."))
     folds = result.get("folds") or {}
     primary = result.get("primary_metric") or ""
     for loss, per_seed in folds.items():
         if per_seed:
-            lines.append(f"`{loss}`, {per_seed[0].get('protocol') or 'k-fold'} protocol, `{primary}` mean ± SE over folds: "
-                         + "; ".join(f"seed {f['seed']}: {fmt(f['mean'])} ± {fmt(f['se'], 2)}" for f in per_seed) + ".")
+            lines.append(f"{form.code(loss)}, {form.text(per_seed[0].get('protocol') or 'k-fold')} protocol, "
+                         f"{form.code(primary)} mean ± SE over folds: "
+                         + "; ".join(f"seed {form.text(f['seed'])}: {fmt(f['mean'])} ± {fmt(f['se'], 2)}"
+                                     for f in per_seed) + ".")
     policies = {loss: c.get("optimizer") for loss, c in (result.get("compute") or {}).items() if c and c.get("optimizer")}
     if policies:
         same = len(set(policies.values())) == 1
         lines.append("Optimiser policy of the adversarial objectives: " + (
-            f"`{next(iter(policies.values()))}` for every loss" if same else
-            ", ".join(f"`{l}` {p}" for l, p in policies.items())) + " (equal: one Adam and equal generator updates "
-            "for every objective; paper: each objective's published optimiser).")
+            f"{form.code(next(iter(policies.values())))} for every loss" if same else
+            ", ".join(f"{form.code(l)} {form.text(p)}" for l, p in policies.items()))
+            + " (equal: one Adam and equal generator updates for every objective; paper: each objective's published "
+            "optimiser).")
     hows = sorted({c.get("peak_mem_how") for c in (result.get("compute") or {}).values() if c and c.get("peak_mem_how")})
     if hows:
-        lines.append(f"Peak memory: {'; '.join(hows)}.")
+        lines.append(f"Peak memory: {form.text('; '.join(hows))}.")
     return lines
 
 
-def _against_baseline(result: dict[str, Any], metric: str, analysis: str) -> str:
+def _against_baseline(result: dict[str, Any], metric: str, analysis: str, form: Form = CONSOLE) -> str:
     """The losses whose Holm-corrected paired test against the baseline is significant,
     each with its direction, difference and p; or that none is. (Without a winner, a loss
     can still differ from the baseline: "no difference" must not be said then.)"""
@@ -486,44 +494,46 @@ def _against_baseline(result: dict[str, Any], metric: str, analysis: str) -> str
         if p is None or diff is None or not (p == p and p < alpha):
             continue
         better = diff > 0 if up else diff < 0
-        found.append(f"`{row['loss']}` {'better' if better else 'worse'} (Δ {fmt(diff, 3)}, p_holm = {fmt(p, 3)})")
-    base = f"`{result['baseline']}`"
+        found.append(f"{form.code(row['loss'])} {'better' if better else 'worse'} (Δ {fmt(diff, 3)}, "
+                     f"p_holm = {fmt(p, 3)})")
+    base = form.code(result["baseline"])
     if not found:
         return f"none differs significantly from the baseline {base} (Holm-corrected paired tests)"
     return f"against the baseline {base} (Holm-corrected paired tests): " + ", ".join(found)
 
 
-def verdict_lines(result: dict[str, Any], analysis: str = "completed") -> list[str]:
+def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: Form = CONSOLE) -> list[str]:
     """What the table lets one conclude, in words: the winner on the primary metric after
     correction, or else which losses differ from the baseline after correction (or that
     none does), the minimum detectable effect of every metric, and the seeds needed for
     ``--target-effect``. With fewer than two paired seeds (``--seeds 1``) no test ran: it
-    says so, and that the MDE is undefined. Empty for older comparisons."""
+    says so, and that the MDE is undefined. Empty for older comparisons. Values from data
+    are written by ``form`` (:class:`cvloss.report.text.Form`)."""
     if "best" not in result or len(result["losses"]) < 2:
-        return [] if "best" in result else ["Older comparison: best = best mean and `*` = uncorrected p; "
-                                               "rerun `cvloss compare` for corrected statistics."]
+        return [] if "best" in result else [f"Older comparison: best = best mean and {form.code('*')} = uncorrected "
+                                               f"p; rerun {form.code('cvloss compare')} for corrected statistics."]
     primary = result.get("primary_metric") or result["metrics"][0]
     n = _paired_seeds(result, primary, analysis)
     if n < 2:
-        return _untestable(result, primary, n)
+        return _untestable(result, primary, n, form)
     stats = result if analysis == "completed" else (result.get("itt") or {})
     winner = (stats.get("best") or {}).get(primary)
     if winner:
-        said = f"`{winner}` beats every other loss (Holm-corrected paired tests)"
+        said = f"{form.code(winner)} beats every other loss (Holm-corrected paired tests)"
     else:
-        said = "no loss beats every other; " + _against_baseline(result, primary, analysis)
-    lines = [f"Primary metric `{primary}`: {said}."]
+        said = "no loss beats every other; " + _against_baseline(result, primary, analysis, form)
+    lines = [f"Primary metric {form.code(primary)}: {said}."]
     mde = stats.get("mde") or {}
     level = result.get("mde_level")
     if mde:
         n = len(result["seeds"])
         lines.append(f"Smallest difference detectable with {n} seed{'' if n == 1 else 's'} (80% power, two-sided level "
                      f"{fmt(level, 2)} = α/(k-1), SD of the paired differences pooled over the losses): "
-                     + ", ".join(f"{m} {fmt(v, 3)}" for m, v in mde.items()) + ".")
+                     + ", ".join(f"{form.text(m)} {fmt(v, 3)}" for m, v in mde.items()) + ".")
     if result.get("target_effect") is not None:
         need = result.get("seeds_needed") or {}
         n_primary = need.get(primary, -1)
-        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in `{primary}`: "
+        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in {form.code(primary)}: "
                      + (str(n_primary) if n_primary > 0 else "cannot be estimated (no spread estimate yet)") + ".")
     return lines
 
@@ -537,16 +547,17 @@ def _paired_seeds(result: dict[str, Any], metric: str, analysis: str) -> int:
     return int(max(ns)) if ns else len(result["seeds"])
 
 
-def _untestable(result: dict[str, Any], primary: str, n: int) -> list[str]:
+def _untestable(result: dict[str, Any], primary: str, n: int, form: Form = CONSOLE) -> list[str]:
     """The verdict when no paired test could run (fewer than two paired seeds): saying
     "none differs significantly" there would report a test that never ran."""
     why = ("one seed" if len(result["seeds"]) == 1
            else f"{n} seed{'' if n == 1 else 's'} where a loss and the baseline both finished")
-    lines = [f"Primary metric `{primary}`: no paired test is possible with {why} (a paired t-test needs n >= 2), "
+    lines = [f"Primary metric {form.code(primary)}: no paired test is possible with {why} "
+             "(a paired t-test needs n >= 2), "
              "so no loss can be called better or worse; rerun with 3 or more seeds.",
              f"Smallest difference detectable with {why}: undefined (no spread of the paired differences "
              "to estimate it from)."]
     if result.get("target_effect") is not None:
-        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in `{primary}`: "
+        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in {form.code(primary)}: "
                      "cannot be estimated (no spread estimate yet).")
     return lines

@@ -25,6 +25,7 @@ from cvloss.io import load_checkpoint, load_torch_file, read_json  # noqa: E402
 from cvloss.metrics.verification import roc_auc, roc_curve  # noqa: E402
 from cvloss.report.plots import save_figure  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, result_key  # noqa: E402
+from cvloss.report.text import mpl_text  # noqa: E402
 from cvloss.tasks.base import seed_everything  # noqa: E402
 from cvloss.tasks.embed import EmbedTask  # noqa: E402
 
@@ -97,13 +98,14 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         # the comparison's colour and line style of each loss, so the ROC matches every other plot
         look = {"color": REFERENCE_COLOR, "linestyle": "--"} if spec == "untrained" else result_key(result)[spec]
         ax.step(np.maximum(far, floor / 2), tar, where="post", ls=look["linestyle"], color=look["color"],
-                label=f"{spec} (AUC {roc_auc(s, task.same):.3f})")
+                label=mpl_text(f"{spec} (AUC {roc_auc(s, task.same):.3f})"))
     ax.set_xscale("log")
     ax.set_xlim(floor / 2, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("FAR (false accept rate)")
     ax.set_ylabel("TAR (true accept rate)")
-    ax.set_title(f"{result['task']} / {result['dataset']}: ROC on val pairs, seed {result['seeds'][0]}", fontsize=9)
+    ax.set_title(mpl_text(f"{result['task']} / {result['dataset']}: ROC on val pairs, seed {result['seeds'][0]}"),
+                 fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -122,7 +124,7 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         xy = e @ vt[:2].T
         ax.set_axis_on()
         ax.scatter(xy[:, 0], xy[:, 1], c=task.val_y.numpy()[keep], cmap="tab10", s=12, rasterized=True)
-        ax.set_title(spec, fontsize=8)
+        ax.set_title(mpl_text(spec), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"PCA of val embeddings, {PCA_IDS} identities (colour = identity)", fontsize=9)
@@ -163,12 +165,12 @@ def gan_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
             if j == 0:
                 ax.set_ylabel(f"seed {seed}", fontsize=7)
             if i == 0:
-                ax.set_title("real data" if j == 0 else losses[j - 1], fontsize=8)
+                ax.set_title("real data" if j == 0 else mpl_text(losses[j - 1]), fontsize=8)
             if j > 0:
                 st = (status.get(losses[j - 1]) or [None] * len(seeds))[i]
                 if st and st != "done":
-                    ax.set_xlabel(st, fontsize=7, color="#d62728")
-    fig.suptitle(f"gan · {result['dataset']}: samples over the modes (red: centres, 3σ circles)", fontsize=8)
+                    ax.set_xlabel(mpl_text(st), fontsize=7, color="#d62728")
+    fig.suptitle(mpl_text(f"gan · {result['dataset']}: samples over the modes (red: centres, 3σ circles)"), fontsize=8)
     fig.tight_layout()
     out = Path(out_dir) / "scatter.png"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -215,11 +217,11 @@ def style_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:  # long specs wrap instead of running into the next title
-                ax.set_title("\n".join(textwrap.wrap(c, 22)), fontsize=5)
+                ax.set_title(mpl_text("\n".join(textwrap.wrap(c, 22))), fontsize=5)
             if j == 0:
                 ax.set_ylabel(f"seed {row['_seed']}", fontsize=7)
     weights = ", ".join(result.get("feature_weights") or ["none"])
-    fig.suptitle(f"style transfer, every seed (feature weights: {weights})", fontsize=8)
+    fig.suptitle(mpl_text(f"style transfer, every seed (feature weights: {weights})"), fontsize=8)
     fig.tight_layout()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

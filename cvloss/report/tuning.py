@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvloss.report.text import fmt, markdown_table
+from cvloss.report.text import fmt, markdown_table, md_code, md_escape
 
 
 def _value_text(v: Any) -> str:
-    return fmt(v, 4) if isinstance(v, float) else str(v)
+    """A candidate's value as Markdown text (escaped: a results file is untrusted)."""
+    return fmt(v, 4) if isinstance(v, float) else md_escape(v)
 
 
 def tuning_markdown(result: dict[str, Any], heading_level: int = 3) -> str:
@@ -28,17 +29,20 @@ def tuning_markdown(result: dict[str, Any], heading_level: int = 3) -> str:
     losses = result["losses"]
     up = "↑" if t.get("higher_is_better", True) else "↓"
     lines = [f"\n{h} Tuning (selected on val, reported on test above)\n",
-             f"Space: `{'; '.join(t['space'])}`; {t['trials']} trials per loss, the same candidates for every loss "
-             f"({t['sampler']} search, sampler seed {t['sampler_seed']}; folder hash `{t['hash']}`), trained at seeds "
-             f"{t['tuning_seeds']} and scored by `{t['metric']}` {up} on val at the final epoch; the test split was "
-             f"not read. Each winner was retrained at the seeds of the table.\n"]
+             f"Space: {md_code('; '.join(t['space']))}; {md_escape(t['trials'])} trials per loss, the same "
+             f"candidates for every loss ({md_escape(t['sampler'])} search, sampler seed "
+             f"{md_escape(t['sampler_seed'])}; folder hash {md_code(t['hash'])}), trained at seeds "
+             f"{md_escape(t['tuning_seeds'])} and scored by "
+             f"{md_code(t['metric'])} {up} on val at the final epoch; the test split was not read. Each winner was "
+             f"retrained at the seeds of the table.\n"]
     rows = []
     for spec in losses:
         rec = t["losses"][spec]
         score = rec["val_scores"][rec["chosen_index"]]
-        rows.append({"loss": f"`{spec}`", "chosen": ", ".join(f"{k}={_value_text(v)}" for k, v in rec["chosen"].items()),
-                     "trained as": f"`{rec['trained_spec']}`", f"val {t['metric']}": fmt(score),
-                     "search cost s": fmt(rec["cost_s"], 3), "flags": "; ".join(rec["flags"]) or "—"})
+        rows.append({"loss": md_code(spec),
+                     "chosen": ", ".join(f"{md_escape(k)}={_value_text(v)}" for k, v in rec["chosen"].items()),
+                     "trained as": md_code(rec["trained_spec"]), f"val {md_escape(t['metric'])}": fmt(score),
+                     "search cost s": fmt(rec["cost_s"], 3), "flags": md_escape("; ".join(rec["flags"]) or "—")})
     lines.append(markdown_table(rows))
     names = list(t["losses"][losses[0]]["candidates"][0]) if t["losses"][losses[0]]["candidates"] else []
     cand_rows = []
@@ -46,12 +50,12 @@ def tuning_markdown(result: dict[str, Any], heading_level: int = 3) -> str:
         row = {"candidate": f"t{i}"}
         shared = all(t["losses"][s]["candidates"][i] == t["losses"][losses[0]]["candidates"][i] for s in losses)
         for name in names if shared else []:
-            row[name] = _value_text(t["losses"][losses[0]]["candidates"][i][name])
+            row[md_escape(name)] = _value_text(t["losses"][losses[0]]["candidates"][i][name])
         for spec in losses:
             rec = t["losses"][spec]
             score, status = rec["val_scores"][i], rec["status"][i]
             mark = " (chosen)" if i == rec["chosen_index"] else ""
-            row[f"`{spec}`"] = (fmt(score) if score is not None else status) + mark
+            row[md_code(spec)] = (fmt(score) if score is not None else md_escape(status)) + mark
         cand_rows.append(row)
-    lines += [f"\nVal `{t['metric']}` of every candidate:\n", markdown_table(cand_rows)]
+    lines += [f"\nVal {md_code(t['metric'])} of every candidate:\n", markdown_table(cand_rows)]
     return "\n".join(lines)

@@ -11,10 +11,19 @@ A lock is *stale*, and taken over with one line saying why, when
 * its pid is on this host and that process is gone (or the pid now belongs to a younger
   process), or
 * its heartbeat is older than ``$CVLOSS_LOCK_TIMEOUT`` seconds (default 600: generous,
-  since a live holder beats every 30 s; this is what frees a lock left by another host),
+  since a live holder beats every 30 s; this is what frees a lock left by another host), or
+* its heartbeat (or, for a lock without one, the file's modification time) lies more
+  than :data:`CLOCK_SKEW_S` seconds in the future: no live holder writes that -- clocks
+  of hosts sharing a results folder agree within seconds -- and such a lock would
+  otherwise never age,
 
 or always with ``break_stale=True`` (``--break-stale-locks``: the user says the locks met
 are stale, e.g. a crashed run on another machine within the timeout).
+
+The lock file is read only as a regular file of at most :data:`MAX_LOCK_BYTES` in its
+trial folder (:func:`cvloss.io.read_bounded`): anything else in its place -- a FIFO that
+would block the reader, a link out of the folder -- is no lock of ours and is refused
+with one :class:`LockError` line naming it.
 
 Takeover is serialised by a short-lived ``trial.lock.break`` file (also ``O_EXCL``), and
 the breaker removes the lock only if its bytes are still the ones it judged stale, so two
@@ -28,6 +37,7 @@ once (:func:`take_over_owned`) instead of waiting for its heartbeat to age.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -36,7 +46,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cvloss.errors import LockError
+from cvloss.errors import LockError, ResultsFileError
+from cvloss.io import read_bounded
 from cvloss.settings import env_number
 
 LOCK_NAME = "trial.lock"
@@ -44,6 +55,13 @@ TIMEOUT_ENV, HEARTBEAT_ENV, POLL_ENV = "CVLOSS_LOCK_TIMEOUT", "CVLOSS_LOCK_HEART
 OWNER_ENV = "CVLOSS_LOCK_OWNER"
 DEFAULT_TIMEOUT_S, DEFAULT_HEARTBEAT_S, DEFAULT_POLL_S = 600.0, 30.0, 2.0
 _BREAK_STALE_S = 60.0  # a takeover takes milliseconds: an older .break file is a crashed breaker's
+#: How far in the future a heartbeat may lie and still be a live holder's: hosts that share
+#: a results folder keep their clocks within a second or so (NTP); a minute of slack
+#: covers a badly kept one. A live holder judged stale here only loses its lock, and its
+#: next beat stops it (the trial is never trained twice).
+CLOCK_SKEW_S = 60.0
+#: A lock holds one line of JSON (~200 bytes); a bigger file is none of ours.
+MAX_LOCK_BYTES = 64 * 1024
 
 
 def env_seconds(name: str, default: float) -> float:
@@ -84,10 +102,20 @@ def pid_alive(pid: int) -> bool:
 
 
 def _read(path: Path) -> bytes | None:
+    """The lock's bytes, None when there is no lock; :class:`LockError` naming the file
+    when something other than a small regular file sits in its place."""
     try:
-        return path.read_bytes()
+        return read_bounded(path, limit=MAX_LOCK_BYTES, what="trial lock")
     except FileNotFoundError:
         return None
+    except ResultsFileError as exc:
+        raise LockError(f"{exc}: remove it (no cvloss process would have made it)") from None
+
+
+def _time(value: Any) -> float | None:
+    """A Unix time from a lock's JSON: a finite number (not a bool), else None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
@@ -102,14 +130,22 @@ def describe(info: dict[str, Any], now: float | None = None) -> str:
     """``pid 123 on host-a (heartbeat 4s ago)`` for a lock's content."""
     if not info:
         return "an unreadable lock file"
-    beat = info.get("heartbeat")
-    age = f", heartbeat {max(0.0, (now or time.time()) - beat):.0f}s ago" if isinstance(beat, (int, float)) else ""
+    beat, now = _time(info.get("heartbeat")), time.time() if now is None else now
+    if beat is None:
+        age = ""
+    elif beat > now + 0.5:  # written by a clock ahead of ours: say so, not "0s ago"
+        age = f", heartbeat {beat - now:.0f}s in the future"
+    else:
+        age = f", heartbeat {max(0.0, now - beat):.0f}s ago"
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')}{age}"
 
 
 def stale_reason(info: dict[str, Any], mtime: float, timeout: float, now: float | None = None) -> str | None:
     """Why a lock with content ``info`` (file modified at ``mtime``) is stale, or None if
-    it is live. Unreadable content counts as being written until it is ``timeout`` old."""
+    it is live. Unreadable content counts as being written until it is ``timeout`` old.
+    A heartbeat more than :data:`CLOCK_SKEW_S` ahead of ``now`` is stale too (it would
+    otherwise look fresh for ever), and so is such an mtime of a lock without a heartbeat;
+    next to a heartbeat, the mtime -- the file server's clock -- only delays staleness."""
     now = time.time() if now is None else now
     pid, host = info.get("pid"), info.get("host")
     if host == socket.gethostname() and isinstance(pid, int):
@@ -118,8 +154,11 @@ def stale_reason(info: dict[str, Any], mtime: float, timeout: float, now: float 
         start = info.get("pid_start")
         if start is not None and _proc_start(pid) not in (None, start):
             return f"pid {pid} now belongs to another process"
-    beat = info.get("heartbeat")
-    last = max(mtime, beat) if isinstance(beat, (int, float)) else mtime
+    beat = _time(info.get("heartbeat"))
+    when, what = (beat, "its heartbeat") if beat is not None else (mtime, "its file's modification time")
+    if when > now + CLOCK_SKEW_S:
+        return f"{what} is {when - now:.0f}s in the future (a clock more than {CLOCK_SKEW_S:g}s ahead, or a forged lock)"
+    last = max(mtime, beat) if beat is not None else mtime
     if now - last > timeout:
         return f"its heartbeat is {now - last:.0f}s old (more than ${TIMEOUT_ENV}={timeout:g}s)"
     return None
@@ -203,14 +242,18 @@ class TrialLock:
         """Rewrite the heartbeat; raise :class:`LockError` if the lock is no longer ours."""
         with self._io:
             if self.lost is None and self.held:
-                raw = _read(self.path)
-                if raw is None or self.token.encode() not in raw:
-                    holder = describe(_parse(raw)) if raw else "nobody"
-                    self.lost = f"the lock of {self.dir} was taken over (now held by {holder})"
+                try:
+                    raw = _read(self.path)
+                except LockError as exc:  # something else was put in its place: not ours any more
+                    self.lost = str(exc)
                 else:
-                    tmp = self.path.with_name(f".{LOCK_NAME}.{self.token}.tmp")
-                    tmp.write_bytes(self._content(self.started))
-                    os.replace(tmp, self.path)
+                    if raw is None or self.token.encode() not in raw:
+                        holder = describe(_parse(raw)) if raw else "nobody"
+                        self.lost = f"the lock of {self.dir} was taken over (now held by {holder})"
+                    else:
+                        tmp = self.path.with_name(f".{LOCK_NAME}.{self.token}.tmp")
+                        tmp.write_bytes(self._content(self.started))
+                        os.replace(tmp, self.path)
         if self.lost:
             raise LockError(f"{self.lost}; stopping so the trial is not trained twice")
 
@@ -228,7 +271,10 @@ class TrialLock:
             self._thread.join()
         with self._io:
             if self.held:
-                raw = _read(self.path)
+                try:
+                    raw = _read(self.path)
+                except LockError:  # not our lock any more: leave it for the user
+                    raw = None
                 if raw is not None and self.token.encode() in raw:
                     self.path.unlink(missing_ok=True)
                 self.held = False

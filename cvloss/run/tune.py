@@ -31,6 +31,16 @@ Grid search: each numeric range is cut into ``ceil(n^(1/d))`` points (log-spaced
 TPE sampler, the optional ``cvloss[tune]`` extra) proposes each loss's candidate i from
 that loss's scores of candidates 0..i-1 (seeded; trials run one after another, so a rerun
 proposes the same ones; with parallel workers TPE would not be bit-reproducible).
+
+A term's weight is never negative (the spec language has no negative weights: a negative
+one would reward that term's error), so a ``<term>.weight`` range must stay >= 0.
+
+Everything is checked before the first folder is created (:func:`check_space`): the names,
+the weights, and every candidate the search will train (random and grid: all of them;
+TPE: each range's ends and an inner point, every choice) applied to every spec -- its loss
+spec must build and its settings pass the task's schema -- so a bad space is one line and
+writes nothing. At most :data:`MAX_TRIALS` candidates per loss and, for grid search,
+:data:`MAX_GRID_POINTS` grid points.
 """
 from __future__ import annotations
 
@@ -45,8 +55,11 @@ from typing import Any
 
 from cvloss.errors import UsageError
 from cvloss.io import read_json, write_json
-from cvloss.losses.spec import format_term, parse_spec
+from cvloss.losses.registry import get_loss_info
+from cvloss.losses.spec import build_loss, format_term, parse_spec
+from cvloss.run.budgets import resolve_overrides
 from cvloss.run.config import TrialConfig
+from cvloss.settings import coerce
 from cvloss.tasks import get_task_class
 
 #: Tuning seeds are TUNE_SEED0 + i; reporting seeds must stay below it.
@@ -56,6 +69,16 @@ _DIST = re.compile(r"^\s*([A-Za-z_][\w#.]*)\s*=\s*(log|uniform|int|choice)\s*\((
 _PARAM = re.compile(r"^([A-Za-z_]\w*)(?:#(\d+))?\.([A-Za-z_]\w*)$")
 EDGE = 0.1  # a winner in the outer 10% of its range is flagged
 CANDIDATE = "candidate.json"  # a tuning trial's sampled values, in its folder
+#: At most this many candidates per loss (``--tune-trials``). Each candidate is a training
+#: run: 10,000 of them are weeks of GPU time at the full budget and days at smoke on two
+#: CPU cores, so a larger count is a typo -- and the candidate list itself would fill the
+#: memory (10**9 trials ended in a MemoryError after minutes).
+MAX_TRIALS = 10_000
+#: At most this many points in a grid search's whole grid (the product over dimensions of
+#: each one's points), which is built, shuffled and cut to ``trials``: its size, not the
+#: trial count, is what costs memory (100,000 points: tens of MB, on any machine). With
+#: ceil(n^(1/d)) >= 2 points per dimension, 17 dimensions already exceed it.
+MAX_GRID_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -164,8 +187,14 @@ class Space:
 
 
 def parse_space(items: list[str], trials: int, sampler: str = "random", seed: int = 0) -> Space:
+    """The search of ``--tune`` items: ``trials`` (1..:data:`MAX_TRIALS`) candidates per
+    loss from ``sampler``; a grid search's grid holds at least ``trials`` and at most
+    :data:`MAX_GRID_POINTS` points. One :class:`UsageError` line otherwise."""
     if trials < 1:
         raise UsageError(f"--tune-trials must be >= 1; got {trials}")
+    if trials > MAX_TRIALS:
+        raise UsageError(f"--tune-trials {trials}: at most {MAX_TRIALS} candidates per loss (each one is a training "
+                         f"run)")
     if sampler not in SAMPLERS:
         raise UsageError(f"--tune-sampler {sampler!r}: valid samplers: {', '.join(SAMPLERS)}")
     dims = tuple(parse_dimension(t) for t in items)
@@ -173,9 +202,15 @@ def parse_space(items: list[str], trials: int, sampler: str = "random", seed: in
     if len(set(names)) != len(names):
         raise UsageError(f"--tune names {', '.join(sorted({n for n in names if names.count(n) > 1}))} twice")
     space = Space(dims, int(trials), sampler, int(seed))
-    if sampler == "grid" and len(candidates(space)) < trials:
-        raise UsageError(f"--tune-sampler grid: the grid of this space has only {len(candidates(space))} points, fewer "
-                         f"than --tune-trials {trials}; ask for fewer trials or use --tune-sampler random")
+    if sampler == "grid":
+        size = grid_size(space)
+        if size > MAX_GRID_POINTS:
+            sizes = "x".join(str(len(d.grid(_grid_k(space)))) for d in dims)
+            raise UsageError(f"--tune-sampler grid: the grid of this space has {size} points ({sizes}), more than "
+                             f"{MAX_GRID_POINTS}; tune fewer dimensions or choices, or use --tune-sampler random")
+        if size < trials:
+            raise UsageError(f"--tune-sampler grid: the grid of this space has only {size} points, fewer "
+                             f"than --tune-trials {trials}; ask for fewer trials or use --tune-sampler random")
     return space
 
 
@@ -186,21 +221,104 @@ def _loss_param(name: str) -> tuple[str, int, str] | None:
     return (m.group(1), int(m.group(2) or 1), m.group(3)) if m else None
 
 
-def check_space(space: Space, task: str, specs: list[str]) -> None:
-    """Every name is a budget setting of the task or a parameter of a term that some spec
-    contains (one line otherwise), before anything is trained."""
+def check_space(space: Space, task: str, specs: list[str], base: TrialConfig | None = None) -> None:
+    """Refuse a space (one :class:`UsageError` line) before anything is created or trained:
+    every name is a setting of the task (and every value it can take passes the setting's
+    schema) or an argument or weight of a term that some spec contains; a weight range
+    stays >= 0; and every candidate the search will train, applied to every spec, builds
+    (its loss spec parses and each argument fits its loss) and -- given ``base``, the
+    trials' budget and overrides -- yields settings the task accepts, for the tuning
+    trials and the retrained winners alike."""
     schema = get_task_class(task).schema()
     for dim in space.dims:
         param = _loss_param(dim.name)
         if param is None:
-            if dim.name not in schema:
-                raise UsageError(f"--tune {dim.name!r}: not a setting of task {task} (valid: {', '.join(schema)}) nor "
-                                 f"a loss parameter <term>.<arg>")
+            _check_setting_dim(dim, task, schema)
             continue
-        term, nth, _ = param
+        term, nth, arg = param
         if not any(sum(t.name == term for t in parse_spec(s)) >= nth for s in specs):
             which = f"{term}#{nth}" if nth > 1 else term
             raise UsageError(f"--tune {dim.name!r}: no loss of --losses has a term {which!r}")
+        if arg == "weight":
+            _check_weight_dim(dim)
+        elif get_loss_info(term).param(arg) is None:
+            valid = ", ".join(p.name for p in get_loss_info(term).params) or "none"
+            raise UsageError(f"--tune {dim.name!r}: loss {term!r} has no argument {arg!r} (valid: {valid}, or weight)")
+    _check_candidates(space, task, specs, base)
+
+
+def _probe_values(dim: Dimension) -> list[Any]:
+    """Values that stand for what ``dim`` can yield: every choice; a range's ends and an
+    inner point off the middle (a whole-number-only argument refuses it; the middle of
+    ``uniform(1,3)`` would pass)."""
+    if dim.kind == "choice":
+        return list(dim.args)
+    lo, hi = dim.args
+    if dim.kind == "int":
+        return [int(lo), int(hi), int(lo + (hi - lo) * 0.382)]
+    if dim.kind == "log":
+        return [lo, hi, _round(math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * 0.382))]
+    return [lo, hi, _round(lo + (hi - lo) * 0.382)]
+
+
+def _check_setting_dim(dim: Dimension, task: str, schema: dict) -> None:
+    """A tuned setting exists and every value ``dim`` can yield passes its schema: a
+    whole-number setting takes ``int(a,b)`` or ``choice``, never a float range."""
+    if dim.name not in schema:
+        raise UsageError(f"--tune {dim.name!r}: not a setting of task {task} (valid: {', '.join(schema)}) nor "
+                         f"a loss parameter <term>.<arg>")
+    spec = schema[dim.name]
+    if spec.kind == "int" and dim.kind in ("log", "uniform"):
+        raise UsageError(f"--tune {dim.text()!r}: {dim.name} takes whole numbers: use int(a,b) or choice(...)")
+    for value in _probe_values(dim):
+        try:
+            coerce(task, dim.name, value, spec)
+        except UsageError as exc:
+            raise UsageError(f"--tune {dim.text()!r}: {str(exc).removeprefix('--set ')}") from None
+
+
+def _check_weight_dim(dim: Dimension) -> None:
+    """A term's weight is a number >= 0: the spec language writes no negative weight, and
+    one would reward the term's error rather than penalise it."""
+    values = _probe_values(dim)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise UsageError(f"--tune {dim.text()!r}: a loss weight is a number")
+    if min(values) < 0:
+        raise UsageError(f"--tune {dim.text()!r}: a loss weight must be >= 0 (a negative weight would reward that "
+                         f"term's error); give a range from 0 up")
+
+
+def _check_candidates(space: Space, task: str, specs: list[str], base: TrialConfig | None) -> None:
+    """Apply every candidate of the search to every spec and build what a trial would:
+    the loss spec (validated, random features: nothing is read or downloaded) and the
+    settings (with ``base``: the whole params of a tuning trial and of a winner). Each
+    distinct spec text and setting is checked once."""
+    if space.sampler == "tpe":  # proposed while it runs: probe each dimension's values, the others at their first
+        first = {d.name: _probe_values(d)[0] for d in space.dims}
+        probes = [{**first, d.name: v} for d in space.dims for v in _probe_values(d)]
+    else:
+        probes = candidates(space)
+    built: set[str] = set()
+    settled: set[str] = set()
+    for i, values in enumerate(probes):
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        for spec in specs:
+            try:
+                loss, settings = apply_candidate(spec, values)
+                if loss != spec and loss not in built:
+                    build_loss(loss, task=task, feature_weights="random", require_scalar=True)
+                    built.add(loss)
+                key = json.dumps(settings, sort_keys=True, default=str)
+                if key not in settled:
+                    if base is None:
+                        resolve_overrides(task, settings)
+                    else:
+                        _ = tuning_config(base, spec, values, i, space).params
+                        _ = winner_config(base, spec, values, 0, space).params
+                    settled.add(key)
+            except UsageError as exc:
+                raise UsageError(f"--tune: candidate {shown} for loss {spec!r} is refused: "
+                                 f"{str(exc).removeprefix('--set ')}") from None
 
 
 def apply_candidate(spec: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -227,12 +345,23 @@ def apply_candidate(spec: str, values: dict[str, Any]) -> tuple[str, dict[str, A
 
 
 # ---------------------------------------------------------------- candidates
+def _grid_k(space: Space) -> int:
+    """Points per range of a grid search: ceil(trials^(1/d)), at least 2."""
+    return max(2, math.ceil(space.trials ** (1 / max(len(space.dims), 1))))
+
+
+def grid_size(space: Space) -> int:
+    """How many points the whole grid of a grid search holds (a product: computed, not built)."""
+    k = _grid_k(space)
+    return math.prod(len(d.grid(k)) for d in space.dims)
+
+
 def candidates(space: Space) -> list[dict[str, Any]]:
     """The ``trials`` candidate settings of a random or grid search, the same for every
     loss (a pure function of the space). TPE proposes its candidates while it runs."""
     rng = random.Random(space.seed)
     if space.sampler == "grid":
-        k = max(2, math.ceil(space.trials ** (1 / max(len(space.dims), 1))))
+        k = _grid_k(space)
         grid = [dict(zip([d.name for d in space.dims], point))
                 for point in itertools.product(*(d.grid(k) for d in space.dims))]
         rng.shuffle(grid)

@@ -67,7 +67,8 @@ def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
     ``retrain_stale`` (:func:`cvloss.run.compare.check_stale`)."""
     reporter = reporter or Reporter()
     executor = executor or SerialExecutor(break_stale_locks)
-    check_space(space, base.task, losses)
+    # the whole space, every candidate applied to every spec with this budget: before any folder exists
+    check_space(space, base.task, losses, base)
     if max(seeds) >= TUNE_SEED0:
         raise UsageError(f"--seeds must stay below {TUNE_SEED0} with --tune (seeds from {TUNE_SEED0} on are the "
                          f"tuning trials'); got {max(seeds)}")

@@ -18,7 +18,7 @@ from torch import nn
 
 from cvloss.data.augment import flip_hv
 from cvloss.data.cache import cached_tensor, source_hash
-from cvloss.data.registry import dataset_dir, load_dataset
+from cvloss.data.registry import data_cache_dir, get_dataset, load_dataset
 from cvloss.errors import UsageError
 from cvloss.losses.base import Loss
 from cvloss.losses.spec import CombinedLoss
@@ -160,12 +160,14 @@ class SegTask(Task):
         out = {}
         for term in self._wce:
             key = (term.w0, term.sigma, term.background)
-            if key not in self._border_cache:  # and on disk with the data: every trial shares it
+            if key not in self._border_cache:  # and on disk beside the data's caches: every trial shares it
                 build = lambda: torch.cat([term.border_map(self.train_y[i : i + 64])  # noqa: E731
                                            for i in range(0, len(self.train_y), 64)])
                 parts = {"w0": term.w0, "sigma": term.sigma, "background": term.background, "source": source_hash(type(term))}
-                self._border_cache[key] = cached_tensor(dataset_dir(self.dataset, self.data_dir), "wce-border", parts,
-                                                        self.train_y, build).to(self.device)
+                # the dataset's cache dir: never inside a folder of the user's or an adopted copy
+                folder = data_cache_dir(get_dataset(self.dataset, "seg"), self.data_dir)
+                self._border_cache[key] = cached_tensor(folder, "wce-border", parts, self.train_y, build,
+                                                        folder=folder).to(self.device)
             border = self._border_cache[key][idx]
             out[term] = border if fh is None else flip_hv(border, fh, fv)
         return out

@@ -223,7 +223,9 @@ class SRTask(Task):
         s, bs, nb = self.scale, self.params["batch_size"], self.num_batches()
         pl = self.params["patch"] // s
         n = len(self.train_hr)
-        order = permutations(n, n * self.params["repeat"], generator)
+        # fewer crops than one batch (a tiny folder at repeat 1): the one batch wraps round
+        # the images again; otherwise this is n * repeat, every image `repeat` times
+        order = permutations(n, max(n * self.params["repeat"], nb * bs), generator)
         u = torch.rand(len(order), 2, generator=generator)
         aug = torch.randint(0, 8, (len(order),), generator=generator)
         for b in range(nb):

@@ -77,7 +77,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cvloss.data.registry import dataset_dir, get_dataset
+from cvloss.data.registry import dataset_root, get_dataset
 from cvloss.data.style_pairs import load_style_pairs
 from cvloss.errors import UsageError
 from cvloss.losses.features import get_feature_extractor, mark_constant
@@ -142,7 +142,7 @@ class StyleTask(Task):
     def load_data(self) -> None:
         p = self.params  # types and ranges: checked by the schema (``settings``) before this
         info = get_dataset(self.dataset, task="style")  # the catalog refuses datasets style cannot read
-        root = None if info.embedded else dataset_dir(self.dataset, self.data_dir)
+        root = None if info.embedded else dataset_root(info, self.data_dir)  # an adopted copy too
         self.data = load_style_pairs(root, p["pair_split"], size=p["image_size"], style_size=p["style_size"], pairs=p["pairs"],
                                      content=p["content"], style=p["style"], source=self.dataset)
         if self.data.explicit and self.data.notes:  # a user's file: say it once, loudly

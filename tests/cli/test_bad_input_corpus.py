@@ -55,6 +55,8 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--seeds", "abc"), "--seeds must be a count"),
     (_seg("--seeds", "1.5"), "--seeds must be a count"),
     (_seg("--seeds", "0,-1"), "distinct non-negative"),
+    (_seg("--seeds", "1000000000"), "--seeds allows at most 10000 seeds below 2**32"),
+    (_seg("--seeds", "0,4294967296"), "--seeds allows at most 10000 seeds below 2**32"),
     (["train", "--task", "seg", "--loss", "ce", "--seed", "-1"], "--seed must be >= 0"),
     # settings: type, range, one value, canonical keys
     (_seg("--set", "epoch=1"), "unknown setting 'epoch'"),
@@ -78,6 +80,12 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--set", "epochs"), "--set expects key=value"),
     (_seg("--set", "=3"), "--set expects key=value"),
     (_seg("--set", "n_train=0"), "--set n_train=0"),
+    # upper bounds: the same on a laptop and a GPU node, far beyond any protocol
+    (_seg("--set", "epochs=1e23"), "--set epochs=1e23: expected int >= 1, <= 100000"),
+    (_seg("--set", "epochs=100001"), "--set epochs=100001: expected int >= 1, <= 100000"),
+    (_seg("--set", "n_train=10000000000"), "--set n_train=10000000000: expected int >= 1, <= 10000000 or none"),
+    (_seg("--set", "image_size=100000"), "--set image_size=100000: expected int >= 8, <= 8192"),
+    (_compare("gan", "ns", "--set", "steps_per_epoch=1000000000"), "expected int >= 1, <= 10000000"),
     (_seg("--set", "n_val=-3"), "--set n_val=-3"),
     (_seg("--set", "image_size=4"), "--set image_size=4"),
     (_seg("--set", "width=0"), "--set width=0"),
@@ -174,6 +182,19 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--tune", "augment=choice(true,false)", "--tune-sampler", "grid"), "the grid of this space has only 2 points"),
     (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune", "lr=uniform(0.1,0.2)"), "names lr twice"),
     (_seg("--tune", "lr=log(1e-4,1e-2)", "--seeds", "10000,1"), "--seeds must stay below 10000"),
+    # ... bounded, and checked whole (every candidate on every spec) before the first folder
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-trials", "1000000000", "--tune-sampler", "grid"),
+     "--tune-trials 1000000000: at most 10000 candidates per loss"),
+    (_seg("--tune", "lr=choice(" + ",".join(f"{(i + 1) * 1e-5:g}" for i in range(400)) + ")",
+          "--tune", "weight_decay=choice(" + ",".join(f"{i * 1e-4:g}" for i in range(400)) + ")",
+          "--tune-sampler", "grid", "--tune-trials", "2"), "has 160000 points (400x400), more than 100000"),
+    (_seg("--tune", "lr=choice(a,b)"), "--tune 'lr=choice(a,b)': lr=a: expected float > 0"),
+    (_seg("--tune", "ce.nope=uniform(0,1)"), "--tune 'ce.nope': loss 'ce' has no argument 'nope'"),
+    (_compare("seg", "ce+dice", "--tune", "dice.weight=uniform(-5,-1)"), "a loss weight must be >= 0"),
+    (_seg("--tune", "epochs=uniform(1,4)"), "epochs takes whole numbers: use int(a,b) or choice"),
+    (_seg("--tune", "ce.label_smoothing=uniform(0.5,2)"), "label_smoothing must lie in [0, 1)"),
+    (_compare("translate", "lsgan+cycle", "--tune", "image_size=choice(32,30)"),
+     "image_size 30 must be divisible by 2**n_down = 4"),
     (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
     # executors: --address only with Ray, checked before Ray is asked for (these need no Ray)
     (_seg("--address", "auto"), "--address names a Ray cluster: it needs --executor ray"),
@@ -230,6 +251,12 @@ CASES: list[tuple[list[str], str]] = [
     (["report", "{data}"], "no comparisons under"),
     (["report", "{cwd}/list-report"], "compare.json"),
     (["report", "{cwd}/partial-report"], "compare.json"),
+    # results files are bounded input: depth, and the types of the fields the report reads
+    (["report", "{cwd}/deep-report"], "compare.json nests deeper than 64 levels"),
+    (["report", "{cwd}/compute-report"], "compare.json is not a valid comparison file: 'compute' must be an object"),
+    (["report", "{cwd}/best-report"], "compare.json is not a valid comparison file: 'best' must be an object of loss"),
+    (["report", "{cwd}/mde-report"], "compare.json is not a valid comparison file: 'mde' must be an object of numbers"),
+    (["report", "{cwd}/tuning-report"], "compare.json is not a valid comparison file: 'tuning' 'space' must be"),
     # usage errors of the command line itself (Typer/Click): one line too
     (["compare", "--losses", "ce"], "Missing option '--task'"),
     (["train", "--task", "seg"], "Missing option '--loss'"),
@@ -328,7 +355,14 @@ def sandbox(tmp_path, monkeypatch):
     Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "cwd" / "ok.png")
     (tmp_path / "cwd" / "notes.txt").write_text("not an image\n")
     monkeypatch.setenv("CVLOSS_CATALOG", "")  # --catalog sets it for the (in-process) run: restored after
-    for name, text in (("list-report", "[1, 2, 3]"), ("partial-report", '{"task": "seg"}')):
+    valid = ('{"task": "seg", "dataset": "synth-pets", "budget": "smoke", "losses": ["ce"], "seeds": [0], '
+             '"baseline": "ce", "metrics": ["miou"], "rows": []')
+    for name, text in (("list-report", "[1, 2, 3]"), ("partial-report", '{"task": "seg"}'),
+                       ("deep-report", '{"task": ' + "[" * 20_000 + "]" * 20_000 + "}"),
+                       ("compute-report", valid + ', "compute": {"ce": 5}}'),
+                       ("best-report", valid + ', "best": {"miou": ["ce"]}}'),
+                       ("mde-report", valid + ', "mde": {"miou": "x"}}'),
+                       ("tuning-report", valid + ', "tuning": {"space": "lr", "trials": "<b>8</b>"}}')):
         folder = tmp_path / "cwd" / name / "seg" / "synth-pets" / "smoke" / "compare--ce"
         folder.mkdir(parents=True)
         (folder / "compare.json").write_text(text)

@@ -176,3 +176,11 @@ def test_a_one_row_train_table_folds_in_a_pipe_and_not_with_wide():
     out = io.StringIO()
     print_table([row], file=out, fit=True, wide=True)
     assert len(out.getvalue().splitlines()) == 3 and len(out.getvalue().splitlines()[0]) > PIPE_WIDTH
+
+
+def test_values_are_never_read_as_rich_markup():
+    """A loss spec with brackets (or a hostile results file) prints as written on a terminal."""
+    out = Terminal()
+    print_table([{"loss": "perceptual(layers=[relu1_2,relu2_2])", "note": "[bold]x[/bold]"}], "[red]t", out, fit=True)
+    text = out.getvalue()
+    assert "perceptual(layers=[relu1_2,relu2_2])" in text and "[bold]x[/bold]" in text and "[red]t" in text

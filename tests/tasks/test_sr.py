@@ -70,6 +70,20 @@ def test_crops_are_aligned_augmented_and_come_from_the_generator(task):
     assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
 
 
+def test_fewer_crops_than_a_batch_still_fill_one_batch(task):
+    """3 images at repeat 1 and batch 4 (a tiny folder): one full batch, the images wrapping round."""
+    saved = task.train_lr, task.train_hr, dict(task.params)
+    task.train_lr, task.train_hr = task.train_lr[:3], task.train_hr[:3]
+    task.params["repeat"] = 1
+    try:
+        (batch,) = list(task._data_batches(torch.Generator().manual_seed(0)))
+    finally:
+        task.train_lr, task.train_hr = saved[:2]
+        task.params.clear()
+        task.params.update(saved[2])
+    assert batch[0].shape[0] == 4 and batch[1].shape[0] == 4
+
+
 def test_plain_loss_trains_g_only_and_adversarial_trains_d(task):
     model, opts, plan = _fresh(task)
     batch = next(task.train_batches(torch.Generator().manual_seed(0)))  # [one (lr, hr)]: no critic
