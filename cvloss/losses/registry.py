@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union
 
 from cvloss.errors import UsageError
+from cvloss.losses.base import Loss
 
 from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
 
@@ -91,6 +92,32 @@ class LossInfo:
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
+    def build(self, args: dict[str, Any]) -> Any:
+        """``cls(**args)``, the loss itself. cvloss's own losses raise ``ValueError`` /
+        ``TypeError`` for arguments they refuse (the spec parser words them). A plugin's
+        loss is another's code: whatever it raises, or a result that is not a
+        :class:`~cvloss.losses.base.Loss`, is a :class:`PluginLossError` -- one line
+        naming the plugin and the loss, not a bug of cvloss."""
+        if self.plugin is None:
+            return self.cls(**args)
+        try:
+            loss = self.cls(**args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, even SystemExit
+            text = " ".join(str(exc).split())[:200]
+            raise PluginLossError(f"plugin {self.plugin} failed to build it ({type(exc).__name__}"
+                                  f"{': ' + text if text else ''})") from None
+        if not isinstance(loss, Loss):
+            raise PluginLossError(f"plugin {self.plugin} built a value of type {type(loss).__name__!r}, not a cvloss "
+                                  f"Loss (an nn.Module subclass of cvloss.losses.Loss)")
+        return loss
+
+
+class PluginLossError(UsageError):
+    """A plugin's loss that could not be built (:meth:`LossInfo.build`); the message says
+    which plugin and why, the spec parser adds which loss."""
+
 
 _REGISTRY: dict[str, LossInfo] = {}
 # The plugin being imported (innermost last), set by cvloss.losses.plugins around the
@@ -131,6 +158,9 @@ def register_loss(name: str, *, family: str, tasks: tuple[str, ...] | list[str],
     turns into one line refusing the plugin."""
 
     def deco(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, Loss)):
+            raise TypeError(f"register_loss({name!r}) decorates {getattr(cls, '__name__', type(cls).__name__)}, "
+                            f"a {type(cls).__name__}, not a subclass of cvloss.losses.Loss")
         if name in _REGISTRY:
             held = _REGISTRY[name]
             raise DuplicateLossError(f"loss {name!r} is registered twice ({held.cls.__name__} of {held.origin} and "

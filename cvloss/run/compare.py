@@ -40,9 +40,14 @@ from cvloss.run.analysis import (ComparisonError, where, check_provenance, compu
                                  stale_trials, trial_status, untrained_by_seed, value)
 from cvloss.run.lock import LOCK_NAME, TrialLock, describe
 from cvloss.run.executor import Executor, SerialExecutor
-from cvloss.run.trainer import SUMMARY, TRIAL
+from cvloss.run.trainer import SUMMARY, TRIAL, identity_mismatch
 from cvloss.tasks import get_task_class
 from cvloss.losses import build_loss
+
+
+# A comparison's seeds are its replicates: 10,000 is far past any study's power needs, and
+# a typo such as --seeds 1000000000 is refused before the list is even built.
+MAX_SEEDS = 10_000
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -53,6 +58,8 @@ def parse_seeds(text: str) -> list[int]:
             seeds = [int(s) for s in text.split(",")]  # an empty item ("0,,1") is refused
         else:
             n = int(text)
+            if n > MAX_SEEDS:
+                n = MAX_SEEDS + 1  # refused below with the other limits, before a list is built
             if n < 1:
                 raise UsageError(f"--seeds must be a count >= 1 or a list such as 0,1,2; got {text!r}")
             seeds = list(range(n))
@@ -60,6 +67,8 @@ def parse_seeds(text: str) -> list[int]:
         raise UsageError(f"--seeds must be a count >= 1 or a list such as 0,1,2; got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UsageError(f"--seeds must list distinct non-negative seeds; got {text!r}")
+    if len(seeds) > MAX_SEEDS or max(seeds) >= 2**32:
+        raise UsageError(f"--seeds allows at most {MAX_SEEDS} seeds below 2**32; got {text!r}")
     return seeds
 
 
@@ -137,6 +146,18 @@ def check_stale(trials: dict[str, list[Path]], reporter: Reporter, retrain_stale
         reporter.message(f"moved aside {move_aside(d)} ({then}): retraining it")
 
 
+def check_identities(cfgs: list[TrialConfig]) -> None:
+    """Before any training: refuse (one line naming the folder and both identities) when
+    a trial folder of ``cfgs`` holds a trial -- finished or not -- of another
+    configuration (:func:`cvloss.run.trainer.identity_mismatch`): its numbers would pass
+    for this one's, or a rerun would stop half-way. Run after :func:`check_stale`, so
+    folders that ``--retrain-stale`` moves aside are no longer there to compare."""
+    for cfg in cfgs:
+        mismatch = identity_mismatch(cfg)
+        if mismatch is not None:
+            raise ComparisonError(mismatch)
+
+
 def move_aside(trial_dir: Path) -> Path:
     """Rename ``trial_dir`` to the first free ``<name>.stale-<n>`` under its lock (a trial
     another live process is training is refused) and return the new path."""
@@ -176,6 +197,7 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
     out_dir = comparison_dir(base, losses)
     old = check_seed_set(out_dir, seeds)
     check_stale(comparison_trials(base, losses, seeds), reporter, retrain_stale, allow_mixed)
+    check_identities([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses])
     if old is not None and set(old) != set(seeds):
         reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
     summaries = executor.run([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter)

@@ -4,6 +4,7 @@ A trial is self-contained -- a resolved config in, a results folder out -- so an
 executor (this process, a pool, a cluster job) can run it without change."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -114,3 +115,44 @@ class TrialConfig:
             d.pop("data_fingerprint")
         d["params"] = self.params
         return d
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"params": {"lr": 0.1}}`` -> ``{"params.lr": 0.1}``; a non-dict is one entry."""
+    if not isinstance(value, dict):
+        return {prefix or "identity": value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)  # repr: quotes a string, escapes a newline, so the line stays one line
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def identity_difference(recorded: Any, requested: dict[str, Any], shown: int = 3) -> str | None:
+    """Where a trial folder's recorded identity differs from the one a command requests
+    (:meth:`TrialConfig.identity`), in a few words naming both values:
+    ``feature_weights: recorded 'random:1', requested 'random:2'`` (nested settings as
+    ``params.lr``; at most ``shown`` keys, then how many more). None when they are equal."""
+    requested = json.loads(json.dumps(requested))  # as a file records it: tuples are lists
+    if recorded == requested:
+        return None
+    then, now = _flat(recorded), _flat(requested)
+    keys = [k for k in dict.fromkeys([*now, *then]) if then.get(k, _ABSENT) != now.get(k, _ABSENT)]
+    if not keys:  # equal leaves, other containers (an empty object where none was)
+        return f"identity: recorded {_shown(recorded)}, requested {_shown(requested)}"
+    parts = [f"{k}: recorded {_shown(then.get(k, _ABSENT))}, requested {_shown(now.get(k, _ABSENT))}"
+             for k in keys[:shown]]
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return "; ".join(parts) + more
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(none)"
+
+
+_ABSENT = _Absent()

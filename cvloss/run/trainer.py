@@ -17,20 +17,24 @@ Files (written atomically, see :mod:`cvloss.io`), in ``cfg.trial_dir``:
 is kept as ``checkpoint.prev.pt``), ``samples.png``, ``samples.npz`` and ``model.pt``
 (the final weights: the model's ``state_dict`` on the CPU, loadable with
 ``torch.load(weights_only=True)``), then ``summary.json`` (last: its presence means the
-trial is done). Then the two checkpoints, needed only to resume, are deleted -- a quick
-comparison kept ~7 MB of them per trial -- unless ``cfg.keep_checkpoints``
-(``--keep-checkpoints``). A diverged trial writes no ``model.pt`` (its last step's
+trial is done, and a rerun skips it -- only when ``trial.json`` records the identity the
+rerun requests; a trial of another configuration is refused in one line naming both,
+:func:`identity_mismatch`). Then the two checkpoints, needed only to resume, are
+deleted -- a quick comparison kept ~7 MB of them per trial -- unless
+``cfg.keep_checkpoints`` (``--keep-checkpoints``). A diverged trial writes no ``model.pt`` (its last step's
 weights may not be finite) and its checkpoints go the same way.
 
 A trial is trained under its folder's lock (:mod:`cvloss.run.lock`): a command that meets
 a trial locked by a live process runs its other trials first, then waits for that one
 and reads its summary, so no trial is ever trained twice at once.
 
-A checkpoint that cannot be read (0 bytes, truncated) is set aside as
-``checkpoint.pt.corrupt-<n>`` and the trial resumes from the previous one, or restarts
-from scratch when neither is good, saying so in one line. A checkpoint that holds code is
-never loaded, nor one of the layout before the one training contract: the trial stops
-with one line naming it. :func:`run_trial` reads as prepare / resume / epochs / finish.
+A checkpoint that cannot be read (0 bytes, truncated, not a regular file) or does not fit
+its trial (an epoch or step outside its budget, another plan's optimisers or task state:
+:func:`_apply_checkpoint`) is set aside as ``checkpoint.pt.corrupt-<n>`` and the trial
+resumes from the previous one, or restarts from scratch when neither is good, saying so
+in one line; an ``untrained.json`` that is not the task's metrics is measured again. A
+checkpoint that holds code is never loaded, nor one of the layout before the one
+training contract: the trial stops with one line naming it. :func:`run_trial` reads as prepare / resume / epochs / finish.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ import os
 import platform
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,13 +53,14 @@ import torch
 
 from cvloss import __version__
 from cvloss.data.folders import dataset_label, describe_folder, fingerprint as folder_fingerprint
-from cvloss.errors import CheckpointError, CvlossError, UsageError
-from cvloss.io import (SUMMARY_SCHEMA, atomic_path, load_checkpoint, loss_slug, read_json, read_summary,
-                       save_checkpoint, write_csv, write_json)
-from cvloss.losses import build_loss, plugin_provenance
+from cvloss.errors import CheckpointError, CvlossError, ResultsFileError, UsageError
+from cvloss.io import (SUMMARY_SCHEMA, atomic_path, check_untrained, load_checkpoint, loss_slug, read_json,
+                       read_json_object, read_summary, save_checkpoint, write_csv, write_json)
+from cvloss.losses import build_loss, get_loss_info, parse_spec, plugin_provenance
+from cvloss.losses.features import FeatureLoss, FeatureWeightsError, _parse_weights
 from cvloss.report.grid import save_grid
-from cvloss.run.config import TrialConfig
-from cvloss.run.folds import collect, expand
+from cvloss.run.config import TrialConfig, identity_difference
+from cvloss.run.folds import collect, expand, fold_dirs
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.live_log import LiveLog
 from cvloss.run.memory import PeakMemory
@@ -195,12 +201,91 @@ def _run_flat(cfgs: list[TrialConfig], reporter: Reporter | None = None, stop_af
     return [done[i] for i in range(len(cfgs))]
 
 
-def _finished(out_dir: Path, label: str, reporter: Reporter) -> dict[str, Any] | None:
+def _finished(cfg: TrialConfig, label: str, reporter: Reporter) -> dict[str, Any] | None:
+    """The summary of ``cfg``'s finished trial (said "already done, skipped"), None when
+    it is not finished; a finished trial of another configuration is refused
+    (:func:`identity_mismatch`): its numbers are never passed off as ``cfg``'s."""
+    out_dir = cfg.trial_dir
     if not (out_dir / SUMMARY).exists():
         return None
+    mismatch = identity_mismatch(cfg)
+    if mismatch is not None:
+        raise TrialError(mismatch)
     summary = read_summary(out_dir / SUMMARY)
     reporter.trial_end(label, "already done, skipped", str(out_dir))
     return summary
+
+
+_UNKNOWN = object()  # feature weights that only the environment decides (``auto``)
+
+
+def requested_feature_weights(spec: str, request: str) -> Any:
+    """What a trial of ``spec`` with ``--feature-weights request`` records as its
+    ``feature_weights`` (:attr:`cvloss.losses.base.Loss.feature_weights`), known without
+    building or loading anything: ``random:N`` -> ``random(seed=N)``, ``imagenet``, a
+    path -> ``file:<absolute path>`` (so a relative path from another folder differs),
+    for every feature term of cvloss's own (``weights=`` of the spec first, else
+    ``request``); None for a spec without one. ``auto`` resolves to ImageNet or
+    ``random(seed=0)`` by what this machine has when the trial is built, and a plugin's
+    term by its own code: then ``_UNKNOWN``, and the recorded value stands (every table
+    shows it)."""
+    try:
+        terms = parse_spec(spec)
+        infos = [get_loss_info(t.name) for t in terms]
+    except (CvlossError, KeyError):
+        return _UNKNOWN
+    labels = set()
+    for term, info in zip(terms, infos):
+        if not (isinstance(info.cls, type) and issubclass(info.cls, FeatureLoss)):
+            continue
+        if info.plugin is not None:
+            return _UNKNOWN
+        try:
+            mode, arg = _parse_weights(term.args.get("weights", request))
+        except FeatureWeightsError:
+            return _UNKNOWN
+        if mode == "auto":
+            return _UNKNOWN
+        labels.add({"random": f"random(seed={arg})", "file": f"file:{arg}", "imagenet": "imagenet"}[mode])
+    return ", ".join(sorted(labels)) or None
+
+
+def _recorded_trials(cfg: TrialConfig) -> list[tuple[Path, TrialConfig]]:
+    """The trial folders whose ``trial.json`` records what ``cfg``'s folder holds, each
+    with the config it must equal: the folder itself and, for a seed's trial of a k-fold
+    protocol (:mod:`cvloss.run.folds`), its ``fold<f>`` sub-trials."""
+    found = [(cfg.trial_dir, cfg)]
+    if cfg.fold is None:
+        found += [(d, replace(cfg, fold=int(d.name[4:]))) for d in fold_dirs(cfg.trial_dir)]
+    return found
+
+
+def identity_mismatch(cfg: TrialConfig) -> str | None:
+    """One line when ``cfg``'s trial folder holds a trial (finished or not) that is not
+    the one ``cfg`` requests, naming the folder and both sides; None when it holds none or
+    the same. "The same": the recorded ``identity`` equals :meth:`TrialConfig.identity`
+    (spec, task, dataset, budget and settings, seed, the ``--feature-weights`` request,
+    a dataset folder's data fingerprint), and the recorded ``feature_weights`` equal what
+    the request resolves to wherever that is known beforehand
+    (:func:`requested_feature_weights`; ``auto`` is whatever the machine had when the
+    trial ran). cvloss writes ``trial.json`` before anything else, so only a folder made
+    by hand holds a summary without it: with no recorded identity to compare, it is read
+    as before (whoever can write a summary could write a matching record too)."""
+    how = "use another --out, or delete that folder to train it anew"
+    for trial_dir, want in _recorded_trials(cfg):
+        path = trial_dir / TRIAL
+        if not (path.exists() or path.is_symlink()):
+            continue
+        info = read_json_object(path, "trial record", root=trial_dir)
+        diff = identity_difference(info.get("identity"), want.identity())
+        expected = requested_feature_weights(want.loss, want.feature_weights)
+        if diff is None and expected is not _UNKNOWN and info.get("feature_weights") != expected:
+            diff = f"feature weights: recorded {info.get('feature_weights')!r}, requested {expected!r}"
+        if diff is not None:
+            state = "a finished" if (trial_dir / SUMMARY).exists() else "an unfinished"
+            return (f"{trial_dir} holds {state} trial of another configuration ({diff}); it is neither reused nor "
+                    f"overwritten: {how}")
+    return None
 
 
 def _cannot_write(out_dir: Path, exc: OSError) -> TrialError:
@@ -224,7 +309,8 @@ def data_changed(cfg: TrialConfig, trial_dirs: list[Path] | None = None) -> str 
     for trial_dir in dirs:
         if not (trial_dir / TRIAL).is_file():
             continue
-        old = read_json(trial_dir / TRIAL).get("identity", {}).get("data_fingerprint")
+        recorded = read_json_object(trial_dir / TRIAL, "trial record", root=trial_dir).get("identity")
+        old = recorded.get("data_fingerprint") if isinstance(recorded, dict) else None
         if old != cfg.data_fingerprint:
             return (f"the dataset folder {cfg.dataset} changed since {trial_dir} ran on it (data fingerprint "
                     f"{str(old)[:12]} then, {cfg.data_fingerprint[:12]} now): its results would not be of this data; "
@@ -242,7 +328,7 @@ def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int |
     changed = data_changed(cfg, [out_dir])
     if changed is not None:
         raise TrialError(changed)
-    summary = _finished(out_dir, label, reporter)
+    summary = _finished(cfg, label, reporter)
     if summary is not None:
         return summary
     lock = TrialLock(out_dir, break_stale=break_stale_locks, say=lambda text: reporter.message(f"[{label}] {text}"))
@@ -254,7 +340,7 @@ def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int |
         if holder is not None:
             return _Locked(holder)
         # finished by another process between our first look and taking the lock
-        return _finished(out_dir, label, reporter) or _train(cfg, reporter, stop_after_epoch, lock, label)
+        return _finished(cfg, label, reporter) or _train(cfg, reporter, stop_after_epoch, lock, label)
     finally:
         lock.release()
 
@@ -315,6 +401,7 @@ def _train(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None, l
     threads = torch.get_num_threads()
     try:
         trial = _prepare(cfg, label, lock)
+        _untrained(trial, reporter)  # before any checkpoint is loaded: the initial weights
         _resume(trial, reporter)
         stopped = _epochs(trial, reporter, stop_after_epoch)
         return stopped if stopped is not None else _finish(trial, reporter)
@@ -355,25 +442,39 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
     }
     trial.info["git_commit"] = trial.info["code"]["commit"]  # the key older readers know
     _check_or_write_trial(trial.out_dir, trial.info)
-    _untrained(trial)
     return trial
 
 
-def _untrained(trial: _Trial) -> None:
+def _untrained(trial: _Trial, reporter: Reporter) -> None:
     """The untrained model's test metrics: measured once, before any checkpoint is loaded,
-    and kept in untrained.json so a resumed trial never reads test again."""
+    and kept in untrained.json so a resumed trial never reads test again.
+
+    A kept file is read as untrusted (:func:`cvloss.io.check_untrained`: the task's metric
+    names, each a finite number or null). One that is not is measured again, saying so in
+    one line, rather than refused: the model here is the untrained one, built from the
+    seed alone, so the measurement gives the numbers the file should have held -- and
+    what reads test is still the untrained model, never a trained one."""
     path = trial.out_dir / UNTRAINED
     if not trial.cfg.test:  # a tuning trial never reads test
         return
-    if path.exists():
-        trial.untrained = read_json(path)
-        return
-    trial.untrained = {k: v for k, v in trial.evaluate("test").items() if isinstance(v, (int, float))}
+    if path.exists() or path.is_symlink():
+        try:
+            trial.untrained = check_untrained(read_json(path, trial.out_dir), path, trial.task.metric_names())
+            return
+        except ResultsFileError as exc:
+            reporter.message(f"[{trial.label}] {exc}; measuring the untrained model again")
+    # one entry per metric of the task, as the check above reads it: a value that is not a
+    # number is null (as a NaN is written), in the order evaluate gives them
+    names = trial.task.metric_names()
+    measured = {k: v for k, v in trial.evaluate("test").items() if k in names}
+    trial.untrained = {k: v if isinstance(measured.get(k), (int, float)) else None
+                       for k, v in {**measured, **{n: None for n in names if n not in measured}}.items()}
     write_json(path, trial.untrained)
 
 
 def _resume(trial: _Trial, reporter: Reporter) -> None:
-    """Continue from the newest readable checkpoint; set unreadable ones aside."""
+    """Continue from the newest usable checkpoint; set aside those that cannot be read or
+    do not fit this trial (:func:`_apply_checkpoint`)."""
     task_state0 = copy.deepcopy(trial.task.state_dict())
     set_aside: list[str] = []
     for name in (CHECKPOINT, PREV_CHECKPOINT):
@@ -382,7 +483,7 @@ def _resume(trial: _Trial, reporter: Reporter) -> None:
             continue
         try:
             state = load_checkpoint(path)
-            _apply_checkpoint(state, trial, path)
+            _apply_checkpoint(state, trial, path, task_state0)
         except CheckpointError as exc:
             if exc.holds_code:  # an attack, not an accident: stop and let the user look
                 raise CheckpointError(f"{exc}; delete it to restart the trial", holds_code=True) from None
@@ -395,7 +496,7 @@ def _resume(trial: _Trial, reporter: Reporter) -> None:
     if set_aside:
         then = (f"resuming from {PREV_CHECKPOINT} (epoch {trial.start_epoch})" if trial.start_epoch
                 else "restarting the trial from scratch")
-        reporter.message(f"[{trial.label}] unreadable checkpoint set aside: {'; '.join(set_aside)}; {then}")
+        reporter.message(f"[{trial.label}] unusable checkpoint set aside: {'; '.join(set_aside)}; {then}")
 
 
 def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None) -> dict[str, Any] | None:
@@ -572,13 +673,13 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
     versions of the code -- in one folder."""
     path = out_dir / TRIAL
     if path.exists():
-        old = read_json(path)
-        if old.get("identity") != info["identity"] or old.get("feature_weights") != info["feature_weights"]:
-            raise TrialError(
-                f"{out_dir} holds a trial with a different configuration "
-                f"(feature weights {old.get('feature_weights')} vs {info['feature_weights']}, or settings); "
-                f"use another --out or delete that folder"
-            )
+        old = read_json_object(path, "trial record", root=out_dir)
+        diff = identity_difference(old.get("identity"), info["identity"])
+        if diff is None and old.get("feature_weights") != info["feature_weights"]:  # resolved: auto included
+            diff = f"feature weights: recorded {old.get('feature_weights')!r}, requested {info['feature_weights']!r}"
+        if diff is not None:
+            raise TrialError(f"{out_dir} holds an unfinished trial of another configuration ({diff}); it is neither "
+                             f"resumed nor overwritten: use another --out, or delete that folder to train it anew")
         then, now = code_key(old), code_key(info)
         if then != now:
             raise TrialError(
@@ -592,22 +693,115 @@ def _check_or_write_trial(out_dir: Path, info: dict[str, Any]) -> None:
         raise _cannot_write(out_dir, exc) from None
 
 
-def _apply_checkpoint(state: dict[str, Any], trial: _Trial, path: Path) -> None:
-    """Load a checkpoint's states; one that loads but does not fit is corrupt too. One of
-    an older layout (before the one training contract) is refused with one line."""
+def _apply_checkpoint(state: dict[str, Any], trial: _Trial, path: Path, task_state0: dict[str, Any]) -> None:
+    """Load a checkpoint's states after checking that it is one of this trial: its epoch
+    and step within the budget, its history those epochs', its optimisers this plan's
+    (same names, hyper-parameters, state tensors of the parameters' shapes) and its task
+    state shaped like ``task_state0`` (the fresh task's). One that does not fit -- a file
+    edited by hand, another trial's -- is a :class:`CheckpointError` (set aside like a
+    corrupt one). One of an older layout (before the one training contract) is refused
+    with one line."""
     if isinstance(state, dict) and "layout" not in state and "model" in state:
         raise TrialError(f"checkpoint {path} was written by an older cvloss (another checkpoint layout); "
                          f"delete the trial folder {trial.out_dir} or rerun with the version that wrote it")
     try:
         if state["layout"] != CHECKPOINT_LAYOUT:
-            raise ValueError(state["layout"])
-        trial.model.load_state_dict(state["model"])
-        for name, opt in trial.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        trial.task.load_state_dict(state.get("task", {}))
-        int(state["epoch"]), int(state["step"]), list(state["history"])
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {path} refused: it does not fit this trial ({type(exc).__name__})") from None
+            raise ValueError(f"layout {str(state['layout'])[:20]!r}")
+        misfit = _progress_misfit(state, trial)
+        if misfit is None:
+            trial.model.load_state_dict(state["model"])
+            misfit = _load_optimizers(state["optimizers"], trial)
+        if misfit is None:
+            misfit = _state_misfit(task_state0, state["task"], "task state")
+            if misfit is None:
+                trial.task.load_state_dict(state["task"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        misfit = type(exc).__name__
+    if misfit is not None:
+        raise CheckpointError(f"checkpoint {path} refused: it does not fit this trial ({misfit})")
+
+
+def _progress_misfit(state: dict[str, Any], trial: _Trial) -> str | None:
+    """Why a checkpoint's epoch, step or history cannot be this trial's, or None. Every
+    epoch runs ``num_batches()`` steps (the trainer counts them), so a checkpoint written
+    after epoch ``e`` of ``0 <= e <= epochs`` holds step ``e * num_batches()`` and the
+    history rows of epochs 1..e (0..e when the task scores the untrained model). An epoch
+    past the budget would mark the trial done untrained; a negative one would train
+    extra epochs; another step would shift the learning-rate schedule."""
+    epochs, per_epoch = int(trial.params["epochs"]), trial.task.num_batches()
+    epoch, step, history = state["epoch"], state["step"], state["history"]
+    if type(epoch) is not int or not 0 <= epoch <= epochs:
+        return f"epoch {str(epoch)[:20]} is outside this trial's 0..{epochs}"
+    if type(step) is not int or step != epoch * per_epoch:
+        return f"step {str(step)[:20]} after epoch {epoch} is not {epoch} x {per_epoch} batches"
+    first = 0 if trial.task.evaluate_at_init else 1
+    if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)
+            and [r.get("epoch") for r in history] == list(range(first, epoch + 1))
+            and all(isinstance(k, str) and (v is None or isinstance(v, (int, float, str)))
+                    for r in history for k, v in r.items())):
+        return f"its history is not the rows of epochs {first}..{epoch}"
+    return None
+
+
+def _load_optimizers(saved: Any, trial: _Trial) -> str | None:
+    """Load every optimiser of the plan from ``saved`` (name -> state_dict); why they do
+    not fit, or None. The hyper-parameters must be the plan's (``lr`` too where the task
+    keeps it constant: with a schedule :meth:`_Trial.set_lr` sets it before every step),
+    and every state tensor a scalar, of its parameter's shape, or flat over all of them
+    (L-BFGS's history), so a step can neither crash nor silently train otherwise."""
+    if not isinstance(saved, dict) or set(saved) != set(trial.optimizers):
+        found = sorted(map(str, saved))[:4] if isinstance(saved, dict) else "none"
+        return f"optimisers {found}, not this plan's {sorted(trial.optimizers)}"
+    skip = ("params", "lr") if trial.task.lr_factor(trial.step) is not None else ("params",)
+    for name, opt in trial.optimizers.items():
+        plan = [{k: v for k, v in g.items() if k not in skip} for g in opt.param_groups]
+        opt.load_state_dict(saved[name])
+        if [{k: v for k, v in g.items() if k not in skip} for g in opt.param_groups] != plan:
+            return f"optimiser {name!r} has other hyper-parameters than this plan's"
+        flat = sum(p.numel() for g in opt.param_groups for p in g["params"])
+        for param, per_param in opt.state.items():
+            for value in _tensors(per_param):
+                if value.dim() and value.shape != param.shape and not (value.dim() == 1 and value.numel() == flat):
+                    return (f"optimiser {name!r} holds a state of shape {tuple(value.shape)} for a parameter of "
+                            f"{tuple(param.shape)}")
+    return None
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in ``value`` (nested dicts, lists and tuples)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return [t for item in items for t in _tensors(item)]
+
+
+def _state_misfit(fresh: Any, saved: Any, where: str) -> str | None:
+    """Why ``saved`` is not shaped like ``fresh`` (a task's state as built), or None: the
+    same keys, list lengths and types; tensors of the same dtype and shape (an image pool
+    not yet filled is None when fresh: then a tensor too); counts whole numbers >= 0."""
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict) or set(saved) != set(fresh):
+            return f"{where} has other entries than this task's"
+        misfits = (_state_misfit(fresh[k], saved[k], f"{where}[{k!r}]") for k in fresh)
+        return next((m for m in misfits if m is not None), None)
+    if isinstance(fresh, (list, tuple)):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(fresh):
+            return f"{where} is not a list of {len(fresh)}"
+        misfits = (_state_misfit(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(fresh, saved)))
+        return next((m for m in misfits if m is not None), None)
+    if isinstance(fresh, torch.Tensor):
+        ok = isinstance(saved, torch.Tensor) and saved.dtype == fresh.dtype and saved.shape == fresh.shape
+        return None if ok else f"{where} is not a {fresh.dtype} tensor of shape {tuple(fresh.shape)}"
+    if fresh is None:
+        return None if saved is None or isinstance(saved, torch.Tensor) else f"{where} is not a tensor"
+    if isinstance(fresh, bool) or isinstance(fresh, str):
+        return None if type(saved) is type(fresh) else f"{where} is not a {type(fresh).__name__}"
+    if isinstance(fresh, int):
+        return None if type(saved) is int and saved >= 0 else f"{where} is not a count >= 0"
+    if isinstance(fresh, float):
+        ok = isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+        return None if ok else f"{where} is not a finite number"
+    return None
 
 
 def _set_aside(path: Path) -> str:

@@ -163,7 +163,7 @@ def test_existing_results_with_other_configuration_are_protected(tmp_path):
     (cfg.trial_dir / "summary.json").unlink(missing_ok=True)
     result = invoke("train", "--task", "seg", "--loss", "ce", "--out", str(tmp_path), "--quiet",
                     "--set", "n_train=16", "--set", "n_val=8", "--set", "epochs=1")
-    assert result.exit_code == 2 and "different configuration" in result.output
+    assert result.exit_code == 2 and "trial of another configuration (feature weights: recorded 'imagenet'" in result.output
 
 
 def test_ctrl_c_stops_cleanly_with_checkpoint_and_resumes(tmp_path, monkeypatch):

@@ -89,7 +89,7 @@ def test_corrupt_checkpoint_is_set_aside_and_the_previous_resumes(tmp_path, unin
     rep = capture
     assert run_trial(cfg, rep)["metrics"] == uninterrupted
     said = [l for l in rep.lines if "set aside" in l]
-    assert len(said) == 1 and said[0].startswith("[seg/synth-pets/ce/seed1] unreadable checkpoint set aside: checkpoint.pt (")
+    assert len(said) == 1 and said[0].startswith("[seg/synth-pets/ce/seed1] unusable checkpoint set aside: checkpoint.pt (")
     assert said[0].endswith("as checkpoint.pt.corrupt-1; resuming from checkpoint.prev.pt (epoch 1)")
     assert "START seg/synth-pets/ce/seed1 at 1" in rep.lines
     assert (cfg.trial_dir / "checkpoint.pt.corrupt-1").read_bytes() == damaged  # kept for a post-mortem

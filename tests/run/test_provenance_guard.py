@@ -33,7 +33,7 @@ def _fake_trial(base, loss, seed, miou=0.5, source="b" * 64, threads=1, device="
     (d / "trial.json").write_text(json.dumps({
         "code": {"commit": "c0ffee", "dirty": False, "source_sha256": source, "plugins_sha256": None},
         "versions": {"torch": torch.__version__}, "threads": threads, "device": device,
-        "config": {"loss": loss}}))
+        "config": {"loss": loss}, "identity": replace(base, loss=loss, seed=seed).identity(), "feature_weights": None}))
     return d
 
 
