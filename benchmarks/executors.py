@@ -14,11 +14,19 @@
    import of torch inside both timings (the pool's spawned workers pay it too). The
    ratio is jobs time / Ray time; target >= 0.9x. Also printed: whether every trial's
    metrics are identical, and the load average before and after.
+4. ``--executor slurm`` against ``--jobs N`` the same way (``SlurmExecutor`` at one
+   thread per job, ``ProcessExecutor``), on the Slurm cluster of ``$SLURM_CONF`` when
+   ``squeue`` answers, else on a one-node Slurm of N CPUs that the benchmark starts
+   itself (tests/fixtures/slurm_cluster.py: Debian's slurm-wlm and munge, root) before the
+   clock: scheduler start-up excluded; the run's ``sbatch --test-only``, probe job,
+   submissions and each job's own start (Python, torch) inside the timing. The ratio is
+   jobs time / Slurm time; target >= 0.8x.
 
     python benchmarks/executors.py                 # both (minutes on a 2-core CPU)
     python benchmarks/executors.py --only step     # the step ratio alone (seconds)
     python benchmarks/executors.py --set epochs=2  # a shorter comparison
     python benchmarks/executors.py --only ray      # the Ray row (needs cvloss[ray])
+    python benchmarks/executors.py --only slurm    # the Slurm row (needs cvloss[slurm] and Slurm)
 """
 from __future__ import annotations
 
@@ -107,27 +115,34 @@ def bench_step(batch: int, size: int, repeats: int) -> float:
     return ratio
 
 
+def _quick_trials(out: str, sets: list[str]) -> list:
+    """The quick seg comparison ce,dice x 2 seeds, seed-major as compare dispatches them."""
+    from cvloss.run.budgets import parse_overrides, resolve_overrides
+    from cvloss.run.config import TrialConfig
+
+    overrides = resolve_overrides("seg", parse_overrides(sets))
+    return [TrialConfig(task="seg", loss=loss, dataset="synth-pets", budget="quick", seed=seed, device="cpu",
+                        out=out, feature_weights="random", overrides=overrides, threads=1)
+            for seed in range(2) for loss in ("ce", "dice")]
+
+
+def _timed(executor, out: str, sets: list[str]) -> tuple[float, list[dict]]:
+    t0 = time.perf_counter()
+    summaries = executor.run(_quick_trials(out, sets))
+    return time.perf_counter() - t0, summaries
+
+
 def bench_ray(workers: int, sets: list[str]) -> float:
     import ray
     import torch
 
-    from cvloss.run.budgets import parse_overrides, resolve_overrides
-    from cvloss.run.config import TrialConfig
     from cvloss.run.executor import ProcessExecutor
     from cvloss.run.ray_executor import RayExecutor
 
     torch.set_num_threads(1)
-    overrides = resolve_overrides("seg", parse_overrides(sets))
-
-    def trials(out: str) -> list[TrialConfig]:  # seed-major, as compare dispatches them
-        return [TrialConfig(task="seg", loss=loss, dataset="synth-pets", budget="quick", seed=seed, device="cpu",
-                            out=out, feature_weights="random", overrides=overrides, threads=1)
-                for seed in range(2) for loss in ("ce", "dice")]
 
     def timed(executor, out: str) -> tuple[float, list[dict]]:
-        t0 = time.perf_counter()
-        summaries = executor.run(trials(out))
-        return time.perf_counter() - t0, summaries
+        return _timed(executor, out, sets)
 
     before = os.getloadavg()
     with tempfile.TemporaryDirectory() as jobs_out, tempfile.TemporaryDirectory() as ray_out:
@@ -148,10 +163,59 @@ def bench_ray(workers: int, sets: list[str]) -> float:
     return t_jobs / t_ray
 
 
+def _slurm_cluster(cpus: int):
+    """(cluster to stop or None, where): ``$SLURM_CONF``'s cluster when squeue answers,
+    else a one-node Slurm of ``cpus`` CPUs started now (tests/fixtures/slurm_cluster.py)."""
+    import importlib.util
+    import shutil
+
+    if shutil.which("squeue") and subprocess.run(["squeue", "--noheader"], capture_output=True).returncode == 0:
+        return None, f"the cluster of {os.environ.get('SLURM_CONF', 'the default slurm.conf')}"
+    spec = importlib.util.spec_from_file_location("slurm_cluster", ROOT / "tests" / "fixtures" / "slurm_cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reason = module.missing()
+    if reason:
+        raise SystemExit(f"--only slurm: no Slurm here ({reason})")
+    cluster = module.LocalSlurm(cpus=cpus).start()
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    return cluster, f"a one-node Slurm of {cpus} CPUs started for this benchmark"
+
+
+def bench_slurm(workers: int, sets: list[str]) -> float:
+    import torch
+
+    from cvloss.run.executor import ProcessExecutor
+    from cvloss.run.slurm_executor import SlurmExecutor
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    cluster, where = _slurm_cluster(workers)
+    t_start = time.perf_counter() - t0
+    before = os.getloadavg()
+    try:
+        # The Slurm results folder in the working directory (run it from shared storage on a
+        # real cluster: the probe refuses a node-local folder such as /tmp).
+        with tempfile.TemporaryDirectory() as jobs_out, tempfile.TemporaryDirectory(dir=os.getcwd()) as slurm_out:
+            t_jobs, jobs = _timed(ProcessExecutor(workers, threads=1), jobs_out, sets)
+            t_slurm, slurms = _timed(SlurmExecutor(threads=1), slurm_out, sets)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    after = os.getloadavg()
+    same = [s["metrics"] for s in jobs] == [s["metrics"] for s in slurms]
+    print(f"quick seg ce,dice x 2 seeds, 1 thread per trial, on {where}: --jobs {workers} {t_jobs:.1f} s, "
+          f"--executor slurm {t_slurm:.1f} s (scheduler start {t_start:.1f} s not counted): {t_jobs / t_slurm:.2f}x "
+          f"(target >= 0.8x); metrics identical: {same}; load average {before[0]:.2f}/{before[1]:.2f} before, "
+          f"{after[0]:.2f}/{after[1]:.2f} after")
+    return t_jobs / t_slurm
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["jobs", "step", "ray"])
-    ap.add_argument("--workers", type=int, default=2, help="ray: --jobs N against a Ray instance of N CPUs")
+    ap.add_argument("--only", choices=["jobs", "step", "ray", "slurm"])
+    ap.add_argument("--workers", type=int, default=2,
+                    help="ray, slurm: --jobs N against a Ray instance (a one-node Slurm) of N CPUs")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--set", dest="sets", action="append", default=[], help="--set for the comparison")
     ap.add_argument("--batch", type=int, default=8)
@@ -169,6 +233,8 @@ def main() -> None:
         bench_jobs(args.rounds, args.sets)
     if args.only in (None, "ray"):
         bench_ray(args.workers, args.sets)
+    if args.only in (None, "slurm"):
+        bench_slurm(args.workers, args.sets)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Examples::
     cvloss compare --task seg --losses ce,topo --budget smoke
     cvloss train --task seg --loss "ce+0.1*topo(mu=0.5)" --seed 1
     cvloss report                 # gathers ./cvloss-results (or $CVLOSS_RESULTS)
+    cvloss export mlflow          # its comparisons into MLflow (./cvloss-results/mlruns unless $MLFLOW_TRACKING_URI)
     cvloss datasets list
     cvloss datasets adopt oxford-pets /datasets/oxford-iiit-pet   # an extracted copy, read in place
 
@@ -412,7 +413,8 @@ _DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda, cuda:N (one GPU of several) 
 _OUT_HELP = "Results root folder (default $CVLOSS_RESULTS, else ./cvloss-results)."
 _SET_HELP = "Override a budget setting, e.g. --set epochs=5 (repeatable); becomes part of the results path."
 _THREADS_HELP = ("CPU threads for torch (default: torch's choice). Use 1 per process when several runs share "
-                 "a small CPU: oversubscribed threads spin and can be 10x slower.")
+                 "a small CPU: oversubscribed threads spin and can be 10x slower. With --executor ray or slurm: "
+                 "also the CPUs each trial reserves (default 1).")
 
 
 def _set_threads(threads: Optional[int]) -> None:
@@ -502,55 +504,52 @@ def _reporter(quiet: bool, task: str, jobs: int = 1):
     return make_reporter(quiet, keys=list(get_task_class(task).metrics), jobs=jobs)
 
 
+def _progress(executor, quiet: bool, task: str):
+    """The reporter of a comparison on ``executor``: its own choice of view."""
+    from cvloss.tasks import get_task_class
+
+    return executor.progress(quiet, keys=list(get_task_class(task).metrics))
+
+
 _JOBS_HELP = ("Trials at once, each in its own worker process (default 1: one after another here). Threads per "
               "worker: --threads, else the CPUs shared out.")
 _DEVICES_HELP = "CUDA device indices for the workers, round-robin (several workers per GPU allowed), e.g. 0,1."
 
 
-def _executor(jobs: int, devices: Optional[str], threads: Optional[int], device: str, break_stale_locks: bool,
-              plugins: Optional[list[str]] = None):
-    """The executor of ``--jobs``/``--devices``, checked before anything is written."""
-    from cvloss.errors import UsageError
-    from cvloss.run.executor import ProcessExecutor, SerialExecutor, check_jobs, parse_devices
-
-    check_jobs(jobs)
-    indices = parse_devices(devices)
-    if indices is not None and device not in ("auto", "cuda"):
-        raise UsageError(f"--devices places trials on CUDA devices; it cannot go with --device {device}")
-    if jobs == 1:
-        return SerialExecutor(break_stale_locks, devices=indices)
-    return ProcessExecutor(jobs, threads=threads, devices=indices, break_stale_locks=break_stale_locks,
-                           plugins=plugins)  # each worker loads the same plugins
-
-
-_EXECUTOR_HELP = ("Where the trials run: local (this machine: --jobs worker processes), or ray (Ray tasks: a local "
-                  "instance, or the cluster of --address; cvloss[ray]).")
+_EXECUTOR_HELP = ("Where the trials run: local (this machine: --jobs worker processes), ray (Ray tasks: a local "
+                  "instance, or the cluster of --address; cvloss[ray]), slurm (one Slurm job per trial, from a login "
+                  "node; cvloss[slurm]), or an executor an installed package registers.")
 _ADDRESS_HELP = "With --executor ray: auto (the cluster `ray start` made on this node) or HOST:PORT of a Ray head."
+_SLURM_HELP = {
+    "partition": "With --executor slurm: the partition of the trials' jobs (default: the cluster's).",
+    "time": "With --executor slurm: each job's time limit, e.g. 4:00:00 or 1-00:00:00 (default 4:00:00); a trial "
+            "still training then is requeued and resumes from its last epoch.",
+    "account": "With --executor slurm: the account the jobs are charged to.",
+    "qos": "With --executor slurm: the jobs' quality of service.",
+    "gpus": "With --executor slurm: GPUs per trial (--gres=gpu:N; the trial trains on cuda). Default 0: the CPU.",
+    "array": "With --executor slurm: submit the trials as one job array running at most N at once (default: "
+             "one job per trial).",
+    "requeues": "With --executor slurm: how often a preempted or timed-out trial is requeued (default 3).",
+    "extra": "With --executor slurm: any other sbatch option, KEY=VALUE (or KEY for a flag), repeatable, e.g. "
+             "--slurm-extra mem=8G --slurm-extra constraint=a100.",
+}
 
 
-def _ray_executor(executor: str, address: Optional[str], jobs: int, devices: Optional[str], device: str,
-                  threads: Optional[int], break_stale_locks: bool, plugins: Optional[list[str]]):
-    """The Ray executor of ``--executor ray`` (None for ``local``), every option checked
-    before anything is written: Ray installed, ``--address`` only with it."""
-    from cvloss.errors import UsageError
+def _executor(name: str, **options):
+    """The executor ``--executor`` names, from the registry, with every executor option
+    checked in one place (:func:`cvloss.run.executor.executor_from_options`) before
+    anything is written or submitted."""
+    from cvloss.run.executor import ExecutorOptions, executor_from_options
 
-    if executor not in ("local", "ray"):
-        raise UsageError(f"unknown --executor {executor!r}; valid: local, ray")
-    if executor == "local":
-        if address is not None:
-            raise UsageError("--address names a Ray cluster: it needs --executor ray")
-        return None
-    from cvloss.run.ray_executor import RayExecutor, check_device, parse_device_list
-
-    # Ray picks each task's GPU on its node, so --devices is only counted here (the
-    # driver may be a node without GPUs).
-    indices = parse_device_list(devices)
-    check_device(device, indices)
-    return RayExecutor(address, threads=threads, devices=indices, jobs=jobs if jobs > 1 else None,
-                       break_stale_locks=break_stale_locks, plugins=plugins)
+    options["plugins"] = list(options.get("plugins") or [])
+    options["slurm_extra"] = list(options.get("slurm_extra") or [])
+    return executor_from_options(name, ExecutorOptions(**options))
 
 
-_LOG_HELP = "Live curves while training: none, or tensorboard (event files in <trial>/tensorboard/; cvloss[tensorboard])."
+_LOG_HELP = ("Live views while training, repeatable or comma-separated (--log tensorboard,mlflow): none; tensorboard "
+             "(<trial>/tensorboard/; cvloss[tensorboard]); mlflow (one run per trial in $MLFLOW_TRACKING_URI, else "
+             "<out>/mlruns; cvloss[mlflow]); wandb (one run per trial, offline unless $WANDB_MODE says otherwise, in "
+             "$WANDB_DIR, else <out>/wandb; cvloss[wandb]).")
 _MIXED_HELP = ("Pool finished trials made by other code (source hash, plugins used, torch version) with new "
                "ones; refused without it, and every table says MIXED with it.")
 _RETRAIN_STALE_HELP = ("Move trial folders made by other code aside as <trial>.stale-<n> and retrain them "
@@ -581,7 +580,8 @@ def _tune_space(items, trials, sampler, seed, task, specs):
     return space
 
 
-_STRICT_HELP = "Exit 1 when any trial diverged, collapsed or is missing (for CI); without it such a trial is a result."
+_STRICT_HELP = ("Exit 1 when any trial diverged, collapsed, ended degenerate or is missing (for CI); without it such "
+                "a trial is a result.")
 _KEEP_HELP = ("Keep each finished trial's resume checkpoints (checkpoint.pt, checkpoint.prev.pt); by default "
               "only its final weights, model.pt, stay.")
 _WIDE_HELP = ("Print every column in one table, however wide (default: tables that fit the terminal, or "
@@ -590,8 +590,9 @@ _WIDE_HELP = ("Print every column in one table, however wide (default: tables th
 
 
 def _failures(status: dict[str, list[str]], strict: bool) -> None:
-    """A divergence or a collapse is a result (counted in the table), not a failure of the
-    command: one line on stderr names them, and only ``--strict`` turns them into exit 1."""
+    """A divergence, a collapse or a degenerate trial is a result (counted in the table), not
+    a failure of the command: one line on stderr names them, and only ``--strict`` turns
+    them into exit 1."""
     counts: dict[str, int] = {}
     for states in status.values():
         for state in states:
@@ -633,7 +634,7 @@ def train(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
-    log: str = typer.Option("none", "--log", help=_LOG_HELP),
+    log: Optional[list[str]] = typer.Option(None, "--log", help=_LOG_HELP),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help=_KEEP_HELP),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
     wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
@@ -689,7 +690,7 @@ def compare(
         False, "--break-stale-locks", help="Take over every trial lock met, even one that looks live."),
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     fid_weights: Optional[str] = typer.Option(None, "--fid-weights", help=_FID_HELP),
-    log: str = typer.Option("none", "--log", help=_LOG_HELP),
+    log: Optional[list[str]] = typer.Option(None, "--log", help=_LOG_HELP),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help=_KEEP_HELP),
     target_effect: Optional[float] = typer.Option(
         None, "--target-effect", help="A difference in the primary metric's units: also print the seeds "
@@ -698,6 +699,15 @@ def compare(
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
     executor_name: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help=_SLURM_HELP["partition"]),
+    slurm_time: Optional[str] = typer.Option(None, "--slurm-time", help=_SLURM_HELP["time"]),
+    slurm_account: Optional[str] = typer.Option(None, "--slurm-account", help=_SLURM_HELP["account"]),
+    slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos", help=_SLURM_HELP["qos"]),
+    slurm_gpus_per_trial: Optional[int] = typer.Option(None, "--slurm-gpus-per-trial", help=_SLURM_HELP["gpus"]),
+    slurm_array_parallelism: Optional[int] = typer.Option(None, "--slurm-array-parallelism",
+                                                          help=_SLURM_HELP["array"]),
+    slurm_max_requeues: Optional[int] = typer.Option(None, "--slurm-max-requeues", help=_SLURM_HELP["requeues"]),
+    slurm_extra: Optional[list[str]] = typer.Option(None, "--slurm-extra", help=_SLURM_HELP["extra"]),
     allow_mixed: bool = typer.Option(False, "--allow-mixed", help=_MIXED_HELP),
     retrain_stale: bool = typer.Option(False, "--retrain-stale", help=_RETRAIN_STALE_HELP),
     tune: Optional[list[str]] = typer.Option(None, "--tune", help=_TUNE_HELP),
@@ -709,8 +719,12 @@ def compare(
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
     _set_threads(threads)
-    executor = (_ray_executor(executor_name, address, jobs, devices, device, threads, break_stale_locks, plugin)
-                or _executor(jobs, devices, threads, device, break_stale_locks, plugin))
+    executor = _executor(executor_name, jobs=jobs, threads=threads, devices=devices, device=device,
+                         break_stale_locks=break_stale_locks, plugins=plugin, address=address,
+                         slurm_partition=slurm_partition, slurm_time=slurm_time, slurm_account=slurm_account,
+                         slurm_qos=slurm_qos, slurm_gpus_per_trial=slurm_gpus_per_trial,
+                         slurm_array_parallelism=slurm_array_parallelism, slurm_max_requeues=slurm_max_requeues,
+                         slurm_extra=slurm_extra)
     _plugins(plugin, quiet)
     from cvloss.report.console import print_comparison
     from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
@@ -726,19 +740,17 @@ def compare(
 
     base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads,
                    keep_checkpoints=keep_checkpoints)
-    if devices is not None and executor.jobs == 1:  # one job: train on the first device listed
-        base = replace(base, device=f"cuda:{executor.devices[0]}")
     space = _tune_space(tune, tune_trials, tune_sampler, tune_seed, task, specs)
     try:
         with _chatter(quiet):
             if space is None:
-                result = run_comparison(base, specs, seed_list, _reporter(quiet, task, executor.jobs),
+                result = run_comparison(base, specs, seed_list, _progress(executor, quiet, task),
                                         break_stale_locks=break_stale_locks, target_effect=target_effect,
                                         allow_mixed=allow_mixed, executor=executor, retrain_stale=retrain_stale)
             else:
                 from cvloss.run.tuning import run_tuned_comparison
 
-                result = run_tuned_comparison(base, specs, seed_list, space, _reporter(quiet, task, executor.jobs),
+                result = run_tuned_comparison(base, specs, seed_list, space, _progress(executor, quiet, task),
                                               break_stale_locks=break_stale_locks, target_effect=target_effect,
                                               allow_mixed=allow_mixed, executor=executor,
                                               retrain_stale=retrain_stale)
@@ -753,6 +765,36 @@ def compare(
                      wide=wide)
     typer.echo(f"results: {result['dir']}")
     _failures(result["status"], strict)
+
+
+@app.command()
+def export(
+    tracker: str = typer.Argument(..., help="mlflow | wandb"),
+    results_dir: Optional[str] = typer.Argument(None, help="Results root folder whose comparisons to push (default "
+                                                           "$CVLOSS_RESULTS, else ./cvloss-results)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings."),
+) -> None:
+    """Push finished comparisons into MLflow or W&B from their files: one run per trial
+    (params, every epoch's metrics, final metrics, tags, samples), each comparison a tag on
+    its runs with its plots. The store: $MLFLOW_TRACKING_URI / W&B's variables, else
+    RESULTS_DIR/mlruns or RESULTS_DIR/wandb (offline). Runs already there are not pushed twice."""
+    from pathlib import Path
+
+    from cvloss.run.config import resolve_results_dir
+    from cvloss.run.live_log import check_log
+    from cvloss.run.trackers import TRACKERS
+    from cvloss.run.trackers_export import export_results
+
+    if tracker not in TRACKERS:
+        fail(f"unknown tracker {tracker!r}; valid: {', '.join(TRACKERS)}")
+    check_log(tracker, option="export")  # its package installed
+    root = Path(resolve_results_dir(results_dir))
+    if not root.is_dir():
+        fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to export")
+    with _chatter(quiet):
+        done = export_results(tracker, root)
+    typer.echo(f"exported {done['comparisons']} comparison(s) to {tracker} {done['store']}: {done['created']} run(s) "
+               f"created, {done['updated']} updated, {done['unchanged']} already there")
 
 
 @app.command()

@@ -29,6 +29,7 @@ from cvloss.errors import UsageError
 from cvloss.report.plots import comparison_plots
 from cvloss.report.tables import comparison_markdown
 from cvloss.report.task_plots import task_plots
+from cvloss.report.trial_notes import trial_notes
 from cvloss.run.config import TrialConfig, loss_slug
 from cvloss.io import plain_file_name, read_comparison, read_json, read_summary, write_json, write_text, write_csv
 from cvloss.report.latex import comparison_latex
@@ -36,11 +37,12 @@ from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci
-from cvloss.run.analysis import (ComparisonError, where, check_provenance, compute_summary, itt_value, loss_rows,
-                                 stale_trials, trial_status, untrained_by_seed, value)
+from cvloss.run.analysis import (FINISHED, ComparisonError, where, check_provenance, compute_summary, itt_value,
+                                 loss_rows, stale_trials, trial_status, untrained_by_seed, value)
 from cvloss.run.lock import LOCK_NAME, TrialLock, describe
-from cvloss.run.executor import Executor, SerialExecutor
+from cvloss.run.executor import Executor, resolve_executor
 from cvloss.run.trainer import SUMMARY, TRIAL, identity_mismatch
+from cvloss.run.trackers_export import track_comparison
 from cvloss.tasks import get_task_class
 from cvloss.losses import build_loss
 
@@ -184,17 +186,19 @@ def comparison_trials(base: TrialConfig, losses: list[str], seeds: list[int]) ->
 
 def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], reporter: Reporter | None = None,
                    break_stale_locks: bool = False, target_effect: float | None = None,
-                   allow_mixed: bool = False, executor: Executor | None = None,
+                   allow_mixed: bool = False, executor: Executor | str | None = None,
                    retrain_stale: bool = False) -> dict[str, Any]:
     """Run every (seed, loss) trial of the comparison (resuming/skipping finished ones,
     waiting for ones another process holds) and write the comparison's tables and plots.
-    ``base`` gives everything but loss/seed. Trials go to ``executor`` (default: one
-    after another here) seed-major, so an interrupted run holds complete paired sets;
-    a trial whose worker died twice is ``crashed`` in the table. Trials of other code are
+    ``base`` gives everything but loss/seed. Trials go to ``executor`` (an Executor, or a
+    name of :data:`cvloss.run.executor.EXECUTORS`; default: one after another here)
+    seed-major, so an interrupted run holds complete paired sets; a trial whose worker
+    died twice is ``crashed`` in the table. Trials of other code are
     refused before any training, or retrained with ``retrain_stale`` (:func:`check_stale`)."""
     reporter = reporter or Reporter()
-    executor = executor or SerialExecutor(break_stale_locks)
+    executor = resolve_executor(executor, break_stale_locks)  # an Executor, a registry name or None
     out_dir = comparison_dir(base, losses)
+    get_task_class(base.task).check_seeds(base.params, seeds, base.dataset, base.data_dir)  # distinct replicates
     old = check_seed_set(out_dir, seeds)
     check_stale(comparison_trials(base, losses, seeds), reporter, retrain_stale, allow_mixed)
     check_identities([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses])
@@ -202,7 +206,9 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
         reporter.message(f"extending the comparison in {out_dir} from seeds {sorted(old)} to {sorted(seeds)}")
     summaries = executor.run([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses], reporter)
     crashed = {(s["loss"], s["seed"]): s for s in summaries if s.get("status") == "crashed"}
-    return summarize_comparison(base, losses, seeds, target_effect, allow_mixed, crashed=crashed)
+    result = summarize_comparison(base, losses, seeds, target_effect, allow_mixed, crashed=crashed)
+    track_comparison(base.log, base.out, result)  # --log mlflow/wandb: the comparison's tag on its runs
+    return result
 
 
 def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -257,10 +263,10 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
     metric_names: list[str] = []
     for runs in summaries.values():
         for s in runs:
-            if s and s.get("status") == "done":
+            if s and s.get("status") in FINISHED:  # a degenerate trial has every metric too
                 metric_names += [m for m in s["metrics"] if m not in metric_names]
     directions = {m: task_cls.direction(m) for m in metric_names}
-    bounds = {m: list(task_cls.bounds(m)) for m in metric_names}
+    bounds = {m: list(task_cls.bounds(m, base.dataset)) for m in metric_names}
 
     baseline = losses[0]
     untrained = untrained_by_seed(base, losses, seeds, summaries)
@@ -271,8 +277,8 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         "completed": {spec: {m: [value(s, m) if st == "done" else math.nan
                                  for s, st in zip(summaries[spec], status[spec])] for m in metric_names}
                       for spec in losses},
-        # intent to treat: every trial that ran counts; a collapsed one at its own final
-        # metrics, a diverged or crashed one at the untrained model's value at its seed
+        # intent to treat: every trial that ran counts; a collapsed or degenerate one at its
+        # own final metrics, a diverged or crashed one at the untrained model's value at its seed
         "itt": {spec: {m: [itt_value(s, st, m, untrained.get(seed, {}))
                            for seed, s, st in zip(seeds, summaries[spec], status[spec])] for m in metric_names}
                 for spec in losses},
@@ -280,7 +286,7 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
     rows, stats = [], {}
     for analysis, vals in analyses.items():
         stats[analysis] = annotate_comparison(vals, baseline, task_cls.primary_metric, directions,
-                                              target_effect=target_effect)
+                                              target_effect=target_effect, bounds=bounds)
         rows += loss_rows(base, losses, vals, status, directions, stats[analysis], analysis)
 
     # Reference rows (model-free baselines such as bicubic, the untrained network): same
@@ -308,10 +314,12 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                          "higher_is_better": directions[metric], "mean": mean,
                          "ci95": ci, "n": n, "diverged": 0, "missing": 0, "reference": True,
                          "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0,
-                         "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan})
+                         "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan,
+                         "sd_diff": math.nan, "family_m": 0, "headroom": math.nan, "verdict": ""})
 
     compute = {spec: compute_summary(summaries[spec]) for spec in losses}
-    provenance = check_provenance(result_trials := comparison_trials(base, losses, seeds), allow_mixed)
+    result_trials = comparison_trials(base, losses, seeds)
+    provenance = check_provenance(result_trials, allow_mixed)
 
     feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
                               if s and s.get("feature_weights")})
@@ -329,7 +337,11 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         "best": stats["completed"]["best"], "mde": stats["completed"]["mde"],
         "seeds_needed": stats["completed"]["seeds_needed"],
         "alpha": stats["completed"]["alpha"], "power": stats["completed"]["power"],
-        "mde_level": stats["completed"]["mde_level"],
+        "mde_level": stats["completed"]["mde_level"], "mde_how": stats["completed"]["mde_how"],
+        # degenerate reasons (val: the status; test: a note), identical replicates, and what
+        # one seed varies: read from the trial folders as the report reads them
+        **trial_notes(task_cls, result_trials, seeds, summaries),
+        "degenerate_rule": task_cls.degenerate_rule, "replicate_unit": task_cls.replicate_unit,
         "itt": {"best": stats["itt"]["best"], "mde": stats["itt"]["mde"]},
         # k-fold trials (LFW View 2): each seed's primary metric as mean ± SE over its folds
         **({"folds": {spec: [{"seed": seed, "mean": value(s, task_cls.primary_metric),

@@ -1,67 +1,269 @@
-"""Executors: how a comparison's trials get run, one after another or N at once.
+"""Executors: where and when a comparison's trials run -- one interface, one registry.
 
 A trial is a pure function of its configuration that writes one folder under its lock
 (:func:`cvloss.run.trainer.run_trial`), so an executor only decides *where* and *when*
-each :class:`~cvloss.run.config.TrialConfig` runs. Every executor implements
-``run(cfgs, reporter) -> list[summary]`` (same order as ``cfgs``; the comparison
-dispatches them seed-major, so an interrupted run holds complete paired sets):
+each :class:`~cvloss.run.config.TrialConfig` runs. :class:`Executor` declares what every
+executor provides:
 
-* :class:`SerialExecutor` -- this process, in order (locks of other commands waited for);
-* :class:`ProcessExecutor` -- ``jobs`` worker processes (``multiprocessing`` ``spawn``:
-  no forked CUDA or thread state), each running :func:`run_trial` on plain-data jobs
-  (``TrialConfig`` is a dataclass of str/int/dict), so a cluster executor (Ray) can ship
-  the same function and arguments unchanged.
+* ``run(cfgs, reporter) -> list[summary]`` -- same order as ``cfgs`` (the comparison
+  dispatches them seed-major, so an interrupted run holds complete paired sets); a trial
+  whose worker died on every attempt gets a ``{"status": "crashed"}`` summary
+  (:func:`crashed_summary`) and leaves no ``summary.json`` (a rerun retries it);
+* ``progress(quiet, keys)`` -- the reporter a command shows the run with (one trial at a
+  time, or the comparison's view when several run at once: :attr:`Executor.concurrent`);
+* ``cancel()`` -- stop the running trials (each releases its lock, its checkpoints stay);
+  ``run`` then raises :class:`KeyboardInterrupt`, as it does on Ctrl-C;
+* ``resources()`` -- what one trial gets (:class:`TrialResources`).
 
-Worker processes never write to the terminal: their progress, stderr lines and warnings
-travel as whole messages over one pipe per worker to the parent, which alone prints (one
-line per event, never interleaved mid-line). A worker that dies (killed by a signal, out
-of memory) is reported and its trial retried once in a fresh worker, resuming from its
-last epoch checkpoint; a second death leaves no ``summary.json`` (a rerun retries) and
-returns a ``{"status": "crashed"}`` summary. Ctrl-C interrupts every worker (each
-releases its lock, its checkpoints stay) and re-raises :class:`KeyboardInterrupt`.
+The executors live in one :class:`~cvloss.registry.Registry`, :data:`EXECUTORS`:
+``local`` (:class:`SerialExecutor` for ``--jobs 1``, else :class:`ProcessExecutor`),
+``ray`` (:mod:`cvloss.run.ray_executor`), ``slurm`` (:mod:`cvloss.run.slurm_executor`)
+and whatever installed packages add in the entry-point group ``cvloss.executors`` (an
+:class:`Executor` subclass). The CLI and the library build one from
+:class:`ExecutorOptions` through :func:`executor_from_options`, the one place where the
+options are checked.
+
+Workers never write to the terminal: their progress, stderr lines and warnings travel
+as whole messages (:class:`PipeReporter`, :class:`Lines`) over a connection -- a pipe to
+the parent here, a Ray queue, a file that a Slurm driver reads -- to the one process
+that prints. In the process pool a worker that dies (killed by a signal, out of memory)
+is reported and its trial retried once in a fresh worker, resuming from its last epoch
+checkpoint; a second death makes the trial crashed. Ctrl-C interrupts every worker.
 """
 from __future__ import annotations
 
+import abc
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections import deque
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from multiprocessing import connection, get_context
-from typing import Any
+from typing import Any, ClassVar
 
 from cvloss.errors import UsageError
+from cvloss.registry import Registry
 from cvloss.run.config import TrialConfig
-from cvloss.run.progress import Reporter
+from cvloss.run.progress import ComparisonView, Reporter, RichComparisonView, make_reporter
 from cvloss.run.trainer import run_trial, run_trials, trial_label
 
-# Test hook: "<label substring>:<attempts>[,...]" makes a worker SIGKILL itself when that
-# trial starts training, on its first <attempts> attempts (1: the retry path, 2: crashed).
+# Test hooks, read by the worker side of every executor. KILL: "<label substring>:<attempts>[,...]"
+# makes a worker SIGKILL itself when that trial starts training, on its first <attempts>
+# attempts (1: the retry path, 2: crashed). PAUSE: "<label substring>:<epoch>" makes the
+# trial sleep after that epoch's checkpoint when it trained that epoch itself (not when it
+# resumed past it): a test stops or signals it there, at a known point.
 KILL_HOOK_ENV = "CVLOSS_TEST_KILL_WORKER"
+PAUSE_HOOK_ENV = "CVLOSS_TEST_PAUSE_WORKER"
+_PAUSE_S = 300.0
 MAX_ATTEMPTS = 2  # a trial whose worker died is retried once
 _BATCH_EVERY_S = 0.25  # per-batch progress is sent at most this often (the pipe is shared by events)
 _STOP_GRACE_S = 60.0  # how long interrupted workers get to release locks before being killed
 
 
-class Executor:
-    """Runs trials; ``run`` returns their summaries in the order of ``cfgs``."""
+# ---------------------------------------------------------------------- the interface
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial gets where it runs: ``cpus`` (its torch threads, reserved where
+    the executor reserves), ``gpus`` (0; a share of one with Ray), ``where`` (in words)."""
 
-    jobs = 1
+    cpus: int | None
+    gpus: float = 0.0
+    where: str = "this process"
 
+    def describe(self) -> str:
+        cpus = f"{self.cpus} CPU thread(s)" if self.cpus else "torch's CPU threads"
+        return f"{self.where}: {cpus}" + (f" and {self.gpus:g} GPU" if self.gpus else "") + " per trial"
+
+
+def crashed_summary(cfg: TrialConfig, why: str) -> dict[str, Any]:
+    """The summary of a trial whose worker died on every attempt (or whose job was
+    cancelled): no metrics, counted as a failure (intent to treat) by the comparison."""
+    return {"status": "crashed", "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget,
+            "loss": cfg.loss, "seed": cfg.seed, "metrics": {}, "crash": why}
+
+
+class Executor(abc.ABC):
+    """Runs trials; see the module docstring for what each method promises.
+
+    Subclasses set :attr:`name` (their registry name) and :attr:`options` (the fields of
+    :class:`ExecutorOptions` beyond the common ones that they read, e.g. ``("address",)``
+    for Ray: any other such option given is refused), and build themselves in
+    :meth:`from_options`.
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_options(cls, opts: "ExecutorOptions") -> "Executor":
+        """An executor from the user's options, each checked (one UsageError line)."""
+        return cls()
+
+    @abc.abstractmethod
     def run(self, cfgs: list[TrialConfig], reporter: Reporter | None = None) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Every trial of ``cfgs``; their summaries in the same order."""
+
+    @abc.abstractmethod
+    def resources(self) -> TrialResources:
+        """What one trial gets."""
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether several trials may run at once (the comparison's view shows them)."""
+        return False
+
+    def progress(self, quiet: bool = False, keys: list[str] | None = None) -> Reporter:
+        """The reporter to show a run of this executor with: silent with ``quiet``, the
+        whole comparison's view when trials run side by side, else one trial's lines or
+        bars (rich on a terminal)."""
+        if quiet or not self.concurrent:
+            return make_reporter(quiet, keys)
+        return RichComparisonView(keys) if sys.stderr.isatty() else ComparisonView(sys.stderr, keys)
+
+    def cancel(self) -> None:
+        """Stop the trials running now: each releases its lock and keeps its checkpoints,
+        and :meth:`run` raises KeyboardInterrupt. Safe from another thread; idempotent."""
+        self._cancel_event().set()
+
+    def _cancel_event(self) -> threading.Event:
+        event = self.__dict__.get("_cancelled")
+        if event is None:
+            event = self.__dict__.setdefault("_cancelled", threading.Event())
+        return event
+
+    def _check_cancelled(self) -> None:
+        """Raise KeyboardInterrupt once :meth:`cancel` was called (and forget the request)."""
+        event = self._cancel_event()
+        if event.is_set():
+            event.clear()
+            raise KeyboardInterrupt
 
 
+# ---------------------------------------------------------------------- options and registry
+def _option(default: Any = None, executor: str | None = None, flag: str = "") -> Any:
+    return field(default=default, metadata={"executor": executor, "flag": flag})
+
+
+@dataclass
+class ExecutorOptions:
+    """Every option of every executor, as the user gave them (unchecked text where the
+    CLI has text). :func:`executor_from_options` refuses an option that belongs to
+    another executor than the one named, then lets that executor check the rest."""
+
+    jobs: int = _option(1, flag="--jobs")
+    threads: int | None = _option(None, flag="--threads")
+    devices: str | None = _option(None, flag="--devices")
+    device: str = _option("auto", flag="--device")
+    break_stale_locks: bool = _option(False, flag="--break-stale-locks")
+    plugins: list[str] = field(default_factory=list)
+    address: str | None = _option(None, "ray", "--address")
+    slurm_partition: str | None = _option(None, "slurm", "--slurm-partition")
+    slurm_time: str | None = _option(None, "slurm", "--slurm-time")
+    slurm_account: str | None = _option(None, "slurm", "--slurm-account")
+    slurm_qos: str | None = _option(None, "slurm", "--slurm-qos")
+    slurm_gpus_per_trial: int | None = _option(None, "slurm", "--slurm-gpus-per-trial")
+    slurm_array_parallelism: int | None = _option(None, "slurm", "--slurm-array-parallelism")
+    slurm_max_requeues: int | None = _option(None, "slurm", "--slurm-max-requeues")
+    slurm_extra: list[str] = field(default_factory=list, metadata={"executor": "slurm", "flag": "--slurm-extra"})
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor", group="cvloss.executors", option="--executor")
+EXECUTORS.register("local", "cvloss.run.executor:ProcessExecutor")
+EXECUTORS.register("ray", "cvloss.run.ray_executor:RayExecutor")
+EXECUTORS.register("slurm", "cvloss.run.slurm_executor:SlurmExecutor")
+
+
+def executor_from_options(name: str, opts: ExecutorOptions | None = None) -> Executor:
+    """The executor ``name`` of :data:`EXECUTORS`, built from ``opts``: the one place the
+    executor options are checked, before anything is written or submitted. An unknown
+    name, or an option of another executor, is one UsageError line."""
+    opts = opts or ExecutorOptions()
+    cls = EXECUTORS.get(name)  # an unknown name: one line listing the valid ones
+    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+        raise UsageError(f"--executor {name}: its entry point names {cls!r}, not a cvloss Executor subclass")
+    for f in fields(opts):
+        owner = f.metadata.get("executor")
+        if owner and f.name not in cls.options and getattr(opts, f.name) not in (None, [], ()):
+            raise UsageError(f"{f.metadata['flag']} is an option of --executor {owner}: it needs --executor {owner}")
+    return cls.from_options(opts)
+
+
+def resolve_executor(executor: "Executor | str | None", break_stale_locks: bool = False) -> Executor:
+    """What the library's ``executor=`` argument may be: an :class:`Executor`, a registry
+    name (built with default options) or None (this process, one trial after another)."""
+    if executor is None:
+        return SerialExecutor(break_stale_locks)
+    if isinstance(executor, str):
+        return executor_from_options(executor, ExecutorOptions(break_stale_locks=break_stale_locks))
+    return executor
+
+
+# ---------------------------------------------------------------------- local executors
 class SerialExecutor(Executor):
-    """Every trial in this process, in order (:func:`cvloss.run.trainer.run_trials`)."""
+    """Every trial in this process, in order (:func:`cvloss.run.trainer.run_trials`);
+    with ``devices``, on the first one listed."""
+
+    name = "local"
 
     def __init__(self, break_stale_locks: bool = False, devices: list[int] | None = None) -> None:
         self.break_stale_locks, self.devices = break_stale_locks, devices
 
+    @classmethod
+    def from_options(cls, opts: ExecutorOptions) -> Executor:
+        return ProcessExecutor.from_options(replace(opts, jobs=1))
+
+    def resources(self) -> TrialResources:
+        return TrialResources(cpus=None, gpus=1.0 if self.devices else 0.0)
+
     def run(self, cfgs, reporter=None):
-        return run_trials(list(cfgs), reporter, break_stale_locks=self.break_stale_locks)
+        cfgs = list(cfgs)
+        if self.devices:  # one job: it trains on the first device listed
+            cfgs = [replace(c, device=f"cuda:{self.devices[0]}") for c in cfgs]
+        try:
+            return run_trials(cfgs, _Cancellable(reporter or Reporter(), self._check_cancelled),
+                              break_stale_locks=self.break_stale_locks)
+        finally:
+            self._cancel_event().clear()
+
+
+class _Cancellable(Reporter):
+    """The serial executor's way to honour :meth:`Executor.cancel`: the trial's own
+    reporter calls are where it stops (at a batch: the trainer releases its lock)."""
+
+    def __init__(self, inner: Reporter, check) -> None:
+        self.inner, self.check = inner, check
+
+    def trial_start(self, label, epochs, batches, start_epoch):
+        self.check()
+        self.inner.trial_start(label, epochs, batches, start_epoch)
+
+    def batch(self, loss):
+        self.check()
+        self.inner.batch(loss)
+
+    def epoch_end(self, epoch, epochs, row):
+        self.inner.epoch_end(epoch, epochs, row)
+
+    def trial_end(self, label, status, detail=""):
+        self.inner.trial_end(label, status, detail)
+
+    def message(self, text):
+        self.inner.message(text)
+
+    def begin(self, total, jobs):
+        self.inner.begin(total, jobs)
+
+    def trial_progress(self, label, batches_done, loss):
+        self.inner.trial_progress(label, batches_done, loss)
+
+    def trial_epoch(self, label, epoch, epochs, row):
+        self.inner.trial_epoch(label, epoch, epochs, row)
+
+    def close(self):
+        self.inner.close()
 
 
 def default_threads(jobs: int) -> int:
@@ -99,6 +301,12 @@ def check_jobs(jobs: int) -> int:
     return jobs
 
 
+def check_threads(threads: int | None) -> int | None:
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1; got {threads}")
+    return threads
+
+
 class ProcessExecutor(Executor):
     """``jobs`` trials at once in spawned worker processes.
 
@@ -107,13 +315,36 @@ class ProcessExecutor(Executor):
     ``cuda:<devices[k % len(devices)]>`` (several workers may share one GPU).
     """
 
+    name = "local"
+
     def __init__(self, jobs: int, threads: int | None = None, devices: list[int] | None = None,
                  break_stale_locks: bool = False, plugins: list[str] | None = None) -> None:
         self.jobs = check_jobs(jobs)
         self.plugins = list(plugins or [])  # --plugin modules: every worker loads them, same registry
-        self.threads = threads or default_threads(jobs)
+        self.threads = check_threads(threads) or default_threads(jobs)
         self.devices = devices
         self.break_stale_locks = break_stale_locks
+
+    @classmethod
+    def from_options(cls, opts: ExecutorOptions) -> Executor:
+        """``--jobs 1``: :class:`SerialExecutor` (this process); more: a pool."""
+        check_jobs(opts.jobs)
+        check_threads(opts.threads)
+        indices = parse_devices(opts.devices)
+        if indices is not None and opts.device not in ("auto", "cuda"):
+            raise UsageError(f"--devices places trials on CUDA devices; it cannot go with --device {opts.device}")
+        if opts.jobs == 1:
+            return SerialExecutor(opts.break_stale_locks, devices=indices)
+        return cls(opts.jobs, threads=opts.threads, devices=indices, break_stale_locks=opts.break_stale_locks,
+                   plugins=opts.plugins)  # each worker loads the same plugins
+
+    @property
+    def concurrent(self) -> bool:
+        return self.jobs > 1
+
+    def resources(self) -> TrialResources:
+        gpus = min(1.0, len(self.devices) / self.jobs) if self.devices else 0.0
+        return TrialResources(cpus=self.threads, gpus=gpus, where=f"{self.jobs} worker processes")
 
     def _job(self, cfg: TrialConfig, slot: int) -> dict[str, Any]:
         cfg = replace(cfg, threads=self.threads)
@@ -122,7 +353,10 @@ class ProcessExecutor(Executor):
         return asdict(cfg)
 
     def run(self, cfgs, reporter=None):
-        return _Pool(self, list(cfgs), reporter or Reporter()).run()
+        try:
+            return _Pool(self, list(cfgs), reporter or Reporter()).run()
+        finally:
+            self._cancel_event().clear()
 
 
 class _Slot:
@@ -153,6 +387,7 @@ class _Pool:
         self.reporter.begin(len(self.cfgs), len(self.slots))
         try:
             while (self.queue or any(s.job is not None for s in self.slots)) and self.error is None:
+                self.ex._check_cancelled()
                 self._dispatch()
                 self._pump(timeout=1.0)
         except BaseException:  # Ctrl-C included
@@ -229,18 +464,8 @@ class _Pool:
             slot.job = None
         elif kind == "warning":
             warnings.warn(args[0], UserWarning, stacklevel=1)
-        elif kind == "line":
-            r.message(args[0])
-        elif kind == "trial_start":
-            r.trial_start(*args)
-        elif kind == "trial_progress":
-            r.trial_progress(*args)
-        elif kind == "trial_epoch":
-            r.trial_epoch(*args)
-        elif kind == "trial_end":
-            r.trial_end(*args)
-        elif kind == "message":
-            r.message(args[0])
+        else:
+            deliver(r, msg)
 
     def _died(self, slot: _Slot) -> None:
         code = slot.proc.exitcode
@@ -256,10 +481,7 @@ class _Pool:
                                   f"(attempt {self.attempts[i] + 1} of {MAX_ATTEMPTS}), from its last checkpoint")
             self.queue.appendleft(i)
             return
-        cfg = self.cfgs[i]
-        self.results[i] = {"status": "crashed", "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget,
-                           "loss": cfg.loss, "seed": cfg.seed, "metrics": {},
-                           "crash": f"worker died {MAX_ATTEMPTS} times ({how} the last time)"}
+        self.results[i] = crashed_summary(self.cfgs[i], f"worker died {MAX_ATTEMPTS} times ({how} the last time)")
         self.reporter.trial_end(label, "CRASHED", f"its worker died {MAX_ATTEMPTS} times (last: pid {pid}, {how}); "
                                                   "no summary.json written, a rerun retries it")
 
@@ -295,15 +517,30 @@ class _Pool:
 
 
 # ---------------------------------------------------------------------- the worker side
-class _PipeReporter(Reporter):
-    """A worker's reporter: every event is one message to the parent."""
+class PipeReporter(Reporter):
+    """A worker's reporter: every event is one message (a tuple of plain values) sent on
+    ``conn`` -- anything with ``send(message)``: a pipe's end, a Ray queue, a file (the
+    Slurm executor) -- to the one process that prints.
 
-    def __init__(self, conn, kill_hook: list[tuple[str, int]], attempt: int) -> None:
+    Messages: ``("trial_start", label, epochs, batches, start_epoch)``,
+    ``("trial_progress", label, batches_done, loss)`` (at most every 0.25 s),
+    ``("trial_epoch", label, epoch, epochs, row)``, ``("trial_end", label, status,
+    detail)``, ``("message", text)``; :class:`Lines` adds ``("line", text)``. The
+    receiving side calls the reporter method of the same name (:func:`deliver`).
+    ``attempt`` (1, 2, ...) is which try of the trial this is, for the test hooks
+    (:data:`KILL_HOOK_ENV`, :data:`PAUSE_HOOK_ENV`; read from the environment when not given).
+    """
+
+    def __init__(self, conn, kill_hook: list[tuple[str, int]] | None = None, attempt: int = 1,
+                 pause_hook: list[tuple[str, int]] | None = None) -> None:
         self.conn, self.label, self.done, self.last = conn, "", 0, 0.0
-        self.kill_hook, self.attempt = kill_hook, attempt
+        self.kill_hook = kill_hook if kill_hook is not None else hook_rules(KILL_HOOK_ENV)
+        self.pause_hook = pause_hook if pause_hook is not None else hook_rules(PAUSE_HOOK_ENV)
+        self.attempt, self.start_epoch = attempt, 0
 
     def trial_start(self, label, epochs, batches, start_epoch):
         self.label, self.done, self.batches = label, start_epoch * batches, batches
+        self.start_epoch = start_epoch
         self.conn.send(("trial_start", label, epochs, batches, start_epoch))
         if any(pattern in label and self.attempt <= times for pattern, times in self.kill_hook):
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: die holding the lock, as an OOM kill would
@@ -318,6 +555,9 @@ class _PipeReporter(Reporter):
     def epoch_end(self, epoch, epochs, row):
         plain = {k: v for k, v in row.items() if isinstance(v, (int, float, str))}
         self.conn.send(("trial_epoch", self.label, epoch, epochs, plain))
+        if any(pattern in self.label and epoch == at > self.start_epoch for pattern, at in self.pause_hook):
+            self.conn.send(("message", f"[{self.label}] paused after epoch {epoch} ({PAUSE_HOOK_ENV})"))
+            time.sleep(_PAUSE_S)  # test hook: its checkpoint is written; the test signals it now
 
     def trial_end(self, label, status, detail=""):
         self.conn.send(("trial_end", label, status, detail))
@@ -326,8 +566,26 @@ class _PipeReporter(Reporter):
         self.conn.send(("message", str(text)))
 
 
-class _Lines:
-    """A worker's sys.stdout/sys.stderr: whole lines, sent to the parent."""
+#: The reporter methods a :class:`PipeReporter` message names (its first element).
+EVENTS = ("trial_start", "trial_progress", "trial_epoch", "trial_end", "message")
+
+
+def deliver(reporter: Reporter, message: tuple | list) -> bool:
+    """Call ``reporter``'s method for one :class:`PipeReporter`/:class:`Lines` message;
+    False for a message of another kind (the executor's own)."""
+    kind, args = message[0], message[1:]
+    if kind == "line":
+        reporter.message(args[0])
+    elif kind in EVENTS:
+        getattr(reporter, kind)(*args)
+    else:
+        return False
+    return True
+
+
+class Lines:
+    """A worker's sys.stdout/sys.stderr: whole lines, each sent on ``conn`` as
+    ``("line", text)`` (blank lines dropped)."""
 
     def __init__(self, conn) -> None:
         self.conn, self.buf = conn, ""
@@ -346,8 +604,9 @@ class _Lines:
         return False
 
 
-def _portable(exc: BaseException) -> BaseException:
-    """The exception itself if it pickles, else a RuntimeError with its text."""
+def portable(exc: BaseException) -> BaseException:
+    """The exception itself if it pickles, else a RuntimeError with its text (what a
+    worker sends back so that the driver raises it, as the serial executor would)."""
     import pickle
 
     try:
@@ -357,9 +616,32 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _kill_hook() -> list[tuple[str, int]]:
+def load_worker_plugins(modules: list[str] | tuple) -> None:
+    """Import the ``--plugin`` modules in a worker (entry-point plugins load by
+    themselves), as the driver did: the same list gives the same loss registry."""
+    if not modules:
+        return
+    import cvloss.losses as losses
+
+    load = getattr(losses, "load_plugins", None)
+    if load is not None:
+        load(list(modules))
+
+
+def plugin_paths(plugins: list[str] | None) -> list[str]:
+    """``--plugin`` items for workers elsewhere: a ``.py`` path made absolute (a worker's
+    working directory is not the driver's), a module name as it is."""
+    from pathlib import Path
+
+    from cvloss.losses.plugins import _is_path
+
+    return [str(Path(p).expanduser().resolve()) if _is_path(p) else p for p in (plugins or [])]
+
+
+def hook_rules(env: str) -> list[tuple[str, int]]:
+    """``"<pattern>:<n>[,...]"`` of a test-hook variable -> [(pattern, n)]."""
     rules = []
-    for rule in os.environ.get(KILL_HOOK_ENV, "").split(","):
+    for rule in os.environ.get(env, "").split(","):
         if ":" in rule:
             pattern, times = rule.rsplit(":", 1)
             rules.append((pattern, int(times)))
@@ -375,13 +657,13 @@ def worker_main(conn, threads: int, break_stale_locks: bool, plugins: list[str] 
     """A worker process: receive ``(index, TrialConfig fields, attempt)`` jobs until
     ``None``, run each with :func:`run_trial`, send its summary (or error) back."""
     signal.signal(signal.SIGINT, _first_interrupt)
-    sys.stdout = sys.stderr = _Lines(conn)
+    sys.stdout = sys.stderr = Lines(conn)
     import torch
 
     torch.set_num_threads(threads)
     warnings.simplefilter("always")
     warnings.showwarning = lambda message, *a, **k: conn.send(("warning", str(message)))
-    hook = _kill_hook()
+    hook = hook_rules(KILL_HOOK_ENV)
     from cvloss.losses import load_plugins
 
     load_plugins(list(plugins))  # the parent loaded them already: they import here too
@@ -390,18 +672,18 @@ def worker_main(conn, threads: int, break_stale_locks: bool, plugins: list[str] 
             job = conn.recv()
             if job is None:
                 return
-            i, fields, attempt = job
-            cfg = TrialConfig(**fields)
+            i, values, attempt = job
+            cfg = TrialConfig(**values)
             if cfg.device.startswith("cuda:"):
                 torch.cuda.set_device(int(cfg.device.split(":", 1)[1]))
             torch.set_num_threads(cfg.threads or threads)
             try:
-                summary = run_trial(cfg, _PipeReporter(conn, hook, attempt), break_stale_locks=break_stale_locks)
+                summary = run_trial(cfg, PipeReporter(conn, hook, attempt), break_stale_locks=break_stale_locks)
             except KeyboardInterrupt:
                 conn.send(("interrupted", i))
                 return
             except Exception as exc:  # the parent raises it, as the serial executor would
-                conn.send(("error", i, _portable(exc)))
+                conn.send(("error", i, portable(exc)))
                 continue
             conn.send(("result", i, summary))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):

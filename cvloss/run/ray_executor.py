@@ -47,17 +47,20 @@ from typing import Any, Callable
 
 from cvloss.errors import UsageError
 from cvloss.run.config import TrialConfig
-from cvloss.run.executor import MAX_ATTEMPTS, Executor, _Lines, _PipeReporter, check_jobs
+from cvloss.run.executor import (MAX_ATTEMPTS, Executor, ExecutorOptions, Lines, PipeReporter, TrialResources,
+                                 check_jobs, check_threads, crashed_summary, deliver, load_worker_plugins,
+                                 plugin_paths)
 from cvloss.run.lock import OWNER_ENV, take_over_owned
 from cvloss.run.progress import Reporter
+from cvloss.run.shared_folder import PROBE_PREFIX
+from cvloss.run.shared_folder import check_shared_folder as _check_shared_folder
+from cvloss.run.shared_folder import probe_task as _probe_task
 from cvloss.run.trainer import run_trial, trial_label
 
 INSTALL_HINT = "pip install 'cvloss[ray]'"
-PROBE_PREFIX = ".cvloss-ray-probe-"
 _PROBE_TIMEOUT_S = 120.0  # a task must be scheduled and answer within this (a busy cluster queues it)
 _CANCEL_GRACE_S = 30.0  # cancelled trials get this long to release their locks
-# Reporter events a task sends: the driver calls the reporter method of the same name.
-_EVENTS = ("trial_start", "trial_progress", "trial_epoch", "trial_end", "message")
+__all__ = ["PROBE_PREFIX", "RayExecutor", "check_shared_folder", "probe_task"]
 
 
 def require_ray():
@@ -134,24 +137,7 @@ def _node_name() -> str:
     return socket.gethostname()
 
 
-def _load_plugins(modules: list[str]) -> None:
-    """Import the ``--plugin`` modules on this worker (entry-point plugins load by
-    themselves), as the driver did: the same list gives the same registry."""
-    if not modules:
-        return
-    import cvloss.losses as losses
-
-    load = getattr(losses, "load_plugins", None)
-    if load is not None:
-        load(list(modules))
-
-
-def plugin_paths(plugins: list[str] | None) -> list[str]:
-    """``--plugin`` items for the workers: a ``.py`` path made absolute (a worker's
-    working directory is not the driver's), a module name as it is."""
-    from cvloss.losses.plugins import _is_path
-
-    return [str(Path(p).expanduser().resolve()) if _is_path(p) else p for p in (plugins or [])]
+_load_plugins = load_worker_plugins  # the name the Ray tasks and tests use
 
 
 def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], owner: str,
@@ -168,7 +154,7 @@ def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], o
     saved_streams, saved_threads = (sys.stdout, sys.stderr), torch.get_num_threads()
     os.environ.update(env)
     os.environ[OWNER_ENV] = owner
-    sys.stdout = sys.stderr = _Lines(conn)
+    sys.stdout = sys.stderr = Lines(conn)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -180,7 +166,7 @@ def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], o
                 conn.send(("message", f"[{label}] took over the lock of this trial's earlier attempt, "
                                       "whose Ray worker died"))
             torch.set_num_threads(cfg.threads or 1)
-            return run_trial(cfg, _PipeReporter(conn, [], 1), break_stale_locks=break_stale_locks)
+            return run_trial(cfg, PipeReporter(conn, [], 1, []), break_stale_locks=break_stale_locks)
     finally:
         sys.stdout, sys.stderr = saved_streams
         torch.set_num_threads(saved_threads)
@@ -192,63 +178,14 @@ def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], o
 
 
 def probe_task(folder: str, token: str) -> dict[str, str]:
-    """Read the driver's probe file in ``folder`` and answer beside it: proof that this
-    node sees the same storage, not a same-named local folder. Returns the node's name
-    and its cvloss version, or raises with why not."""
-    from cvloss import __version__
-
-    node = _node_name()
-    probe = Path(folder) / f"{PROBE_PREFIX}{token}"
-    if not probe.is_file():
-        raise FileNotFoundError(f"{folder} on {node} does not hold the driver's probe file")
-    if probe.read_text() != token:
-        raise ValueError(f"{folder} on {node} holds another probe file")
-    probe.with_name(probe.name + ".answer").write_text(node)
-    return {"node": node, "cvloss": __version__}
+    """:func:`cvloss.run.shared_folder.probe_task` on a Ray worker, which names itself
+    with its Ray node (a host may run several)."""
+    return _probe_task(folder, token, _node_name())
 
 
 def check_shared_folder(folder: Path, run_probe: Callable[[str, str], dict[str, str]]) -> dict[str, str]:
-    """Refuse (one UsageError line, nothing left behind) unless the worker that
-    ``run_probe(folder, token)`` reaches reads the driver's probe file in ``folder`` and
-    writes its answer where the driver sees it; return what the worker said (``node``,
-    ``cvloss`` version). A UsageError of ``run_probe`` passes through, after the cleanup."""
-    folder = Path(folder)
-    made = [d for d in (folder, *folder.parents) if not d.exists()]
-    token = uuid.uuid4().hex
-    probe = folder / f"{PROBE_PREFIX}{token}"
-    answer = probe.with_name(probe.name + ".answer")
-    problem, info = None, {}
-    try:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe.write_text(token)
-        except OSError as exc:
-            problem = f"the driver cannot write it ({(exc.strerror or type(exc).__name__).lower()})"
-        if problem is None:
-            try:
-                info = run_probe(str(folder), token)
-            except UsageError:
-                raise
-            except Exception as exc:  # the task's error, re-raised by Ray (wrapped: its last line says what)
-                problem = _last_line(exc)
-        if problem is None and (not answer.is_file() or answer.read_text() != info["node"]):
-            problem = f"a Ray worker on {info['node']} wrote its answer where this driver does not see it"
-    finally:
-        for path in (answer, probe):
-            path.unlink(missing_ok=True)
-        for d in made:  # deepest first
-            try:
-                d.rmdir()
-            except OSError:
-                break
-    if problem is not None:
-        raise UsageError(f"--out {folder} must be a folder every Ray node sees (a shared filesystem): {problem}")
-    return info
-
-
-def _last_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "cause", None) or exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
+    """:func:`cvloss.run.shared_folder.check_shared_folder` for Ray nodes."""
+    return _check_shared_folder(folder, run_probe, nodes="Ray node")
 
 
 # ---------------------------------------------------------------------- driver side
@@ -261,18 +198,37 @@ class RayExecutor(Executor):
     in flight. ``plugins``: loss-plugin modules imported in every task.
     """
 
-    jobs = 2  # several trials at once: the comparison's view (the real count goes to reporter.begin)
+    name = "ray"
+    options = ("address",)
 
     def __init__(self, address: str | None = None, threads: int | None = None, devices: list[int] | None = None,
                  jobs: int | None = None, break_stale_locks: bool = False, plugins: list[str] | None = None) -> None:
         self.address = check_address(address)
-        self.threads = threads or 1
+        self.threads = check_threads(threads) or 1
         self.devices = devices
         self.max_in_flight = check_jobs(jobs) if jobs is not None else None
         self.num_gpus = gpu_share(devices, jobs or 1)
         self.break_stale_locks = break_stale_locks
         self.plugins = plugin_paths(plugins)
         self.ray = require_ray()
+
+    @classmethod
+    def from_options(cls, opts: ExecutorOptions) -> "RayExecutor":
+        """``--address``, ``--threads``, ``--jobs`` (a cap of trials in flight),
+        ``--devices`` (only counted here: Ray picks each task's GPU on its node, and the
+        driver may be a node without GPUs) with ``--device`` auto or cpu."""
+        check_jobs(opts.jobs)
+        indices = parse_device_list(opts.devices)
+        check_device(opts.device, indices)
+        return cls(opts.address, threads=opts.threads, devices=indices, jobs=opts.jobs if opts.jobs > 1 else None,
+                   break_stale_locks=opts.break_stale_locks, plugins=opts.plugins)
+
+    @property
+    def concurrent(self) -> bool:
+        return True
+
+    def resources(self) -> TrialResources:
+        return TrialResources(cpus=self.threads, gpus=self.num_gpus, where="Ray tasks")
 
     # -------------------------------------------------------------- connection
     def _connect(self) -> bool:
@@ -310,6 +266,7 @@ class RayExecutor(Executor):
         try:
             return _Driver(self, cfgs, reporter).run()
         finally:
+            self._cancel_event().clear()
             if started:
                 self.ray.shutdown()
 
@@ -374,6 +331,7 @@ class _Driver:
         self.reporter.begin(len(self.cfgs), min(slots, len(self.cfgs)))
         try:
             while queued or pending:
+                ex._check_cancelled()
                 while queued and len(pending) < slots:
                     i = queued.pop(0)
                     ref = task.remote(i, ex._job(self.cfgs[i]), self.queue, self.env, owners[i], ex.plugins,
@@ -404,11 +362,8 @@ class _Driver:
                 ray.exceptions.LocalRayletDiedError, ray.exceptions.OutOfMemoryError) as exc:
             how = type(exc).__name__
         self._drain()
-        cfg = self.cfgs[i]
         where = ", ".join(f"pid {pid} on {host}" for pid, host in self.attempts.get(i, [])) or "unknown"
-        self.results[i] = {"status": "crashed", "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget,
-                           "loss": cfg.loss, "seed": cfg.seed, "metrics": {},
-                           "crash": f"its Ray worker died {MAX_ATTEMPTS} times ({how}; {where})"}
+        self.results[i] = crashed_summary(self.cfgs[i], f"its Ray worker died {MAX_ATTEMPTS} times ({how}; {where})")
         self.reporter.trial_end(self.labels[i], "CRASHED", f"its Ray worker died {MAX_ATTEMPTS} times ({where}); "
                                                            "no summary.json written, a rerun retries it")
 
@@ -437,10 +392,8 @@ class _Driver:
             seen.append(args)
         elif kind == "warning":
             warnings.warn(args[0], UserWarning, stacklevel=1)
-        elif kind == "line":
-            self.reporter.message(args[0])
-        elif kind in _EVENTS:
-            getattr(self.reporter, kind)(*args)
+        else:
+            deliver(self.reporter, msg)
 
     def _cancel(self, refs: list) -> None:
         """``ray.cancel`` every pending task (a running trial gets KeyboardInterrupt and

@@ -14,8 +14,9 @@ from typing import Any
 from cvloss.errors import UsageError
 from cvloss.run.compare import check_seed_set, check_stale, comparison_dir, comparison_trials, summarize_comparison
 from cvloss.run.config import TrialConfig
-from cvloss.run.executor import Executor, SerialExecutor
+from cvloss.run.executor import Executor, resolve_executor
 from cvloss.run.progress import Reporter
+from cvloss.run.trackers_export import track_comparison
 from cvloss.run.tune import (TUNE_SEED0, Space, apply_candidate, candidates, check_space, edge_flags, record_candidate,
                              select, tuning_config, val_score, winner_config)
 from cvloss.tasks import get_task_class
@@ -59,19 +60,20 @@ def _existing_trials(base: TrialConfig, tuned_base: TrialConfig, losses: list[st
 def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int], space: Space,
                          reporter: Reporter | None = None, break_stale_locks: bool = False,
                          target_effect: float | None = None, allow_mixed: bool = False,
-                         executor: Executor | None = None, retrain_stale: bool = False) -> dict[str, Any]:
+                         executor: Executor | str | None = None, retrain_stale: bool = False) -> dict[str, Any]:
     """The tuned comparison of ``losses``: search (val), retrain the winners at ``seeds``
     (test), write the comparison under ``<budget>+tuned-<h>/`` with its search record.
     ``executor`` runs the search's trials and the winners' (default: this process). Search
     trials and winners of other code are refused before any training, or retrained with
     ``retrain_stale`` (:func:`cvloss.run.compare.check_stale`)."""
     reporter = reporter or Reporter()
-    executor = executor or SerialExecutor(break_stale_locks)
+    executor = resolve_executor(executor, break_stale_locks)  # an Executor, a registry name or None
     # the whole space, every candidate applied to every spec with this budget: before any folder exists
     check_space(space, base.task, losses, base)
     if max(seeds) >= TUNE_SEED0:
         raise UsageError(f"--seeds must stay below {TUNE_SEED0} with --tune (seeds from {TUNE_SEED0} on are the "
                          f"tuning trials'); got {max(seeds)}")
+    get_task_class(base.task).check_seeds(base.params, seeds, base.dataset, base.data_dir)  # distinct replicates
     tuned_base = replace(base, place=f"+tuned-{space.key()}")
     check_seed_set(comparison_dir(tuned_base, losses), seeds)  # before any training
     check_stale(_existing_trials(base, tuned_base, losses, seeds, space), reporter, retrain_stale, allow_mixed)
@@ -101,4 +103,6 @@ def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
             "flags": edge_flags(space, chosen[spec]),
         } for spec in losses},
     }
-    return summarize_comparison(tuned_base, losses, seeds, target_effect, allow_mixed, extra={"tuning": record})
+    result = summarize_comparison(tuned_base, losses, seeds, target_effect, allow_mixed, extra={"tuning": record})
+    track_comparison(base.log, base.out, result)  # --log mlflow/wandb: the comparison's tag on its runs
+    return result

@@ -165,7 +165,7 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--jobs", "2", "--devices", "0", "--device", "cpu"), "cannot go with --device cpu")
     if torch.cuda.is_available() else (_seg("--jobs", "2", "--devices", "0"), "no CUDA device 0"),
     (_seg("--device", "cuda:7"), "--device cuda:7: no such CUDA device"),
-    (_seg("--log", "wandb"), "unknown --log 'wandb'"),
+    (_seg("--log", "neptune"), "unknown --log 'neptune'"),
     (_seg("--target-effect", "0"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "-0.1"), "--target-effect must be a positive difference"),
     (_seg("--target-effect", "nan"), "--target-effect must be a positive difference"),
@@ -197,8 +197,8 @@ CASES: list[tuple[list[str], str]] = [
      "image_size 30 must be divisible by 2**n_down = 4"),
     (["train", "--task", "seg", "--loss", "ce", "--threads", "-1"], "--threads must be >= 1"),
     # executors: --address only with Ray, checked before Ray is asked for (these need no Ray)
-    (_seg("--address", "auto"), "--address names a Ray cluster: it needs --executor ray"),
-    (_seg("--executor", "slurm"), "unknown --executor 'slurm'; valid: local, ray"),
+    (_seg("--address", "auto"), "--address is an option of --executor ray: it needs --executor ray"),
+    (_seg("--executor", "pbs"), "unknown --executor 'pbs'; valid: local, ray, slurm"),
     (_seg("--executor", "ray", "--address", "head-node"), "expected auto or HOST:PORT"),
     (_seg("--executor", "ray", "--address", "head:99999"), "expected auto or HOST:PORT"),
     (_seg("--executor", "ray", "--devices", "0,0"), "expected distinct comma-separated GPU indices"),

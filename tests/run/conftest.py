@@ -22,3 +22,28 @@ class Capture(Reporter):
 def capture():
     """A fresh :class:`Capture` reporter."""
     return Capture()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real one-node Slurm (munged, slurmctld, slurmd in a temporary folder;
+    tests/fixtures/slurm_cluster.py), started once per session and each daemon stopped by
+    its pid at the end; skipped, saying why, where Debian's slurm-wlm and munge or
+    submitit are missing."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "fixtures" / "slurm_cluster.py"
+    spec = importlib.util.spec_from_file_location("cvloss_test_fixtures_slurm_cluster", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reason = module.missing()
+    if reason is None and importlib.util.find_spec("submitit") is None:
+        reason = "submitit is not installed (pip install 'cvloss[slurm]')"
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = module.LocalSlurm().start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(cluster.root, ignore_errors=True)

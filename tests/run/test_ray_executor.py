@@ -67,7 +67,9 @@ def serial(tmp_path_factory):
 
 def _same_as_serial(serial, trial_dir: Path, summary: dict, loss: str) -> None:
     reference, reference_dir = serial[loss]
-    assert summary["status"] == "done" and summary["metrics"] == reference["metrics"], loss  # bit-identical
+    # bit-identical, the status too (done, or degenerate should 6 tiny epochs stay at the majority class)
+    assert summary["status"] == reference["status"] in ("done", "degenerate"), loss
+    assert summary["metrics"] == reference["metrics"], loss
     assert _rows(trial_dir) == _rows(reference_dir), loss  # every epoch's metrics and train losses
 
 
