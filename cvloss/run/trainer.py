@@ -399,13 +399,19 @@ class _Trial:
 def _train(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None, lock: TrialLock,
            label: str) -> dict[str, Any]:
     threads = torch.get_num_threads()
+    live = None
     try:
         trial = _prepare(cfg, label, lock)
         _untrained(trial, reporter)  # before any checkpoint is loaded: the initial weights
         _resume(trial, reporter)
-        stopped = _epochs(trial, reporter, stop_after_epoch)
-        return stopped if stopped is not None else _finish(trial, reporter)
+        live = LiveLog(cfg.log, trial.out_dir, cfg)  # --log: TensorBoard, MLflow, W&B (views, never read back)
+        stopped = _epochs(trial, reporter, stop_after_epoch, live)
+        summary = stopped if stopped is not None else _finish(trial, reporter)
+        live.finish(summary)  # final metrics, status, samples; an interrupted trial's runs are resumed by a rerun
+        return summary
     finally:
+        if live is not None:
+            live.close()
         torch.set_num_threads(threads)  # a budget's cpu_threads holds for its trial only
 
 
@@ -499,7 +505,7 @@ def _resume(trial: _Trial, reporter: Reporter) -> None:
         reporter.message(f"[{trial.label}] unusable checkpoint set aside: {'; '.join(set_aside)}; {then}")
 
 
-def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None) -> dict[str, Any] | None:
+def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None, live: LiveLog) -> dict[str, Any] | None:
     """Train the remaining epochs; a summary when the trial diverged or was stopped."""
     cfg, task, epochs = trial.cfg, trial.task, trial.params["epochs"]
     # said once per comparison, not per trial: the reporter drops a data line it has shown
@@ -513,13 +519,8 @@ def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None) -> 
         write_csv(trial.out_dir / METRICS, trial.history)
     reporter.trial_start(trial.label, epochs, task.num_batches(), trial.start_epoch)
     trial.t_start = time.perf_counter()
-    live = LiveLog(cfg.log, trial.out_dir)
-    try:
-        if trial.start_epoch == 0 and trial.history:
-            live.epoch(trial.history[0])  # the untrained model's row
-        return _epoch_loop(trial, reporter, stop_after_epoch, live)
-    finally:
-        live.close()
+    live.history(trial.history, trial.start_epoch)  # the untrained model's row; rows a resumed run lacks
+    return _epoch_loop(trial, reporter, stop_after_epoch, live)
 
 
 def _epoch_loop(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None, live: LiveLog) -> dict[str, Any] | None:
@@ -583,7 +584,10 @@ def _epoch(trial: _Trial, epoch: int, reporter: Reporter) -> dict[str, Any]:
 
 
 def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
-    """Samples, the collapse check and summary.json (written last)."""
+    """Samples, the collapse and degenerate checks and summary.json (written last). The
+    status: ``collapsed`` (the task's collapse check on val), else ``degenerate`` (its
+    degenerate rule on val, :func:`_degenerate`), else ``done``; the rule's verdict on
+    test is recorded as ``degenerate_on_test``, a note that decides nothing."""
     cfg, task, out_dir, history = trial.cfg, trial.task, trial.out_dir, trial.history
     with trial.evaluating() as model:
         rows = task.sample_rows(model)
@@ -594,6 +598,8 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         split = "test" if cfg.test else "val"  # a tuning trial is scored on val alone
         metrics = {k: v for k, v in task.evaluate(model, "test").items() if k in names} if cfg.test else dict(val_metrics)
         reference = task.reference_metrics(split)
+        degenerate, degenerate_on_test = _degenerate(trial, model, val_metrics, metrics, collapse)
+    status = "collapsed" if collapse else "degenerate" if degenerate else "done"
     with atomic_path(out_dir / "samples.npz") as tmp:
         np.savez_compressed(tmp, **rows)
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
@@ -601,10 +607,14 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
     save_grid(images, out_dir / "samples.png", titles={**task.sample_titles, "pred": cfg.loss}, note=task.sample_note)
     save_model(trial.model, out_dir / MODEL)  # before summary.json: a done trial always has it
     summary = {
-        **_summary_head(trial, "collapsed" if collapse else "done"),
+        **_summary_head(trial, status),
         "metrics": metrics,
         "val_metrics": val_metrics,
         **({"collapse": collapse} if collapse else {}),
+        # always present (null: not degenerate), so a reader tells a trial the rule passed
+        # from one written before the rule existed (no such keys)
+        "degenerate": degenerate,
+        "degenerate_on_test": degenerate_on_test,
         **({"at_init": {k: history[0][k] for k in names if k in history[0]}} if task.evaluate_at_init else {}),
         "reference": reference,
         "train_loss": final.get("train_loss"),
@@ -616,9 +626,29 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
     write_json(out_dir / SUMMARY, summary)
     _drop_checkpoints(trial)
     primary = summary["metrics"].get(task.primary_metric, math.nan)
-    reporter.trial_end(trial.label, summary["status"] + (f" ({collapse})" if collapse else ""),
+    why = collapse or degenerate
+    reporter.trial_end(trial.label, summary["status"] + (f" ({why})" if why else ""),
                        f"{task.primary_metric}={primary:.4g} in {time.perf_counter() - trial.t_start:.1f}s")
     return summary
+
+
+def _degenerate(trial: _Trial, model: torch.nn.Module, val_metrics: dict[str, float], metrics: dict[str, float],
+                collapse: str | None) -> tuple[str | None, str | None]:
+    """The task's degenerate rule (:meth:`cvloss.tasks.base.Task.degenerate_reason`) on
+    the trained model: (its reason on val -- the decision --, its reason on test -- a note,
+    measured only by a trial that reads test). Neither is asked of a collapsed trial:
+    degenerate is checked only when a trial neither diverged nor collapsed. The untrained
+    model's metrics the rule compares with: on val, the epoch-0 row of a task that scores
+    its untrained model (``evaluate_at_init``); on test, ``untrained.json``'s."""
+    if collapse:
+        return None, None
+    task, history = trial.task, trial.history
+    names = set(task.metric_names())
+    first = history[0] if history and history[0].get("epoch") == 0 else {}
+    untrained_val = {k: v for k, v in first.items() if k in names}
+    on_val = task.degenerate_reason(model, val_metrics, "val", untrained_val)
+    on_test = task.degenerate_reason(model, metrics, "test", trial.untrained) if trial.cfg.test else None
+    return on_val, on_test
 
 
 def save_model(model: torch.nn.Module, path: Path) -> None:

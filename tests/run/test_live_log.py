@@ -13,9 +13,9 @@ TINY = ["--set", "n_train=8", "--set", "n_val=4", "--set", "epochs=2", "--quiet"
 
 
 def test_unknown_log_kind_is_refused():
-    with pytest.raises(UsageError, match="unknown --log 'wandb'; valid: none, tensorboard"):
-        check_log("wandb")
-    result = CliRunner().invoke(app, ["train", "--task", "seg", "--loss", "ce", "--log", "wandb"])
+    with pytest.raises(UsageError, match="unknown --log 'neptune'; valid: none, tensorboard, mlflow, wandb"):
+        check_log("neptune")
+    result = CliRunner().invoke(app, ["train", "--task", "seg", "--loss", "ce", "--log", "neptune"])
     assert result.exit_code == 2 and result.stderr.startswith("error: unknown --log")
 
 
