@@ -401,10 +401,15 @@ def _check_metric_map(path: Path, what: str, key: str, value: Any) -> None:
             raise _fail(path, what, f"{key}[{m!r}] = {v!r} is not a number")
 
 
-#: Version of summary.json's contents. 2: ``metrics`` are measured on the test split, with
-#: ``val_metrics``, ``untrained`` (test), ``split`` and the compute fields; 1 (no ``schema``
-#: key): ``metrics`` were measured on what was then the val split.
-SUMMARY_SCHEMA = 2
+#: Version of summary.json's contents. 3: schema 2 plus ``degenerate`` and
+#: ``degenerate_on_test`` (the task's degenerate rule on val -- the status ``degenerate``
+#: -- and on test -- a note; null when the rule passed). 2: ``metrics`` are measured on the
+#: test split, with ``val_metrics``, ``untrained`` (test), ``split`` and the compute
+#: fields; 1 (no ``schema`` key): ``metrics`` were measured on what was then the val split.
+SUMMARY_SCHEMA = 3
+#: The schemas this cvloss reads: 2 is 3 without the degenerate fields (a trial that
+#: predates the rule; a report may apply the rule's numbers part to it, as a note).
+READABLE_SUMMARY_SCHEMAS = (2, 3)
 
 
 def check_summary(obj: Any, path: Path) -> dict[str, Any]:
@@ -416,11 +421,15 @@ def check_summary(obj: Any, path: Path) -> dict[str, Any]:
         raise _fail(path, what, f"it holds a JSON {type(obj).__name__}, not an object")
     if not isinstance(obj.get("status"), str):
         raise _fail(path, what, "no 'status' string")
-    if obj.get("schema") != SUMMARY_SCHEMA:
+    if obj.get("schema") not in READABLE_SUMMARY_SCHEMAS or isinstance(obj.get("schema"), bool):
         raise ResultsFileError(
-            f"{path}: trial summary of schema {obj.get('schema', 1)!r}, this cvloss reads schema {SUMMARY_SCHEMA} "
-            f"(older summaries scored the final model on what is now the val split); rerun the trial with this "
-            f"version (delete its folder) or read it with the version that wrote it")
+            f"{path}: trial summary of schema {obj.get('schema', 1)!r}, this cvloss reads schemas "
+            f"{' and '.join(map(str, READABLE_SUMMARY_SCHEMAS))} (older summaries scored the final model on what is "
+            f"now the val split); rerun the trial with this version (delete its folder) or read it with the version "
+            f"that wrote it")
+    for key in ("degenerate", "degenerate_on_test"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise _fail(path, what, f"{key!r} must be a string (the reason) or null")
     _check_metric_map(path, what, "metrics", obj.get("metrics", {}))
     for block in ("at_init", "untrained", "val_metrics"):
         if obj.get(block) is not None:
@@ -460,7 +469,7 @@ def check_untrained(obj: Any, path: Path, names: Iterable[str]) -> dict[str, flo
 
 
 _ROW_NUMBERS = ("mean", "ci95", "diff_vs_baseline", "diff_ci95", "p_value")
-_ROW_COUNTS = ("n", "n_pairs", "diverged", "collapsed", "crashed", "missing")
+_ROW_COUNTS = ("n", "n_pairs", "diverged", "collapsed", "degenerate", "crashed", "missing")
 
 
 def _is_str_list(v: Any) -> bool:
@@ -576,6 +585,20 @@ _STATS_FIELDS: dict[str, tuple[Any, str]] = {
                                    "'dirty' (true/false)"),
     "folds": (lambda v: _map_of(v, lambda fs: _list_of(fs, _fold_ok)),
               "an object of lists of {seed, mean, se, protocol}"),
+    # per loss, one entry per seed: the degenerate reason (null: none), on val and on test
+    "degenerate": (lambda v: _map_of(v, lambda rs: _list_of(rs, _is_text)), "an object of lists of strings or null"),
+    "degenerate_on_test": (lambda v: _map_of(v, lambda rs: _list_of(rs, _is_text)),
+                           "an object of lists of strings or null"),
+    # per loss, one entry per seed: a trial written before the degenerate rule (its test
+    # note is the rule applied to its stored numbers; its status stays as written)
+    "degenerate_predates": (lambda v: _map_of(v, lambda rs: _list_of(rs, lambda b: isinstance(b, bool))),
+                            "an object of lists of true/false"),
+    # per loss, groups of seeds whose trials are identical replicates
+    "identical_replicates": (lambda v: _map_of(v, lambda gs: _list_of(gs, lambda g: _list_of(g, _is_count))),
+                             "an object of lists of seed lists"),
+    "replicate_unit": (_is_text, "a string"),
+    "degenerate_rule": (_is_text, "a string"),
+    "mde_how": (_is_text, "a string"),
 }
 
 

@@ -105,4 +105,6 @@ def test_installed_cli_lists_datasets_and_runs_a_smoke_comparison(installed, tmp
                  "--set", "epochs=1", "--set", "n_train=8", "--set", "n_val=4"], cwd=tmp_path, env=env)
     cmp_dir = tmp_path / "cvloss-results" / "seg" / "synth-pets" / "smoke+epochs=1+n_train=8+n_val=4" / "compare--ce"
     assert (cmp_dir / "compare.csv").is_file(), proc.stdout
-    assert f"results: cvloss-results{os.sep}seg" in proc.stdout and proc.stderr == ""
+    assert f"results: cvloss-results{os.sep}seg" in proc.stdout
+    # --quiet: nothing on stderr but the one failures line a degenerate tiny trial may earn
+    assert all(line.startswith("failures: ") for line in proc.stderr.splitlines()), proc.stderr

@@ -36,6 +36,15 @@ loader keeps the catalog's loader shape ``fn(root, split, size=..., limit=..., s
 **options)``. Pairs named with
 ``pairs=`` or files given with ``content=``/``style=`` are the user's choice and are used
 as given in every split. The returned :class:`StylePairs` records the split.
+
+Seeds draw pairs without replacement (:func:`seed_pair_indices`): the pool is put in one
+fixed order, a permutation seeded by :data:`PAIR_ORDER_SEED` (never by the trial's seed),
+and seed k takes the ``n_pairs`` pairs from position ``k * n_pairs`` on. On ``test`` a
+seed past the pool is refused -- two seeds of a comparison are never the same pair, so
+never identical replicates; on ``val`` and ``train`` (tuning seeds such as 10000-10005)
+positions wrap round the pool (modulo its size). :func:`pool_size` counts a pool
+without reading its images, so a comparison can refuse more seeds than distinct pairs
+before anything runs.
 """
 from __future__ import annotations
 
@@ -50,8 +59,9 @@ from cvloss.data.div2k import hr_files
 from cvloss.data.types import StylePairs, DatasetError, check_split
 
 __all__ = [
-    "CONTENT_PHOTOS", "CONTENT_SPLIT", "STYLE_TEXTURES", "MIN_STYLE_RATIO", "StylePairs", "load_style_pairs",
-    "load_pair_files", "procedural_texture", "read_image", "parse_pairs",
+    "CONTENT_PHOTOS", "CONTENT_SPLIT", "STYLE_TEXTURES", "MIN_STYLE_RATIO", "PAIR_ORDER_SEED", "StylePairs",
+    "load_style_pairs", "load_pair_files", "procedural_texture", "read_image", "parse_pairs", "pool_size",
+    "seed_pair_indices", "seeds_beyond_pool",
 ]
 
 #: scikit-image photos used as content, in pool order.
@@ -67,6 +77,8 @@ STYLE_TEXTURES = ("brick", "grass", "gravel", "waves", "mosaic")
 PROCEDURAL = ("waves", "mosaic")
 #: a style image's short side must be at least this fraction of the content's short side.
 MIN_STYLE_RATIO = 0.25
+#: Seed of the one fixed order of a pool in which seeds take their pairs (module docstring).
+PAIR_ORDER_SEED = 2016
 
 
 # ----------------------------------------------------------------------------- images
@@ -308,3 +320,59 @@ def load_style_pairs(root: str | Path | None, split: str = "val", size: int = 12
         chosen = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
         explicit = False
     return _assemble(contents, styles, chosen, size, style_size, explicit, source, real, split)
+
+
+# ----------------------------------------------------------------------------- seeds -> pairs
+def seed_pair_indices(n_pool: int, seed: int, per_seed: int, split: str) -> list[int]:
+    """The pool positions of seed ``seed``'s ``per_seed`` pairs (at most the pool's
+    ``n_pool``): ``perm[seed * per_seed + j]`` for ``j < per_seed``, ``perm`` the pool's one
+    order (:data:`PAIR_ORDER_SEED`). Positions wrap round the pool on ``val``/``train``
+    (tuning seeds); on ``test`` a position past the pool is a :class:`ValueError` naming
+    the pool's size (:func:`seeds_beyond_pool` words it for a command)."""
+    per_seed = max(1, min(int(per_seed), n_pool))
+    perm = torch.randperm(n_pool, generator=torch.Generator().manual_seed(PAIR_ORDER_SEED)).tolist()
+    start = int(seed) * per_seed
+    if split == "test" and start + per_seed > n_pool:
+        which = f"pair {start + 1}" if per_seed == 1 else f"pairs {start + 1}-{start + per_seed}"
+        raise ValueError(f"seed {seed} would take {which} of a test pool of {n_pool}")
+    return [perm[(start + j) % n_pool] for j in range(per_seed)]
+
+
+def seeds_beyond_pool(seeds: list[int], n_pool: int, per_seed: int) -> str | None:
+    """One line when the test seeds ``seeds`` cannot each take ``per_seed`` distinct pairs
+    of a pool of ``n_pool`` (more seeds than distinct pairs, or a seed past the pool's
+    end), naming both numbers; None when they can."""
+    per_seed = max(1, min(int(per_seed), n_pool))
+    usable = n_pool // per_seed  # seeds 0 .. usable - 1
+    if len(seeds) * per_seed > n_pool:
+        return (f"{len(seeds)} seeds x {per_seed} pair(s) need {len(seeds) * per_seed} distinct content/style pairs "
+                f"but the test pool has {n_pool}: give at most {usable} seeds (0..{usable - 1}), or more pairs "
+                f"(another dataset, fewer n_pairs)")
+    late = [s for s in seeds if s >= usable]
+    if late:
+        return (f"seed {late[0]} would take pairs past the test pool of {n_pool} distinct content/style pairs "
+                f"({per_seed} per seed: seeds 0..{usable - 1}); each seed takes its own pairs, so use seeds "
+                f"below {usable}")
+    return None
+
+
+def pool_size(root: str | Path | None, split: str = "test", limit: int | None = None, pairs: str | None = None,
+              content: str | None = None, style: str | None = None, source: str = "skimage-photos") -> int | None:
+    """How many candidate pairs :func:`load_style_pairs` would return, without reading an
+    image; None when it cannot tell (div2k not on disk: loading will say so)."""
+    if content is not None or style is not None:
+        return 1
+    if pairs is not None and source == "skimage-photos":
+        return len(parse_pairs(pairs))
+    if source == "div2k":
+        try:
+            n = len(hr_files(Path(root) if root is not None else Path("."), "val" if split == "train" else split)
+                    [: limit or 5])
+        except Exception:  # no data on disk: the trial's own loading error says what to do
+            return None
+    elif source == "skimage-photos":
+        names = CONTENT_SPLIT.get(split, ())
+        n = len(names[:limit] if limit else names)
+    else:
+        return None  # load_style_pairs refuses it, in its own words
+    return n * len(STYLE_TEXTURES)

@@ -125,10 +125,11 @@ def print_comparison(result: dict[str, Any], title: str, file=None, *, wide: boo
     """A comparison on the console: the table (loss, runs, success, compute, the primary
     metric first, the other metrics in further tables; see :func:`print_table`), the
     legend of the marks printed, the MIXED CODE line of a comparison that pooled trials of
-    different code, then the verdict, each line wrapped to the width."""
+    different code, the trials' notes (degenerate reasons, identical replicates, the unit
+    of replication), then the verdict, each line wrapped to the width."""
     from pathlib import Path
 
-    from cvloss.report.tables import comparison_rows, console_legend, mixed_line, verdict_lines
+    from cvloss.report.tables import comparison_rows, console_legend, mixed_line, note_lines, verdict_lines
 
     file = file or sys.stdout
     rows = comparison_rows(result, primary_first=not wide)  # what the verdict is about beside the loss
@@ -136,8 +137,9 @@ def print_comparison(result: dict[str, Any], title: str, file=None, *, wide: boo
     shown = print_table(rows, title, file, fit=True, wide=wide, width=width, all_columns_in=where)
     legend = console_legend(result, [{c: r[c] for c in shown} for r in rows])
     mixed = mixed_line(result)  # a comparison pooled with --allow-mixed says so here too
-    print_lines(([legend] if legend else []) + ([mixed] if mixed else [])
-                + [line.replace("`", "") for line in verdict_lines(result)], file, width, wide=wide)
+    said = verdict_lines(result) + note_lines(result)
+    print_lines(([legend] if legend else []) + ([mixed] if mixed else []) + [line.replace("`", "") for line in said],
+                file, width, wide=wide)
 
 
 def _print_rich(rows, cols, title, file, limit: int, nowrap: bool, widths: Mapping[str, int]) -> None:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from cvloss.report.style import MARKER_GLYPHS, loss_style, metric_unit, report_key, result_key
-from cvloss.report.tables import (ITT_LEGEND, LEGEND, comparison_table, compute_columns, difference_rows, fmt,
-                                  has_failures, mixed_line, provenance_lines, success_text, verdict_lines)
+from cvloss.report.tables import (FAILURES, ITT_LEGEND, LEGEND, comparison_table, compute_columns, difference_rows,
+                                  fmt, has_failures, mixed_line, note_lines, provenance_lines, success_text,
+                                  verdict_lines)
 from cvloss.report.templates import render_page
 from cvloss.report.text import PLAIN
 from cvloss.io import file_inside, write_csv, write_text
@@ -145,7 +146,7 @@ def _left_out(r: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     for loss in r["losses"]:
         states = r["status"].get(loss, [])
-        counts = [f"{states.count(k)} {k}" for k in ("diverged", "collapsed", "missing") if k in states]
+        counts = [f"{states.count(k)} {k}" for k in FAILURES if k in states]
         if counts:
             out.append((loss, ", ".join(counts)))
     return out
@@ -176,6 +177,7 @@ def section_view(r: dict[str, Any]) -> dict[str, Any]:
         "feature_weights": ", ".join(r["feature_weights"]) if r.get("feature_weights") else "none used",
         "data": "; ".join(r["_prov"]["data"]), "budget_line": _budget_line(r), "left_out": _left_out(r),
         "mixed": mixed_line(r) or "", "table": table_view(r), "folded": ", ".join(folded),
+        "trial_notes": note_lines(r, PLAIN),
         "verdict": verdict_lines(r, form=PLAIN), "differences": difference_view(r),
         "notes": provenance_lines(r, PLAIN), "itt": itt, "tuning": tuning_view(r), "figures": _figures(r),
         "command": r["_command"],

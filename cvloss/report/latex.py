@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cvloss.report.tables import comparison_table, fmt, mixed_line
+from cvloss.report.tables import comparison_table, fmt, mixed_line, note_lines
 
 PREAMBLE_NEEDS = ("booktabs", "graphicx")
 
@@ -99,6 +99,7 @@ def comparison_latex(result: dict[str, Any]) -> str:
         f"\\par\\smallskip\\footnotesize {legend}; runs: finished trials / seeds. Rows in italics are references.",
         # the warning sign is left out: pdflatex's default fonts have no glyph for it
         *([f"\\par\\textbf{{{latex_escape(mixed_line(result).replace('⚠ ', ''))}}}"] if mixed_line(result) else []),
+        *(f"\\par {latex_escape(line.replace('⚠ ', '').replace('`', ''))}" for line in note_lines(result)),
         r"\end{table}",
     ]
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from cvloss.report.text import md_code, md_escape
 from cvloss.io import file_inside, loss_slug, read_comparison, read_json_object
 from cvloss.report.plots import comparison_plots
 from cvloss.report.style import HATCH_NAMES, KEY_FIELD, LINESTYLE_NAMES, MARKER_NAMES, report_key
+from cvloss.report.trial_notes import trial_notes
 
 PLOT_TITLES = {
     "bars": "Final {split}metrics: mean ± 95% CI (zoomed axis), one open dot per seed",
@@ -189,6 +190,8 @@ def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
         _resolve_trials(r, cmp_dir)
         for key, default in (("plots", {}), ("status", {}), ("directions", {}), ("references", [])):
             r.setdefault(key, default)
+        if "degenerate" not in r:  # written before trial notes: read them from its trials now
+            r.update(_trial_notes(r))
         if replot and any(Path(d).is_dir() for dirs in r["trials"].values() for d in dirs):
             r["plots"].update(comparison_plots(r, cmp_dir))
         # only plain file names of files inside the comparison folder are shown or embedded
@@ -206,6 +209,20 @@ def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
         results.append(r)
     results.sort(key=lambda r: (r["task"], r["dataset"], r["budget"], r["_rel"]))
     return results
+
+
+def _trial_notes(result: dict[str, Any]) -> dict[str, Any]:
+    """The trial notes (:func:`cvloss.report.trial_notes.trial_notes`) of a comparison
+    written before compare.json carried them, read from its (resolved) trial folders at
+    report time: degenerate reasons the rule's numbers part finds in stored test metrics
+    (a note: statuses stay as written), identical replicates."""
+    try:
+        from cvloss.tasks import get_task_class
+
+        task_cls = get_task_class(result["task"])
+    except Exception:  # a comparison of a task this cvloss does not know: no rule to apply
+        task_cls = None
+    return trial_notes(task_cls, result["trials"], result["seeds"])
 
 
 def colour_key_markdown(key: dict[str, dict[str, Any]]) -> str:

@@ -37,7 +37,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cvloss.errors import ResultsFileError, UsageError  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, metric_label, reference_style, result_key  # noqa: E402
-from cvloss.report.tables import bound, clipped_interval  # noqa: E402
+from cvloss.report.tables import bound, clipped_interval, contrast_verdicts  # noqa: E402
 from cvloss.report.text import fmt, mpl_text  # noqa: E402
 from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 from cvloss.tasks import get_task_class  # noqa: E402
@@ -123,7 +123,8 @@ def seed_values(result: dict[str, Any], loss: str, metric: str) -> list[float]:
 
 def _status_note(result: dict[str, Any], loss: str) -> str:
     status = result.get("status", {}).get(loss, [])
-    bad = [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "missing") if k in status]
+    bad = [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "degenerate", "missing")
+           if k in status]
     return ", ".join(bad)
 
 
@@ -411,12 +412,19 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
     return True
 
 
+#: The forest plot's words for each verdict (beside the p-value of its row).
+_VERDICT_SHORT = {"appears": "appears", "reversed": "reversed", "not detected": "n.d.",
+                  "inconclusive": "inconclusive", "not measurable": "n/a"}
+
+
 def forest_plot(result: dict[str, Any], path: Path) -> bool:
     """Paired differences against the baseline, one panel per metric (the primary one
     first), one row per loss: the mean difference (loss − baseline over the paired seeds)
     with its 95% CI, a filled marker when the adjusted p (Holm / BH) is below 0.05 and an
-    open one otherwise, the adjusted p written beside it, and an arrow to the side where
-    the metric improves. False (nothing written) with fewer than two losses."""
+    open one otherwise, the adjusted p and the contrast's verdict written beside it
+    (:func:`cvloss.report.tables.contrast_verdicts`: appears, reversed, n.d. = not
+    detected, inconclusive = MDE ≥ headroom), and an arrow to the side where the metric
+    improves. False (nothing written) with fewer than two losses."""
     losses = result["losses"][1:]
     if not losses:
         return False
@@ -434,6 +442,7 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
                                  squeeze=False)
         for k, metric in enumerate(metrics):
             ax = axes[k // ncol][k % ncol]
+            verdicts = {c["loss"]: c["verdict"] for c in contrast_verdicts(result, metric)} if "best" in result else {}
             for i, loss in enumerate(losses):
                 r = rows.get((loss, metric)) or {}
                 d, ci = r.get("diff_vs_baseline"), r.get("diff_ci95")
@@ -446,8 +455,10 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
                 ax.errorbar(d, i, xerr=ci if _finite_number(ci) else None, fmt=st["marker"], markersize=6,
                             color="black", markerfacecolor=st["color"] if significant else "white",
                             markeredgecolor="black", capsize=3, elinewidth=1.2, zorder=3)
-                if _finite_number(p):
-                    ax.annotate(f"p={p:.2g}", (1.0, i), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                said = _VERDICT_SHORT.get(verdicts.get(loss, ""), "")
+                if _finite_number(p) or said:
+                    text = "\n".join(t for t in ((f"p={p:.2g}" if _finite_number(p) else ""), said) if t)
+                    ax.annotate(text, (1.0, i), xycoords=("axes fraction", "data"), xytext=(3, 0),
                                 textcoords="offset points", va="center", fontsize=6, annotation_clip=False)
             ax.axvline(0, color="black", linewidth=0.8, zorder=1)
             ax.xaxis.set_major_locator(MaxNLocator(5))
@@ -466,7 +477,9 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
         for k in range(len(metrics), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
         fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']} / {result['budget']}: paired differences "
-                              f"against {result['baseline']}, mean ± 95% CI over seeds; filled = adjusted p < 0.05"))
+                              f"against {result['baseline']}, mean ± 95% CI over seeds; filled = adjusted p < 0.05"
+                              + ("\nverdict: appears / reversed / n.d. = not detected / inconclusive = MDE ≥ headroom"
+                                 if "best" in result else "")))
         fig.tight_layout()
         save_figure(fig, path)
     return True

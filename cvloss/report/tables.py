@@ -15,7 +15,15 @@ Marks (the same in the console, Markdown and HTML):
   against the baseline) is not best's (the k - 1 tests of the leader against each other
   loss): a best loss can lack a star. The legends say so (:func:`console_legend`).
 * *runs* -- ``done/seeds``, i.e. ``n`` of the statistics, followed by the trials left out
-  of every mean: ``(1 diverged)`` (NaN/Inf), ``(1 collapsed)``, ``(1 missing)``.
+  of every mean: ``(1 diverged)`` (NaN/Inf), ``(1 collapsed)``, ``(1 degenerate)``,
+  ``(1 missing)``; ``(3 identical)`` when seeds of a loss are identical replicates
+  (:mod:`cvloss.report.trial_notes`). ⚠ marks a row with any of these, or with trials that
+  today's degenerate rule flags on their stored test numbers; :func:`note_lines` lists
+  the reasons under the table, with the unit of replication.
+* verdicts -- every contrast of a loss against the baseline gets one verdict from
+  :func:`cvloss.verdict.contrast_verdict` (appears / reversed / not detected with its MDE /
+  inconclusive / not measurable), read by :func:`contrast_verdicts` from the rows, the same
+  for the verdict lines, the forest plot and the study's effects.
 
 :func:`comparison_table` computes these once; the renderers only format.
 """
@@ -23,8 +31,10 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from typing import Any
 
+from cvloss import verdict as vd
 from cvloss.report.text import CONSOLE, MARKDOWN, Form, fmt, markdown_table, md_code, md_escape
 from cvloss.report.tuning import tuning_markdown
 
@@ -49,13 +59,14 @@ def _by_loss(result: dict[str, Any], analysis: str = "completed") -> dict[str, d
     return table
 
 
-FAILURES = ("diverged", "collapsed", "crashed", "missing")
+FAILURES = ("diverged", "collapsed", "degenerate", "crashed", "missing")
 
 
 def has_failures(result: dict[str, Any]) -> bool:
-    """Whether any trial of the comparison failed (diverged, collapsed, crashed): then
-    the intent-to-treat table differs from the completed-trials one."""
-    return any(s in ("diverged", "collapsed", "crashed") for runs in result["status"].values() for s in runs)
+    """Whether any trial of the comparison failed (diverged, collapsed, degenerate,
+    crashed): then the intent-to-treat table differs from the completed-trials one."""
+    return any(s in ("diverged", "collapsed", "degenerate", "crashed") for runs in result["status"].values()
+               for s in runs)
 
 
 def best_losses(result: dict[str, Any], metric: str, analysis: str = "completed") -> set[str]:
@@ -92,7 +103,8 @@ def significance(row: dict[str, Any] | None, baseline: str) -> str:
 
 
 def runs_text(result: dict[str, Any], loss: str) -> str:
-    """``2/3 (1 diverged)``: finished trials of the seeds, then the excluded ones."""
+    """``2/3 (1 diverged)``: finished trials of the seeds, then the excluded ones, then
+    ``(2 identical)``: seeds that repeat another seed's trial exactly."""
     status = result["status"].get(loss, [])
     done = sum(s == "done" for s in status)
     text = f"{done}/{len(status)}"
@@ -100,16 +112,42 @@ def runs_text(result: dict[str, Any], loss: str) -> str:
         count = sum(s == state for s in status)
         if count:
             text += f" ({count} {state})"
+    repeats = identical_repeats(result, loss)
+    if repeats:
+        text += f" ({repeats} identical)"
     return text
 
 
 _runs_cell = runs_text
 
 
+def identical_repeats(result: dict[str, Any], loss: str) -> int:
+    """How many of ``loss``'s seeds repeat an earlier seed's trial exactly (a group of
+    three identical seeds repeats twice): the seeds the statistics count too often."""
+    groups = (result.get("identical_replicates") or {}).get(loss) or []
+    return sum(len(g) - 1 for g in groups)
+
+
 def flags(result: dict[str, Any], loss: str) -> list[str]:
-    """States that left trials out of the means: ``["1 diverged", ...]``."""
+    """What makes a row ⚠: states that left trials out of the means (``"1 diverged"``),
+    identical replicates (``"2 identical"``) and trials that today's degenerate rule flags
+    on stored test numbers though their status predates it."""
     status = result["status"].get(loss, [])
-    return [f"{sum(s == k for s in status)} {k}" for k in FAILURES if k in status]
+    out = [f"{sum(s == k for s in status)} {k}" for k in FAILURES if k in status]
+    if identical_repeats(result, loss):
+        out.append(f"{identical_repeats(result, loss)} identical")
+    late = _predating(result, loss)
+    if late:
+        out.append(f"{len(late)} degenerate on test by today's rule")
+    return out
+
+
+def _predating(result: dict[str, Any], loss: str) -> list[tuple[int, str]]:
+    """(seed, reason) of ``loss``'s trials written before the degenerate rule that its
+    numbers part flags on their stored test metrics."""
+    old = (result.get("degenerate_predates") or {}).get(loss) or []
+    why = (result.get("degenerate_on_test") or {}).get(loss) or []
+    return [(seed, r) for seed, o, r in zip(result["seeds"], old, why) if o and r]
 
 
 def comparison_table(result: dict[str, Any], analysis: str = "completed") -> list[dict[str, Any]]:
@@ -177,7 +215,8 @@ def interval_text(mean: float, ci: float | None, low: float | None = None, high:
 
 
 def success_text(result: dict[str, Any], loss: str) -> str:
-    """Share of the seeds whose trial finished without diverging, collapsing or crashing."""
+    """Share of the seeds whose trial finished without diverging, collapsing, ending
+    degenerate or crashing."""
     status = result["status"].get(loss, [])
     return f"{100 * sum(s == 'done' for s in status) / len(status):.0f}%" if status else "n/a"
 
@@ -351,8 +390,11 @@ LEGEND = ("Cells: mean ± 95% CI (Student t over seeds) of the metric on the hel
           "(over the k - 1 tests against the baseline: a different family from bold's tests of the leader against "
           "each other loss, so a bold loss can lack a star). "
           "*runs* = finished trials / seeds "
-          "(the n of every statistic); diverged (NaN/Inf), collapsed, crashed and missing trials are named there (⚠) "
-          "and left out of this table's means; *success* = the share of seeds that finished without failing; "
+          "(the n of every statistic); diverged (NaN/Inf), collapsed, degenerate (worse than the trivial answer, "
+          "the task's rule on val), crashed and missing trials are named there (⚠) "
+          "and left out of this table's means; identical replicates (seeds that repeat another exactly) are marked "
+          "there too but stay in the means; the reasons are listed under the table; *success* = the share of seeds "
+          "that finished without failing; "
           "the intent-to-treat table below (when a trial failed) counts them. Compute: wall time per trial "
           "(training + val evaluation), training time per step, peak memory, generator updates (adversarial "
           "tasks), each a mean over the finished trials. Rows in italics are references (no loss trained), "
@@ -378,6 +420,9 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
         (LEGEND if "best" in result else LEGEND_UNCORRECTED) + "\n",
         markdown_table(comparison_rows(result, markdown=True)),
     ]
+    trials = note_lines(result, MARKDOWN)
+    if trials:
+        parts.append("\n".join(f"- {line}" for line in trials) + "\n")
     notes = provenance_lines(result, MARKDOWN)
     if notes:
         parts.append("\n".join(f"- {line}" for line in notes) + "\n")
@@ -403,7 +448,8 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
     return "\n".join(parts)
 
 
-ITT_LEGEND = ("Every trial that ran counts here: a collapsed trial at its own final metrics, a diverged or crashed "
+ITT_LEGEND = ("Every trial that ran counts here: a collapsed or degenerate trial at its own final metrics, a "
+              "diverged or crashed "
               "one at the untrained model's test metrics at its seed (it bought nothing over the initial weights); "
               "only trials that never ran are left out. A loss that fails on some seeds therefore looks worse "
               "here, not better.")
@@ -480,35 +526,112 @@ def provenance_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
     return lines
 
 
-def _against_baseline(result: dict[str, Any], metric: str, analysis: str, form: Form = CONSOLE) -> str:
-    """The losses whose Holm-corrected paired test against the baseline is significant,
-    each with its direction, difference and p; or that none is. (Without a winner, a loss
-    can still differ from the baseline: "no difference" must not be said then.)"""
-    alpha = result.get("alpha", 0.05)
+def verdict_bounds(result: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
+    """The (low, high) range the headroom of ``metric``'s contrasts is measured to: the
+    task's own bound for the comparison's dataset when the task is known (gan's ``modes``
+    stops at the mixture's mode count, which comparisons written before recorded as
+    unbounded), else the recorded one (:func:`bound`)."""
+    low, high = bound(result, metric)
+    try:
+        from cvloss.tasks import get_task_class
+
+        t_low, t_high = get_task_class(result["task"]).bounds(metric, result.get("dataset"))
+    except Exception:  # an unknown task (a results file from elsewhere): the recorded bound
+        return low, high
+    return (t_low if t_low is not None else low), (t_high if t_high is not None else high)
+
+
+def contrast_verdicts(result: dict[str, Any], metric: str, analysis: str = "completed") -> list[dict[str, Any]]:
+    """One record per loss other than the baseline: ``loss``, ``diff``, ``p_adj``,
+    ``n_pairs``, ``mde``, ``headroom``, ``family_m``, ``verdict`` -- the contrast's
+    verdict (:func:`cvloss.verdict.contrast_verdict`). Rows written with it keep theirs;
+    for a comparison written before it, the MDE is computed again from the stored row: the
+    SD of its paired differences from their CI half-width and n, at its family's level
+    alpha/m (m = the metric's contrasts with a p-value), and the headroom from the
+    baseline's mean and :func:`verdict_bounds` -- the same function, the same answer."""
+    alpha = result.get("alpha", ALPHA)
     up = result["directions"].get(metric, True)
-    found = []
-    for row in result["rows"]:
-        if row.get("metric") != metric or row.get("analysis", "completed") != analysis or row.get("reference"):
-            continue
-        p, diff = row.get("p_adj"), row.get("diff_vs_baseline")
-        if p is None or diff is None or not (p == p and p < alpha):
-            continue
-        better = diff > 0 if up else diff < 0
-        found.append(f"{form.code(row['loss'])} {'better' if better else 'worse'} (Δ {fmt(diff, 3)}, "
-                     f"p_holm = {fmt(p, 3)})")
+    rows = [r for r in result["rows"] if r.get("metric") == metric and r.get("analysis", "completed") == analysis
+            and not r.get("reference") and r.get("loss") in result["losses"]]
+    by_loss = {r["loss"]: r for r in rows}
+    base_row = by_loss.get(result["baseline"]) or {}
+    contrasts = [by_loss.get(loss) or {"loss": loss} for loss in result["losses"][1:]]
+    m = sum(1 for r in contrasts if _finite(r.get("p_value", r.get("p_adj"))))
+    low, high = verdict_bounds(result, metric)
+    room = vd.headroom(base_row.get("mean") if _finite(base_row.get("mean")) else math.nan, up, low, high)
+    primary = result.get("primary_metric") or result["metrics"][0]
+    out = []
+    for r in contrasts:
+        diff, p_adj = r.get("diff_vs_baseline"), r.get("p_adj", r.get("p_value"))
+        # rows without n_pairs (older comparisons) paired every seed
+        n = int(r["n_pairs"]) if _finite(r.get("n_pairs")) else len(result["seeds"]) if _finite(diff) else 0
+        if r.get("verdict") in vd.VERDICTS:  # written by the comparison with this function
+            rec = {"mde": r.get("mde"), "headroom": r.get("headroom"), "family_m": r.get("family_m"),
+                   "verdict": r["verdict"]}
+        else:
+            sd = r.get("sd_diff") if _finite(r.get("sd_diff")) else vd.sd_from_ci(r.get("diff_ci95"), n)
+            mde = vd.contrast_mde(sd, n, m, alpha)
+            rec = {"mde": mde, "headroom": room, "family_m": m,
+                   "verdict": vd.contrast_verdict(diff if _finite(diff) else math.nan,
+                                                  p_adj if _finite(p_adj) else math.nan, n, mde, room, up, alpha)}
+        correction = r.get("correction") or (("holm" if metric == primary else "bh") if "p_adj" in r else "")
+        out.append({"loss": r["loss"], "diff": diff, "p_adj": p_adj, "n_pairs": n, "correction": correction, **rec})
+    return out
+
+
+def _contrast_words(c: dict[str, Any], form: Form) -> str:
+    """``dice`` (Δ 0.03, p_holm = 0.004) / ``bce`` (MDE 0.021) / ``x`` (MDE 3.1 ≥ headroom
+    3.03): one contrast as its verdict group lists it."""
+    name = form.code(c["loss"])
+    p = "p_holm" if c.get("correction") == "holm" else "p_bh" if c.get("correction") == "bh" else "p"
+    if c["verdict"] in (vd.APPEARS, vd.REVERSED):
+        return f"{name} (Δ {fmt(c['diff'], 3)}, {p} = {fmt(c['p_adj'], 3)})"
+    if c["verdict"] == vd.NOT_DETECTED:
+        return f"{name} (Δ {fmt(c['diff'], 3)}, MDE {fmt(c['mde'], 3)})"
+    if c["verdict"] == vd.INCONCLUSIVE:
+        if not _finite(c.get("mde")):
+            return f"{name} (no MDE: no spread of its paired differences recorded)"
+        room = "∞" if c.get("headroom") == math.inf else fmt(c.get("headroom"), 3)
+        return f"{name} (MDE {fmt(c['mde'], 3)} ≥ headroom {room})"
+    return name
+
+
+#: How each verdict group is introduced under a table (the contrast favours the loss).
+_GROUPS = ((vd.APPEARS, "appears (better than the baseline)"), (vd.REVERSED, "reversed (worse)"),
+           (vd.NOT_DETECTED, "not detected"),
+           (vd.INCONCLUSIVE, "inconclusive (MDE ≥ headroom: this study could not have detected it)"),
+           (vd.NOT_MEASURABLE, "not measurable"))
+
+
+def _against_baseline(result: dict[str, Any], metric: str, analysis: str, form: Form = CONSOLE) -> str:
+    """Every contrast of ``metric`` against the baseline, grouped by its verdict
+    (:func:`contrast_verdicts`): which losses differ significantly after correction and
+    how, which nulls rule out a difference of their MDE, and which could not have
+    detected one. (Without a winner, a loss can still differ from the baseline: "no
+    difference" must not be said then.)"""
+    found = contrast_verdicts(result, metric, analysis)
     base = form.code(result["baseline"])
-    if not found:
-        return f"none differs significantly from the baseline {base} (Holm-corrected paired tests)"
-    return f"against the baseline {base} (Holm-corrected paired tests): " + ", ".join(found)
+    m = max((int(c["family_m"]) for c in found if _finite(c.get("family_m"))), default=0)
+    level = fmt(vd.family_level(m, result.get("alpha", ALPHA)), 2)
+    head = (f"against the baseline {base} (Holm over its m = {m} contrasts; each MDE at level α/m = {level}, "
+            f"from the SD of that contrast's own paired differences): ")
+    parts = []
+    for kind, words in _GROUPS:
+        group = [c for c in found if c["verdict"] == kind]
+        if group:
+            parts.append(f"{words}: " + ", ".join(_contrast_words(c, form) for c in group))
+    return head + ("; ".join(parts) if parts else "no contrast")
 
 
 def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: Form = CONSOLE) -> list[str]:
     """What the table lets one conclude, in words: the winner on the primary metric after
-    correction, or else which losses differ from the baseline after correction (or that
-    none does), the minimum detectable effect of every metric, and the seeds needed for
-    ``--target-effect``. With fewer than two paired seeds (``--seeds 1``) no test ran: it
-    says so, and that the MDE is undefined. Empty for older comparisons. Values from data
-    are written by ``form`` (:class:`cvloss.report.text.Form`)."""
+    correction (or that none beats every other), every contrast against the baseline with
+    its verdict (:func:`contrast_verdicts`: appears / reversed / not detected with its MDE
+    / inconclusive / not measurable), the other metrics' inconclusive contrasts, the
+    minimum detectable effect of every metric (per contrast, summarised as the median and
+    range, saying so), and the seeds needed for ``--target-effect``. With fewer than two
+    paired seeds (``--seeds 1``) no test ran: it says so, and that the MDE is undefined.
+    Values from data are written by ``form`` (:class:`cvloss.report.text.Form`)."""
     if "best" not in result or len(result["losses"]) < 2:
         return [] if "best" in result else [f"Older comparison: best = best mean and {form.code('*')} = uncorrected "
                                                f"p; rerun {form.code('cvloss compare')} for corrected statistics."]
@@ -519,23 +642,114 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: For
     stats = result if analysis == "completed" else (result.get("itt") or {})
     winner = (stats.get("best") or {}).get(primary)
     if winner:
-        said = f"{form.code(winner)} beats every other loss (Holm-corrected paired tests)"
+        said = f"{form.code(winner)} beats every other loss (Holm-corrected paired tests); "
     else:
-        said = "no loss beats every other; " + _against_baseline(result, primary, analysis, form)
-    lines = [f"Primary metric {form.code(primary)}: {said}."]
-    mde = stats.get("mde") or {}
-    level = result.get("mde_level")
-    if mde:
-        n = len(result["seeds"])
-        lines.append(f"Smallest difference detectable with {n} seed{'' if n == 1 else 's'} (80% power, two-sided level "
-                     f"{fmt(level, 2)} = α/(k-1), SD of the paired differences pooled over the losses): "
-                     + ", ".join(f"{form.text(m)} {fmt(v, 3)}" for m, v in mde.items()) + ".")
+        said = "no loss beats every other; "
+    lines = [f"Primary metric {form.code(primary)}: {said}{_against_baseline(result, primary, analysis, form)}."]
+    others = []
+    for metric in result["metrics"]:
+        if metric == primary:
+            continue
+        stuck = [c for c in contrast_verdicts(result, metric, analysis) if c["verdict"] == vd.INCONCLUSIVE]
+        if stuck:
+            others.append(f"{form.text(metric)}: " + ", ".join(form.code(c["loss"]) for c in stuck))
+    if others:
+        lines.append("Inconclusive on the other metrics (MDE ≥ headroom: no difference could have been detected): "
+                     + "; ".join(others) + ".")
+    summary, pooled = [], []
+    stored = stats.get("mde") or {}
+    for metric in result["metrics"]:
+        mdes = [c["mde"] for c in contrast_verdicts(result, metric, analysis) if _finite(c.get("mde"))]
+        if mdes:
+            lo, mid, hi = min(mdes), statistics.median(mdes), max(mdes)
+            spread = f" [{fmt(lo, 2)}–{fmt(hi, 2)}]" if hi > lo else ""
+            summary.append(f"{form.text(metric)} {fmt(mid, 3)}{spread}")
+        elif _finite(stored.get(metric)):  # an older comparison's rows hold no spread: its own pooled MDE
+            pooled.append(f"{form.text(metric)} {fmt(stored[metric], 3)}")
+    n = len(result["seeds"])
+    seeds_text = f"{n} seed{'' if n == 1 else 's'}"
+    if summary:
+        lines.append(f"Smallest difference detectable with {seeds_text} (MDE, 80% power; per contrast at its "
+                     "family's level α/m from the SD of its own paired differences; shown: the median over the "
+                     "contrasts against the baseline [min–max]): " + ", ".join(summary) + ".")
+    if pooled:
+        lines.append(f"Smallest difference detectable with {seeds_text}, as this older comparison recorded it (80% "
+                     f"power, two-sided level {fmt(result.get('mde_level'), 2)} = α/(k-1), SD of the paired "
+                     "differences pooled over the losses): " + ", ".join(pooled) + ".")
     if result.get("target_effect") is not None:
         need = result.get("seeds_needed") or {}
         n_primary = need.get(primary, -1)
         lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in {form.code(primary)}: "
                      + (str(n_primary) if n_primary > 0 else "cannot be estimated (no spread estimate yet)") + ".")
     return lines
+
+
+def note_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
+    """What the trial folders say beyond the statuses (:mod:`cvloss.report.trial_notes`),
+    one ⚠ line each: the degenerate trials and why (counted as failures), the test-split
+    notes of the degenerate rule, the trials written before the rule that its numbers part
+    flags now (not counted: the rule decides on val), identical replicates, the rule's
+    words; then the unit of replication, always."""
+    lines = []
+    seeds = result["seeds"]
+    rule = result.get("degenerate_rule") or _task_attr(result, "degenerate_rule")
+
+    def listed(per_loss: dict[str, list[Any]], skip: dict[str, list[Any]] | None = None) -> str:
+        items = []
+        for loss in result["losses"]:
+            reasons = (per_loss or {}).get(loss) or []
+            hide = ((skip or {}).get(loss) or [None] * len(reasons))
+            shown = [(seed, r) for seed, r, h in zip(seeds, reasons, hide) if r and not h]
+            if shown:
+                first = shown[0][1]
+                items.append(f"{form.code(loss)} seed{'s' if len(shown) > 1 else ''} "
+                             + ", ".join(str(seed) for seed, _ in shown) + f" ({form.text(first)}"
+                             + (", ..." if len(shown) > 1 else "") + ")")
+        return "; ".join(items)
+
+    val = listed(result.get("degenerate") or {})
+    if val:
+        lines.append(f"⚠ Degenerate, decided on val and counted as failures (success rate, intent to treat): {val}.")
+    predates = result.get("degenerate_predates") or {}
+    on_test = {loss: [None if (predates.get(loss) or [False] * len(seeds))[i] else r for i, r in enumerate(rs)]
+               for loss, rs in (result.get("degenerate_on_test") or {}).items()}
+    test = listed(on_test, result.get("degenerate"))
+    if test:
+        lines.append(f"Note: on the test split the degenerate rule also flags {test} (the rule decides on val; "
+                     "not counted).")
+    late = {loss: [r if (predates.get(loss) or [False] * len(seeds))[i] else None for i, r in enumerate(rs)]
+            for loss, rs in (result.get("degenerate_on_test") or {}).items()}
+    old = listed(late)
+    if old:
+        lines.append(f"⚠ Degenerate by today's rule, applied to the stored test metrics of trials written before it "
+                     f"(rules on model outputs cannot be; the statuses, success rates and intent-to-treat values "
+                     f"above are as written; rerun to decide them on val): {old}.")
+    if rule and (val or test or old):
+        lines.append(f"Degenerate rule ({form.text(result['task'])}): {form.text(rule)}.")
+    groups = result.get("identical_replicates") or {}
+    same = [f"{form.code(loss)} seeds " + ", ".join("{" + ", ".join(map(str, g)) + "}" for g in groups[loss])
+            for loss in result["losses"] if groups.get(loss)]
+    if same:
+        lines.append("⚠ Identical replicates (the same metrics and training curves): " + "; ".join(same)
+                     + ". Each counts as a seed in the statistics, so n overstates the distinct replicates.")
+    unit = result.get("replicate_unit")
+    if unit:
+        lines.append(f"Unit of replication: {form.text(unit)}.")
+    elif _task_attr(result, "replicate_unit"):  # a comparison written before the record: today's definition
+        lines.append(f"Unit of replication as this version of cvloss draws it (the comparison predates the record; "
+                     f"its seeds may have drawn otherwise): {form.text(_task_attr(result, 'replicate_unit'))}.")
+    return lines
+
+
+def _task_attr(result: dict[str, Any], name: str) -> str:
+    """A task's class attribute (its degenerate rule, its unit of replication) for a
+    comparison written before compare.json carried it; empty for an unknown task."""
+    try:
+        from cvloss.tasks import get_task_class
+
+        return str(getattr(get_task_class(result["task"]), name, "") or "")
+    except Exception:  # a results file of an unknown task
+        return ""
 
 
 def _paired_seeds(result: dict[str, Any], metric: str, analysis: str) -> int:

@@ -148,6 +148,7 @@ SECTION = (
     '{{ comparison_table(s.table) }}\n'
     '{% if s.folded %}<p class="muted">n/a for every loss and reference, so not shown as columns: '
     '{{ s.folded }} (the data line above says why, e.g. missing weights offline).</p>\n{% endif %}'
+    '{% if s.trial_notes %}{{ items(s.trial_notes) }}\n{% endif %}'
     '{% if s.verdict %}{{ items(s.verdict) }}\n{% endif %}'
     '{% if s.differences %}<p class="muted">Paired difference against <code>{{ s.baseline }}</code> '
     '(Δ ± 95% CI over seeds; p adjusted for the many tests where the comparison has it; d_z; '

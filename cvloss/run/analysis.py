@@ -2,11 +2,16 @@
 two analyses (completed trials; intent to treat), the rows of compare.csv, compute, and
 whether the trials may be pooled at all (same code, torch and threads).
 
-Intent to treat (ITT): every trial that ran counts -- a collapsed one at its own final
-metrics, a diverged or crashed one at the untrained model's test metrics at its seed
-(it bought nothing over the initial weights) -- so a loss that fails on some seeds looks
-worse, not better, than one that does not. The completed analysis keeps only the trials
-that finished without failing, as tables always did.
+Statuses: ``done``, and the failures ``diverged`` (a NaN/Inf), ``collapsed`` (the task's
+collapse check), ``degenerate`` (the trained model is worse than the trivial answer, the
+task's rule decided on val; checked only when it neither diverged nor collapsed),
+``crashed`` (its worker died twice) and ``missing`` (never ran).
+
+Intent to treat (ITT): every trial that ran counts -- a collapsed or degenerate one at its
+own final metrics, a diverged or crashed one at the untrained model's test metrics at its
+seed (it bought nothing over the initial weights) -- so a loss that fails on some seeds
+looks worse, not better, than one that does not. The completed analysis keeps only the
+trials that finished without failing (``done``), as tables always did.
 """
 from __future__ import annotations
 
@@ -26,6 +31,10 @@ from cvloss.run.trainer import SUMMARY, TRIAL, UNTRAINED
 
 #: The marker an executor leaves in a trial folder whose worker died on every attempt.
 CRASHED = "crashed.json"
+#: Statuses of a trial that finished training and has final metrics of its own.
+FINISHED = ("done", "collapsed", "degenerate")
+#: The failure counts every row of compare.csv carries.
+FAILURE_COUNTS = ("diverged", "collapsed", "degenerate", "crashed", "missing")
 
 
 class ComparisonError(UsageError):
@@ -44,8 +53,8 @@ def value(summary: dict[str, Any] | None, metric: str) -> float:
 
 
 def trial_status(trial_dir: Path, summary: dict[str, Any] | None) -> str:
-    """done / collapsed / diverged from the summary; without one ``crashed`` when the
-    executor left its marker (the worker died twice), else ``missing``."""
+    """done / collapsed / degenerate / diverged from the summary; without one ``crashed``
+    when the executor left its marker (the worker died twice), else ``missing``."""
     if summary is not None:
         return str(summary.get("status", "missing"))
     return "crashed" if (trial_dir / CRASHED).exists() else "missing"
@@ -71,10 +80,11 @@ def untrained_by_seed(base: TrialConfig, losses: list[str], seeds: list[int],
 
 
 def itt_value(summary: dict[str, Any] | None, status: str, metric: str, untrained: dict[str, float]) -> float:
-    """The intent-to-treat value of one trial: its final metric when it finished (done or
-    collapsed), the untrained model's at its seed when it diverged or crashed (it bought
-    nothing over the initial weights), NaN when it has not run."""
-    if status in ("done", "collapsed"):
+    """The intent-to-treat value of one trial: its final metric when it finished (done,
+    collapsed or degenerate: its own value, however bad), the untrained model's at its
+    seed when it diverged or crashed (it bought nothing over the initial weights), NaN
+    when it has not run."""
+    if status in FINISHED:
         return value(summary, metric)
     if status in ("diverged", "crashed"):
         v = untrained.get(metric)
@@ -86,10 +96,12 @@ def loss_rows(base: TrialConfig, losses: list[str], vals: dict[str, dict[str, li
                status: dict[str, list[str]], directions: dict[str, bool], stats: dict[str, Any],
                analysis: str) -> list[dict[str, Any]]:
     """One compare.csv row per (loss, metric) of one analysis: mean ± CI, the paired
-    difference against the baseline with its corrected p, d_z and P(A > B), the MDE."""
+    difference against the baseline with its corrected p, d_z and P(A > B), and the
+    contrast's verdict (:func:`cvloss.verdict.assess`: ``sd_diff``, ``family_m``,
+    ``mde``, ``headroom``, ``verdict``; NaN / empty on the baseline's own rows)."""
     baseline, rows = losses[0], []
     for spec in losses:
-        counts = {k: sum(st == k for st in status[spec]) for k in ("diverged", "collapsed", "crashed", "missing")}
+        counts = {k: sum(st == k for st in status[spec]) for k in FAILURE_COUNTS}
         for metric, v in vals[spec].items():
             mean, ci, n = mean_ci(v)
             row = {**where(base), "analysis": analysis, "loss": spec, "metric": metric,
@@ -100,9 +112,9 @@ def loss_rows(base: TrialConfig, losses: list[str], vals: dict[str, dict[str, li
                 row.update({"diff_vs_baseline": d, "diff_ci95": d_ci, "p_value": p, "n_pairs": n_pairs})
             else:
                 row.update({"diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": n})
-            row.update(stats["cells"].get((spec, metric), {"p_adj": math.nan, "correction": "", "dz": math.nan,
-                                                           "p_improve": math.nan}))
-            row["mde"] = stats["mde"][metric]
+            row.update(stats["cells"].get((spec, metric), {
+                "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "sd_diff": math.nan,
+                "family_m": 0, "mde": math.nan, "headroom": math.nan, "verdict": ""}))
             rows.append(row)
     return rows
 
@@ -111,7 +123,7 @@ def compute_summary(runs: list[dict[str, Any] | None]) -> dict[str, Any]:
     """Compute of one loss over its finished trials (a diverged trial's partial time says
     little): wall time per trial and per step, peak memory (and how it was measured),
     generator updates of adversarial tasks -- each ``mean`` with its CI where it varies."""
-    finished = [s for s in runs if s and s.get("status") in ("done", "collapsed")]
+    finished = [s for s in runs if s and s.get("status") in FINISHED]
     out: dict[str, Any] = {"n": len(finished)}
     for key in ("train_time_s", "step_time_s", "peak_mem_mib", "generator_updates", "discriminator_updates"):
         vals = [s[key] for s in finished if isinstance(s.get(key), (int, float)) and not isinstance(s.get(key), bool)]

@@ -25,7 +25,9 @@ from cvloss.tasks import get_task_class
 
 SUMMARY = "summary.json"
 #: How a seed's trial fares from its folds' statuses: the worst one wins.
-_WORST = ("diverged", "collapsed", "done")
+_WORST = ("diverged", "collapsed", "degenerate", "done")
+#: Fold statuses with final metrics of their own (averaged into the seed's).
+_FINISHED = ("done", "collapsed", "degenerate")
 
 
 def fold_count(cfg: TrialConfig) -> int:
@@ -79,7 +81,7 @@ def fold_summary(cfg: TrialConfig, folds: list[dict[str, Any]]) -> dict[str, Any
     if any(st not in _WORST for st in statuses):
         return {"status": "interrupted", "folds": statuses}
     status = next(st for st in _WORST if st in statuses)
-    finished = [s for s in folds if s.get("status") in ("done", "collapsed")]
+    finished = [s for s in folds if s.get("status") in _FINISHED]
     metrics = _mean_block([s["metrics"] for s in finished]) if status != "diverged" else {}
     k = len(finished)
     se = {m: float(np.std([s["metrics"][m] for s in finished], ddof=1) / math.sqrt(k)) if k > 1 else math.nan
@@ -93,6 +95,10 @@ def fold_summary(cfg: TrialConfig, folds: list[dict[str, Any]]) -> dict[str, Any
         "folds": [{"fold": f, "status": s.get("status"), "metrics": s.get("metrics", {})} for f, s in enumerate(folds)],
         **({"collapse": "; ".join(f"fold {f}: {s['collapse']}" for f, s in enumerate(folds) if s.get("collapse"))}
            if status == "collapsed" else {}),
+        # the degenerate rule's reasons of the folds it flagged, on val (the seed is
+        # degenerate when one fold is and none failed worse) and on test (a note)
+        "degenerate": _reasons(folds, "degenerate") if status == "degenerate" else None,
+        "degenerate_on_test": _reasons(folds, "degenerate_on_test"),
         "reference": {},
         "epochs": folds[0].get("epochs"),
         **{key: float(sum(s.get(key) or 0.0 for s in folds)) for key in ("train_time_s",)},
@@ -102,6 +108,11 @@ def fold_summary(cfg: TrialConfig, folds: list[dict[str, Any]]) -> dict[str, Any
         "feature_weights": folds[0].get("feature_weights"),
         "device": folds[0].get("device"),
     }
+
+
+def _reasons(folds: list[dict[str, Any]], key: str) -> str | None:
+    """``fold 3: <reason>; fold 7: <reason>`` of the folds whose ``key`` holds one; None."""
+    return "; ".join(f"fold {f}: {s[key]}" for f, s in enumerate(folds) if s.get(key)) or None
 
 
 def write_fold_summary(cfg: TrialConfig, folds: list[dict[str, Any]]) -> dict[str, Any]:

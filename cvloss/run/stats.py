@@ -12,6 +12,11 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+# The power analysis (paired_power, min_detectable_effect, seeds_needed) lives with the
+# verdicts it serves, importable from every layer; its names stay importable from here.
+from cvloss import verdict
+from cvloss.verdict import min_detectable_effect, paired_power, seeds_needed  # noqa: F401
+
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
     """Return (mean, half-width of the `level` CI, n) over the finite values.
@@ -130,63 +135,6 @@ def pooled_sd(groups: Sequence[Sequence[float]]) -> float:
     return math.sqrt(num / den) if den else math.nan
 
 
-# ---------------------------------------------------------------------------- power
-def paired_power(dz: float, n: int, alpha: float = 0.05) -> float:
-    """Power of the two-sided paired t-test with ``n`` pairs at level ``alpha`` for a true
-    standardised effect ``dz``: P(|T| > t_{1-α/2, n-1}) with T ~ noncentral t(n - 1,
-    dz·√n). (3 pairs, α = 0.05: 18% at d_z = 1, 47% at d_z = 2.)"""
-    if n < 2:
-        return math.nan
-    df = n - 1
-    crit = stats.t.ppf(1 - alpha / 2, df)
-    nc = dz * math.sqrt(n)
-    upper = float(stats.nct.sf(crit, df, nc))
-    # P(T < -c | nc) = P(T > c | -nc). scipy's cdf at -c returns NaN for a large
-    # noncentrality at few degrees of freedom; that tail is then below P(Z < -nc) ~ 0.
-    lower = float(stats.nct.sf(crit, df, -nc))
-    if not math.isfinite(lower):
-        lower = float(stats.norm.cdf(-abs(nc))) if nc > 0 else float(stats.nct.cdf(-crit, df, nc))
-    return min(1.0, upper + lower)
-
-
-def min_detectable_effect(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The smallest true mean difference (in the metric's units) that the two-sided paired
-    t-test with ``n`` pairs detects with probability ``power`` at level ``alpha``:
-    ``dz* · sd_diff`` with ``paired_power(dz*, n, alpha) = power``. NaN when it cannot be
-    computed (n < 2, no spread estimate)."""
-    if n < 2 or not math.isfinite(sd_diff) or sd_diff <= 0:
-        return math.nan
-    from scipy.optimize import brentq
-
-    hi = 1.0
-    while paired_power(hi, n, alpha) < power:
-        hi *= 2
-        if hi > 1e6:
-            return math.inf
-    return float(brentq(lambda dz: paired_power(dz, n, alpha) - power, 0.0, hi, xtol=1e-10)) * sd_diff
-
-
-def seeds_needed(delta: float, sd_diff: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 100_000) -> int:
-    """The fewest paired seeds (>= 2) whose two-sided paired t-test at level ``alpha``
-    detects a true difference ``delta`` with probability ``power``; -1 when the inputs
-    give no answer (no spread estimate, delta 0) or more than ``max_n`` would be needed."""
-    if not (math.isfinite(sd_diff) and sd_diff > 0 and math.isfinite(delta) and delta != 0):
-        return -1
-    dz = abs(delta) / sd_diff
-    lo, hi = 2, 2
-    while paired_power(dz, hi, alpha) < power:
-        lo, hi = hi, hi * 2
-        if hi > max_n:
-            return -1
-    while lo < hi:  # the smallest n in [lo, hi] with enough power (power grows with n)
-        mid = (lo + hi) // 2
-        if paired_power(dz, mid, alpha) >= power:
-            hi = mid
-        else:
-            lo = mid + 1
-    return hi
-
-
 # ---------------------------------------------------------------------------- a comparison
 def _paired_p(a: Sequence[float], b: Sequence[float]) -> float:
     return paired_difference(a, b)[2]
@@ -208,19 +156,29 @@ def best_after_correction(values: dict[str, Sequence[float]], higher_is_better: 
     return leader if ahead and all(math.isfinite(p) and p < alpha for p in adjusted) else None
 
 
+#: What a comparison's summary MDE of a metric is (said under every table).
+MDE_HOW = ("median over the contrasts against the baseline of each contrast's MDE: 80% power at its family's "
+           "level alpha/m (m = that metric's measurable contrasts), from the SD of its own paired differences")
+
+
 def annotate_comparison(values: dict[str, dict[str, Sequence[float]]], baseline: str, primary: str,
                         directions: dict[str, bool], alpha: float = 0.05, power: float = 0.8,
-                        target_effect: float | None = None) -> dict[str, Any]:
+                        target_effect: float | None = None,
+                        bounds: dict[str, Sequence[float | None]] | None = None) -> dict[str, Any]:
     """The corrected statistics of a comparison. ``values[loss][metric]`` lists one value
-    per seed (NaN for a seed without a result), in the same seed order for every loss.
+    per seed (NaN for a seed without a result), in the same seed order for every loss;
+    ``bounds[metric]`` is its (low, high) range (None: unbounded), for the headroom.
 
     Returns ``{"cells": {(loss, metric): {...}}, "best": {metric: loss or None},
     "mde": {metric: float}, "seeds_needed": {metric: int}, ...}`` where each cell (losses
-    other than the baseline) holds ``p_adj`` (Holm over the k - 1 tests against the
-    baseline for the primary metric; Benjamini-Hochberg for every other metric, which is
-    exploratory), ``correction``, ``dz`` and ``p_improve`` (P(A > B)). The minimum
-    detectable effect uses level α/(k - 1), ``power`` and the SD of the paired differences
-    pooled over the losses, at the number of paired seeds.
+    other than the baseline) holds ``p_adj`` (Holm over the tests against the baseline
+    for the primary metric; Benjamini-Hochberg for every other metric, which is
+    exploratory), ``correction``, ``dz``, ``p_improve`` (P(A > B)) and the contrast's
+    verdict (:func:`cvloss.verdict.assess`: ``sd_diff``, ``family_m``, ``mde`` at its
+    family's level alpha/m with the SD of its own paired differences, ``headroom``,
+    ``verdict``). A metric's family is its m measurable contrasts (a finite p). The
+    summary ``mde`` of a metric is the median of its contrasts' MDEs (:data:`MDE_HOW`);
+    ``seeds_needed`` uses the median contrast's SD at the primary family's level.
     """
     losses = list(values)
     others = [l for l in losses if l != baseline]
@@ -229,25 +187,41 @@ def annotate_comparison(values: dict[str, dict[str, Sequence[float]]], baseline:
     best: dict[str, str | None] = {}
     mde: dict[str, float] = {}
     needed: dict[str, int] = {}
-    k_tests = max(1, len(others))
+    levels: dict[str, float] = {}
     for metric in metrics:
         up = directions[metric]
+        low, high = (list((bounds or {}).get(metric) or (None, None)) + [None, None])[:2]
         base = values[baseline].get(metric, [])
+        base_mean = _mean(base)
         raw = [_paired_p(values[o].get(metric, []), base) for o in others]
         method = holm if metric == primary else benjamini_hochberg
         adjusted = method(raw)
-        diffs = []
-        for o, p_raw, p_adj in zip(others, raw, adjusted):
+        m = sum(1 for p in raw if p is not None and math.isfinite(p))  # the family: measurable contrasts
+        levels[metric] = verdict.family_level(m, alpha)
+        contrast_mdes, sds = [], []
+        for o, p_adj in zip(others, adjusted):
             a = values[o].get(metric, [])
+            diffs = [x - y for x, y in zip(a, base)]  # NaN where a seed lacks a pair
+            judged = verdict.assess(diffs, p_adj, m, base_mean, up, low, high, alpha, power)
             cells[(o, metric)] = {"p_adj": p_adj, "correction": "holm" if metric == primary else "bh",
-                                  "dz": effect_size_dz(a, base), "p_improve": prob_improvement(a, base, up)}
-            diffs.append([x - y for x, y in _pairs(a, base)])
-        n_pairs = max((len(d) for d in diffs), default=0)
-        sd = pooled_sd(diffs)
-        mde[metric] = min_detectable_effect(sd, n_pairs, alpha / k_tests, power) if others else math.nan
+                                  "dz": effect_size_dz(a, base), "p_improve": prob_improvement(a, base, up),
+                                  **{k: judged[k] for k in ("sd_diff", "family_m", "mde", "headroom", "verdict")}}
+            if math.isfinite(judged["mde"]):
+                contrast_mdes.append(judged["mde"])
+            if math.isfinite(judged["sd_diff"]):
+                sds.append(judged["sd_diff"])
+        mde[metric] = float(np.median(contrast_mdes)) if contrast_mdes else math.nan
         if target_effect is not None and others:
-            needed[metric] = seeds_needed(target_effect, sd, alpha / k_tests, power)
+            needed[metric] = seeds_needed(target_effect, float(np.median(sds)) if sds else math.nan,
+                                          levels[metric], power)
         best[metric] = best_after_correction({l: values[l].get(metric, []) for l in losses}, up, alpha,
                                              holm if metric == primary else benjamini_hochberg)
     return {"cells": cells, "best": best, "mde": mde, "seeds_needed": needed, "alpha": alpha, "power": power,
-            "mde_level": alpha / k_tests, "target_effect": target_effect}
+            "mde_level": levels.get(primary, alpha / max(1, len(others))), "mde_levels": levels,
+            "mde_how": MDE_HOW, "target_effect": target_effect}
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean of the finite values (NaN without one)."""
+    x = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return sum(x) / len(x) if x else math.nan

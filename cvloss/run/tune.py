@@ -412,7 +412,7 @@ def edge_flags(space: Space, values: dict[str, Any]) -> list[str]:
 
 def val_score(summary: dict[str, Any] | None, metric: str) -> float | None:
     """A tuning trial's val score: the primary metric at the final epoch, for a trial that
-    finished without failing (a diverged or collapsed candidate ranks last)."""
+    finished without failing (a diverged, collapsed or degenerate candidate ranks last)."""
     if not summary or summary.get("status") != "done":
         return None
     v = (summary.get("val_metrics") or {}).get(metric)

@@ -164,6 +164,15 @@ class Task(ABC):
     tune_overrides: dict[str, Any] = {}
     # Seed of the adversarial stepper's penalty stream, for tasks with an adversarial slot.
     penalty_seed: int = 0
+    # What one seed of a comparison varies (named under every table): two seeds are two
+    # distinct replicates of this.
+    replicate_unit: str = "seed: initial weights + batch order + augmentation"
+    # Metrics that measure the run, not its result (a wall time): two identical replicates
+    # differ in them, so the check for identical replicates leaves them out.
+    timing_metrics: tuple[str, ...] = ()
+    # The degenerate rule in one line (listed under tables; the method docstrings hold the
+    # constants): what a trained model worse than the trivial answer is on this task.
+    degenerate_rule: str = ""
     stepper: AdversarialStepper | None = None
 
     def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None,
@@ -204,8 +213,17 @@ class Task(ABC):
         return next((up for prefix, up in cls.extra_metrics.items() if metric.startswith(prefix)), True)
 
     @classmethod
-    def bounds(cls, metric: str) -> tuple[float | None, float | None]:
-        """``(low, high)`` of ``metric`` (see :attr:`metric_bounds`)."""
+    def check_seeds(cls, params: dict[str, Any], seeds: list[int], dataset: str,
+                    data_dir: str | None = None) -> None:
+        """Refuse (``UsageError``, one line) a comparison's seeds that cannot all be
+        distinct replicates on this task (style: more seeds than distinct pairs). Called
+        before anything is trained or written; most tasks accept any seeds."""
+
+    @classmethod
+    def bounds(cls, metric: str, dataset: str | None = None) -> tuple[float | None, float | None]:
+        """``(low, high)`` of ``metric`` (see :attr:`metric_bounds`); a task whose bound
+        depends on the data (gan's ``modes``: the mixture's mode count) narrows it for
+        ``dataset``."""
         if metric in cls.metric_bounds:
             return cls.metric_bounds[metric]
         return next((b for prefix, b in cls.metric_bounds.items() if prefix in cls.extra_metrics
@@ -282,6 +300,30 @@ class Task(ABC):
         GAN stuck on one mode); the trial is then reported as collapsed, not as a low score."""
         return None
 
+    def degenerate_reason(self, model: nn.Module, metrics: dict[str, float], split: str,
+                          untrained: dict[str, float] | None) -> str | None:
+        """A one-line reason when the trained ``model`` is degenerate on ``split`` -- worse
+        than the trivial answer (the majority class, bicubic, the untrained model, chance,
+        its initial image) -- else None. ``metrics`` are the model's on ``split``,
+        ``untrained`` the untrained model's on ``split`` (empty when not measured).
+
+        The trainer asks once on ``val`` (the decision: status ``degenerate``, checked only
+        when the trial neither diverged nor collapsed) and once on ``test`` (recorded as
+        ``degenerate_on_test``, a note). This default applies the rule on numbers alone,
+        :meth:`degenerate_by_numbers`, with the split's reference rows; a task whose rule
+        also needs the model's outputs overrides it. Called in eval mode under no_grad."""
+        return self.degenerate_by_numbers(metrics, self.reference_metrics(split), untrained or {}, self.dataset)
+
+    @classmethod
+    def degenerate_by_numbers(cls, metrics: dict[str, Any], reference: dict[str, dict[str, Any]],
+                              untrained: dict[str, Any], dataset: str) -> str | None:
+        """The part of the degenerate rule that stored numbers decide: a trial's metrics on
+        one split, that split's reference rows (``summary["reference"]``) and the untrained
+        model's metrics on it. Pure, so a report can apply it to a summary written before
+        the rule existed (:func:`stored_degenerate`). None when the numbers do not make the
+        trial degenerate, or lack what the rule needs."""
+        return None
+
     def state_dict(self) -> dict:
         """Task state beyond model/optimisers that a resume needs (the adversarial stepper's;
         a subclass adds its own, e.g. a GAN image pool)."""
@@ -340,3 +382,15 @@ def evaluating(model: nn.Module, *contexts: Any) -> Iterator[nn.Module]:
             yield model
     finally:
         model.train(was)
+
+
+def stored_degenerate(task_cls: type[Task], summary: dict[str, Any] | None) -> str | None:
+    """Today's degenerate rule on a finished trial's stored *test* numbers (its metrics,
+    reference rows and untrained model), as far as numbers decide it
+    (:meth:`Task.degenerate_by_numbers`); None for a trial that did not finish or that
+    the numbers do not flag. What a report shows for a summary written before the rule
+    (no ``degenerate`` field): a note, never a changed status -- the rule decides on val."""
+    if not summary or summary.get("status") not in ("done", "degenerate"):
+        return None
+    return task_cls.degenerate_by_numbers(summary.get("metrics") or {}, summary.get("reference") or {},
+                                          summary.get("untrained") or {}, str(summary.get("dataset") or ""))

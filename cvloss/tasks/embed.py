@@ -47,6 +47,10 @@ the BatchNorm neck of :class:`~cvloss.models.embedding.EmbeddingNet`) 0.03–0.0
 untrained network in eval mode measures 0.03–0.09 (seeds 0–2, quick): fresh BatchNorm
 running statistics (mean 0, variance 1) leave its embeddings huddled, which is why the
 check is applied to trained models only.
+
+Degenerate (:meth:`EmbedTask.degenerate_by_numbers`): a trained model whose verification
+accuracy is at most :data:`CHANCE_ACC` (0.55; chance is 0.5) -- it tells same and different
+pairs apart no better than a coin.
 """
 from __future__ import annotations
 
@@ -101,12 +105,19 @@ class EvalPairs(NamedTuple):
     folds: np.ndarray
 
 
+#: Degenerate: verification accuracy at or below this (pairs are half same, half not:
+#: chance is 0.5; 0.55 leaves room for the noise of a few hundred pairs).
+CHANCE_ACC = 0.55
+
+
 class EmbedTask(Task):
     name = "embed"
     metrics = {"verif_acc": True, "auc": True, "tar_far1e-2": True, "tar_far1e-3": True}
     primary_metric = "verif_acc"
     metric_bounds = {m: (0.0, 1.0) for m in metrics}
     slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
+    degenerate_rule = f"verification accuracy <= {CHANCE_ACC:g} (chance: 0.5)"
+    replicate_unit = "seed: initial weights + P×K identity order, image draws and flips"
     reference_specs = ("triplet(mining=all)", "triplet(mining=batch_hard)", "triplet(mining=semi_hard)",
                        "triplet_offline", "contrastive", "softmax")
     reference_space = ("lr=log(1e-4,1e-2)",)  # issue 15's fixed-in-advance space
@@ -279,6 +290,16 @@ class EmbedTask(Task):
         tol = float(self.params["collapse_tol"])
         if spread < tol:
             return f"embeddings collapsed: RMS pairwise distance {spread:.3g} < {tol:g} (unit-norm embeddings)"
+        return None
+
+    @classmethod
+    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: ``verif_acc`` <= :data:`CHANCE_ACC` -- the embedding tells same and
+        different pairs apart no better than chance. (Embeddings all alike are
+        ``collapsed`` first, :meth:`collapse_reason`.)"""
+        acc = metrics.get("verif_acc")
+        if isinstance(acc, (int, float)) and acc <= CHANCE_ACC:
+            return f"verification accuracy {acc:.3f} <= {CHANCE_ACC:g} (chance)"
         return None
 
     sample_titles = {"input": "image A of the pair", "truth": "image B of the pair"}

@@ -37,10 +37,14 @@ Metrics (:mod:`cvloss.metrics.generative`, PacGAN's protocol) on ``n_eval`` = 2,
 samples from a fixed noise batch: ``modes`` covered (≥ ``min_count`` high-quality samples),
 ``hq_pct`` (% of samples within 3σ of a mode), ``kl`` (reverse KL of the HQ mode histogram
 against the uniform target). A trained generator covering ≤ 1 mode with its samples
-concentrated in one place is reported as collapsed (see :meth:`GANTask.collapse_reason`).
+concentrated in one place is reported as collapsed (see :meth:`GANTask.collapse_reason`);
+one that covers at most a quarter of the modes with under 10% high-quality samples is
+degenerate (:meth:`GANTask.degenerate_by_numbers`). ``modes`` is bounded by the mixture's
+mode count (:meth:`GANTask.bounds`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator
 
 import numpy as np
@@ -62,6 +66,20 @@ REAL_SEED = 12345  # fixed real sample for the reference row and the 'input' sca
 # number: untrained model and final model) draws its noise and real sample from its own.
 SPLIT_SEEDS = {"val": (EVAL_SEED, REAL_SEED), "test": (20180102, 12346)}
 _STREAMS = {"data": 0, "gen": 1, "penalty": 2}
+#: Degenerate: at most this share of the modes covered ...
+DEGENERATE_MODE_SHARE = 0.25
+#: ... and fewer high-quality samples than this (%).
+DEGENERATE_HQ_PCT = 10.0
+
+
+@functools.lru_cache(maxsize=None)
+def mode_count(dataset: str) -> int | None:
+    """The number of modes of the mixture ``dataset`` names (ring8: 8, grid25: 25); None
+    when it names none (a typo: the task refuses it elsewhere)."""
+    try:
+        return int(load_dataset(dataset, "train", task="gan").n_modes)
+    except Exception:  # any failure to load says only that the count is unknown here
+        return None
 
 
 # ---------------------------------------------------------------- scatter rendering
@@ -117,6 +135,9 @@ class GANTask(Task):
     primary_metric = "modes"
     metric_bounds = {"modes": (0.0, None), "hq_pct": (0.0, 100.0), "kl": (0.0, None)}
     slots = {"adversarial": ("adversarial",)}
+    degenerate_rule = (f"at most {DEGENERATE_MODE_SHARE:.0%} of the modes covered and under "
+                       f"{DEGENERATE_HQ_PCT:g}% high-quality samples")
+    replicate_unit = "seed: initial weights + real-batch, noise and penalty streams"
     reference_specs = ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")
     reference_space = ("lr=log(1e-4,1e-2)",)  # G's and D's (optimizer=equal)
     evaluate_at_init = True
@@ -232,6 +253,30 @@ class GANTask(Task):
         if ratio < 0.25:
             return (f"mode collapse: {int(modes)} of {self.mixture.n_modes} modes covered, "
                     f"{metrics.get('hq_pct', 0.0):.1f}% high-quality samples, spread {ratio:.2f}x the data's")
+        return None
+
+    @classmethod
+    def bounds(cls, metric: str, dataset: str | None = None) -> tuple[float | None, float | None]:
+        """``modes`` cannot exceed the mixture's mode count (8 on ring8): the headroom of a
+        contrast whose baseline already covers them all is 0."""
+        low, high = super().bounds(metric, dataset)
+        n = mode_count(dataset) if metric == "modes" and dataset else None
+        return (low, float(n)) if n else (low, high)
+
+    @classmethod
+    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: at most :data:`DEGENERATE_MODE_SHARE` of the mixture's modes covered
+        AND under :data:`DEGENERATE_HQ_PCT` % of the samples high-quality -- a generator
+        that reached few modes and puts little mass near any (the reference study's
+        ring8 ``minimax`` seed 0: 2 of 8 modes, 6.3%). One that covers few modes with
+        sharp samples is a narrow generator, not a failed one (and <= 1 mode concentrated
+        in one place is ``collapsed`` first, :meth:`collapse_reason`)."""
+        modes, hq, n = metrics.get("modes"), metrics.get("hq_pct"), mode_count(dataset)
+        if not (isinstance(modes, (int, float)) and isinstance(hq, (int, float)) and n):
+            return None
+        if modes <= DEGENERATE_MODE_SHARE * n and hq < DEGENERATE_HQ_PCT:
+            return (f"{modes:g} of {n} modes covered (<= {DEGENERATE_MODE_SHARE:.0%}) with {hq:.1f}% high-quality "
+                    f"samples (< {DEGENERATE_HQ_PCT:g}%)")
         return None
 
     sample_titles = {"input": "real data", "truth": "real data"}

@@ -77,6 +77,8 @@ class SRTask(Task):
     metric_bounds = {"psnr_y": (0.0, None), "psnr_rgb": (0.0, None), "ssim": (-1.0, 1.0), "feat_dist": (0.0, None),
                      "lpips": (0.0, None)}
     slots = {"image": ("image",), "adversarial": ("adversarial",)}
+    degenerate_rule = "PSNR-Y below bicubic upsampling's"
+    replicate_unit = "seed: initial weights + crop order and augmentation (every seed scores the same test images)"
     # An adversarial objective cannot train sr alone: each rides on l1 (SRGAN's recipe).
     reference_specs = ("l1", "mse", "charbonnier", "ssim", "perceptual", "content", "texture(patch_size=16)",
                        "l1+0.01*perceptual+0.0001*tv", *(f"l1+0.001*{gan}" for gan in
@@ -284,6 +286,18 @@ class SRTask(Task):
             lrs = self.eval_sets[split][1]
             self._reference[split] = {"bicubic": self._score([self._bicubic(lr) for lr in lrs], split)}
         return self._reference[split]
+
+    @classmethod
+    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: ``psnr_y`` strictly below the ``bicubic`` reference row's on the same
+        split -- the trained network made the picture worse than the interpolation it
+        starts from (with ``global_skip=bicubic`` and a zero residual, its initial
+        output). The reference study's ``content`` (8 of 10 seeds) and ``texture`` (10 of
+        10) ended there."""
+        got, floor = metrics.get("psnr_y"), (reference.get("bicubic") or {}).get("psnr_y")
+        if isinstance(got, (int, float)) and isinstance(floor, (int, float)) and got < floor:
+            return f"PSNR-Y {got:.2f} dB < bicubic's {floor:.2f} dB"
+        return None
 
     sample_titles = {"input": "LR (nearest, enlarged)", "bicubic": "bicubic", "truth": "HR (truth)"}
     sample_note = ""

@@ -40,11 +40,19 @@ reported on; see :mod:`cvloss.data.style_pairs`). ``evaluate`` scores the optimi
 of the trial's own pairs whatever split the trainer names.
 
 Seeds: content init is (nearly) deterministic, so the seed chooses *which* pairs are
-optimised: right after the trainer seeds torch, :meth:`StyleTask.build_model` draws
-``n_pairs`` distinct contents and one style for each from the pool (the same draw for
-every loss at that seed -- fair, and the sample grids line up). Named pairs and files are
-used as given; then seeds differ only through ``init_noise`` (σ of Gaussian noise added
-to the content init, default 0).
+optimised, without replacement across a comparison's seeds: seed k takes the ``n_pairs``
+pairs from position ``k * n_pairs`` of one fixed, seeded permutation of the pool
+(:func:`cvloss.data.style_pairs.seed_pair_indices`; the same pairs for every loss at that
+seed -- fair, and the sample grids line up). Two seeds never share a pair, so they are
+two distinct replicates; a comparison with more test seeds than distinct pairs is refused
+before anything runs (:meth:`StyleTask.check_seeds`, one line naming both numbers), and
+tuning seeds (val pool) wrap round the pool. Named pairs and files are used as given;
+then seeds differ only through ``init_noise`` (σ of Gaussian noise added to the content
+init, default 0), and a comparison of several seeds without it -- identical replicates --
+is refused too.
+
+Degenerate (:meth:`StyleTask.degenerate_by_numbers`): a final image whose style distance
+is not below its initial image's (the ``content image (init)`` reference row).
 
 Metrics, with ONE FIXED evaluation network for every loss of a comparison -- VGG16, which
 no default term trains through (``content``, ``style`` and ``texture`` default to VGG19),
@@ -78,7 +86,7 @@ import torch
 from torch import nn
 
 from cvloss.data.registry import dataset_root, get_dataset
-from cvloss.data.style_pairs import load_style_pairs
+from cvloss.data.style_pairs import load_style_pairs, pool_size, seed_pair_indices, seeds_beyond_pool
 from cvloss.errors import UsageError
 from cvloss.losses.features import get_feature_extractor, mark_constant
 from cvloss.losses.style import gram_matrix, total_variation
@@ -103,6 +111,9 @@ class StyleTask(Task):
                "evals": False, "wall_s": False}
     primary_metric = "style_dist"
     tune_overrides = {"pair_split": "val"}
+    replicate_unit = "seed: the content/style pair (each seed its own, drawn without replacement) + init noise"
+    timing_metrics = ("wall_s",)
+    degenerate_rule = "final style distance not below the initial image's"
     reference_specs = ("content+1000*style+0.01*tv", "content+1000*style", "content+1000*texture",
                        "perceptual+1000*style")  # a search never optimises the reported pairs
     reference_space = ("lr=log(0.1,10)",)  # L-BFGS's step (default 1), tuned on the val pairs
@@ -132,6 +143,38 @@ class StyleTask(Task):
         "quick": dict(epochs=4, iters_per_epoch=15, image_size=64, style_size=None, n_pairs=1, **_common),
         "full": dict(epochs=10, iters_per_epoch=50, image_size=512, style_size=None, n_pairs=3, **_common),
     }
+
+    @classmethod
+    def check_seeds(cls, params: dict[str, Any], seeds: list[int], dataset: str, data_dir: str | None = None) -> None:
+        """Refuse, in one line naming both numbers, a comparison whose seeds cannot each
+        take their own pairs of the test pool (more seeds than distinct pairs, or a seed
+        past the pool), and several seeds of named pairs or files without ``init_noise``
+        (the same optimisation every seed: identical replicates)."""
+        explicit = params.get("pairs") is not None or params.get("content") is not None
+        if explicit:
+            if len(seeds) > 1 and not params.get("init_noise"):
+                raise UsageError(f"--seeds: {len(seeds)} seeds of the same named pairs/files with init_noise=0 would be "
+                                 f"{len(seeds)} identical replicates (1 distinct); use --seeds 1, or vary the init "
+                                 "with --set init_noise=0.01")
+            return
+        if params.get("pair_split", "test") != "test":
+            return  # val pools wrap round (tuning seeds)
+        info = get_dataset(dataset, task="style")
+        root = None if info.embedded else dataset_root(info, data_dir)
+        n = pool_size(root, "test", source=dataset)
+        why = seeds_beyond_pool(list(seeds), n, params.get("n_pairs") or 1) if n else None
+        if why:
+            raise UsageError(f"--seeds: {why}")
+
+    @classmethod
+    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: the final image's ``style_dist`` not below its initial image's (the
+        ``content image (init)`` reference row: the content it starts from) -- the
+        optimisation bought no style at all."""
+        got, start = metrics.get("style_dist"), (reference.get("content image (init)") or {}).get("style_dist")
+        if isinstance(got, (int, float)) and isinstance(start, (int, float)) and not got < start:
+            return f"style distance {got:.3g} not below the initial image's {start:.3g}"
+        return None
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
@@ -170,11 +213,15 @@ class StyleTask(Task):
         p = self.params
         pairs = list(self.data.pairs)
         if not self.data.explicit:
-            n_c = len(self.data.content_names)
-            k = min(p["n_pairs"], n_c)
-            contents = torch.randperm(n_c)[:k].tolist()
-            styles = torch.randint(len(self.data.style_names), (k,)).tolist()
-            pairs = list(zip(contents, styles))
+            # torch.initial_seed() is the trial's seed: the trainer seeds torch
+            # (seed_everything) right before it builds the model
+            seed = torch.initial_seed()
+            try:
+                picks = seed_pair_indices(len(pairs), seed, p["n_pairs"], self.data.split)
+            except ValueError as exc:
+                raise UsageError(f"style: {exc}; each seed takes its own pairs (seeds 0.."
+                                 f"{len(pairs) // max(1, min(p['n_pairs'], len(pairs))) - 1} on this pool)") from None
+            pairs = [pairs[i] for i in picks]
         self.pairs = pairs
         self.content = self.contents[[c for c, _ in pairs]]
         self.style = self.styles[[s for _, s in pairs]]

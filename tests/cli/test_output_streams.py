@@ -59,8 +59,8 @@ def test_stdout_is_tables_and_paths_and_each_warning_prints_once(tmp_path, quiet
     assert {line.split()[0] for line in table} == {"l1", "l1+0.01*perceptual", "(bicubic)", "(untrained"}
     assert all(len(line) <= 120 for line in out[:-1])
     assert "Downloading" not in proc.stdout and "warning" not in proc.stdout.lower()
-    if quiet:
-        assert proc.stderr == ""
+    if quiet:  # nothing but the outcome line of failed trials (1 step of sr may end below bicubic: degenerate)
+        assert all(line.startswith("failures: ") for line in proc.stderr.splitlines()), proc.stderr
     else:
         assert "Downloading" not in proc.stderr  # offline: the downloader is never called
         warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]

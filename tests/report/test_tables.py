@@ -64,11 +64,17 @@ def test_verdict_without_a_winner_names_the_losses_that_differ_from_the_baseline
                        row("d", 0.1, 0.2, analysis="itt"), {"loss": "(untrained)", "metric": "acc",
                                                             "analysis": "reference", "diff_vs_baseline": -0.3,
                                                             "p_adj": 0.0}]}
-    assert verdict_lines(result)[0] == ("Primary metric `acc`: no loss beats every other; against the baseline `a` "
-                                        "(Holm-corrected paired tests): `b` worse (Δ -0.179, p_holm = 0.00063), "
-                                        "`d` better (Δ 0.1, p_holm = 0.03).")
+    head = ("Primary metric `acc`: no loss beats every other; against the baseline `a` (Holm over its m = 3 "
+            "contrasts; each MDE at level α/m = 0.017, from the SD of that contrast's own paired differences): ")
+    assert verdict_lines(result)[0] == head + (
+        "appears (better than the baseline): `d` (Δ 0.1, p_holm = 0.03); reversed (worse): `b` (Δ -0.179, "
+        "p_holm = 0.00063); inconclusive (MDE ≥ headroom: this study could not have detected it): `c` (no MDE: no "
+        "spread of its paired differences recorded).")
     result["rows"] = [row("b", -0.01, 0.5), row("c", 0.02, 0.41)]
-    assert verdict_lines(result)[0] == ("Primary metric `acc`: no loss beats every other; none differs significantly "
-                                        "from the baseline `a` (Holm-corrected paired tests).")
+    result["rows"][0]["diff_ci95"] = 0.02  # a spread recorded: b's null has an MDE (its SD from the CI)
+    said = verdict_lines(result)[0]
+    assert "`b` (Δ -0.01, MDE " in said and "not detected: " in said and "appears" not in said
+    assert "none differs" not in said and "not measurable: `d`" in said  # d has no row: no test ran
     result["best"] = {"acc": "d"}
-    assert verdict_lines(result)[0] == "Primary metric `acc`: `d` beats every other loss (Holm-corrected paired tests)."
+    assert verdict_lines(result)[0].startswith("Primary metric `acc`: `d` beats every other loss (Holm-corrected "
+                                               "paired tests); against the baseline `a`")

@@ -36,7 +36,8 @@ def kept_and_dropped(tmp_path_factory):
 
 def test_a_finished_trial_keeps_model_pt_and_no_checkpoint(kept_and_dropped):
     (cfg, summary), _ = kept_and_dropped
-    assert summary["status"] == "done" and (cfg.trial_dir / SUMMARY).exists()
+    # finished: a 2-epoch net on 8 images may end degenerate (at the majority class's mIoU), still with its weights
+    assert summary["status"] in ("done", "degenerate") and (cfg.trial_dir / SUMMARY).exists()
     assert (cfg.trial_dir / MODEL).is_file()
     assert _checkpoints(cfg.trial_dir) == []
 

@@ -53,7 +53,8 @@ def test_an_interrupted_fold_resumes_and_the_seed_summary_waits_for_it(tmp_path,
     assert out["status"] == "interrupted" and not (cfg.trial_dir / "summary.json").exists()
     assert (cfg.trial_dir / "fold0" / "checkpoint.pt").exists()
     done = run_trial(cfg, capture)
-    assert done["status"] == "done" and (cfg.trial_dir / "summary.json").exists()
+    # finished (a 2-epoch net at chance ends degenerate: finished all the same)
+    assert done["status"] in ("done", "degenerate") and (cfg.trial_dir / "summary.json").exists()
 
 
 def test_the_worst_fold_decides_and_a_comparison_reads_seed_summaries(tmp_path, three_folds, capture):
@@ -67,7 +68,7 @@ def test_the_worst_fold_decides_and_a_comparison_reads_seed_summaries(tmp_path, 
     folds[2] = {"status": "interrupted"}
     assert fold_summary(_cfg(tmp_path), folds)["status"] == "interrupted"
     result = run_comparison(_cfg(tmp_path / "c"), ["contrastive", "triplet"], [0], capture)
-    assert all(len(v) == 1 and v[0] in ("done", "collapsed") for v in result["status"].values())  # seed summaries
+    assert all(len(v) == 1 and v[0] in ("done", "collapsed", "degenerate") for v in result["status"].values())  # seeds
     assert result["provenance"]["combinations"][0]["trials"] == 6  # every fold's trial.json
     # each seed's number is shown as mean ± SE over its folds
     per_seed = result["folds"]["contrastive"][0]
@@ -99,5 +100,5 @@ def test_lfw_view2_on_the_fixture_runs_ten_folds_with_their_own_people(tmp_path,
         info = json.loads((cfg.trial_dir / f"fold{f}" / "trial.json").read_text())
         assert f"fold{f}" in str(cfg.trial_dir / f"fold{f}") and info["config"]["fold"] == f
         assert "of 18 identities" in info["data"]  # the 2 people of set f are not trained on
-    accs = [s["metrics"]["verif_acc"] for s in summary["folds"] if s["status"] in ("done", "collapsed")]
+    accs = [s["metrics"]["verif_acc"] for s in summary["folds"] if s["status"] in ("done", "collapsed", "degenerate")]
     assert summary["metrics"]["verif_acc"] == pytest.approx(np.mean(accs))

@@ -161,8 +161,9 @@ def test_compare_runs_other_trials_first_then_waits_and_aggregates(tmp_path, liv
     assert "running the other trials first, then waiting for it" in waits[0]
     assert any(l.startswith(f"[{label}2] took over the lock of pid {dead_pid}") for l in rep.lines)
     assert not (held / "trial.json").exists()  # never trained here
-    assert result["status"] == {"ce": ["done", "done", "done"]}
-    miou = next(r for r in result["rows"] if r["loss"] == "ce" and r["metric"] == "miou")
+    # seed 0 as the other command wrote it; seeds 1 and 2 trained here (a tiny net may end degenerate)
+    assert result["status"]["ce"][0] == "done" and set(result["status"]["ce"][1:]) <= {"done", "degenerate"}
+    miou = next(r for r in result["rows"] if r["loss"] == "ce" and r["metric"] == "miou" and r["analysis"] == "itt")
     assert miou["n"] == 3 and miou["missing"] == 0
     assert not list(tmp_path.rglob(LOCK_NAME))
 

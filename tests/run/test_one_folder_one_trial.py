@@ -240,7 +240,8 @@ def test_a_checkpoint_that_does_not_fit_its_trial_is_set_aside_and_the_trial_res
     assert said == [f"[seg/synth-pets/ce/seed0] unusable checkpoint set aside: checkpoint.pt (it does not fit this "
                     f"trial ({why})) as checkpoint.pt.corrupt-1; restarting the trial from scratch"]
     assert "START seg/synth-pets/ce/seed0 at 0" in capture.lines
-    assert summary["status"] == "done" and summary["steps"] == 2  # both epochs trained again, no more
+    # both epochs trained again, no more (a tiny net may end degenerate: finished all the same)
+    assert summary["status"] in ("done", "degenerate") and summary["steps"] == 2
     rows = (cfg.trial_dir / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
     assert (cfg.trial_dir / "checkpoint.pt.corrupt-1").is_file()

@@ -125,7 +125,7 @@ def test_a_trial_is_not_resumed_by_other_code(tmp_path, capture):
 def test_an_older_summary_schema_is_refused_with_one_line(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text(json.dumps({"status": "done", "metrics": {"miou": 0.5}}))
-    with pytest.raises(ResultsFileError, match="schema 1.*reads schema 2") as info:
+    with pytest.raises(ResultsFileError, match="schema 1.*reads schemas 2 and 3") as info:
         read_summary(path)
     assert "\n" not in str(info.value)
 

@@ -1,6 +1,6 @@
 """scripts/reference_effects.py on a hand-made runs.csv: the paired difference, Holm over
-the declared family, the verdicts (appears, reversed, does not appear, not measurable) and
-intent to treat."""
+the declared family's measurable contrasts, the verdicts (appears, reversed, not detected,
+inconclusive, not measurable; cvloss.verdict's) and intent to treat."""
 import csv
 import math
 
@@ -35,9 +35,18 @@ def test_contrasts_holm_and_verdicts(tmp_path, effects):
     # Holm over the 3 finite p-values of the family (the lpips contrast has none)
     ps = sorted([raw, raw, stats.ttest_rel(C, A).pvalue])
     assert math.isclose(recs[0]["p_holm"], ps[0] * 3)
-    assert [r["verdict"] for r in recs] == ["appears", "reversed", "does not appear", "not measurable here"]
+    assert [r["verdict"] for r in recs] == ["appears", "reversed", "not detected", "not measurable"]
     assert recs[2]["mde"] > abs(recs[2]["diff"])  # what could have been seen, beyond what was
     assert recs[0]["mde"] < recs[2]["mde"]  # a tighter contrast detects smaller differences
+    # the MDE is at level alpha / m with m = 3 measurable contrasts (not 4: lpips has no values)
+    from cvloss.verdict import min_detectable_effect
+    import numpy as np
+    sd = float(np.std([c - a for c, a in zip(C, A)], ddof=1))
+    assert math.isclose(recs[2]["mde"], min_detectable_effect(sd, 5, 0.05 / 3), rel_tol=1e-9)
+    # bounded at 1, a's 0.814 leaves c 0.186 of headroom: an MDE above it makes c's null inconclusive
+    bounded = effects.test_effects(cmp_dir, declared, {"acc": True, "lpips": False}, bounds={"acc": (0.0, 1.0)})
+    assert bounded[2]["verdict"] == "inconclusive" and bounded[2]["mde"] >= bounded[2]["headroom"]
+    assert math.isclose(bounded[2]["headroom"], 1 - sum(A) / 5)
     lower = effects.test_effects(cmp_dir, [("a", "b", "err", "a errs less")], {"err": False})
     assert lower[0]["verdict"] == "appears" and lower[0]["diff"] < 0  # lower is better
 
@@ -50,4 +59,5 @@ def test_intent_to_treat_counts_a_diverged_trial_at_the_untrained_value(tmp_path
     vals = [C[0], 0.5, *C[2:]]
     assert math.isclose(itt["diff"], sum(v - b for v, b in zip(vals, B)) / 5)
     md = effects.markdown([itt], "effect")
-    assert md.count("\n") == 2 and "`c` vs `b`" in md and "acc ↑" in md
+    assert sum(line.startswith("| `") for line in md.splitlines()) == 1 and "`c` vs `b`" in md and "acc ↑" in md
+    assert "m = 1 measurable contrast" in md

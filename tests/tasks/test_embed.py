@@ -143,7 +143,8 @@ def test_compare_writes_every_output(tmp_path):
         assert {"trial.json", "metrics.csv", "model.pt", "samples.png", "samples.npz", "summary.json"} <= {
             p.name for p in trial.iterdir()}
         summary = json.loads((trial / "summary.json").read_text())
-        assert summary["status"] == "done" and set(summary["at_init"]) == set(EmbedTask.metrics)
+        # finished: a smoke trial may end at chance (degenerate), with every metric still
+        assert summary["status"] in ("done", "degenerate") and set(summary["at_init"]) == set(EmbedTask.metrics)
         rows = list(csv.DictReader(open(trial / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["0", "1"]
     cmp_dir = next(group.glob("compare--*"))

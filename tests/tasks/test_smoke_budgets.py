@@ -21,7 +21,8 @@ def test_smoke_writes_every_output_and_moves_the_model(tmp_path, task):
     cfg = TrialConfig(task=task, loss=cls.reference_specs[0], dataset=default_dataset(task), out=str(tmp_path),
                       feature_weights="random")
     summary = run_trial(cfg)
-    assert summary["status"] in ("done", "collapsed"), summary
+    # smoke is seconds of training: its trials may end degenerate (worse than the trivial answer)
+    assert summary["status"] in ("done", "collapsed", "degenerate"), summary
     assert {p.name for p in cfg.trial_dir.iterdir()} == OUTPUTS
     key = cls.primary_metric
     trained, untrained = fmt(summary["metrics"][key]), fmt(summary["untrained"][key])

@@ -149,7 +149,8 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
     assert {"trial.json", "metrics.csv", "model.pt", "samples.png", "samples.npz", "summary.json"} <= {
         p.name for p in trial.iterdir()}
     summary = json.loads((trial / "summary.json").read_text())
-    assert summary["status"] == "done" and set(summary["metrics"]) == set(SRTask.metrics)
+    # finished: a smoke trial may end below bicubic (degenerate), with every metric still
+    assert summary["status"] in ("done", "degenerate") and set(summary["metrics"]) == set(SRTask.metrics)
     assert "bicubic" in summary["reference"]
     gan = json.loads((group / "l1+0.001xns" / "seed0" / "summary.json").read_text())
     n = summary["generator_updates"]  # epochs x batches per epoch, the same with and without D

@@ -245,7 +245,8 @@ def test_resume_is_exact_with_pool_optimisers_and_update_counts(tmp_path, spec, 
     assert state["task"]["pool_b"]["count"] == pooled and set(state["optimizers"]) == {"g", "d"}
     assert state["task"]["stepper"]["g_updates"] == 4 and state["task"]["stepper"]["d_updates"] == d_updates // 2
     resumed = run_trial(crashed)
-    assert resumed["metrics"] == full["metrics"] and resumed["status"] == "done"
+    # the status too: a tiny 1 + 1 epoch model may end degenerate (below the untrained model's paired SSIM)
+    assert resumed["metrics"] == full["metrics"] and resumed["status"] == full["status"] != "diverged"
     for summary in (full, resumed):
         assert (summary["generator_updates"], summary["discriminator_updates"]) == (8, d_updates)
 
@@ -260,7 +261,8 @@ def test_compare_smoke_writes_every_output(tmp_path):
     assert {"trial.json", "metrics.csv", "model.pt", "samples.png", "samples.npz", "summary.json"} <= {
         p.name for p in trial.iterdir()}
     summary = json.loads((trial / "summary.json").read_text())
-    assert summary["status"] == "done" and 0 <= summary["metrics"]["paired_ssim"] <= 1
+    # finished: a smoke trial may end below the untrained model (degenerate), with every metric still
+    assert summary["status"] in ("done", "degenerate") and 0 <= summary["metrics"]["paired_ssim"] <= 1
     # cycle alone: G updates as every objective (2 epochs x 4), no D; the policy in both files
     assert (summary["generator_updates"], summary["discriminator_updates"], summary["optimizer"]) == (8, 0, "equal")
     gan = json.loads((group / loss_slug("2*lsgan+cycle+identity") / "seed0" / "summary.json").read_text())
@@ -271,7 +273,8 @@ def test_compare_smoke_writes_every_output(tmp_path):
     assert info["config"]["params"]["optimizer"] == "equal"
     with np.load(trial / "samples.npz") as z:
         assert set(z.files) == {"input", "truth", "pred", "recon"}
-    assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["1", "2"]
+    # epoch 0: the untrained model on val (what the degenerate rule compares with)
+    assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["0", "1", "2"]
     cmp_dir = next(group.glob("compare--*"))
     assert {"compare.csv", "compare.md", "compare.json", "bars.png", "curves.png", "samples.png"} <= {
         p.name for p in cmp_dir.iterdir()}
