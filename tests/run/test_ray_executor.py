@@ -185,7 +185,7 @@ def test_an_error_in_a_trial_is_raised_on_the_driver(local_ray, tmp_path, captur
     cfg = _cfgs(tmp_path)[0]
     cfg.trial_dir.mkdir(parents=True)
     (cfg.trial_dir / "trial.json").write_text(json.dumps({"identity": {"other": "trial"}}))
-    with pytest.raises(TrialError, match="holds a trial with a different configuration"):
+    with pytest.raises(TrialError, match="holds an unfinished trial of another configuration"):
         RayExecutor(threads=1).run([cfg], capture)
 
 
