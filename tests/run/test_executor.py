@@ -123,7 +123,10 @@ def _env() -> dict[str, str]:
 def test_ctrl_c_stops_every_worker_and_the_rerun_resumes(tmp_path):
     out, group = tmp_path / "out", _group(40)
     cmd = [sys.executable, "-m", "cvloss.cli", *SEG, "--seeds", "1", "--set", "epochs=40", "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a suite started in the background (`cmd &`) runs with
+    # SIGINT ignored, which the child would inherit, and then Ctrl-C could not be simulated
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpts = [out / group / loss / "seed0" / "checkpoint.pt" for loss in ("ce", "dice")]
     deadline = time.monotonic() + 120
     while not any(p.exists() for p in ckpts) and time.monotonic() < deadline and proc.poll() is None:
