@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cvloss import __version__
-from cvloss.data.archive import write_atomic
+from cvloss.data.archive import file_digest, write_atomic
 from cvloss.data.cache import cache_home
 from cvloss.data.types import DatasetError
 
@@ -63,7 +63,6 @@ __all__ = ["RECORD_DIR", "CHECKERS", "Adoption", "AdoptionError", "Check", "Foun
 RECORD_DIR = "adopted"
 RECORD_FORMAT = 1
 _SHOWN = 3  # missing files named in one line
-_CHUNK = 1 << 20
 #: the fingerprints this process has seen match their record: (copy, fingerprint) -> True
 _MATCHED: dict[tuple[str, str], bool] = {}
 
@@ -335,14 +334,6 @@ def _checker(info: Any) -> tuple[Callable[[Any, Path], bool], Callable[[_Finding
     return CHECKERS.get(info.loader, (_generic_looks, _generic))
 
 
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verify_files(info: Any, root: Path, problems: list[str]) -> tuple[dict[str, str], set[str]]:
     """Size and published checksum of every catalog file the copy holds:
     ``(verified, failed)`` (filename -> what was checked; names that failed)."""
@@ -357,7 +348,7 @@ def _verify_files(info: Any, root: Path, problems: list[str]) -> tuple[dict[str,
             problems.append(f"{path}: {size:,} bytes; the catalog's {fi.filename} has {fi.size:,} (truncated, or "
                             f"another file)")
             failed.add(fi.filename)
-        elif fi.algo and (got := _digest(path, fi.algo)) != fi.checksum:
+        elif fi.algo and (got := file_digest(path, fi.algo)) != fi.checksum:
             problems.append(f"{path}: {fi.algo} {got} differs from the catalog's {fi.checksum} (corrupt, or another "
                             f"version of the file)")
             failed.add(fi.filename)

@@ -36,6 +36,7 @@ Every refusal is a :class:`~cvloss.data.types.DatasetError`, one line naming the
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -49,9 +50,18 @@ from typing import IO, Callable, Iterator
 from cvloss.data.types import DatasetError
 from cvloss.settings import env_number
 
-__all__ = ["Caps", "safe_extract", "sniff_format", "expected_format", "staging_dir", "write_atomic"]
+__all__ = ["Caps", "file_digest", "safe_extract", "sniff_format", "expected_format", "staging_dir", "write_atomic"]
 
 CHUNK = 1 << 20
+
+
+def file_digest(path: Path, algo: str) -> str:
+    """Hex digest (``md5``/``sha256``) of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
 RATIO_ENV = "CVLOSS_MAX_EXTRACT_RATIO"
 SLACK_ENV = "CVLOSS_EXTRACT_SLACK_BYTES"
 MEMBERS_ENV = "CVLOSS_MAX_MEMBERS"

@@ -31,7 +31,6 @@ fetched file is picked up.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import urllib.error
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from cvloss import __version__
-from cvloss.data.archive import write_atomic, safe_extract
+from cvloss.data.archive import file_digest, safe_extract, write_atomic
 from cvloss.data.registry import (URL_SCHEMES, DatasetInfo, FileInfo, dataset_dir, extraction_marker,
                                   missing_layout, presence_problem)
 from cvloss.data.types import DatasetError
@@ -71,15 +70,6 @@ class FileCheck:
     path: Path
     status: Literal["ok", "trusted-on-first-use", "unverified", "missing", "mismatch"]
     message: str
-
-
-def file_digest(path: Path, algo: str) -> str:
-    """Hex digest (``md5``/``sha256``) of a file, read in 1 MiB chunks."""
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- trust on first use
