@@ -154,13 +154,8 @@ def bench_ray(workers: int, sets: list[str]) -> float:
             t_ray, rays = timed(RayExecutor(threads=1), ray_out)
         finally:
             ray.shutdown()
-    after = os.getloadavg()
-    same = [s["metrics"] for s in jobs] == [s["metrics"] for s in rays]
-    print(f"quick seg ce,dice x 2 seeds, {workers} workers x 1 thread: --jobs {workers} {t_jobs:.1f} s, "
-          f"--executor ray {t_ray:.1f} s (ray.init {t_init:.1f} s not counted): {t_jobs / t_ray:.2f}x "
-          f"(target >= 0.9x); metrics identical: {same}; load average {before[0]:.2f}/{before[1]:.2f} before, "
-          f"{after[0]:.2f}/{after[1]:.2f} after")
-    return t_jobs / t_ray
+    return _ratio_line(f"{workers} workers x 1 thread", workers, (t_jobs, jobs), ("ray", t_ray, rays),
+                       f"ray.init {t_init:.1f} s", 0.9, before)
 
 
 def _slurm_cluster(cpus: int):
@@ -202,13 +197,22 @@ def bench_slurm(workers: int, sets: list[str]) -> float:
     finally:
         if cluster is not None:
             cluster.stop()
+    return _ratio_line(f"1 thread per trial, on {where}", workers, (t_jobs, jobs), ("slurm", t_slurm, slurms),
+                       f"scheduler start {t_start:.1f} s", 0.8, before)
+
+
+def _ratio_line(setup: str, workers: int, baseline: tuple, other: tuple, excluded: str, target: float,
+                before: tuple) -> float:
+    """Print one executor against ``--jobs`` (same trials, same run) and return the ratio
+    jobs time / executor time; ``baseline`` = (seconds, summaries), ``other`` = (name,
+    seconds, summaries)."""
+    (t_jobs, jobs), (name, t_other, others) = baseline, other
     after = os.getloadavg()
-    same = [s["metrics"] for s in jobs] == [s["metrics"] for s in slurms]
-    print(f"quick seg ce,dice x 2 seeds, 1 thread per trial, on {where}: --jobs {workers} {t_jobs:.1f} s, "
-          f"--executor slurm {t_slurm:.1f} s (scheduler start {t_start:.1f} s not counted): {t_jobs / t_slurm:.2f}x "
-          f"(target >= 0.8x); metrics identical: {same}; load average {before[0]:.2f}/{before[1]:.2f} before, "
-          f"{after[0]:.2f}/{after[1]:.2f} after")
-    return t_jobs / t_slurm
+    same = [s["metrics"] for s in jobs] == [s["metrics"] for s in others]
+    print(f"quick seg ce,dice x 2 seeds, {setup}: --jobs {workers} {t_jobs:.1f} s, --executor {name} "
+          f"{t_other:.1f} s ({excluded} not counted): {t_jobs / t_other:.2f}x (target >= {target}x); metrics "
+          f"identical: {same}; load average {before[0]:.2f}/{before[1]:.2f} before, {after[0]:.2f}/{after[1]:.2f} after")
+    return t_jobs / t_other
 
 
 def main() -> None:
