@@ -107,6 +107,9 @@ COMMON: dict[str, Setting] = {
     # 10 million images: 8x ImageNet-1k; every dataset cvloss knows holds under 15,000
     "n_train": Int(1, 10_000_000, nullable=True, help="training images (none: all)"),
     "n_val": Int(1, 10_000_000, nullable=True, help="validation images (none: all)"),
+    # test has its own cap: it is evaluated twice per trial (untrained and final), val every
+    # epoch, so a large test split costs little while n_val keeps the epochs cheap
+    "n_test": Int(1, 10_000_000, nullable=True, help="test images (none: all)"),
     "width": Int(1, 4096, help="channels of the first stage"),
     "depth": Int(1, 16, help="stages"),
     "augment": Bool("random flips"),

@@ -2,14 +2,12 @@
 
 Three sources, one container (:class:`StylePairs`):
 
-* **embedded** (``--dataset skimage-photos``, the default): scikit-image's photos as
-  content (:data:`CONTENT_PHOTOS`: astronaut, chelsea, coffee, rocket, motorcycle; split
-  by :data:`CONTENT_SPLIT`) and as
-  style its three grayscale textures brick, grass, gravel plus two colour textures drawn
-  here procedurally (:data:`STYLE_TEXTURES`; ``waves``, ``mosaic``). Nothing is downloaded.
-  The photos are read with ``skimage.data`` directly (a later version should read them
-  through :mod:`cvloss.data.skimage_photos`, the ``sr`` task's loader, so both tasks see
-  the same float images).
+* **embedded** (``--dataset skimage-photos``, the default): the photos of
+  :mod:`cvloss.data.skimage_photos` as content (:data:`CONTENT_PHOTOS`, split by
+  :data:`CONTENT_SPLIT`; read through that module, the ``sr`` task's, so both tasks see
+  the same float images; licences there) and as style scikit-image's three grayscale
+  textures brick, grass, gravel plus two colour textures drawn here procedurally
+  (:data:`STYLE_TEXTURES`; ``waves``, ``mosaic``). Nothing is downloaded.
 * **files**: any content and style image on disk (``--set content=PATH --set style=PATH``).
 * **div2k**: contents from DIV2K's photos in their real on-disk layout, the first
   ``limit`` (default 5) of the split's ids (:data:`cvloss.data.div2k.SPLIT_IDS`): val
@@ -27,9 +25,13 @@ the stylised image loses saturation: an expected effect, not a bug).
 Splits. Style transfer trains no model on a dataset (one image is optimised per pair),
 so what is split is the pool of pairs, disjoint by content image (the styles are shared:
 they are the objective's target, not the data scored): ``val`` pairs are for tuning
-(weights, iterations, learning rates), ``test`` pairs are the reported ones. Embedded:
-val contents astronaut, chelsea, coffee, test contents rocket, motorcycle (the
-skimage-photos test photos of the ``sr`` task as well: one set of held-out photos).
+(weights, iterations, learning rates), ``test`` pairs are the reported ones. Embedded
+(issue 31): val contents chelsea, coffee (the ``sr`` task's val photos); test contents
+the ten photos rocket, motorcycle, astronaut, grace_hopper, immunohistochemistry, hubble
+(the ``sr`` task's six test photos), retina and the grayscale camera, coins, moon (the
+``sr`` task's training images: style trains nothing, so only val and test must be
+disjoint), 10 x 5 = 50 test pairs, so 10 seeds optimise 10 different contents. (Before:
+val astronaut, chelsea, coffee; test rocket, motorcycle, so 10 seeds saw two photos.)
 div2k: the first ``limit`` (default 5) of val 0701-0800 and of test 0801-0900 (DIV2K's
 own val and test ids). ``train`` has nothing to train and gives the ``val`` pool, so the
 loader keeps the catalog's loader shape ``fn(root, split, size=..., limit=..., seed=...,
@@ -38,8 +40,11 @@ loader keeps the catalog's loader shape ``fn(root, split, size=..., limit=..., s
 as given in every split. The returned :class:`StylePairs` records the split.
 
 Seeds draw pairs without replacement (:func:`seed_pair_indices`): the pool is put in one
-fixed order, a permutation seeded by :data:`PAIR_ORDER_SEED` (never by the trial's seed),
-and seed k takes the ``n_pairs`` pairs from position ``k * n_pairs`` on. On ``test`` a
+fixed order seeded by :data:`PAIR_ORDER_SEED` (never by the trial's seed), and seed k
+takes the ``n_pairs`` pairs from position ``k * n_pairs`` on. The order visits every
+content once before any content a second time (the contents in a seeded order, each
+with a style that rotates), so the first ``n_contents`` positions are as many different
+photos: seeds are replicates over images, not over styles of two images. On ``test`` a
 seed past the pool is refused -- two seeds of a comparison are never the same pair, so
 never identical replicates; on ``val`` and ``train`` (tuning seeds such as 10000-10005)
 positions wrap round the pool (modulo its size). :func:`pool_size` counts a pool
@@ -56,22 +61,25 @@ import torch
 import torch.nn.functional as F
 
 from cvloss.data.div2k import hr_files
+from cvloss.data.skimage_photos import skimage_image
 from cvloss.data.types import StylePairs, DatasetError, check_split
 
 __all__ = [
     "CONTENT_PHOTOS", "CONTENT_SPLIT", "STYLE_TEXTURES", "MIN_STYLE_RATIO", "PAIR_ORDER_SEED", "StylePairs",
-    "load_style_pairs", "load_pair_files", "procedural_texture", "read_image", "parse_pairs", "pool_size",
-    "seed_pair_indices", "seeds_beyond_pool",
+    "load_style_pairs", "load_pair_files", "procedural_texture", "read_image", "parse_pairs", "pool_order",
+    "pool_size", "seed_pair_indices", "seeds_beyond_pool",
 ]
 
-#: scikit-image photos used as content, in pool order.
-CONTENT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
-#: the embedded contents of each split (disjoint val / test; train = val: nothing to train)
+#: the embedded contents of each split (disjoint val / test; train = val: nothing to
+#: train): val = sr's val photos; test = sr's six test photos + four more (module docstring)
 CONTENT_SPLIT = {
-    "train": ("astronaut", "chelsea", "coffee"),
-    "val": ("astronaut", "chelsea", "coffee"),
-    "test": ("rocket", "motorcycle"),
+    "train": ("chelsea", "coffee"),
+    "val": ("chelsea", "coffee"),
+    "test": ("rocket", "motorcycle", "astronaut", "grace_hopper", "immunohistochemistry", "hubble", "retina",
+             "camera", "coins", "moon"),
 }
+#: every embedded content photo (:mod:`cvloss.data.skimage_photos` names): val, then test.
+CONTENT_PHOTOS = (*CONTENT_SPLIT["val"], *CONTENT_SPLIT["test"])
 #: styles: scikit-image's grayscale textures, then procedural colour textures.
 STYLE_TEXTURES = ("brick", "grass", "gravel", "waves", "mosaic")
 PROCEDURAL = ("waves", "mosaic")
@@ -82,14 +90,6 @@ PAIR_ORDER_SEED = 2016
 
 
 # ----------------------------------------------------------------------------- images
-def _skimage_photo(name: str) -> np.ndarray:
-    import skimage.data as skd
-
-    if name == "motorcycle":
-        return skd.stereo_motorcycle()[0]  # the left view
-    return getattr(skd, name)()
-
-
 def _to_float_rgb(img: np.ndarray) -> tuple[np.ndarray, bool]:
     """uint8/uint16/float/bool image, (H, W), (H, W, 1|3|4) -> ((H, W, 3) float32 [0, 1], was_gray)."""
     a = np.asarray(img)
@@ -178,7 +178,7 @@ def _style_image(name: str) -> tuple[np.ndarray, bool]:
     if name in PROCEDURAL:
         # drawn at 512 px, the size of scikit-image's textures, then resized like them
         return procedural_texture(name, 512), False
-    return _to_float_rgb(_skimage_photo(name))
+    return _to_float_rgb(skimage_image(name))  # brick, grass, gravel: gray, flagged as such
 
 
 # ----------------------------------------------------------------------------- resizing
@@ -259,7 +259,7 @@ def load_pair_files(content: str | Path, style: str | Path, size: int = 128, sty
 
 
 def _skimage_contents(names: tuple[str, ...]) -> list[tuple[str, np.ndarray]]:
-    return [(n, _to_float_rgb(_skimage_photo(n))[0]) for n in names]
+    return [(n, skimage_image(n, rgb=True)) for n in names]
 
 
 def _div2k_contents(root: Path, split: str, limit: int | None) -> list[tuple[str, np.ndarray]]:
@@ -323,14 +323,34 @@ def load_style_pairs(root: str | Path | None, split: str = "val", size: int = 12
 
 
 # ----------------------------------------------------------------------------- seeds -> pairs
-def seed_pair_indices(n_pool: int, seed: int, per_seed: int, split: str) -> list[int]:
+def pool_order(n_pool: int, n_contents: int | None = None) -> list[int]:
+    """The one fixed order of a pool of ``n_pool`` pairs (seeded by :data:`PAIR_ORDER_SEED`).
+
+    With ``n_contents`` (the pool is every content x style, content-major: pair ``c *
+    n_styles + s``), position ``j`` holds content ``cperm[j % n_contents]`` with style
+    ``sperm[(j // n_contents + j % n_contents) % n_styles]``: each round of ``n_contents``
+    positions shows every content once, a content's style changes from round to round,
+    and all ``n_pool`` pairs appear once. Without it (or for a pool that is not such a
+    grid), a plain permutation of the pool."""
+    g = torch.Generator().manual_seed(PAIR_ORDER_SEED)
+    if not n_contents or n_contents < 2 or n_pool % n_contents:
+        return torch.randperm(n_pool, generator=g).tolist()
+    n_styles = n_pool // n_contents
+    cperm = torch.randperm(n_contents, generator=g).tolist()
+    sperm = torch.randperm(n_styles, generator=g).tolist()
+    return [cperm[j % n_contents] * n_styles + sperm[(j // n_contents + j % n_contents) % n_styles]
+            for j in range(n_pool)]
+
+
+def seed_pair_indices(n_pool: int, seed: int, per_seed: int, split: str, n_contents: int | None = None) -> list[int]:
     """The pool positions of seed ``seed``'s ``per_seed`` pairs (at most the pool's
-    ``n_pool``): ``perm[seed * per_seed + j]`` for ``j < per_seed``, ``perm`` the pool's one
-    order (:data:`PAIR_ORDER_SEED`). Positions wrap round the pool on ``val``/``train``
-    (tuning seeds); on ``test`` a position past the pool is a :class:`ValueError` naming
-    the pool's size (:func:`seeds_beyond_pool` words it for a command)."""
+    ``n_pool``): ``order[seed * per_seed + j]`` for ``j < per_seed``, ``order`` the pool's
+    one order (:func:`pool_order`; give ``n_contents`` so that consecutive seeds take
+    different contents). Positions wrap round the pool on ``val``/``train`` (tuning
+    seeds); on ``test`` a position past the pool is a :class:`ValueError` naming the
+    pool's size (:func:`seeds_beyond_pool` words it for a command)."""
     per_seed = max(1, min(int(per_seed), n_pool))
-    perm = torch.randperm(n_pool, generator=torch.Generator().manual_seed(PAIR_ORDER_SEED)).tolist()
+    perm = pool_order(n_pool, n_contents)
     start = int(seed) * per_seed
     if split == "test" and start + per_seed > n_pool:
         which = f"pair {start + 1}" if per_seed == 1 else f"pairs {start + 1}-{start + per_seed}"

@@ -23,7 +23,11 @@ in training). The val and test splits also carry LFW-style verification pairs: t
 identities are cut into 10 folds (no identity in two folds, as in LFW's ``pairs.txt``),
 and each fold has ``pairs_per_fold`` same pairs (two different images of one identity)
 and as many different pairs (images of two identities of the fold), all drawn
-deterministically from the split's stream.
+deterministically from the split's stream. The test split's defaults (200 identities x 6
+images, 50 + 50 pairs per fold: 1,000 pairs) are larger than val's (100 x 6, 600 pairs)
+since issue 31; its identities depend on its size, so a test of another size holds other
+identities (still from the test stream, still disjoint from train and val), and its pairs
+are drawn without repeats (val's may repeat: they are kept as they were).
 
 Everything is rendered vectorised in numpy (a few thousand 32×32 images in well under a
 second) and returned as :class:`IdentityData`, which the LFW loader returns as well.
@@ -39,7 +43,9 @@ import torch
 
 N_FOLDS = 10
 # Defaults per split: (identities, images per identity, pairs of each kind per fold).
-DEFAULTS = {"train": (200, 8, 0), "val": (100, 6, 30), "test": (100, 6, 30)}
+# test: 200 identities, 10 folds x (50 same + 50 different) = 1,000 pairs (100 x 6 and 600
+# pairs before issue 31): evaluated twice per trial only, so it can be larger than val.
+DEFAULTS = {"train": (200, 8, 0), "val": (100, 6, 30), "test": (200, 6, 50)}
 _STREAM = {"train": 0x1D5, "val": 0x7A1, "test": 0x7E57}  # seed streams: the splits' identities differ
 
 
@@ -141,23 +147,49 @@ def _render(t: dict[str, np.ndarray], ids: np.ndarray, rng: np.random.Generator,
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
-def _pairs(rng: np.random.Generator, labels: np.ndarray, n_ids: int, per_fold: int) -> tuple[np.ndarray, ...]:
+def _pairs(rng: np.random.Generator, labels: np.ndarray, n_ids: int, per_fold: int,
+           distinct: bool = False) -> tuple[np.ndarray, ...]:
     """LFW-style pairs: identities split into 10 disjoint folds; per fold ``per_fold``
-    same pairs and ``per_fold`` different pairs, drawn from that fold's identities."""
+    same pairs and ``per_fold`` different pairs, drawn from that fold's identities.
+
+    ``distinct`` (the test split): a pair already drawn (in either order) is drawn again,
+    so every pair is a different comparison; a fold whose identities give fewer distinct
+    same (or different) pairs than ``per_fold`` gets as many as there are, of each kind
+    (a tiny split, e.g. 2 images per identity: the task's data line names the count). val
+    keeps plain draws (a pair may repeat), so its pairs stay those of before the test split."""
     if n_ids < 2 * N_FOLDS:
         raise DatasetError(f"synth-ids val and test need at least {2 * N_FOLDS} identities for 10 folds; got {n_ids}")
     by_id = [np.flatnonzero(labels == i) for i in range(n_ids)]
     fold_of = rng.permutation(n_ids) % N_FOLDS
     pairs, same, folds = [], [], []
+    seen: set[tuple[int, int]] = set()
+
+    def fresh(a: int, b: int) -> bool:
+        key = (min(a, b), max(a, b))
+        if distinct and key in seen:
+            return False
+        seen.add(key)
+        return True
+
     for f in range(N_FOLDS):
         ids = np.flatnonzero(fold_of == f)
-        for _ in range(per_fold):  # same: two distinct images of one identity
+        wanted = per_fold
+        if distinct:  # no more than there are, or the draws below would never end
+            sizes = np.array([len(by_id[i]) for i in ids])
+            n_same, n_diff = int((sizes * (sizes - 1) // 2).sum()), int((sizes.sum() ** 2 - (sizes**2).sum()) // 2)
+            wanted = min(per_fold, n_same, n_diff)
+        drawn = 0
+        while drawn < wanted:  # same: two distinct images of one identity
             i = rng.choice(ids)
             a, b = rng.choice(by_id[i], 2, replace=False)
-            pairs.append((a, b)); same.append(True); folds.append(f)
-        for _ in range(per_fold):  # different: one image of each of two identities
+            if fresh(int(a), int(b)):
+                pairs.append((a, b)); same.append(True); folds.append(f); drawn += 1
+        drawn = 0
+        while drawn < wanted:  # different: one image of each of two identities
             i, j = rng.choice(ids, 2, replace=False)
-            pairs.append((rng.choice(by_id[i]), rng.choice(by_id[j]))); same.append(False); folds.append(f)
+            a, b = rng.choice(by_id[i]), rng.choice(by_id[j])
+            if fresh(int(a), int(b)):
+                pairs.append((a, b)); same.append(False); folds.append(f); drawn += 1
     return np.array(pairs, dtype=np.int64), np.array(same), np.array(folds, dtype=np.int64)
 
 
@@ -169,8 +201,9 @@ def synth_ids(split: Literal["train", "val", "test"], size: int = 32, n_ids: int
         split: ``"train"`` (no pairs), ``"val"`` or ``"test"`` (with 10-fold verification
             pairs); their identities are disjoint.
         size: image side in pixels (≥ 16).
-        n_ids, per_id: identities and images per identity (defaults 200 × 8 / 100 × 6).
-        pairs_per_fold: same pairs per fold, as many different ones (val, test; default 30).
+        n_ids, per_id: identities and images per identity (defaults train 200 × 8, val
+            100 × 6, test 200 × 6).
+        pairs_per_fold: same pairs per fold, as many different ones (default val 30, test 50).
         seed: generation seed; a different seed draws different identities.
     """
     check_split(split, "synth-ids")
@@ -185,7 +218,7 @@ def synth_ids(split: Literal["train", "val", "test"], size: int = 32, n_ids: int
     images = _render(templates, labels, rng, size)
     kw = {}
     if split != "train":
-        pairs, same, folds = _pairs(rng, labels, n_ids, pairs_per_fold)
+        pairs, same, folds = _pairs(rng, labels, n_ids, pairs_per_fold, distinct=split == "test")
         kw = {"pairs": torch.from_numpy(pairs), "same": torch.from_numpy(same), "folds": torch.from_numpy(folds)}
     names = tuple(f"{split}_{i:04d}" for i in range(n_ids))
     return IdentityData(torch.from_numpy(images), torch.from_numpy(labels).long(), names, "synth-ids", real="lfw", **kw)

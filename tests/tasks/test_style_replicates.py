@@ -1,5 +1,6 @@
 """Style's seeds are distinct replicates: seed k takes the pairs at position k of one fixed
-permutation of the pool, so two seeds never share a pair; a comparison with more test
+order of the pool (every content once before any twice), so two seeds never share a pair
+and the first 10 seeds optimise the 10 test contents; a comparison with more test
 seeds than distinct pairs (or named pairs repeated over seeds) is refused in one line
 naming both numbers, before anything is written; tuning seeds wrap round the val pool."""
 from __future__ import annotations
@@ -30,14 +31,16 @@ def _pairs(task, seed):
     return [(task.data.content_names[c], task.data.style_names[s]) for c, s in task.pairs]
 
 
-def test_ten_seeds_take_the_ten_test_pairs_without_replacement(task):
-    assert pool_size(None, "test") == len(task.data.pairs) == 10  # rocket, motorcycle x 5 styles
+def test_ten_seeds_take_ten_test_contents_without_replacement(task):
+    # 10 test contents x 5 styles (issue 31; it was rocket, motorcycle x 5 styles)
+    assert pool_size(None, "test") == len(task.data.pairs) == 50
     drawn = [_pairs(task, seed) for seed in range(10)]
     assert all(len(d) == 1 for d in drawn)
-    assert len({d[0] for d in drawn}) == 10  # every pair once: no two seeds share one
+    assert {d[0][0] for d in drawn} == set(task.data.content_names)  # 10 seeds: the 10 photos, once each
     assert _pairs(task, 3) == drawn[3]  # the same seed, the same pair (for every loss)
-    with pytest.raises(UsageError, match=r"seed 10 would take pair 11 of a test pool of 10"):
-        _pairs(task, 10)
+    assert len({d[0] for d in drawn + [_pairs(task, seed) for seed in range(10, 50)]}) == 50  # every pair once
+    with pytest.raises(UsageError, match=r"seed 50 would take pair 51 of a test pool of 50"):
+        _pairs(task, 50)
 
 
 def test_several_pairs_per_seed_stay_disjoint_and_tuning_seeds_wrap():
@@ -49,21 +52,21 @@ def test_several_pairs_per_seed_stay_disjoint_and_tuning_seeds_wrap():
     assert sorted(tuning) == list(range(15))  # the val pool, each pair once, modulo its size
 
 
-def test_eleven_seeds_on_ten_pairs_are_refused_naming_both_numbers(tmp_path):
+def test_more_seeds_than_pairs_are_refused_naming_both_numbers(tmp_path):
     with pytest.raises(UsageError) as info:
-        StyleTask.check_seeds(SMOKE, list(range(11)), "skimage-photos")
+        StyleTask.check_seeds(SMOKE, list(range(51)), "skimage-photos")
     text = str(info.value)
-    assert "11 seeds x 1 pair(s) need 11 distinct content/style pairs but the test pool has 10" in text
+    assert "51 seeds x 1 pair(s) need 51 distinct content/style pairs but the test pool has 50" in text
     assert "\n" not in text
-    StyleTask.check_seeds(SMOKE, list(range(10)), "skimage-photos")  # 10 on 10: fine
-    with pytest.raises(UsageError, match="seed 12 would take pairs past the test pool of 10"):
-        StyleTask.check_seeds(SMOKE, [3, 12], "skimage-photos")
+    StyleTask.check_seeds(SMOKE, list(range(50)), "skimage-photos")  # 50 on 50: fine
+    with pytest.raises(UsageError, match="seed 52 would take pairs past the test pool of 50"):
+        StyleTask.check_seeds(SMOKE, [3, 52], "skimage-photos")
     assert seeds_beyond_pool(list(range(4)), 10, 3) is not None  # 4 x 3 = 12 > 10
     base = TrialConfig(task="style", loss="", dataset="skimage-photos", budget="smoke", device="cpu",
                        out=str(tmp_path / "out"), feature_weights="random",
                        overrides=resolve_overrides("style", {"image_size": "32"}))
-    with pytest.raises(UsageError, match="need 11 distinct"):
-        run_comparison(base, ["content+100*style", "content+100*style+0.01*tv"], list(range(11)))
+    with pytest.raises(UsageError, match="need 51 distinct"):
+        run_comparison(base, ["content+100*style", "content+100*style+0.01*tv"], list(range(51)))
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
