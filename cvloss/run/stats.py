@@ -225,3 +225,35 @@ def _mean(values: Sequence[float]) -> float:
     """Mean of the finite values (NaN without one)."""
     x = [float(v) for v in values if v is not None and math.isfinite(v)]
     return sum(x) / len(x) if x else math.nan
+
+
+# ---------------------------------------------------------------------------- items (issue 31)
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: P(a split of ``wins + losses`` fair coin flips at least
+    as uneven as ``wins``:``losses``), ``binomtest(wins, wins + losses, 0.5)``; ties are
+    left out before (the usual convention). 1.0 without an untied item (no evidence)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return float(stats.binomtest(wins, n, 0.5).pvalue)
+
+
+def min_sign_p(n: int) -> float:
+    """The smallest two-sided p the sign test (and the exact Wilcoxon signed-rank test)
+    can give with ``n`` untied items: ``2 · 0.5**n`` (every item the same way), capped at
+    1. Five items cannot reach 0.05 (0.0625): fewer than six cannot show anything."""
+    return min(1.0, 2.0 * 0.5 ** n) if n > 0 else 1.0
+
+
+def signed_rank_p(diffs: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences: zeros dropped first
+    (Wilcoxon's convention), then scipy's test (exact for up to 50 differences without
+    zeros, as here; tied magnitudes get the exact null's approximation). 1.0 when every
+    difference is zero (no evidence), NaN without a finite one."""
+    d = [float(x) for x in diffs if x is not None and math.isfinite(x)]
+    if not d:
+        return math.nan
+    nonzero = [x for x in d if x != 0]
+    if not nonzero:
+        return 1.0
+    return float(stats.wilcoxon(nonzero).pvalue)
