@@ -64,7 +64,7 @@ def _trained(seed_dir: Path, group: Path) -> list[Path]:
 def comparison_trials(cmp_dir: Path, result: dict[str, Any]) -> list[Trained]:
     """Every trained folder of a comparison: its members ``<group>/<loss-slug>/seed<k>``
     (or their folds) in loss-major order, then a tuned comparison's search trials
-    ``<budget>/tune--<h>/<loss-slug>/t<i>``."""
+    ``<budget>/tune--<h>/<loss-slug>/t<i>[/seed<s>]``."""
     group = Path(cmp_dir).parent
     found = []
     status = result.get("status") if isinstance(result.get("status"), dict) else {}
@@ -78,11 +78,14 @@ def comparison_trials(cmp_dir: Path, result: dict[str, Any]) -> list[Trained]:
         suffix = f"+tuned-{tuning['hash']}"
         if group.name.endswith(suffix):
             base = group.parent / group.name[:-len(suffix)]
+            h = tuning.get("search_hash") if isinstance(tuning.get("search_hash"), str) else tuning["hash"]
             for spec in result["losses"]:
-                search = base / f"tune--{tuning['hash']}" / loss_slug(spec)
-                dirs = [d for d in search.glob("t*") if d.name[1:].isdigit() and (d / _TRIAL).is_file()] \
+                search = base / f"tune--{h}" / loss_slug(spec)
+                cands = sorted((d for d in search.glob("t*") if d.name[1:].isdigit()), key=lambda d: int(d.name[1:])) \
                     if search.is_dir() and _inside(search, base) else []
-                found += [Trained(d, base, None, False) for d in sorted(dirs, key=lambda d: int(d.name[1:]))]
+                for d in cands:  # t<i> itself (the legacy layout) or its tuning seeds t<i>/seed<s>
+                    seeds = sorted((s for s in d.glob("seed*") if s.name[4:].isdigit()), key=lambda s: int(s.name[4:]))
+                    found += [Trained(s, base, None, False) for s in [d, *seeds] if (s / _TRIAL).is_file()]
     return found
 
 

@@ -2,44 +2,70 @@
 
 The protocol (Musgrave, Belongie & Lim 2020, "A Metric Learning Reality Check", Sec. 3:
 the same search budget for every loss, chosen on a validation split, the winner
-retrained and tested on held-out data):
+retrained and tested on held-out data), made to decide by signal rather than by seed:
 
 1. The search space (``--tune "lr=log(1e-4,1e-2)"``, repeatable) and the sampler give
-   ``n`` candidate settings, drawn ONCE from ``sampler_seed`` -- every loss gets the same
-   candidates (random and grid search), so no loss is luckier in its draws.
-2. For each loss, candidate i is trained at tuning seed ``TUNE_SEED0 + i`` (disjoint from
-   every reporting seed < ``TUNE_SEED0``) on ``train`` and scored on ``val`` (the task's
-   primary metric at the final epoch); the test split is never read. Each tuning trial is
-   an ordinary trial folder ``<budget>/tune--<h>/<loss-slug>/t<i>/`` (resumable, locked),
-   and records its sampled values in trial.json, so a rerun resumes from the folder.
-3. The best candidate per loss (ties: the earlier candidate; a failed trial ranks last)
-   is retrained at every requested seed under ``<budget>+tuned-<h>/<loss-slug>/seed<k>/``
-   and evaluated on test like any comparison, whose identity thereby includes the space,
-   the trial count, the sampler and its seed (``h``).
+   ``n`` candidate settings, drawn ONCE from ``sampler_seed`` over the union of the
+   comparison's dimensions. Each loss trains the projection of every candidate onto the
+   dimensions it has (:func:`own_dims`), so every loss gets the same ``n`` candidates and
+   the same learning rates. The default sampler, ``lhs``, is a centred Latin hypercube
+   (``scipy.stats.qmc.LatinHypercube(scramble=False)``) over the transformed space: in
+   1-D the candidates are the cell midpoints (i + 1/2)/n, so the whole range is covered
+   (log scale for ``log``).
+2. Every candidate of every loss is trained at the same K tuning seeds (``seeds`` of
+   :class:`TuneProtocol`, default 3), ``TUNE_SEED0 + r*K + k`` for repeat r -- disjoint
+   from every reporting seed < ``TUNE_SEED0`` -- on ``train`` and scored on ``val``; the
+   test split is never read. A candidate's score is the mean over its seeds of the
+   intent-to-treat value (:mod:`cvloss.run.tune_score`): a diverged or crashed seed counts
+   at the untrained model's val score, a collapsed or degenerate one at its own.
+3. The best candidate per loss (exact ties: the task's ``secondary_metric``, then the
+   candidate nearer the centre of the unit cube) is retrained at every requested seed
+   under ``<budget>+tuned-<H>/<loss-slug>/seed<k>/`` and evaluated on test.
+4. ``repeats`` R > 1 runs the whole search R times with the same candidates and fresh
+   seeds and reports how often each candidate won; the reported winner is the one the
+   pooled R*K seeds choose. ``halving`` runs each search as successive halving
+   (:class:`Halving`): every candidate at all its seeds for a fraction of the epochs, the
+   best 1/eta continue (resuming their checkpoints), until the full budget.
+
+Folders. A search trial is ``<budget>/tune--<h>/<loss-slug>/t<i>/seed<s>/`` (``t<i>/``
+holds ``candidate.json``, the values it trains); ``<h>`` (:meth:`Space.key`) hashes the
+space, the trial count, the sampler and its seed but not K, R or halving, so raising them
+reuses every finished trial. The winners' ``<H>`` (:meth:`Space.tuned_key`) adds K, R and
+the halving settings. The legacy layout -- candidate i trained once at seed
+``TUNE_SEED0 + i`` in ``t<i>/`` itself, ``<H> == <h>`` -- is what the samplers
+``random``, ``grid`` and ``tpe`` do with K = R = 1 and no halving (:meth:`Space.legacy`):
+the searches committed under results/ were made so, and their recorded commands
+(``--tune-sampler random``, ``--tune-seeds 1``) find the same folders again.
 
 Names a space may tune: any setting of the task's budget (``lr``, ``weight_decay``,
 ``d_lr``, ...: the optimiser's), a loss argument ``<term>.<arg>`` (``topo.mu``), a term's
-weight ``<term>.weight`` (the 0.01 of ``0.01*perceptual``), and ``<term>#2.<arg>`` for the
-second occurrence of a repeated term. A loss parameter applies to the specs that contain
-the term and leaves the others as they are; it is an error only if no spec does.
+weight ``<term>.weight`` (the 0.01 of ``0.01*perceptual``) -- of a spec with two or more
+terms only: a one-term loss's weight just rescales its gradient, which the lr search
+covers -- and ``<term>#2.<arg>`` for the second occurrence of a repeated term. A loss
+parameter applies to the specs that contain the term and leaves the others as they are;
+it is an error only if no spec does.
 
 Distributions: ``log(a,b)`` (log-uniform, 0 < a < b), ``uniform(a,b)`` (a < b),
 ``int(a,b)`` (integers a..b inclusive, a < b), ``choice(x,y,...)`` (two or more values).
 Sampled floats are rounded to 4 significant digits (their text names the setting).
-Grid search: each numeric range is cut into ``ceil(n^(1/d))`` points (log-spaced for
-``log``), and ``n`` points of that grid are taken in a seeded order. ``tpe`` (Optuna's
-TPE sampler, the optional ``cvloss[tune]`` extra) proposes each loss's candidate i from
-that loss's scores of candidates 0..i-1 (seeded; trials run one after another, so a rerun
-proposes the same ones; with parallel workers TPE would not be bit-reproducible).
+Samplers: ``lhs`` (above); ``random`` (the first sampler, kept so that the committed
+searches stay reproducible: independent draws, which may leave much of a range untried);
+``grid``: each numeric range cut into ``ceil(n^(1/d))`` points including its ends
+(log-spaced for ``log``), ``n`` points of that grid taken in a seeded order; ``tpe``
+(Optuna's TPE sampler, the optional ``cvloss[tune]`` extra) proposes each loss's
+candidate i from that loss's scores of candidates 0..i-1 (seeded; trials run one after
+another, so a rerun proposes the same ones). TPE adapts to the scores, so it cannot give
+every repeat the same candidates nor run as successive halving: both are refused.
 
 A term's weight is never negative (the spec language has no negative weights: a negative
 one would reward that term's error), so a ``<term>.weight`` range must stay >= 0.
 
 Everything is checked before the first folder is created (:func:`check_space`): the names,
-the weights, and every candidate the search will train (random and grid: all of them;
+the weights, and every candidate the search will train (lhs, random and grid: all of them;
 TPE: each range's ends and an inner point, every choice) applied to every spec -- its loss
 spec must build and its settings pass the task's schema -- so a bad space is one line and
-writes nothing. At most :data:`MAX_TRIALS` candidates per loss and, for grid search,
+writes nothing. At most :data:`MAX_TRIALS` candidates per loss, :data:`MAX_TRIAL_RUNS`
+tuning trials per loss (candidates x seeds x repeats) and, for grid search,
 :data:`MAX_GRID_POINTS` grid points.
 """
 from __future__ import annotations
@@ -51,6 +77,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from cvloss.errors import UsageError
@@ -62,23 +89,93 @@ from cvloss.run.config import TrialConfig
 from cvloss.settings import coerce
 from cvloss.tasks import get_task_class
 
-#: Tuning seeds are TUNE_SEED0 + i; reporting seeds must stay below it.
+#: Tuning seeds are TUNE_SEED0 + r*K + k (legacy: TUNE_SEED0 + i); reporting seeds stay below it.
 TUNE_SEED0 = 10_000
-SAMPLERS = ("random", "grid", "tpe")
+SAMPLERS = ("lhs", "random", "grid", "tpe")
+#: The samplers of the first protocol: with K = R = 1 and no halving they keep its layout.
+LEGACY_SAMPLERS = ("random", "grid", "tpe")
 _DIST = re.compile(r"^\s*([A-Za-z_][\w#.]*)\s*=\s*(log|uniform|int|choice)\s*\((.*)\)\s*$")
 _PARAM = re.compile(r"^([A-Za-z_]\w*)(?:#(\d+))?\.([A-Za-z_]\w*)$")
 EDGE = 0.1  # a winner in the outer 10% of its range is flagged
-CANDIDATE = "candidate.json"  # a tuning trial's sampled values, in its folder
+CANDIDATE = "candidate.json"  # a search candidate's values, in its t<i>/ folder
 #: At most this many candidates per loss (``--tune-trials``). Each candidate is a training
 #: run: 10,000 of them are weeks of GPU time at the full budget and days at smoke on two
 #: CPU cores, so a larger count is a typo -- and the candidate list itself would fill the
 #: memory (10**9 trials ended in a MemoryError after minutes).
 MAX_TRIALS = 10_000
+#: At most this many tuning seeds per candidate (``--tune-seeds``) and repeats of the
+#: search (``--tune-repeats``), and this many tuning trials per loss in all.
+MAX_SEEDS = 100
+MAX_REPEATS = 100
+MAX_TRIAL_RUNS = 100_000
 #: At most this many points in a grid search's whole grid (the product over dimensions of
 #: each one's points), which is built, shuffled and cut to ``trials``: its size, not the
 #: trial count, is what costs memory (100,000 points: tens of MB, on any machine). With
 #: ceil(n^(1/d)) >= 2 points per dimension, 17 dimensions already exceed it.
 MAX_GRID_POINTS = 100_000
+
+
+def _whole(value: Any, what: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high], else one :class:`UsageError` line naming ``what``."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        span = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+        raise UsageError(f"{what} must be {span}; got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Halving:
+    """Successive halving (Jamieson & Talwalkar 2016; the rungs of ASHA, Li et al. 2020):
+    rung epochs ``E / eta^j`` (rounded up, at least ``min_epochs``, the last one ``E``, the
+    budget's epochs); after each rung the best ``1/eta`` of the candidates continue."""
+
+    eta: int = 3
+    min_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        _whole(self.eta, "--tune-halving (eta, the 1/eta that continue)", 2, 100)
+        _whole(self.min_epochs, "--tune-min-epochs (the first rung's epochs)", 1)
+
+    def rungs(self, epochs: int) -> list[int]:
+        """Epochs of each rung, increasing, the last ``epochs``: 9 epochs, eta 3 -> [1, 3, 9]."""
+        out, e = [int(epochs)], int(epochs)
+        while True:
+            e = math.ceil(e / self.eta)
+            if e < self.min_epochs or e >= out[0]:
+                return out
+            out.insert(0, e)
+
+    def survivors(self, n: int, rung: int) -> int:
+        """Candidates trained at rung ``rung`` (0 first) of a search of ``n``: n // eta^rung, >= 1."""
+        return max(1, n // self.eta ** rung)
+
+    def fields(self) -> dict[str, int]:
+        return {"eta": self.eta, "min_epochs": self.min_epochs}
+
+
+@dataclass(frozen=True)
+class TuneProtocol:
+    """How each candidate is scored: at ``seeds`` tuning seeds (K), the whole search
+    ``repeats`` times (R) with fresh seeds, optionally as successive halving. Invalid
+    values are one :class:`UsageError` line when it is built."""
+
+    seeds: int = 3
+    repeats: int = 1
+    halving: Halving | None = None
+
+    def __post_init__(self) -> None:
+        _whole(self.seeds, "--tune-seeds", 1, MAX_SEEDS)
+        _whole(self.repeats, "--tune-repeats", 1, MAX_REPEATS)
+        if self.halving is not None and not isinstance(self.halving, Halving):
+            raise UsageError(f"--tune-halving: expected a Halving(eta, min_epochs); got {self.halving!r}")
+
+    def fields(self) -> dict[str, Any]:
+        return {"seeds": self.seeds, "repeats": self.repeats,
+                "halving": self.halving.fields() if self.halving else None}
+
+
+LEGACY_PROTOCOL = TuneProtocol(seeds=1, repeats=1, halving=None)
 
 
 @dataclass(frozen=True)
@@ -112,6 +209,30 @@ class Dimension:
         if self.kind == "log":
             return [_round(math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * j / max(k - 1, 1))) for j in range(k)]
         return [_round(lo + (hi - lo) * j / max(k - 1, 1)) for j in range(k)]
+
+    def from_unit(self, u: float) -> Any:
+        """The value at ``u`` in [0, 1) of the transformed range: linear for ``uniform``, in
+        log space for ``log``; ``int`` and ``choice`` cut [0, 1) into equal cells, one per
+        value (the inverse of :meth:`unit`)."""
+        if self.kind == "choice":
+            return self.args[min(int(u * len(self.args)), len(self.args) - 1)]
+        lo, hi = self.args
+        if self.kind == "int":
+            return int(lo) + min(int(u * (hi - lo + 1)), int(hi - lo))
+        if self.kind == "log":
+            return _round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
+        return _round(lo + u * (hi - lo))
+
+    def unit(self, value: Any) -> float:
+        """Where ``value`` lies in the unit interval of the transformed range: a number's
+        :meth:`position`; an integer's or a choice's cell midpoint (what the centre
+        tie-break measures)."""
+        if self.kind == "choice":
+            return (self.args.index(value) + 0.5) / len(self.args) if value in self.args else 0.5
+        if self.kind == "int":
+            lo, hi = self.args
+            return (value - lo + 0.5) / (hi - lo + 1)
+        return self.position(value)
 
     def position(self, value: Any) -> float | None:
         """Where ``value`` lies in the range, 0..1 (log space for ``log``); None for choice."""
@@ -172,23 +293,55 @@ def _choice_value(text: str) -> Any:
 
 @dataclass(frozen=True)
 class Space:
-    """The dimensions of a search, the trial count, the sampler and its seed."""
+    """The dimensions of a search, the trial count, the sampler and its seed, and how
+    each candidate is scored (:class:`TuneProtocol`)."""
 
     dims: tuple[Dimension, ...]
     trials: int
-    sampler: str = "random"
+    sampler: str = "lhs"
     seed: int = 0
+    protocol: TuneProtocol = TuneProtocol()
 
     def key(self) -> str:
-        """8 hex of the space, trial count, sampler and seed: the folders' ``<h>``."""
+        """8 hex of the space, trial count, sampler and seed: the search folder's ``<h>``
+        (``tune--<h>``). Not K, R or halving: raising them reuses the finished trials."""
         text = json.dumps({"space": [d.text() for d in self.dims], "trials": self.trials, "sampler": self.sampler,
                            "seed": self.seed}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
+    def legacy(self) -> bool:
+        """The first protocol's layout: a legacy sampler, one seed, one repeat, no halving."""
+        return self.sampler in LEGACY_SAMPLERS and self.protocol == LEGACY_PROTOCOL
 
-def parse_space(items: list[str], trials: int, sampler: str = "random", seed: int = 0) -> Space:
+    def tuned_key(self) -> str:
+        """8 hex naming the winners' folder ``<budget>+tuned-<H>``: :meth:`key` plus K, R
+        and the halving settings (two protocols choose differently); the legacy layout's
+        is :meth:`key` itself, the name its committed folders have."""
+        if self.legacy():
+            return self.key()
+        text = json.dumps({"search": self.key(), **self.protocol.fields()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def seeds(self, repeat: int | None = None) -> list[int]:
+        """Tuning seeds of repeat ``repeat`` (all R*K of them with None):
+        ``TUNE_SEED0 + r*K + k``. The legacy layout has none shared (candidate i: TUNE_SEED0 + i)."""
+        k = self.protocol.seeds
+        reps = range(self.protocol.repeats) if repeat is None else [repeat]
+        return [TUNE_SEED0 + r * k + j for r in reps for j in range(k)]
+
+    def seeds_text(self) -> str:
+        """The tuning seeds in words, for the record and the tables."""
+        if self.legacy():
+            return f"{TUNE_SEED0}..{TUNE_SEED0 + self.trials - 1} (candidate i at {TUNE_SEED0} + i)"
+        last = TUNE_SEED0 + self.protocol.seeds * self.protocol.repeats - 1
+        return f"{TUNE_SEED0}..{last} (every candidate at each)"
+
+
+def parse_space(items: list[str], trials: int, sampler: str = "lhs", seed: int = 0,
+                protocol: TuneProtocol | None = None) -> Space:
     """The search of ``--tune`` items: ``trials`` (1..:data:`MAX_TRIALS`) candidates per
-    loss from ``sampler``; a grid search's grid holds at least ``trials`` and at most
+    loss from ``sampler``, scored by ``protocol`` (default :class:`TuneProtocol`: 3 seeds,
+    one repeat, no halving); a grid search's grid holds at least ``trials`` and at most
     :data:`MAX_GRID_POINTS` points. One :class:`UsageError` line otherwise."""
     if trials < 1:
         raise UsageError(f"--tune-trials must be >= 1; got {trials}")
@@ -197,21 +350,41 @@ def parse_space(items: list[str], trials: int, sampler: str = "random", seed: in
                          f"run)")
     if sampler not in SAMPLERS:
         raise UsageError(f"--tune-sampler {sampler!r}: valid samplers: {', '.join(SAMPLERS)}")
+    protocol = TuneProtocol() if protocol is None else protocol
+    check_protocol(int(trials), sampler, protocol)
     dims = tuple(parse_dimension(t) for t in items)
     names = [d.name for d in dims]
     if len(set(names)) != len(names):
         raise UsageError(f"--tune names {', '.join(sorted({n for n in names if names.count(n) > 1}))} twice")
-    space = Space(dims, int(trials), sampler, int(seed))
+    space = Space(dims, int(trials), sampler, int(seed), protocol)
     if sampler == "grid":
         size = grid_size(space)
         if size > MAX_GRID_POINTS:
             sizes = "x".join(str(len(d.grid(_grid_k(space)))) for d in dims)
             raise UsageError(f"--tune-sampler grid: the grid of this space has {size} points ({sizes}), more than "
-                             f"{MAX_GRID_POINTS}; tune fewer dimensions or choices, or use --tune-sampler random")
+                             f"{MAX_GRID_POINTS}; tune fewer dimensions or choices, or use --tune-sampler lhs")
         if size < trials:
             raise UsageError(f"--tune-sampler grid: the grid of this space has only {size} points, fewer "
-                             f"than --tune-trials {trials}; ask for fewer trials or use --tune-sampler random")
+                             f"than --tune-trials {trials}; ask for fewer trials or use --tune-sampler lhs")
     return space
+
+
+def check_protocol(trials: int, sampler: str, protocol: TuneProtocol) -> None:
+    """Refuse, in one line, what the sampler cannot do with the protocol (TPE proposes
+    from the scores: no shared candidates across repeats, no rungs) and a search whose
+    tuning trials per loss (candidates x seeds x repeats) exceed :data:`MAX_TRIAL_RUNS`."""
+    if not isinstance(protocol, TuneProtocol):
+        raise UsageError(f"the tuning protocol must be a TuneProtocol; got {protocol!r}")
+    if sampler == "tpe" and protocol.halving is not None:
+        raise UsageError("--tune-sampler tpe cannot run as successive halving (--tune-halving): TPE proposes each "
+                         "candidate from finished scores; use --tune-sampler lhs, random or grid")
+    if sampler == "tpe" and protocol.repeats > 1:
+        raise UsageError("--tune-sampler tpe cannot repeat the search (--tune-repeats): its candidates depend on the "
+                         "scores, so no two repeats would share them; use --tune-sampler lhs, random or grid")
+    runs = trials * protocol.seeds * protocol.repeats
+    if runs > MAX_TRIAL_RUNS:
+        raise UsageError(f"--tune-trials {trials} x --tune-seeds {protocol.seeds} x --tune-repeats "
+                         f"{protocol.repeats} = {runs} tuning trials per loss, more than {MAX_TRIAL_RUNS}")
 
 
 # ---------------------------------------------------------------- applying a candidate
@@ -219,6 +392,32 @@ def _loss_param(name: str) -> tuple[str, int, str] | None:
     """``topo.mu`` -> ("topo", 1, "mu"); ``perceptual#2.weight`` -> ("perceptual", 2, "weight")."""
     m = _PARAM.match(name)
     return (m.group(1), int(m.group(2) or 1), m.group(3)) if m else None
+
+
+def _applies(name: str, terms: list) -> bool:
+    """Whether the tuned ``name`` changes a spec of parsed ``terms``: a setting always; a
+    loss argument when the spec has that (nth) term; a term's weight only in a spec of two
+    or more terms (a one-term loss's weight only rescales its gradient: the lr's job)."""
+    param = _loss_param(name)
+    if param is None:
+        return True
+    term, nth, arg = param
+    if sum(t.name == term for t in terms) < nth:
+        return False
+    return arg != "weight" or len(terms) >= 2
+
+
+def own_dims(space: Space, spec: str) -> tuple[Dimension, ...]:
+    """The dimensions of ``space`` that change loss ``spec`` (:func:`_applies`)."""
+    terms = parse_spec(spec)
+    return tuple(d for d in space.dims if _applies(d.name, terms))
+
+
+def project(space: Space, spec: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A candidate of the whole design restricted to the dimensions ``spec`` has: what that
+    loss trains (its settings and the arguments and weights of its own terms)."""
+    names = {d.name for d in own_dims(space, spec)}
+    return {k: v for k, v in values.items() if k in names}
 
 
 def check_space(space: Space, task: str, specs: list[str], base: TrialConfig | None = None) -> None:
@@ -236,9 +435,12 @@ def check_space(space: Space, task: str, specs: list[str], base: TrialConfig | N
             _check_setting_dim(dim, task, schema)
             continue
         term, nth, arg = param
+        which = f"{term}#{nth}" if nth > 1 else term
         if not any(sum(t.name == term for t in parse_spec(s)) >= nth for s in specs):
-            which = f"{term}#{nth}" if nth > 1 else term
             raise UsageError(f"--tune {dim.name!r}: no loss of --losses has a term {which!r}")
+        if not any(_applies(dim.name, parse_spec(s)) for s in specs):
+            raise UsageError(f"--tune {dim.name!r}: no loss of --losses has a term {which!r} beside another term "
+                             f"(a one-term loss's weight only rescales its gradient: tune lr instead)")
         if arg == "weight":
             _check_weight_dim(dim)
         elif get_loss_info(term).param(arg) is None:
@@ -304,7 +506,10 @@ def _check_candidates(space: Space, task: str, specs: list[str], base: TrialConf
         shown = ", ".join(f"{k}={v}" for k, v in values.items())
         for spec in specs:
             try:
-                loss, settings = apply_candidate(spec, values)
+                _, settings = apply_candidate(spec, values)  # a bad weight is refused here
+                # a term weight >= 0 changes no loss's validity: build each spec once per
+                # distinct set of arguments (a VGG-based loss takes a second to build)
+                loss = apply_candidate(spec, {k: v for k, v in values.items() if not k.endswith(".weight")})[0]
                 if loss != spec and loss not in built:
                     build_loss(loss, task=task, feature_weights="random", require_scalar=True)
                     built.add(loss)
@@ -313,7 +518,7 @@ def _check_candidates(space: Space, task: str, specs: list[str], base: TrialConf
                     if base is None:
                         resolve_overrides(task, settings)
                     else:
-                        _ = tuning_config(base, spec, values, i, space).params
+                        _ = tuning_config(base, spec, values, i, space, space.seeds()[0]).params
                         _ = winner_config(base, spec, values, 0, space).params
                     settled.add(key)
             except UsageError as exc:
@@ -323,7 +528,8 @@ def _check_candidates(space: Space, task: str, specs: list[str], base: TrialConf
 
 def apply_candidate(spec: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(spec with the candidate's loss parameters, the candidate's settings)``: loss
-    parameters of terms the spec lacks are left out (they apply to other specs)."""
+    parameters of terms the spec lacks, and term weights of a one-term spec, are left out
+    (:func:`_applies`)."""
     terms = parse_spec(spec)
     settings = {}
     for name, value in values.items():
@@ -331,10 +537,10 @@ def apply_candidate(spec: str, values: dict[str, Any]) -> tuple[str, dict[str, A
         if param is None:
             settings[name] = value
             continue
+        if not _applies(name, terms):
+            continue
         term, nth, arg = param
         hits = [t for t in terms if t.name == term]
-        if len(hits) < nth:
-            continue
         if arg == "weight":
             hits[nth - 1].weight = float(value)
         else:
@@ -356,9 +562,30 @@ def grid_size(space: Space) -> int:
     return math.prod(len(d.grid(k)) for d in space.dims)
 
 
+def lhs_design(n: int, d: int, seed: int) -> list[list[float]]:
+    """``n`` points of a centred Latin hypercube in [0, 1)^d (``scipy.stats.qmc``,
+    ``scramble=False``): each dimension cut into n equal cells, one point at the middle of
+    each, the cells paired across dimensions by a seeded permutation. In 1-D the points
+    are (i + 1/2)/n in a seeded order: the lowest and highest lie within 1/(2n) of the
+    ends (the outer 15% once n >= 4)."""
+    from scipy.stats import qmc
+
+    if d == 0:
+        return [[] for _ in range(n)]
+    try:
+        engine = qmc.LatinHypercube(d, scramble=False, rng=seed)
+    except TypeError:  # scipy < 1.15 names it seed
+        engine = qmc.LatinHypercube(d, scramble=False, seed=seed)
+    return [[float(u) for u in row] for row in engine.random(n)]
+
+
 def candidates(space: Space) -> list[dict[str, Any]]:
-    """The ``trials`` candidate settings of a random or grid search, the same for every
-    loss (a pure function of the space). TPE proposes its candidates while it runs."""
+    """The ``trials`` candidate settings of an lhs, random or grid search over the whole
+    space, the same for every loss (a pure function of the space; each loss trains its
+    :func:`project`). TPE proposes its candidates while it runs."""
+    if space.sampler == "lhs":
+        design = lhs_design(space.trials, len(space.dims), space.seed)
+        return [{d.name: d.from_unit(u) for d, u in zip(space.dims, row)} for row in design]
     rng = random.Random(space.seed)
     if space.sampler == "grid":
         k = _grid_k(space)
@@ -369,30 +596,65 @@ def candidates(space: Space) -> list[dict[str, Any]]:
     return [{d.name: d.sample(rng) for d in space.dims} for _ in range(space.trials)]
 
 
-def tuning_config(base: TrialConfig, spec: str, values: dict[str, Any], i: int, space: Space) -> TrialConfig:
-    """Tuning trial ``i`` of loss ``spec`` at candidate ``values``: seed TUNE_SEED0 + i,
-    val only, in ``<budget>/tune--<h>/<loss-slug>/t<i>/``."""
+def centre_distance(space: Space, values: dict[str, Any]) -> float:
+    """Euclidean distance of a candidate from the centre of the unit cube of the
+    transformed space, over the dimensions it has (the last tie-break: a value nearer the
+    middle of its range is the safer pick)."""
+    dims = {d.name: d for d in space.dims}
+    return math.sqrt(sum((dims[k].unit(v) - 0.5) ** 2 for k, v in values.items() if k in dims))
+
+
+def candidate_dir(base: TrialConfig, spec: str, i: int, space: Space) -> Path:
+    """``<budget>/tune--<h>/<loss-slug>/t<i>``: candidate i's folder (its ``candidate.json``,
+    and its trials' ``seed<s>/`` -- the trial itself in the legacy layout)."""
+    return replace(base, name=spec, place=f"tune--{space.key()}/t{i}").trial_dir
+
+
+def tuning_config(base: TrialConfig, spec: str, values: dict[str, Any], i: int, space: Space,
+                  seed: int | None = None, stop_at_epoch: int | None = None) -> TrialConfig:
+    """Tuning trial of loss ``spec`` at candidate ``i`` (``values``) and tuning seed
+    ``seed``, val only, in ``<budget>/tune--<h>/<loss-slug>/t<i>/seed<s>/``; the legacy
+    layout (:meth:`Space.legacy`): seed TUNE_SEED0 + i in ``t<i>/``. ``stop_at_epoch``: a
+    rung of successive halving, trained under the full budget's schedule up to that epoch."""
     loss, settings = apply_candidate(spec, values)
     task_tune = dict(getattr(get_task_class(base.task), "tune_overrides", {}))
-    return replace(base, loss=loss, name=spec, seed=TUNE_SEED0 + i, tuned={**task_tune, **settings},
-                   place=f"tune--{space.key()}/t{i}", test=False)
+    if space.legacy():
+        seed, place = TUNE_SEED0 + i, f"tune--{space.key()}/t{i}"
+    else:
+        if seed is None or seed < TUNE_SEED0:
+            raise ValueError(f"a tuning trial's seed is TUNE_SEED0 + r*K + k; got {seed}")
+        place = f"tune--{space.key()}/t{i}/seed{seed}"
+    return replace(base, loss=loss, name=spec, seed=seed, tuned={**task_tune, **settings}, place=place, test=False,
+                   stop_at_epoch=stop_at_epoch)
 
 
 def winner_config(base: TrialConfig, spec: str, values: dict[str, Any], seed: int, space: Space) -> TrialConfig:
-    """The retrained winner of ``spec`` at reporting seed ``seed``."""
+    """The retrained winner of ``spec`` at reporting seed ``seed``, in ``<budget>+tuned-<H>``."""
     loss, settings = apply_candidate(spec, values)
-    return replace(base, loss=loss, name=spec, seed=seed, tuned=settings, place=f"+tuned-{space.key()}")
+    return replace(base, loss=loss, name=spec, seed=seed, tuned=settings, place=f"+tuned-{space.tuned_key()}")
 
 
-def select(scores: list[float | None], higher: bool) -> int:
-    """Index of the best val score (a failed trial, None or NaN, ranks last; ties go to
-    the earlier candidate)."""
-    def rank(i: int) -> tuple[int, float, int]:
-        s = scores[i]
-        if s is None or not math.isfinite(s):
-            return (1, 0.0, i)
-        return (0, -s if higher else s, i)
-    return min(range(len(scores)), key=rank)
+def select(scores: list[float | None], higher: bool, secondary: list[float | None] | None = None,
+           secondary_higher: bool = True, centre: list[float] | None = None) -> int:
+    """Index of the best candidate: the best score (a failed candidate, None or NaN, ranks
+    last); exact ties broken by the ``secondary`` metric's score, then by the smaller
+    ``centre`` distance, then the earlier candidate (:func:`ranking`)."""
+    return ranking(scores, higher, secondary, secondary_higher, centre)[0]
+
+
+def ranking(scores: list[float | None], higher: bool, secondary: list[float | None] | None = None,
+            secondary_higher: bool = True, centre: list[float] | None = None) -> list[int]:
+    """Candidate indices, best first (see :func:`select`); a missing secondary score ranks
+    after a present one among exact ties."""
+    def signed(v: float | None, up: bool) -> tuple[int, float]:
+        if v is None or not math.isfinite(v):
+            return (1, 0.0)
+        return (0, -v if up else v)
+
+    def key(i: int) -> tuple:
+        return (signed(scores[i], higher), signed(secondary[i] if secondary else None, secondary_higher),
+                centre[i] if centre else 0.0, i)
+    return sorted(range(len(scores)), key=key)
 
 
 def edge_flags(space: Space, values: dict[str, Any]) -> list[str]:
@@ -410,23 +672,20 @@ def edge_flags(space: Space, values: dict[str, Any]) -> list[str]:
     return flags
 
 
-def val_score(summary: dict[str, Any] | None, metric: str) -> float | None:
-    """A tuning trial's val score: the primary metric at the final epoch, for a trial that
-    finished without failing (a diverged, collapsed or degenerate candidate ranks last)."""
-    if not summary or summary.get("status") != "done":
-        return None
-    v = (summary.get("val_metrics") or {}).get(metric)
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def record_candidate(cfg: TrialConfig, values: dict[str, Any]) -> None:
-    """Write the candidate's sampled values into its tuning folder (``candidate.json``)
-    before it trains; a folder that already records other values is refused (one line)."""
-    path = cfg.trial_dir / CANDIDATE
+def record_candidate(cand_dir: Path, values: dict[str, Any], names: set[str] | None = None) -> None:
+    """Write the candidate's values into its folder ``t<i>/`` (``candidate.json``) before
+    any of its trials trains; a folder that already records other values -- on ``names``,
+    the dimensions the loss trains, when given: a one-seed search of the first protocol
+    recorded every dimension -- is refused (one line)."""
+    path = cand_dir / CANDIDATE
     if path.exists():
-        if read_json(path) != json.loads(json.dumps(values)):
-            raise UsageError(f"{path} records another candidate than this search proposes; delete {cfg.trial_dir.parent} "
+        recorded, wanted = read_json(path), json.loads(json.dumps(values))
+        if names is not None and isinstance(recorded, dict):
+            recorded = {k: v for k, v in recorded.items() if k in names}
+            wanted = {k: v for k, v in wanted.items() if k in names}
+        if recorded != wanted:
+            raise UsageError(f"{path} records another candidate than this search proposes; delete {cand_dir.parent} "
                              f"to restart the search of this loss")
         return
-    cfg.trial_dir.mkdir(parents=True, exist_ok=True)
+    cand_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, values)

@@ -177,7 +177,7 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--tune", "topo.mu=log(0.01,1)"), "no loss of --losses has a term 'topo'"),
     (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-trials", "0"), "--tune-trials must be >= 1"),
     (_seg("--tune-trials", "4"), "--tune-trials needs --tune"),
-    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-sampler", "bayes"), "valid samplers: random, grid, tpe"),
+    (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune-sampler", "bayes"), "valid samplers: lhs, random, grid, tpe"),
     (_seg("--tune", "lr=choice(1e-3)"), "choice needs two or more distinct values"),
     (_seg("--tune", "augment=choice(true,false)", "--tune-sampler", "grid"), "the grid of this space has only 2 points"),
     (_seg("--tune", "lr=log(1e-4,1e-2)", "--tune", "lr=uniform(0.1,0.2)"), "names lr twice"),

@@ -457,14 +457,14 @@ def test_a_tracker_that_fails_mid_run_is_one_warning_and_the_trial_goes_on(tmp_p
 def test_search_trials_are_tagged_search_with_their_candidate(tmp_path, empty_store):
     _store(empty_store, tmp_path / "mlruns" / "mlflow.db")
     result = CliRunner().invoke(app, ["compare", "--task", "seg", "--losses", "ce", "--seeds", "1", "--tune",
-                                      "lr=log(1e-4,1e-2)", "--tune-trials", "1", "--out", str(tmp_path), "--log",
-                                      "mlflow", *TINY])
+                                      "lr=log(1e-4,1e-2)", "--tune-trials", "1", "--tune-seeds", "1", "--out",
+                                      str(tmp_path), "--log", "mlflow", *TINY])
     assert result.exit_code == 0, result.output
     runs = mlflow_view(_uri(tmp_path))
     search = {name: run for (exp, name), run in runs.items() if run["tags"]["stage"] == "search"}
-    assert len(search) == 1 and len(runs) == 2
+    assert len(search) == 1 and len(runs) == 2  # the candidate at its one tuning seed, then the winner
     for name, run in search.items():
-        assert re.fullmatch(r"tune--[0-9a-f]+/ce/t0", name)
+        assert re.fullmatch(r"tune--[0-9a-f]+/ce/t0/seed10000", name)
         cand = json.loads((tmp_path / GROUP / name / "trial.json").read_text())["identity"]["tuned"]
         assert run["params"]["tuned.lr"] == run["params"]["params.lr"] == json.dumps(cand["lr"])
         assert not any(k.startswith("comparison.") for k in run["tags"])  # not a member: its winner is

@@ -1,5 +1,6 @@
 """Per-loss tuning with an equal budget: the same candidates for every loss, selection on
-val only, the retrained winner equal to a plain trial at its setting, resume, edge flags."""
+val only, the retrained winner equal to a plain trial at its setting, resume, edge flags.
+(The protocol's seeds, repeats, halving and ties: test_tune_signal.py.)"""
 import json
 import math
 from dataclasses import replace
@@ -10,8 +11,8 @@ from cvloss.errors import UsageError
 from cvloss.run.config import TrialConfig
 from cvloss.run.executor import SerialExecutor
 from cvloss.run.trainer import run_trial
-from cvloss.run.tune import (Space, apply_candidate, candidates, check_space, edge_flags, parse_dimension,
-                             parse_space, select)
+from cvloss.run.tune import (TUNE_SEED0, Space, TuneProtocol, apply_candidate, candidates, check_space, edge_flags,
+                             parse_dimension, parse_space, select)
 from cvloss.run.tuning import run_tuned_comparison
 from cvloss.tasks.seg import SegTask
 
@@ -40,6 +41,11 @@ def test_loss_parameters_apply_to_the_specs_that_hold_the_term():
     check_space(parse_space(["topo.mu=log(0.01,1)"], 2), "seg", ["ce", "ce+topo"])  # one spec has it: fine
     with pytest.raises(UsageError, match="no loss of --losses has a term 'topo'"):
         check_space(parse_space(["topo.mu=log(0.01,1)"], 2), "seg", ["ce", "dice"])
+    # a term's weight changes only a spec of two or more terms (alone, it rescales the gradient)
+    assert apply_candidate("dice", {"dice.weight": 0.5}) == ("dice", {})
+    assert apply_candidate("ce+dice", {"dice.weight": 0.5})[0] == "ce+0.5*dice"
+    with pytest.raises(UsageError, match="no loss of --losses has a term 'dice' beside another term"):
+        check_space(parse_space(["dice.weight=log(0.1,10)"], 2), "seg", ["ce", "dice"])
 
 
 def test_selection_and_edge_flags():
@@ -62,11 +68,11 @@ def test_a_tuned_comparison_selects_on_val_retrains_and_resumes(tmp_path, monkey
 
     monkeypatch.setattr(SegTask, "evaluate", counting)
     base = _base(tmp_path)
-    space = parse_space(["lr=log(1e-3,1e-2)"], 2, seed=1)
+    space = parse_space(["lr=log(1e-3,1e-2)"], 2, seed=1, protocol=TuneProtocol(seeds=1))
     cands = candidates(space)
     # a killed search: candidate 0 of ce already trained before the command ran
     from cvloss.run.tune import tuning_config
-    first = tuning_config(base, "ce", cands[0], 0, space)
+    first = tuning_config(base, "ce", cands[0], 0, space, TUNE_SEED0)
     run_trial(first, capture)
     stamp = (first.trial_dir / "summary.json").stat().st_mtime_ns
     reads.clear()
@@ -75,15 +81,17 @@ def test_a_tuned_comparison_selects_on_val_retrains_and_resumes(tmp_path, monkey
         batches: list[list[str]] = []
 
         def run(self, cfgs, reporter=None):
-            self.batches.append([f"{c.loss}/{c.trial_dir.name}" for c in cfgs])
+            self.batches.append([f"{c.loss}/{c.trial_dir.relative_to(c.trial_dir.parents[1])}" for c in cfgs])
             return super().run(cfgs, reporter)
 
     result = run_tuned_comparison(base, ["ce", "dice"], [0], space, capture, executor=Recording())
-    assert Recording.batches == [["ce/t0", "dice/t0", "ce/t1", "dice/t1"], ["ce/seed0", "dice/seed0"]]
+    # the finished ce/t0 is read, not sent again; every candidate at the one tuning seed
+    assert Recording.batches == [["dice/t0/seed10000", "ce/t1/seed10000", "dice/t1/seed10000"],
+                                 ["ce/ce/seed0", "dice/dice/seed0"]]
     assert (first.trial_dir / "summary.json").stat().st_mtime_ns == stamp  # not retrained
-    # tuning (ce t1, dice t0, dice t1): one val evaluation each (1 epoch), never test; then
-    # each winner: untrained (test), epoch 1 (val), final (test)
-    assert [s for _, s in reads] == ["val"] * 3 + ["test", "val", "test"] * 2
+    # tuning (dice t0, ce t1, dice t1): the untrained model and epoch 1 on val, never test;
+    # then each winner: untrained (test), epoch 1 (val), final (test)
+    assert [s for _, s in reads] == ["val"] * 6 + ["test", "val", "test"] * 2
     t = result["tuning"]
     assert t["losses"]["ce"]["candidates"] == t["losses"]["dice"]["candidates"] == cands
     for spec in ("ce", "dice"):
@@ -91,14 +99,16 @@ def test_a_tuned_comparison_selects_on_val_retrains_and_resumes(tmp_path, monkey
         assert rec["chosen"] == cands[select(rec["val_scores"], True)]
         tdir = base.group_dir / f"tune--{space.key()}" / spec / "t0"
         assert json.loads((tdir / "candidate.json").read_text()) == cands[0]
-        assert not (tdir / "untrained.json").exists() and json.loads((tdir / "summary.json").read_text())["split"] == "val"
+        trial = tdir / f"seed{TUNE_SEED0}"
+        assert json.loads((trial / "summary.json").read_text())["split"] == "val"
+        assert {"miou", "dice"} <= set(json.loads((trial / "untrained.json").read_text()))  # the untrained model, on val
     # the retrained winner equals a plain trial at that setting and seed
     chosen = t["losses"]["ce"]["chosen"]
     plain = run_trial(replace(base, loss="ce", seed=0, overrides={**TINY, "lr": chosen["lr"]}), capture)
-    winner = json.loads((tmp_path / "seg" / "synth-pets" / f"smoke+epochs=1+n_train=16+n_val=8+tuned-{space.key()}"
+    winner = json.loads((tmp_path / "seg" / "synth-pets" / f"smoke+epochs=1+n_train=16+n_val=8+tuned-{space.tuned_key()}"
                          / "ce" / "seed0" / "summary.json").read_text())
     assert winner["metrics"] == plain["metrics"] and winner["split"] == "test"
-    md = (tmp_path / "seg" / "synth-pets" / f"smoke+epochs=1+n_train=16+n_val=8+tuned-{space.key()}"
+    md = (tmp_path / "seg" / "synth-pets" / f"smoke+epochs=1+n_train=16+n_val=8+tuned-{space.tuned_key()}"
           / "compare--ce--dice" / "compare.md").read_text()
     assert "Tuning (selected on val, reported on test above)" in md and "(chosen)" in md
 
@@ -106,7 +116,7 @@ def test_a_tuned_comparison_selects_on_val_retrains_and_resumes(tmp_path, monkey
 def test_tpe_search_is_seeded_and_resumes_from_the_recorded_candidates(tmp_path, capture):
     pytest.importorskip("optuna", reason="the optional cvloss[tune] extra (Optuna) is not installed")
     base = _base(tmp_path)
-    space = parse_space(["lr=log(1e-3,1e-2)"], 3, sampler="tpe", seed=5)
+    space = parse_space(["lr=log(1e-3,1e-2)"], 3, sampler="tpe", seed=5, protocol=TuneProtocol(seeds=1))
     first = run_tuned_comparison(base, ["ce"], [0], space, capture)["tuning"]["losses"]["ce"]
     again = run_tuned_comparison(base, ["ce"], [0], space, capture)["tuning"]["losses"]["ce"]
     assert first["candidates"] == again["candidates"] and first["val_scores"] == again["val_scores"]
