@@ -1,5 +1,8 @@
 """cvloss command line: a thin Typer layer over the library (parse, call, print).
 
+What a command does is a call of :mod:`cvloss.api` that a script can make too; this module
+only parses options into its arguments and prints what comes back.
+
 Examples::
 
     cvloss losses list --task seg
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import sys
 import warnings
 from typing import Optional
@@ -31,7 +33,7 @@ import typer.core
 
 # The commands import what they use inside their functions: `cvloss --help`, `losses list`
 # and `datasets list` then start without torch, torchvision or matplotlib.
-from cvloss import __version__
+from cvloss import __version__, api  # cvloss.api imports the library's heavy parts inside its functions
 from cvloss.errors import CvlossError
 from cvloss.task_registry import TASK_HELP
 
@@ -126,6 +128,8 @@ app.add_typer(losses_app, name="losses")
 datasets_app = typer.Typer(help="List, download and verify datasets (the catalog that ships with cvloss).",
                            no_args_is_help=True, context_settings=_CONTEXT)
 app.add_typer(datasets_app, name="datasets")
+from cvloss.cli_study import study_app  # noqa: E402 -- cvloss study check/lock/run/report (README: Studies)
+app.add_typer(study_app, name="study")
 
 _state = {"debug": False}
 _seen_warnings: set[str] = set()
@@ -249,35 +253,6 @@ _DATASET_HELP = ("Dataset name, or a folder of your own data (./path, /path, ~/p
                  "default: the task's embedded one.")
 
 
-def _use_catalog(path: Optional[str], trust: bool = False) -> None:
-    """``--catalog FILE``: checked now, and exported as ``$CVLOSS_CATALOG`` so that every
-    part of the run (and any worker process it starts) reads the same catalog.
-    ``--trust-catalog``: the sha256 of that catalog's bytes is exported as
-    ``$CVLOSS_TRUSTED_CATALOG`` (those bytes, and no edit of them, may name
-    ``module:function`` loaders); without the flag the variable is cleared, so only the
-    flag trusts a catalog. A catalog that is refused leaves the environment as it was."""
-    import os
-
-    from cvloss.data.registry import CATALOG_ENV, TRUST_ENV, load_catalog, user_catalog_digest
-
-    before = {key: os.environ.get(key) for key in (CATALOG_ENV, TRUST_ENV)}
-    try:
-        if path is not None:
-            os.environ[CATALOG_ENV] = os.path.abspath(os.path.expanduser(path))
-        os.environ.pop(TRUST_ENV, None)
-        digest = user_catalog_digest() if trust else None
-        if digest is not None:
-            os.environ[TRUST_ENV] = digest
-        load_catalog()  # a malformed, clashing or untrusted user catalog is one line now, before anything runs
-    except Exception:
-        for key, value in before.items():  # the environment as it was (tests run the CLI in-process)
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        raise
-
-
 @datasets_app.command("list")
 def datasets_list(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only datasets of this task."),
@@ -289,7 +264,7 @@ def datasets_list(
     or an adopted copy), and where its caches go (a folder cvloss cannot or must not write:
     under $CVLOSS_CACHE, else $XDG_CACHE_HOME/cvloss); then what each dataset's train, val
     and test splits hold."""
-    _use_catalog(catalog, trust_catalog)
+    api.use_catalog(catalog, trust_catalog)
     from cvloss.data.registry import (SPLITS, adopted_copy, copy_note, data_cache_dir, dataset_dir, datasets_for,
                                       load_catalog, presence_problem)
     from cvloss.report.console import print_table
@@ -339,7 +314,7 @@ def datasets_download(
     trust_catalog: bool = typer.Option(False, "--trust-catalog", help=_TRUST_HELP),
 ) -> None:
     """Download (resuming a partial file), verify the checksum and extract safely."""
-    _use_catalog(catalog, trust_catalog)
+    api.use_catalog(catalog, trust_catalog)
     import sys
 
     from cvloss.data.fetch import download
@@ -361,7 +336,7 @@ def datasets_verify(
     """Check every downloaded file of NAME against its published checksum (or, where none is
     published, the sha256 recorded at its first download: trusted-on-first-use), and that
     every archive was extracted completely."""
-    _use_catalog(catalog, trust_catalog)
+    api.use_catalog(catalog, trust_catalog)
     from cvloss.data.fetch import verify
     from cvloss.data.registry import presence_problem
     from cvloss.report.console import print_table
@@ -391,7 +366,7 @@ def datasets_adopt(
     folder) in place: check the folders, lists, per-split counts and published checksums
     its loader needs, and record it in <cache>/adopted/NAME.json. PATH is never written;
     runs then read it from any --data-dir. Each problem found is one error line (exit 2)."""
-    _use_catalog(catalog, trust_catalog)
+    api.use_catalog(catalog, trust_catalog)
     from cvloss.data.adopt import AdoptionError, adopt_dataset
     from cvloss.data.registry import get_dataset
 
@@ -417,100 +392,7 @@ _THREADS_HELP = ("CPU threads for torch (default: torch's choice). Use 1 per pro
                  "also the CPUs each trial reserves (default 1).")
 
 
-def _set_threads(threads: Optional[int]) -> None:
-    if threads is None:
-        return
-    if threads < 1:
-        fail(f"--threads must be >= 1; got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _base_config(task: str, dataset: Optional[str], budget: str, device: str, out: str, data_dir: Optional[str],
-                 feature_weights: str, sets: Optional[list[str]], catalog: Optional[str] = None,
-                 trust_catalog: bool = False):
-    """Every option checked (and values made canonical) before any data, network or
-    folder is touched: a bad setting costs nothing and writes nothing."""
-    from cvloss.losses.features import check_feature_weights
-    from cvloss.run.budgets import budget_params, parse_overrides, resolve_overrides
-    from cvloss.run.config import TrialConfig, resolve_results_dir
-    from cvloss.run.trainer import resolve_device
-    from cvloss.tasks import get_task_class
-
-    get_task_class(task)  # an unknown task is refused first
-    _use_catalog(catalog, trust_catalog)
-    out = resolve_results_dir(out)
-    overrides = resolve_overrides(task, parse_overrides(sets))  # canonical: lr=1 and lr=1.0 are one folder
-    budget_params(task, budget, overrides)  # the budget name, and checks that tie settings together
-    check_feature_weights(feature_weights)
-    resolve_device(device)  # an unavailable device fails now, not after loading data
-    from cvloss.data.registry import default_dataset, ensure_present, get_dataset
-
-    info = get_dataset(default_dataset(task) if dataset is None else dataset, task=task)  # "" is refused
-    # refuse before any training, naming what to fetch; an extracted copy in the data dir
-    # that is not adopted (or changed since) is checked here, once, and used in place
-    ensure_present(info, data_dir, say=lambda line: typer.echo(line, err=True))
-    print_ = None
-    if info.root is not None:  # a dataset folder: every file checked now, its fingerprint in the identity
-        from cvloss.data.folders import index_folder
-
-        print_ = index_folder(info.root, task).fingerprint
-    cfg = TrialConfig(task=task, loss="", dataset=info.name, budget=budget, device=device, out=out,
-                      data_dir=data_dir, feature_weights=feature_weights, overrides=overrides, data_fingerprint=print_)
-    from cvloss.run.trainer import data_changed
-
-    changed = data_changed(cfg)  # results of other data in the same folder: refused, not resumed or skipped
-    if changed is not None:
-        fail(changed)
-    return cfg
-
-
-def _require_feature_weights(task: str, specs: list[str], feature_weights: str) -> None:
-    """``--feature-weights imagenet``: the ImageNet weights of every VGG the run builds --
-    its loss terms' and its task's feature metrics' -- are in torch's cache (or downloaded
-    now), before any trial folder exists; offline, one line naming what to fetch and where."""
-    if feature_weights.lower() != "imagenet":  # auto falls back to random weights (warning) in the trial
-        return
-    from cvloss.losses.features import require_feature_weights
-    from cvloss.losses.spec import default_feature_archs
-    from cvloss.tasks import get_task_class
-
-    archs = [arch for spec in specs for arch in default_feature_archs(spec, task)]
-    metrics = getattr(get_task_class(task), "feature_metrics", None)  # sr, style: a VGG scores every loss
-    if metrics is not None:
-        archs += [net.arch for net, _ in metrics(feature_weights).values()]
-    require_feature_weights(feature_weights, archs)
-
-
 _FID_HELP = "The FID Inception weights file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth)."
-
-
-def _fid_weights(path: Optional[str]) -> Optional[str]:
-    """``--fid-weights``: an existing file, as an absolute path; recorded, not in the folder name."""
-    from pathlib import Path
-
-    from cvloss.errors import UsageError
-
-    if path is not None and not Path(path).expanduser().is_file():
-        raise UsageError(f"--fid-weights {path}: no such file")
-    return None if path is None else str(Path(path).expanduser().resolve())
-
-
-def _reporter(quiet: bool, task: str, jobs: int = 1):
-    from cvloss.run.progress import make_reporter
-    from cvloss.tasks import get_task_class
-
-    return make_reporter(quiet, keys=list(get_task_class(task).metrics), jobs=jobs)
-
-
-def _progress(executor, quiet: bool, task: str):
-    """The reporter of a comparison on ``executor``: its own choice of view."""
-    from cvloss.tasks import get_task_class
-
-    return executor.progress(quiet, keys=list(get_task_class(task).metrics))
-
-
 _JOBS_HELP = ("Trials at once, each in its own worker process (default 1: one after another here). Threads per "
               "worker: --threads, else the CPUs shared out.")
 _DEVICES_HELP = "CUDA device indices for the workers, round-robin (several workers per GPU allowed), e.g. 0,1."
@@ -535,17 +417,6 @@ _SLURM_HELP = {
 }
 
 
-def _executor(name: str, **options):
-    """The executor ``--executor`` names, from the registry, with every executor option
-    checked in one place (:func:`cvloss.run.executor.executor_from_options`) before
-    anything is written or submitted."""
-    from cvloss.run.executor import ExecutorOptions, executor_from_options
-
-    options["plugins"] = list(options.get("plugins") or [])
-    options["slurm_extra"] = list(options.get("slurm_extra") or [])
-    return executor_from_options(name, ExecutorOptions(**options))
-
-
 _LOG_HELP = ("Live views while training, repeatable or comma-separated (--log tensorboard,mlflow): none; tensorboard "
              "(<trial>/tensorboard/; cvloss[tensorboard]); mlflow (one run per trial in $MLFLOW_TRACKING_URI, else "
              "<out>/mlruns; cvloss[mlflow]); wandb (one run per trial, offline unless $WANDB_MODE says otherwise, in "
@@ -555,29 +426,16 @@ _MIXED_HELP = ("Pool finished trials made by other code (source hash, plugins us
 _RETRAIN_STALE_HELP = ("Move trial folders made by other code aside as <trial>.stale-<n> and retrain them "
                        "(without it, a comparison that would reuse them is refused before training).")
 _REPORT_MIXED_HELP = "Accepted for old scripts; no longer needed: each comparison shows its own provenance."
+_TUNE_SAMPLER_HELP = ("lhs (a centred Latin hypercube over the whole range) | grid | random (the first protocol's "
+                      "independent draws; reproduces committed searches) | tpe (cvloss[tune]; no repeats or halving).")
+_TUNE_SEEDS_HELP = ("Tuning seeds per candidate (with --tune; default 3): every candidate of every loss at the same "
+                    "K seeds (10000+), scored by its mean val score ± SE.")
+_TUNE_REPEATS_HELP = ("Run the whole search R times with fresh tuning seeds and report how often each candidate won; "
+                      "the winner is chosen by the pooled R×K seeds (default 1).")
+_TUNE_HALVING_HELP = ("Successive halving with factor ETA >= 2: every candidate for epochs/ETA^j epochs, the best "
+                      "1/ETA continue, up to the full budget (default: off).")
 _TUNE_HELP = ('A search dimension NAME=log(a,b)|uniform(a,b)|int(a,b)|choice(x,y,...), repeatable; NAME is a '
               'budget setting (lr, weight_decay) or a loss parameter <term>.<arg> / <term>.weight / <term>#2.<arg>.')
-
-
-def _tune_space(items, trials, sampler, seed, task, specs):
-    """The search of ``--tune`` (None without it), checked whole before anything is written:
-    its size, its names and weights, and every candidate applied to every spec
-    (:func:`cvloss.run.tune.check_space`; the tuned comparison checks them once more
-    against the budget and ``--set`` overrides before its first folder)."""
-    if not items:
-        if trials is not None:
-            fail("--tune-trials needs --tune (the space to search), e.g. --tune 'lr=log(1e-4,1e-2)'")
-        return None
-    from cvloss.run.tune import check_space, parse_space
-
-    space = parse_space(items, 8 if trials is None else trials, sampler, seed)
-    check_space(space, task, specs)
-    if space.sampler == "tpe":
-        try:
-            import optuna  # noqa: F401
-        except ImportError:
-            fail("--tune-sampler tpe needs Optuna: pip install 'cvloss[tune]' (or pip install optuna)")
-    return space
 
 
 _STRICT_HELP = ("Exit 1 when any trial diverged, collapsed, ended degenerate or is missing (for CI); without it such "
@@ -640,34 +498,25 @@ def train(
     wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
 ) -> None:
     """Train one model under one loss and write its results folder."""
-    _set_threads(threads)
-    _plugins(plugin, quiet)
-    from dataclasses import replace
-
-    from cvloss.run.compare import canonical_specs
-    from cvloss.run.live_log import check_log
-    from cvloss.run.trainer import run_trial
-
-    if seed < 0:
-        fail(f"--seed must be >= 0; got {seed}")
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog, trust_catalog)
-    (spec,) = canonical_specs([loss], task)
-    _require_feature_weights(task, [spec], feature_weights)
-    cfg = replace(base, loss=spec, seed=seed, fid_weights=_fid_weights(fid_weights), log=check_log(log),
-                  threads=threads, keep_checkpoints=keep_checkpoints)
-
+    options = api.RunOptions(device=device, out=out, threads=threads, log=log, break_stale_locks=break_stale_locks,
+                             plugins=plugin, quiet=quiet)
+    with _chatter(quiet):
+        api.prepare(options)
+    plan = api.plan_trial(task, loss, seed=seed, dataset=dataset, budget=budget, sets=sets, data_dir=data_dir,
+                          feature_weights=feature_weights, catalog=catalog, trust_catalog=trust_catalog,
+                          fid_weights=fid_weights, keep_checkpoints=keep_checkpoints, options=options)
     try:
         with _chatter(quiet):
-            summary = run_trial(cfg, _reporter(quiet, task), break_stale_locks=break_stale_locks)
+            summary = api.train(plan)
     except KeyboardInterrupt:
-        _interrupted(str(cfg.trial_dir))
+        _interrupted(str(plan.trial_dir))
     from cvloss.report.console import print_table
 
-    row = {"loss": spec, "seed": seed, "status": summary["status"]}
+    row = {"loss": plan.config.loss, "seed": seed, "status": summary["status"]}
     row.update({k: f"{v:.4g}" for k, v in summary.get("metrics", {}).items()})
-    print_table([row], fit=True, wide=wide, all_columns_in=str(cfg.trial_dir / "summary.json"))
-    typer.echo(f"results: {cfg.trial_dir}")
-    _failures({spec: [summary["status"]]}, strict)
+    print_table([row], fit=True, wide=wide, all_columns_in=str(plan.trial_dir / "summary.json"))
+    typer.echo(f"results: {plan.trial_dir}")
+    _failures({plan.config.loss: [summary["status"]]}, strict)
 
 
 @app.command()
@@ -712,59 +561,48 @@ def compare(
     retrain_stale: bool = typer.Option(False, "--retrain-stale", help=_RETRAIN_STALE_HELP),
     tune: Optional[list[str]] = typer.Option(None, "--tune", help=_TUNE_HELP),
     tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="Candidates per loss (with --tune; default 8)."),
-    tune_sampler: str = typer.Option("random", "--tune-sampler", help="random | grid | tpe (tpe: cvloss[tune])."),
+    tune_sampler: str = typer.Option("lhs", "--tune-sampler", help=_TUNE_SAMPLER_HELP),
     tune_seed: int = typer.Option(0, "--tune-seed", help="Seed of the sampler (the same candidates for every loss)."),
+    tune_seeds: Optional[int] = typer.Option(None, "--tune-seeds", help=_TUNE_SEEDS_HELP),
+    tune_repeats: Optional[int] = typer.Option(None, "--tune-repeats", help=_TUNE_REPEATS_HELP),
+    tune_halving: Optional[int] = typer.Option(None, "--tune-halving", help=_TUNE_HALVING_HELP),
+    tune_min_epochs: Optional[int] = typer.Option(None, "--tune-min-epochs",
+                                                  help="Fewest epochs of the first rung (with --tune-halving; "
+                                                       "default 1)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=_PLUGIN_HELP),
     wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
 ) -> None:
     """Train every loss at every seed (same init and batches per seed) and compare them."""
-    _set_threads(threads)
-    executor = _executor(executor_name, jobs=jobs, threads=threads, devices=devices, device=device,
-                         break_stale_locks=break_stale_locks, plugins=plugin, address=address,
-                         slurm_partition=slurm_partition, slurm_time=slurm_time, slurm_account=slurm_account,
-                         slurm_qos=slurm_qos, slurm_gpus_per_trial=slurm_gpus_per_trial,
-                         slurm_array_parallelism=slurm_array_parallelism, slurm_max_requeues=slurm_max_requeues,
-                         slurm_extra=slurm_extra)
-    _plugins(plugin, quiet)
-    from cvloss.report.console import print_comparison
-    from cvloss.run.compare import canonical_specs, parse_seeds, run_comparison, split_losses
-    from cvloss.run.live_log import check_log
-
-    seed_list = parse_seeds(seeds)
-    base = _base_config(task, dataset, budget, device, out, data_dir, feature_weights, sets, catalog, trust_catalog)
-    specs = canonical_specs(split_losses(losses), task)
-    _require_feature_weights(task, specs, feature_weights)
-    if target_effect is not None and not (math.isfinite(target_effect) and target_effect > 0):
-        fail(f"--target-effect must be a positive difference in the primary metric's units; got {target_effect}")
-    from dataclasses import replace
-
-    base = replace(base, fid_weights=_fid_weights(fid_weights), log=check_log(log), threads=threads,
-                   keep_checkpoints=keep_checkpoints)
-    space = _tune_space(tune, tune_trials, tune_sampler, tune_seed, task, specs)
+    options = api.RunOptions(
+        device=device, out=out, threads=threads, log=log, break_stale_locks=break_stale_locks, plugins=plugin,
+        executor=executor_name, jobs=jobs, devices=devices, quiet=quiet,
+        executor_options=dict(address=address, slurm_partition=slurm_partition, slurm_time=slurm_time,
+                              slurm_account=slurm_account, slurm_qos=slurm_qos,
+                              slurm_gpus_per_trial=slurm_gpus_per_trial,
+                              slurm_array_parallelism=slurm_array_parallelism,
+                              slurm_max_requeues=slurm_max_requeues, slurm_extra=slurm_extra))
+    executor = api.executor_for(options)
+    with _chatter(quiet):
+        api.prepare(options)
+    plan = api.plan_comparison(
+        task, losses, dataset=dataset, budget=budget, seeds=seeds, sets=sets, data_dir=data_dir,
+        feature_weights=feature_weights, catalog=catalog, trust_catalog=trust_catalog, fid_weights=fid_weights,
+        keep_checkpoints=keep_checkpoints, target_effect=target_effect, allow_mixed=allow_mixed,
+        retrain_stale=retrain_stale, options=options,
+        tuning=api.Tuning(space=tune, trials=tune_trials, sampler=tune_sampler, seed=tune_seed, seeds=tune_seeds,
+                          repeats=tune_repeats, halving=tune_halving, min_epochs=tune_min_epochs))
     try:
         with _chatter(quiet):
-            if space is None:
-                result = run_comparison(base, specs, seed_list, _progress(executor, quiet, task),
-                                        break_stale_locks=break_stale_locks, target_effect=target_effect,
-                                        allow_mixed=allow_mixed, executor=executor, retrain_stale=retrain_stale)
-            else:
-                from cvloss.run.tuning import run_tuned_comparison
-
-                result = run_tuned_comparison(base, specs, seed_list, space, _progress(executor, quiet, task),
-                                              break_stale_locks=break_stale_locks, target_effect=target_effect,
-                                              allow_mixed=allow_mixed, executor=executor,
-                                              retrain_stale=retrain_stale)
+            result = api.run_plan(plan, executor)
     except KeyboardInterrupt:
-        _interrupted(str(base.group_dir))
-    from cvloss.data.registry import get_dataset
+        _interrupted(str(plan.group_dir))
+    from cvloss.report.console import print_comparison
 
-    real = get_dataset(base.dataset).real
-    data = f"{base.dataset} (embedded stand-in for {real})" if real else base.dataset
-    print_comparison(result, f"{task} / {data} / {result['budget']}: mean ± 95% CI over seeds {seed_list}"
-                     + (f"; features: {', '.join(result['feature_weights'])}" if result.get("feature_weights") else ""),
-                     wide=wide)
-    typer.echo(f"results: {result['dir']}")
-    _failures(result["status"], strict)
+    features = f"; features: {', '.join(result.feature_weights)}" if result.feature_weights else ""
+    print_comparison(result, f"{task} / {plan.dataset_label} / {result.budget}: mean ± 95% CI over seeds "
+                             f"{list(plan.seeds)}{features}", wide=wide)
+    typer.echo(f"results: {result.dir}")
+    _failures(result.status, strict)
 
 
 @app.command()
@@ -778,21 +616,8 @@ def export(
     (params, every epoch's metrics, final metrics, tags, samples), each comparison a tag on
     its runs with its plots. The store: $MLFLOW_TRACKING_URI / W&B's variables, else
     RESULTS_DIR/mlruns or RESULTS_DIR/wandb (offline). Runs already there are not pushed twice."""
-    from pathlib import Path
-
-    from cvloss.run.config import resolve_results_dir
-    from cvloss.run.live_log import check_log
-    from cvloss.run.trackers import TRACKERS
-    from cvloss.run.trackers_export import export_results
-
-    if tracker not in TRACKERS:
-        fail(f"unknown tracker {tracker!r}; valid: {', '.join(TRACKERS)}")
-    check_log(tracker, option="export")  # its package installed
-    root = Path(resolve_results_dir(results_dir))
-    if not root.is_dir():
-        fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to export")
     with _chatter(quiet):
-        done = export_results(tracker, root)
+        done = api.export_results(tracker, results_dir)
     typer.echo(f"exported {done['comparisons']} comparison(s) to {tracker} {done['store']}: {done['created']} run(s) "
                f"created, {done['updated']} updated, {done['unchanged']} already there")
 
@@ -808,19 +633,9 @@ def report(
 ) -> None:
     """Gather every comparison under RESULTS_DIR into RESULTS_DIR/REPORT.md and
     RESULTS_DIR/report.html (one self-contained file: tables, plots, provenance)."""
-    from pathlib import Path
-
-    from cvloss.report.html import write_reports
-    from cvloss.run.config import resolve_results_dir
-
-    root = Path(resolve_results_dir(results_dir))
-    if not root.is_dir():
-        fail(f"no results folder {root}: run `cvloss compare ...` first, or name the folder to gather")
-    if not any(root.glob("**/compare.json")):
-        fail(f"no comparisons under {root}: run `cvloss compare ...` first")
+    paths = api.write_report(results_dir, html=html, replot=replot)
     if allow_mixed:
         typer.echo("note: --allow-mixed is no longer needed: the report shows each comparison's provenance", err=True)
-    paths = write_reports(root, html=html, replot=replot)
     for path in paths.values():
         typer.echo(f"report: {path}")
 

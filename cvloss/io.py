@@ -121,8 +121,8 @@ def write_json(path: Path, obj: Any) -> None:
 #: each, or the runs.csv of a few thousand trials -- stay within a few MB; 32 MiB leaves
 #: room for more, while a hostile file (or /dev/zero) cannot fill the memory.
 MAX_RESULTS_BYTES = 32 * 2**20
-#: The deepest JSON nesting read. cvloss's own files nest 6 deep at most (compare.json ->
-#: tuning -> losses -> loss -> candidates -> candidate); deeper is no file of ours, and an
+#: The deepest JSON nesting read. cvloss's own files nest 7 deep at most (compare.json ->
+#: tuning -> losses -> loss -> rungs -> rung -> candidates); deeper is no file of ours, and an
 #: unbounded depth ends in a RecursionError in the parser or in any code that walks it.
 MAX_JSON_DEPTH = 64
 
@@ -663,7 +663,12 @@ def check_tuning(t: Any, losses: list[str], path: Path) -> dict[str, Any]:
     if not isinstance(per_loss, dict) or any(spec not in per_loss for spec in losses):
         raise bad("'losses' must hold a record for every loss of the comparison")
     scalar = lambda v: isinstance(v, (str, int, float, bool))  # noqa: E731
-    names: set[str] | None = None  # every candidate of every loss names the same parameters
+    for key in ("tune_seeds", "repeats", "trial_epochs"):  # issue 32's protocol; absent: an older record (K = 1)
+        if key in t and not _is_count(t[key]):
+            raise bad(f"{key!r} must be a whole number")
+    if not _list_of(t.get("rungs", []), _is_count) or not _is_text(t.get("secondary_metric")) \
+            or not _is_text(t.get("search_hash")) or not (t.get("halving") is None or _map_of(t["halving"], _is_count)):
+        raise bad("'rungs' must be whole numbers, 'secondary_metric' and 'search_hash' strings, 'halving' an object")
     for spec in losses:
         rec = per_loss[spec]
         where = f"losses[{spec!r}]"
@@ -672,9 +677,9 @@ def check_tuning(t: Any, losses: list[str], path: Path) -> dict[str, Any]:
         cands = rec.get("candidates")
         if not _list_of(cands, lambda c: _map_of(c, scalar)) or len(cands) != trials:
             raise bad(f"{where}['candidates'] must be {trials} objects of values")
-        names = set(cands[0]) if names is None else names
-        if any(set(c) != names for c in cands):
+        if any(set(c) != set(cands[0]) for c in cands):  # a loss trains its own dimensions: the same in each
             raise bad(f"{where}['candidates'] must all name the same parameters")
+        _check_search_extras(rec, trials, lambda detail: bad(f"{where}{detail}"))
         if not _list_of(rec.get("val_scores"), _is_number) or len(rec["val_scores"]) != trials:
             raise bad(f"{where}['val_scores'] must be {trials} numbers or null")
         if not _list_of(rec.get("status"), lambda v: isinstance(v, str)) or len(rec["status"]) != trials:
@@ -688,6 +693,31 @@ def check_tuning(t: Any, losses: list[str], path: Path) -> dict[str, Any]:
                 or not _list_of(rec.get("flags"), lambda v: isinstance(v, str)):
             raise bad(f"{where} needs 'trained_spec' (a string), 'cost_s' (a number) and 'flags' (strings)")
     return t
+
+
+def _check_search_extras(rec: dict[str, Any], trials: int, bad) -> None:
+    """The optional parts of one loss's search record (issue 32), each what the report
+    indexes: per candidate SE and secondary score, the set within 1 SE and the repeats'
+    winners (candidate indices), the repeats' wins and spread, each halving rung."""
+    index = lambda v: _is_count(v) and v < trials  # noqa: E731
+    for key in ("val_se", "secondary_scores"):
+        if key in rec and not (_list_of(rec[key], _is_number) and len(rec[key]) == trials):
+            raise bad(f"[{key!r}] must be {trials} numbers or null")
+    if "indistinguishable" in rec and not _list_of(rec["indistinguishable"], index):
+        raise bad("['indistinguishable'] must be candidate indices")
+    if "trained_epochs" in rec and not _is_count(rec["trained_epochs"]):
+        raise bad("['trained_epochs'] must be a whole number")
+    st = rec.get("stability")
+    value = lambda x: isinstance(x, (str, int, float)) and not isinstance(x, bool)  # noqa: E731
+    if st is not None and not (isinstance(st, dict) and _list_of(st.get("winners"), index)
+                               and _map_of(st.get("wins"), _is_count)
+                               and _map_of(st.get("spread"), lambda v: _list_of(v, value))):
+        raise bad("['stability'] must hold 'winners' (indices), 'wins' (counts) and 'spread' (lists of values)")
+    rung_ok = lambda r: (  # noqa: E731
+        isinstance(r, dict) and _is_count(r.get("epochs")) and _list_of(r.get("candidates"), index)
+        and _list_of(r.get("scores"), _is_number) and len(r["scores"]) == len(r["candidates"]))
+    if "rungs" in rec and not _list_of(rec["rungs"], rung_ok):
+        raise bad("['rungs'] must be objects of 'epochs', 'candidates' (indices) and their 'scores'")
 
 
 def read_comparison(path: Path, root: Path | None = None) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from pathlib import Path
@@ -34,38 +33,25 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from cvloss import verdict as vd  # noqa: E402
+from cvloss.result import ComparisonResult  # noqa: E402
 from cvloss.run.stats import holm, paired_difference  # noqa: E402
 
 ALPHA, POWER = 0.05, 0.8
-# comparison (as in reference_study.COMPARISONS) -> [(A, B, metric, why)]: A better than B.
-EFFECTS = {
-    "sr-skimage-photos": [
-        ("l1", "perceptual", "psnr_y", "a pixel loss leads PSNR (Johnson et al. 2016; Ledig et al. 2017)"),
-        ("mse", "perceptual", "psnr_y", "a pixel loss leads PSNR"),
-        ("perceptual", "l1", "lpips", "a perceptual loss leads an independent feature metric"),
-        ("l1+0.01*perceptual+0.0001*tv", "l1", "lpips", "adding the perceptual term improves LPIPS"),
-    ],
-    "seg-synth-vessels": [
-        ("cldice", "ce", "betti0_err", "clDice cuts Betti-0 errors (Shit et al. 2021)"),
-        ("cldice", "ce", "betti1_err", "clDice cuts Betti-1 errors"),
-        ("topo", "ce", "betti0_err", "the topology loss cuts Betti-0 errors (Mosinska et al. 2018)"),
-        ("topo", "ce", "betti1_err", "the topology loss cuts Betti-1 errors"),
-    ],
-    "embed-synth-ids": [
-        ("triplet(mining=batch_hard)", "triplet_offline", "verif_acc", "online mining beats random triplets "
-                                                                         "(Schroff et al. 2015; Hermans et al. 2017)"),
-        ("triplet(mining=semi_hard)", "triplet_offline", "verif_acc", "semi-hard mining beats random triplets "
-                                                                        "(Schroff et al. 2015)"),
-        ("triplet(mining=batch_hard)", "triplet(mining=all)", "verif_acc", "batch-hard beats batch-all "
-                                                                             "(Hermans et al. 2017)"),
-    ],
-    "translate-synth-stripes": [
-        ("2*lsgan+cycle+identity", "2*lsgan", "paired_psnr", "a cycle term is needed (Zhu et al. 2017)"),
-        ("2*lsgan+cycle+identity", "2*lsgan", "paired_ssim", "a cycle term is needed"),
-    ],
-    "gan-ring8": [("wgan_gp", "minimax", "modes", "WGAN-GP covers more modes (Gulrajani et al. 2017)")],
-    "gan-grid25": [("wgan_gp", "minimax", "modes", "WGAN-GP covers more modes")],
-}
+STUDY_FILE = ROOT / "results" / "study.toml"  # the reference study: its comparisons and hypotheses (issue 34)
+
+
+def declared_effects(path: Path = STUDY_FILE) -> dict[str, list[tuple[str, str, str, str]]]:
+    """comparison -> [(A, B, metric, why)]: the study file's hypotheses, each "A better
+    than B on metric" (one family per comparison, as the file declares them)."""
+    from cvloss.study.schema import read_study
+
+    out: dict[str, list[tuple[str, str, str, str]]] = {}
+    for h in read_study(path).hypotheses:
+        out.setdefault(h.comparison, []).append((h.a, h.b, h.metric, h.why))
+    return out
+
+
+EFFECTS = declared_effects()
 FAILED = ("diverged", "crashed")
 OWN_VALUE = ("collapsed", "degenerate")  # failures that count at their own value under ITT
 
@@ -143,18 +129,18 @@ def markdown(records: list[dict], title: str) -> str:
     return "\n".join(lines)
 
 
-def metric_bounds(info: dict, metrics: set[str]) -> dict[str, tuple[float | None, float | None]]:
+def metric_bounds(info: ComparisonResult, metrics: set[str]) -> dict[str, tuple[float | None, float | None]]:
     """Each metric's (low, high) for the headroom: the task's own bound for the dataset
     (gan's ``modes``: the mixture's mode count, which older compare.json recorded as
     unbounded), else the recorded one."""
     from cvloss.tasks import get_task_class
 
-    task_cls = get_task_class(info["task"])
-    recorded = info.get("bounds") or {}
+    task_cls = get_task_class(info.task)
+    recorded = info.bounds or {}
     out = {}
     for metric in metrics:
         low, high = (list(recorded.get(metric) or (None, None)) + [None, None])[:2]
-        t_low, t_high = task_cls.bounds(metric, info.get("dataset"))
+        t_low, t_high = task_cls.bounds(metric, info.dataset)
         out[metric] = (t_low if t_low is not None else low, t_high if t_high is not None else high)
     return out
 
@@ -179,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         if cmp_dir is None:
             print(f"### {name}\n\nNot run yet.\n")
             continue
-        info = json.loads((cmp_dir / "compare.json").read_text())
-        higher = info["directions"]
+        info = ComparisonResult.from_json(cmp_dir / "compare.json")
+        higher = info.directions
         bounds = metric_bounds(info, {metric for _, _, metric, _ in effects})
         print(f"### {name}\n\n`{cmp_dir.relative_to(args.out.parent) if args.out.is_absolute() else cmp_dir}`\n")
         records = test_effects(cmp_dir, effects, higher, bounds=bounds)

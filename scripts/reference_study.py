@@ -1,56 +1,104 @@
-"""The reference study (issue 21): the comparisons committed under results/, as commands.
+"""The reference study (issue 21): the comparisons committed under results/, as library calls.
 
-Every comparison compares its task's ``reference_specs`` (each registered loss at least once
-as a term), tunes each loss's learning rate over the task's ``reference_space`` with the
-same 6 seeded random candidates per loss (scored on val), retrains every winner at 10 seeds
-and measures it once on test (:mod:`cvloss.run.tuning`). One thread per trial, two trials at
-once. Run it from a clean checkout of the study's tag so that every trial records one commit:
+The study's plan is a study file, ``results/study.toml`` (issue 34): each comparison's specs
+(each registered loss of its task at least once as a term) and its search space; ``cvloss
+study check|lock|run|report results/study.toml`` runs it as a whole. This script reads the
+specs and space of each task from that file, and runs one comparison, or prints each as a
+command: the same 6 seeded candidates per loss (scored on val), every winner retrained at 10
+seeds and measured once on test (:mod:`cvloss.run.tuning`). One thread per trial, two trials
+at once. Run it from a clean checkout of the study's tag so that every trial records one commit:
 
     python scripts/reference_study.py commands          # the table of results/README.md
     python scripts/reference_study.py run embed-synth-ids [--seeds 5] [--untuned]
 
 ``run`` refuses a tree with changes under cvloss/ or pyproject.toml (the code a trial
-records) and runs the command in this process's environment.
+records) and runs the comparison in this process through :mod:`cvloss.api` (the same call
+``cvloss compare`` makes), from the repository's root: the committed folders name their
+paths relative to it. ``commands`` prints each comparison as the equivalent command line.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SEEDS, TUNE_TRIALS, JOBS = 10, 6, 2
-# name -> (task, dataset, extra --set items). grid25 needs far more generator steps than
-# the quick budget's 2,000 to reach its 25 modes: 40 epochs x 250 = 10,000.
-COMPARISONS = {
-    "embed-synth-ids": ("embed", "synth-ids", ()),
-    "gan-ring8": ("gan", "ring8", ()),
-    "gan-grid25": ("gan", "grid25", ("epochs=40",)),
-    "seg-synth-vessels": ("seg", "synth-vessels", ()),
-    "sr-skimage-photos": ("sr", "skimage-photos", ()),
-    "style-skimage-photos": ("style", "skimage-photos", ()),
-    "translate-synth-stripes": ("translate", "synth-stripes", ()),
-}
+STUDY_FILE = ROOT / "results" / "study.toml"  # the plan (issue 34)
+
+
+def _comparisons() -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    from cvloss.study.schema import read_study
+
+    return {c.name: (c.task, c.dataset, tuple(f"{k}={v}" for k, v in c.sets))
+            for c in read_study(STUDY_FILE).comparisons}
+
+
+# name -> (task, dataset, extra --set items), from the study file (grid25: epochs=40)
+COMPARISONS = _comparisons()
+
+
+def reference(task: str) -> Any:
+    """The first comparison of ``task`` in the study file (its specs and search space:
+    every comparison of a task shares them)."""
+    from cvloss.study.schema import read_study
+
+    return next(c for c in read_study(STUDY_FILE).comparisons if c.task == task)
+
+
+def settings(name: str, seeds: int = SEEDS, tuned: bool = True, out: str = "results") -> dict[str, Any]:
+    """The comparison ``name`` as the keyword arguments of :func:`cvloss.api.compare`
+    (those of :func:`cvloss.api.plan_comparison`, and ``options``): its task's reference
+    specs (:func:`reference`), the quick budget, and -- ``tuned`` -- a search over its
+    reference space with :data:`TUNE_TRIALS` candidates per loss."""
+    from cvloss.api import RunOptions, Tuning
+
+    task, dataset, sets = COMPARISONS[name]
+    ref = reference(task)
+    return {"task": task, "losses": list(ref.losses), "dataset": dataset, "budget": "quick",
+            "sets": list(sets), "seeds": seeds,
+            "tuning": Tuning(space=tuple(ref.tune), trials=TUNE_TRIALS) if tuned else None,
+            "options": RunOptions(jobs=JOBS, threads=1, out=out)}
 
 
 def command(name: str, seeds: int = SEEDS, tuned: bool = True, out: str = "results") -> list[str]:
-    from cvloss.tasks import get_task_class
-
-    task, dataset, sets = COMPARISONS[name]
-    cls = get_task_class(task)
-    argv = ["cvloss", "compare", "--task", task, "--dataset", dataset, "--losses", ",".join(cls.reference_specs),
-            "--budget", "quick"]
-    for item in sets:
+    """:func:`settings` as the ``cvloss compare`` command line that does the same."""
+    s = settings(name, seeds, tuned, out)
+    argv = ["cvloss", "compare", "--task", s["task"], "--dataset", s["dataset"], "--losses", ",".join(s["losses"]),
+            "--budget", s["budget"]]
+    for item in s["sets"]:
         argv += ["--set", item]
-    if tuned:
-        for item in cls.reference_space:
+    if s["tuning"] is not None:
+        for item in s["tuning"].space:
             argv += ["--tune", item]
-        argv += ["--tune-trials", str(TUNE_TRIALS)]
-    return argv + ["--seeds", str(seeds), "--jobs", str(JOBS), "--threads", "1", "--out", out]
+        argv += ["--tune-trials", str(s["tuning"].trials)]
+    opts = s["options"]
+    return argv + ["--seeds", str(s["seeds"]), "--jobs", str(opts.jobs), "--threads", str(opts.threads),
+                   "--out", opts.out]
+
+
+def run_comparison(name: str, seeds: int = SEEDS, tuned: bool = True, out: str = "results") -> int:
+    """Run the comparison ``name`` through the library, from the repository's root; 2
+    (one line) for bad input."""
+    from cvloss import api
+    from cvloss.errors import CvlossError
+
+    os.chdir(ROOT)
+    try:
+        result = api.compare(**settings(name, seeds, tuned, out))
+    except CvlossError as exc:
+        print(f"reference_study: {exc}", file=sys.stderr)
+        return 2
+    failed = sum(s != "done" for states in result.status.values() for s in states)
+    print(f"results: {result.dir} ({failed} of {len(result.losses) * len(result.seeds)} trials failed; "
+          f"the tables count them)")
+    return 0
 
 
 def _dirty() -> str:
@@ -77,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reference_study: the tree has changes under cvloss/ or pyproject.toml; run the study from a clean "
               f"checkout of its tag:\n{_dirty()}", file=sys.stderr)
         return 2
-    argv = command(args.name, args.seeds, not args.untuned, args.out)
-    print("+ " + shlex.join(argv), flush=True)
-    return subprocess.call([sys.executable, "-m", "cvloss.cli", *argv[1:]], cwd=ROOT)
+    print("+ " + shlex.join(command(args.name, args.seeds, not args.untuned, args.out)), flush=True)
+    return run_comparison(args.name, args.seeds, not args.untuned, args.out)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:  # cvloss.result loads torch (cvloss.io): `cvloss losses list` prints tables without it
+    from cvloss.result import ComparisonResult
 
 #: Longest line of a fitted table (and of wrapped text) when stdout is not a terminal.
 PIPE_WIDTH = 120
@@ -120,7 +123,7 @@ def print_table(rows: Sequence[Mapping[str, Any]], title: str | None = None, fil
     return [c for c in columns if c not in left_out]
 
 
-def print_comparison(result: dict[str, Any], title: str, file=None, *, wide: bool = False,
+def print_comparison(result: ComparisonResult | Mapping[str, Any], title: str, file=None, *, wide: bool = False,
                      width: int | None = None) -> None:
     """A comparison on the console: the table (loss, runs, success, compute, the primary
     metric first, the other metrics in further tables; see :func:`print_table`), the
@@ -130,10 +133,12 @@ def print_comparison(result: dict[str, Any], title: str, file=None, *, wide: boo
     from pathlib import Path
 
     from cvloss.report.tables import comparison_rows, console_legend, mixed_line, note_lines, verdict_lines
+    from cvloss.result import ComparisonResult
 
+    result = ComparisonResult.of(result)
     file = file or sys.stdout
     rows = comparison_rows(result, primary_first=not wide)  # what the verdict is about beside the loss
-    where = f"{Path(result['dir']) / 'compare.md'} (or rerun with --wide)" if result.get("dir") else None
+    where = f"{Path(result.dir) / 'compare.md'} (or rerun with --wide)" if result.dir else None
     shown = print_table(rows, title, file, fit=True, wide=wide, width=width, all_columns_in=where)
     legend = console_legend(result, [{c: r[c] for c in shown} for r in rows])
     mixed = mixed_line(result)  # a comparison pooled with --allow-mixed says so here too

@@ -26,12 +26,14 @@ from cvloss.report.tables import (FAILURES, ITT_LEGEND, LEGEND, comparison_table
                                   fmt, has_failures, mixed_line, note_lines, provenance_lines, success_text,
                                   verdict_lines)
 from cvloss.report.templates import render_page
+from cvloss.report.tuning import search_score_text, stability_text
 from cvloss.report.text import PLAIN
 from cvloss.io import file_inside, write_csv, write_text
 from cvloss.report.latex import report_latex
 from cvloss.report.runs import merge_run_files
-from cvloss.report.markdown import _budget_line, comparison_title, group_by_task_dataset, load_comparisons, \
-    markdown_report, plot_title, provenance_rows
+from cvloss.report.markdown import ReportedComparison, _budget_line, comparison_title, group_by_task_dataset, \
+    load_comparisons, markdown_report, plot_title, provenance_rows
+from cvloss.result import ComparisonResult, reads_result
 
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
@@ -88,15 +90,17 @@ def data_uri(folder: Path, name: str) -> str | None:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def shown_metrics(result: dict[str, Any]) -> tuple[list[str], list[str]]:
+@reads_result
+def shown_metrics(result: ComparisonResult) -> tuple[list[str], list[str]]:
     """``(metrics with a value somewhere, metrics n/a for every row)``: a column that says
     n/a everywhere (FID offline) is folded into a note instead of taking a column."""
     table = comparison_table(result)
-    empty = [m for m in result["metrics"] if all(row["cells"][m]["text"] == "n/a" for row in table)]
-    return [m for m in result["metrics"] if m not in empty], empty
+    empty = [m for m in result.metrics if all(row["cells"][m]["text"] == "n/a" for row in table)]
+    return [m for m in result.metrics if m not in empty], empty
 
 
-def table_view(result: dict[str, Any], analysis: str = "completed") -> dict[str, Any]:
+@reads_result
+def table_view(result: ComparisonResult, analysis: str = "completed") -> dict[str, Any]:
     """The marked comparison table (all-n/a columns left out, see :func:`shown_metrics`)
     as the ``comparison_table`` template draws it: completed trials, or ``analysis="itt"``
     (intent to treat)."""
@@ -107,80 +111,86 @@ def table_view(result: dict[str, Any], analysis: str = "completed") -> dict[str,
         cells = [{"text": c["text"], "best": c["best"], "sig": c["sig"],
                   "p": f"{c['p_value']:.3g}" if c["sig"] else ""} for c in (row["cells"][m] for m in metrics)]
         rows.append({"loss": row["loss"], "reference": row["reference"], "runs": row["runs"],
-                     "baseline": row["loss"] == result["baseline"], "flagged": bool(row["flags"]),
+                     "baseline": row["loss"] == result.baseline, "flagged": bool(row["flags"]),
                      "success": "" if row["reference"] else success_text(result, row["loss"]),
                      "time": row["time"], "compute": [row["compute"].get(c, "") for c in extra], "cells": cells})
-    return {"metrics": [{"name": m, "unit": metric_unit(m) or m, "arrow": "↑" if result["directions"].get(m, True)
+    return {"metrics": [{"name": m, "unit": metric_unit(m) or m, "arrow": "↑" if result.directions.get(m, True)
                          else "↓"} for m in metrics],
-            "success": "success" in result, "timed": "compute" in result, "compute_columns": extra, "rows": rows,
-            "looks": _looks(result["losses"], result_key(result))}
+            "success": result.success is not None, "timed": result.compute is not None, "compute_columns": extra,
+            "rows": rows,
+            "looks": _looks(result.losses, result_key(result))}
 
 
-def difference_view(result: dict[str, Any], analysis: str = "completed") -> dict[str, Any] | None:
+@reads_result
+def difference_view(result: ComparisonResult, analysis: str = "completed") -> dict[str, Any] | None:
     """Paired differences against the baseline for the ``difference_table`` template;
     None for a comparison of one loss."""
-    if len(result["losses"]) < 2:
+    if len(result.losses) < 2:
         return None
     metrics, _ = shown_metrics(result)
     rows = difference_rows(result, markdown=False, analysis=analysis)
-    return {"baseline": result["baseline"], "metrics": metrics, "looks": _looks(result["losses"], result_key(result)),
+    return {"baseline": result.baseline, "metrics": metrics, "looks": _looks(result.losses, result_key(result)),
             "rows": [{"loss": r["loss"], "cells": [r[m] for m in metrics]} for r in rows]}
 
 
-def tuning_view(r: dict[str, Any]) -> dict[str, Any] | None:
+@reads_result
+def tuning_view(r: ComparisonResult) -> dict[str, Any] | None:
     """The search record of a tuned comparison: what was searched and what won per loss."""
-    t = r.get("tuning")
+    t = r.tuning
     if not t:
         return None
     rows = [{"loss": spec, "chosen": ", ".join(f"{k}={v}" for k, v in rec["chosen"].items()),
-             "score": fmt(rec["val_scores"][rec["chosen_index"]]), "cost": fmt(rec["cost_s"], 3),
+             "score": search_score_text(rec, rec["chosen_index"]), "cost": fmt(rec["cost_s"], 3),
+             "same": ", ".join(f"t{i}" for i in rec.get("indistinguishable") or []) or "—",
+             "repeats": stability_text(rec.get("stability"), markdown=False),
              "flags": "; ".join(rec["flags"]) or "—"}
-            for spec, rec in ((s, t["losses"][s]) for s in r["losses"])]
+            for spec, rec in ((s, t["losses"][s]) for s in r.losses)]
     return {"space": "; ".join(t["space"]), "trials": t["trials"], "sampler": t["sampler"],
             "sampler_seed": t["sampler_seed"], "tuning_seeds": t["tuning_seeds"], "metric": t["metric"],
-            "rows": rows, "looks": _looks(r["losses"], result_key(r))}
+            "k": t.get("tune_seeds", 1), "r": t.get("repeats", 1), "rows": rows,
+            "looks": _looks(r.losses, result_key(r))}
 
 
-def _left_out(r: dict[str, Any]) -> list[tuple[str, str]]:
+def _left_out(r: ComparisonResult) -> list[tuple[str, str]]:
     """``[(loss, "1 diverged, 1 missing")]``: the losses with trials left out of the means."""
     out = []
-    for loss in r["losses"]:
-        states = r["status"].get(loss, [])
+    for loss in r.losses:
+        states = r.status.get(loss, [])
         counts = [f"{states.count(k)} {k}" for k in FAILURES if k in states]
         if counts:
             out.append((loss, ", ".join(counts)))
     return out
 
 
-def _figures(r: dict[str, Any]) -> list[dict[str, str]]:
+def _figures(r: ReportedComparison) -> list[dict[str, str]]:
     """The comparison's plots that are regular files inside its folder, as data URIs."""
-    cmp_dir = Path(r["_path"]).parent
+    cmp_dir = Path(r.path).parent
     figures = []
-    for key, name in r["plots"].items():
+    for key, name in r.plots.items():
         src = data_uri(cmp_dir, name)
         if src is not None:
-            figures.append({"src": src, "title": plot_title(key, r.get("split")), "path": f"{r['_rel']}/{name}"})
+            figures.append({"src": src, "title": plot_title(key, r.split), "path": f"{r.rel}/{name}"})
     return figures
 
 
-def section_view(r: dict[str, Any]) -> dict[str, Any]:
+def section_view(r: ReportedComparison) -> dict[str, Any]:
     """One comparison's section: facts, tables, verdict, tuning, plots, command."""
     _, folded = shown_metrics(r)
     itt = None
-    if has_failures(r) and "itt" in r:
+    if has_failures(r) and r.itt is not None:
         itt = {"legend": ITT_LEGEND, "table": table_view(r, "itt"), "verdict": verdict_lines(r, "itt", PLAIN),
                "differences": difference_view(r, "itt")}
     return {
-        "anchor": r["_anchor"], "title": comparison_title(r), "losses": r["losses"],
-        "looks": _looks(r["losses"], result_key(r)), "baseline": r["baseline"], "seeds": r["seeds"],
-        "budget": r["budget"],
-        "feature_weights": ", ".join(r["feature_weights"]) if r.get("feature_weights") else "none used",
-        "data": "; ".join(r["_prov"]["data"]), "budget_line": _budget_line(r), "left_out": _left_out(r),
+        "anchor": r.anchor, "title": comparison_title(r), "losses": r.losses,
+        "looks": _looks(r.losses, result_key(r)), "baseline": r.baseline, "seeds": r.seeds,
+        "budget": r.budget,
+        "feature_weights": ", ".join(r.feature_weights) if r.feature_weights else "none used",
+        "data": "; ".join(r.prov["data"]), "budget_line": _budget_line(r), "left_out": _left_out(r),
         "mixed": mixed_line(r) or "", "table": table_view(r), "folded": ", ".join(folded),
         "trial_notes": note_lines(r, PLAIN),
         "verdict": verdict_lines(r, form=PLAIN), "differences": difference_view(r),
         "notes": provenance_lines(r, PLAIN), "itt": itt, "tuning": tuning_view(r), "figures": _figures(r),
-        "command": r["_command"],
+        "command": r.command,
     }
 
 
@@ -192,32 +202,32 @@ def _legend() -> list[tuple[str, str]]:
     return [kinds.get(p, ("text", p)) for p in parts if p]
 
 
-def _provenance_view(results: list[dict[str, Any]]) -> dict[str, Any]:
+def _provenance_view(results: list[ReportedComparison]) -> dict[str, Any]:
     rows = provenance_rows(results, markdown=False)
     comparisons = []
     for r in results:
-        p = r["_prov"]
+        p = r.prov
         comparisons.append({
-            "task": r["task"], "dataset": r["dataset"], "title": comparison_title(r), "command": r["_command"],
-            "folder": r["_rel"], "commits": ", ".join(p["git_commits"]) or "unknown",
+            "task": r.task, "dataset": r.dataset, "title": comparison_title(r), "command": r.command,
+            "folder": r.rel, "commits": ", ".join(p["git_commits"]) or "unknown",
             "devices": "; ".join(p["devices"]) or "unknown",
             "versions": ", ".join(f"{k} {' / '.join(v)}" for k, v in p["versions"].items()) or "unknown",
-            "n_trials": p["n_trials"], "n_folders": sum(len(d) for d in r["trials"].values())})
+            "n_trials": p["n_trials"], "n_folders": sum(len(d) for d in r.trials.values())})
     return {"columns": list(rows[0]), "rows": rows, "comparisons": comparisons}
 
 
-def page_view(results: list[dict[str, Any]], root: Path) -> dict[str, Any]:
+def page_view(results: list[ReportedComparison], root: Path) -> dict[str, Any]:
     """Everything the page template prints, as plain data."""
     groups = [{"id": f"{task}-{dataset}".lower(), "task": task, "dataset": dataset,
                "sections": [section_view(r) for r in rs]} for task, dataset, rs in group_by_task_dataset(results)]
     looks = report_key(results)  # every loss of every comparison, no two alike
     key = [{"loss": l, "look": look_of(l, looks), "glyph": MARKER_GLYPHS[looks[l]["pattern"]]} for l in sorted(looks)]
-    return {"n_comparisons": len(results), "n_trials": sum(len(d) for r in results for d in r["trials"].values()),
+    return {"n_comparisons": len(results), "n_trials": sum(len(d) for r in results for d in r.trials.values()),
             "root": str(root), "groups": groups, "legend": _legend(), "key": key,
             "provenance": _provenance_view(results)}
 
 
-def html_report(results: list[dict[str, Any]], root: Path) -> str:
+def html_report(results: list[ReportedComparison], root: Path) -> str:
     """The report page (see the module docstring) for comparisons loaded by
     :func:`cvloss.report.markdown.load_comparisons`."""
     return render_page(page_view(results, root))
@@ -238,7 +248,7 @@ def write_reports(root: Path, html: bool = True, replot: bool = True) -> dict[st
     results = load_comparisons(root, replot=replot)
     out = {"md": root / "REPORT.md", "tex": root / "tables.tex", "runs": root / "runs.csv"}
     # every input read before the first output is written: a refused file leaves no half report
-    runs = merge_run_files([Path(r["_path"]).parent / "runs.csv" for r in results], root)
+    runs = merge_run_files([Path(r.path).parent / "runs.csv" for r in results], root)
     write_text(out["md"], markdown_report(results, root))
     write_text(out["tex"], report_latex(results))
     write_csv(out["runs"], runs)

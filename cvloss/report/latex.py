@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from cvloss.report.tables import comparison_table, fmt, mixed_line, note_lines
+from cvloss.result import ComparisonResult, reads_result
 
 PREAMBLE_NEEDS = ("booktabs", "graphicx")
 
@@ -37,8 +38,8 @@ def latex_escape(text: Any) -> str:
     return _SPECIAL_RE.sub(lambda m: _SPECIAL[m.group(0)], str(text))
 
 
-def _label(result: dict[str, Any]) -> str:
-    key = "-".join(str(result.get(k, "")) for k in ("task", "dataset", "budget"))
+def _label(result: ComparisonResult) -> str:
+    key = "-".join(str(v) for v in (result.task, result.dataset, result.budget))
     return "tab:cvloss-" + re.sub(r"[^A-Za-z0-9-]+", "-", key).strip("-").lower()
 
 
@@ -54,12 +55,13 @@ def _cell(c: dict[str, Any]) -> str:
     return text
 
 
-def comparison_latex(result: dict[str, Any]) -> str:
+@reads_result
+def comparison_latex(result: ComparisonResult) -> str:
     """One comparison as a ``table`` float (see the module docstring)."""
     rows = comparison_table(result)
-    metrics = list(result["metrics"])
-    arrows = {m: r"$\uparrow$" if result["directions"].get(m, True) else r"$\downarrow$" for m in metrics}
-    timed = "compute" in result
+    metrics = list(result.metrics)
+    arrows = {m: r"$\uparrow$" if result.directions.get(m, True) else r"$\downarrow$" for m in metrics}
+    timed = result.compute is not None
     head = " & ".join(["loss", "runs"] + (["time/trial (s)"] if timed else [])
                       + [f"{latex_escape(m)} {arrows[m]}" for m in metrics]) + r" \\"
     body = []
@@ -71,19 +73,19 @@ def comparison_latex(result: dict[str, Any]) -> str:
         cells = ([name, latex_escape(row["runs"])] + ([latex_escape(row["time"]).replace("±", "$\\pm$")] if timed else [])
                  + [_cell(row["cells"][m]) for m in metrics])
         body.append(" & ".join(cells) + r" \\")
-    corrected = "best" in result
+    corrected = result.best is not None
     legend = ("mean $\\pm$ 95\\% CI over seeds; bold: the loss that beats every other after correction (Holm on the "
               "primary metric, Benjamini--Hochberg on the others); $^{*}$/$^{**}$: adjusted paired-test p $<$ 0.05 / "
               "$<$ 0.01 against the baseline" if corrected else
               "mean $\\pm$ 95\\% CI over seeds; bold: best mean; $^{*}$/$^{**}$: uncorrected paired-test p $<$ 0.05 / "
               "$<$ 0.01 against the baseline")
-    fw = ", ".join(result.get("feature_weights") or []) or "none"
-    caption = (f"{latex_escape(result['task'])} on {latex_escape(result['dataset'])}, budget "
-               f"\\texttt{{{latex_escape(result['budget'])}}}: seeds {latex_escape(', '.join(map(str, result['seeds'])))}; "
-               f"baseline \\texttt{{{latex_escape(result['baseline'])}}}; feature weights {latex_escape(fw)}.")
+    fw = ", ".join(result.feature_weights or []) or "none"
+    caption = (f"{latex_escape(result.task)} on {latex_escape(result.dataset)}, budget "
+               f"\\texttt{{{latex_escape(result.budget)}}}: seeds {latex_escape(', '.join(map(str, result.seeds)))}; "
+               f"baseline \\texttt{{{latex_escape(result.baseline)}}}; feature weights {latex_escape(fw)}.")
     lines = [
-        f"% cvloss comparison {latex_escape(result.get('task'))}/{latex_escape(result.get('dataset'))}/"
-        f"{latex_escape(result.get('budget'))}; needs \\usepackage{{{','.join(PREAMBLE_NEEDS)}}}",
+        f"% cvloss comparison {latex_escape(result.task)}/{latex_escape(result.dataset)}/"
+        f"{latex_escape(result.budget)}; needs \\usepackage{{{','.join(PREAMBLE_NEEDS)}}}",
         r"\begin{table}[htbp]",
         r"\centering",
         f"\\caption{{{caption}}}",
@@ -105,7 +107,7 @@ def comparison_latex(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_latex(results: list[dict[str, Any]]) -> str:
+def report_latex(results: list[ComparisonResult]) -> str:
     """Every comparison of a report, one float each, in report order."""
     head = (f"% cvloss report: {len(results)} comparison table(s); needs \\usepackage{{{','.join(PREAMBLE_NEEDS)}}}\n")
     return head + "\n".join(comparison_latex(r) for r in results)

@@ -16,16 +16,18 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from cvloss.report.tables import comparison_markdown, is_mixed, markdown_table
 from cvloss.report.text import md_code, md_escape
-from cvloss.io import file_inside, loss_slug, read_comparison, read_json_object
+from cvloss.io import file_inside, loss_slug, read_json_object
 from cvloss.report.plots import comparison_plots
-from cvloss.report.style import HATCH_NAMES, KEY_FIELD, LINESTYLE_NAMES, MARKER_NAMES, report_key
+from cvloss.report.style import HATCH_NAMES, LINESTYLE_NAMES, MARKER_NAMES, LossKey, report_key
 from cvloss.report.trial_notes import trial_notes
+from cvloss.result import ComparisonResult, reads_result
 
 PLOT_TITLES = {
     "bars": "Final {split}metrics: mean ± 95% CI (zoomed axis), one open dot per seed",
@@ -34,6 +36,19 @@ PLOT_TITLES = {
     "samples": "The same validation images under each loss",
 }
 STANDARD_PLOTS = ("bars", "forest", "curves", "samples")
+
+
+@dataclass
+class ReportedComparison(ComparisonResult):
+    """A comparison as the report shows it (:func:`load_comparisons`): its
+    ``compare.json`` with trial folders resolved beside it, and what the report adds."""
+
+    path: Path | None = None  # its compare.json
+    rel: str = ""  # its folder, relative to the report's root ("/"-separated)
+    prov: dict[str, Any] = field(default_factory=dict)  # :func:`provenance` of its trials
+    command: str = ""  # the command that remakes it (:func:`reproduce_command`)
+    anchor: str = ""  # its section's id, unique in the report
+    loss_key: LossKey | None = None  # one look per loss over the whole report (cvloss.report.style)
 
 
 def find_comparisons(root: Path) -> list[Path]:
@@ -49,31 +64,32 @@ def plot_title(key: str, split: str | None = None) -> str:
     return title.replace("{split}", f"{split} " if split else "")
 
 
-def _resolve_trials(result: dict[str, Any], cmp_dir: Path) -> None:
+def _resolve_trials(result: ComparisonResult, cmp_dir: Path) -> None:
     """Trial folders are the siblings ``<group>/<loss-slug>/seed<k>`` of the comparison
     folder, derived from (loss, seed) alone: the paths compare.json stores (maybe another
     machine's, maybe hostile) are never followed. A folder that is a link leading out of
     the group is left out (treated as missing)."""
     group = cmp_dir.parent.resolve()
     trials = {}
-    for loss in result["losses"]:
+    for loss in result.losses:
         slug = loss_slug(loss)
         dirs = []
-        for seed in result["seeds"]:
+        for seed in result.seeds:
             d = cmp_dir.parent / slug / f"seed{seed}"
             real = d.resolve()
             ok = slug not in (".", "..") and real.parent.parent == group and real.parent.name == slug
             dirs.append(str(d) if ok else str(cmp_dir / ".outside" / slug / f"seed{seed}"))
         trials[loss] = dirs
-    result["trials"] = trials
-    result["dir"] = str(cmp_dir)
+    result.trials = trials
+    result.dir = str(cmp_dir)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def provenance(result: dict[str, Any]) -> dict[str, Any]:
+@reads_result
+def provenance(result: ComparisonResult) -> dict[str, Any]:
     """What made a comparison, from its trials' ``trial.json``: ``versions`` (name ->
     sorted distinct values), ``git_commits``, ``devices``, ``sources`` (source hash + the
     plugins it recorded), ``threads``, ``params`` (budget settings of
@@ -82,7 +98,7 @@ def provenance(result: dict[str, Any]) -> dict[str, Any]:
     versions: dict[str, set[str]] = {}
     commits, devices, datas, sources, threads = set(), set(), set(), set(), set()
     params, overrides, fw_option, found = None, {}, "auto", 0
-    for dirs in result["trials"].values():
+    for dirs in result.trials.values():
         for d in dirs:
             f = Path(d) / "trial.json"
             if not f.exists():
@@ -123,7 +139,7 @@ def _numeric_first(text: str) -> tuple[int, str]:
     return (int(text), "") if text.isdigit() else (1 << 30, text)
 
 
-def provenance_rows(results: list[dict[str, Any]], markdown: bool = True) -> list[dict[str, str]]:
+def provenance_rows(results: list[ReportedComparison], markdown: bool = True) -> list[dict[str, str]]:
     """One row per comparison for the report's provenance table: folder, commit, source,
     torch, threads, device and whether it pooled mixed code. Comparisons of different code
     or thread counts sit side by side in one report; this table says which is which.
@@ -131,9 +147,9 @@ def provenance_rows(results: list[dict[str, Any]], markdown: bool = True) -> lis
     rows = []
     code, text = (md_code, md_escape) if markdown else (str, str)
     for r in results:
-        p = r["_prov"]
+        p = r.prov
         rows.append({
-            "comparison": code(r["_rel"]),
+            "comparison": code(r.rel),
             "commit": ", ".join(code(c[:10]) for c in p["git_commits"]) or "unknown",
             "source": ", ".join(code(s) for s in p.get("sources") or []) or "unrecorded",
             "torch": text(" / ".join(p["versions"].get("torch", []))) or "unknown",
@@ -144,26 +160,34 @@ def provenance_rows(results: list[dict[str, Any]], markdown: bool = True) -> lis
     return rows
 
 
-def reproduce_command(result: dict[str, Any], prov: dict[str, Any], out: str | None = None) -> str:
+@reads_result
+def reproduce_command(result: ComparisonResult, prov: dict[str, Any], out: str | None = None) -> str:
     """The ``cvloss compare`` command line that remakes this comparison (it resumes and
     skips finished trials, so running it on the same folder only redraws)."""
-    budget = result["budget"].split("+")[0]
+    budget = result.budget.split("+")[0]
     overrides = prov.get("overrides") or {}
     if overrides:
         sets = [f"{k}={v}" for k, v in sorted(overrides.items())]
     else:  # no trial.json: recover the overrides from the budget label (not the tuned tag)
-        sets = [s for s in result["budget"].split("+")[1:] if not s.startswith("tuned-")]
-    cmd = ["cvloss", "compare", "--task", result["task"], "--dataset", result["dataset"],
-           "--losses", ",".join(result["losses"]), "--budget", budget,
-           "--seeds", ",".join(map(str, result["seeds"]))]
+        sets = [s for s in result.budget.split("+")[1:] if not s.startswith("tuned-")]
+    cmd = ["cvloss", "compare", "--task", result.task, "--dataset", result.dataset,
+           "--losses", ",".join(result.losses), "--budget", budget,
+           "--seeds", ",".join(map(str, result.seeds))]
     for s in sets:
         cmd += ["--set", s]
-    tuning = result.get("tuning")
+    tuning = result.tuning
     if isinstance(tuning, dict):  # a tuned comparison: its search, which retrains nothing that is done
         for dim in tuning.get("space") or []:
             cmd += ["--tune", str(dim)]
         cmd += ["--tune-trials", str(tuning.get("trials")), "--tune-sampler", str(tuning.get("sampler")),
-                "--tune-seed", str(tuning.get("sampler_seed"))]
+                "--tune-seed", str(tuning.get("sampler_seed")),
+                # how each candidate was scored; a record without it: one seed each (the first protocol)
+                "--tune-seeds", str(tuning.get("tune_seeds", 1))]
+        if tuning.get("repeats", 1) != 1:
+            cmd += ["--tune-repeats", str(tuning.get("repeats"))]
+        halving = tuning.get("halving")
+        if isinstance(halving, dict):
+            cmd += ["--tune-halving", str(halving.get("eta")), "--tune-min-epochs", str(halving.get("min_epochs"))]
     if prov.get("feature_weights", "auto") != "auto":
         cmd += ["--feature-weights", str(prov["feature_weights"])]
     if out and out != "results":
@@ -171,7 +195,7 @@ def reproduce_command(result: dict[str, Any], prov: dict[str, Any], out: str | N
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
+def load_comparisons(root: Path, replot: bool = True) -> list[ReportedComparison]:
     """Every comparison under ``root`` with resolved trial paths, provenance, reproduce
     command and anchors; ordered by task, dataset, budget, folder. With ``replot`` the
     standard plots are redrawn (current style) when the trials are there."""
@@ -181,37 +205,37 @@ def load_comparisons(root: Path, replot: bool = True) -> list[dict[str, Any]]:
     found = find_comparisons(root)
     if not found:
         raise FileNotFoundError(f"no comparisons under {root}; run `cvloss compare ...` first")
-    loaded = [(path, read_comparison(path)) for path in found]  # untrusted: a wrong shape is one line naming the file
+    # untrusted: a wrong shape is one line naming the file
+    loaded = [(path, ReportedComparison.from_json(path)) for path in found]
     looks = report_key(r for _, r in loaded)  # one look per loss over the whole report, in every plot
     results, anchors = [], set()
     for path, r in loaded:
-        r[KEY_FIELD] = looks
+        r.loss_key = looks
         cmp_dir = path.parent
         _resolve_trials(r, cmp_dir)
-        for key, default in (("plots", {}), ("status", {}), ("directions", {}), ("references", [])):
-            r.setdefault(key, default)
-        if "degenerate" not in r:  # written before trial notes: read them from its trials now
-            r.update(_trial_notes(r))
-        if replot and any(Path(d).is_dir() for dirs in r["trials"].values() for d in dirs):
-            r["plots"].update(comparison_plots(r, cmp_dir))
+        if r.degenerate is None:  # written before trial notes: read them from its trials now
+            for key, notes in _trial_notes(r).items():
+                setattr(r, key, notes)
+        if replot and any(Path(d).is_dir() for dirs in r.trials.values() for d in dirs):
+            r.plots.update(comparison_plots(r, cmp_dir))
         # only plain file names of files inside the comparison folder are shown or embedded
-        r["plots"] = {k: v for k, v in r["plots"].items() if file_inside(cmp_dir, v)}
-        r["_path"] = path
-        r["_rel"] = os.path.relpath(cmp_dir, root).replace(os.sep, "/")
-        r["_prov"] = provenance(r)
-        r["_command"] = reproduce_command(r, r["_prov"], str(root))
-        anchor = base = _slug(f"{r['task']}-{r['dataset']}-{r['budget']}-{cmp_dir.name}")
+        r.plots = {k: v for k, v in r.plots.items() if file_inside(cmp_dir, v)}
+        r.path = path
+        r.rel = os.path.relpath(cmp_dir, root).replace(os.sep, "/")
+        r.prov = provenance(r)
+        r.command = reproduce_command(r, r.prov, str(root))
+        anchor = base = _slug(f"{r.task}-{r.dataset}-{r.budget}-{cmp_dir.name}")
         k = 2
         while anchor in anchors:
             anchor, k = f"{base}-{k}", k + 1
         anchors.add(anchor)
-        r["_anchor"] = anchor
+        r.anchor = anchor
         results.append(r)
-    results.sort(key=lambda r: (r["task"], r["dataset"], r["budget"], r["_rel"]))
+    results.sort(key=lambda r: (r.task, r.dataset, r.budget, r.rel))
     return results
 
 
-def _trial_notes(result: dict[str, Any]) -> dict[str, Any]:
+def _trial_notes(result: ComparisonResult) -> dict[str, Any]:
     """The trial notes (:func:`cvloss.report.trial_notes.trial_notes`) of a comparison
     written before compare.json carried them, read from its (resolved) trial folders at
     report time: degenerate reasons the rule's numbers part finds in stored test metrics
@@ -219,10 +243,10 @@ def _trial_notes(result: dict[str, Any]) -> dict[str, Any]:
     try:
         from cvloss.tasks import get_task_class
 
-        task_cls = get_task_class(result["task"])
+        task_cls = get_task_class(result.task)
     except Exception:  # a comparison of a task this cvloss does not know: no rule to apply
         task_cls = None
-    return trial_notes(task_cls, result["trials"], result["seeds"])
+    return trial_notes(task_cls, result.trials, result.seeds)
 
 
 def colour_key_markdown(key: dict[str, dict[str, Any]]) -> str:
@@ -238,25 +262,25 @@ def colour_key_markdown(key: dict[str, dict[str, Any]]) -> str:
             "lines.\n\n" + markdown_table(rows))
 
 
-def group_by_task_dataset(results: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def group_by_task_dataset(results: list[ReportedComparison]) -> list[tuple[str, str, list[ReportedComparison]]]:
+    groups: dict[tuple[str, str], list[ReportedComparison]] = {}
     for r in results:
-        groups.setdefault((r["task"], r["dataset"]), []).append(r)
+        groups.setdefault((r.task, r.dataset), []).append(r)
     return [(t, d, rs) for (t, d), rs in groups.items()]
 
 
-def comparison_title(r: dict[str, Any]) -> str:
-    return f"{r['budget']}: {', '.join(r['losses'])}"
+def comparison_title(r: ComparisonResult) -> str:
+    return f"{r.budget}: {', '.join(r.losses)}"
 
 
-def _budget_line(r: dict[str, Any]) -> str:
-    params = r["_prov"]["params"]
+def _budget_line(r: ReportedComparison) -> str:
+    params = r.prov["params"]
     if not params:
         return ""
     return "Budget settings: " + ", ".join(f"{k}={v}" for k, v in params.items()) + "."
 
 
-def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
+def markdown_report(results: list[ReportedComparison], root: Path) -> str:
     """``REPORT.md``. Every value from a results file or a folder name goes through
     :func:`cvloss.report.text.md_escape` (text) or ``md_code`` (names, commands): no tag,
     link or table break of its own reaches the page. Anchors are slugs (``[a-z0-9-]``),
@@ -267,22 +291,22 @@ def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
     for task, dataset, rs in group_by_task_dataset(results):
         parts.append(f"- **{md_escape(task)} · {md_escape(dataset)}**")
         for r in rs:
-            parts.append(f"  - [{md_escape(comparison_title(r))}](#{r['_anchor']})")
+            parts.append(f"  - [{md_escape(comparison_title(r))}](#{r.anchor})")
     parts.append("- [Colour key](#colour-key)\n- [Provenance](#provenance)\n")
     for task, dataset, rs in group_by_task_dataset(results):
         parts.append(f"## {md_escape(task)} · {md_escape(dataset)}\n")
         for r in rs:
-            parts.append(f'<a id="{r["_anchor"]}"></a>\n')
+            parts.append(f'<a id="{r.anchor}"></a>\n')
             body = comparison_markdown(r, heading_level=3, heading=comparison_title(r))
-            if r["_prov"]["data"]:
-                body += "\nData: " + md_escape("; ".join(r["_prov"]["data"])) + "\n"
+            if r.prov["data"]:
+                body += "\nData: " + md_escape("; ".join(r.prov["data"])) + "\n"
             if _budget_line(r):
                 body += "\n" + md_escape(_budget_line(r)) + "\n"
             parts.append(body)
-            for key, name in r["plots"].items():
-                link = quote(r["_rel"] + "/" + name, safe="/+=-_.,")
-                parts.append(f"![{md_escape(plot_title(key, r.get('split')))}]({link})\n")
-            parts.append(f"Reproduce: {md_code(r['_command'])}\n")
+            for key, name in r.plots.items():
+                link = quote(r.rel + "/" + name, safe="/+=-_.,")
+                parts.append(f"![{md_escape(plot_title(key, r.split))}]({link})\n")
+            parts.append(f"Reproduce: {md_code(r.command)}\n")
     parts.append(colour_key_markdown(report_key(results)))
     parts.append('<a id="provenance"></a>\n\n## Provenance\n')
     parts.append(f"Report made with {md_code(f'cvloss report {root}')} from the files below; each comparison is remade "
@@ -290,14 +314,14 @@ def markdown_report(results: list[dict[str, Any]], root: Path) -> str:
                  "versions or thread counts sit side by side; the table says which made each.\n")
     parts.append(markdown_table(provenance_rows(results)))
     for r in results:
-        p = r["_prov"]
-        parts.append(f"### {md_escape(' · '.join([r['task'], r['dataset'], comparison_title(r)]))}\n")
-        parts.append(f"- folder: {md_code(r['_rel'])}")
-        parts.append(f"- command: {md_code(r['_command'])}")
+        p = r.prov
+        parts.append(f"### {md_escape(' · '.join([r.task, r.dataset, comparison_title(r)]))}\n")
+        parts.append(f"- folder: {md_code(r.rel)}")
+        parts.append(f"- command: {md_code(r.command)}")
         parts.append(f"- git commit: {', '.join(md_code(c) for c in p['git_commits']) or 'unknown'}")
         parts.append(f"- device: {md_escape('; '.join(p['devices'])) or 'unknown'}")
         parts.append("- versions: " + (md_escape(", ".join(f"{k} {' / '.join(v)}" for k, v in p["versions"].items()))
                                        or "unknown"))
         parts.append(f"- trials with a trial.json: {p['n_trials']} of "
-                     f"{sum(len(d) for d in r['trials'].values())}\n")
+                     f"{sum(len(d) for d in r.trials.values())}\n")
     return "\n".join(parts)

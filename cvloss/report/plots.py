@@ -38,6 +38,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from cvloss.errors import ResultsFileError, UsageError  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, metric_label, reference_style, result_key  # noqa: E402
 from cvloss.report.tables import bound, clipped_interval, contrast_verdicts  # noqa: E402
+from cvloss.result import ComparisonResult, reads_result  # noqa: E402
 from cvloss.report.text import fmt, mpl_text  # noqa: E402
 from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
 from cvloss.tasks import get_task_class  # noqa: E402
@@ -108,10 +109,11 @@ def _short(spec: str, width: int = 22) -> str:
     return "\n".join(out)
 
 
-def seed_values(result: dict[str, Any], loss: str, metric: str) -> list[float]:
+@reads_result
+def seed_values(result: ComparisonResult, loss: str, metric: str) -> list[float]:
     """Final metric of each finished seed of ``loss`` (read from its ``summary.json``)."""
     vals = []
-    for trial in result["trials"].get(loss, []):
+    for trial in result.trials.get(loss, []):
         f = Path(trial) / "summary.json"
         if f.exists():
             s = read_summary(f)
@@ -121,15 +123,15 @@ def seed_values(result: dict[str, Any], loss: str, metric: str) -> list[float]:
     return vals
 
 
-def _status_note(result: dict[str, Any], loss: str) -> str:
-    status = result.get("status", {}).get(loss, [])
+def _status_note(result: ComparisonResult, loss: str) -> str:
+    status = result.status.get(loss, [])
     bad = [f"{sum(s == k for s in status)} {k}" for k in ("diverged", "collapsed", "degenerate", "missing")
            if k in status]
     return ", ".join(bad)
 
 
-def _whisker(result: dict[str, Any], row: dict[str, Any] | None, metric: str) -> tuple[float, float] | None:
-    """``(lo, hi)`` of a row's 95% CI cut at the metric's bounds (``result["bounds"]``)
+def _whisker(result: ComparisonResult, row: dict[str, Any] | None, metric: str) -> tuple[float, float] | None:
+    """``(lo, hi)`` of a row's 95% CI cut at the metric's bounds (``result.bounds``)
     exactly as the table cuts it (:func:`cvloss.report.tables.clipped_interval`); None
     without a CI (fewer than two finished seeds)."""
     if not row or not row["n"] or row["n"] < 2 or not _finite_number(row.get("mean")) \
@@ -183,21 +185,22 @@ def _reference_lines(ax, refs: list[tuple[str, float, int]], zoom: tuple[float, 
                         color=REFERENCE_COLOR, gid=f"reference:{name}", zorder=4)
 
 
-def bar_plot(result: dict[str, Any], path: Path) -> None:
+@reads_result
+def bar_plot(result: ComparisonResult, path: Path) -> None:
     """One panel per metric: per loss its mean (the loss's marker) with the 95% CI as a
     whisker cut at the metric's bounds (as in the table) and each seed as a small open
     dot, on an axis zoomed to the losses' values (not from zero: the differences are what a
     reader compares); references as grey dashed lines inside that range, as a labelled
     arrow at the panel's edge outside it; trials that diverged/collapsed named under their
     loss."""
-    losses = result["losses"]
+    losses = result.losses
     key = result_key(result)
-    rows = {(r["loss"], r["metric"]): r for r in result["rows"]}
+    rows = {(r["loss"], r["metric"]): r for r in result.rows}
     # A metric no loss has a value for (FID without Inception weights) gets no panel.
-    empty = [m for m in result["metrics"] if not any(
+    empty = [m for m in result.metrics if not any(
         r["n"] and r["mean"] is not None and math.isfinite(r["mean"]) for (l, mm), r in rows.items() if mm == m)]
-    metrics = [m for m in result["metrics"] if m not in empty] or result["metrics"][:1]
-    refs = list(result.get("references") or [])
+    metrics = [m for m in result.metrics if m not in empty] or result.metrics[:1]
+    refs = list(result.references or [])
     ncol = min(3, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
     width = max(2.9, 0.55 * len(losses) + 1.2)
@@ -227,7 +230,7 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
             ref_values = [(ref, rows[(ref, metric)]["mean"], j) for j, ref in enumerate(refs) if (ref, metric) in rows
                           and rows[(ref, metric)]["n"] and _finite_number(rows[(ref, metric)]["mean"])]
             _reference_lines(ax, ref_values, _zoom(shown))
-            direction = result["directions"].get(metric, True)
+            direction = result.directions.get(metric, True)
             ax.set_title(mpl_text(f"{metric} ({'higher' if direction else 'lower'} is better)"))
             ax.set_ylabel(mpl_text(metric_label(metric)))
             # Trials left out of the mean are named under the loss, in red.
@@ -251,10 +254,10 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
         handles.append(Line2D([], [], color="black", marker="|", markersize=10, linestyle="", label="95% CI (Student t)"))
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="",
                               markersize=4, label="one seed"))
-        fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "none used"
-        split = f"{result['split']} " if result.get("split") else ""  # the table's split (test under the protocol)
-        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']} / {result['budget']}: final {split}metrics\n"
-                              f"mean ± 95% CI over {len(result['seeds'])} seeds (feature-network weights: {fw})"
+        fw = ", ".join(result.feature_weights) if result.feature_weights else "none used"
+        split = f"{result.split} " if result.split else ""  # the table's split (test under the protocol)
+        fig.suptitle(mpl_text(f"{result.task} / {result.dataset} / {result.budget}: final {split}metrics\n"
+                              f"mean ± 95% CI over {len(result.seeds)} seeds (feature-network weights: {fw})"
                               + (f"; no value for: {', '.join(empty)}" if empty else "")))
         ncol = len(handles) if len(handles) <= 7 else 5
         fig.tight_layout(rect=(0, (0.1 + 0.17 * math.ceil(len(handles) / ncol)) / fig.get_figheight(), 1, 1))
@@ -262,10 +265,10 @@ def bar_plot(result: dict[str, Any], path: Path) -> None:
         save_figure(fig, path)
 
 
-def _curves(result: dict[str, Any], loss: str, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _curves(result: ComparisonResult, loss: str, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per key: (epochs, array seeds x epochs) from each finished or partial trial's metrics.csv."""
     per_key: dict[str, list[dict[int, float]]] = {k: [] for k in keys}
-    for trial in result["trials"].get(loss, []):
+    for trial in result.trials.get(loss, []):
         f = Path(trial) / "metrics.csv"
         if not f.exists():
             continue
@@ -287,17 +290,18 @@ def _curves(result: dict[str, Any], loss: str, keys: list[str]) -> dict[str, tup
     return out
 
 
-def curves_plot(result: dict[str, Any], path: Path) -> None:
+@reads_result
+def curves_plot(result: ComparisonResult, path: Path) -> None:
     """Training loss and the primary validation metric per epoch: line = mean over seeds,
     band = min..max over seeds; diverged epochs (NaN/Inf) leave gaps."""
-    metric = result.get("primary_metric") or (result["metrics"][0] if result["metrics"] else None)
+    metric = result.primary_metric or (result.metrics[0] if result.metrics else None)
     keys = ["train_loss"] + ([metric] if metric else [])
     with plt.rc_context(FONT):
         fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.3), squeeze=False)
         axes = axes[0]
         positive, lows, highs = True, [], []
         looks, shown = result_key(result), []  # shown: the metric's band, the panel's zoom
-        for loss in result["losses"]:
+        for loss in result.losses:
             st = looks[loss]
             data = _curves(result, loss, keys)
             for ax, key in zip(axes, keys):
@@ -323,8 +327,8 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
                 if len(arr) > 1:
                     ax.fill_between(epochs, lo, hi, color=st["color"], alpha=0.15, linewidth=0)
         if metric:
-            refs = [(r["loss"], r["mean"], j) for j, ref in enumerate(result.get("references") or [])
-                    for r in result["rows"]
+            refs = [(r["loss"], r["mean"], j) for j, ref in enumerate(result.references or [])
+                    for r in result.rows
                     if r["loss"] == ref and r["metric"] == metric and r["n"] and _finite_number(r["mean"])]
             _reference_lines(axes[-1], refs, _zoom(shown, 0.06))
         # Losses live on their own scales (CE ~1, a weighted sum ~100): log scale when
@@ -335,14 +339,14 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
         if log:
             axes[0].set_yscale("log")
         if metric:
-            axes[-1].set_ylabel(mpl_text(metric_label(metric, result["directions"].get(metric, True))))
+            axes[-1].set_ylabel(mpl_text(metric_label(metric, result.directions.get(metric, True))))
             axes[-1].set_title(mpl_text(f"validation {metric} per epoch"))
         for ax in axes:
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         handles, labels = axes[-1].get_legend_handles_labels()
-        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']} / {result['budget']}: learning curves\n"
+        fig.suptitle(mpl_text(f"{result.task} / {result.dataset} / {result.budget}: learning curves\n"
                               f"line = mean over seeds, band = min..max over seeds"))
         if handles:  # under the panels, never on top of a curve
             ncol = min(len(handles), 4)
@@ -354,13 +358,14 @@ def curves_plot(result: dict[str, Any], path: Path) -> None:
         save_figure(fig, path)
 
 
-def samples_plot(result: dict[str, Any], path: Path) -> bool:
+@reads_result
+def samples_plot(result: ComparisonResult, path: Path) -> bool:
     """Columns: input, truth, then each loss's prediction on the same validation images
     at its first seed that wrote samples; each loss column framed in the loss's colour."""
     cols: dict[str, np.ndarray] = {}
     seed_of: dict[str, int] = {}
-    for loss in result["losses"]:
-        for seed, trial in zip(result["seeds"], result["trials"].get(loss, [])):
+    for loss in result.losses:
+        for seed, trial in zip(result.seeds, result.trials.get(loss, [])):
             f = Path(trial) / "samples.npz"
             if f.exists():
                 try:
@@ -377,7 +382,7 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
     names = list(cols)
     k = len(cols["input"])
     one_seed = len(set(seed_of.values())) == 1
-    task_cls = get_task_class(result["task"])
+    task_cls = get_task_class(result.task)
     titles, note = dict(task_cls.sample_titles), task_cls.sample_note
     looks = result_key(result)
     with plt.rc_context(FONT):
@@ -398,7 +403,7 @@ def samples_plot(result: dict[str, Any], path: Path) -> bool:
             # black text (pale loss colours are unreadable as text); the frame carries the colour
             axes[0][j].set_title(mpl_text(title), fontsize=7, fontweight="bold" if is_loss else "normal")
         where = f"seed {next(iter(seed_of.values()))}" if one_seed else "first finished seed of each loss"
-        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']}: the same validation images under each loss "
+        fig.suptitle(mpl_text(f"{result.task} / {result.dataset}: the same validation images under each loss "
                               f"({where})"), fontsize=8)
         if note:  # what the cells show, when they are not plain images (embed's decisions, gan's scatters)
             import textwrap
@@ -417,7 +422,8 @@ _VERDICT_SHORT = {"appears": "appears", "reversed": "reversed", "not detected": 
                   "inconclusive": "inconclusive", "not measurable": "n/a"}
 
 
-def forest_plot(result: dict[str, Any], path: Path) -> bool:
+@reads_result
+def forest_plot(result: ComparisonResult, path: Path) -> bool:
     """Paired differences against the baseline, one panel per metric (the primary one
     first), one row per loss: the mean difference (loss − baseline over the paired seeds)
     with its 95% CI, a filled marker when the adjusted p (Holm / BH) is below 0.05 and an
@@ -425,12 +431,12 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
     (:func:`cvloss.report.tables.contrast_verdicts`: appears, reversed, n.d. = not
     detected, inconclusive = MDE ≥ headroom), and an arrow to the side where the metric
     improves. False (nothing written) with fewer than two losses."""
-    losses = result["losses"][1:]
+    losses = result.losses[1:]
     if not losses:
         return False
-    rows = {(r["loss"], r["metric"]): r for r in result["rows"]}
-    primary = result.get("primary_metric")
-    metrics = sorted(result["metrics"], key=lambda m: m != primary)
+    rows = {(r["loss"], r["metric"]): r for r in result.rows}
+    primary = result.primary_metric
+    metrics = sorted(result.metrics, key=lambda m: m != primary)
     metrics = [m for m in metrics if any(_finite_number(rows.get((l, m), {}).get("diff_vs_baseline")) for l in losses)]
     if not metrics:
         return False
@@ -442,7 +448,8 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
                                  squeeze=False)
         for k, metric in enumerate(metrics):
             ax = axes[k // ncol][k % ncol]
-            verdicts = {c["loss"]: c["verdict"] for c in contrast_verdicts(result, metric)} if "best" in result else {}
+            verdicts = ({c["loss"]: c["verdict"] for c in contrast_verdicts(result, metric)}
+                        if result.best is not None else {})
             for i, loss in enumerate(losses):
                 r = rows.get((loss, metric)) or {}
                 d, ci = r.get("diff_vs_baseline"), r.get("diff_ci95")
@@ -465,21 +472,21 @@ def forest_plot(result: dict[str, Any], path: Path) -> bool:
             ax.set_yticks(range(len(losses)))
             ax.set_yticklabels([mpl_text(_short(l, 26)) for l in losses])
             ax.set_ylim(len(losses) - 0.5, -0.5)
-            up = result["directions"].get(metric, True)
+            up = result.directions.get(metric, True)
             name = "p adjusted: Holm" if metric == primary else "p adjusted: BH (exploratory)"
             if not any("p_adj" in (rows.get((l, metric)) or {}) for l in losses):
                 name = "p uncorrected"
             ax.set_title(mpl_text(f"{metric}{' (primary)' if metric == primary else ''}: "
-                                  f"Δ vs {_short(result['baseline'], 18)}\n"
+                                  f"Δ vs {_short(result.baseline, 18)}\n"
                                   f"{'higher' if up else 'lower'} is better · {name}"))
             ax.set_xlabel(mpl_text(f"Δ {metric_label(metric)}  ({'→' if up else '←'} better)"))
             ax.grid(axis="x", alpha=0.3, zorder=0)
         for k in range(len(metrics), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
-        fig.suptitle(mpl_text(f"{result['task']} / {result['dataset']} / {result['budget']}: paired differences "
-                              f"against {result['baseline']}, mean ± 95% CI over seeds; filled = adjusted p < 0.05"
+        fig.suptitle(mpl_text(f"{result.task} / {result.dataset} / {result.budget}: paired differences "
+                              f"against {result.baseline}, mean ± 95% CI over seeds; filled = adjusted p < 0.05"
                               + ("\nverdict: appears / reversed / n.d. = not detected / inconclusive = MDE ≥ headroom"
-                                 if "best" in result else "")))
+                                 if result.best is not None else "")))
         fig.tight_layout()
         save_figure(fig, path)
     return True
@@ -518,7 +525,8 @@ def remove_orphan_plots(folder: Path, min_age_s: float = ORPHAN_AGE_S) -> list[P
     return removed
 
 
-def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+@reads_result
+def comparison_plots(result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     """Write ``bars.png``, ``forest.png`` (two losses or more), ``curves.png`` and
     ``samples.png`` (each with its PDF and SVG) into ``out_dir``; returns {key: PNG file
     name} of the plots made. Orphan temporary plots of earlier, interrupted runs are
@@ -526,7 +534,7 @@ def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     out_dir = Path(out_dir)
     remove_orphan_plots(out_dir)
     made = {}
-    if result["metrics"]:
+    if result.metrics:
         bar_plot(result, out_dir / "bars.png")
         made["bars"] = "bars.png"
         if forest_plot(result, out_dir / "forest.png"):
@@ -535,38 +543,47 @@ def comparison_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
         made["curves"] = "curves.png"
     if samples_plot(result, out_dir / "samples.png"):
         made["samples"] = "samples.png"
-    if result.get("tuning"):
+    if result.tuning:
         if tuning_plot(result, out_dir / "tuning.png"):
             made["tuning"] = "tuning.png"
     return made
 
 
-def tuning_plot(result: dict[str, Any], path: Path) -> bool:
-    """A tuned comparison's search (``result["tuning"]``, :mod:`cvloss.run.tune`): val
+@reads_result
+def tuning_plot(result: ComparisonResult, path: Path) -> bool:
+    """A tuned comparison's search (``result.tuning``, :mod:`cvloss.run.tune`): val
     score against each tuned numeric parameter, one panel per parameter, one series per
     loss, the chosen candidate ringed, a log axis for ``log`` ranges. Val score against each tuned numeric parameter; False (nothing drawn) when the
     comparison was not tuned or tuned only categorical choices."""
-    t = result.get("tuning")
+    t = result.tuning
     if not t:
         return False
-    losses = result["losses"]
-    first = t["losses"][losses[0]]["candidates"]
-    params = [p for p in (first[0] if first else {}) if all(isinstance(c[p], (int, float)) for s in losses
-                                                           for c in t["losses"][s]["candidates"])]
+    losses = result.losses
+    # every numeric tuned name, in the order the space lists them: each loss draws the
+    # names its own candidates have (a loss trains its own dimensions)
+    cands = {s: t["losses"][s]["candidates"] for s in losses}
+    params = [p for p in dict.fromkeys(k for s in losses for c in cands[s][:1] for k in c)
+              if all(isinstance(c[p], (int, float)) for s in losses for c in cands[s] if p in c)]
     if not params:
         return False
     log = {d.split("=", 1)[0] for d in t["space"] if d.split("=", 1)[1].startswith("log(")}
     looks = result_key(result)
-    fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params) + 0.4, 3.0), squeeze=False)
-    for ax, name in zip(axes[0], params):
+    ncols = min(4, len(params))
+    nrows = math.ceil(len(params) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 0.4, 3.0 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, params):
         for spec in losses:
             rec, style = t["losses"][spec], looks[spec]
-            pts = [(c[name], s) for c, s in zip(rec["candidates"], rec["val_scores"]) if s is not None and math.isfinite(s)]
+            ses = rec.get("val_se") if isinstance(rec.get("val_se"), list) else [None] * len(rec["val_scores"])
+            pts = [(c[name], s, e if isinstance(e, (int, float)) else 0.0)
+                   for c, s, e in zip(rec["candidates"], rec["val_scores"], ses)
+                   if name in c and s is not None and math.isfinite(s)]
             if pts:
-                xs, ys = zip(*sorted(pts))
-                ax.plot(xs, ys, marker=style["marker"], color=style["color"], linestyle="none", label=mpl_text(spec))
+                xs, ys, es = zip(*sorted(pts))
+                ax.errorbar(xs, ys, yerr=es, marker=style["marker"], color=style["color"], linestyle="none",
+                            label=mpl_text(spec), capsize=2, elinewidth=0.8)
             best = rec["val_scores"][rec["chosen_index"]]
-            if best is not None:
+            if best is not None and name in rec["chosen"]:
                 ax.plot([rec["chosen"][name]], [best], marker="o", markersize=12, markerfacecolor="none",
                         color=style["color"])
         if name in log:
@@ -574,7 +591,9 @@ def tuning_plot(result: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel(mpl_text(name))
         ax.set_ylabel(mpl_text(f"val {t['metric']}"))
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(params):]:
+        ax.set_visible(False)
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle("Tuning: val score of every candidate (ringed: chosen)", fontsize=9)
+    fig.suptitle("Tuning: val score of every candidate, mean ± SE over its tuning seeds (ringed: chosen)", fontsize=9)
     save_figure(fig, path)
     return True

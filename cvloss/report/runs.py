@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from cvloss.io import read_csv
+from cvloss.result import ComparisonResult, reads_result
 
 # What the final numbers are measured on: the held-out test split, read once per trial
 # after its last epoch (learning curves and every choice use val).
@@ -20,22 +21,23 @@ COMPUTE = ("train_time_s", "epochs", "steps", "step_time_s", "peak_mem_mib", "pe
            "discriminator_updates")
 
 
-def run_rows(result: Mapping[str, Any], summaries: Mapping[str, list[dict[str, Any] | None]],
+@reads_result
+def run_rows(result: ComparisonResult, summaries: Mapping[str, list[dict[str, Any] | None]],
              commits: Mapping[str, list[str | None]]) -> list[dict[str, Any]]:
     """One row per (loss, seed) of a comparison: ``summaries[loss][i]`` and
-    ``commits[loss][i]`` belong to seed ``result["seeds"][i]``; a trial without a summary
+    ``commits[loss][i]`` belong to seed ``result.seeds[i]``; a trial without a summary
     is a row with status ``missing``."""
     rows = []
-    for loss in result["losses"]:
-        for i, seed in enumerate(result["seeds"]):
+    for loss in result.losses:
+        for i, seed in enumerate(result.seeds):
             s = summaries[loss][i] or {}
-            row = {"task": result["task"], "dataset": result["dataset"], "budget": result["budget"],
+            row = {"task": result.task, "dataset": result.dataset, "budget": result.budget,
                    "split": FINAL_SPLIT, "loss": loss, "seed": seed, "status": s.get("status", "missing")}
             metrics = s.get("metrics") or {}
-            row.update({m: metrics.get(m) for m in result["metrics"]})
+            row.update({m: metrics.get(m) for m in result.metrics})
             row.update({k: s.get(k) for k in COMPUTE})
             untrained = s.get("untrained") or {}
-            row.update({f"untrained_{m}": untrained.get(m) for m in result["metrics"]})
+            row.update({f"untrained_{m}": untrained.get(m) for m in result.metrics})
             row["commit"] = commits[loss][i]
             rows.append(row)
     return rows

@@ -31,6 +31,8 @@ import itertools
 import re
 from typing import Any, Iterable, Iterator
 
+from cvloss.result import ComparisonResult, reads_result
+
 # 16 colours, distinct in hue and (pairwise, mostly) in lightness; no grey: grey is the
 # reference colour. tab10 without its grey, then darker tones of tab20b/tab20c.
 PALETTE = [
@@ -80,8 +82,6 @@ SLOTS: dict[str, tuple[int, int]] = {
 }
 _RESERVED = frozenset((PALETTE[c], p) for c, p in SLOTS.values())
 N_SHADES = 40  # shades of one palette colour that variants use (see _variant)
-# Where the look lives on a comparison dict (set by the report; absent: the comparison's own key).
-KEY_FIELD = "_loss_key"
 
 _FIRST_NAME = re.compile(r"^\s*(?:[-+0-9.eE]+\s*\*\s*)?([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -184,16 +184,18 @@ def loss_color(spec: str) -> str:
     return loss_style(spec)["color"]
 
 
-def result_key(result: dict[str, Any]) -> LossKey:
-    """The key a comparison's plots use: the report-wide one ``cvloss report`` stored in
-    ``result[KEY_FIELD]``, else the key of the comparison's own losses."""
-    key = result.get(KEY_FIELD)
-    return key if isinstance(key, LossKey) else loss_key(result["losses"])
+@reads_result
+def result_key(result: ComparisonResult) -> LossKey:
+    """The key a comparison's plots use: the report-wide one ``cvloss report`` gave it
+    (the ``loss_key`` of :class:`cvloss.report.markdown.ReportedComparison`), else the
+    key of the comparison's own losses."""
+    key = getattr(result, "loss_key", None)
+    return key if isinstance(key, LossKey) else loss_key(result.losses)
 
 
-def report_key(results: Iterable[dict[str, Any]]) -> LossKey:
+def report_key(results: Iterable[ComparisonResult]) -> LossKey:
     """The key of a whole report: every loss of every comparison (the union)."""
-    return loss_key(spec for r in results for spec in r["losses"])
+    return loss_key(spec for r in results for spec in ComparisonResult.of(r).losses)
 
 
 def reference_style(k: int = 0) -> dict[str, Any]:

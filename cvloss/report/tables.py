@@ -4,7 +4,7 @@ Marks (the same in the console, Markdown and HTML):
 
 * best -- the loss that beats every other one on that metric in paired tests over seeds
   after correction (Holm over its k - 1 tests for the primary metric, Benjamini-Hochberg
-  for the exploratory others): ``result["best"]``. When no loss does, nothing is marked
+  for the exploratory others): ``result.best``. When no loss does, nothing is marked
   and the table says "no significant difference". Reference rows (bicubic, the untrained
   network) are never best. Console ``(best)``, Markdown **bold**, HTML bold + shaded.
   (Comparisons written before corrected statistics existed mark the best mean instead,
@@ -35,8 +35,10 @@ import statistics
 from typing import Any
 
 from cvloss import verdict as vd
+from cvloss.result import ComparisonResult, reads_result
 from cvloss.report.text import CONSOLE, MARKDOWN, Form, fmt, markdown_table, md_code, md_escape
 from cvloss.report.tuning import tuning_markdown
+from cvloss.report.items import item_lines
 
 ALPHA = 0.05
 ALPHA_STRONG = 0.01
@@ -46,14 +48,19 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _alpha(result: ComparisonResult) -> float:
+    """The comparison's family-wise level (comparisons that predate it: :data:`ALPHA`)."""
+    return ALPHA if result.alpha is None else result.alpha
+
+
 _fmt = fmt  # old private name
 
 
-def _by_loss(result: dict[str, Any], analysis: str = "completed") -> dict[str, dict[str, dict[str, Any]]]:
+def _by_loss(result: ComparisonResult, analysis: str = "completed") -> dict[str, dict[str, dict[str, Any]]]:
     """``{loss: {metric: row}}`` of one analysis (``completed`` or ``itt``; reference rows
     and the rows of comparisons written before analyses existed go with either)."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in result["rows"]:
+    for row in result.rows:
         if row.get("analysis", analysis) in (analysis, "reference"):
             table.setdefault(row["loss"], {})[row["metric"]] = row
     return table
@@ -62,31 +69,33 @@ def _by_loss(result: dict[str, Any], analysis: str = "completed") -> dict[str, d
 FAILURES = ("diverged", "collapsed", "degenerate", "crashed", "missing")
 
 
-def has_failures(result: dict[str, Any]) -> bool:
+@reads_result
+def has_failures(result: ComparisonResult) -> bool:
     """Whether any trial of the comparison failed (diverged, collapsed, degenerate,
     crashed): then the intent-to-treat table differs from the completed-trials one."""
-    return any(s in ("diverged", "collapsed", "degenerate", "crashed") for runs in result["status"].values()
+    return any(s in ("diverged", "collapsed", "degenerate", "crashed") for runs in result.status.values()
                for s in runs)
 
 
-def best_losses(result: dict[str, Any], metric: str, analysis: str = "completed") -> set[str]:
+@reads_result
+def best_losses(result: ComparisonResult, metric: str, analysis: str = "completed") -> set[str]:
     """The loss(es) with the best mean of ``metric``; references never count. Empty when
     there is a single loss (nothing to compare) or no finite mean."""
-    if "best" in result:  # corrected: a winner only when it beats every other loss
-        best = result["best"] if analysis == "completed" else (result.get("itt") or {}).get("best")
+    if result.best is not None:  # corrected: a winner only when it beats every other loss
+        best = result.best if analysis == "completed" else (result.itt or {}).get("best")
         winner = (best or {}).get(metric)
         return {winner} if winner else set()
-    refs = set(result.get("references") or [])
-    rows = [r for r in result["rows"] if r["metric"] == metric and r["loss"] in result["losses"]
+    refs = set(result.references or [])
+    rows = [r for r in result.rows if r["metric"] == metric and r["loss"] in result.losses
             and r["loss"] not in refs and not r.get("reference") and r["n"] > 0 and _finite(r["mean"])]
-    if len(result["losses"]) < 2 or not rows:
+    if len(result.losses) < 2 or not rows:
         return set()
-    pick = max if result["directions"].get(metric, True) else min
+    pick = max if result.directions.get(metric, True) else min
     target = pick(r["mean"] for r in rows)
     return {r["loss"] for r in rows if r["mean"] == target}
 
 
-def _best(result: dict[str, Any], metric: str) -> str | None:
+def _best(result: ComparisonResult, metric: str) -> str | None:
     best = best_losses(result, metric)
     return next(iter(best)) if len(best) == 1 else (sorted(best)[0] if best else None)
 
@@ -102,10 +111,11 @@ def significance(row: dict[str, Any] | None, baseline: str) -> str:
     return "**" if p < ALPHA_STRONG else "*" if p < ALPHA else ""
 
 
-def runs_text(result: dict[str, Any], loss: str) -> str:
+@reads_result
+def runs_text(result: ComparisonResult, loss: str) -> str:
     """``2/3 (1 diverged)``: finished trials of the seeds, then the excluded ones, then
     ``(2 identical)``: seeds that repeat another seed's trial exactly."""
-    status = result["status"].get(loss, [])
+    status = result.status.get(loss, [])
     done = sum(s == "done" for s in status)
     text = f"{done}/{len(status)}"
     for state in FAILURES:
@@ -121,18 +131,20 @@ def runs_text(result: dict[str, Any], loss: str) -> str:
 _runs_cell = runs_text
 
 
-def identical_repeats(result: dict[str, Any], loss: str) -> int:
+@reads_result
+def identical_repeats(result: ComparisonResult, loss: str) -> int:
     """How many of ``loss``'s seeds repeat an earlier seed's trial exactly (a group of
     three identical seeds repeats twice): the seeds the statistics count too often."""
-    groups = (result.get("identical_replicates") or {}).get(loss) or []
+    groups = (result.identical_replicates or {}).get(loss) or []
     return sum(len(g) - 1 for g in groups)
 
 
-def flags(result: dict[str, Any], loss: str) -> list[str]:
+@reads_result
+def flags(result: ComparisonResult, loss: str) -> list[str]:
     """What makes a row ⚠: states that left trials out of the means (``"1 diverged"``),
     identical replicates (``"2 identical"``) and trials that today's degenerate rule flags
     on stored test numbers though their status predates it."""
-    status = result["status"].get(loss, [])
+    status = result.status.get(loss, [])
     out = [f"{sum(s == k for s in status)} {k}" for k in FAILURES if k in status]
     if identical_repeats(result, loss):
         out.append(f"{identical_repeats(result, loss)} identical")
@@ -142,27 +154,28 @@ def flags(result: dict[str, Any], loss: str) -> list[str]:
     return out
 
 
-def _predating(result: dict[str, Any], loss: str) -> list[tuple[int, str]]:
+def _predating(result: ComparisonResult, loss: str) -> list[tuple[int, str]]:
     """(seed, reason) of ``loss``'s trials written before the degenerate rule that its
     numbers part flags on their stored test metrics."""
-    old = (result.get("degenerate_predates") or {}).get(loss) or []
-    why = (result.get("degenerate_on_test") or {}).get(loss) or []
-    return [(seed, r) for seed, o, r in zip(result["seeds"], old, why) if o and r]
+    old = (result.degenerate_predates or {}).get(loss) or []
+    why = (result.degenerate_on_test or {}).get(loss) or []
+    return [(seed, r) for seed, o, r in zip(result.seeds, old, why) if o and r]
 
 
-def comparison_table(result: dict[str, Any], analysis: str = "completed") -> list[dict[str, Any]]:
+@reads_result
+def comparison_table(result: ComparisonResult, analysis: str = "completed") -> list[dict[str, Any]]:
     """Structured rows: ``{"loss", "reference", "runs", "flags", "cells": {metric: cell},
     "compute": {column: text}}`` with ``cell = {"mean", "ci95", "n", "text", "best", "sig",
     "p_value", "diff"}``; losses first (in comparison order, baseline first), then
     references. ``analysis``: ``completed`` (finished trials) or ``itt`` (intent to treat)."""
     table = _by_loss(result, analysis)
-    best = {m: best_losses(result, m, analysis) for m in result["metrics"]}
+    best = {m: best_losses(result, m, analysis) for m in result.metrics}
     out = []
-    refs = [r for r in (result.get("references") or []) if r not in result["losses"]]
-    for loss in list(result["losses"]) + refs:
+    refs = [r for r in (result.references or []) if r not in result.losses]
+    for loss in list(result.losses) + refs:
         is_ref = loss in refs
         cells = {}
-        for metric in result["metrics"]:
+        for metric in result.metrics:
             r = table.get(loss, {}).get(metric)
             n = r["n"] if r else 0
             mean = r["mean"] if r and n else None
@@ -171,7 +184,7 @@ def comparison_table(result: dict[str, Any], analysis: str = "completed") -> lis
             cells[metric] = {
                 "mean": mean, "ci95": ci, "n": n, "text": text,
                 "best": (not is_ref) and loss in best[metric],
-                "sig": "" if is_ref else significance(r, result["baseline"]),
+                "sig": "" if is_ref else significance(r, result.baseline),
                 "p_value": r.get("p_adj", r.get("p_value")) if r else None,
                 "diff": r.get("diff_vs_baseline") if r else None,
             }
@@ -186,9 +199,10 @@ def comparison_table(result: dict[str, Any], analysis: str = "completed") -> lis
     return out
 
 
-def bound(result: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
+@reads_result
+def bound(result: ComparisonResult, metric: str) -> tuple[float | None, float | None]:
     """The (low, high) range of ``metric`` the comparison recorded (none: unbounded)."""
-    b = (result.get("bounds") or {}).get(metric)
+    b = (result.bounds or {}).get(metric)
     return (b[0], b[1]) if isinstance(b, (list, tuple)) and len(b) == 2 else (None, None)
 
 
@@ -214,10 +228,11 @@ def interval_text(mean: float, ci: float | None, low: float | None = None, high:
     return f"{fmt(mean, digits)} ± {fmt(ci, 2)}"
 
 
-def success_text(result: dict[str, Any], loss: str) -> str:
+@reads_result
+def success_text(result: ComparisonResult, loss: str) -> str:
     """Share of the seeds whose trial finished without diverging, collapsing, ending
     degenerate or crashing."""
-    status = result["status"].get(loss, [])
+    status = result.status.get(loss, [])
     return f"{100 * sum(s == 'done' for s in status) / len(status):.0f}%" if status else "n/a"
 
 
@@ -231,35 +246,39 @@ COMPUTE_COLUMNS = {"s/step": ("step_time_s", "step_time_ci95"), "peak MiB": ("pe
                    "G updates": ("generator_updates", "generator_updates_ci95")}
 
 
-def compute_columns(result: dict[str, Any]) -> list[str]:
+@reads_result
+def compute_columns(result: ComparisonResult) -> list[str]:
     """The compute columns this comparison's trials recorded (older ones: none)."""
-    compute = result.get("compute") or {}
+    compute = result.compute or {}
     return [col for col, (key, _) in COMPUTE_COLUMNS.items() if any(key in (c or {}) for c in compute.values())]
 
 
-def compute_cells(result: dict[str, Any], loss: str) -> dict[str, str]:
+@reads_result
+def compute_cells(result: ComparisonResult, loss: str) -> dict[str, str]:
     """Per-step time, peak memory and generator updates of one loss (mean over its
     finished trials, bounded intervals); only the columns :func:`compute_columns` names."""
-    c = (result.get("compute") or {}).get(loss) or {}
+    c = (result.compute or {}).get(loss) or {}
     return {col: _bounded(c.get(key), c.get(ci)) for col, (key, ci) in COMPUTE_COLUMNS.items()
             if col in compute_columns(result)}
 
 
-def time_text(result: dict[str, Any], loss: str) -> str:
+@reads_result
+def time_text(result: ComparisonResult, loss: str) -> str:
     """Wall time per trial, ``mean ± CI`` in seconds, the interval never below 0 (a time is
     bounded); empty for comparisons written before compute was recorded."""
-    c = (result.get("compute") or {}).get(loss)
+    c = (result.compute or {}).get(loss)
     if not c:
         return ""
     return _bounded(c.get("train_time_s"), c.get("train_time_ci95"))
 
 
-def _header(result: dict[str, Any], metric: str, markdown: bool = False) -> str:
+def _header(result: ComparisonResult, metric: str, markdown: bool = False) -> str:
     name = md_escape(metric) if markdown else metric
-    return f"{name} {'↑' if result['directions'].get(metric, True) else '↓'}"
+    return f"{name} {'↑' if result.directions.get(metric, True) else '↓'}"
 
 
-def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: str = "completed",
+@reads_result
+def comparison_rows(result: ComparisonResult, markdown: bool = False, analysis: str = "completed",
                     primary_first: bool = False) -> list[dict[str, str]]:
     """Rows for printing: loss, runs, success, compute, one ``mean ± CI`` cell per metric
     (marked). Plain text (``(best)``, ``*``) or Markdown (``**bold**``, escaped ``\\*``).
@@ -275,9 +294,9 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: st
             name = f"({name})" if row["reference"] else name
             runs = row["runs"]
         line = {"loss": name, "runs": runs}
-        if "success" in result:
+        if result.success is not None:
             line["success"] = "" if row["reference"] else success_text(result, row["loss"])
-        if "compute" in result:
+        if result.compute is not None:
             line["time/trial s"] = row["time"]
             for col in compute_columns(result):
                 line[col] = row["compute"].get(col, "")
@@ -292,9 +311,9 @@ def comparison_rows(result: dict[str, Any], markdown: bool = False, analysis: st
     return out
 
 
-def _primary_moved(result: dict[str, Any], line: dict[str, str]) -> dict[str, str]:
+def _primary_moved(result: ComparisonResult, line: dict[str, str]) -> dict[str, str]:
     """``line`` with the primary metric's column right after loss, runs, success and time."""
-    primary = _header(result, result.get("primary_metric") or result["metrics"][0])
+    primary = _header(result, result.primary_metric or result.metrics[0])
     if primary not in line:
         return line
     keys = [k for k in line if k != primary]
@@ -306,10 +325,10 @@ _ONE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
 _CUT = re.compile(r"\[[^\]]*, [^\]]*\]")
 
 
-def _family(result: dict[str, Any], metrics: set[str]) -> str:
+def _family(result: ComparisonResult, metrics: set[str]) -> str:
     """The correction applied to the tests of ``metrics``: Holm on the primary metric,
     Benjamini-Hochberg on the exploratory others (as :func:`cvloss.run.stats.annotate_comparison`)."""
-    primary = result.get("primary_metric") or result["metrics"][0]
+    primary = result.primary_metric or result.metrics[0]
     if metrics == {primary}:
         return f"Holm on {primary}"
     if primary not in metrics:
@@ -317,7 +336,8 @@ def _family(result: dict[str, Any], metrics: set[str]) -> str:
     return f"Holm on {primary}, Benjamini-Hochberg on the other metrics"
 
 
-def console_legend(result: dict[str, Any], rows: list[dict[str, str]]) -> str:
+@reads_result
+def console_legend(result: ComparisonResult, rows: list[dict[str, str]]) -> str:
     """One legend, in words, for the marks that ``rows`` carry and only those: ``rows`` are
     :func:`comparison_rows` (plain) cut to the columns actually printed. Names the test
     family of each mark: ``*``/``**`` are each loss against the baseline, ``(best)`` the
@@ -326,14 +346,14 @@ def console_legend(result: dict[str, Any], rows: list[dict[str, str]]) -> str:
     Empty when nothing is marked."""
     if not rows:
         return ""
-    by_header = {_header(result, m): m for m in result["metrics"]}
+    by_header = {_header(result, m): m for m in result.metrics}
     shown = [h for h in rows[0] if h in by_header]
     cells = [(by_header[h], str(r.get(h, ""))) for r in rows for h in shown]
     one = {m for m, t in cells if _ONE_STAR.search(t)}
     two = {m for m, t in cells if "**" in t}
     best = {m for m, t in cells if "(best)" in t}
-    corrected, k, base = "best" in result, len(result["losses"]) - 1, result["baseline"]
-    alpha = result.get("alpha", ALPHA)
+    corrected, k, base = result.best is not None, len(result.losses) - 1, result.baseline
+    alpha = _alpha(result)
     items = ["↑/↓ = higher/lower is better"] if shown else []
     if one or two:
         marks = " / ".join(m for m, on in (("*", one), ("**", two)) if on)
@@ -348,7 +368,7 @@ def console_legend(result: dict[str, Any], rows: list[dict[str, str]]) -> str:
     if corrected and best and (one or two):
         items.append(f"the two marks test different families (the best against each other loss; each loss against "
                      f"{base}), so a (best) loss can lack a star")
-    refs = {f"({r})" for r in result.get("references") or [] if r not in result["losses"]}
+    refs = {f"({r})" for r in result.references or [] if r not in result.losses}
     if any(r.get("loss") in refs for r in rows):
         items.append("(name) = reference, no loss trained: not a contestant")
     if any(_CUT.search(str(v)) for r in rows for h, v in r.items() if h not in ("loss", "runs")):
@@ -356,14 +376,15 @@ def console_legend(result: dict[str, Any], rows: list[dict[str, str]]) -> str:
     return ("Legend: " + "; ".join(items) + ".") if items else ""
 
 
-def difference_rows(result: dict[str, Any], markdown: bool = True, analysis: str = "completed") -> list[dict[str, str]]:
+@reads_result
+def difference_rows(result: ComparisonResult, markdown: bool = True, analysis: str = "completed") -> list[dict[str, str]]:
     """Paired differences against the baseline: ``Δ ± CI (p=…; d_z=…, P(better)=…)`` per
     metric, p adjusted (Holm / BH) where the comparison has corrected statistics."""
     table = _by_loss(result, analysis)
     out = []
-    for loss in result["losses"][1:]:
+    for loss in result.losses[1:]:
         row = {"loss": md_code(loss) if markdown else loss}
-        for metric in result["metrics"]:
+        for metric in result.metrics:
             r = table.get(loss, {}).get(metric)
             key = md_escape(metric) if markdown else metric  # a column header in Markdown
             if not r or not r.get("n_pairs") or not _finite(r.get("diff_vs_baseline")):
@@ -405,19 +426,20 @@ LEGEND_UNCORRECTED = LEGEND.split("**bold**")[0] + (
     "(uncorrected) p < 0.05 / < 0.01. *runs*") + LEGEND.split("*runs*", 1)[1]
 
 
-def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading: str | None = None) -> str:
+@reads_result
+def comparison_markdown(result: ComparisonResult, heading_level: int = 2, heading: str | None = None) -> str:
     """The comparison as Markdown: header facts, main table, paired differences. Every
     value from the results file is escaped (:func:`cvloss.report.text.md_escape`,
     ``md_code``), ``heading`` (plain text) too."""
     h = "#" * heading_level
-    seeds = result["seeds"]
-    fw = ", ".join(result["feature_weights"]) if result.get("feature_weights") else "none used"
+    seeds = result.seeds
+    fw = ", ".join(result.feature_weights) if result.feature_weights else "none used"
     parts = [
-        f"{h} {md_escape(heading or ' · '.join([result['task'], result['dataset'], result['budget']]))}\n",
-        f"Losses: {', '.join(md_code(l) for l in result['losses'])}; seeds {', '.join(map(str, seeds))} "
-        f"(n = {len(seeds)}); baseline {md_code(result['baseline'])}; budget {md_code(result['budget'])}; "
+        f"{h} {md_escape(heading or ' · '.join([result.task, result.dataset, result.budget]))}\n",
+        f"Losses: {', '.join(md_code(l) for l in result.losses)}; seeds {', '.join(map(str, seeds))} "
+        f"(n = {len(seeds)}); baseline {md_code(result.baseline)}; budget {md_code(result.budget)}; "
         f"feature-network weights: {md_escape(fw)}.\n",
-        (LEGEND if "best" in result else LEGEND_UNCORRECTED) + "\n",
+        (LEGEND if result.best is not None else LEGEND_UNCORRECTED) + "\n",
         markdown_table(comparison_rows(result, markdown=True)),
     ]
     trials = note_lines(result, MARKDOWN)
@@ -429,21 +451,22 @@ def comparison_markdown(result: dict[str, Any], heading_level: int = 2, heading:
     verdict = verdict_lines(result, form=MARKDOWN)
     if verdict:
         parts.append("\n".join(f"- {line}" for line in verdict) + "\n")
-    if len(result["losses"]) > 1:
-        how = ("adjusted p; d_z; P(better) = fraction of seeds where the loss beats the baseline" if "best" in result
-               else "paired t-test p, uncorrected")
-        parts += [f"\nPaired difference against {md_code(result['baseline'])} (Δ ± 95% CI, {how}):\n",
+    if len(result.losses) > 1:
+        how = ("adjusted p; d_z; P(better) = fraction of seeds where the loss beats the baseline"
+               if result.best is not None else "paired t-test p, uncorrected")
+        parts += [f"\nPaired difference against {md_code(result.baseline)} (Δ ± 95% CI, {how}):\n",
                   markdown_table(difference_rows(result))]
-    if has_failures(result) and "itt" in result:
+    parts += item_lines(result.item_analysis, heading_level)  # "Image by image" (issue 31)
+    if has_failures(result) and result.itt is not None:
         parts += [f"\n{h}# Intent to treat\n",
                   ITT_LEGEND + "\n", markdown_table(comparison_rows(result, markdown=True, analysis="itt"))]
         itt = verdict_lines(result, analysis="itt", form=MARKDOWN)
         if itt:
             parts.append("\n".join(f"- {line}" for line in itt) + "\n")
-        if len(result["losses"]) > 1:
-            parts += [f"\nPaired difference against {md_code(result['baseline'])}, intent to treat:\n",
+        if len(result.losses) > 1:
+            parts += [f"\nPaired difference against {md_code(result.baseline)}, intent to treat:\n",
                       markdown_table(difference_rows(result, analysis="itt"))]
-    if result.get("tuning"):
+    if result.tuning:
         parts.append(tuning_markdown(result, heading_level + 1))
     return "\n".join(parts)
 
@@ -462,18 +485,20 @@ def _ran_on(c: dict[str, Any]) -> str:
     return f"{c.get('threads', 'unrecorded')} thread(s){where} ({c.get('trials', '?')} trials)"
 
 
-def is_mixed(result: dict[str, Any]) -> bool:
+@reads_result
+def is_mixed(result: ComparisonResult) -> bool:
     """Whether a comparison pooled trials of different code (only with ``--allow-mixed``)."""
-    prov = result.get("provenance")
+    prov = result.provenance
     return isinstance(prov, dict) and bool(prov.get("mixed"))
 
 
-def mixed_line(result: dict[str, Any]) -> str | None:
+@reads_result
+def mixed_line(result: ComparisonResult) -> str | None:
     """The one line every output (stdout, Markdown, LaTeX, HTML) prints for a comparison
     that pooled trials of different code; None for one code."""
     if not is_mixed(result):
         return None
-    combos = [c for c in result["provenance"].get("combinations") or [] if isinstance(c, dict)]
+    combos = [c for c in result.provenance.get("combinations") or [] if isinstance(c, dict)]
     codes: dict[tuple[str, str], int] = {}
     for c in combos:
         key = (str(c.get("source")), str(c.get("torch")))
@@ -483,13 +508,14 @@ def mixed_line(result: dict[str, Any]) -> str | None:
             + ". Differences between losses may come from the code, not the loss.")
 
 
-def provenance_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
+@reads_result
+def provenance_lines(result: ComparisonResult, form: Form = CONSOLE) -> list[str]:
     """Where the numbers come from: the split, the code, mixed trials, how memory was
     measured; each value from data written by ``form`` (:class:`cvloss.report.text.Form`)."""
     lines = []
-    if result.get("split"):
-        lines.append(f"Measured on the {form.code(result['split'])} split.")
-    prov = result.get("provenance") or {}
+    if result.split:
+        lines.append(f"Measured on the {form.code(result.split)} split.")
+    prov = result.provenance or {}
     if prov:
         combos = prov.get("combinations") or []
         commits = ", ".join(c[:10] for c in prov.get("commits") or []) or "no git commit recorded"
@@ -504,15 +530,15 @@ def provenance_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
         if ran:
             lines.append(form.text("Ran with " + "; ".join(ran) + " (recorded, not pooled on: threads and devices "
                                    "change float reduction order, not the method)."))
-    folds = result.get("folds") or {}
-    primary = result.get("primary_metric") or ""
+    folds = result.folds or {}
+    primary = result.primary_metric or ""
     for loss, per_seed in folds.items():
         if per_seed:
             lines.append(f"{form.code(loss)}, {form.text(per_seed[0].get('protocol') or 'k-fold')} protocol, "
                          f"{form.code(primary)} mean ± SE over folds: "
                          + "; ".join(f"seed {form.text(f['seed'])}: {fmt(f['mean'])} ± {fmt(f['se'], 2)}"
                                      for f in per_seed) + ".")
-    policies = {loss: c.get("optimizer") for loss, c in (result.get("compute") or {}).items() if c and c.get("optimizer")}
+    policies = {loss: c.get("optimizer") for loss, c in (result.compute or {}).items() if c and c.get("optimizer")}
     if policies:
         same = len(set(policies.values())) == 1
         lines.append("Optimiser policy of the adversarial objectives: " + (
@@ -520,13 +546,14 @@ def provenance_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
             ", ".join(f"{form.code(l)} {form.text(p)}" for l, p in policies.items()))
             + " (equal: one Adam and equal generator updates for every objective; paper: each objective's published "
             "optimiser).")
-    hows = sorted({c.get("peak_mem_how") for c in (result.get("compute") or {}).values() if c and c.get("peak_mem_how")})
+    hows = sorted({c.get("peak_mem_how") for c in (result.compute or {}).values() if c and c.get("peak_mem_how")})
     if hows:
         lines.append(f"Peak memory: {form.text('; '.join(hows))}.")
     return lines
 
 
-def verdict_bounds(result: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
+@reads_result
+def verdict_bounds(result: ComparisonResult, metric: str) -> tuple[float | None, float | None]:
     """The (low, high) range the headroom of ``metric``'s contrasts is measured to: the
     task's own bound for the comparison's dataset when the task is known (gan's ``modes``
     stops at the mixture's mode count, which comparisons written before recorded as
@@ -535,13 +562,14 @@ def verdict_bounds(result: dict[str, Any], metric: str) -> tuple[float | None, f
     try:
         from cvloss.tasks import get_task_class
 
-        t_low, t_high = get_task_class(result["task"]).bounds(metric, result.get("dataset"))
+        t_low, t_high = get_task_class(result.task).bounds(metric, result.dataset or None)
     except Exception:  # an unknown task (a results file from elsewhere): the recorded bound
         return low, high
     return (t_low if t_low is not None else low), (t_high if t_high is not None else high)
 
 
-def contrast_verdicts(result: dict[str, Any], metric: str, analysis: str = "completed") -> list[dict[str, Any]]:
+@reads_result
+def contrast_verdicts(result: ComparisonResult, metric: str, analysis: str = "completed") -> list[dict[str, Any]]:
     """One record per loss other than the baseline: ``loss``, ``diff``, ``p_adj``,
     ``n_pairs``, ``mde``, ``headroom``, ``family_m``, ``verdict`` -- the contrast's
     verdict (:func:`cvloss.verdict.contrast_verdict`). Rows written with it keep theirs;
@@ -549,22 +577,22 @@ def contrast_verdicts(result: dict[str, Any], metric: str, analysis: str = "comp
     SD of its paired differences from their CI half-width and n, at its family's level
     alpha/m (m = the metric's contrasts with a p-value), and the headroom from the
     baseline's mean and :func:`verdict_bounds` -- the same function, the same answer."""
-    alpha = result.get("alpha", ALPHA)
-    up = result["directions"].get(metric, True)
-    rows = [r for r in result["rows"] if r.get("metric") == metric and r.get("analysis", "completed") == analysis
-            and not r.get("reference") and r.get("loss") in result["losses"]]
+    alpha = _alpha(result)
+    up = result.directions.get(metric, True)
+    rows = [r for r in result.rows if r.get("metric") == metric and r.get("analysis", "completed") == analysis
+            and not r.get("reference") and r.get("loss") in result.losses]
     by_loss = {r["loss"]: r for r in rows}
-    base_row = by_loss.get(result["baseline"]) or {}
-    contrasts = [by_loss.get(loss) or {"loss": loss} for loss in result["losses"][1:]]
+    base_row = by_loss.get(result.baseline) or {}
+    contrasts = [by_loss.get(loss) or {"loss": loss} for loss in result.losses[1:]]
     m = sum(1 for r in contrasts if _finite(r.get("p_value", r.get("p_adj"))))
     low, high = verdict_bounds(result, metric)
     room = vd.headroom(base_row.get("mean") if _finite(base_row.get("mean")) else math.nan, up, low, high)
-    primary = result.get("primary_metric") or result["metrics"][0]
+    primary = result.primary_metric or result.metrics[0]
     out = []
     for r in contrasts:
         diff, p_adj = r.get("diff_vs_baseline"), r.get("p_adj", r.get("p_value"))
         # rows without n_pairs (older comparisons) paired every seed
-        n = int(r["n_pairs"]) if _finite(r.get("n_pairs")) else len(result["seeds"]) if _finite(diff) else 0
+        n = int(r["n_pairs"]) if _finite(r.get("n_pairs")) else len(result.seeds) if _finite(diff) else 0
         if r.get("verdict") in vd.VERDICTS:  # written by the comparison with this function
             rec = {"mde": r.get("mde"), "headroom": r.get("headroom"), "family_m": r.get("family_m"),
                    "verdict": r["verdict"]}
@@ -603,16 +631,16 @@ _GROUPS = ((vd.APPEARS, "appears (better than the baseline)"), (vd.REVERSED, "re
            (vd.NOT_MEASURABLE, "not measurable"))
 
 
-def _against_baseline(result: dict[str, Any], metric: str, analysis: str, form: Form = CONSOLE) -> str:
+def _against_baseline(result: ComparisonResult, metric: str, analysis: str, form: Form = CONSOLE) -> str:
     """Every contrast of ``metric`` against the baseline, grouped by its verdict
     (:func:`contrast_verdicts`): which losses differ significantly after correction and
     how, which nulls rule out a difference of their MDE, and which could not have
     detected one. (Without a winner, a loss can still differ from the baseline: "no
     difference" must not be said then.)"""
     found = contrast_verdicts(result, metric, analysis)
-    base = form.code(result["baseline"])
+    base = form.code(result.baseline)
     m = max((int(c["family_m"]) for c in found if _finite(c.get("family_m"))), default=0)
-    level = fmt(vd.family_level(m, result.get("alpha", ALPHA)), 2)
+    level = fmt(vd.family_level(m, _alpha(result)), 2)
     head = (f"against the baseline {base} (Holm over its m = {m} contrasts; each MDE at level α/m = {level}, "
             f"from the SD of that contrast's own paired differences): ")
     parts = []
@@ -623,7 +651,8 @@ def _against_baseline(result: dict[str, Any], metric: str, analysis: str, form: 
     return head + ("; ".join(parts) if parts else "no contrast")
 
 
-def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: Form = CONSOLE) -> list[str]:
+@reads_result
+def verdict_lines(result: ComparisonResult, analysis: str = "completed", form: Form = CONSOLE) -> list[str]:
     """What the table lets one conclude, in words: the winner on the primary metric after
     correction (or that none beats every other), every contrast against the baseline with
     its verdict (:func:`contrast_verdicts`: appears / reversed / not detected with its MDE
@@ -632,14 +661,16 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: For
     range, saying so), and the seeds needed for ``--target-effect``. With fewer than two
     paired seeds (``--seeds 1``) no test ran: it says so, and that the MDE is undefined.
     Values from data are written by ``form`` (:class:`cvloss.report.text.Form`)."""
-    if "best" not in result or len(result["losses"]) < 2:
-        return [] if "best" in result else [f"Older comparison: best = best mean and {form.code('*')} = uncorrected "
-                                               f"p; rerun {form.code('cvloss compare')} for corrected statistics."]
-    primary = result.get("primary_metric") or result["metrics"][0]
+    if result.best is None or len(result.losses) < 2:
+        if result.best is not None:
+            return []
+        return [f"Older comparison: best = best mean and {form.code('*')} = uncorrected p; rerun "
+                f"{form.code('cvloss compare')} for corrected statistics."]
+    primary = result.primary_metric or result.metrics[0]
     n = _paired_seeds(result, primary, analysis)
     if n < 2:
         return _untestable(result, primary, n, form)
-    stats = result if analysis == "completed" else (result.get("itt") or {})
+    stats = {"best": result.best, "mde": result.mde} if analysis == "completed" else (result.itt or {})
     winner = (stats.get("best") or {}).get(primary)
     if winner:
         said = f"{form.code(winner)} beats every other loss (Holm-corrected paired tests); "
@@ -647,7 +678,7 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: For
         said = "no loss beats every other; "
     lines = [f"Primary metric {form.code(primary)}: {said}{_against_baseline(result, primary, analysis, form)}."]
     others = []
-    for metric in result["metrics"]:
+    for metric in result.metrics:
         if metric == primary:
             continue
         stuck = [c for c in contrast_verdicts(result, metric, analysis) if c["verdict"] == vd.INCONCLUSIVE]
@@ -658,7 +689,7 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: For
                      + "; ".join(others) + ".")
     summary, pooled = [], []
     stored = stats.get("mde") or {}
-    for metric in result["metrics"]:
+    for metric in result.metrics:
         mdes = [c["mde"] for c in contrast_verdicts(result, metric, analysis) if _finite(c.get("mde"))]
         if mdes:
             lo, mid, hi = min(mdes), statistics.median(mdes), max(mdes)
@@ -666,7 +697,7 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: For
             summary.append(f"{form.text(metric)} {fmt(mid, 3)}{spread}")
         elif _finite(stored.get(metric)):  # an older comparison's rows hold no spread: its own pooled MDE
             pooled.append(f"{form.text(metric)} {fmt(stored[metric], 3)}")
-    n = len(result["seeds"])
+    n = len(result.seeds)
     seeds_text = f"{n} seed{'' if n == 1 else 's'}"
     if summary:
         lines.append(f"Smallest difference detectable with {seeds_text} (MDE, 80% power; per contrast at its "
@@ -674,29 +705,30 @@ def verdict_lines(result: dict[str, Any], analysis: str = "completed", form: For
                      "contrasts against the baseline [min–max]): " + ", ".join(summary) + ".")
     if pooled:
         lines.append(f"Smallest difference detectable with {seeds_text}, as this older comparison recorded it (80% "
-                     f"power, two-sided level {fmt(result.get('mde_level'), 2)} = α/(k-1), SD of the paired "
+                     f"power, two-sided level {fmt(result.mde_level, 2)} = α/(k-1), SD of the paired "
                      "differences pooled over the losses): " + ", ".join(pooled) + ".")
-    if result.get("target_effect") is not None:
-        need = result.get("seeds_needed") or {}
+    if result.target_effect is not None:
+        need = result.seeds_needed or {}
         n_primary = need.get(primary, -1)
-        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in {form.code(primary)}: "
+        lines.append(f"Seeds needed to detect a difference of {result.target_effect:g} in {form.code(primary)}: "
                      + (str(n_primary) if n_primary > 0 else "cannot be estimated (no spread estimate yet)") + ".")
     return lines
 
 
-def note_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
+@reads_result
+def note_lines(result: ComparisonResult, form: Form = CONSOLE) -> list[str]:
     """What the trial folders say beyond the statuses (:mod:`cvloss.report.trial_notes`),
     one ⚠ line each: the degenerate trials and why (counted as failures), the test-split
     notes of the degenerate rule, the trials written before the rule that its numbers part
     flags now (not counted: the rule decides on val), identical replicates, the rule's
     words; then the unit of replication, always."""
     lines = []
-    seeds = result["seeds"]
-    rule = result.get("degenerate_rule") or _task_attr(result, "degenerate_rule")
+    seeds = result.seeds
+    rule = result.degenerate_rule or _task_attr(result, "degenerate_rule")
 
     def listed(per_loss: dict[str, list[Any]], skip: dict[str, list[Any]] | None = None) -> str:
         items = []
-        for loss in result["losses"]:
+        for loss in result.losses:
             reasons = (per_loss or {}).get(loss) or []
             hide = ((skip or {}).get(loss) or [None] * len(reasons))
             shown = [(seed, r) for seed, r, h in zip(seeds, reasons, hide) if r and not h]
@@ -707,32 +739,32 @@ def note_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
                              + (", ..." if len(shown) > 1 else "") + ")")
         return "; ".join(items)
 
-    val = listed(result.get("degenerate") or {})
+    val = listed(result.degenerate or {})
     if val:
         lines.append(f"⚠ Degenerate, decided on val and counted as failures (success rate, intent to treat): {val}.")
-    predates = result.get("degenerate_predates") or {}
+    predates = result.degenerate_predates or {}
     on_test = {loss: [None if (predates.get(loss) or [False] * len(seeds))[i] else r for i, r in enumerate(rs)]
-               for loss, rs in (result.get("degenerate_on_test") or {}).items()}
-    test = listed(on_test, result.get("degenerate"))
+               for loss, rs in (result.degenerate_on_test or {}).items()}
+    test = listed(on_test, result.degenerate)
     if test:
         lines.append(f"Note: on the test split the degenerate rule also flags {test} (the rule decides on val; "
                      "not counted).")
     late = {loss: [r if (predates.get(loss) or [False] * len(seeds))[i] else None for i, r in enumerate(rs)]
-            for loss, rs in (result.get("degenerate_on_test") or {}).items()}
+            for loss, rs in (result.degenerate_on_test or {}).items()}
     old = listed(late)
     if old:
         lines.append(f"⚠ Degenerate by today's rule, applied to the stored test metrics of trials written before it "
                      f"(rules on model outputs cannot be; the statuses, success rates and intent-to-treat values "
                      f"above are as written; rerun to decide them on val): {old}.")
     if rule and (val or test or old):
-        lines.append(f"Degenerate rule ({form.text(result['task'])}): {form.text(rule)}.")
-    groups = result.get("identical_replicates") or {}
+        lines.append(f"Degenerate rule ({form.text(result.task)}): {form.text(rule)}.")
+    groups = result.identical_replicates or {}
     same = [f"{form.code(loss)} seeds " + ", ".join("{" + ", ".join(map(str, g)) + "}" for g in groups[loss])
-            for loss in result["losses"] if groups.get(loss)]
+            for loss in result.losses if groups.get(loss)]
     if same:
         lines.append("⚠ Identical replicates (the same metrics and training curves): " + "; ".join(same)
                      + ". Each counts as a seed in the statistics, so n overstates the distinct replicates.")
-    unit = result.get("replicate_unit")
+    unit = result.replicate_unit
     if unit:
         lines.append(f"Unit of replication: {form.text(unit)}.")
     elif _task_attr(result, "replicate_unit"):  # a comparison written before the record: today's definition
@@ -741,37 +773,37 @@ def note_lines(result: dict[str, Any], form: Form = CONSOLE) -> list[str]:
     return lines
 
 
-def _task_attr(result: dict[str, Any], name: str) -> str:
+def _task_attr(result: ComparisonResult, name: str) -> str:
     """A task's class attribute (its degenerate rule, its unit of replication) for a
     comparison written before compare.json carried it; empty for an unknown task."""
     try:
         from cvloss.tasks import get_task_class
 
-        return str(getattr(get_task_class(result["task"]), name, "") or "")
+        return str(getattr(get_task_class(result.task), name, "") or "")
     except Exception:  # a results file of an unknown task
         return ""
 
 
-def _paired_seeds(result: dict[str, Any], metric: str, analysis: str) -> int:
+def _paired_seeds(result: ComparisonResult, metric: str, analysis: str) -> int:
     """The most seeds at which a loss and the baseline both have ``metric``: the n of the
     paired tests (rows without ``n_pairs``, from older comparisons: the seed count)."""
-    ns = [r["n_pairs"] for r in result["rows"]
+    ns = [r["n_pairs"] for r in result.rows
           if r.get("metric") == metric and r.get("analysis", "completed") == analysis and not r.get("reference")
-          and r.get("loss") != result["baseline"] and _finite(r.get("n_pairs"))]
-    return int(max(ns)) if ns else len(result["seeds"])
+          and r.get("loss") != result.baseline and _finite(r.get("n_pairs"))]
+    return int(max(ns)) if ns else len(result.seeds)
 
 
-def _untestable(result: dict[str, Any], primary: str, n: int, form: Form = CONSOLE) -> list[str]:
+def _untestable(result: ComparisonResult, primary: str, n: int, form: Form = CONSOLE) -> list[str]:
     """The verdict when no paired test could run (fewer than two paired seeds): saying
     "none differs significantly" there would report a test that never ran."""
-    why = ("one seed" if len(result["seeds"]) == 1
+    why = ("one seed" if len(result.seeds) == 1
            else f"{n} seed{'' if n == 1 else 's'} where a loss and the baseline both finished")
     lines = [f"Primary metric {form.code(primary)}: no paired test is possible with {why} "
              "(a paired t-test needs n >= 2), "
              "so no loss can be called better or worse; rerun with 3 or more seeds.",
              f"Smallest difference detectable with {why}: undefined (no spread of the paired differences "
              "to estimate it from)."]
-    if result.get("target_effect") is not None:
-        lines.append(f"Seeds needed to detect a difference of {result['target_effect']:g} in {form.code(primary)}: "
+    if result.target_effect is not None:
+        lines.append(f"Seeds needed to detect a difference of {result.target_effect:g} in {form.code(primary)}: "
                      "cannot be estimated (no spread estimate yet).")
     return lines

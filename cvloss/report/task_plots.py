@@ -2,7 +2,7 @@
 embed's ROC curves and embedding PCA, gan's sample scatter, style's every-seed grid.
 
 :func:`task_plots` writes a task's plots into ``out_dir`` and returns {key: file name};
-``result["trials"][loss]`` lists each loss's trial folders (per seed) to read
+``result.trials[loss]`` lists each loss's trial folders (per seed) to read
 ``samples.npz``, ``trial.json`` or the final weights (``model.pt``, else ``checkpoint.pt``)
 from.
 """
@@ -26,6 +26,7 @@ from cvloss.metrics.verification import roc_auc, roc_curve  # noqa: E402
 from cvloss.report.plots import save_figure  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, result_key  # noqa: E402
 from cvloss.report.text import mpl_text  # noqa: E402
+from cvloss.result import ComparisonResult, reads_result  # noqa: E402
 from cvloss.tasks.base import seed_everything  # noqa: E402
 from cvloss.tasks.embed import EmbedTask  # noqa: E402
 
@@ -33,7 +34,7 @@ PCA_IDS = 10  # val identities drawn in the PCA plot
 WEIGHTS = ("model.pt", "checkpoint.pt")  # a trial's final weights: model.pt, else (older trials) the last checkpoint
 
 
-def task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+def task_plots(task: str, result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     """The plots of ``task`` (none for tasks without their own)."""
     plots = _PLOTS.get(task)
     return plots(result, Path(out_dir)) if plots else {}
@@ -64,13 +65,14 @@ def _embed(task: EmbedTask, model: torch.nn.Module) -> torch.Tensor:
     return task.embed(model, task.val_x)
 
 
-def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+@reads_result
+def embed_plots(result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     """``roc.png``: ROC curves (TAR vs FAR, log FAR axis) of every loss at the first
     seed, plus the untrained network; ``pca.png``: per loss, the 2-D PCA of the val
     embeddings of the first 10 val identities, coloured by identity. Both rebuilt
     from each trial's final weights (:func:`trained_weights`) and ``trial.json``."""
     curves, clouds, task = [], [], None
-    for spec, dirs in result["trials"].items():
+    for spec, dirs in result.trials.items():
         d = next((Path(x) for x in dirs if has_weights(Path(x))), None)
         if d is None:
             continue
@@ -104,7 +106,7 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("FAR (false accept rate)")
     ax.set_ylabel("TAR (true accept rate)")
-    ax.set_title(mpl_text(f"{result['task']} / {result['dataset']}: ROC on val pairs, seed {result['seeds'][0]}"),
+    ax.set_title(mpl_text(f"{result.task} / {result.dataset}: ROC on val pairs, seed {result.seeds[0]}"),
                  fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
@@ -133,14 +135,15 @@ def embed_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     return {"roc": "roc.png", "pca": "pca.png"}
 
 
-def gan_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+@reads_result
+def gan_plots(result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     """``scatter.png``: one column per loss (and the real data first), one row per seed,
     each cell that trial's generated samples over the modes (its ``samples.npz``)."""
-    losses, seeds = result["losses"], result["seeds"]
+    losses, seeds = result.losses, result.seeds
     cells: dict[tuple[int, int], np.ndarray] = {}
     real = None
     for j, loss in enumerate(losses):
-        for i, trial in enumerate(result["trials"][loss]):
+        for i, trial in enumerate(result.trials[loss]):
             f = Path(trial) / "samples.npz"
             if f.exists():
                 with np.load(f) as z:
@@ -149,7 +152,7 @@ def gan_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
                         real = z["truth"][0]
     if not cells:
         return {}
-    status = result.get("status", {})
+    status = result.status
     fig, axes = plt.subplots(len(seeds), len(losses) + 1, figsize=(1.8 * (len(losses) + 1), 1.9 * len(seeds)),
                              squeeze=False)
     for i, seed in enumerate(seeds):
@@ -170,7 +173,7 @@ def gan_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
                 st = (status.get(losses[j - 1]) or [None] * len(seeds))[i]
                 if st and st != "done":
                     ax.set_xlabel(mpl_text(st), fontsize=7, color="#d62728")
-    fig.suptitle(mpl_text(f"gan · {result['dataset']}: samples over the modes (red: centres, 3σ circles)"), fontsize=8)
+    fig.suptitle(mpl_text(f"gan · {result.dataset}: samples over the modes (red: centres, 3σ circles)"), fontsize=8)
     fig.tight_layout()
     out = Path(out_dir) / "scatter.png"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,16 +181,17 @@ def gan_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
     return {"scatter": out.name}
 
 
-def style_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+@reads_result
+def style_plots(result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     """``stylised_all_seeds.png``: rows = every seed's pairs, columns = content,
     style, then each loss's result (the generic ``samples.png`` shows seed 1 only),
     plus a 2x nearest-neighbour zoom of each result's centre to show pixel noise."""
-    losses = result["losses"]
+    losses = result.losses
     rows: list[dict[str, np.ndarray]] = []
-    for s_i, seed in enumerate(result["seeds"]):
+    for s_i, seed in enumerate(result.seeds):
         per_loss = {}
         for loss in losses:
-            f = Path(result["trials"][loss][s_i]) / "samples.npz"
+            f = Path(result.trials[loss][s_i]) / "samples.npz"
             if f.exists():
                 with np.load(f) as z:
                     per_loss[loss] = {k: z[k] for k in ("input", "truth", "pred")}
@@ -220,7 +224,7 @@ def style_plots(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
                 ax.set_title(mpl_text("\n".join(textwrap.wrap(c, 22))), fontsize=5)
             if j == 0:
                 ax.set_ylabel(f"seed {row['_seed']}", fontsize=7)
-    weights = ", ".join(result.get("feature_weights") or ["none"])
+    weights = ", ".join(result.feature_weights or ["none"])
     fig.suptitle(mpl_text(f"style transfer, every seed (feature weights: {weights})"), fontsize=8)
     fig.tight_layout()
     out_dir = Path(out_dir)

@@ -19,19 +19,20 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cvloss.errors import UsageError
+from cvloss.result import ComparisonResult
 from cvloss.report.plots import comparison_plots
 from cvloss.report.tables import comparison_markdown
 from cvloss.report.task_plots import task_plots
 from cvloss.report.trial_notes import trial_notes
 from cvloss.run.config import TrialConfig, loss_slug
-from cvloss.io import plain_file_name, read_comparison, read_json, read_summary, write_json, write_text, write_csv
+from cvloss.io import plain_file_name, read_json, read_summary, write_text, write_csv
 from cvloss.report.latex import comparison_latex
 from cvloss.report.plots import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
@@ -39,6 +40,7 @@ from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci
 from cvloss.run.analysis import (FINISHED, ComparisonError, where, check_provenance, compute_summary, itt_value,
                                  loss_rows, stale_trials, trial_status, untrained_by_seed, value)
+from cvloss.run.item_analysis import item_analysis_of
 from cvloss.run.lock import LOCK_NAME, TrialLock, describe
 from cvloss.run.executor import Executor, resolve_executor
 from cvloss.run.trainer import SUMMARY, TRIAL, identity_mismatch
@@ -67,6 +69,14 @@ def parse_seeds(text: str) -> list[int]:
             seeds = list(range(n))
     except ValueError:
         raise UsageError(f"--seeds must be a count >= 1 or a list such as 0,1,2; got {text!r}") from None
+    return check_seed_list(seeds, text)
+
+
+def check_seed_list(seeds: list[int], text: str | None = None) -> list[int]:
+    """``seeds`` when they are distinct, non-negative, below 2**32 and at most
+    :data:`MAX_SEEDS`; else one UsageError line quoting ``text`` (what the user wrote,
+    default: the list)."""
+    text = ",".join(map(str, seeds)) if text is None else text
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UsageError(f"--seeds must list distinct non-negative seeds; got {text!r}")
     if len(seeds) > MAX_SEEDS or max(seeds) >= 2**32:
@@ -120,7 +130,7 @@ def check_seed_set(out_dir: Path, seeds: list[int]) -> list[int] | None:
     path = Path(out_dir) / "compare.json"
     if not path.exists():
         return None
-    old = read_comparison(path)["seeds"]
+    old = ComparisonResult.from_json(path).seeds
     if not set(old) <= set(seeds):
         raise ComparisonError(
             f"{out_dir} holds a comparison over seeds {sorted(old)}; --seeds {sorted(seeds)} would replace it "
@@ -194,7 +204,9 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
     name of :data:`cvloss.run.executor.EXECUTORS`; default: one after another here)
     seed-major, so an interrupted run holds complete paired sets; a trial whose worker
     died twice is ``crashed`` in the table. Trials of other code are
-    refused before any training, or retrained with ``retrain_stale`` (:func:`check_stale`)."""
+    refused before any training, or retrained with ``retrain_stale`` (:func:`check_stale`).
+    Returns the comparison's ``compare.json`` object; :func:`cvloss.api.run_plan` returns
+    it typed (:class:`cvloss.result.ComparisonResult`)."""
     reporter = reporter or Reporter()
     executor = resolve_executor(executor, break_stale_locks)  # an Executor, a registry name or None
     out_dir = comparison_dir(base, losses)
@@ -211,7 +223,7 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
     return result
 
 
-def _task_plots(task: str, result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+def _task_plots(task: str, result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     """The task's own plots, drawn in a private folder and then renamed into ``out_dir``:
     a task may save through fixed names, and two commands finishing the same comparison
     must never write one file at once."""
@@ -240,26 +252,32 @@ def _commit(trial_dir: Path) -> str | None:
     return info.get("git_commit") if isinstance(info, dict) else None
 
 
-def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
-                         target_effect: float | None = None, allow_mixed: bool = False,
-                         extra: dict[str, Any] | None = None,
-                         crashed: dict[tuple[str, int], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Aggregate the trials' summaries into the comparison table and write its files;
-    ``target_effect`` (a difference in the primary metric's units) adds the seeds needed
-    to detect it. Rows come twice: ``analysis = completed`` (the trials that finished
-    without failing) and ``itt`` (intent to treat, see :func:`_itt_value`). Trials of
-    different code or torch versions are refused unless ``allow_mixed``. ``extra``
-    joins the result (a tuned comparison's ``tuning`` record); ``crashed`` holds the
-    in-memory summaries of trials without a summary.json because their worker died twice
-    (keyed by (loss, seed))."""
-    task_cls = get_task_class(base.task)
+def read_summaries(base: TrialConfig, losses: list[str], seeds: list[int],
+                   crashed: dict[tuple[str, int], dict[str, Any]] | None = None) -> dict[str, list[dict[str, Any] | None]]:
+    """Loss spec -> the summary of its trial at each seed (None: no summary.json yet);
+    ``crashed`` holds the in-memory summaries of trials without one because their worker
+    died twice (keyed by (loss, seed))."""
     summaries: dict[str, list[dict[str, Any] | None]] = {}
     for spec in losses:
         summaries[spec] = []
         for seed in seeds:
             path = replace(base, loss=spec, seed=seed).trial_dir / SUMMARY
             summaries[spec].append(read_summary(path) if path.exists() else (crashed or {}).get((spec, seed)))
+    return summaries
 
+
+def aggregate_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
+                         summaries: dict[str, list[dict[str, Any] | None]], target_effect: float | None = None,
+                         allow_mixed: bool = False, extra: dict[str, Any] | None = None) -> ComparisonResult:
+    """The comparison of the trials' ``summaries`` (:func:`read_summaries`), written
+    nowhere: the table's rows, statistics, statuses, compute, trial notes and provenance
+    (the last three read from the trial folders). ``target_effect`` (a difference in the
+    primary metric's units) adds the seeds needed to detect it. Rows come twice:
+    ``analysis = completed`` (the trials that finished without failing) and ``itt``
+    (intent to treat, see :func:`cvloss.run.analysis.itt_value`). Trials of different
+    code or torch versions are refused unless ``allow_mixed``. ``extra`` joins the result
+    (a tuned comparison's ``tuning`` record)."""
+    task_cls = get_task_class(base.task)
     metric_names: list[str] = []
     for runs in summaries.values():
         for s in runs:
@@ -288,12 +306,46 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         stats[analysis] = annotate_comparison(vals, baseline, task_cls.primary_metric, directions,
                                               target_effect=target_effect, bounds=bounds)
         rows += loss_rows(base, losses, vals, status, directions, stats[analysis], analysis)
+    references = _reference_values(summaries, seeds)
+    rows += _reference_rows(base, references, metric_names, directions)
 
-    # Reference rows (model-free baselines such as bicubic, the untrained network): same
-    # statistics over the trials that report them, never marked best or significant.
-    # Every loss's trial at one seed reports the same reference (same data, same initial
-    # weights), so a seed contributes one value -- the mean of its copies -- and n counts
-    # seeds, not trials.
+    result_trials = comparison_trials(base, losses, seeds)
+    feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
+                              if s and s.get("feature_weights")})
+    completed = stats["completed"]
+    result = ComparisonResult(
+        task=base.task, dataset=base.dataset, budget=base.group_dir.name, losses=list(losses), seeds=list(seeds),
+        baseline=baseline, references=list(references), metrics=metric_names, directions=directions, bounds=bounds,
+        rows=rows, feature_weights=feature_weights or None,
+        trials={spec: [str(d) for d in dirs] for spec, dirs in result_trials.items()},
+        status=status, split=FINAL_SPLIT, primary_metric=task_cls.primary_metric,
+        compute={spec: compute_summary(summaries[spec]) for spec in losses},
+        success={spec: sum(st == "done" for st in status[spec]) / len(seeds) for spec in losses},
+        best=completed["best"], mde=completed["mde"], seeds_needed=completed["seeds_needed"],
+        alpha=completed["alpha"], power=completed["power"], mde_level=completed["mde_level"],
+        mde_how=completed["mde_how"],
+        # degenerate reasons (val: the status; test: a note), identical replicates, and what
+        # one seed varies: read from the trial folders as the report reads them
+        **trial_notes(task_cls, result_trials, seeds, summaries),
+        degenerate_rule=task_cls.degenerate_rule, replicate_unit=task_cls.replicate_unit,
+        itt={"best": stats["itt"]["best"], "mde": stats["itt"]["mde"]},
+        folds=_folds(task_cls.primary_metric, losses, seeds, summaries),
+        provenance=check_provenance(result_trials, allow_mixed),
+        target_effect=target_effect, dir=str(comparison_dir(base, losses)))
+    for key, record in (extra or {}).items():  # a tuned comparison's search record (cvloss.run.tuning)
+        if key in {f.name for f in fields(ComparisonResult)} - {"extra"}:
+            setattr(result, key, record)
+        else:
+            result.extra[key] = record
+    # "item_analysis": image by image, few test items (issue 31)
+    result.item_analysis = item_analysis_of(result.to_dict()).get("item_analysis")
+    return result
+
+
+def _reference_values(summaries: dict[str, list[dict[str, Any] | None]],
+                      seeds: list[int]) -> dict[str, dict[str, dict[int, list[float]]]]:
+    """Reference name -> metric -> seed -> the values its trials report (model-free
+    baselines such as bicubic, and the untrained network at that seed's initial weights)."""
     references: dict[str, dict[str, dict[int, list[float]]]] = {}
     for runs in summaries.values():
         for seed, s in zip(seeds, runs):
@@ -306,6 +358,16 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                 for metric, v in vals.items():
                     if v is not None:
                         references.setdefault(name, {}).setdefault(metric, {}).setdefault(seed, []).append(v)
+    return references
+
+
+def _reference_rows(base: TrialConfig, references: dict[str, dict[str, dict[int, list[float]]]],
+                    metric_names: list[str], directions: dict[str, bool]) -> list[dict[str, Any]]:
+    """Reference rows: the same statistics over the trials that report them, never marked
+    best or significant. Every loss's trial at one seed reports the same reference (same
+    data, same initial weights), so a seed contributes one value -- the mean of its
+    copies -- and n counts seeds, not trials."""
+    rows = []
     for name, per_metric in references.items():
         for metric in metric_names:
             per_seed = per_metric.get(metric, {})
@@ -316,51 +378,55 @@ def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                          "diff_vs_baseline": math.nan, "diff_ci95": math.nan, "p_value": math.nan, "n_pairs": 0,
                          "p_adj": math.nan, "correction": "", "dz": math.nan, "p_improve": math.nan, "mde": math.nan,
                          "sd_diff": math.nan, "family_m": 0, "headroom": math.nan, "verdict": ""})
+    return rows
 
-    compute = {spec: compute_summary(summaries[spec]) for spec in losses}
-    result_trials = comparison_trials(base, losses, seeds)
-    provenance = check_provenance(result_trials, allow_mixed)
 
-    feature_weights = sorted({s.get("feature_weights") for runs in summaries.values() for s in runs
-                              if s and s.get("feature_weights")})
-    out_dir = comparison_dir(base, losses)
-    result = {
-        "task": base.task, "dataset": base.dataset, "budget": base.group_dir.name, "losses": losses, "seeds": seeds,
-        "baseline": baseline, "references": list(references), "metrics": metric_names, "directions": directions, "bounds": bounds, "rows": rows,
-        "feature_weights": feature_weights or None,
-        "trials": {spec: [str(d) for d in dirs] for spec, dirs in result_trials.items()},
-        "status": status,
-        "split": FINAL_SPLIT,
-        "primary_metric": task_cls.primary_metric,
-        "compute": compute,
-        "success": {spec: sum(st == "done" for st in status[spec]) / len(seeds) for spec in losses},
-        "best": stats["completed"]["best"], "mde": stats["completed"]["mde"],
-        "seeds_needed": stats["completed"]["seeds_needed"],
-        "alpha": stats["completed"]["alpha"], "power": stats["completed"]["power"],
-        "mde_level": stats["completed"]["mde_level"], "mde_how": stats["completed"]["mde_how"],
-        # degenerate reasons (val: the status; test: a note), identical replicates, and what
-        # one seed varies: read from the trial folders as the report reads them
-        **trial_notes(task_cls, result_trials, seeds, summaries),
-        "degenerate_rule": task_cls.degenerate_rule, "replicate_unit": task_cls.replicate_unit,
-        "itt": {"best": stats["itt"]["best"], "mde": stats["itt"]["mde"]},
-        # k-fold trials (LFW View 2): each seed's primary metric as mean ± SE over its folds
-        **({"folds": {spec: [{"seed": seed, "mean": value(s, task_cls.primary_metric),
-                              "se": (s or {}).get("fold_se", {}).get(task_cls.primary_metric), "protocol": s.get("protocol")}
-                             for seed, s in zip(seeds, summaries[spec]) if s and s.get("fold_se")] for spec in losses}}
-           if any(s and s.get("fold_se") for runs in summaries.values() for s in runs) else {}),
-        "provenance": provenance,
-        "target_effect": target_effect,
-        "dir": str(out_dir),
-        **(extra or {}),  # a tuned comparison's search record (cvloss.run.tuning)
-    }
-    check_seed_set(out_dir, seeds)  # again: another command may have written it meanwhile
-    write_csv(out_dir / "compare.csv", rows)
-    commits = {spec: [_commit(replace(base, loss=spec, seed=seed).trial_dir) for seed in seeds] for spec in losses}
+def _folds(primary: str, losses: list[str], seeds: list[int],
+           summaries: dict[str, list[dict[str, Any] | None]]) -> dict[str, list[dict[str, Any]]] | None:
+    """k-fold trials (LFW View 2): per loss, each seed's primary metric as mean ± SE over
+    its folds; None when no trial ran folds."""
+    if not any(s and s.get("fold_se") for runs in summaries.values() for s in runs):
+        return None
+    return {spec: [{"seed": seed, "mean": value(s, primary), "se": (s or {}).get("fold_se", {}).get(primary),
+                    "protocol": s.get("protocol")}
+                   for seed, s in zip(seeds, summaries[spec]) if s and s.get("fold_se")] for spec in losses}
+
+
+def write_comparison_files(result: ComparisonResult, base: TrialConfig,
+                           summaries: dict[str, list[dict[str, Any] | None]]) -> None:
+    """``compare.csv`` (the rows), ``runs.csv`` (one row per trial), ``compare.md`` and
+    ``compare.tex`` into the comparison's folder, each atomically."""
+    out_dir = Path(result.dir)
+    write_csv(out_dir / "compare.csv", result.rows)
+    commits = {spec: [_commit(replace(base, loss=spec, seed=seed).trial_dir) for seed in result.seeds]
+               for spec in result.losses}
     write_csv(out_dir / "runs.csv", run_rows(result, summaries, commits))
     write_text(out_dir / "compare.md", comparison_markdown(result))
     write_text(out_dir / "compare.tex", comparison_latex(result))
-    write_json(out_dir / "compare.json", result)
-    result["plots"] = comparison_plots(result, out_dir)
-    result["plots"].update(_task_plots(base.task, result, out_dir))
-    write_json(out_dir / "compare.json", result)
-    return result
+
+
+def draw_comparison_plots(result: ComparisonResult) -> dict[str, str]:
+    """The standard plots and the task's own into the comparison's folder; returns
+    {key: PNG file name} of the plots made."""
+    out_dir = Path(result.dir)
+    plots = comparison_plots(result, out_dir)
+    plots.update(_task_plots(result.task, result, out_dir))
+    return plots
+
+
+def summarize_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
+                         target_effect: float | None = None, allow_mixed: bool = False,
+                         extra: dict[str, Any] | None = None,
+                         crashed: dict[tuple[str, int], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Aggregate the trials' summaries (:func:`aggregate_comparison`), write the
+    comparison's files (:func:`write_comparison_files`), draw its plots
+    (:func:`draw_comparison_plots`) and then write ``compare.json``, once; returns its
+    object (:meth:`cvloss.result.ComparisonResult.to_dict`). ``crashed``: see
+    :func:`read_summaries`; the other arguments: :func:`aggregate_comparison`."""
+    summaries = read_summaries(base, losses, seeds, crashed)
+    result = aggregate_comparison(base, losses, seeds, summaries, target_effect, allow_mixed, extra)
+    check_seed_set(Path(result.dir), seeds)  # again: another command may have written it meanwhile
+    write_comparison_files(result, base, summaries)
+    result.plots = draw_comparison_plots(result)
+    result.write(Path(result.dir) / "compare.json")
+    return result.to_dict()

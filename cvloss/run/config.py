@@ -66,8 +66,9 @@ class TrialConfig:
     # Hyper-parameter search (cvloss.run.tune). ``tuned``: settings applied on top of the
     # overrides -- part of params and identity, not of the budget folder's name; ``name``:
     # the spec the loss folder is named after (the spec as compared, before tuned loss
-    # arguments changed ``loss``); ``place``: "" (an ordinary trial), ``tune--<h>/t<i>``
-    # (tuning trial i: <budget>/tune--<h>/<loss>/t<i>/) or ``+tuned-<h>`` (a retrained
+    # arguments changed ``loss``); ``place``: "" (an ordinary trial), ``tune--<h>/t<i>/seed<s>``
+    # (candidate i at tuning seed s: <budget>/tune--<h>/<loss>/t<i>/seed<s>/; ``tune--<h>/t<i>``
+    # in the legacy layout) or ``+tuned-<h>`` (a retrained
     # winner: <budget>+tuned-<h>/<loss>/seed<k>/); ``test``: False for tuning trials, which
     # never read the test split.
     tuned: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +82,10 @@ class TrialConfig:
     # model.pt (by default they are deleted once summary.json is written); what is kept,
     # not what is trained: not part of the identity
     keep_checkpoints: bool = False
+    # A rung of a successive-halving search (cvloss.run.tune.Halving): train under the full
+    # budget's schedule up to this epoch, keep the checkpoint and stop (a later rung resumes
+    # it). When to stop, not what is trained: not part of the identity
+    stop_at_epoch: int | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -100,7 +105,7 @@ class TrialConfig:
     def trial_dir(self) -> Path:
         slug = loss_slug(self.name or self.loss)
         if self.place.startswith("tune--"):
-            sub, leaf = self.place.split("/")
+            sub, leaf = self.place.split("/", 1)  # leaf: t<i> (legacy) or t<i>/seed<s>
             seed_dir = self.group_dir / sub / slug / leaf
         else:
             seed_dir = self.group_dir / slug / f"seed{self.seed}"
@@ -109,7 +114,8 @@ class TrialConfig:
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun to resume this trial (device and paths may differ)."""
         d = asdict(self)
-        for key in ("device", "out", "data_dir", "fid_weights", "log", "name", "place", "threads", "keep_checkpoints"):
+        for key in ("device", "out", "data_dir", "fid_weights", "log", "name", "place", "threads", "keep_checkpoints",
+                    "stop_at_epoch"):
             d.pop(key)
         if d["data_fingerprint"] is None:  # a catalog dataset: the identity trials always had
             d.pop("data_fingerprint")

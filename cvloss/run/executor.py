@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 from cvloss.errors import UsageError
 from cvloss.registry import Registry
 from cvloss.run.config import TrialConfig
-from cvloss.run.progress import ComparisonView, Reporter, RichComparisonView, make_reporter
+from cvloss.run.progress import ComparisonView, ForwardingReporter, Reporter, RichComparisonView, make_reporter
 from cvloss.run.trainer import run_trial, run_trials, trial_label
 
 # Test hooks, read by the worker side of every executor. KILL: "<label substring>:<attempts>[,...]"
@@ -229,7 +229,7 @@ class SerialExecutor(Executor):
             self._cancel_event().clear()
 
 
-class _Cancellable(Reporter):
+class _Cancellable(ForwardingReporter):
     """The serial executor's way to honour :meth:`Executor.cancel`: the trial's own
     reporter calls are where it stops (at a batch: the trainer releases its lock)."""
 
@@ -243,27 +243,6 @@ class _Cancellable(Reporter):
     def batch(self, loss):
         self.check()
         self.inner.batch(loss)
-
-    def epoch_end(self, epoch, epochs, row):
-        self.inner.epoch_end(epoch, epochs, row)
-
-    def trial_end(self, label, status, detail=""):
-        self.inner.trial_end(label, status, detail)
-
-    def message(self, text):
-        self.inner.message(text)
-
-    def begin(self, total, jobs):
-        self.inner.begin(total, jobs)
-
-    def trial_progress(self, label, batches_done, loss):
-        self.inner.trial_progress(label, batches_done, loss)
-
-    def trial_epoch(self, label, epoch, epochs, row):
-        self.inner.trial_epoch(label, epoch, epochs, row)
-
-    def close(self):
-        self.inner.close()
 
 
 def default_threads(jobs: int) -> int:

@@ -48,6 +48,41 @@ class Reporter:
     def close(self) -> None: ...
 
 
+class ForwardingReporter(Reporter):
+    """Passes every event on to ``inner``: the base of a wrapper that adds to a few of
+    them (a cancel check, a study's count) and forwards the rest unchanged."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+
+    def trial_start(self, label, epochs, batches, start_epoch):
+        self.inner.trial_start(label, epochs, batches, start_epoch)
+
+    def batch(self, loss):
+        self.inner.batch(loss)
+
+    def epoch_end(self, epoch, epochs, row):
+        self.inner.epoch_end(epoch, epochs, row)
+
+    def trial_end(self, label, status, detail=""):
+        self.inner.trial_end(label, status, detail)
+
+    def message(self, text):
+        self.inner.message(text)
+
+    def begin(self, total, jobs):
+        self.inner.begin(total, jobs)
+
+    def trial_progress(self, label, batches_done, loss):
+        self.inner.trial_progress(label, batches_done, loss)
+
+    def trial_epoch(self, label, epoch, epochs, row):
+        self.inner.trial_epoch(label, epoch, epochs, row)
+
+    def close(self):
+        self.inner.close()
+
+
 def _fmt_row(row: dict[str, Any], keys: list[str]) -> str:
     parts = []
     for k in keys:

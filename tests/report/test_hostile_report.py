@@ -159,7 +159,7 @@ def test_html_escapes_tuning_fields_whatever_their_type(hostile_report):
     results-file check wants numbers there; the page escapes them all the same."""
     root, _, _ = hostile_report
     results = load_comparisons(root, replot=False)
-    results[0]["tuning"].update(sampler_seed=SCRIPT, trials=IMG)
+    results[0].tuning.update(sampler_seed=SCRIPT, trials=IMG)
     page = _parsed(html_report(results, root))
     _assert_inert(page)
     assert f"sampler seed {SCRIPT})" in "".join(page.text) and f"{IMG} trials per loss" in "".join(page.text)

@@ -14,8 +14,8 @@ import pytest
 from cvloss.losses import list_losses
 from cvloss.report import plots
 from cvloss.report.html import write_reports
-from cvloss.report.markdown import load_comparisons
-from cvloss.report.style import KEY_FIELD, MARKER_GLYPHS, PALETTE, REFERENCE_COLOR, loss_key, loss_style, report_key, result_key
+from cvloss.report.markdown import ReportedComparison, load_comparisons
+from cvloss.report.style import MARKER_GLYPHS, PALETTE, REFERENCE_COLOR, loss_key, loss_style, report_key, result_key
 from cvloss.report.tables import interval_text
 
 UNTRAINED = "untrained (epoch 0)"
@@ -187,7 +187,8 @@ def test_a_comparisons_plots_use_the_report_wide_key(monkeypatch):
     ra, rb = _gan_result(("ns", a, "minimax")), _gan_result(("ns", b, "minimax"))
     assert _pair(result_key(rb)[b]) == _pair(result_key(ra)[a])  # each comparison alone: alike
     key = report_key([ra, rb])
-    rb[KEY_FIELD] = key
+    rb = ReportedComparison.from_dict(rb)
+    rb.loss_key = key
     drawn = _figures(monkeypatch)
     plots.bar_plot(rb, Path("bars.png"))
     plots.forest_plot(rb, Path("forest.png"))
@@ -211,7 +212,7 @@ def test_cvloss_report_draws_and_keys_every_loss_alike(tmp_path, monkeypatch, ma
     make_comparison(root, losses=("topo", "wce"), dataset="toy2")
     results = load_comparisons(root, replot=False)
     key = report_key(results)
-    assert sorted(key) == ["ce", "dice", "topo", "wce"] and all(r[KEY_FIELD] == key for r in results)
+    assert sorted(key) == ["ce", "dice", "topo", "wce"] and all(r.loss_key == key for r in results)
     drawn = _figures(monkeypatch)
     paths = write_reports(root)
     html = paths["html"].read_text()

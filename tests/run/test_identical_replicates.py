@@ -86,11 +86,11 @@ def test_the_report_finds_them_in_a_comparison_written_before_the_checks(tmp_pat
         old.pop(key)
     path.write_text(json.dumps(old))
     (loaded,) = load_comparisons(tmp_path, replot=False)
-    assert loaded["identical_replicates"] == {LOSSES[0]: [[0, 2]]}
-    assert loaded["degenerate_on_test"][LOSSES[1]][2].startswith("style distance 4e-06")
+    assert loaded.identical_replicates == {LOSSES[0]: [[0, 2]]}
+    assert loaded.degenerate_on_test[LOSSES[1]][2].startswith("style distance 4e-06")
     text = "\n".join(note_lines(loaded))
     assert "Identical replicates" in text and "Degenerate by today's rule" in text
     assert f"(the comparison predates the record; its seeds may have drawn otherwise): {StyleTask.replicate_unit}." \
         in text  # from the task, the file lacks it
-    again = trial_notes(StyleTask, loaded["trials"], loaded["seeds"])
-    assert again["identical_replicates"] == loaded["identical_replicates"]
+    again = trial_notes(StyleTask, loaded.trials, loaded.seeds)
+    assert again["identical_replicates"] == loaded.identical_replicates
