@@ -10,8 +10,10 @@ import cvloss
 ROOT = Path(cvloss.__file__).parent
 
 # layer -> the layers it may import (itself included). Ground: errors, settings, results
-# I/O and the task registry; run and report sit side by side above tasks, and report never
-# imports run; the CLI sits on top.
+# I/O (the comparison result included) and the task registry; run and report sit side by
+# side above tasks, and report never imports run; the library API (cvloss.api) sits on run;
+# the CLI sits on top and reaches run only through the API (it parses, calls and prints).
+# Studies (cvloss.study) sit on the API and run, below the CLI (cvloss.cli_study is CLI).
 GROUND = ("ground",)
 ALLOWED = {
     "ground": GROUND,
@@ -22,9 +24,11 @@ ALLOWED = {
     "tasks": ("tasks", "models", "metrics", "losses", "data", *GROUND),
     "report": ("report", "tasks", "models", "metrics", "losses", "data", *GROUND),
     "run": ("run", "report", "tasks", "models", "metrics", "losses", "data", *GROUND),
-    "cli": ("cli", "run", "report", "tasks", "models", "metrics", "losses", "data", *GROUND),
+    "api": ("api", "run", "report", "tasks", "models", "metrics", "losses", "data", *GROUND),
+    "study": ("study", "api", "run", "report", "tasks", "models", "metrics", "losses", "data", *GROUND),
+    "cli": ("cli", "study", "api", "report", "tasks", "models", "metrics", "losses", "data", *GROUND),
 }
-PACKAGES = {"losses", "data", "models", "metrics", "tasks", "report", "run"}
+PACKAGES = {"losses", "data", "models", "metrics", "tasks", "report", "run", "study"}
 
 
 def module_name(path: Path) -> str:
@@ -36,7 +40,7 @@ def layer(module: str) -> str:
     parts = module.split(".")
     if len(parts) > 1 and parts[1] in PACKAGES:
         return parts[1]
-    return "cli" if module == "cvloss.cli" else "ground"
+    return {"cvloss.cli": "cli", "cvloss.cli_study": "cli", "cvloss.api": "api"}.get(module, "ground")
 
 
 def imports(path: Path, modules: set[str]) -> set[str]:

@@ -89,11 +89,12 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_the_wheel_holds_the_catalog_and_imports_from_the_venv(installed, tmp_path):
     py, env = installed
     code = ("import cvloss, cvloss.data.registry as r; print(cvloss.__file__); print(r.catalog_path()); "
-            "print(len(r.load_catalog()))")
+            "print(len(r.load_catalog())); from cvloss.study.costs import seconds_per_epoch as s; print(len(s()))")
     out = _run([str(py), "-c", code], cwd=tmp_path, env=env).stdout.splitlines()
     venv_dir = str(py.parent.parent)
     assert out[0].startswith(venv_dir) and out[1].startswith(venv_dir), out
     assert out[1].endswith("datasets.toml") and int(out[2]) >= 10
+    assert int(out[3]) == 6  # study check's cost table (cvloss/study/costs.toml) ships too: one row per task
 
 
 def test_installed_cli_lists_datasets_and_runs_a_smoke_comparison(installed, tmp_path):
