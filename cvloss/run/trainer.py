@@ -16,7 +16,8 @@ Files (written atomically, see :mod:`cvloss.io`), in ``cfg.trial_dir``:
 ``untrained.json``, ``metrics.csv`` and ``checkpoint.pt`` (each epoch; the one before
 is kept as ``checkpoint.prev.pt``), ``samples.png``, ``samples.npz`` and ``model.pt``
 (the final weights: the model's ``state_dict`` on the CPU, loadable with
-``torch.load(weights_only=True)``), then ``summary.json`` (last: its presence means the
+``torch.load(weights_only=True)``), ``test_items.json`` (the final test metrics per item, for a
+test split of few items: :mod:`cvloss.run.item_analysis`), then ``summary.json`` (last: its presence means the
 trial is done, and a rerun skips it -- only when ``trial.json`` records the identity the
 rerun requests; a trial of another configuration is refused in one line naming both,
 :func:`identity_mismatch`). Then the two checkpoints, needed only to resume, are
@@ -61,6 +62,7 @@ from cvloss.losses.features import FeatureLoss, FeatureWeightsError, _parse_weig
 from cvloss.report.grid import save_grid
 from cvloss.run.config import TrialConfig, identity_difference
 from cvloss.run.folds import collect, expand, fold_dirs
+from cvloss.run.item_analysis import write_test_items
 from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, describe, env_seconds
 from cvloss.run.live_log import LiveLog
 from cvloss.run.memory import PeakMemory
@@ -71,6 +73,9 @@ from cvloss.tasks import get_task_class
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
 UNTRAINED = "untrained.json"
+# untrained.json also records when the trial first read test (UTC, ISO 8601): what a
+# study lock (cvloss.study.lock) checks, since a study may be locked only before that
+TEST_READ = "test_read_utc"
 PREV_CHECKPOINT = "checkpoint.prev.pt"
 MODEL = "model.pt"  # a finished trial's final weights (the model's state_dict only)
 CHECKPOINT_LAYOUT = 2  # 2: the one training contract (plan optimisers, trainer step, task steppers)
@@ -140,10 +145,10 @@ def data_scope(cfg: TrialConfig) -> str:
 
 def trial_label(cfg: TrialConfig) -> str:
     """The progress prefix of a trial: ``<task>/<dataset>/<loss-slug>/seed<k>[/fold<f>]``
-    (``t<i>`` in place of ``seed<k>`` for a tuning trial), each part the folder name the
+    (``t<i>/seed<s>``, legacy ``t<i>``, in place of ``seed<k>`` for a tuning trial), each part the folder name the
     results layout gives it (:attr:`TrialConfig.trial_dir`)."""
     fold = "" if cfg.fold is None else f"/fold{cfg.fold}"
-    where = cfg.place.split("/")[-1] if cfg.place.startswith("tune--") else f"seed{cfg.seed}"  # t<i>: a tuning trial
+    where = cfg.place.split("/", 1)[1] if cfg.place.startswith("tune--") else f"seed{cfg.seed}"  # t<i>[/seed<s>]: tuning
     return f"{data_scope(cfg)}/{loss_slug(cfg.name or cfg.loss)}/{where}{fold}"
 
 
@@ -362,6 +367,7 @@ class _Trial:
         self.start_epoch = self.step = 0
         self.memory = PeakMemory(self.device)
         self.untrained: dict[str, float] = {}
+        self.at_init: dict[str, float] | None = None  # a tuning trial's untrained val evaluation, reused as epoch 0
 
     def fresh_model(self) -> None:
         """Seed, build the model and the plan's optimisers (same weights for every loss)."""
@@ -461,20 +467,44 @@ def _untrained(trial: _Trial, reporter: Reporter) -> None:
     seed alone, so the measurement gives the numbers the file should have held -- and
     what reads test is still the untrained model, never a trained one."""
     path = trial.out_dir / UNTRAINED
-    if not trial.cfg.test:  # a tuning trial never reads test
-        return
+    if not trial.cfg.test:  # a tuning trial never reads test: its untrained model is scored on val
+        return _untrained_val(trial, path)
+    first_read = None  # a file measured again keeps the time test was first read
     if path.exists() or path.is_symlink():
         try:
-            trial.untrained = check_untrained(read_json(path, trial.out_dir), path, trial.task.metric_names())
+            kept = read_json(path, trial.out_dir)
+            if isinstance(kept, dict) and isinstance(kept.get(TEST_READ), str):
+                first_read = kept.pop(TEST_READ)
+            trial.untrained = check_untrained(kept, path, trial.task.metric_names())
             return
         except ResultsFileError as exc:
             reporter.message(f"[{trial.label}] {exc}; measuring the untrained model again")
     # one entry per metric of the task, as the check above reads it: a value that is not a
     # number is null (as a NaN is written), in the order evaluate gives them
     names = trial.task.metric_names()
+    from datetime import datetime, timezone
+
+    first_read = first_read or datetime.now(timezone.utc).isoformat(timespec="seconds")
     measured = {k: v for k, v in trial.evaluate("test").items() if k in names}
     trial.untrained = {k: v if isinstance(measured.get(k), (int, float)) else None
                        for k, v in {**measured, **{n: None for n in names if n not in measured}}.items()}
+    write_json(path, {**trial.untrained, TEST_READ: first_read})
+
+
+def _untrained_val(trial: _Trial, path: Path) -> None:
+    """A tuning trial's untrained model on val, once (``untrained.json``): what a diverged
+    or crashed seed of a search candidate counts at (:mod:`cvloss.run.tune_score`). The
+    whole evaluation is kept as the epoch-0 row of a task that scores its untrained model,
+    so val is not evaluated twice."""
+    names = trial.task.metric_names()
+    if path.exists() and not path.is_symlink():
+        try:
+            trial.untrained = check_untrained(read_json(path, trial.out_dir), path, names)
+            return
+        except ResultsFileError:
+            pass  # measured again below: the model here is the untrained one
+    trial.at_init = trial.evaluate("val")
+    trial.untrained = {n: trial.at_init[n] if isinstance(trial.at_init.get(n), (int, float)) else None for n in names}
     write_json(path, trial.untrained)
 
 
@@ -514,7 +544,7 @@ def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None, liv
     if trial.loss.feature_weights:  # differs by loss (l1: none), so a line of its own
         reporter.message(data_line(scope, str(trial.loss.feature_weights), key="feature weights"))
     if task.evaluate_at_init and not trial.history:
-        trial.history.append({"epoch": 0, "train_loss": math.nan, **trial.evaluate(),
+        trial.history.append({"epoch": 0, "train_loss": math.nan, **(trial.at_init or trial.evaluate()),
                               "epoch_time_s": 0.0, "train_time_s": 0.0, "data_time_s": 0.0})
         write_csv(trial.out_dir / METRICS, trial.history)
     reporter.trial_start(trial.label, epochs, task.num_batches(), trial.start_epoch)
@@ -525,6 +555,11 @@ def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None, liv
 
 def _epoch_loop(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None, live: LiveLog) -> dict[str, Any] | None:
     task, epochs = trial.task, trial.params["epochs"]
+    rung = trial.cfg.stop_at_epoch  # a successive-halving rung: stop there, the checkpoint kept for the next rung
+    if rung is not None:
+        if trial.start_epoch >= rung and trial.start_epoch < epochs:  # resumed at (or past) its rung already
+            return {"status": "interrupted", "epoch": trial.start_epoch}
+        stop_after_epoch = rung if stop_after_epoch is None else min(rung, stop_after_epoch)
     for epoch in range(trial.start_epoch + 1, epochs + 1):
         row = _epoch(trial, epoch, reporter)
         if row.get("status") == "diverged":
@@ -597,6 +632,7 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         collapse = task.collapse_reason(model, val_metrics)  # a decision: on val
         split = "test" if cfg.test else "val"  # a tuning trial is scored on val alone
         metrics = {k: v for k, v in task.evaluate(model, "test").items() if k in names} if cfg.test else dict(val_metrics)
+        items = task.test_items("test") if cfg.test else None  # that evaluation per test item (issue 31)
         reference = task.reference_metrics(split)
         degenerate, degenerate_on_test = _degenerate(trial, model, val_metrics, metrics, collapse)
     status = "collapsed" if collapse else "degenerate" if degenerate else "done"
@@ -623,6 +659,7 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         "feature_weights": trial.loss.feature_weights,
         "device": _device_name(trial.device),
     }
+    write_test_items(out_dir, items, task.item_unit)  # test_items.json, for a test split of few items
     write_json(out_dir / SUMMARY, summary)
     _drop_checkpoints(trial)
     primary = summary["metrics"].get(task.primary_metric, math.nan)
@@ -679,7 +716,8 @@ def _drop_checkpoints(trial: _Trial) -> None:
 
 def _summary_head(trial: _Trial, status: str) -> dict[str, Any]:
     """The fields every summary starts with: schema, status, what ran, on which split,
-    and the untrained model's test metrics (the intent-to-treat value of a failure)."""
+    and the untrained model's test metrics (the intent-to-treat value of a failure; a
+    tuning trial's are on val)."""
     cfg = trial.cfg
     return {"schema": SUMMARY_SCHEMA, "status": status, "task": cfg.task, "dataset": cfg.dataset,
             "budget": cfg.budget, "loss": cfg.loss, "seed": cfg.seed, "split": "test" if cfg.test else "val",

@@ -153,12 +153,9 @@ class Task(ABC):
     # Also evaluate the untrained model on val (row ``epoch 0`` of metrics.csv, a learning
     # curve's start). Every task evaluates the untrained model on test (``summary["untrained"]``).
     evaluate_at_init: bool = False
-    # The reference study's specs (issue 21, results/README.md): every registered loss of
-    # the task appears in at least one as a term (tests/test_reference_specs.py checks it).
-    reference_specs: tuple[str, ...] = ()
-    # The reference study's per-loss search (``--tune`` items): the learning rate, log-uniform
-    # over one decade either side of the quick budget's (tests/test_reference_specs.py).
-    reference_space: tuple[str, ...] = ()
+    # The metric that breaks an exact tie of the primary metric between search candidates
+    # (cvloss.run.tune.select): another view of the same quality, never a cost.
+    secondary_metric: str = ""
     # Settings every tuning trial runs with (cvloss.run.tune): what makes a task's trial
     # read val instead of test where its test data is what it trains on (style's pairs).
     tune_overrides: dict[str, Any] = {}
@@ -294,6 +291,18 @@ class Task(ABC):
         for super-resolution, on ``split`` (the table's: test); computed once per trial,
         shown as extra rows."""
         return {}
+
+    #: What one item of :meth:`test_items` is, in words (tables say "6 test images").
+    item_unit: str = "test image"
+
+    def test_items(self, split: str = "test") -> dict[str, Any] | None:
+        """Per-item metrics of the last ``evaluate(model, split)`` call, for a test split of
+        few items (issue 31: an effect on 10 seeds may be an effect on 2 photographs):
+        ``{"ids": [item id, ...], "metrics": {metric: [one value per id, NaN/None when not
+        measured]}}``, the same ids in the same order for every loss at a seed, so items pair
+        across losses (:mod:`cvloss.run.item_analysis`). The trainer asks once, after the
+        final test evaluation, and writes ``test_items.json``. Default: None (none recorded)."""
+        return None
 
     def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
         """A one-line reason when the trained model has collapsed (all embeddings alike, a

@@ -118,9 +118,7 @@ class EmbedTask(Task):
     slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
     degenerate_rule = f"verification accuracy <= {CHANCE_ACC:g} (chance: 0.5)"
     replicate_unit = "seed: initial weights + P×K identity order, image draws and flips"
-    reference_specs = ("triplet(mining=all)", "triplet(mining=batch_hard)", "triplet(mining=semi_hard)",
-                       "triplet_offline", "contrastive", "softmax")
-    reference_space = ("lr=log(1e-4,1e-2)",)  # issue 15's fixed-in-advance space
+    secondary_metric = "auc"
     evaluate_at_init = True
     # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
     # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).
@@ -134,23 +132,27 @@ class EmbedTask(Task):
         "n_val_ids": Int(2, help="synth-ids evaluation identities"),
         "val_per_id": Int(2, help="synth-ids evaluation images per identity"),
         "pairs_per_fold": Int(1, help="verification pairs per fold and kind"),
+        # the test split apart from val (issue 31): it is embedded twice per trial, val every
+        # epoch, so it can be larger (quick: 200 identities, 10 x (50 + 50) = 1,000 pairs)
+        "n_test_ids": Int(2, help="synth-ids test identities"),
+        "test_pairs_per_fold": Int(1, help="synth-ids test verification pairs per fold and kind"),
         "eval_batch": Int(1, help="images per evaluation batch"),
         "collapse_tol": Float(0.0, help="embedding spread below which a model counts as collapsed"),
         "bn_neck": Bool("batch-norm before the embedding"),
     }
     budgets = {
         "smoke": dict(epochs=2, P=8, K=4, lr=2e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=32,
-                      n_train_ids=40, per_id=6, n_val_ids=20, val_per_id=4, pairs_per_fold=6, eval_batch=512,
-                      collapse_tol=0.05, bn_neck=True, amp=True, cpu_threads=1),
+                      n_train_ids=40, per_id=6, n_val_ids=20, val_per_id=4, pairs_per_fold=6, n_test_ids=20,
+                      test_pairs_per_fold=6, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True, cpu_threads=1),
         # quick: 15 epochs × 12 steps of 16 × 4 images, ~20 s per trial on 2 idle cores.
         "quick": dict(epochs=15, P=16, K=4, lr=1e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=64,
-                      n_train_ids=200, per_id=8, n_val_ids=100, val_per_id=6, pairs_per_fold=30, eval_batch=512,
-                      collapse_tol=0.05, bn_neck=True, amp=True),
+                      n_train_ids=200, per_id=8, n_val_ids=100, val_per_id=6, pairs_per_fold=30, n_test_ids=200,
+                      test_pairs_per_fold=50, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True),
         # Real data (lfw) on a GPU: Hermans et al.'s P = 18, K = 4 scaled to 32 × 4;
         # 96 px crops, 128-d embeddings (FaceNet's size).
         "full": dict(epochs=60, P=32, K=4, lr=1e-3, weight_decay=5e-4, image_size=96, width=32, depth=4, dim=128,
-                     n_train_ids=None, per_id=10, n_val_ids=300, val_per_id=8, pairs_per_fold=300, eval_batch=512,
-                     collapse_tol=0.05, bn_neck=True, amp=True),
+                     n_train_ids=None, per_id=10, n_val_ids=300, val_per_id=8, pairs_per_fold=300, n_test_ids=300,
+                     test_pairs_per_fold=300, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True),
     }
 
     # ------------------------------------------------------------------ data
@@ -169,11 +171,14 @@ class EmbedTask(Task):
         # synth-ids' loader takes its sizes; lfw's lists are fixed (n_train_ids caps them)
         train = load_dataset(self.dataset, "train", data_dir=data_dir, size=size, limit=p["n_train_ids"], task="embed",
                              optional=dict(n_ids=p["n_train_ids"], per_id=p["per_id"], **fold))
-        # val and test: identity-disjoint evaluation sets of the same size (n_val_ids,
-        # val_per_id, pairs_per_fold size both for synth-ids).
+        # val and test: identity-disjoint evaluation sets, val_per_id images per identity;
+        # for synth-ids n_val_ids / pairs_per_fold size val and n_test_ids /
+        # test_pairs_per_fold test (params recorded before those existed: test as val).
+        sizes = {"val": (p["n_val_ids"], p["pairs_per_fold"]),
+                 "test": (p.get("n_test_ids", p["n_val_ids"]), p.get("test_pairs_per_fold", p["pairs_per_fold"]))}
         evals = {split: load_dataset(self.dataset, split, data_dir=data_dir, size=size, task="embed",
-                                     optional=dict(n_ids=p["n_val_ids"], per_id=p["val_per_id"],
-                                                   pairs_per_fold=p["pairs_per_fold"], **fold))
+                                     optional=dict(n_ids=sizes[split][0], per_id=p["val_per_id"],
+                                                   pairs_per_fold=sizes[split][1], **fold))
                  for split in EVAL_SPLITS}
         self.real_name = getattr(train, "real", None)
         self.n_train_ids = train.num_identities

@@ -138,8 +138,7 @@ class GANTask(Task):
     degenerate_rule = (f"at most {DEGENERATE_MODE_SHARE:.0%} of the modes covered and under "
                        f"{DEGENERATE_HQ_PCT:g}% high-quality samples")
     replicate_unit = "seed: initial weights + real-batch, noise and penalty streams"
-    reference_specs = ("ns", "minimax", "lsgan", "hinge", "wgan", "wgan_gp")
-    reference_space = ("lr=log(1e-4,1e-2)",)  # G's and D's (optimizer=equal)
+    secondary_metric = "kl"
     evaluate_at_init = True
     # steps_per_epoch counts GENERATOR steps (each with n_critic critic steps). quick:
     # 2,000 generator steps, ~20 min for 6 losses x 3 seeds on a heavily shared 2-core CPU

@@ -41,8 +41,9 @@ of the trial's own pairs whatever split the trainer names.
 
 Seeds: content init is (nearly) deterministic, so the seed chooses *which* pairs are
 optimised, without replacement across a comparison's seeds: seed k takes the ``n_pairs``
-pairs from position ``k * n_pairs`` of one fixed, seeded permutation of the pool
-(:func:`cvloss.data.style_pairs.seed_pair_indices`; the same pairs for every loss at that
+pairs from position ``k * n_pairs`` of one fixed, seeded order of the pool that shows every
+content once before any twice (:func:`cvloss.data.style_pairs.pool_order`: on the embedded
+test pool of 10 contents, 10 seeds are 10 photos; the same pairs for every loss at that
 seed -- fair, and the sample grids line up). Two seeds never share a pair, so they are
 two distinct replicates; a comparison with more test seeds than distinct pairs is refused
 before anything runs (:meth:`StyleTask.check_seeds`, one line naming both numbers), and
@@ -114,9 +115,7 @@ class StyleTask(Task):
     replicate_unit = "seed: the content/style pair (each seed its own, drawn without replacement) + init noise"
     timing_metrics = ("wall_s",)
     degenerate_rule = "final style distance not below the initial image's"
-    reference_specs = ("content+1000*style+0.01*tv", "content+1000*style", "content+1000*texture",
-                       "perceptual+1000*style")  # a search never optimises the reported pairs
-    reference_space = ("lr=log(0.1,10)",)  # L-BFGS's step (default 1), tuned on the val pairs
+    secondary_metric = "content_loss"
     metric_bounds = {m: (0.0, None) for m in metrics}
     # Which target each term is called with: the content image, the style image, none.
     slots = {"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)}
@@ -193,6 +192,7 @@ class StyleTask(Task):
         self.contents = self.data.contents.to(self.device)
         self.styles = self.data.styles.to(self.device)
         self._eval_cache: dict[str, Any] = {}
+        self._items: dict[str, dict[str, Any]] = {}  # per-pair metrics of the last evaluate, by split
         # The fixed evaluation network uses the run's feature weights (auto without any).
         self._eval_net = get_feature_extractor(EVAL_ARCH, self.feature_weights or "auto")
         self._wall, self._evals = 0.0, 0
@@ -217,7 +217,9 @@ class StyleTask(Task):
             # (seed_everything) right before it builds the model
             seed = torch.initial_seed()
             try:
-                picks = seed_pair_indices(len(pairs), seed, p["n_pairs"], self.data.split)
+                # n_contents: consecutive seeds take different contents (issue 31)
+                picks = seed_pair_indices(len(pairs), seed, p["n_pairs"], self.data.split,
+                                          n_contents=len(self.data.content_names))
             except ValueError as exc:
                 raise UsageError(f"style: {exc}; each seed takes its own pairs (seeds 0.."
                                  f"{len(pairs) // max(1, min(p['n_pairs'], len(pairs))) - 1} on this pool)") from None
@@ -290,7 +292,14 @@ class StyleTask(Task):
                 "style_dist": (FeatureNet(EVAL_ARCH, EVAL_STYLE_LAYERS, weights_used), ("perceptual",))}
 
     def image_metrics(self, x: torch.Tensor, with_content: bool = True) -> dict[str, float]:
-        """Fixed-layer metrics of images ``x`` (N, 3, H, W) against this seed's pairs."""
+        """Fixed-layer metrics of images ``x`` (N, 3, H, W) against this seed's pairs,
+        averaged over the pairs (:meth:`pair_metrics`)."""
+        return {k: float(v.mean()) for k, v in self.pair_metrics(x, with_content).items()}
+
+    def pair_metrics(self, x: torch.Tensor, with_content: bool = True) -> dict[str, torch.Tensor]:
+        """Fixed-layer metrics of images ``x`` (N, 3, H, W) against this seed's N pairs:
+        one value per pair, each an (N,) tensor. Every pair has the same size, so their
+        mean is the batch's metric."""
         net = self._eval_net
         layers = (EVAL_CONTENT_LAYER, *EVAL_STYLE_LAYERS)
         if "style_grams" not in self._eval_cache:
@@ -298,25 +307,38 @@ class StyleTask(Task):
             fs = net.extract(self.style, EVAL_STYLE_LAYERS)
             self._eval_cache = {"content_feat": fc, "style_grams": {l: gram_matrix(fs[l], "chw") for l in EVAL_STYLE_LAYERS}}
         fx = net.extract(x, layers)
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
         if with_content:
-            out["content_loss"] = float(0.5 * (fx[EVAL_CONTENT_LAYER] - self._eval_cache["content_feat"]).square().mean())
+            d = fx[EVAL_CONTENT_LAYER] - self._eval_cache["content_feat"]
+            out["content_loss"] = 0.5 * d.square().flatten(1).mean(1)
         grams = {}
         for l in EVAL_STYLE_LAYERS:
             # E_l = ¼ Σ (Ĝ − Â)² with Ĝ = G / (N_l M_l): Gatys' 1/(4 N² M²) Σ (G − A)²
             d = gram_matrix(fx[l], "chw") - self._eval_cache["style_grams"][l]
-            grams[f"gram_{l}"] = float(0.25 * d.square().sum(dim=(1, 2)).mean())
-        out["style_dist"] = float(np.mean(list(grams.values())))
+            grams[f"gram_{l}"] = 0.25 * d.square().sum(dim=(1, 2))
+        out["style_dist"] = torch.stack(list(grams.values())).mean(0)
         out.update(grams)
-        out["tv"] = float(total_variation(x, "l1", "mean"))
+        out["tv"] = torch.stack([total_variation(x[i : i + 1], "l1", "mean") for i in range(len(x))])
         return out
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
-        out = self.image_metrics(model())  # the trial's own pairs (module docstring, "Splits")
+        per_pair = self.pair_metrics(model())  # the trial's own pairs (module docstring, "Splits")
+        out: dict[str, Any] = {k: float(v.mean()) for k, v in per_pair.items()}
+        self._items[split] = {"ids": [self.data.content_names[c] for c, _ in self.pairs],
+                              "metrics": {k: [float(x) for x in v] for k, v in per_pair.items()}}
         out["evals"] = float(self._evals)
         out["wall_s"] = self._wall
         out["eval_feature_weights"] = self._eval_net.weights_used  # type: ignore[assignment]
         return out
+
+    #: One item per optimised pair, named by its content image: seeds that draw the same
+    #: content (with other styles) are averaged into that content's item.
+    item_unit = "content image"
+
+    def test_items(self, split: str = "test") -> dict[str, Any] | None:
+        """Per optimised pair (id: its content image's name) the metrics of the last
+        ``evaluate(model, split)``, timing counts (evals, wall_s) left out: they are the trial's."""
+        return self._items.get(split)
 
     def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
         return {"content image (init)": self.image_metrics(self.content),

@@ -22,13 +22,13 @@ README = Path(__file__).resolve().parents[2] / "results" / "README.md"
 
 
 def _reference_specs(task: str) -> list[str]:
-    """The reference study's specs of ``task`` (``reference_specs``: what every comparison
-    in results/ compares, scripts/reference_study.py) and the --losses of every other
-    comparison whose command results/README.md lists."""
+    """The reference study's specs of ``task`` (its comparisons in ``results/study.toml``)
+    and the --losses of every other comparison whose command results/README.md lists."""
     from cvloss.run.compare import split_losses
-    from cvloss.tasks import get_task_class
+    from cvloss.study.schema import read_study
 
-    specs = list(get_task_class(task).reference_specs)
+    study = read_study(README.parent / "study.toml")
+    specs = list(dict.fromkeys(s for c in study.comparisons if c.task == task for s in c.losses))
     for cmd in re.findall(r"`(cvloss compare [^`]+)`", README.read_text()):
         argv = shlex.split(cmd)
         if argv[argv.index("--task") + 1] == task:

@@ -51,18 +51,23 @@ def test_a_lossy_slug_carries_a_hash_and_an_injective_one_keeps_its_name(tmp_pat
 
 
 def test_the_committed_results_keep_their_folder_names():
-    """Every committed trial's recorded config gives its own folder and its recorded
-    identity (so a rerun of the reference study skips it), and every compare.json's
-    losses name its loss folders and its comparison folder."""
+    """Every committed trial's recorded config gives its own folder, and its recorded
+    identity but for the test-split caps that the larger test splits added (a rerun on
+    them is another configuration: it is refused, never mixed with these); every
+    compare.json's losses name its loss folders and its comparison folder."""
     fields = {f.name for f in dataclasses.fields(TrialConfig)}
     trials = sorted(RESULTS.rglob(TRIAL))
     assert len(trials) > 900
+    test_caps = {"n_test", "n_test_ids", "test_pairs_per_fold"}
     for path in trials:
         info = json.loads(path.read_text())
         cfg = TrialConfig(**{k: v for k, v in info["config"].items() if k in fields})
         cfg.out = str(RESULTS)  # recorded relative to the repository
         assert cfg.trial_dir == path.parent, path
-        assert cfg.identity() == info["identity"], path
+        now, then = cfg.identity(), info["identity"]
+        added = set(now["params"]) - set(then["params"])
+        assert added <= test_caps and {k: v for k, v in now["params"].items() if k not in added} == then["params"]
+        assert {**now, "params": None} == {**then, "params": None}, path
     comparisons = sorted(RESULTS.rglob("compare.json"))
     assert len(comparisons) >= 8
     for path in comparisons:
@@ -255,14 +260,17 @@ def test_a_tampered_untrained_json_is_measured_again(tmp_path, capture, tamper, 
     cfg = _interrupted(tmp_path)
     path = cfg.trial_dir / UNTRAINED
     measured = json.loads(path.read_text())
+    first_read = measured.pop("test_read_utc")  # when the trial first read test: kept when measured again
     assert set(measured) >= {"miou", "dice"} and all(isinstance(v, float) for v in measured.values())
-    path.write_text(json.dumps(tamper(measured)))
+    path.write_text(json.dumps({**tamper(measured), "test_read_utc": first_read}))
     summary = run_trial(cfg, capture)
     said = [l for l in capture.lines if UNTRAINED in l]
     assert len(said) == 1 and said[0].startswith(f"[seg/synth-pets/ce/seed0] {path} is not a valid untrained-model "
                                                   f"metrics file: {why}")
     assert said[0].endswith("; measuring the untrained model again")
-    assert json.loads(path.read_text()) == measured == summary["untrained"]  # the same initial weights, the same numbers
+    # the same initial weights, the same numbers; test was first read when it was first measured
+    assert json.loads(path.read_text()) == {**measured, "test_read_utc": first_read}
+    assert measured == summary["untrained"]
 
 
 def test_untrained_json_shapes():
