@@ -132,7 +132,9 @@ def print_comparison(result: ComparisonResult | Mapping[str, Any], title: str, f
     of replication), then the verdict, each line wrapped to the width."""
     from pathlib import Path
 
+    from cvloss.report.items import item_verdict_lines
     from cvloss.report.tables import comparison_rows, console_legend, mixed_line, note_lines, verdict_lines
+    from cvloss.report.text import PLAIN
     from cvloss.result import ComparisonResult
 
     result = ComparisonResult.of(result)
@@ -142,7 +144,7 @@ def print_comparison(result: ComparisonResult | Mapping[str, Any], title: str, f
     shown = print_table(rows, title, file, fit=True, wide=wide, width=width, all_columns_in=where)
     legend = console_legend(result, [{c: r[c] for c in shown} for r in rows])
     mixed = mixed_line(result)  # a comparison pooled with --allow-mixed says so here too
-    said = verdict_lines(result) + note_lines(result)
+    said = verdict_lines(result) + item_verdict_lines(result.item_analysis, PLAIN) + note_lines(result)
     print_lines(([legend] if legend else []) + ([mixed] if mixed else []) + [line.replace("`", "") for line in said],
                 file, width, wide=wide)
 

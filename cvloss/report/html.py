@@ -21,6 +21,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from cvloss.report.items import item_verdict_lines
 from cvloss.report.style import MARKER_GLYPHS, loss_style, metric_unit, report_key, result_key
 from cvloss.report.tables import (FAILURES, ITT_LEGEND, LEGEND, comparison_table, compute_columns, difference_rows,
                                   fmt, has_failures, mixed_line, note_lines, provenance_lines, success_text,
@@ -188,7 +189,8 @@ def section_view(r: ReportedComparison) -> dict[str, Any]:
         "data": "; ".join(r.prov["data"]), "budget_line": _budget_line(r), "left_out": _left_out(r),
         "mixed": mixed_line(r) or "", "table": table_view(r), "folded": ", ".join(folded),
         "trial_notes": note_lines(r, PLAIN),
-        "verdict": verdict_lines(r, form=PLAIN), "differences": difference_view(r),
+        "verdict": verdict_lines(r, form=PLAIN) + item_verdict_lines(r.item_analysis, PLAIN),
+        "differences": difference_view(r),
         "notes": provenance_lines(r, PLAIN), "itt": itt, "tuning": tuning_view(r), "figures": _figures(r),
         "command": r.command,
     }

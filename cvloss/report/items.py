@@ -127,6 +127,19 @@ def _per_item_rows(ia: dict[str, Any], found: list[dict[str, Any]], form: Form) 
     return rows
 
 
+def _primary_contrasts(ia: Any) -> list[dict[str, Any]]:
+    """The contrasts of the primary metric of a valid ``item_analysis`` (none otherwise)."""
+    if ia is None or not valid(ia):
+        return []
+    return [c for c in ia["contrasts"] if c["metric"] == ia["primary_metric"]]
+
+
+def item_verdict_lines(ia: Any, form: Form = MARKDOWN) -> list[str]:
+    """The primary metric's image-by-image verdict lines, one per contrast, for the
+    console and HTML verdicts beside the seed-level ones (none without an analysis)."""
+    return [item_verdict_line(c, ia, form) for c in _primary_contrasts(ia)]
+
+
 def item_lines(ia: Any, heading_level: int = 2, form: Form = MARKDOWN) -> list[str]:
     """A comparison's ``item_analysis`` (``ia``, as compare.json holds it; None: the
     comparison has none) as Markdown parts for ``comparison_markdown`` (empty without
@@ -139,7 +152,7 @@ def item_lines(ia: Any, heading_level: int = 2, form: Form = MARKDOWN) -> list[s
         return [f"\n{h} Image by image\n", "Not shown: this compare.json's item_analysis is not in the expected "
                 "shape (rerun the comparison to write it again).\n"]
     primary = ia["primary_metric"]
-    found = [c for c in ia["contrasts"] if c["metric"] == primary]
+    found = _primary_contrasts(ia)
     if not found:
         return []
     n = ia["n_items"]

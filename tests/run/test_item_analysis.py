@@ -4,6 +4,7 @@ ties, too few images), pairing across seeds, test_items.json round trip and malf
 files, and a comparison from hand-written trials (no training)."""
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import replace
@@ -11,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from cvloss.errors import ResultsFileError
+from cvloss.report.console import print_comparison
 from cvloss.run import item_analysis as ia
 from cvloss.run.compare import comparison_dir, summarize_comparison
 from cvloss.run.config import TrialConfig
@@ -211,6 +213,10 @@ def test_a_comparison_says_the_effect_holds_on_seeds_but_not_across_images(tmp_p
     assert "holds on seeds (Δ +0.498, p_holm = " in md
     assert "but not across test images: wins 3/6, sign p_holm = 1 (Wilcoxon " in md
     assert "| img0 | +3 (10) |" in md
+    printed = io.StringIO()  # stdout's verdict says it too, beside the seed-level lines
+    print_comparison(data, "t", file=printed, width=400)
+    assert "mse vs l1, psnr_y: holds on seeds (Δ +0.498" in printed.getvalue()
+    assert "but not across test images: wins 3/6" in printed.getvalue()
 
 
 def test_a_comparison_says_when_the_effect_holds_across_images(tmp_path):

@@ -302,7 +302,7 @@ def test_fid_weights_option_is_recorded_names_the_extractor_and_stays_out_of_the
     monkeypatch.delenv(FID_WEIGHTS_ENV, raising=False)
     weights = tmp_path / FID_WEIGHTS_FILE
     _fake_weights_module().fake_fid_weights(weights)
-    tiny = TINY | {"n_train": 8, "n_val": 4, "epochs": 1}
+    tiny = TINY | {"n_train": 8, "n_val": 4, "n_test": 4, "epochs": 1}  # FID on 4 test images
     sets = [x for k, v in tiny.items() for x in ("--set", f"{k}={v}")]
     args = ["train", "--task", "translate", "--loss", "cycle", "--out", str(tmp_path / "r"), "--quiet", *sets]
     missing = CliRunner().invoke(app, [*args, "--fid-weights", str(tmp_path / "nope.pth")])
