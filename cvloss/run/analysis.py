@@ -27,10 +27,9 @@ from cvloss.run.config import TrialConfig
 from cvloss.run.folds import fold_dirs
 from cvloss.run.provenance import code_key, current_code_key, run_key
 from cvloss.run.stats import mean_ci, paired_difference
-from cvloss.run.trainer import SUMMARY, TRIAL, UNTRAINED
+from cvloss.run.trainer import CRASHED, SUMMARY, TRIAL, UNTRAINED
 
 #: The marker an executor leaves in a trial folder whose worker died on every attempt.
-CRASHED = "crashed.json"
 #: Statuses of a trial that finished training and has final metrics of its own.
 FINISHED = ("done", "collapsed", "degenerate")
 #: The failure counts every row of compare.csv carries.

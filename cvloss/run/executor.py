@@ -45,10 +45,11 @@ from multiprocessing import connection, get_context
 from typing import Any, ClassVar
 
 from cvloss.errors import UsageError
+from cvloss.io import write_json
 from cvloss.registry import Registry
 from cvloss.run.config import TrialConfig
 from cvloss.run.progress import ComparisonView, ForwardingReporter, Reporter, RichComparisonView, make_reporter
-from cvloss.run.trainer import run_trial, run_trials, trial_label
+from cvloss.run.trainer import CRASHED, run_trial, run_trials, trial_label
 
 # Test hooks, read by the worker side of every executor. KILL: "<label substring>:<attempts>[,...]"
 # makes a worker SIGKILL itself when that trial starts training, on its first <attempts>
@@ -80,9 +81,18 @@ class TrialResources:
 
 def crashed_summary(cfg: TrialConfig, why: str) -> dict[str, Any]:
     """The summary of a trial whose worker died on every attempt (or whose job was
-    cancelled): no metrics, counted as a failure (intent to treat) by the comparison."""
-    return {"status": "crashed", "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget,
-            "loss": cfg.loss, "seed": cfg.seed, "metrics": {}, "crash": why}
+    cancelled): no metrics, counted as a failure (intent to treat) by the comparison.
+    It is also left in the trial's folder as ``crashed.json`` (never ``summary.json``: a
+    rerun retries the trial), so a later ``cvloss report`` counts it crashed, not missing."""
+    summary = {"status": "crashed", "task": cfg.task, "dataset": cfg.dataset, "budget": cfg.budget,
+               "loss": cfg.loss, "seed": cfg.seed, "metrics": {}, "crash": why,
+               "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        cfg.trial_dir.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.trial_dir / CRASHED, summary)
+    except OSError as exc:  # the comparison still counts it; only a later report would not
+        warnings.warn(f"could not write {cfg.trial_dir / CRASHED}: {exc}", stacklevel=2)
+    return summary
 
 
 class Executor(abc.ABC):

@@ -73,6 +73,10 @@ from cvloss.tasks import get_task_class
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
 UNTRAINED = "untrained.json"
+#: Left in a trial's folder by an executor that gave the trial up (its worker died on
+#: every attempt, or its job was cancelled), so that a later report counts it as crashed,
+#: not missing; removed when a rerun starts the trial again.
+CRASHED = "crashed.json"
 # untrained.json also records when the trial first read test (UTC, ISO 8601): what a
 # study lock (cvloss.study.lock) checks, since a study may be locked only before that
 TEST_READ = "test_read_utc"
@@ -345,7 +349,11 @@ def _attempt_trial(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int |
         if holder is not None:
             return _Locked(holder)
         # finished by another process between our first look and taking the lock
-        return _finished(cfg, label, reporter) or _train(cfg, reporter, stop_after_epoch, lock, label)
+        done = _finished(cfg, label, reporter)
+        if done is not None:
+            return done
+        (out_dir / CRASHED).unlink(missing_ok=True)  # this attempt decides anew
+        return _train(cfg, reporter, stop_after_epoch, lock, label)
     finally:
         lock.release()
 

@@ -106,12 +106,18 @@ def test_a_killed_worker_is_retried_once_then_its_trial_crashed(tmp_path, monkey
 
     compare = json.loads((out / group / "compare--ce--dice" / "compare.json").read_text())
     assert compare["status"]["ce"] == ["crashed"] and compare["status"]["dice"] in (["done"], ["degenerate"])
+    from cvloss.run.analysis import trial_status
+
+    crashed = out / group / "ce" / "seed0"
+    marker = json.loads((crashed / "crashed.json").read_text())  # read again later, it is still a crash
+    assert marker["status"] == "crashed" and "worker died 2 times" in marker["crash"]
+    assert trial_status(crashed, None) == "crashed"
     # a rerun retries the crashed trial (its worker dies once more, then it finishes)
     monkeypatch.setenv(KILL_HOOK_ENV, "/ce/seed0:1")
     res = CliRunner().invoke(app, [*SEG, "--seeds", "1", "--set", "epochs=1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "[seg/synth-pets/dice/seed0] already done, skipped" in res.output
-    assert (out / group / "ce" / "seed0" / SUMMARY).exists()
+    assert (out / group / "ce" / "seed0" / SUMMARY).exists() and not (crashed / "crashed.json").exists()
     assert not list(out.rglob("trial.lock*"))
 
 
