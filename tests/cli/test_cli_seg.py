@@ -194,6 +194,7 @@ def test_ctrl_c_stops_cleanly_with_checkpoint_and_resumes(tmp_path, monkeypatch)
     assert [r["epoch"] for r in csv.DictReader(open(trial / "metrics.csv"))] == ["1", "2"]
 
 
+@pytest.mark.slow  # processes killed or run side by side: .ci/run runs it (-m slow); the default suite leaves it out
 def test_kill_9_mid_trial_then_same_command_resumes(tmp_path):
     """A real SIGKILL of the CLI process after its first checkpoint; the rerun resumes and
     ends with the metrics of an uninterrupted run."""

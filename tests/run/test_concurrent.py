@@ -23,6 +23,7 @@ ARGS = ["compare", "--task", "seg", "--losses", "ce,dice", "--seeds", "2", "--bu
 CMP = Path("seg", "synth-pets", "smoke+epochs=1+n_train=16+n_val=8", "compare--ce--dice")
 
 
+@pytest.mark.slow  # processes killed or run side by side: .ci/run runs it (-m slow); the default suite leaves it out
 def test_two_identical_compares_at_once_train_each_trial_once(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2])] + sys.path),
            "OMP_NUM_THREADS": "1", "CVLOSS_LOCK_POLL": "0.1"}

@@ -89,6 +89,7 @@ def _group(epochs: int) -> Path:
     return Path("seg", "synth-pets", f"smoke+epochs={epochs}+image_size=32+n_train=8+n_val=4+width=4")
 
 
+@pytest.mark.slow  # processes killed or run side by side: .ci/run runs it (-m slow); the default suite leaves it out
 def test_a_killed_worker_is_retried_once_then_its_trial_crashed(tmp_path, monkeypatch):
     out, group = tmp_path / "out", _group(1)
     # ce/seed0's worker dies on both attempts; dice/seed0's on its first only
@@ -126,6 +127,7 @@ def _env() -> dict[str, str]:
             "CVLOSS_LOCK_POLL": "0.1", "CVLOSS_PLOT_FORMATS": "png"}
 
 
+@pytest.mark.slow  # processes killed or run side by side: .ci/run runs it (-m slow); the default suite leaves it out
 def test_ctrl_c_stops_every_worker_and_the_rerun_resumes(tmp_path):
     out, group = tmp_path / "out", _group(40)
     cmd = [sys.executable, "-m", "cvloss.cli", *SEG, "--seeds", "1", "--set", "epochs=40", "--out", str(out)]
@@ -157,6 +159,7 @@ def test_ctrl_c_stops_every_worker_and_the_rerun_resumes(tmp_path):
         assert epochs == sorted(set(epochs)) and epochs[-1] == 40  # each epoch once, to the end
 
 
+@pytest.mark.slow  # processes killed or run side by side: .ci/run runs it (-m slow); the default suite leaves it out
 def test_two_compares_with_jobs_on_one_out_train_each_trial_once(tmp_path):
     out, group = tmp_path / "out", _group(1)
     cmd = [sys.executable, "-m", "cvloss.cli", *SEG, "--seeds", "1", "--set", "epochs=1", "--out", str(out)]
