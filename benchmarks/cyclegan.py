@@ -32,7 +32,7 @@ from cvloss.tasks.translate import TranslateTask
 
 
 def make_task(args) -> TranslateTask:
-    params = TranslateTask.budgets["quick"] | dict(image_size=args.size, batch_size=args.batch, g_width=args.width,
+    params = TranslateTask.spec.budgets["quick"] | dict(image_size=args.size, batch_size=args.batch, g_width=args.width,
                                                    d_width=args.width, n_blocks=args.blocks, n_train=args.batch * 8,
                                                    n_val=8, fid=False, epochs=100)
     task = TranslateTask("synth-stripes", params, torch.device("cpu"))

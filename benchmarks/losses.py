@@ -57,7 +57,7 @@ MiB = 1024.0 * 1024.0
 # feature loss shares one VGG pass between its terms.
 COMBINED = "l1+perceptual+texture(arch=vgg16)"
 EXTRA_SPECS = ("triplet(mining=all)", "triplet(mining=batch_hard)", COMBINED)
-# Issue 18's table: row -> (comparator label prefix, target ratio).
+# The speed targets: row -> (comparator label prefix, target ratio).
 TARGETS = {
     "triplet(mining=all)": ("PML TripletMarginLoss", 1.05),
     "wce": ("floor", 1.2),
@@ -565,9 +565,9 @@ def print_table(rows: list[Row], out=sys.stdout) -> None:
 
 
 def print_targets(rows: list[Row], out=sys.stdout) -> bool:
-    """Issue 18's rows: cvloss time / its comparator's, against the target. True if all met."""
+    """The speed-target rows: cvloss time / its comparator's, against the target. True if all met."""
     by_name = {r.name: r for r in rows}
-    print("\nissue 18 targets (time x = median over rounds of cvloss ms / comparator ms in the same round):", file=out)
+    print("\nspeed targets (time x = median over rounds of cvloss ms / comparator ms in the same round):", file=out)
     ok_all = True
     for name, (prefix, target) in TARGETS.items():
         r = by_name.get(name)

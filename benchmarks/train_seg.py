@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of runner / hand-written")
     args = ap.parse_args()
-    params = dict(SegTask.budgets["smoke" if args.small else "quick"])
+    params = dict(SegTask.spec.budgets["smoke" if args.small else "quick"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device('cpu')}; "
           f"U-Net width {params['width']} depth {params['depth']}, {params['n_train']} images "
           f"{params['image_size']}px, batch {params['batch_size']}, {args.epochs} epochs x {args.rounds} rounds")

@@ -3,30 +3,15 @@
     from cvloss.api import RunOptions, compare
 
     result = compare("seg", ["ce", "dice"], seeds=3, options=RunOptions(threads=1))
-    print(result.best[result.primary_metric], result.dir)
 
-A command is three steps, and each is a call of its own:
-
-* :class:`RunOptions` -- how and where trials run (device, results folder, threads, live
-  logs, locks, plugins, executor), the one options object of ``train``, ``compare`` and
-  studies. :func:`executor_for` builds its executor, :func:`prepare` applies its
-  process-wide part (torch's threads, the plugin modules).
-* :func:`plan_comparison` / :func:`plan_trial` -- every input checked and made canonical
-  before anything is written (a bad one is one :class:`~cvloss.errors.UsageError` line,
-  the same the CLI prints): a :class:`ComparisonPlan` (its trial configuration, canonical
-  loss specs, seed set and the checked search of a :class:`Tuning`) or a
-  :class:`TrialPlan`.
-* :func:`run_plan` / :func:`train` -- run it: a
-  :class:`~cvloss.result.ComparisonResult` (``compare.json``'s fields as attributes) or
-  the trial's summary.
-
-:func:`compare` does all three. :func:`write_report` and :func:`export_results` are
-``cvloss report`` and ``cvloss export``. ``cvloss.cli`` only parses options, calls these
-and prints.
-
-The library's heavy parts (torch, the tasks) are imported inside the functions, so
-importing this module costs nothing (``cvloss --help`` and ``datasets list`` start
-without torch).
+A command is three calls: :class:`RunOptions` (how and where trials run; built into an
+executor by :func:`executor_for`, applied process-wide by :func:`prepare`);
+:func:`plan_comparison` / :func:`plan_trial` (every input checked and made canonical
+before anything is written: a bad one is one :class:`~cvloss.errors.UsageError` line);
+:func:`run_plan` / :func:`train` (a :class:`~cvloss.result.ComparisonResult` or the
+trial's summary). :func:`compare` does all three; :func:`write_report` and
+:func:`export_results` are ``cvloss report`` and ``cvloss export``. Heavy parts (torch,
+the tasks) are imported inside the functions, so importing this costs nothing (docs/running.md).
 """
 from __future__ import annotations
 
@@ -229,7 +214,7 @@ class ComparisonPlan:
         lies under ``<budget label>+tuned-<hash>``."""
         from cvloss.run.compare import comparison_dir
 
-        base = self.base if self.space is None else replace(self.base, place=f"+tuned-{self.space.tuned_key()}")
+        base = self.base if self.space is None else replace(self.base, place=self.space.winners())
         return comparison_dir(base, list(self.losses))
 
     def trial_configs(self) -> list[TrialConfig]:
@@ -419,7 +404,7 @@ def search_space(tuning: Tuning | None, task: str, specs: list[str]) -> Space | 
 def _metric_keys(task: str) -> list[str]:
     from cvloss.tasks import get_task_class
 
-    return list(get_task_class(task).metrics)
+    return list(get_task_class(task).spec.metrics)
 
 
 def run_plan(plan: ComparisonPlan, executor: Executor | None = None,

@@ -1,24 +1,17 @@
-"""cvloss command line: a thin Typer layer over the library (parse, call, print).
-
-What a command does is a call of :mod:`cvloss.api` that a script can make too; this module
-only parses options into its arguments and prints what comes back.
+"""cvloss command line: a thin Typer layer over :mod:`cvloss.api` (parse, call, print).
 
 Examples::
 
     cvloss losses list --task seg
-    cvloss losses show wgan_gp
     cvloss compare --task seg --losses ce,topo --budget smoke
     cvloss train --task seg --loss "ce+0.1*topo(mu=0.5)" --seed 1
     cvloss report                 # gathers ./cvloss-results (or $CVLOSS_RESULTS)
-    cvloss export mlflow          # its comparisons into MLflow (./cvloss-results/mlruns unless $MLFLOW_TRACKING_URI)
-    cvloss datasets list
-    cvloss datasets adopt oxford-pets /datasets/oxford-iiit-pet   # an extracted copy, read in place
+    cvloss datasets adopt oxford-pets /datasets/oxford-iiit-pet
 
-Streams: stdout carries only tables and paths; progress, warnings (each once) and library
-chatter go to stderr, and ``--quiet`` silences them. Errors: bad input (ours or a usage
-error of the command line) is one line on stderr and exit code 2, with nothing written; a
-failure that is not the user's is a bug and says so in one line (exit code 1;
-``--debug`` shows the traceback).
+Streams: stdout carries only tables and paths; progress and warnings go to stderr
+(``--quiet`` silences them). Errors: bad input is one line on stderr, exit code 2,
+nothing written; a failure that is not the user's is a bug, one line, exit code 1
+(``--debug`` shows the traceback).
 """
 from __future__ import annotations
 

@@ -663,7 +663,7 @@ def check_tuning(t: Any, losses: list[str], path: Path) -> dict[str, Any]:
     if not isinstance(per_loss, dict) or any(spec not in per_loss for spec in losses):
         raise bad("'losses' must hold a record for every loss of the comparison")
     scalar = lambda v: isinstance(v, (str, int, float, bool))  # noqa: E731
-    for key in ("tune_seeds", "repeats", "trial_epochs"):  # issue 32's protocol; absent: an older record (K = 1)
+    for key in ("tune_seeds", "repeats", "trial_epochs"):  # seeds, repeats, halving; absent: an older record (K = 1)
         if key in t and not _is_count(t[key]):
             raise bad(f"{key!r} must be a whole number")
     if not _list_of(t.get("rungs", []), _is_count) or not _is_text(t.get("secondary_metric")) \
@@ -696,7 +696,7 @@ def check_tuning(t: Any, losses: list[str], path: Path) -> dict[str, Any]:
 
 
 def _check_search_extras(rec: dict[str, Any], trials: int, bad) -> None:
-    """The optional parts of one loss's search record (issue 32), each what the report
+    """The optional parts of one loss's search record (tuning seeds, repeats, halving), each what the report
     indexes: per candidate SE and secondary score, the set within 1 SE and the repeats'
     winners (candidate indices), the repeats' wins and spread, each halving rung."""
     index = lambda v: _is_count(v) and v < trials  # noqa: E731

@@ -2,22 +2,15 @@
 
 :class:`ComparisonResult` has one field per key of ``compare.json``, in the order the file
 lists them. The comparison (:mod:`cvloss.run.compare`) builds one and writes it with
-:meth:`ComparisonResult.write`; the report (:mod:`cvloss.report`) and scripts read one
-with :meth:`ComparisonResult.from_json` (the file checked field by field first,
-:func:`cvloss.io.check_comparison`) and read its attributes.
+:meth:`ComparisonResult.write`; the report and scripts read one with
+:meth:`ComparisonResult.from_json` (the file checked field by field first,
+:func:`cvloss.io.check_comparison`). A key an older file lacks reads as None (or an empty
+list or mapping), so ``result.best is None`` marks a comparison without corrected
+statistics; keys this version does not know are kept in :attr:`extra`, so a file read and
+written again loses nothing. ``rows`` are ``compare.csv``'s rows as plain mappings.
 
-Older files lack keys that later versions added (``best``, ``success``, ``compute``,
-``split``, the trial notes, ...): such a field reads as None (an empty list or mapping for
-``references``, ``directions``, ``trials``, ``status``, ``plots``), which is how the
-report tells an older comparison from a current one (``result.best is None``: no
-corrected statistics). Keys this version does not know are kept in :attr:`extra`, so a
-file read and written again loses nothing. ``rows`` stays a list of plain mappings: they
-are the rows of ``compare.csv``, one per (analysis, loss, metric), keyed by its columns;
-``compute``, ``provenance``, ``tuning``, ``itt``, ``folds`` and ``item_analysis`` are
-nested records kept as read.
-
-This module is ground level: the run layer writes results and the report layer reads
-them, and neither may import the other's modules.
+Ground level: the run layer writes results and the report layer reads them, and neither
+may import the other's modules. See docs/report.md.
 """
 from __future__ import annotations
 

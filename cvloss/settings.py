@@ -2,7 +2,7 @@
 anything is built, loaded or written.
 
 Each setting declares its type, range, choices and whether ``none`` is allowed; a task
-declares its own in ``Task.settings`` and inherits :data:`COMMON` for the names every
+declares its own in ``TaskSpec.settings`` and inherits :data:`COMMON` for the names every
 task shares (``epochs``, ``batch_size``, ``lr`` ...). :func:`coerce` turns the text of a
 ``--set`` into the canonical value, so ``lr=1``, ``lr=1.0`` and ``lr=1e0`` are one
 setting and one results folder (``+lr=1.0``).

@@ -2,33 +2,12 @@
 have detected (MDE), the headroom the metric leaves, and one verdict.
 
 A *contrast* is a paired difference ``A - B`` over seeds, read in the direction that
-favours ``A`` (A better than B: higher for a higher-is-better metric, lower for an error).
-Its *family* is the set of contrasts corrected together (Holm over a comparison's k - 1
-tests of the primary metric against the baseline; the effects a study declared). Every
-report of cvloss -- the verdicts under a comparison's tables, the forest plot, the
-effects of ``results/README.md`` and the study reports that come later -- reads its
-verdict from :func:`contrast_verdict`:
-
-* ``appears`` -- significant after correction (``p_adj < alpha``), in A's favour;
-* ``reversed`` -- significant after correction, against A;
-* ``not detected`` -- not significant, and the study could have seen a difference of
-  its MDE (the MDE is below the headroom): the MDE says how small an effect it rules out;
-* ``inconclusive`` -- not significant, and MDE >= headroom: even an effect that took the
-  baseline all the way to the metric's bound would likely have been missed, so the null
-  says nothing ("this study could not have detected it");
-* ``not measurable`` -- the metric has no values for the contrast (n/a, or fewer than two
-  paired seeds): no test ran, and the contrast does not count in its family's m.
-
-Headroom (:func:`headroom`): the distance from the baseline's mean to the metric's bound
-in the direction the contrast favours -- ``high - mean`` for a higher-is-better metric
-bounded above, ``mean - low`` for a lower-is-better one bounded below (an error count
-bounded by 0: the baseline's mean itself), infinite without such a bound.
-
-MDE (:func:`contrast_mde`): the smallest true mean difference the two-sided paired t-test
-detects with 80% power at the family's level ``alpha / m`` (m = the family's measurable
-contrasts; Holm's first, strictest step), from the standard deviation of *this*
-contrast's paired differences -- never an SD pooled over other contrasts, so one noisy
-loss does not blur every other one's.
+favours ``A``; its *family* is the set of contrasts corrected together. Every report of
+cvloss (tables, forest plot, ``results/README.md``, studies) reads its verdict from
+:func:`contrast_verdict`: ``appears``, ``reversed``, ``not detected`` (with its MDE),
+``inconclusive`` (MDE >= headroom) or ``not measurable``. :func:`headroom` is the distance
+from the baseline's mean to the metric's bound; :func:`contrast_mde` the difference the
+paired t-test detects with 80% power at ``alpha / m``. docs/protocol.md gives the rules.
 
 Pure: numbers in, numbers and words out. It imports nothing of cvloss, so every layer
 (run, report, scripts) uses the same function.
@@ -134,7 +113,8 @@ def family_level(m: int, alpha: float = ALPHA) -> float:
 
 
 def contrast_mde(sd_diff: float, n_pairs: int, m: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The MDE of one contrast (module docstring): level ``alpha / m`` of its family of
+    """The MDE of one contrast: the smallest true mean difference the two-sided paired
+    t-test detects with ``power`` (80%) at level ``alpha / m`` of its family of
     ``m`` measurable contrasts, the SD of its own ``n_pairs`` paired differences. Zero
     spread (every seed moved by the same amount) detects any difference: 0. NaN with
     fewer than two pairs."""
@@ -161,7 +141,7 @@ def headroom(baseline_mean: float, higher_is_better: bool, low: float | None = N
 
 def contrast_verdict(diff: float, p_adj: float, n_pairs: int, mde: float, room: float,
                      higher_is_better: bool, alpha: float = ALPHA) -> str:
-    """The verdict of one contrast (module docstring) from its mean paired difference
+    """The verdict of one contrast (rules: docs/protocol.md) from its mean paired difference
     ``diff`` (A - B), its corrected p ``p_adj``, its paired seeds ``n_pairs``, its MDE and
     its ``room`` (:func:`headroom`). A significant contrast is ``appears`` / ``reversed``
     whatever its MDE; a null is ``inconclusive`` when ``mde >= room`` (an MDE that cannot

@@ -1,4 +1,4 @@
-"""The literature's effects, tested on the reference study's comparisons (issue 21).
+"""The literature's effects, tested on the reference study's comparisons.
 
 Each comparison of :mod:`reference_study` declares, before its numbers are seen, the effects
 the papers report as paired contrasts "A better than B on metric M". For each contrast
@@ -37,7 +37,7 @@ from cvloss.result import ComparisonResult  # noqa: E402
 from cvloss.run.stats import holm, paired_difference  # noqa: E402
 
 ALPHA, POWER = 0.05, 0.8
-STUDY_FILE = ROOT / "results" / "study.toml"  # the reference study: its comparisons and hypotheses (issue 34)
+STUDY_FILE = ROOT / "results" / "study.toml"  # the reference study: its comparisons and hypotheses
 
 
 def declared_effects(path: Path = STUDY_FILE) -> dict[str, list[tuple[str, str, str, str]]]:

@@ -1,6 +1,6 @@
-"""The reference study (issue 21): the comparisons committed under results/, as library calls.
+"""The reference study: the comparisons committed under results/, as library calls.
 
-The study's plan is a study file, ``results/study.toml`` (issue 34): each comparison's specs
+The study's plan is a study file, ``results/study.toml``: each comparison's specs
 (each registered loss of its task at least once as a term) and its search space; ``cvloss
 study check|lock|run|report results/study.toml`` runs it as a whole. This script reads the
 specs and space of each task from that file, and runs one comparison, or prints each as a
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SEEDS, TUNE_TRIALS, JOBS = 10, 6, 2
-STUDY_FILE = ROOT / "results" / "study.toml"  # the plan (issue 34)
+STUDY_FILE = ROOT / "results" / "study.toml"  # the plan
 
 
 def _comparisons() -> dict[str, tuple[str, str, tuple[str, ...]]]:

@@ -67,4 +67,4 @@ def test_row_settings_equal_the_full_budget_and_the_command_is_valid(row):
     assert get_dataset(_opt(argv, "--dataset"), task=task).name == _opt(argv, "--dataset")
     assert canonical_specs(split_losses(_opt(argv, "--losses")), task)
     assert row["published number"] and row["protocol"] and row["deviations"]
-    assert get_task_class(task).budgets["full"]
+    assert get_task_class(task).spec.budgets["full"]

@@ -26,6 +26,7 @@ def test_names_objects_and_the_refusal_of_an_unknown_name():
     assert str(err.value) == "unknown --widget 'c'; valid: b, a"
     with pytest.raises(ValueError, match="registered twice"):
         reg.register("a", 3)
+    assert reg.register("b", 2) == 2 and reg.names() == ["b", "a"]  # the same again (a module imported twice): no-op
 
 
 def test_a_reference_is_imported_when_first_asked_for(tmp_path, monkeypatch):
@@ -57,3 +58,30 @@ def test_installed_entry_points_join_the_names(monkeypatch):
         reg.get("broken")
     with pytest.raises(UsageError, match=r"valid: b, broken, json-dumps$"):
         reg.get("nope")
+
+
+def _distribution(root, name: str, group: str, points: dict[str, str]) -> None:
+    """A minimal installed distribution under ``root``: ``<name>-0.1.dist-info`` with its
+    METADATA and an ``entry_points.txt`` declaring ``points`` in ``group``."""
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in points.items())
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}")
+
+
+def test_entry_points_are_read_again_when_sys_path_changes(tmp_path, monkeypatch):
+    group = "cvloss.test-gadgets"
+    _distribution(tmp_path, "gadgetpkg", group, {"spinner": "gadget_mod:SPINNER"})
+    (tmp_path / "gadget_mod.py").write_text("SPINNER = 'spins'\n")
+    monkeypatch.delitem(sys.modules, "gadget_mod", raising=False)
+    reg = Registry("gadget", group=group, option="--gadget")
+    reg.register("hammer", 1)
+    assert reg.names() == ["hammer"] and "spinner" not in reg  # read once, before the folder is on sys.path
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert reg.names() == ["hammer", "spinner"] and reg.get("spinner") == "spins"
+    monkeypatch.undo()  # the folder leaves sys.path again: so does its entry point, loaded or not
+    assert reg.names() == ["hammer"]
+    with pytest.raises(UsageError, match=r"^unknown --gadget 'spinner'; valid: hammer$"):
+        reg.get("spinner")
+    sys.modules.pop("gadget_mod", None)

@@ -6,16 +6,16 @@ import pytest
 
 from cvloss.errors import UsageError
 from cvloss.settings import Choice, Float, Int, Positive, check_schema, coerce, env_number
-from cvloss.task_registry import TASKS
+from cvloss.task_registry import task_names
 from cvloss.tasks import get_task_class
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", task_names())
 def test_every_budget_value_has_a_schema_and_passes_it(task):
     cls = get_task_class(task)
-    check_schema(task, cls.schema(), cls.budgets)
-    for params in cls.budgets.values():
-        cls.check_params(dict(params))  # the budgets themselves tie together
+    check_schema(task, cls.spec.schema(), cls.spec.budgets)
+    for params in cls.spec.budgets.values():
+        cls.spec.check_params(dict(params))  # the budgets themselves tie together
 
 
 def test_a_schema_without_a_budget_key_or_with_a_bad_value_is_caught():

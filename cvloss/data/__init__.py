@@ -13,15 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from cvloss.data.registry import (
-    ENV_VAR, SPLITS, TASKS, DatasetInfo, FileInfo, dataset_dir, datasets_for, default_dataset,
-    get_dataset, is_present, load_catalog, load_dataset, resolve_data_dir,
+    ENV_VAR, SPLITS, DatasetInfo, FileInfo, dataset_dir, datasets_for, default_dataset,
+    get_dataset, is_present, load_catalog, load_dataset, register_dataset, resolve_data_dir,
 )
 from cvloss.data.types import DatasetError, SegData
 
 __all__ = [
-    "ENV_VAR", "SPLITS", "TASKS", "DatasetError", "DatasetInfo", "FileInfo", "SegData",
+    "ENV_VAR", "SPLITS", "DatasetError", "DatasetInfo", "FileInfo", "SegData",
     "dataset_dir", "datasets_for", "default_dataset", "get_dataset", "is_present", "load_catalog",
-    "load_dataset", "resolve_data_dir", "download", "verify", "FileCheck",
+    "load_dataset", "register_dataset", "resolve_data_dir", "download", "verify", "FileCheck",
 ]
 
 

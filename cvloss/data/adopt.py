@@ -1,46 +1,17 @@
 """Datasets a lab already has: a copy extracted elsewhere (shared, read-only storage,
 torchvision's folder from an earlier ``download=True``), checked once and used in place.
 
-::
+``cvloss datasets adopt oxford-pets /datasets/oxford-iiit-pet``: :func:`adopt_dataset`
+checks the copy the way its loader will read it -- layout (:data:`CHECKERS`), counts per
+split against the catalog's ``counts``, size and checksum of every catalog file present --
+each defect one :class:`AdoptionError` line naming the file or folder. It then records the
+copy in ``<cache home>/adopted/<name>.json`` (:func:`record_path`) with a fingerprint
+(sha256 of relative path, size and mtime of every file the loader reads:
+:func:`fingerprint`). Nothing is ever written into the copy. Later runs trust the record
+while fingerprint and catalog expectations hold (:func:`find`), else check again.
+:func:`locate` finds a copy in a folder ``P``: ``P/<name>``, ``P/<alias>`` or ``P``.
 
-    cvloss datasets adopt oxford-pets /datasets/oxford-iiit-pet
-
-:func:`adopt_dataset` checks the copy the way its loader will read it, and each thing it
-finds wrong is one line naming the file or folder (:class:`AdoptionError`):
-
-* the layout the loader reads: its folders and list files (per loader, :data:`CHECKERS`;
-  a catalog dataset of another loader: its ``layout`` entries);
-* the counts per split against the catalog's ``counts``: Oxford-IIIT Pet ``trainval`` /
-  ``test`` = images listed in ``annotations/trainval.txt`` / ``test.txt``, each with its
-  ``images/<name>.jpg`` and ``annotations/trimaps/<name>.png``; DIV2K ``train`` / ``val`` /
-  ``test`` = HR images of the split's ids (and, for every ``DIV2K_*_LR_bicubic/X<s>``
-  folder present, the LR file of each); LFW ``people`` / ``images`` = person folders and
-  photos of the image folder (every photo a list names must be there), ``val`` / ``test``
-  = pairs of ``pairsDevTest.txt`` / ``pairs.txt``; horse2zebra ``trainA`` ... ``testB`` =
-  the images of each folder. A file that is missing is named, and then its split's count
-  is not reported again;
-* every file of the catalog's ``files`` that the copy holds (the archives torchvision
-  keeps beside its folders, LFW's lists): its size where recorded, its md5/sha256 where
-  published. A file that fails is not parsed further (one defect, one line).
-
-It then writes ``<cache home>/adopted/<name>.json`` (:func:`record_path`;
-:func:`cvloss.data.cache.cache_home`: ``$CVLOSS_CACHE``, else ``$XDG_CACHE_HOME/cvloss``):
-the copy's path, the counts, the files verified and a fingerprint, the sha256 over the
-relative path, size and mtime of every file the loader reads (:func:`fingerprint`, no
-byte read). Nothing is ever written into the copy: cvloss treats a folder it did not make
-as read-only, whatever its permissions (a cluster job, or a test, running as root could
-write there), and its caches go under the cache home (:func:`cvloss.data.cache.cache_dir`).
-
-Later runs trust the record while the copy's fingerprint and the catalog's expectations
-(counts, checksums, loader) are what they were (:func:`find`; the fingerprint is taken
-once per process and command). When they are not, a run's data check
-(:func:`cvloss.data.registry.ensure_present`) says so in one line and checks the copy
-again; a run whose data dir holds a copy never adopted checks it once the same way.
-
-Where a copy is looked for (:func:`locate`) in a folder ``P`` (the ``PATH`` of ``datasets
-adopt``, or a run's data dir): the first of ``P/<name>``, ``P/<alias>`` (the catalog's
-``aliases``: torchvision's ``oxford-iiit-pet`` and ``lfw-py``) and ``P`` itself that looks
-like the dataset. A run whose data dir holds no copy uses the record's copy.
+What each loader's counts mean, and why a copy is read-only: ``docs/data.md``, "Adopting".
 """
 from __future__ import annotations
 

@@ -1,38 +1,17 @@
 """Safe extraction of untrusted tar and zip archives: no escapes, no links, no bombs.
 
-An archive downloaded over the network (or handed to us) is hostile until proven
-otherwise. :func:`safe_extract` therefore
+:func:`safe_extract` (1) opens an archive by its real format (magic bytes) and refuses one
+whose content does not match its name; (2) reads the whole member list before writing
+and refuses symlinks, hard links, devices, FIFOs and other special members, absolute
+names, ``..`` components, NUL bytes and top-level names the caller reserves; (3) enforces
+the caps on declared sizes and again on the bytes written; (4) writes regular files and
+folders only, into a fresh staging folder ``<dest>/.<archive>.extracting/``, moves its
+entries into ``dest`` and writes the caller's marker last.
 
-1. opens it by its **real format** (magic bytes: zip ``PK\\x03\\x04`` or an empty zip's
-   ``PK\\x05\\x06``; gzip ``\\x1f\\x8b``; bzip2 ``BZh``; xz ``\\xfd7zXZ\\x00``; a plain tar's
-   ``ustar`` at offset 257) and refuses one whose content does not match its file name (a
-   tar served as ``.zip``);
-2. reads the **whole member list before writing anything** and refuses the archive if any
-   member is a symlink, a hard link, a device, a FIFO or any other special type (no
-   catalog dataset needs one, so none is ever created: no check has to resolve a path
-   through a link that does not exist yet -- the CVE-2025-4517 PATH_MAX chain and
-   ``a -> b/..``, ``b -> .``, ``a/x`` chains cannot arise), has an absolute name (``/x``,
-   ``\\\\x``, ``C:x``), a ``..`` component, a NUL byte, or a top-level name the caller
-   reserves (cvloss's own markers and downloads);
-3. enforces the caps below, on the declared sizes before writing and again on the bytes
-   actually written while streaming (a header that lies cannot bypass them);
-4. writes regular files and folders only, into a fresh staging folder
-   ``<dest>/.<archive>.extracting/`` (removed first if a previous run left one), then
-   moves its top-level entries into ``dest`` (merging folders that several archives share,
-   such as DIV2K's ``DIV2K_train_LR_bicubic/``) and finally writes the caller's marker.
-   An ordinary error removes the staging folder; an interrupt (Ctrl-C, ``kill -9``) may
-   leave it, and the next run removes it before extracting again.
-
-Caps (limits, never exact checks; each error line names the variable that raises it):
-
-* ``CVLOSS_MAX_EXTRACT_RATIO`` (default 4): uncompressed bytes <= ratio x archive size +
-  ``CVLOSS_EXTRACT_SLACK_BYTES`` (default 64 MiB). The catalog's archives hold JPEG/PNG
-  images, already compressed: they expand by about 1x.
-* ``CVLOSS_MAX_MEMBERS`` (default 100,000 members): the largest catalog archive, LFW's
-  ``lfw.tgz``, holds 13,233 images in 5,749 person folders (about 19k members); Oxford-IIIT
-  Pet's two archives hold about 15k files. 100k is five times the largest.
-
+Caps (:class:`Caps`): ``CVLOSS_MAX_EXTRACT_RATIO`` (default 4) × archive size +
+``CVLOSS_EXTRACT_SLACK_BYTES`` (64 MiB) uncompressed; ``CVLOSS_MAX_MEMBERS`` (100,000).
 Every refusal is a :class:`~cvloss.data.types.DatasetError`, one line naming the archive.
+Why no link is ever created, and how the caps were sized: ``docs/data.md``.
 """
 from __future__ import annotations
 
@@ -76,7 +55,7 @@ _TAR_MODES = {"gzip": "r:gz", "bzip2": "r:bz2", "xz": "r:xz", "tar": "r:"}
 
 @dataclass(frozen=True)
 class Caps:
-    """Extraction limits; :meth:`from_env` reads the environment (see the module docstring)."""
+    """Extraction limits; :meth:`from_env` reads the environment (the variables in the module docstring)."""
 
     ratio: float = 4.0
     slack: int = 64 << 20

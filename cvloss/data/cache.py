@@ -1,37 +1,17 @@
 """Decoded datasets and per-image derived maps, cached on disk and shared by every trial.
 
-A comparison of 5 losses x 10 seeds loads the same split 50 times; with ``--jobs`` many
-processes load it at once. :func:`cached_load` keeps each loader's result as one file,
+:func:`cached_load` keeps each loader's result as ``<cache dir>/<split>-<key>.pt``, where
+:func:`cache_dir` is ``<dataset root>/.cvloss-cache/`` for a folder cvloss made and may
+write (:func:`can_write`), else ``<cache home>/decoded/<folder>-<12 hex>/`` under
+:func:`cache_home` (``$CVLOSS_CACHE``, ``$XDG_CACHE_HOME/cvloss``, the user cache dir): a
+folder cvloss did not make is never written into. ``key`` hashes the dataset, the loader
+and its module's source, :mod:`cvloss.data.types`, the split, the loader's arguments and a
+download's mtime; :func:`cached_tensor` does the same for a tensor derived from data.
 
-    <cache dir>/<split>-<key>.pt
-
-where the cache dir of a data folder is chosen in one place, :func:`cache_dir`:
-``<dataset root>/.cvloss-cache/`` when cvloss made that folder (a download) and may write
-it (:func:`can_write`), else ``<cache home>/decoded/<folder name>-<12 hex>/`` under
-:func:`cache_home` (``$CVLOSS_CACHE``, else ``$XDG_CACHE_HOME/cvloss``, else the user cache
-dir). A folder cvloss did not make -- an adopted copy on shared storage
-(:mod:`cvloss.data.adopt`), a dataset folder of your own -- is never written into,
-whatever its permissions say (tests and clusters run as root, who may write anywhere).
-
-where ``key`` is the sha256 of the dataset's name, the loader (``module:function``), the
-sha256 of the loader's module source and of :mod:`cvloss.data.types` (a change in the
-generator or decoder invalidates its caches), the split, every keyword argument the
-loader gets (size, limit, seed, options) and, for a downloaded dataset, the folder's
-modification time. :func:`cached_tensor` does the same for a tensor derived from data
-(the U-Net border map of every training mask, keyed by the masks' bytes and the
-function's source).
-
-Files are written atomically (a temporary file renamed into place) under an exclusive
-``flock`` of ``<file>.lock``, so of N processes that miss at once one builds and the
-others wait and read; the OS drops the lock of a process that dies. They are read with
-``torch.load(weights_only=True)``: a cache file never runs code, and only the result
-types of :mod:`cvloss.data.types` are rebuilt. A file that cannot be read is rebuilt; a
-cache dir that cannot be made or written (a full disk, root squashed on NFS) leaves the
-run working without a cache. ``CVLOSS_DATA_CACHE=0`` turns caching off.
-
-Oxford-IIIT Pet keeps its own cache (:mod:`cvloss.data.pets`, in the same cache dir),
-keyed by its files; the decoded splits of a user's dataset folder
-(:mod:`cvloss.data.folders`) are not cached.
+Files are written atomically under an exclusive ``flock`` (one process builds, the
+others wait and read) and read with ``torch.load(weights_only=True)``; an unreadable file
+is rebuilt, an unwritable cache dir means no cache. ``CVLOSS_DATA_CACHE=0`` turns caching
+off. The key's parts and the reasons: ``docs/data.md``, "Caches".
 """
 from __future__ import annotations
 

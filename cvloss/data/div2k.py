@@ -4,22 +4,14 @@ On-disk layout (the extracted official archives, under ``<data-dir>/div2k/``)::
 
     DIV2K_train_HR/0001.png ... 0800.png            high-resolution, 2K, RGB
     DIV2K_valid_HR/0801.png ... 0900.png
-    DIV2K_train_LR_bicubic/X2/0001x2.png ...        official bicubic low-resolution
-    DIV2K_train_LR_bicubic/X3/0001x3.png ...        (MATLAB ``imresize``, bicubic,
-    DIV2K_train_LR_bicubic/X4/0001x4.png ...         antialiased), optional here
-    DIV2K_valid_LR_bicubic/X{2,3,4}/0801x{s}.png ...
+    DIV2K_{train,valid}_LR_bicubic/X{2,3,4}/0001x{s}.png ...   official LR, optional
 
-Splits (disjoint by image id): ``train`` = 0001-0700 and ``val`` = 0701-0800, both from
-``DIV2K_train_HR`` (and ``DIV2K_train_LR_bicubic``); ``test`` = 0801-0900 from
-``DIV2K_valid_HR`` (and ``DIV2K_valid_LR_bicubic``): the challenge's validation set, the
-one papers report on (its test HR images were never released), read only for the final
-evaluation. Images are decoded once to uint8 tensors and kept in memory at their native
-size (a list: sizes differ).
-
-Pairs and sizes: an HR image of H×W gives an LR image of h×w with h = min(⌊H/s⌋, h_LR)
-(likewise w); the HR image is cropped (top-left) to s·h × s·w so that every LR pixel has
-exactly an s×s HR block. Official LR files are used when their folder exists; otherwise
-:func:`bicubic_downsample` makes them (the same kernel family, see there).
+Splits (disjoint by id): ``train`` 0001-0700, ``val`` 0701-0800 (both from
+``DIV2K_train_*``), ``test`` 0801-0900 (``DIV2K_valid_*``, what papers report on).
+Images are decoded once to uint8 tensors at native size (a list). An HR image of H×W is
+cropped (top-left) to s·h × s·w so that every LR pixel has an s×s HR block
+(:func:`make_pair`); official LR files are used when present, else
+:func:`bicubic_downsample` makes them. More: ``docs/data.md``, "div2k".
 """
 from __future__ import annotations
 

@@ -1,32 +1,17 @@
-"""Download, verify and safely extract the archives of a catalog dataset.
+"""Download, verify and safely extract the archives of a catalog dataset. For every file
+of ``info.files`` (URL and checksum only from ``datasets.toml``; http(s) only, no redirect
+elsewhere; into :func:`cvloss.data.registry.dataset_dir`):
 
-For every file of ``info.files`` (URL and checksum come only from ``datasets.toml``; the
-catalog reader admits ``https://`` and ``http://`` URLs only, and a redirect elsewhere is
-refused; the folder is :func:`cvloss.data.registry.dataset_dir`, checked to lie in the
-data dir):
+1. a file already in ``<data-dir>/<name>/`` is verified, with no network;
+2. else it is streamed into ``<filename>.part`` (resumed with HTTP ``Range``), stopped and
+   deleted past a cap: its recorded ``size``, else 2 × the dataset's ``size_bytes``
+   (``CVLOSS_MAX_DOWNLOAD_BYTES`` replaces it);
+3. md5/sha256 verified as published, or trusted on first use (``.tofu.json``);
+4. archives extracted by :func:`cvloss.data.archive.safe_extract` through a staging folder;
+   the marker ``.extracted-<filename>`` is written last.
 
-1. ``<data-dir>/<name>/<filename>`` already there (downloaded before or fetched by hand)?
-   Verify it and go on -- no network.
-2. Otherwise stream it with urllib into ``<filename>.part``. A ``.part`` left by an
-   interrupted run is resumed with an HTTP ``Range: bytes=N-`` request; a server that
-   ignores Range (answers 200) restarts the file from byte 0. The download stops, and the
-   ``.part`` is deleted, past a cap: the file's recorded ``size``, or 2 x the dataset's
-   ``size_bytes`` when the file's own size is not recorded (an endless body cannot fill
-   the disk). ``CVLOSS_MAX_DOWNLOAD_BYTES`` replaces that cap (raise it for a genuine
-   file that outgrew the catalog's estimate).
-3. Verify md5/sha256 (as the source publishes it), then rename ``.part`` to the file.
-   Where no checksum is published, the sha256 of the first download is recorded in
-   ``<data-dir>/<name>/.tofu.json`` (trust on first use) and every later copy must match
-   it; ``verify`` reports such a file as ``trusted-on-first-use``.
-4. Extract archives with :func:`cvloss.data.archive.safe_extract` (no links, special
-   files, absolute or ``..`` members; format checked against the name; caps
-   ``CVLOSS_MAX_EXTRACT_RATIO``, ``CVLOSS_EXTRACT_SLACK_BYTES``, ``CVLOSS_MAX_MEMBERS``)
-   through a staging folder ``.<filename>.extracting/``; the marker
-   ``.extracted-<filename>`` is written last, and only marked archives count as present
-   (:func:`cvloss.data.registry.presence_problem`).
-
-Unreachable URLs give one line: the URL, the reason, and the exact path where a manually
-fetched file is picked up.
+An unreachable URL is one line: the URL, the reason, and the path where a manually
+fetched file is picked up. Details: ``docs/data.md``, "Download and verification".
 """
 from __future__ import annotations
 

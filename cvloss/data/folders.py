@@ -1,9 +1,7 @@
 """Your own data: one folder per dataset, for ``seg``, ``sr``, ``embed`` and ``translate``.
 
-``--dataset PATH`` names such a folder (a path that is a directory, or one written
-``./…``, ``../…``, ``/…`` or ``~…``; a catalog name wins over a folder of the same name in
-the working directory). Layouts (image files: ``.png .jpg .jpeg .bmp .webp .tif .tiff``;
-names starting with ``.`` are ignored everywhere)::
+``--dataset PATH`` names such a folder (a directory, or ``./…``, ``../…``, ``/…``, ``~…``;
+a catalog name wins over a folder of the same name). Layouts::
 
     seg:        images/<stem>.<ext>   masks/<stem>.png   [classes.txt]
     sr:         <any path>.<ext>      (the HR images; LR is made by the task)
@@ -11,37 +9,9 @@ names starting with ``.`` are ignored everywhere)::
     translate:  trainA/ trainB/ testA/ testB/
     every task: [splits/train.txt splits/val.txt splits/test.txt]
 
-* seg masks are single-channel PNGs (mode ``L`` or ``P``) of integer class ids, of the
-  size of their image. ``classes.txt``: line i names class i; a line
-  ``ignore_index: 255`` declares an id that is no class (void pixels): those pixels stay
-  that id in :attr:`SegData.masks` and :attr:`SegData.ignore_index` carries it, for the
-  losses' and metrics' ``ignore_index``. Without ``classes.txt`` the classes are
-  ``0 … max id`` over all masks (at most :data:`MAX_UNLISTED_CLASSES`).
-* ``splits/*.txt`` (all three or none): one item per line (blank lines and ``#`` comments
-  skipped): a file stem or relative path (seg: ``x``, ``images/x.png``; sr: ``a/b``,
-  ``a/b.jpg``; translate: ``trainA/x.jpg``, the domain read from the folder's last
-  letter), or for embed an identity folder name. An item in two splits, an unknown item
-  or an empty split is refused; items in no split are not used.
-* Without ``splits/``: a fixed seeded split (:data:`SPLIT_SEED`, the same for every trial
-  seed and loss). seg/sr: a permutation of the sorted stems, ``max(1, round(n/10))`` each
-  for val and test, the rest train. embed: by identity; val and test get
-  ``max(20, round(n/10))`` identities each, drawn among those with 2+ images (10 folds of
-  at least 2 identities), the rest (singletons included) train. translate: val is a
-  seeded 10 % of trainA and of trainB (the horse2zebra rule,
-  :func:`cvloss.data.horse2zebra.split_files`), test is testA / testB.
-* embed val/test carry LFW-style verification pairs (:class:`IdentityData`): the split's
-  identities are dealt into 10 folds (seeded, :data:`PAIR_SEED`); each fold gets up to
-  ``pairs_per_fold`` distinct same pairs and as many distinct different pairs.
-
-Untrusted input stays harmless: a symbolic link is followed only when its target lies
-inside the folder (else one error line naming it; a link loop too), at most
-:data:`MAX_FILES` files are listed, and an image above :data:`MAX_IMAGE_PIXELS` pixels or
-with a side below :data:`MIN_IMAGE_SIDE` pixels is refused before it is decoded. Every
-problem is one :class:`DatasetError` line naming the file.
-
-Results of a folder dataset go under ``<basename>-<8 hex of sha256(resolved path)>``
-(:func:`dataset_label`); :func:`fingerprint` (sha256 of the sorted relative paths, sizes
-and mtimes of every file) is part of the trial's identity.
+Without ``splits/``: a fixed seeded split (:data:`SPLIT_SEED`). Untrusted input stays
+harmless (links kept inside, :data:`MAX_FILES`, :data:`MAX_IMAGE_PIXELS`); each problem is
+one :class:`DatasetError` line naming the file. All the rules: ``docs/data.md``.
 """
 from __future__ import annotations
 
@@ -52,23 +22,24 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from cvloss.data.types import SPLITS, DatasetError, IdentityData, SegData, SRData, TranslateData, check_split
+from cvloss.registry import Registry
 from cvloss.settings import env_number
 
 __all__ = [
-    "FOLDER_TASKS", "IMAGE_SUFFIXES", "MAX_FILES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "SPLIT_SEED", "PAIR_SEED",
+    "LOADERS", "FolderLayout", "Indexed", "IMAGE_SUFFIXES", "MAX_FILES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE",
+    "SPLIT_SEED", "PAIR_SEED",
     "check_name", "looks_like_path", "resolve_folder", "dataset_label", "fingerprint", "detect_task", "index_folder",
     "describe_folder", "load_folder", "load_seg_folder", "load_sr_folder", "load_embed_folder",
     "load_translate_folder",
 ]
 
-FOLDER_TASKS = ("seg", "sr", "embed", "translate")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 #: the most files one dataset folder may hold ($CVLOSS_MAX_FOLDER_FILES replaces it)
 MAX_FILES = 200_000
@@ -115,7 +86,8 @@ def resolve_folder(text: str | Path) -> Path:
     if not path.exists():
         raise DatasetError(f"--dataset {text}: no such folder (and no catalog dataset of that name)")
     if not path.is_dir():
-        raise DatasetError(f"--dataset {text}: not a folder; a folder dataset is a directory ({', '.join(FOLDER_TASKS)})")
+        raise DatasetError(f"--dataset {text}: not a folder; a folder dataset is a directory "
+                           f"({', '.join(LOADERS.names())})")
     return _resolve(path)
 
 
@@ -218,31 +190,68 @@ def _dirs(root: Path) -> set[str]:
     return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
-_LAYOUTS = {"seg": "images/ and masks/", "sr": "HR image files", "embed": "one sub-folder per identity",
-            "translate": "trainA/ trainB/ testA/ testB/"}
+@dataclass(frozen=True)
+class Indexed:
+    """What a layout's ``index`` finds in a folder: ``files`` (key -> its files; seg: (image,
+    mask), an identity: its images), ``normalise`` (a ``splits/*.txt`` line -> key),
+    ``unit`` (what a key is, in words), seg's classes, and whether keys in no split are
+    worth a note."""
+
+    files: dict[str, tuple[Entry, ...]]
+    normalise: Callable[[str], str]
+    unit: str = "images"
+    class_names: tuple[str, ...] = ()
+    ignore_index: int | None = None
+    note_unused: bool = True
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """How one task reads a dataset folder: an entry of :data:`LOADERS`.
+
+    ``layout``: what such a folder holds, in words (refusal lines); ``detect(root, dirs)``:
+    whether a folder whose sub-folder names are ``dirs`` has this layout (tried by
+    ``rank``, then in registration order: a broad rule ranks above 0 so that specific
+    layouts, a plugin's too, are tried first); ``lacks(root, dirs)``: what it lacks
+    for this task (None: it fits); ``index(root, entries)`` -> :class:`Indexed`;
+    ``seeded_split(root, files)`` -> (split -> keys, how in words) without ``splits/``;
+    ``check_splits(root, splits, files)`` refuses splits the task cannot use;
+    ``loader(root, split, size=..., limit=...)`` loads a split."""
+
+    layout: str
+    detect: Callable[[Path, set[str]], bool]
+    lacks: Callable[[Path, set[str]], str | None]
+    index: Callable[[Path, list[Entry]], Indexed]
+    seeded_split: Callable[[Path, dict[str, tuple[Entry, ...]]], tuple[dict[str, list[str]], str]]
+    loader: Callable[..., Any]
+    check_splits: Callable[[Path, dict[str, list[str]], dict[str, tuple[Entry, ...]]], None] | None = None
+    rank: int = 0
+
+
+#: task -> its :class:`FolderLayout`; installed packages add theirs in the entry-point group
+#: ``cvloss.folders`` (``mytask = "mypkg.data:LAYOUT"``)
+LOADERS: Registry[FolderLayout] = Registry("folder layout", group="cvloss.folders", option="folder task")
 
 
 def detect_task(root: Path, task: str | None = None) -> str:
-    """The task the folder's layout serves (images/ + masks/: seg; trainA/: translate;
-    only sub-folders: embed; else sr); with ``task`` given, that task, or one line saying
-    why the folder does not fit it."""
+    """The task whose layout the folder has (:data:`LOADERS`' ``detect`` rules by rank,
+    then in registration order); with ``task`` given, that task, or one line saying why the folder
+    does not fit it."""
     dirs = _dirs(root)
     if task is None:
-        if {"images", "masks"} <= dirs:
-            return "seg"
-        if "trainA" in dirs:
-            return "translate"
-        if dirs - {"splits"} and not any(p.is_file() and _is_image(p.name) for p in root.iterdir()):
-            return "embed"
-        return "sr"
-    if task not in FOLDER_TASKS:
-        how = "--set content=FILE --set style=FILE" if task == "style" else "a catalog dataset"
-        raise DatasetError(f"--dataset {root}: task '{task}' takes no dataset folder; use {how}")
-    need = {"seg": {"images", "masks"}, "translate": {"trainA", "trainB", "testA", "testB"}}.get(task, set())
-    missing = sorted(need - dirs)
-    if missing or (task == "embed" and not dirs - {"splits"}):
-        lacks = ", ".join(f"{m}/" for m in missing) or "identity sub-folders"
-        raise DatasetError(f"--dataset {root}: a {task} folder needs {_LAYOUTS[task]}; this one lacks {lacks}")
+        names = LOADERS.names()
+        ordered = sorted(names, key=lambda t: LOADERS.get(t).rank)  # stable: registration order within a rank
+        found = next((t for t in ordered if LOADERS.get(t).detect(root, dirs)), None)
+        if found is None:
+            raise DatasetError(f"--dataset {root}: no folder layout fits it ({', '.join(names)}); give --task")
+        return found
+    if task not in LOADERS:
+        raise DatasetError(f"--dataset {root}: task '{task}' takes no dataset folder (folders serve "
+                           f"{', '.join(LOADERS.names())}); use a catalog dataset or the task's own settings")
+    entry = LOADERS.get(task)
+    lacks = entry.lacks(root, dirs)
+    if lacks is not None:
+        raise DatasetError(f"--dataset {root}: a {task} folder needs {entry.layout}; this one lacks {lacks}")
     return task
 
 
@@ -490,78 +499,106 @@ def _check_headers(files: dict[str, tuple[Entry, ...]]) -> None:
             _open(e.path).close()
 
 
+def _seg_indexed(root: Path, entries: list[Entry]) -> Indexed:
+    files, names, ignore = _index_seg(root, entries)
+    return Indexed(files, lambda item: _stem(item.split("/", 1)[1] if item.startswith(("images/", "masks/")) else item),
+                   class_names=names, ignore_index=ignore)
+
+
+def _sr_indexed(root: Path, entries: list[Entry]) -> Indexed:
+    files = {_stem(e.rel): (e,) for e in entries if _is_image(e.rel) and not e.rel.startswith("splits/")}
+    if not files:
+        raise DatasetError(f"sr folder {root}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    if len(files) < sum(_is_image(e.rel) for e in entries if not e.rel.startswith("splits/")):
+        raise DatasetError(f"sr folder {root}: two images share a stem (e.g. x.png and x.jpg); rename one")
+    return Indexed(files, _stem)
+
+
+def _embed_indexed(root: Path, entries: list[Entry]) -> Indexed:
+    return Indexed(_index_embed(root, entries), lambda item: item.rstrip("/"), unit="identities")
+
+
+_TRANSLATE_DIRS = ("trainA", "trainB", "testA", "testB")
+
+
+def _translate_indexed(root: Path, entries: list[Entry]) -> Indexed:
+    files: dict[str, tuple[Entry, ...]] = {}
+    for folder in _TRANSLATE_DIRS:
+        found = {_stem(e.rel): (e,) for e in entries if e.rel.startswith(folder + "/") and _is_image(e.rel)}
+        if not found:
+            raise DatasetError(f"translate folder {root}: {root / folder} holds no images "
+                               f"({', '.join(IMAGE_SUFFIXES)})")
+        files.update(found)
+    return Indexed(files, _stem, note_unused=False)  # val is drawn from train: nothing is left unused
+
+
+def _check_domains(root: Path, splits: dict[str, list[str]], files: dict[str, tuple[Entry, ...]]) -> None:
+    for split, keys in splits.items():
+        for d in "AB":
+            if not any(k.split("/", 1)[0].endswith(d) for k in keys):
+                raise DatasetError(f"translate folder {root}: the {split} split has no domain-{d} image")
+
+
 @lru_cache(maxsize=16)
 def _index_cached(root: Path, task: str, print_: str) -> FolderIndex:
     entries = _walk(root)
-    names: tuple[str, ...] = ()
-    ignore = None
-    unit = "images"
-    if task == "seg":
-        files, names, ignore = _index_seg(root, entries)
-        norm = lambda item: _stem(item.split("/", 1)[1] if item.startswith(("images/", "masks/")) else item)  # noqa: E731
-    elif task == "sr":
-        files = {_stem(e.rel): (e,) for e in entries if _is_image(e.rel) and not e.rel.startswith("splits/")}
-        if not files:
-            raise DatasetError(f"sr folder {root}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        if len(files) < sum(_is_image(e.rel) for e in entries if not e.rel.startswith("splits/")):
-            raise DatasetError(f"sr folder {root}: two images share a stem (e.g. x.png and x.jpg); rename one")
-        norm = _stem
-    elif task == "embed":
-        files = _index_embed(root, entries)
-        norm = lambda item: item.rstrip("/")  # noqa: E731
-        unit = "identities"
-    else:
-        files = {}
-        for folder in ("trainA", "trainB", "testA", "testB"):
-            found = {_stem(e.rel): (e,) for e in entries if e.rel.startswith(folder + "/") and _is_image(e.rel)}
-            if not found:
-                raise DatasetError(f"translate folder {root}: {root / folder} holds no images "
-                                   f"({', '.join(IMAGE_SUFFIXES)})")
-            files.update(found)
-        norm = _stem
+    layout = LOADERS.get(task)
+    found = layout.index(root, entries)
+    files = found.files
     _check_headers(files)
-    splits = _read_split_files(root, entries, norm, set(files))
+    splits = _read_split_files(root, entries, found.normalise, set(files))
     how = "splits/*.txt"
     if splits is None:
-        splits, how = _seeded_split(root, task, files)
-    if task == "embed":
-        _check_identities(root, splits, files)
-    elif task == "translate":
-        for split, keys in splits.items():
-            for d in "AB":
-                if not any(k.split("/", 1)[0].endswith(d) for k in keys):
-                    raise DatasetError(f"translate folder {root}: the {split} split has no domain-{d} image")
+        splits, how = layout.seeded_split(root, files)
+    if layout.check_splits is not None:
+        layout.check_splits(root, splits, files)
     counts = " / ".join(f"{len(splits[s])} {s}" for s in SPLITS)
-    desc = f"{task} folder {root}: {counts} {unit}, split by {how}"
-    if task == "seg":
-        desc += f"; {len(names)} classes" + (f", ignore_index {ignore}" if ignore is not None else "")
+    desc = f"{task} folder {root}: {counts} {found.unit}, split by {how}"
+    if found.class_names:
+        ignore = found.ignore_index
+        desc += f"; {len(found.class_names)} classes" + (f", ignore_index {ignore}" if ignore is not None else "")
     unused = len(files) - sum(len(v) for v in splits.values())
-    if unused and task != "translate":
-        desc += f"; {unused} {unit} in no split (unused)"
+    if unused and found.note_unused:
+        desc += f"; {unused} {found.unit} in no split (unused)"
     return FolderIndex(root=root, task=task, fingerprint=print_, splits=splits, files=files, description=desc,
-                       class_names=names, ignore_index=ignore)
+                       class_names=found.class_names, ignore_index=found.ignore_index)
 
 
-def _seeded_split(root: Path, task: str, files: dict[str, tuple[Entry, ...]]) -> tuple[dict[str, list[str]], str]:
-    code = FOLDER_TASKS.index(task)
-    if task in ("seg", "sr"):
+Files = dict[str, tuple[Entry, ...]]  # key -> its files
+Splits = dict[str, list[str]]  # split -> keys
+
+
+def _split_by_file(task: str, code: int) -> Callable[[Path, Files], tuple[Splits, str]]:
+    """The seeded 80/10/10 split by file of ``task``'s folders, seed stream ``code``."""
+
+    def split(root: Path, files: Files) -> tuple[Splits, str]:
         if len(files) < 3:
             raise DatasetError(f"{task} folder {root}: {len(files)} image(s); a train, val and test split need at "
                                f"least 3")
         return _seeded(list(files), code), f"seed {SPLIT_SEED:#x} (80/10/10 by file)"
-    if task == "embed":
-        eligible = sorted(k for k, v in files.items() if len(v) >= 2)
-        k = max(MIN_EVAL_IDS, int(np.floor(len(files) / 10 + 0.5)))
-        if len(eligible) < 2 * k + 2:
-            raise DatasetError(f"embed folder {root}: {len(eligible)} identities with 2+ images; the seeded split "
-                               f"needs {2 * k + 2} ({k} val and {k} test for 10 folds, 2 train), or list them in "
-                               f"splits/*.txt")
-        order = np.random.default_rng([SPLIT_SEED, code]).permutation(len(eligible))
-        val = sorted(eligible[i] for i in order[:k])
-        test = sorted(eligible[i] for i in order[k:2 * k])
-        train = sorted(set(files) - set(val) - set(test))
-        return {"train": train, "val": val, "test": test}, f"seed {SPLIT_SEED:#x} (by identity, {k} each for val and test)"
-    from cvloss.data.horse2zebra import split_files  # horse2zebra's rule (issue 13), one definition
+
+    return split
+
+
+def _split_by_identity(root: Path, files: dict[str, tuple[Entry, ...]]) -> tuple[dict[str, list[str]], str]:
+    """embed: val and test get ``max(20, round(n/10))`` identities each among those with 2+
+    images (seed stream 2), the rest train."""
+    eligible = sorted(k for k, v in files.items() if len(v) >= 2)
+    k = max(MIN_EVAL_IDS, int(np.floor(len(files) / 10 + 0.5)))
+    if len(eligible) < 2 * k + 2:
+        raise DatasetError(f"embed folder {root}: {len(eligible)} identities with 2+ images; the seeded split "
+                           f"needs {2 * k + 2} ({k} val and {k} test for 10 folds, 2 train), or list them in "
+                           f"splits/*.txt")
+    order = np.random.default_rng([SPLIT_SEED, 2]).permutation(len(eligible))
+    val = sorted(eligible[i] for i in order[:k])
+    test = sorted(eligible[i] for i in order[k:2 * k])
+    train = sorted(set(files) - set(val) - set(test))
+    return {"train": train, "val": val, "test": test}, f"seed {SPLIT_SEED:#x} (by identity, {k} each for val and test)"
+
+
+def _split_by_domain(root: Path, files: dict[str, tuple[Entry, ...]]) -> tuple[dict[str, list[str]], str]:
+    """translate: val is a seeded 10 % of trainA and of trainB, test is testA / testB."""
+    from cvloss.data.horse2zebra import split_files  # horse2zebra's rule, one definition for both loaders
 
     by_rel = {e.rel: key for key, (e,) in files.items()}
     out = {}
@@ -713,10 +750,39 @@ def load_translate_folder(root: str | Path, split: str, size: int = 256, limit: 
                          name=dataset_label(str(idx.root)))
 
 
-LOADERS = {"seg": load_seg_folder, "sr": load_sr_folder, "embed": load_embed_folder, "translate": load_translate_folder}
+def _has_images(root: Path) -> bool:
+    return any(p.is_file() and _is_image(p.name) for p in root.iterdir())
+
+
+def _lacks_dirs(need: tuple[str, ...]) -> Callable[[Path, set[str]], str | None]:
+    def lacks(root: Path, dirs: set[str]) -> str | None:
+        missing = sorted(set(need) - dirs)
+        return ", ".join(f"{m}/" for m in missing) or None
+
+    return lacks
+
+
+# The built-in layouts: seg and translate by their folder names; embed (any sub-folders)
+# and sr (any images) are the broad rules, tried last. The seed stream of a seeded split is
+# the task's place in the order seg, sr, embed, translate.
+LOADERS.register("seg", FolderLayout(
+    "images/ and masks/", detect=lambda root, dirs: {"images", "masks"} <= dirs, lacks=_lacks_dirs(("images", "masks")),
+    index=_seg_indexed, seeded_split=_split_by_file("seg", 0), loader=load_seg_folder))
+LOADERS.register("translate", FolderLayout(
+    "trainA/ trainB/ testA/ testB/", detect=lambda root, dirs: "trainA" in dirs, lacks=_lacks_dirs(_TRANSLATE_DIRS),
+    index=_translate_indexed, seeded_split=_split_by_domain, loader=load_translate_folder,
+    check_splits=_check_domains))
+LOADERS.register("embed", FolderLayout(
+    "one sub-folder per identity", detect=lambda root, dirs: bool(dirs - {"splits"}) and not _has_images(root),
+    lacks=lambda root, dirs: None if dirs - {"splits"} else "identity sub-folders",
+    index=_embed_indexed, seeded_split=_split_by_identity, loader=load_embed_folder, check_splits=_check_identities,
+    rank=1))
+LOADERS.register("sr", FolderLayout(
+    "HR image files", detect=lambda root, dirs: True, lacks=lambda root, dirs: None,
+    index=_sr_indexed, seeded_split=_split_by_file("sr", 1), loader=load_sr_folder, rank=2))
 
 
 def load_folder(root: str | Path, split: str, **kwargs: Any) -> Any:
     """The loader of whatever task the folder's layout serves (see :func:`detect_task`)."""
-    return LOADERS[detect_task(resolve_folder(root))](root, split, **kwargs)
+    return LOADERS.get(detect_task(resolve_folder(root))).loader(root, split, **kwargs)
 

@@ -1,32 +1,17 @@
 """Unpaired two-domain image data for the ``translate`` task, and the loader of any dataset
-in the CycleGAN on-disk layout (horse2zebra, monet2photo, summer2winter_yosemite, ...).
-
-The CycleGAN archives (``https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/NAME.zip``)
-extract to::
+in the CycleGAN on-disk layout (horse2zebra, monet2photo, summer2winter_yosemite, ...)::
 
     <root>/NAME/trainA/*.jpg    domain A, training   (horse2zebra: 1067 horses)
     <root>/NAME/trainB/*.jpg    domain B, training   (horse2zebra: 1334 zebras)
     <root>/NAME/testA/*.jpg     domain A, test       (120)
     <root>/NAME/testB/*.jpg     domain B, test       (140)
 
-where ``<root>`` is ``<data-dir>/NAME`` (so the folders sit at ``<data-dir>/NAME/NAME/``).
 :func:`load_cyclegan_folder` accepts ``<root>`` holding ``trainA`` directly or through
-exactly one sub-folder. The two domains are unpaired (``paired=False``).
-
-Splits (pairwise disjoint by file):
-
-* ``val``: a fixed, seeded 10 % of ``trainA`` and, separately, of ``trainB``: a folder of
-  n images gives ``max(1, floor(n / 10 + 1/2))`` of them (none when n = 1), drawn by
-  ``numpy.random.default_rng([VAL_SEED, d])`` (d = 0 for A, 1 for B) over the file
-  names sorted. horse2zebra: 107 of 1067 horses and 133 of 1334 zebras.
-* ``train``: the rest of ``trainA`` / ``trainB`` (960 / 1201 for horse2zebra).
-* ``test``: ``testA`` / ``testB`` (120 / 140), read only for the final evaluation.
-
-Images are decoded by content through PIL (some horse2zebra JPEGs are grayscale; CMYK,
-RGBA and palette images exist in other sets), converted to RGB, and resized to
-``size x size`` with bilinear filtering (antialiased when shrinking; horse2zebra is
-already 256x256). Files are taken in sorted name order; ``limit`` picks evenly spaced
-files per domain. Decoding runs in a thread pool (PIL releases the GIL).
+one sub-folder; the domains are unpaired. Splits: ``val`` = a seeded 10 % of trainA and
+of trainB (``max(1, floor(n / 10 + 1/2))``, none when n = 1; :data:`VAL_SEED`),
+``train`` = the rest, ``test`` = testA / testB. Images are decoded by content through
+PIL, converted to RGB and resized to ``size x size`` (bilinear, antialiased); ``limit``
+picks evenly spaced files per domain. More: ``docs/data.md``, "horse2zebra".
 """
 from __future__ import annotations
 
@@ -75,7 +60,7 @@ def _list_images(folder: Path) -> list[Path]:
 
 def split_files(base: Path, split: str) -> tuple[list[Path], list[Path]]:
     """The (domain A, domain B) files of ``split`` under the CycleGAN folder ``base``, in
-    name order (the val rule is in the module docstring)."""
+    name order (the val rule: module docstring)."""
     out = []
     for domain, folder in enumerate(SPLIT_FOLDERS[check_split(split, "the CycleGAN layout")]):
         files = _list_images(base / folder)

@@ -1,43 +1,17 @@
-"""Labeled Faces in the Wild (Huang et al. 2007), read from its real on-disk layout.
+"""Labeled Faces in the Wild (Huang et al. 2007), read from its real on-disk layout. Under
+``<data-dir>/lfw/`` (torchvision's ``lfw-py/`` is the same and can be adopted): an
+image folder ``lfw-deepfunneled/`` (preferred), ``lfw/`` or ``lfw_funneled/`` of
+``Name/Name_%04d.jpg``; View 1's ``peopleDevTrain.txt``, ``pairsDevTest.txt``; View 2's
+``people.txt``, ``pairs.txt`` (10 folds of 300 same + 300 different pairs).
 
-Layout under ``<data-dir>/lfw/`` (what the official archives and lists extract to; torchvision's
-``lfw-py/`` folder has the same layout and can be adopted, :mod:`cvloss.data.adopt`)::
+* View 1 (no ``fold``): ``train`` = peopleDevTrain.txt's people, ``val`` = the 1000 pairs
+  of pairsDevTest.txt; ``test`` is refused (LFW's test is View 2).
+* View 2 (``fold=f``, unrestricted): ``train`` = the people of the other nine sets of
+  people.txt, ``test`` = fold f's 600 pairs (none may use a training person), ``val`` =
+  the other folds' 5400 pairs, where fold f's threshold is chosen.
 
-    lfw-deepfunneled/Aaron_Eckhart/Aaron_Eckhart_0001.jpg   (preferred when present)
-    lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg                 (the plain images otherwise)
-    lfw_funneled/Aaron_Eckhart/Aaron_Eckhart_0001.jpg        (else the funneled ones: the
-                                                              folder torchvision's LFW
-                                                              classes extract by default)
-    peopleDevTrain.txt  View 1 training people: a count line, then "name\\tnum_images"
-    pairsDevTest.txt    View 1 test pairs: a count line ("500"), 500 same ("name\\tn1\\tn2")
-                        then 500 different ("name1\\tn1\\tname2\\tn2") pairs
-    people.txt          View 2 people: a line "10", then 10 sets, each a count line and
-                        that many "name\\tnum_images" lines (the sets share nobody)
-    pairs.txt           View 2 pairs: a line "10\\t300", then 10 folds of 300 same pairs
-                        followed by 300 different pairs; fold k is drawn from set k of
-                        people.txt. Image n of a person is Name/Name_%04d.jpg
-
-LFW's two views, and our three splits:
-
-* **View 1, for development** (no ``fold``): ``train`` = every image of the people of
-  ``peopleDevTrain.txt`` (minus anyone named in pairsDevTest.txt, which View 1 already
-  guarantees), ``val`` = the 1000 pairs of ``pairsDevTest.txt`` with their images (dealt
-  into 10 folds by position, i mod 10). ``test`` is refused: LFW's test is View 2.
-* **View 2, the reported number** (``fold=f``, f in 0..9; the unrestricted protocol, in
-  which identities may be used for training): ``train`` = every image of the people of
-  the nine other sets of ``people.txt``; ``test`` = the 300 same + 300 different pairs of
-  fold f of ``pairs.txt``; ``val`` = the 5400 pairs of the nine other folds, on which the
-  LFW protocol chooses fold f's verification threshold (Huang et al. 2007: "the
-  threshold ... is chosen on the nine training folds"). Their people are fold f's
-  training people, so val curves in a fold are optimistic; the number reported is the
-  fold's test pairs, whose people are never trained on. (pairsDevTest.txt cannot serve
-  here: View 1 and View 2 were drawn independently from the same 5749 people, and for
-  some folds no pairsDevTest pair is free of the training people.) Every pair of the
-  test fold is checked to use no training person; a list that breaks this is refused.
-
-Images (250×250 JPEG) are decoded once with PIL, centre-cropped to ``crop`` pixels (the
-face occupies the centre of the aligned LFW images) and resized to ``size`` (bilinear,
-antialiased). Returns :class:`~cvloss.data.synth_ids.IdentityData`.
+Images are centre-cropped to ``crop``, resized to ``size``; returns
+:class:`~cvloss.data.synth_ids.IdentityData`. More: ``docs/data.md``, "lfw".
 """
 from __future__ import annotations
 
@@ -233,9 +207,8 @@ def load_lfw(root: Path, split: Literal["train", "val", "test"], size: int = 64,
             test: ignored (their pairs are fixed).
         seed: unused (the lists fix every split).
         fold: ``None`` for View 1, or 0..9 for View 2's fold: train on the other nine
-            sets' people, test on the fold's 600 pairs, val = the pairsDevTest pairs of
-            people outside the training people (on the real lists roughly one in ten
-            same pairs and one in a hundred different pairs survive).
+            sets' people, test on the fold's 600 pairs, val = the 5400 pairs of the nine
+            other folds of pairs.txt (where the fold's threshold is chosen).
 
     Returns :class:`IdentityData`: train without pairs; val/test with ``pairs`` ``(M, 2)``,
     ``same`` ``(M,)`` and ``folds`` ``(M,)`` (test: every entry ``fold``).

@@ -1,49 +1,17 @@
 """Oxford-IIIT Pet (Parkhi et al., CVPR 2012) as a 3-class segmentation dataset.
 
-Our own loader over the layout the two official archives extract to (torchvision's
-``OxfordIIITPet`` wants ``root/oxford-iiit-pet/`` and yields PIL images one at a time; we
-want whole splits as tensors, decoded once and cached)::
+Our own loader (whole splits as tensors, decoded once and cached) over this layout::
 
     <root>/images/Abyssinian_100.jpg                 (images.tar.gz)
     <root>/annotations/trimaps/Abyssinian_100.png    (annotations.tar.gz)
     <root>/annotations/trainval.txt                  -> our "train" + "val" (3680 images)
     <root>/annotations/test.txt                      -> our "test" (3669 images)
 
-Split files hold lines ``Abyssinian_100 1 1 1`` (name, class id, species, breed id);
-lines starting with ``#`` are comments.
-
-Splits (pairwise disjoint by image name):
-
-* ``val``: a fixed, seeded 10 % of each breed of trainval.txt -- a breed of n images
-  gives ``max(1, floor(n / 10 + 1/2))`` of them when n >= 2 and none when n = 1 (a
-  breed's only image is kept for training). The breed of an image is its name without
-  the trailing ``_<number>`` (``american_bulldog_100`` -> ``american_bulldog``). Each
-  breed's draw uses its own generator, ``numpy.random.default_rng([VAL_SEED,
-  crc32(breed)])`` over its names sorted, so it does not depend on the order of the file
-  or on the other breeds. With ~100 trainval images per breed: ~10 per breed, ~370.
-* ``train``: the rest of trainval.txt, in file order.
-* ``test``: test.txt, the official test split, read only for the final evaluation.
-
-Trimap values -> our class ids (stated once, used everywhere)::
-
-    trimap 1 = pet        -> 1 "pet"
-    trimap 2 = background -> 0 "background"
-    trimap 3 = border     -> 2 "border"  (the uncertain band around the outline)
-
-Resizing: the image with PIL bilinear (antialiased when shrinking), the trimap with
-NEAREST, both straight to ``size x size``: the aspect ratio is NOT preserved (nothing is
-cropped away, so every pet stays whole; shapes are stretched alike in image and mask).
-
-The real archive has quirks, all handled by decoding through PIL by content, not by
-extension, then converting to RGB: grayscale and CMYK JPEGs, RGBA/palette images, and a
-few PNG files named ``.jpg``. A file PIL cannot decode raises :class:`DatasetError` naming it.
-
-Decoded splits are cached as ``<cache dir>/<split>-<size>-<limit>.pt`` (the cache dir of
-:func:`cvloss.data.cache.cache_dir`: ``<root>/.cvloss-cache`` for a folder cvloss
-downloaded and may write, else under the user's cache; written atomically, read with
-``weights_only=True``) and rebuilt when the split's contents (the
-image names it holds, so a cache written when ``train`` was all of trainval is not
-reused), the split list or any image/trimap file (name, size, mtime) changes.
+Splits: ``val`` = a seeded 10 % of each breed of trainval.txt (:data:`VAL_SEED`, one
+generator per breed), ``train`` = the rest, ``test`` = test.txt. Trimap 1 (pet) -> class
+1, 2 (background) -> 0, 3 (border) -> 2. Image (bilinear) and trimap (nearest) are resized
+straight to ``size x size``; images are decoded by content (the archive has grayscale, CMYK
+and PNG-named-.jpg files). The rules in full and the cache key: ``docs/data.md``.
 """
 from __future__ import annotations
 
@@ -86,7 +54,10 @@ def breed_of(name: str) -> str:
 
 
 def split_trainval(names: list[str]) -> tuple[list[str], list[str]]:
-    """``(train, val)`` of trainval.txt's ``names``, each in file order (rule: module docstring)."""
+    """``(train, val)`` of trainval.txt's ``names``, each in file order. A breed of n images
+    gives ``max(1, floor(n / 10 + 1/2))`` to val when n >= 2 (none when n = 1), drawn by
+    ``default_rng([VAL_SEED, crc32(breed)])`` over its names sorted: independent of the file's
+    order and of the other breeds."""
     by_breed: dict[str, list[str]] = {}
     for name in names:
         by_breed.setdefault(breed_of(name), []).append(name)

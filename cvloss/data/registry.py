@@ -1,39 +1,17 @@
-"""The dataset catalog (``datasets.toml``), where data lives on disk, and one entry point
-to load any split: :func:`load_dataset`.
+"""The dataset catalog (``datasets.toml``), where data lives, and :func:`load_dataset`.
 
-Data directory precedence: ``--data-dir`` > ``$CVLOSS_DATA`` > the user cache dir
-(``platformdirs.user_cache_dir("cvloss")``). Dataset ``NAME`` lives in
-``<data-dir>/NAME/``; its archives are downloaded (or placed by hand) there and extracted
-in place. A copy already extracted elsewhere (shared read-only storage, torchvision's
-``oxford-iiit-pet/`` or ``lfw-py/``) is used in place once adopted
-(:mod:`cvloss.data.adopt`): :func:`dataset_root` is the folder a loader reads,
-:func:`data_cache_dir` where the caches derived from it go.
+Data directory: ``--data-dir`` > ``$CVLOSS_DATA`` > ``platformdirs.user_cache_dir("cvloss")``;
+dataset ``NAME`` lives in ``<data-dir>/NAME/`` unless an adopted copy is used in place
+(:mod:`cvloss.data.adopt`): :func:`dataset_root` is what a loader reads,
+:func:`data_cache_dir` where derived caches go. A user catalog (``--catalog FILE``,
+``$CVLOSS_CATALOG``) adds entries; a folder path is a dataset (:mod:`cvloss.data.folders`).
 
-A user catalog in the same format (``--catalog FILE`` or ``$CVLOSS_CATALOG``) adds its
-entries to the built-in ones (a name of a built-in dataset is refused); its entries may
-list no files (data placed by hand in ``<data-dir>/NAME/``). A folder path instead of a
-name is a dataset of its own (:mod:`cvloss.data.folders`).
-
-A catalog is data, never code (README: Security):
-
-* ``loader`` names a registered loader: cvloss's own (:data:`LOADERS`), one that a
-  ``--plugin`` module registers with :func:`register_loader`, or one that an installed
-  package declares as an entry point of the group :data:`LOADER_ENTRY_POINTS`
-  (``name = "module:function"``). A ``module:function`` loader is imported and called
-  only from a trusted catalog: the one cvloss ships, one that ``--trust-catalog`` trusts
-  (the sha256 of its bytes is exported as :data:`TRUST_ENV`, so the run's worker
-  processes trust those bytes and no others), or ``load_catalog(path, trusted=True)``.
-  The ``module:function`` of a registered loader (``cvloss.data.folders:load_seg_folder``)
-  is that loader, trusted or not. Anything else is refused with one line when the catalog
-  is read, before any data, network or folder is touched.
-* Names follow :func:`check_name` (``[a-z0-9][a-z0-9._-]*``, no ``..``, at most 100
-  characters), file names are plain names, layout entries stay inside the dataset folder,
-  download URLs and mirrors are ``https://`` or ``http://``, and :func:`dataset_dir` checks
-  that every folder built from a name lies in the data dir.
-* A catalog is read only when it is a regular file of at most :data:`MAX_CATALOG_BYTES`
-  (a FIFO or ``/dev/zero`` is one line, at once), and every field the reader uses is
-  type-checked: a wrong shape is one :class:`DatasetError` line naming the file, the
-  dataset and the field.
+A catalog is data, never code: ``loader`` names a registered loader (:data:`LOADERS`,
+:func:`register_loader`, the :data:`LOADER_ENTRY_POINTS` group); a ``module:function``
+is imported only from a trusted catalog (cvloss's, ``--trust-catalog`` via
+:data:`TRUST_ENV`, ``trusted=True``). Names pass :func:`check_name`, folders stay in the
+data dir (:func:`dataset_dir`), a catalog is a regular file <= :data:`MAX_CATALOG_BYTES`
+with every field type-checked. The rules in full: ``docs/data.md``, "Where data lives".
 """
 from __future__ import annotations
 
@@ -45,6 +23,7 @@ import inspect
 import os
 import re
 import stat
+import sys
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -61,17 +40,19 @@ from cvloss.data.folders import _NAME, check_name
 from cvloss.data.types import SPLITS, DatasetError, check_split
 
 __all__ = [
-    "TASKS", "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
+    "SPLITS", "ENV_VAR", "DatasetError", "FileInfo", "DatasetInfo", "catalog_path",
     "load_catalog", "get_dataset", "datasets_for", "default_dataset", "resolve_data_dir",
     "dataset_dir", "extraction_marker", "missing_layout", "presence_problem", "is_present",
     "require_present", "ensure_present", "dataset_root", "adopted_copy", "data_cache_dir", "copy_note",
     "RESERVED_NAMES",
     "load_dataset", "CATALOG_ENV", "user_catalog_path", "TRUST_ENV", "MAX_CATALOG_BYTES",
     "LOADERS", "LOADER_ENTRY_POINTS", "register_loader", "loader_names", "resolve_loader", "check_name",
-    "user_catalog_digest", "URL_SCHEMES",
+    "user_catalog_digest", "URL_SCHEMES", "DATASETS", "register_dataset",
 ]
 
-from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
+from cvloss.registry import Registry  # noqa: E402
+from cvloss.task_registry import TASKS, task_names, task_spec  # noqa: E402
+
 ENV_VAR = "CVLOSS_DATA"
 CATALOG_ENV = "CVLOSS_CATALOG"
 #: the sha256 (hex) of the catalog bytes that --trust-catalog trusts; set by the CLI for the
@@ -150,7 +131,7 @@ LOADERS: dict[str, str] = {
 }
 _REGISTERED: dict[str, Callable[..., Any]] = {}  # register_loader: name -> function
 _ENTRY_POINTS: dict[str, str] = {}  # installed plugins: name -> "module:function"
-_EP_STATE = {"read": False}
+_EP_STATE: dict[str, Any] = {"read": False}  # "read": the sys.path the entry points were read for
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -184,10 +165,12 @@ def register_loader(name: str) -> Callable[[F], F]:
 
 
 def _entry_points() -> dict[str, str]:
-    """The ``cvloss.loaders`` entry points of installed packages, read once per process
-    (names only: nothing is imported until a dataset uses one)."""
-    if not _EP_STATE["read"]:
-        _EP_STATE["read"] = True
+    """The ``cvloss.loaders`` entry points of installed packages, read once and again
+    when ``sys.path`` changed (names only: nothing is imported until a dataset uses one)."""
+    path = tuple(sys.path)
+    if _EP_STATE["read"] != path:
+        _EP_STATE["read"] = path
+        _ENTRY_POINTS.clear()
         try:
             eps = importlib.metadata.entry_points(group=LOADER_ENTRY_POINTS)
         except Exception:  # pragma: no cover - broken metadata of some distribution
@@ -331,6 +314,55 @@ class DatasetInfo:
         return _load(self, split, data_dir=data_dir, size=size, limit=limit, seed=seed, **options)
 
 
+# ----------------------------------------------------------------------------- plugin datasets
+#: embedded datasets added from Python (:func:`register_dataset`) or by installed packages
+#: (entry-point group ``cvloss.datasets``: ``name = "module:ATTR"``, ATTR the DatasetInfo
+#: that ``register_dataset`` returned); :func:`load_catalog` lists them after the catalog's
+DATASETS: Registry[DatasetInfo] = Registry("dataset", group="cvloss.datasets", option="dataset")
+
+
+def register_dataset(name: str, *, tasks: str | tuple[str, ...] | list[str], loader: Callable[..., Any],
+                     description: str, splits: dict[str, str] | None = None, real: str | None = None,
+                     license: str = "", citation: str = "") -> DatasetInfo:
+    """Add an embedded (generated) dataset: what a plugin task ships so that it runs
+    offline. ``loader(root, split, size=..., limit=..., seed=..., **options)`` is called
+    as :func:`load_dataset` calls a catalog loader (``root`` is ``<data-dir>/<name>``, not
+    created); ``tasks`` the tasks it serves (the first is its main one); ``splits`` says
+    what each split holds (default: a seed stream each). The name follows
+    :func:`check_name` and may be no built-in loader's; registering the same dataset
+    again is a no-op. Returns its :class:`DatasetInfo`."""
+    check_name(name)
+    task_tuple = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if not task_tuple or not all(isinstance(t, str) and t for t in task_tuple):
+        raise DatasetError(f"register_dataset({name!r}): tasks must name one task or more, got {_show(tasks)}")
+    register_loader(name)(loader)
+    info = DatasetInfo(
+        name=name, tasks=task_tuple, description=description, urls=(), files=(), layout=(), size_bytes=0,
+        license=license or "generated", citation=citation, loader=_target_of(loader), embedded=True, real=real or None,
+        splits=dict(splits) if splits else {s: f"generated from its own seed stream ({s})" for s in SPLITS},
+    )
+    DATASETS.register(name, info)
+    return info
+
+
+def _plugin_datasets(catalog: dict[str, DatasetInfo]) -> dict[str, DatasetInfo]:
+    """:data:`DATASETS`' entries whose tasks are all installed (a dataset of a task that is
+    not, e.g. its plugin's folder no longer on ``sys.path``, cannot be used: left out).
+    An entry that is no DatasetInfo, or takes a catalog dataset's name, is the plugin's
+    mistake: one :class:`DatasetError` line."""
+    out = {}
+    for name in DATASETS.names():
+        info = DATASETS.get(name)
+        if not isinstance(info, DatasetInfo) or info.name != name:
+            raise DatasetError(f"plugin dataset {name!r} is not the DatasetInfo that register_dataset({name!r}) "
+                               f"returns; got {_show(info)}")
+        if name in catalog:
+            raise DatasetError(f"plugin dataset {name!r} has the name of a catalog dataset; register it under another")
+        if all(t in TASKS for t in info.tasks):
+            out[name] = info
+    return out
+
+
 # ----------------------------------------------------------------------------- catalog
 def catalog_path() -> Path:
     """The ``datasets.toml`` that ships inside the package (``cvloss/data/datasets.toml``),
@@ -472,7 +504,7 @@ def _parse_dataset(label: str, key: str, raw: Any, user: bool = False, trusted: 
     tasks = tuple(raw["tasks"])
     bad = [t for t in tasks if t not in TASKS]
     if not tasks or bad:
-        raise DatasetError(f"{where} has tasks {_show(list(tasks))}; valid: {', '.join(TASKS)}")
+        raise DatasetError(f"{where} has tasks {_show(list(tasks))}; valid: {', '.join(task_names())}")
     loader = _check_loader(where, raw["loader"], trusted)
     splits = raw["splits"]
     if set(splits) != set(SPLITS) or not all(isinstance(v, str) and v.strip() for v in splits.values()):
@@ -566,6 +598,8 @@ def _read(path: str | Path | None, trusted: bool = False) -> tuple[dict[str, Dat
             raise DatasetError(f"user catalog {user}: dataset '{clash[0]}' is a built-in dataset of cvloss; give "
                                f"yours another name")
         catalog = {**catalog, **extra}
+    if path is None:
+        catalog = {**catalog, **_plugin_datasets(catalog)}
     for task, name in defaults.items():
         if task not in TASKS or name not in catalog or task not in catalog[name].tasks:
             raise DatasetError(f"dataset catalog {p}: [defaults] {task} = {_show(name)} is not a {task} dataset")
@@ -587,7 +621,7 @@ def load_catalog(path: str | Path | None = None, *, trusted: bool = False) -> di
 
 def _check_task(task: str) -> None:
     if task not in TASKS:
-        raise DatasetError(f"unknown task '{task}'; valid: {', '.join(TASKS)}")
+        raise DatasetError(f"unknown task '{task}'; valid: {', '.join(task_names())}")
 
 
 def datasets_for(task: str, catalog: dict[str, DatasetInfo] | None = None) -> list[DatasetInfo]:
@@ -598,13 +632,18 @@ def datasets_for(task: str, catalog: dict[str, DatasetInfo] | None = None) -> li
 
 
 def default_dataset(task: str, path: str | Path | None = None) -> str:
-    """The name of the task's default dataset (``[defaults]`` of ``datasets.toml``: the
-    embedded one, so that every task runs offline)."""
+    """The name of the task's default dataset: ``[defaults]`` of ``datasets.toml`` for a
+    built-in task (the embedded one, so that every task runs offline), else the task's
+    ``spec.default_dataset`` (a plugin task's own, e.g. one of :func:`register_dataset`)."""
     _check_task(task)
     catalog, defaults = _read(path)
-    if task not in defaults:
-        raise DatasetError(f"datasets.toml has no default dataset for task '{task}'")
-    return defaults[task]
+    if task in defaults:
+        return defaults[task]
+    own = getattr(task_spec(task), "default_dataset", None)
+    if not own:
+        raise DatasetError(f"task '{task}' has no default dataset (datasets.toml [defaults], or its spec's "
+                           f"default_dataset); name one with --dataset")
+    return own
 
 
 def get_dataset(name: str, task: str | None = None,
@@ -644,7 +683,7 @@ def _folder_info(name: str, task: str | None) -> DatasetInfo:
     task = folders.detect_task(root, task)
     return DatasetInfo(
         name=str(root), tasks=(task,), description=f"your {task} data in {root}", urls=(), files=(), layout=(),
-        size_bytes=0, license="yours", citation="", loader=f"cvloss.data.folders:{folders.LOADERS[task].__name__}",
+        size_bytes=0, license="yours", citation="", loader=_target_of(folders.LOADERS.get(task).loader),
         embedded=False, real=None, splits={s: f"{root / 'splits' / s}.txt, else seeded" for s in SPLITS},
         root=str(root),
     )

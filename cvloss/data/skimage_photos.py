@@ -1,60 +1,17 @@
 """The photos and textures that scikit-image ships (``skimage.data``), plus matplotlib's
-sample photograph, as float images.
+sample photograph, as float images: the embedded stand-in for DIV2K (``sr``) and the
+content/style pool of ``style``. Nothing is downloaded (both packages are dependencies).
 
-Embedded stand-in for DIV2K (``sr``) and the content/style pool of ``style``: nothing is
-downloaded; every image below is in scikit-image 0.26's wheel (no ``pooch`` needed) or in
-matplotlib's ``mpl-data/sample_data`` (both are dependencies).
+Colour photos :data:`PHOTOS`, grayscale photos :data:`GRAY_PHOTOS`, grayscale textures
+:data:`TEXTURES`; each one's licence in :data:`LICENSES`, its file in
+:func:`source_file`. :func:`skimage_image` / :func:`skimage_images` return float32 arrays
+in [0, 1], ``(H, W, 3)`` for colour and ``(H, W)`` for gray (``rgb=True``: repeated).
+``size`` (short side, default 192) shrinks each photo first: that is the HR image.
 
-Colour photos (:data:`PHOTOS`, name -> source), with their licences (:data:`LICENSES`, as
-the shipping package states them):
-
-* ``astronaut`` 512×512 (Eileen Collins, NASA): public domain;
-* ``coffee`` 400×600 (Rachel Michetti): CC0;
-* ``chelsea`` 300×451 (Stefan van der Walt): CC0;
-* ``rocket`` 427×640 (SpaceX): public domain;
-* ``motorcycle`` 500×741, the left view of ``stereo_motorcycle`` (Middlebury 2014 stereo
-  benchmark, Scharstein et al., GCPR 2014; scikit-image states no licence);
-* ``hubble`` 872×1000 (``hubble_deep_field``, NASA): public domain;
-* ``immunohistochemistry`` 512×512 (CMMI): no known copyright restrictions;
-* ``retina`` 1411×1411 (Wikimedia Commons, M. Häggström): CC0 1.0;
-* ``grace_hopper`` 600×512 (matplotlib's ``sample_data/grace_hopper.jpg``: a U.S. Navy
-  photograph, public domain as a work of the U.S. federal government; matplotlib added it
-  as a public-domain replacement of "Lena", PR #1599).
-
-Grayscale photos (:data:`GRAY_PHOTOS`): ``camera`` 512×512 (Lav Varshney, CC0), ``moon``
-512×512 (scikit-image states no licence), ``coins`` 303×384 (Brooklyn Museum collection,
-no known copyright restrictions). Grayscale textures (:data:`TEXTURES`): ``brick``,
-``grass``, ``gravel`` 512×512 (CC0 Textures, CC0). :func:`source_file` names the file each
-is read from (tests pin their sha256).
-
-Public API for both tasks: :func:`skimage_image` / :func:`skimage_images` return float32
-arrays in [0, 1], ``(H, W, 3)`` for colour and ``(H, W)`` for grayscale images (or
-``(H, W, 3)`` with ``rgb=True``: the gray channel repeated).
-
-Super-resolution splits (fixed, so every seed and loss sees the same images; disjoint
-by photo, :data:`SR_SPLIT`):
-
-* ``val`` = chelsea, coffee (fur and a textured table: detail-rich; unchanged since
-  before the test split existed, so the budgets' tuning still holds);
-* ``test`` = rocket, motorcycle, astronaut, grace_hopper, immunohistochemistry, hubble:
-  six photographs (two before issue 31: an sr effect on 10 seeds was an effect on two
-  photographs). For it astronaut, immunohistochemistry and hubble moved out of ``train``
-  and matplotlib's grace_hopper was added; rocket and motorcycle stay first, so a budget
-  that caps the test split at 2 (``n_test``, the smoke budget) scores what it scored;
-* ``train`` = retina (colour) and the grayscale photos camera, coins, moon (gray channel
-  repeated to RGB): four images, as before, so an epoch has as many steps as before. SR
-  learns mostly luminance detail (PSNR-Y is the primary metric), which gray photos carry.
-
-Left out: ``motorcycle_right``, the right view of the same stereo pair as
-``motorcycle`` (the same scene: it would not be an independent test image, and in train
-it would leak the test scene); scikit-learn's ``china.jpg`` and ``flower.jpg``, since
-scikit-learn is no dependency of cvloss and a split must not depend on what else
-happens to be installed (the same command would score other images on another machine).
-
-``size`` (short side in px, default 192) shrinks each photo first with antialiased
-bicubic interpolation (``torch.nn.functional.interpolate(mode="bicubic",
-antialias=True)``, aspect kept) so CPU budgets stay small: the shrunk photo is the HR
-image, its bicubic ×1/s downsampling the LR one (made by the task).
+Super-resolution split :data:`SR_SPLIT`, fixed and disjoint by photo: train retina,
+camera, coins, moon; val chelsea, coffee; test rocket, motorcycle (first, so a test cap of
+2 keeps them), astronaut, grace_hopper, immunohistochemistry, hubble. Sizes, licences,
+why this split and what is left out: ``docs/data.md``, "skimage-photos".
 """
 from __future__ import annotations
 
@@ -94,7 +51,7 @@ _FILES = {"astronaut": "astronaut.png", "coffee": "coffee.png", "chelsea": "chel
           "motorcycle": "motorcycle_left.png", "hubble": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png",
           "retina": "retina.jpg", "brick": "brick.png", "grass": "grass.png", "gravel": "gravel.png",
           "camera": "camera.png", "moon": "moon.png", "coins": "coins.png"}
-#: each picture's licence, as the package that ships it states it (module docstring)
+#: each picture's licence, as the package that ships it states it (docs/data.md)
 LICENSES = {
     "astronaut": "public domain (NASA)",
     "coffee": "CC0 (Rachel Michetti)",
@@ -112,8 +69,8 @@ LICENSES = {
     "grass": "CC0 (CC0 Textures)",
     "gravel": "CC0 (CC0 Textures)",
 }
-#: the fixed super-resolution split (module docstring): disjoint by photo; test's first
-#: two are the two it had before issue 31
+#: the fixed super-resolution split (docs/data.md): disjoint by photo; test's first two
+#: come first so that a cap of 2 test images (the smoke budget) keeps scoring them
 SR_SPLIT = {
     "train": ("retina", "camera", "coins", "moon"),
     "val": ("chelsea", "coffee"),

@@ -1,55 +1,17 @@
 """Content/style image pairs for the ``style`` task (Gatys-style optimisation).
 
-Three sources, one container (:class:`StylePairs`):
+Three sources, one container (:class:`StylePairs`): embedded (``skimage-photos``: the
+photos of :mod:`cvloss.data.skimage_photos` as content, :data:`CONTENT_SPLIT`; its gray
+textures and two procedural colour ones as style, :data:`STYLE_TEXTURES`), files
+(``content=PATH``, ``style=PATH``) and ``div2k`` (contents from DIV2K's photos). Images
+are float32 RGB in [0, 1], ``(3, H, W)``, short side ``size`` / ``style_size``, cropped
+square when several pairs stack; gray styles are repeated to RGB (:attr:`StylePairs.notes`).
 
-* **embedded** (``--dataset skimage-photos``, the default): the photos of
-  :mod:`cvloss.data.skimage_photos` as content (:data:`CONTENT_PHOTOS`, split by
-  :data:`CONTENT_SPLIT`; read through that module, the ``sr`` task's, so both tasks see
-  the same float images; licences there) and as style scikit-image's three grayscale
-  textures brick, grass, gravel plus two colour textures drawn here procedurally
-  (:data:`STYLE_TEXTURES`; ``waves``, ``mosaic``). Nothing is downloaded.
-* **files**: any content and style image on disk (``--set content=PATH --set style=PATH``).
-* **div2k**: contents from DIV2K's photos in their real on-disk layout, the first
-  ``limit`` (default 5) of the split's ids (:data:`cvloss.data.div2k.SPLIT_IDS`): val
-  ``DIV2K_train_HR/0701.png`` ..., test ``DIV2K_valid_HR/0801.png`` ... (styles: the
-  embedded textures).
-
-Every image is float32 RGB in [0, 1], shape ``(3, H, W)``. Contents are resized
-(antialiased bilinear) so their short side is ``size`` and styles so theirs is
-``style_size``; with several pairs (they are optimised as one batch) each image is
-centre-cropped to a square so they stack. A grayscale style is accepted and converted to
-RGB by repeating its one channel -- exactly what the VGG extractor would do -- and the
-conversion is noted in :attr:`StylePairs.notes` (its Gram matrix carries no colour, so
-the stylised image loses saturation: an expected effect, not a bug).
-
-Splits. Style transfer trains no model on a dataset (one image is optimised per pair),
-so what is split is the pool of pairs, disjoint by content image (the styles are shared:
-they are the objective's target, not the data scored): ``val`` pairs are for tuning
-(weights, iterations, learning rates), ``test`` pairs are the reported ones. Embedded
-(issue 31): val contents chelsea, coffee (the ``sr`` task's val photos); test contents
-the ten photos rocket, motorcycle, astronaut, grace_hopper, immunohistochemistry, hubble
-(the ``sr`` task's six test photos), retina and the grayscale camera, coins, moon (the
-``sr`` task's training images: style trains nothing, so only val and test must be
-disjoint), 10 x 5 = 50 test pairs, so 10 seeds optimise 10 different contents. (Before:
-val astronaut, chelsea, coffee; test rocket, motorcycle, so 10 seeds saw two photos.)
-div2k: the first ``limit`` (default 5) of val 0701-0800 and of test 0801-0900 (DIV2K's
-own val and test ids). ``train`` has nothing to train and gives the ``val`` pool, so the
-loader keeps the catalog's loader shape ``fn(root, split, size=..., limit=..., seed=...,
-**options)``. Pairs named with
-``pairs=`` or files given with ``content=``/``style=`` are the user's choice and are used
-as given in every split. The returned :class:`StylePairs` records the split.
-
-Seeds draw pairs without replacement (:func:`seed_pair_indices`): the pool is put in one
-fixed order seeded by :data:`PAIR_ORDER_SEED` (never by the trial's seed), and seed k
-takes the ``n_pairs`` pairs from position ``k * n_pairs`` on. The order visits every
-content once before any content a second time (the contents in a seeded order, each
-with a style that rotates), so the first ``n_contents`` positions are as many different
-photos: seeds are replicates over images, not over styles of two images. On ``test`` a
-seed past the pool is refused -- two seeds of a comparison are never the same pair, so
-never identical replicates; on ``val`` and ``train`` (tuning seeds such as 10000-10005)
-positions wrap round the pool (modulo its size). :func:`pool_size` counts a pool
-without reading its images, so a comparison can refuse more seeds than distinct pairs
-before anything runs.
+The pool of pairs is split by content (``val`` for tuning, ``test`` reported; ``train``
+reads val's). Seed k takes ``n_pairs`` pairs from position ``k * n_pairs`` of one fixed
+order (:data:`PAIR_ORDER_SEED`) that shows every content before any twice
+(:func:`seed_pair_indices`); on ``test`` a seed past the pool is refused, elsewhere
+positions wrap. Which photos each pool holds and why: ``docs/data.md``, "Style pairs".
 """
 from __future__ import annotations
 
@@ -71,7 +33,7 @@ __all__ = [
 ]
 
 #: the embedded contents of each split (disjoint val / test; train = val: nothing to
-#: train): val = sr's val photos; test = sr's six test photos + four more (module docstring)
+#: train): val = sr's val photos; test = sr's six test photos + four more (docs/data.md)
 CONTENT_SPLIT = {
     "train": ("chelsea", "coffee"),
     "val": ("chelsea", "coffee"),
@@ -85,7 +47,7 @@ STYLE_TEXTURES = ("brick", "grass", "gravel", "waves", "mosaic")
 PROCEDURAL = ("waves", "mosaic")
 #: a style image's short side must be at least this fraction of the content's short side.
 MIN_STYLE_RATIO = 0.25
-#: Seed of the one fixed order of a pool in which seeds take their pairs (module docstring).
+#: Seed of the one fixed order of a pool in which seeds take their pairs (see seed_pair_indices).
 PAIR_ORDER_SEED = 2016
 
 

@@ -1,36 +1,15 @@
 """``synth-ids``: procedurally drawn identities, the embedded stand-in for LFW.
 
-Each identity is a fixed random "face" template -- skin, hair, eye and mouth
-colours; face-ellipse shape; hairline; eye spacing, height and size; nose and mouth
-geometry; and a skin texture (two sinusoidal gratings with their own frequency,
-orientation and phase). Every image of an identity renders that template under its own
-nuisances:
-
-* pose: rotation U(−15°, 15°), isotropic scale U(0.88, 1.12), translation U(−0.12, 0.12)
-  of the half-width on each axis (an affine map of the sampling grid);
-* lighting: gain U(0.65, 1.35), bias U(−0.12, 0.12) and a linear gradient of slope
-  U(0, 0.35) per half-width along a random direction;
-* occlusion: with probability 0.5 a rectangle of random colour, sides U(0.2, 0.55) of the
-  image, anywhere in the image;
-* background: a random colour per image;
-* noise: i.i.d. Gaussian, σ ~ U(0.01, 0.05) per image (on [0, 1] intensities).
-
-Identities of the ``train``, ``val`` and ``test`` splits come from three different seed
-streams (``default_rng([seed, stream])`` with the constants of ``_STREAM``: train and val
-as before the test split existed, so their images are unchanged; test 0x7E57, a stream
-no earlier code drew from), so they are disjoint (val and test identities are never seen
-in training). The val and test splits also carry LFW-style verification pairs: their
-identities are cut into 10 folds (no identity in two folds, as in LFW's ``pairs.txt``),
-and each fold has ``pairs_per_fold`` same pairs (two different images of one identity)
-and as many different pairs (images of two identities of the fold), all drawn
-deterministically from the split's stream. The test split's defaults (200 identities x 6
-images, 50 + 50 pairs per fold: 1,000 pairs) are larger than val's (100 x 6, 600 pairs)
-since issue 31; its identities depend on its size, so a test of another size holds other
-identities (still from the test stream, still disjoint from train and val), and its pairs
-are drawn without repeats (val's may repeat: they are kept as they were).
-
-Everything is rendered vectorised in numpy (a few thousand 32×32 images in well under a
-second) and returned as :class:`IdentityData`, which the LFW loader returns as well.
+Each identity is a fixed random "face" template (colours, face shape, hairline, eyes,
+nose, mouth, a skin texture); every image renders it under its own nuisances: pose
+(rotation U(−15°, 15°), scale U(0.88, 1.12), shift), lighting (gain, bias, a gradient),
+an occluding rectangle with probability 0.5, a random background, Gaussian noise σ ~
+U(0.01, 0.05). Train, val and test identities come from three seed streams
+(:data:`_STREAM`), so they are disjoint; val and test carry LFW-style pairs in 10
+identity-disjoint folds, ``pairs_per_fold`` same and as many different pairs per fold.
+Defaults per split: :data:`DEFAULTS` (test: 200 identities, 1,000 distinct pairs).
+Rendering is vectorised numpy; the result is :class:`IdentityData` (LFW's loader returns
+it too). Every nuisance's range and the splits' history: ``docs/data.md``, "synth-ids".
 """
 from __future__ import annotations
 from cvloss.data.types import DatasetError, IdentityData, check_split
@@ -43,8 +22,8 @@ import torch
 
 N_FOLDS = 10
 # Defaults per split: (identities, images per identity, pairs of each kind per fold).
-# test: 200 identities, 10 folds x (50 same + 50 different) = 1,000 pairs (100 x 6 and 600
-# pairs before issue 31): evaluated twice per trial only, so it can be larger than val.
+# test: 200 identities, 10 folds x (50 same + 50 different) = 1,000 pairs: evaluated twice
+# per trial only, so it can be larger than val.
 DEFAULTS = {"train": (200, 8, 0), "val": (100, 6, 30), "test": (200, 6, 50)}
 _STREAM = {"train": 0x1D5, "val": 0x7A1, "test": 0x7E57}  # seed streams: the splits' identities differ
 

@@ -1,30 +1,17 @@
 """``synth-stripes``: an embedded two-domain dataset for unpaired translation (stand-in for
 horse2zebra), with hidden pairs for paired evaluation.
 
-A *scene* is a smooth two-colour background gradient with 1-3 coloured shapes (ellipses
-and rotated rectangles, soft edges, gentle shading). It is rendered in two domains:
+A scene is a smooth two-colour background with 1-3 soft coloured shapes, rendered in two
+domains: A ("plain") fills each shape with its colour; B ("striped") adds near-black
+stripes inside every shape at a fixed angle (default 45°) and period (default
+``size / 6``), their phase anchored at the shape's centre. So A -> B is a function of the
+A image, and a perfect G scores L1 = 0 on the hidden pairs.
 
-* **A** ("plain"): each shape filled with its smooth colour (the "horses");
-* **B** ("striped"): the same scene with dark stripes inside every shape (the "zebras"):
-  near-black bands at a fixed angle (default 45°) and period (default ``size / 6`` px),
-  their phase anchored at the shape's centre (the centre lies in the middle of a light
-  band). Background, shape colours and outlines are unchanged.
-
-So the A -> B map is a *function* of the A image (stripe angle, period and phase follow
-from the shape), which makes the hidden pairs a fair paired target: a perfect G scores
-L1 = 0 on them. (On horse2zebra no such target exists; FID/KID stand in.)
-
-Splits: ``train`` draws the A scenes and the B scenes from two independent seed streams
-(unpaired: ``a[i]`` and ``b[i]`` show different scenes, as in CycleGAN's data); ``val``
-renders the SAME scene ``i`` in both domains (``paired=True``): ``b[i]`` is the ground
-truth of ``G(a[i])``, used only for evaluation; ``test`` is paired like ``val``, from a
-stream of its own (stream 3 of the spawn key: no earlier code drew from it; the streams
-0-2 of train and val are unchanged) and holds 256 hidden pairs (64 before issue 31; its
-first 64 are unchanged): evaluated only twice per trial, it can be large. Every image is a deterministic function of
-``(seed, split, domain stream, index)`` via ``numpy.random.SeedSequence``, so ``limit=16``
-gives exactly the first 16 images of the full split.
-
-Generating 400 + 400 images of 32x32 takes well under a second.
+Splits: ``train`` draws A and B scenes from two independent streams (unpaired); ``val``
+and ``test`` render the same scene ``i`` in both domains (``paired=True``: ``b[i]`` is the
+truth of ``G(a[i])``, used only for evaluation), each from its own stream. Every image is
+a deterministic function of ``(seed, split, domain stream, index)``, so ``limit=16`` gives
+the first 16 images of the full split. Split sizes and streams: ``docs/data.md``.
 """
 from __future__ import annotations
 

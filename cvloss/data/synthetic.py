@@ -1,26 +1,17 @@
 """Embedded segmentation datasets, generated on the fly: the offline defaults for ``seg``.
 
-Both are deterministic functions of ``(seed, split, index)``: image ``i`` of a split comes
-from its own numpy ``Generator`` seeded with ``SeedSequence(seed, spawn_key=(dataset,
-split, i))``. So the same seed gives identical tensors, a different seed different ones,
-train, val and test come from different streams (disjoint), and ``n=16`` gives exactly
-the first 16 images of ``n=160``. Split codes in the spawn key: train 0, val 1 (both as
-before the test split existed: their images are unchanged), test 2 (a key no earlier
-code drew from, so no budget was tuned on it). The test split holds 256 images (48
-before issue 31; its first 48 are unchanged): a comparison's test number averages over
-enough images that a per-image analysis can carry a claim, and it is evaluated only
-twice per trial (the untrained model and the final one), so its size costs little.
+* :func:`synth_pets` imitates Oxford-IIIT Pet trimaps: a large textured star-shaped blob
+  (the "pet") on a textured background with distractor blobs; classes 0 = background,
+  1 = pet, 2 = border (a thin band straddling the outline).
+* :func:`synth_vessels` imitates retinal vessel segmentation: thin branching structures
+  1-3 px wide, some joined into loops (Betti-1 matters), over clutter, illumination
+  gradients and noise; classes 0 = background, 1 = vessel.
 
-* :func:`synth_pets` imitates Oxford-IIIT Pet trimaps: one large textured star-shaped blob
-  (the "pet") on a textured background with small distractor blobs, classes
-  0 = background, 1 = pet, 2 = border (a thin band straddling the outline, like the
-  trimap's "uncertain" band).
-* :func:`synth_vessels` imitates retinal vessel segmentation (e.g. DRIVE, which we do not
-  ship): thin branching curvilinear structures 1-3 px wide, some joined into loops so
-  that Betti-1 (number of holes) matters, over clutter, illumination gradients and noise;
-  classes 0 = background, 1 = vessel.
-
-Generating 200 images of 64x64 takes well under a second.
+Both are deterministic functions of ``(seed, split, index)``: image ``i`` comes from
+``SeedSequence(seed, spawn_key=(dataset, split code, i))``, so splits are disjoint
+streams and ``n=16`` gives the first 16 images of ``n=160``. Default sizes:
+:data:`DEFAULT_N` (test: 256 images, its own stream). Why the test split is large and
+its own stream: ``docs/data.md``, "synth-pets and synth-vessels".
 """
 from __future__ import annotations
 
@@ -40,8 +31,8 @@ __all__ = [
 
 PETS_CLASSES = ("background", "pet", "border")
 VESSEL_CLASSES = ("background", "vessel")
-DEFAULT_N = {"train": 160, "val": 48, "test": 256}  # test: see the module docstring
-_SPLIT_CODE = {"train": 0, "val": 1, "test": 2}  # test: a new stream, see the module docstring
+DEFAULT_N = {"train": 160, "val": 48, "test": 256}  # test: large, read twice per trial (docs/data.md)
+_SPLIT_CODE = {"train": 0, "val": 1, "test": 2}  # test: a stream no budget was tuned on
 _DATASET_CODE = {"synth-pets": 1, "synth-vessels": 2}
 
 

@@ -1,22 +1,16 @@
 """2-D Gaussian mixtures: the standard cheap benchmark for mode coverage of GAN objectives.
 
-Two embedded datasets (nothing is downloaded; samples are drawn on demand, so the data
-is infinite and a training "epoch" is just a fixed number of steps):
+Embedded, infinite (samples drawn on demand), every component of weight 1/K:
 
-* ``ring8`` -- 8 Gaussians with means evenly spaced on a circle of radius 2,
-  ``(2 cos(2πk/8), 2 sin(2πk/8))``, k = 0..7, isotropic σ = 0.02 (Metz et al. 2017,
-  Unrolled GANs; PacGAN's 2D-ring).
-* ``grid25`` -- 25 Gaussians with means on the 5×5 grid ``{-4, -2, 0, 2, 4}²`` (spacing
-  2), isotropic σ = 0.05 (Srivastava et al. 2017, VEEGAN; PacGAN's 2D-grid).
+* ``ring8`` -- 8 Gaussians on a circle of radius 2, ``(2 cos(2πk/8), 2 sin(2πk/8))``,
+  isotropic σ = 0.02 (Metz et al. 2017; PacGAN's 2D-ring);
+* ``grid25`` -- 25 Gaussians on the grid ``{-4, -2, 0, 2, 4}²``, σ = 0.05 (Srivastava et
+  al. 2017, VEEGAN; PacGAN's 2D-grid).
 
-Every component has the same weight 1/K, so the target distribution over modes is uniform.
-
-Splits: the three splits describe the same mixture (the data is infinite); what differs
-is the stream their samples come from. ``train`` batches are drawn by the trainer from
-its epoch generator; :meth:`Mixture2D.reference` draws a split's fixed sample from
-``torch.Generator().manual_seed(REFERENCE_SEEDS[split])``: ``val`` = 12345, the seed of
-the gan task's fixed real sample before the test split existed (the same points), and
-``test`` = 12345 + 0x7E57, a seed no earlier code used.
+Splits are one mixture drawn from different streams: ``train`` from the trainer's epoch
+generator; :meth:`Mixture2D.reference` seeds a split's fixed sample with
+:data:`REFERENCE_SEEDS` (``val`` 12345, unchanged; ``test`` 12345 + 0x7E57, a new
+stream). More: ``docs/tasks/gan.md``, "Data".
 """
 from __future__ import annotations
 

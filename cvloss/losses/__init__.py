@@ -4,7 +4,7 @@
 >>> loss = build_loss("ce+0.1*topo(mu=0.5)", task="seg")
 """
 from cvloss.losses.base import AdversarialLoss, Loss, weighted_reduce
-from cvloss.losses.registry import TASKS, LossInfo, get_loss_info, list_losses, register_loss
+from cvloss.losses.registry import LossInfo, get_loss_info, list_losses, register_loss, serves
 from cvloss.losses.spec import CombinedLoss, SpecError, build_loss, parse_spec
 
 # Importing a family module registers its losses.
@@ -29,7 +29,6 @@ __all__ = [
     "LossInfo",
     "PluginError",
     "SpecError",
-    "TASKS",
     "build_loss",
     "functional",
     "get_loss_info",
@@ -38,5 +37,6 @@ __all__ = [
     "parse_spec",
     "plugin_provenance",
     "register_loss",
+    "serves",
     "weighted_reduce",
 ]

@@ -1,33 +1,16 @@
 """Adversarial objectives: what the discriminator (critic) and the generator minimise.
 
 Every objective works on RAW discriminator logits / critic outputs -- never on
-probabilities -- of any shape: one value per sample ``(N,)`` / ``(N, 1)`` or a PatchGAN
-map ``(N, 1, h, w)``. Each expectation of the papers is the mean over all elements, so a
-PatchGAN map is treated as h·w samples of the same discriminator.
-
-The log-likelihood objectives are written with softplus, which is exact and finite for
-every logit: with ``softplus(t) = log(1 + e^t)``,
-
-    log σ(x)       = -softplus(-x)
-    log(1 - σ(x))  = -softplus(x)
-
-whereas ``log(sigmoid(x))`` underflows to ``-inf`` (e.g. ``log(1 - sigmoid(100))`` in
-float32). This is the source article's "raw log of probabilities" bug.
-
-Interface (see :class:`~cvloss.losses.base.AdversarialLoss`): ``d_loss(real_out,
-fake_out)`` -- the discriminator's loss, to minimise; ``g_loss(fake_out)`` -- the
-generator's loss; ``penalty(critic, real, fake)`` -- an extra discriminator regulariser
-(WGAN-GP gradient penalty, R1) added to ``d_loss``. The caller detaches ``G(z)`` before the
-discriminator step (``fake_out = D(G(z).detach())``); :func:`gradient_penalty` detaches
-its inputs itself.
-
-Schedule facts from each paper are class attributes a task can read: ``n_critic``
-(discriminator steps per generator step), ``clip_value`` (WGAN weight clipping) and
-``paper_optimizer`` (a dict such as ``{"name": "rmsprop", "lr": 5e-5}``, or ``None``
-where the paper prescribes no single setting and the task's default applies).
+probabilities -- of any shape: ``(N,)``, ``(N, 1)`` or a PatchGAN map ``(N, 1, h, w)``,
+each expectation being the mean over all elements. Log-likelihoods are written with
+softplus (log σ(x) = −softplus(−x), log(1 − σ(x)) = −softplus(x)): exact and finite for
+every logit. Interface (:class:`~cvloss.losses.base.AdversarialLoss`): ``d_loss(real_out,
+fake_out)``, ``g_loss(fake_out)`` and ``penalty(critic, real, fake)`` (added to
+``d_loss``); the caller detaches ``G(z)`` for the D step. Class attributes carry each
+paper's schedule: ``n_critic``, ``clip_value``, ``paper_optimizer`` (or ``None``).
 
 Functional helpers: :func:`gradient_penalty` (Gulrajani et al. 2017) and
-:func:`r1_penalty` (Mescheder et al. 2018).
+:func:`r1_penalty` (Mescheder et al. 2018). More: ``docs/losses.md``.
 """
 from __future__ import annotations
 
@@ -50,8 +33,6 @@ __all__ = [
     "gradient_penalty",
     "r1_penalty",
 ]
-
-_TASKS = ("gan", "translate", "sr")
 
 # DCGAN's optimiser (Radford et al. 2016, Sec. 4, "Details of adversarial training"):
 # Adam with learning rate 0.0002 (the suggested 0.001 "too high") and beta1 = 0.5 (0.9 made
@@ -181,7 +162,7 @@ class _R1Objective(AdversarialLoss):
 
 
 # ---------------------------------------------------------------- log-likelihood GANs
-@register_loss("minimax", family="adversarial", tasks=_TASKS,
+@register_loss("minimax", family="adversarial",
                paper="Goodfellow et al. 2014, Generative Adversarial Nets")
 class MinimaxGANLoss(_R1Objective):
     """Original saturating minimax GAN: G minimises log(1 - D(G(z))).
@@ -218,7 +199,7 @@ class MinimaxGANLoss(_R1Objective):
         return -F.softplus(_logits(fake_out, "fake_out")).mean()
 
 
-@register_loss("ns", family="adversarial", tasks=_TASKS,
+@register_loss("ns", family="adversarial",
                paper="Goodfellow et al. 2014, Generative Adversarial Nets (non-saturating, Sec. 3)")
 class NonSaturatingGANLoss(_R1Objective):
     """Non-saturating GAN: G maximises log D(G(z)) instead of minimising log(1 - D(G(z))).
@@ -250,7 +231,7 @@ class NonSaturatingGANLoss(_R1Objective):
 
 
 # ---------------------------------------------------------------- least squares
-@register_loss("lsgan", family="adversarial", tasks=_TASKS,
+@register_loss("lsgan", family="adversarial",
                paper="Mao et al. 2017, Least Squares Generative Adversarial Networks")
 class LSGANLoss(AdversarialLoss):
     """Least-squares GAN on RAW discriminator outputs (no sigmoid).
@@ -298,7 +279,7 @@ class LSGANLoss(AdversarialLoss):
 
 
 # ---------------------------------------------------------------- Wasserstein
-@register_loss("wgan", family="adversarial", tasks=_TASKS,
+@register_loss("wgan", family="adversarial",
                paper="Arjovsky et al. 2017, Wasserstein GAN")
 class WGANLoss(AdversarialLoss):
     """Wasserstein GAN with weight clipping: the critic estimates W1 between data and G.
@@ -340,7 +321,7 @@ class WGANLoss(AdversarialLoss):
         return -_logits(fake_out, "fake_out").mean()
 
 
-@register_loss("wgan_gp", family="adversarial", tasks=_TASKS,
+@register_loss("wgan_gp", family="adversarial",
                paper="Gulrajani et al. 2017, Improved Training of Wasserstein GANs")
 class WGANGPLoss(WGANLoss):
     """WGAN with a gradient penalty instead of weight clipping (WGAN-GP).
@@ -384,7 +365,7 @@ class WGANGPLoss(WGANLoss):
 
 
 # ---------------------------------------------------------------- hinge
-@register_loss("hinge", family="adversarial", tasks=_TASKS,
+@register_loss("hinge", family="adversarial",
                paper="Lim & Ye 2017, Geometric GAN; Miyato et al. 2018, Spectral Normalization for GANs")
 class HingeGANLoss(_R1Objective):
     """Hinge GAN: a margin-1 SVM discriminator and a linear generator loss.

@@ -1,24 +1,17 @@
-"""The loss contract: one base class that holds every shape check, so each loss writes
-only its formula.
+"""The loss contract: one base class holds every shape check; each loss writes its formula.
 
-Input kinds (``Loss.kind``) and what ``forward`` takes:
+Input kinds (``Loss.kind``) and what a loss takes:
 
-* ``"seg"``    -- ``loss(logits, target, weight=None)``: logits ``(N, C, H, W)`` float
-  (raw scores, any range), target ``(N, H, W)`` int64 class ids in ``[0, C)``. With
-  ``C == 1`` the logits are binary foreground scores and the target is in ``{0, 1}``.
-  ``weight`` is an optional per-pixel map ``(N, H, W)`` (>= 0).
-* ``"image"``  -- ``loss(pred, target, weight=None)``: ``(N, C, H, W)`` with C in {1, 3},
-  float, values in [0, 1]. ``weight`` is ``(N, H, W)``, ``(N, 1, H, W)`` or
-  ``(N, C, H, W)``.
-* ``"metric"`` -- ``loss(embeddings, labels)``: ``(N, D)`` float, ``(N,)`` int64.
-* ``"adversarial"`` -- no ``forward``: ``d_loss(real_out, fake_out)``,
-  ``g_loss(fake_out)`` and ``penalty(critic, real, fake)`` on logits / critic outputs.
-* ``"cycle"`` -- ``loss(reconstruction, original)`` on images; the task decides which
-  pair each term sees (cycle: F(G(x)) vs x; identity: G(y) vs y).
-* ``"logits"`` -- ``loss(class_logits, labels)``: (N, C) classifier scores over training
-  identities, (N,) int64 (the softmax baseline of ``embed``).
-* ``"triplets"`` -- ``loss(anchor, positive, negative)``: three (B, D) embeddings of
-  triplets sampled offline (FaceNet's baseline).
+* ``"seg"`` -- ``(logits (N, C, H, W) raw, target (N, H, W) int64 in [0, C), weight=None)``;
+  ``C == 1``: binary foreground logits, target in {0, 1}; weight ``(N, H, W)`` >= 0.
+* ``"image"`` -- ``(pred, target (N, C, H, W), C in {1, 3}, in [0, 1], weight=None)``.
+* ``"metric"`` -- ``(embeddings (N, D) float, labels (N,) int64)``.
+* ``"adversarial"`` -- ``d_loss``, ``g_loss``, ``penalty`` on logits / critic outputs.
+* ``"cycle"`` -- ``(reconstruction, original)`` images; the task picks the pairs.
+* ``"logits"`` -- ``(class_logits (N, C), labels (N,) int64)``: embed's softmax baseline.
+* ``"triplets"`` -- ``(anchor, positive, negative)``, each ``(B, D)``: offline triplets.
+
+The same table with the weight shapes: ``docs/losses.md``.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def _check_nonneg(name: str, value: float) -> float:
     return float(value)
 
 
-@register_loss("cycle", family="cycle", tasks=("translate",),
+@register_loss("cycle", family="cycle",
                paper="Zhu et al. 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks")
 class CycleConsistencyLoss(Loss):
     """CycleGAN cycle-consistency loss: λ · mean |F(G(x)) - x| (L1, λ = 10).
@@ -71,7 +71,7 @@ class CycleConsistencyLoss(Loss):
         return self.lam * l1_mean(reconstruction, original)
 
 
-@register_loss("identity", family="cycle", tasks=("translate",),
+@register_loss("identity", family="cycle",
                paper="Zhu et al. 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks (Sec. 5.2)")
 class IdentityLoss(Loss):
     """CycleGAN identity-mapping loss: ratio·λ · mean |G(y) - y| (L1, weight 0.5·λ = 5).

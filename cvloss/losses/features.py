@@ -1,46 +1,17 @@
 """Frozen VGG16 / VGG19 feature extractors for the feature-based losses (perceptual,
 content, style, texture, topo).
 
-Layers are named as in the papers (``conv1_1``, ``relu1_1``, ``conv1_2``, ``relu1_2``,
-``pool1``, ``conv2_1`` ... ``relu5_3`` (VGG16) / ``relu5_4`` (VGG19), ``pool5``) and map
-one-to-one onto the module indices of torchvision's ``vgg16().features`` /
-``vgg19().features`` (see :data:`LAYER_INDEX`), so a torchvision state_dict
-(``features.{i}.weight`` / ``features.{i}.bias``) loads unchanged. Only the
-convolutional part is built: torchvision's classifier would add ~120M random
-parameters that no loss uses.
-
-Inputs are images ``(N, C, H, W)`` with ``C`` in {1, 3} and values in ``[0, 1]``; the
-extractor repeats one channel to three and applies the ImageNet normalisation
-``(x - mean) / std`` with mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) itself
--- the normalisation that the torchvision weights were trained with (feeding [0, 1] or
-[-1, 1] images unnormalised is a classic bug of the source article and of peer code).
-
-Weights (``weights=`` of every feature loss):
-
-* ``imagenet``  -- torchvision's ``VGG16_Weights.IMAGENET1K_V1`` / ``VGG19_Weights``,
-  read from torch hub's cache (``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth``
-  or ``vgg19-dcbb9e9d.pth``), downloaded there if missing and the server answers; offline,
-  one error line naming the file to fetch and where to put it, before anything is created
-  or printed (:func:`imagenet_weights_file`). The CLI checks this before any training
-  (:func:`require_feature_weights`).
-* ``random`` / ``random:SEED`` -- torchvision's own initialisation (Kaiming normal,
-  fan_out, zero bias) drawn from a private generator seeded with SEED (default 0):
-  reproducible, and it leaves the global RNG untouched.
-* a path    -- a ``torch.save``-d state_dict of a torchvision VGG (``features.{i}.*`` keys,
-  classifier keys ignored) or of its features only (``{i}.*`` keys).
-* ``auto``  -- ``imagenet`` when it can be loaded, else ``random:0`` with a loud warning
-  (a :class:`RandomFeaturesWarning`) that names the file to put where.
-
-Whatever was used is in :attr:`VGGFeatures.weights_used` ("imagenet", "random(seed=0)",
-"file:/abs/path") and every loss reports it through ``Loss.feature_weights``.
-
-Sharing: :func:`get_feature_extractor` caches one instance per (arch, weights) so several
-loss terms share one network. Each loss holds it as a submodule, so ``loss.to(device)``
-works -- and, because ``Module.to`` moves parameters in place, moving one loss moves the
-network for every loss that shares it (all terms of a run live on one device, so this is
-what we want; using the same weights on two devices at once needs
-``VGGFeatures(arch, weights)`` built separately). The extractor also follows the device of
-its input on first use. Its parameters appear in each sharing loss's ``state_dict``.
+Layers are named as in the papers (``conv1_1``, ``relu1_1`` ... ``relu5_3`` / ``relu5_4``,
+``pool5``) and map one-to-one onto torchvision's ``vgg*().features`` indices
+(:data:`LAYER_INDEX`), so a torchvision state_dict loads unchanged; only the
+convolutional part is built. Inputs ``(N, C, H, W)``, C in {1, 3}, values in [0, 1]: the
+extractor repeats one channel to three and applies the ImageNet normalisation (mean
+(0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)) itself. Weights: ``imagenet`` (torch
+hub cache; offline, one error line naming the file), ``random[:SEED]`` (a private
+generator), a state_dict path, or ``auto`` (imagenet, else random:0 with a
+:class:`RandomFeaturesWarning`); :attr:`VGGFeatures.weights_used` records which.
+:func:`get_feature_extractor` shares one instance per (arch, weights) between terms.
+Details (files, sharing across devices): ``docs/losses.md``, "VGG feature extractors".
 """
 from __future__ import annotations
 

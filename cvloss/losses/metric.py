@@ -1,28 +1,17 @@
 """Metric-learning losses: contrastive (Hadsell, Chopra & LeCun 2006) and triplet
-(Schroff, Kalenichenko & Philbin 2015, "FaceNet") with batch-all / batch-hard (Hermans,
-Beyer & Leibe 2017, "In Defense of the Triplet Loss") and semi-hard (FaceNet) mining.
+(Schroff et al. 2015, FaceNet) with batch-all / batch-hard (Hermans et al. 2017) and
+semi-hard (FaceNet) mining; the offline-triplet and softmax baselines of ``embed``.
 
-Inputs (``kind = "metric"``): ``loss(embeddings, labels)`` with embeddings ``(N, D)``
-float and labels ``(N,)`` int64 identity ids. The ``embed`` task L2-normalises the
-embeddings before the loss (as FaceNet does: ‖f(x)‖₂ = 1), so Euclidean distances lie in
-[0, 2] and squared ones in [0, 4]; the default margins are chosen for that range.
-
-Batches come from a P×K sampler (P identities, K images each). With K = 1 there is no
-positive pair, with one identity only (P = 1) no negative: every triplet loss then has
-no term and returns 0 -- or raises ``ValueError`` under the opt-in
-:func:`cvloss.losses.base.value_checks` (the check reads the labels on the host, so it
-is off in the hot path; the embed task refuses such P, K before training). No loss here
-synchronises with the host in forward or backward. The contrastive loss needs N ≥ 2 (any pair is
-either positive or negative).
-
-Every loss here computes in float32 (or float64 if given) with autocast disabled: the
-Gram-matrix distance ‖a‖² − 2a·b + ‖b‖² cancels catastrophically in bfloat16 (8-bit
-mantissa), which would make near pairs look random.
+Inputs (``kind = "metric"``): ``loss(embeddings (N, D) float, labels (N,) int64)``. The
+``embed`` task L2-normalises the embeddings, so distances lie in [0, 2] (squared: [0, 4])
+and the default margins are chosen for that range. A batch with no positive (K = 1) or no
+negative (P = 1) pair gives 0 (``ValueError`` under the opt-in
+:func:`cvloss.losses.base.value_checks`); nothing synchronises with the host. Everything
+computes in float32 or wider with autocast off: ‖a‖² − 2a·b + ‖b‖² cancels in bfloat16.
 
 Functional helpers: :func:`pairwise_distances`, :func:`contrastive_loss`,
 :func:`batch_all_triplet_loss`, :func:`batch_hard_triplet_loss`,
-:func:`semi_hard_triplet_loss`, :func:`triplet_margin_loss`; sampler
-:class:`OfflineTripletSampler`.
+:func:`semi_hard_triplet_loss`, :func:`triplet_margin_loss`; :class:`OfflineTripletSampler`.
 """
 from __future__ import annotations
 
@@ -445,7 +434,6 @@ class OfflineTripletSampler(Sampler):
 @register_loss(
     "contrastive",
     family="metric learning",
-    tasks=("embed",),
     paper="Hadsell, Chopra & LeCun 2006, Dimensionality Reduction by Learning an Invariant Mapping",
 )
 class ContrastiveLoss(Loss):
@@ -475,7 +463,6 @@ class ContrastiveLoss(Loss):
 @register_loss(
     "triplet",
     family="metric learning",
-    tasks=("embed",),
     paper="Schroff, Kalenichenko & Philbin 2015 (FaceNet); Hermans, Beyer & Leibe 2017",
 )
 class TripletLoss(Loss):
@@ -523,7 +510,7 @@ class TripletLoss(Loss):
         return semi_hard_triplet_loss(embeddings, labels, self.margin, self.squared)
 
 
-@register_loss("softmax", family="metric learning", tasks=("embed",),
+@register_loss("softmax", family="metric learning",
                paper="softmax classification baseline (e.g. Taigman et al. 2014, DeepFace)")
 class SoftmaxLoss(Loss):
     """Softmax baseline: cross-entropy −log softmax(W f(x) + b)_y over training identities.
@@ -551,7 +538,7 @@ class SoftmaxLoss(Loss):
             return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
 
 
-@register_loss("triplet_offline", family="metric learning", tasks=("embed",),
+@register_loss("triplet_offline", family="metric learning",
                paper="Schroff, Kalenichenko & Philbin 2015 (FaceNet), random offline triplets")
 class OfflineTripletLoss(Loss):
     """FaceNet's offline baseline: the triplet hinge on random triplets, no mining.

@@ -38,7 +38,6 @@ def feature_sq_error(
 @register_loss(
     "perceptual",
     family="perceptual",
-    tasks=("sr", "translate", "style"),
     paper="Johnson, Alahi & Fei-Fei 2016, Perceptual Losses for Real-Time Style Transfer and Super-Resolution (ECCV)",
 )
 class PerceptualLoss(FeatureLoss):
@@ -86,7 +85,6 @@ class PerceptualLoss(FeatureLoss):
 @register_loss(
     "content",
     family="content-style",
-    tasks=("style", "sr"),
     paper="Gatys, Ecker & Bethge 2016, Image Style Transfer Using Convolutional Neural Networks (CVPR)",
 )
 class ContentLoss(FeatureLoss):

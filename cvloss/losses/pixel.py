@@ -82,7 +82,7 @@ class _PixelLoss(Loss):
         return weighted_reduce(self.rho(pred - target), check_weight(weight, pred), self.reduction)
 
 
-@register_loss("mse", family="pixel-wise", tasks=("sr", "translate"), paper="classical least squares (L2); see Zhao et al. 2017, 'Loss Functions for Image Restoration with Neural Networks'")
+@register_loss("mse", family="pixel-wise", paper="classical least squares (L2); see Zhao et al. 2017, 'Loss Functions for Image Restoration with Neural Networks'")
 class MSELoss(_PixelLoss):
     """Mean squared error: mean over pixels and channels of (pred - target)².
 
@@ -98,7 +98,7 @@ class MSELoss(_PixelLoss):
         return diff.square()
 
 
-@register_loss("l1", family="pixel-wise", tasks=("sr", "translate"), paper="mean absolute error; see Zhao et al. 2017, 'Loss Functions for Image Restoration with Neural Networks'")
+@register_loss("l1", family="pixel-wise", paper="mean absolute error; see Zhao et al. 2017, 'Loss Functions for Image Restoration with Neural Networks'")
 class L1Loss(_PixelLoss):
     """Mean absolute error: mean over pixels and channels of |pred - target|.
 
@@ -112,7 +112,7 @@ class L1Loss(_PixelLoss):
         return diff.abs()
 
 
-@register_loss("charbonnier", family="pixel-wise", tasks=("sr", "translate"), paper="Lai et al. 2017, 'Deep Laplacian Pyramid Networks for Fast and Accurate Super-Resolution' (LapSRN)")
+@register_loss("charbonnier", family="pixel-wise", paper="Lai et al. 2017, 'Deep Laplacian Pyramid Networks for Fast and Accurate Super-Resolution' (LapSRN)")
 class CharbonnierLoss(_PixelLoss):
     """Charbonnier penalty, a differentiable L1: mean of sqrt((pred - target)² + ε²).
 

@@ -2,29 +2,16 @@
 
 Two routes, one decorator (:func:`~cvloss.losses.registry.register_loss`):
 
-* **Entry points** -- a package declares, in its ``pyproject.toml``::
+* entry points of the group :data:`ENTRY_POINT_GROUP` (``cvloss.losses``), each naming a
+  module whose import registers losses, imported lazily once per process the first time
+  the registry is read; a failure is a :class:`PluginWarning` and its losses are absent;
+* :func:`load_plugins` (``--plugin MODULE``): dotted names or ``.py`` paths; a failure is
+  a :class:`PluginError` (one line, exit 2).
 
-      [project.entry-points."cvloss.losses"]
-      mypkg = "mypkg.losses"
-
-  The value names the module whose import registers the losses. Every entry point of
-  the group :data:`ENTRY_POINT_GROUP` is imported lazily, once per process, the first
-  time the registry is read (``build_loss``, ``list_losses``, ``get_loss_info``), through
-  ``importlib.metadata.entry_points(group="cvloss.losses")``. An installed plugin that
-  cannot be used must not stop every command, so a failure is a :class:`PluginWarning`
-  (one line naming the plugin and the exception, no traceback) and its losses are absent.
-* **Modules** -- :func:`load_plugins` (``--plugin MODULE`` on the command line) imports
-  modules named by their dotted name (found on ``sys.path``) or by a path to a ``.py``
-  file. A failure is a :class:`PluginError` (a ``UsageError``: one line, exit 2).
-
-Either way a plugin is refused whole -- none of its losses stays registered -- when it
-registers a name that is already taken (by cvloss or another plugin), and a module is
-imported at most once per process (loading it again is a no-op), so a worker process that
-calls ``load_plugins(modules)`` with the same list gets the same registry.
-
-:func:`plugin_provenance` describes every plugin loaded: module, distribution and version
-(``None`` for a module outside any installed distribution), the sha256 of its source files
-and the losses it registered -- what a trial records to say which code its loss was.
+A plugin that registers a taken name is refused whole; a module is imported at most once
+per process. :func:`plugin_provenance` describes each plugin loaded (module, distribution,
+version, sha256 of its sources, its losses) for the trial record.
+The ``pyproject.toml`` declaration and the rules' reasons: ``docs/losses.md``.
 """
 from __future__ import annotations
 
@@ -80,7 +67,7 @@ class _Plugin:
 
 
 _LOADED: dict[str, _Plugin] = {}  # key: module name, or the resolved path of a .py file
-_STATE = {"entry_points": False}
+_STATE: dict[str, Any] = {"entry_points": False}  # the sys.path the entry points were read for
 
 
 def _one_line(text: Any) -> str:
@@ -179,12 +166,14 @@ def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
 
 # ---------------------------------------------------------------- entry points
 def load_entry_points() -> None:
-    """Import every ``cvloss.losses`` entry point, once per process (later calls return
-    at once). A plugin that fails to import, or registers a taken name, is skipped with
-    one :class:`PluginWarning` line naming it and the reason."""
-    if _STATE["entry_points"]:
+    """Import every ``cvloss.losses`` entry point not imported yet: on the first read, and
+    again only when ``sys.path`` changed since (a folder added brings its ``*.dist-info``;
+    later calls return at once). A plugin that fails to import, or registers a taken
+    name, is skipped with one :class:`PluginWarning` line naming it and the reason."""
+    path = tuple(sys.path)
+    if _STATE["entry_points"] == path:
         return
-    _STATE["entry_points"] = True  # first: a plugin that reads the registry must not recurse
+    _STATE["entry_points"] = path  # first: a plugin that reads the registry must not recurse
     try:
         eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     except Exception as exc:  # pragma: no cover - unreadable metadata of some distribution

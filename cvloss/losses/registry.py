@@ -1,6 +1,7 @@
 """The loss registry: ``@register_loss`` on a :class:`~cvloss.losses.base.Loss` subclass
-records its name, family, paper, the tasks it serves and its constructor arguments
-(read from the ``__init__`` signature, so defaults live in one place).
+records its name, family, paper and constructor arguments (read from the ``__init__``
+signature, so defaults live in one place). Which tasks a loss serves is the tasks' call:
+task T takes loss L when T's spec accepts L's name or kind (:func:`serves`).
 
 Losses of other packages join the same registry through plugins
 (:mod:`cvloss.losses.plugins`: the ``cvloss.losses`` entry-point group, loaded lazily
@@ -12,13 +13,13 @@ import difflib
 import inspect
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union
 
 from cvloss.errors import UsageError
 from cvloss.losses.base import Loss
-
-from cvloss.task_registry import TASKS  # noqa: E402  (re-exported)
+from cvloss.task_registry import TASKS, task_names, task_spec
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ class LossInfo:
     name: str
     cls: type
     family: str
-    tasks: tuple[str, ...]
     paper: str
     params: tuple[Param, ...] = field(default_factory=tuple)
     plugin: str | None = None  # the plugin that registered it ("mypkg 0.1", "mylosses.py"); None: cvloss
@@ -76,6 +76,19 @@ class LossInfo:
     @property
     def kind(self) -> str:
         return self.cls.kind
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this loss serves (:func:`serves`), in :func:`task_names` order; a
+        plugin task that cannot be loaded is left out here (naming it fails elsewhere)."""
+        out = []
+        for task in task_names():
+            try:
+                if serves(self, task):
+                    out.append(task)
+            except UsageError:
+                continue
+        return tuple(out)
 
     @property
     def summary(self) -> str:
@@ -150,12 +163,17 @@ def _params_of(cls: type) -> tuple[Param, ...]:
     return tuple(params)
 
 
-def register_loss(name: str, *, family: str, tasks: tuple[str, ...] | list[str], paper: str) -> Callable[[type], type]:
+def register_loss(name: str, *, family: str, paper: str,
+                  tasks: tuple[str, ...] | list[str] | None = None) -> Callable[[type], type]:
     """Class decorator that registers a loss under ``name`` (lower-case, unique).
 
     A plugin uses it as cvloss does (``from cvloss.losses import Loss, register_loss``);
     a name already taken raises :class:`DuplicateLossError`, which the plugin loader
-    turns into one line refusing the plugin."""
+    turns into one line refusing the plugin. ``tasks`` is deprecated and ignored: the
+    tasks a loss serves follow from its ``kind`` (:func:`serves`)."""
+    if tasks is not None:
+        warnings.warn(f"register_loss({name!r}, tasks=...) is deprecated and ignored: a task takes a loss by its "
+                      f"kind (the task's slots); drop tasks=", DeprecationWarning, stacklevel=2)
 
     def deco(cls: type) -> type:
         if not (isinstance(cls, type) and issubclass(cls, Loss)):
@@ -165,12 +183,9 @@ def register_loss(name: str, *, family: str, tasks: tuple[str, ...] | list[str],
             held = _REGISTRY[name]
             raise DuplicateLossError(f"loss {name!r} is registered twice ({held.cls.__name__} of {held.origin} and "
                                      f"{cls.__name__})", name, held)
-        bad = [t for t in tasks if t not in TASKS]
-        if bad:
-            raise ValueError(f"loss {name!r}: unknown tasks {bad}; valid: {', '.join(TASKS)}")
         cls.name = name
         plugin = _PLUGIN_CONTEXT[-1] if _PLUGIN_CONTEXT else None
-        _REGISTRY[name] = LossInfo(name, cls, family, tuple(tasks), paper, _params_of(cls), plugin)
+        _REGISTRY[name] = LossInfo(name, cls, family, paper, _params_of(cls), plugin)
         return cls
 
     return deco
@@ -207,10 +222,18 @@ def unknown_loss_message(name: str) -> str:
             f"(a module name or a .py file); valid losses: {', '.join(sorted(_REGISTRY))}")
 
 
+def serves(info: LossInfo, task: str) -> bool:
+    """Whether loss ``info`` serves ``task``: the task's spec accepts its name or kind
+    (``TaskSpec.accepts``: a slot lists either, and the task does not exclude the name).
+    The task comes through the registry (:data:`~cvloss.task_registry.TASKS`), which
+    imports its module now; an unknown task is one ``UsageError`` line."""
+    return bool(task_spec(task).accepts(info.name, info.kind))
+
+
 def list_losses(task: str | None = None) -> list[LossInfo]:
     """Every registered loss, sorted by family then name; only those serving ``task`` if given."""
     _ensure_loaded()
     if task is not None and task not in TASKS:
-        raise UsageError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    infos = [i for i in _REGISTRY.values() if task is None or task in i.tasks]
+        raise TASKS.unknown(task)
+    infos = [i for i in _REGISTRY.values() if task is None or serves(i, task)]
     return sorted(infos, key=lambda i: (i.family, i.name))

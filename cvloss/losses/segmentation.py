@@ -2,32 +2,16 @@
 weight maps of U-Net (Ronneberger et al. 2015): :func:`class_balanced_weights`,
 :func:`unet_weight_map`.
 
-Inputs (see :mod:`cvloss.losses.base`): ``logits`` ``(N, C, H, W)`` float, raw scores;
-``target`` ``(N, H, W)`` int64 class ids in ``[0, C)``; optional per-pixel ``weight``
-``(N, H, W)`` (or ``(N, 1, H, W)``), >= 0, which turns the pixel mean into the
-weighted mean ``Σ w·l / Σ w``.
-
-Options users know from torch / segmentation_models_pytorch, on every loss here:
-
-* ``ignore_index`` (default ``None``: every pixel counts): pixels whose target equals it
-  contribute nothing to the numerator *or* the denominator of the mean -- torch's
-  ``F.cross_entropy(ignore_index=...)`` semantics, Σ_{x counted} w·l / Σ_{x counted} w --
-  and get zero gradient. A batch with every pixel ignored gives 0 (torch: nan), so a
-  crop of an all-"void" region is no signal rather than a divergence. Region losses
-  (``dice``) leave those pixels out of all their sums.
-* ``weight=[w_0, …, w_{K-1}]`` (``ce``, ``focal``): class weights with torch's weighted
-  mean, ``Σ w_{t(x)}·l(x) / Σ w_{t(x)}`` over counted pixels (K = max(C, 2)).
-* ``reduction`` (``ce``, ``bce``, ``wce``, ``focal``): ``mean`` (default), ``sum``, or
-  ``none`` -- the (N, H, W) map of per-pixel terms, already multiplied by their weights
-  (0 at ignored pixels), as torch returns it. ``train`` and ``compare`` need a scalar and
-  refuse ``none`` (``build_loss(..., require_scalar=True)``).
-
-Binary masks (``C == 1``): the single channel is the foreground logit ``z`` and the
-target is in {0, 1}. The cross-entropy family (``ce``, ``wce``, ``focal``) treats it as
-the two-class problem with logits ``(0, z)``: softmax over ``(0, z)`` is
-``(1 − σ(z), σ(z))``, so the multi-class formula becomes binary cross-entropy exactly.
-All log-probabilities come from ``log_softmax`` / ``binary_cross_entropy_with_logits``
-(log-sum-exp), never from ``log`` of a probability, so saturated logits stay finite.
+Inputs: ``logits`` ``(N, C, H, W)`` raw scores; ``target`` ``(N, H, W)`` int64 in
+``[0, C)``; optional per-pixel ``weight`` ``(N, H, W)`` (or ``(N, 1, H, W)``) >= 0, giving
+the weighted mean ``Σ w·l / Σ w``. Every loss here takes ``ignore_index`` (those pixels
+leave numerator and denominator and get zero gradient; all ignored: 0, not nan);
+``ce``/``focal`` take class weights ``weight=[w_0, …]`` (torch's weighted mean);
+``ce``/``bce``/``wce``/``focal`` take ``reduction`` ``mean``, ``sum`` or ``none`` (the
+weighted per-pixel map; ``train``/``compare`` refuse it). ``C == 1``: the channel is the
+foreground logit z and the cross-entropy family uses the two logits ``(0, z)``, which is
+exactly binary cross-entropy. Log-probabilities come from log-sum-exp, never ``log`` of a
+probability. More: ``docs/losses.md``, "Segmentation losses".
 """
 from __future__ import annotations
 
@@ -317,7 +301,7 @@ def unet_border_map(
 
 
 # ---------------------------------------------------------------- losses
-@register_loss("ce", family="pixel-wise", tasks=("seg",), paper=_UNET + " (pixel-wise softmax cross-entropy, eq. 1)")
+@register_loss("ce", family="pixel-wise", paper=_UNET + " (pixel-wise softmax cross-entropy, eq. 1)")
 class CrossEntropyLoss(Loss):
     """Multi-class cross-entropy on logits: mean over pixels of −log softmax(z)_t.
 
@@ -363,7 +347,7 @@ class CrossEntropyLoss(Loss):
         return num.sum() / den.sum().to(values.dtype).clamp_min(torch.finfo(values.dtype).tiny)
 
 
-@register_loss("bce", family="pixel-wise", tasks=("seg",), paper="binary cross-entropy on logits (log-sum-exp form); see " + _UNET)
+@register_loss("bce", family="pixel-wise", paper="binary cross-entropy on logits (log-sum-exp form); see " + _UNET)
 class BCELoss(Loss):
     """Binary cross-entropy on the foreground logit: mean of softplus(z) − t·z.
 
@@ -399,7 +383,7 @@ class BCELoss(Loss):
         return weighted_reduce(values, _times(weight, valid), self.reduction)
 
 
-@register_loss("wce", family="pixel-wise", tasks=("seg",), paper=_UNET + " (weight map, eq. 2; w0=10, sigma=5)")
+@register_loss("wce", family="pixel-wise", paper=_UNET + " (weight map, eq. 2; w0=10, sigma=5)")
 class WeightedCrossEntropyLoss(Loss):
     """Weighted cross-entropy with class-balanced and/or U-Net border weight maps.
 
@@ -551,7 +535,7 @@ class supplied_borders:
         self.old = {}
 
 
-@register_loss("dice", family="region", tasks=("seg",), paper="Milletari et al. 2016, 'V-Net: Fully Convolutional Neural Networks for Volumetric Medical Image Segmentation'")
+@register_loss("dice", family="region", paper="Milletari et al. 2016, 'V-Net: Fully Convolutional Neural Networks for Volumetric Medical Image Segmentation'")
 class DiceLoss(Loss):
     """Soft Dice loss, batch-level: 1 − mean_c (2 Σ p·g + s) / (Σ p + Σ g + s).
 
@@ -629,7 +613,7 @@ class DiceLoss(Loss):
         return m.diagonal(), m.sum(1), g_sum
 
 
-@register_loss("focal", family="pixel-wise", tasks=("seg",), paper="Lin et al. 2017, 'Focal Loss for Dense Object Detection'")
+@register_loss("focal", family="pixel-wise", paper="Lin et al. 2017, 'Focal Loss for Dense Object Detection'")
 class FocalLoss(Loss):
     """Focal loss: mean over pixels of −α_t (1 − p_t)^γ log p_t (Lin et al. 2017, eq. 5).
 

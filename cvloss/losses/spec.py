@@ -28,7 +28,8 @@ from torch import nn
 from cvloss.errors import UsageError
 from cvloss.losses.base import Loss
 from cvloss.losses.features import VGGFeatures, shared_features
-from cvloss.losses.registry import TASKS, LossInfo, _REGISTRY, _ensure_loaded, list_losses, unknown_loss_message
+from cvloss.losses.registry import LossInfo, _REGISTRY, _ensure_loaded, list_losses, serves, unknown_loss_message
+from cvloss.task_registry import TASKS
 
 
 class SpecError(UsageError):
@@ -407,14 +408,14 @@ def build_loss(spec: str, task: str | None = None, feature_weights: str | None =
     if not isinstance(spec, str):
         raise SpecError(f"a loss spec must be a string such as 'ce+0.1*topo'; got {type(spec).__name__}")
     if task is not None and task not in TASKS:
-        raise SpecError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+        raise SpecError(str(TASKS.unknown(task)))
     terms = parse_spec(spec)
     built: list[tuple[float, Loss]] = []
     for term in terms:
         if term.name not in _REGISTRY:
             raise SpecError(unknown_loss_message(term.name))
         info = _REGISTRY[term.name]
-        if task is not None and task not in info.tasks:
+        if task is not None and not serves(info, task):
             fit = ", ".join(i.name for i in list_losses(task))
             raise SpecError(
                 f"loss {term.name!r} does not serve task {task!r} (it serves {', '.join(info.tasks)}); losses for {task}: {fit}"

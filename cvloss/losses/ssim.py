@@ -1,20 +1,15 @@
 """Structural similarity (Wang et al. 2004): the functional ``ssim`` / ``ssim_map`` and
 the loss ``ssim`` = 1 − SSIM.
 
-Wang, Bovik, Sheikh, Simoncelli, "Image Quality Assessment: From Error Visibility to
-Structural Similarity", IEEE TIP 2004. For each position of a Gaussian window
-(11×11, σ = 1.5, normalised to unit sum; §III-C)::
+For each position of a Gaussian window (11×11, σ = 1.5, unit sum)::
 
     SSIM(x, y) = (2 μx μy + C1)(2 σxy + C2) / ((μx² + μy² + C1)(σx² + σy² + C2))   (eq. 13)
 
-with the Gaussian-weighted means, variances and covariance of eqs. 14–16 (population
-statistics: Σ w = 1, no N/(N−1) correction), ``C1 = (K1·L)²``, ``C2 = (K2·L)²``,
-``K1 = 0.01``, ``K2 = 0.03`` and ``L`` the data range (1 for images in [0, 1]). The
-map is evaluated only where the window fits inside the image ('valid' convolution, no
-padding), so an ``H×W`` image gives an ``(H−10)×(W−10)`` map, channels are treated
-independently, and the image's SSIM is the mean over its map and channels (the MSSIM of
-eq. 17). This matches ``skimage.metrics.structural_similarity(gaussian_weights=True,
-sigma=1.5, use_sample_covariance=False, data_range=1)``, which also crops the border.
+with Gaussian-weighted population statistics, ``C1 = (0.01·L)²``, ``C2 = (0.03·L)²`` and
+``L`` the data range (1 for [0, 1]). 'Valid' windows only: an ``H×W`` image gives an
+``(H−10)×(W−10)`` map; channels are independent, and the image's SSIM is the mean over
+map and channels (MSSIM, eq. 17). Matches ``skimage.metrics.structural_similarity(
+gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)``.
 """
 from __future__ import annotations
 
@@ -131,7 +126,7 @@ def ssim(
     raise ValueError(f"ssim: unknown reduction {reduction!r}; valid: none, mean")
 
 
-@register_loss("ssim", family="structural", tasks=("sr", "translate"), paper="Wang et al. 2004, 'Image Quality Assessment: From Error Visibility to Structural Similarity'")
+@register_loss("ssim", family="structural", paper="Wang et al. 2004, 'Image Quality Assessment: From Error Visibility to Structural Similarity'")
 class SSIMLoss(Loss):
     """Structural dissimilarity 1 − SSIM (Wang et al. 2004), Gaussian 11×11 window, σ=1.5.
 

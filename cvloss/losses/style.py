@@ -134,7 +134,7 @@ def _check_style_inputs(pred: torch.Tensor, target: torch.Tensor, weight: torch.
 
 
 # ---------------------------------------------------------------------- losses
-@register_loss("style", family="content-style", tasks=("style",), paper=_GATYS_2016)
+@register_loss("style", family="content-style", paper=_GATYS_2016)
 class StyleLoss(FeatureLoss):
     """Gatys et al. 2016 style loss: weighted Gram-matrix distance over VGG19 layers.
 
@@ -180,7 +180,6 @@ class StyleLoss(FeatureLoss):
 @register_loss(
     "texture",
     family="texture",
-    tasks=("sr", "style"),
     paper="Gatys, Ecker & Bethge 2015, Texture Synthesis Using CNNs (NeurIPS); Sajjadi, Schölkopf & Hirsch 2017, EnhanceNet (ICCV)",
 )
 class TextureLoss(FeatureLoss):
@@ -254,7 +253,6 @@ class TextureLoss(FeatureLoss):
 @register_loss(
     "tv",
     family="content-style",
-    tasks=("sr", "style", "translate"),
     paper="Rudin, Osher & Fatemi 1992 (total variation); Mahendran & Vedaldi 2015; used as a regulariser by Johnson et al. 2016",
 )
 class TVLoss(Loss):

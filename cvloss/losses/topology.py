@@ -1,20 +1,15 @@
 """Topology-aware segmentation losses: ``topo`` (Mosinska et al. 2018) and ``cldice``
 (Shit et al. 2021), with the functional :func:`soft_skeleton`.
 
-Both take ``(logits (N, C, H, W), target (N, H, W) int64)``. ``C == 1`` is a binary
-problem (sigmoid of the logit = foreground probability, target in {0, 1}); ``C >= 2``
-uses the softmax and one-hot targets, per class channel, without the background class 0
-unless ``include_background=True``.
+Both take ``(logits (N, C, H, W), target (N, H, W) int64)``. ``C == 1`` is binary
+(sigmoid of the logit, target in {0, 1}); ``C >= 2`` uses the softmax and one-hot targets
+per class channel, without the background class 0 unless ``include_background=True``.
 
-``ignore_index`` (default ``None``): pixels whose target equals it count in no sum, and
-in the structural terms (the VGG features of ``topo``, the soft skeletons of ``cldice``)
-they are set to background in *both* the predicted probability maps and the one-hot
-targets: every scored channel is 0 there. The two maps are then compared on the same
-domain -- a structure that crosses an ignored band is cut in the prediction exactly as in
-the target, so the band can neither create nor remove a topological difference -- and
-the logits of ignored pixels get zero gradient. (The topology *metrics* instead give the
-target the predicted label there, :mod:`cvloss.metrics.segmentation`; a loss cannot copy
-a prediction into its own target without a gradient path through it.)
+``ignore_index`` (default ``None``): those pixels count in no sum, and in the structural
+terms (``topo``'s VGG features, ``cldice``'s soft skeletons) they are background in *both*
+the predicted maps and the one-hot targets, so an ignored band can neither create nor
+remove a topological difference, and their logits get zero gradient. Why this differs
+from the topology metrics: ``docs/losses.md``, "Topology-aware losses".
 """
 from __future__ import annotations
 
@@ -53,7 +48,6 @@ def _class_maps(logits: torch.Tensor, target: torch.Tensor, include_background: 
 @register_loss(
     "topo",
     family="topology-aware",
-    tasks=("seg",),
     paper="Mosinska, Márquez-Neila, Koziński & Fua 2018, Beyond the Pixel-Wise Loss for Topology-Aware Delineation (CVPR)",
 )
 class TopoLoss(FeatureLoss):
@@ -185,7 +179,6 @@ def soft_skeleton(prob_map: torch.Tensor, iters: int = 3) -> torch.Tensor:
 @register_loss(
     "cldice",
     family="topology-aware",
-    tasks=("seg",),
     paper="Shit et al. 2021, clDice - a Novel Topology-Preserving Loss Function for Tubular Structure Segmentation (CVPR)",
 )
 class ClDiceLoss(Loss):

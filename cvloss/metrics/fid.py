@@ -1,41 +1,17 @@
 """Generative-image metrics: FID and KID on Inception-v3 features (PSNR: :mod:`cvloss.metrics.image_quality`).
 
-**FID** (Heusel et al. 2017): fit a Gaussian to each set of 2048-d Inception pool
-features and take the Fréchet (2-Wasserstein) distance between the two Gaussians::
+* FID (Heusel et al. 2017) = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^{1/2}) on 2048-d pool
+  features, unbiased covariances; the trace of the square root is Σ √λᵢ of
+  Σ₁^{1/2} Σ₂ Σ₁^{1/2} (no ``sqrtm``), or with fewer samples than dimensions the sum of
+  the singular values of M = X₁X₂ᵀ / √((n−1)(m−1)) (centred features; exact, O(nmd)).
+* KID (Bińkowski et al. 2018): the unbiased MMD² with the kernel (xᵀy / d + 1)³, averaged
+  over ``n_subsets`` subsets of ``min(subset_size, n)``; it can be slightly negative.
+* :class:`FIDInception`: the 2015-12-05 TF Inception as torch-fidelity ports it (extra
+  ``cvloss[fid]``): uint8 images resized to 299x299 TF-1.x style, pool3 features. Its
+  weights are never downloaded: :func:`fid_weights_status` looks at ``--fid-weights``,
+  ``$CVLOSS_FID_WEIGHTS`` and the torch hub cache, else says where to place the file.
 
-    FID = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^{1/2})
-
-with sample means μ and unbiased covariances Σ (ddof = 1). The trace of the matrix
-square root is computed without ``sqrtm``: (Σ₁Σ₂)^{1/2} is similar to the symmetric PSD
-matrix Σ₁^{1/2} Σ₂ Σ₁^{1/2}, so its trace is Σ √λᵢ over that matrix's eigenvalues (float64,
-eigenvalues clipped at 0 against round-off). From features (:func:`fid_from_features`)
-with fewer samples than dimensions (a test set of ~100 images against 2048-d features),
-the d × d eigendecompositions are skipped: with centred features X₁ ``(n, d)``, X₂
-``(m, d)``, Σ₁Σ₂ = X₁ᵀX₁X₂ᵀX₂ / ((n−1)(m−1)) has the non-zero eigenvalues of MMᵀ with
-M = X₁X₂ᵀ / √((n−1)(m−1)) ``(n, m)``, so Tr((Σ₁Σ₂)^{1/2}) is the sum of M's singular
-values (exact; O(nmd) instead of O(d³)), and Tr(Σᵢ) = ‖Xᵢ‖²_F / (nᵢ − 1).
-
-**KID** (Bińkowski et al. 2018, "Demystifying MMD GANs"): the unbiased estimator of the
-squared MMD with the cubic polynomial kernel ``k(x, y) = (xᵀy / d + 1)³``::
-
-    MMD²ᵤ = 1/(m(m−1)) Σ_{i≠j} k(xᵢ, xⱼ) + 1/(n(n−1)) Σ_{i≠j} k(yᵢ, yⱼ) − 2/(mn) Σ_{i,j} k(xᵢ, yⱼ)
-
-averaged over ``n_subsets`` random subsets (the paper's code: 100 subsets of 1000). Each
-set contributes ``min(subset_size, its size)`` samples to a subset, drawn without
-replacement; a set no larger than ``subset_size`` is used whole in every subset, so when
-both are, the value is the estimator on the two whole sets -- one number, standard
-deviation 0, whatever the seed (the estimator allows m ≠ n). Unlike FID it is unbiased,
-so it can be compared across sample sizes; it can be slightly negative.
-
-**Extractor** (:class:`FIDInception`): the one published FIDs come from -- the TF
-Inception graph of 2015-12-05 as ported to PyTorch (torch-fidelity's ``inception-v3-compat``,
-the optional extra ``cvloss[fid]``): uint8 images, resized to 299x299 with torch-fidelity's
-TF-1.x-compatible bilinear interpolation, 2048-d pool3 features. Its weights are never
-downloaded here: :func:`fid_weights_status` looks for them at ``--fid-weights PATH``
-(the trainer hands it to the task), else ``$CVLOSS_FID_WEIGHTS``, then in the torch hub cache under
-torch-fidelity's or pytorch-fid's file name, and otherwise says in one line which file to
-place where (FID/KID are then n/a). torchvision's ImageNet Inception is not used: its
-numbers are not comparable with any paper's.
+Formulas, derivations and why not torchvision's Inception: ``docs/tasks/translate.md``.
 """
 from __future__ import annotations
 
@@ -75,7 +51,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def fid_from_features(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor) -> float:
     """FID between two feature sets ``(n, d)`` and ``(m, d)`` (n, m >= 2); the low-rank
-    form of the module docstring when min(n, m) < d, else :func:`frechet_distance`."""
+    form (docs/tasks/translate.md) when min(n, m) < d, else :func:`frechet_distance`."""
     x = np.asarray(real.detach().cpu() if torch.is_tensor(real) else real, dtype=np.float64)
     y = np.asarray(fake.detach().cpu() if torch.is_tensor(fake) else fake, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
@@ -96,7 +72,8 @@ def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: floa
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD² (the formula in the module docstring) with the cubic kernel, n, m >= 2."""
+    """Unbiased MMD² with the cubic kernel k, n, m >= 2: 1/(m(m−1)) Σ_{i≠j} k(xᵢ, xⱼ)
+    + 1/(n(n−1)) Σ_{i≠j} k(yᵢ, yⱼ) − 2/(mn) Σ_{i,j} k(xᵢ, yⱼ)."""
     m, n = len(x), len(y)
     kxx, kyy, kxy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
     # Σ_{i≠j}: drop the diagonal by subtracting the trace.

@@ -1,23 +1,12 @@
 """Mode-coverage metrics of a generator on a 2-D Gaussian mixture, as PacGAN reports them
 (Lin et al. 2018, Sec. 5; the protocol of Srivastava et al. 2017, VEEGAN).
 
-Given N generated samples x_i (PacGAN uses N = 2,500) and the K mixture means μ_k with
-common standard deviation σ:
-
-* a sample is **high quality** (HQ) when it lies within ``3σ`` of its nearest mean:
-  min_k ‖x_i − μ_k‖₂ ≤ 3σ; ``hq_pct`` = 100 · #HQ / N;
-* each HQ sample is assigned to that nearest mean; a mode is **covered** when it holds at
-  least ``min_count`` HQ samples (default 1, VEEGAN's "at least one high-quality sample";
-  PacGAN's stricter variants count a mode only above a minimum); ``modes`` = #covered;
-* **reverse KL** = KL(p̂ ‖ u) = Σ_k p̂_k log(K p̂_k), p̂ the histogram of the HQ samples
-  over the K modes (normalised to 1) and u the uniform target 1/K of the equal-weight
-  mixture. Reverse (mode-seeking) direction: a mode the generator misses contributes
-  p̂_k log(K p̂_k) = 0 (0·log 0 = 0), so no smoothing is needed and the value is finite;
-  it ranges over [0, log K] -- 0 for a perfectly balanced histogram, log K when all HQ
-  samples sit in one mode. With no HQ sample at all the histogram is undefined and we
-  report the worst value log K (nothing of the target is reproduced).
-
-Natural logarithm (nats).
+Given N generated samples and the K mixture means μ_k with common σ: a sample is high
+quality (HQ) when min_k ‖x_i − μ_k‖₂ ≤ 3σ, ``hq_pct`` = 100 · #HQ / N; a mode is covered
+when at least ``min_count`` HQ samples are nearest to it (default 1), ``modes`` =
+#covered; ``kl`` = KL(p̂ ‖ u) = Σ_k p̂_k log(K p̂_k), the reverse KL of the HQ samples'
+mode histogram p̂ against the uniform 1/K, in [0, log K] nats (0·log 0 = 0; no HQ sample
+at all: log K). Why the reverse direction: ``docs/tasks/gan.md``, "Metrics".
 """
 from __future__ import annotations
 

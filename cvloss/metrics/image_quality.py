@@ -1,23 +1,14 @@
 """Image-quality metrics of super-resolution, as the SR literature computes them.
 
-Conventions (EDSR / RCAN / SRGAN evaluation code and the NTIRE reports):
+Images are ``(N, 3, H, W)`` float RGB in [0, 1]. Predictions are quantised to 8 bits
+(:func:`quantize`: round(255·x)/255) and ``scale`` pixels are shaved from every border
+(:func:`shave`). Y is BT.601 studio-swing luma, Y = 16 + 65.481·R + 128.553·G + 24.966·B
+∈ [16, 235]. PSNR = 10·log10(peak² / MSE) per image, then averaged (peak 1 on RGB, 255 on
+Y; +inf capped at :data:`PSNR_CAP` = 100 dB). SSIM: :func:`cvloss.losses.ssim.ssim` on
+Y/255, per image then averaged. VGG feature distance: ‖φ(ŷ) − φ(y)‖² / (C·H·W) at one
+layer of a network the caller chooses.
 
-* Images are ``(N, 3, H, W)`` float RGB in [0, 1]. Predictions are first quantised to 8
-  bits (:func:`quantize`: round(255·x)/255), as a saved PNG would be.
-* ``scale`` pixels are cropped from every border before measuring (:func:`shave`): the
-  border of an upscaled image has no full LR support and is excluded by convention.
-* Y is the luma of ITU-R BT.601 in "studio swing", as MATLAB's ``rgb2ycbcr``:
-  Y = 16 + 65.481·R + 128.553·G + 24.966·B with R, G, B in [0, 1], so Y ∈ [16, 235] on
-  the 0-255 scale (not rounded to integers).
-* PSNR = 10·log10(peak² / MSE) per image, then averaged over images (the mean of
-  per-image PSNRs, not the PSNR of the mean MSE); peak 1 on RGB in [0, 1], 255 on Y.
-  Identical images give +inf, which is capped at :data:`PSNR_CAP` = 100 dB.
-* SSIM: :func:`cvloss.losses.ssim.ssim` (Gaussian 11×11, σ = 1.5, K1 = 0.01, K2 = 0.03)
-  on Y/255 with data range 1, per image then averaged (the usual "SSIM on Y").
-* VGG feature distance: mean over images of the mean squared difference of frozen VGG
-  features at one fixed layer, ‖φ(ŷ) − φ(y)‖² / (C·H·W) (Johnson et al. 2016's feature
-  reconstruction distance), on the border-cropped RGB images; the layer and the
-  network's weights are the caller's (see :class:`cvloss.tasks.sr.SRTask`).
+Conventions and their sources (EDSR / RCAN / SRGAN code, NTIRE): ``docs/tasks/sr.md``.
 """
 from __future__ import annotations
 

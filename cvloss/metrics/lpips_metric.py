@@ -1,20 +1,13 @@
-"""LPIPS (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features as a
-Perceptual Metric"), version 0.1 with the AlexNet trunk: the perceptual metric that no
-cvloss loss trains through (every feature loss here runs VGG16 or VGG19).
+"""LPIPS (Zhang et al. 2018), version 0.1 with the AlexNet trunk: the perceptual metric that
+no cvloss loss trains through (every feature loss here runs VGG16 or VGG19).
 
     d(x, y) = Σ_l 1/(H_l W_l) Σ_hw ‖w_l ⊙ (ŷ^l_hw − x̂^l_hw)‖²
 
-over AlexNet's five ReLU outputs (``relu1`` ... ``relu5``, after conv1 ... conv5), with x̂
-the channel-unit-normalised activations and w_l the package's linear heads calibrated on
-human judgements (``lpips/weights/v0.1/alex.pth``, shipped with the ``lpips`` package, the
-optional extra ``cvloss[lpips]``). Lower is more similar; inputs in [0, 1] (mapped to
-[-1, 1] as the package expects).
-
-The trunk needs torchvision's ImageNet AlexNet (``alexnet-owt-7be5be79.pth``). It is
-never downloaded here: :func:`lpips_status` finds it in the torch hub cache or says in one
-line which file to place where, and the task reports LPIPS as n/a. The package itself would
-download the trunk on first use; :class:`LPIPSMetric` builds it with a random trunk instead
-(``pnet_rand=True``: no download) and loads the cached file into it.
+over AlexNet's five ReLU outputs, x̂ the channel-unit-normalised activations, w_l the
+``lpips`` package's calibrated linear heads (optional extra ``cvloss[lpips]``). Lower is
+more similar; inputs in [0, 1]. The trunk's ImageNet file (``alexnet-owt-7be5be79.pth``)
+is never downloaded: :func:`lpips_status` finds it in the torch hub cache or says in one
+line where to place it (LPIPS is then n/a). More: ``docs/tasks/sr.md``.
 """
 from __future__ import annotations
 

@@ -1,50 +1,17 @@
 """Segmentation metrics: overlap (mIoU, Dice, pixel accuracy) and topology (Betti-number
 errors, clDice score), on hard label maps.
 
-Inputs everywhere are label maps, not logits: ``pred`` and ``target`` of shape
-``(N, H, W)``, integer class ids in ``[0, K)`` (``K = num_classes``), as numpy arrays or
-torch tensors on any device (they are copied to host memory: topology needs scipy /
-scikit-image). ``target`` may also hold ``ignore_index``. Take ``logits.argmax(1)`` (or
-``logits[:, 0] > 0`` for a single binary logit) before calling.
+Inputs everywhere are label maps, not logits: ``pred`` and ``target`` ``(N, H, W)``,
+integer class ids in ``[0, K)``, numpy arrays or torch tensors on any device (copied to
+the host: topology needs scipy / scikit-image); ``target`` may also hold
+``ignore_index``. Take ``logits.argmax(1)`` (or ``logits[:, 0] > 0`` for one binary
+logit) first. IoU and Dice are dataset-level (from the confusion matrix of the whole
+set, classes absent from prediction and truth excluded); Betti errors and clDice are
+per (image, foreground class) pair, averaged. Ignored pixels leave the confusion matrix;
+for the topology metrics the target takes the predicted label there.
 
-Definitions (all stated here because papers and libraries disagree):
-
-* **Confusion matrix** ``M[t, p]`` = number of pixels of true class ``t`` predicted as
-  ``p`` (rows: truth, columns: prediction), summed over every image seen.
-* **IoU** of class c (Jaccard): ``IoU_c = TP_c / (TP_c + FP_c + FN_c)`` with the counts
-  taken from the confusion matrix of the *whole evaluation set* (dataset-level, the
-  PASCAL VOC convention), not averaged per image. **mIoU** is the mean of ``IoU_c`` over
-  the classes present in the prediction or the target somewhere in the set
-  (``TP + FP + FN > 0``); a class absent from both is excluded, and its ``iou_<name>``
-  is NaN.
-* **Dice** (F1) of class c: ``2 TP_c / (2 TP_c + FP_c + FN_c)``, dataset-level; ``dice``
-  is its mean over the *foreground* classes ``1 … K-1`` (class 0 is background), with
-  the same exclusion of absent classes.
-* **Pixel accuracy**: ``Σ_c TP_c / #pixels`` (ignored pixels not counted).
-* **Betti numbers** of a binary mask (:func:`betti_numbers`): β0 = number of
-  8-connected foreground components; β1 = number of holes = 4-connected components of
-  the background that do not touch the image border. Foreground 8 / background 4 is the
-  dual pair of digital topology (Rosenfeld): with it every closed 8-curve separates the
-  plane (Jordan), and β0 − β1 equals the Euler characteristic χ = V − E + F of the mask
-  as a union of closed unit squares (pixels touching at a corner are joined), which is
-  what ``skimage.measure.euler_number(mask, connectivity=2)`` computes with Gray's
-  bit-quads. With the same connectivity for both, a diagonal line would both connect and
-  leak, and the formula breaks.
-* **Betti errors**: for every image and every foreground class c,
-  ``|β_k(pred == c) − β_k(target == c)|``; ``betti0_err`` / ``betti1_err`` are their means
-  over all (image, foreground class) pairs, including pairs where the class is absent
-  from both (error 0).
-* **clDice score** (Shit et al., "clDice -- a Novel Topology-Preserving Loss Function for
-  Tubular Structure Segmentation", CVPR 2021, eq. 1-3): with masks V_P (pred), V_L
-  (label) and hard skeletons S_P, S_L (``skimage.morphology.skeletonize``),
-  ``Tprec = |S_P ∩ V_L| / |S_P|``, ``Tsens = |S_L ∩ V_P| / |S_L|``,
-  ``clDice = 2·Tprec·Tsens / (Tprec + Tsens)``, in [0, 1]. Computed per image and
-  foreground class and averaged over all pairs. Our convention where the paper's ratio
-  is undefined: both masks empty → 1.0 (perfect agreement); exactly one empty → 0.0;
-  ``Tprec + Tsens = 0`` → 0.0.
-* **ignore_index**: pixels whose target equals it are left out of the confusion matrix.
-  For the topology metrics the target there takes the predicted label ("don't care":
-  such pixels can neither create nor remove an error by themselves).
+Every definition, with the conventions where papers and libraries disagree (the 8/4
+connectivity pair, clDice on empty masks): ``docs/tasks/seg.md``, "Metrics".
 """
 from __future__ import annotations
 
@@ -127,7 +94,8 @@ def confusion_matrix(pred: Any, target: Any, num_classes: int, ignore_index: int
 def betti_numbers_batch(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Betti numbers of a stack of binary masks ``(B, H, W)`` → ``(b0, b1)``, each ``(B,)``
     int64. β0: 8-connected foreground components; β1: 4-connected background components
-    not touching the image border (holes). See the module docstring for why.
+    not touching the image border (holes): the dual pair of digital topology, so that
+    β0 − β1 is the Euler characteristic (docs/tasks/seg.md).
 
     Vectorised over the stack: one labelling per connectivity, counts per mask by
     ``bincount`` of the mask index of each component.
@@ -298,7 +266,7 @@ def segmentation_metrics(
 
     ``pred``, ``target``: ``(N, H, W)`` integer class ids in ``[0, K)``. Returns
     ``miou``, ``dice``, ``pixel_acc``, ``iou_<name>`` per class, ``betti0_err``,
-    ``betti1_err``, ``cldice_score`` (definitions in the module docstring). Same as a
+    ``betti1_err``, ``cldice_score`` (definitions: docs/tasks/seg.md). Same as a
     :class:`SegMetricAccumulator` fed the set in batches.
     """
     acc = SegMetricAccumulator(num_classes, class_names, ignore_index)

@@ -1,23 +1,15 @@
 """Face-verification metrics on pair scores: 10-fold accuracy, ROC, AUC, TAR at FAR.
 
-A *score* is the cosine similarity s = ⟨e₁, e₂⟩ of the two L2-normalised embeddings of a
-pair (s ∈ [−1, 1]; equivalently ‖e₁ − e₂‖² = 2 − 2s, so thresholds on either agree).
-A pair is declared "same" when s ≥ t.
+A score is the cosine similarity s = ⟨e₁, e₂⟩ ∈ [−1, 1] of a pair's two unit-norm
+embeddings; a pair is "same" when s ≥ t.
 
-* **10-fold accuracy** (the LFW "unrestricted" protocol, Huang et al. 2007): for each fold
-  k the threshold t_k maximises accuracy on the nine other folds; it is applied to fold
-  k; the result is the mean (and standard deviation) over the 10 folds. Candidate
-  thresholds are the midpoints between consecutive distinct scores plus one below the
-  minimum and one above the maximum (every distinct decision is reachable); ties go to
-  the smallest maximising threshold.
-* **ROC**: TAR(t) = |{same: s ≥ t}| / |same|, FAR(t) = |{different: s ≥ t}| / |different|,
-  over every distinct threshold, from (0, 0) to (1, 1).
-* **AUC**: area under that ROC (trapezoids, so tied scores count one half) =
-  P(s_same > s_diff) + ½ P(s_same = s_diff) (the Mann–Whitney statistic).
-* **TAR @ FAR = f**: the highest TAR over the ROC points with FAR ≤ f -- a step
-  function, no interpolation (a conservative reading: the operating point must really
-  exist). On all pairs pooled. With D different pairs, FAR resolution is 1/D: on LFW's
-  3000 different pairs FAR = 1e-3 allows 3 false accepts; on 300 it allows none.
+* 10-fold accuracy (LFW's unrestricted protocol): fold k's threshold maximises accuracy
+  on the nine other folds; mean and standard deviation over the folds.
+* ROC: TAR(t) and FAR(t) over every distinct threshold, from (0, 0) to (1, 1).
+* AUC: trapezoids = P(s_same > s_diff) + ½ P(s_same = s_diff) (Mann–Whitney).
+* TAR @ FAR = f: the highest TAR over ROC points with FAR ≤ f, no interpolation.
+
+Threshold candidates, ties and FAR resolution: ``docs/tasks/embed.md``, "Metrics".
 """
 from __future__ import annotations
 
@@ -72,6 +64,8 @@ def tar_at_far(scores, same, far_target: float) -> float:
 
 
 def _candidates(s: np.ndarray) -> np.ndarray:
+    """Midpoints between consecutive distinct scores, one below the minimum and one above
+    the maximum: every distinct decision is reachable."""
     u = np.unique(s)
     return np.r_[u[0] - 1.0, (u[1:] + u[:-1]) / 2, u[-1] + 1.0]
 

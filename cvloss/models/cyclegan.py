@@ -1,25 +1,17 @@
 """CycleGAN's networks (Zhu et al. 2017, Appendix 7.2), written from the paper.
 
-* :class:`ResnetGenerator` -- Johnson et al.'s architecture as CycleGAN names it,
-  ``c7s1-k, d2k, d4k, R4k x n, u2k, uk, c7s1-3``: a 7x7 stride-1 conv with reflection
-  padding, two stride-2 3x3 down-sampling convs, ``n`` residual blocks (two 3x3 convs,
-  reflection padding, InstanceNorm), two fractionally-strided (transposed) 3x3 convs back
-  up, a 7x7 conv to RGB and ``tanh``. Every conv but the last is followed by
-  InstanceNorm (no affine parameters, no running statistics: the official default) and
-  ReLU. The paper uses ``k = 64`` and 6 blocks at 128x128, 9 at 256x256. Input and output
-  ``(N, 3, H, W)`` in [-1, 1]; H, W divisible by 4.
-* :class:`PatchDiscriminator` -- the 70x70 PatchGAN ``C64-C128-C256-C512`` (4x4 convs,
-  stride 2 except C512, LeakyReLU 0.2, InstanceNorm on all but C64) and a final 4x4 conv to
-  one channel: raw scores, one per overlapping patch, ``(N, 1, h, w)``. With
-  ``n_layers = 3`` each score sees a 70x70 patch (:func:`patch_receptive_field`); fewer
-  layers give smaller patches for small images. InstanceNorm, never BatchNorm: the
-  WGAN-GP penalty needs per-sample input gradients, and BatchNorm mixes the samples.
-* :class:`CycleGAN` -- the two generators ``g_ab`` (G: A -> B), ``g_ba`` (F: B -> A) and
-  the two discriminators ``d_b`` (real B vs G(a)) and ``d_a`` (real A vs F(b)).
-* :class:`ImagePool` -- the history of generated images the discriminators see.
+* :class:`ResnetGenerator` -- ``c7s1-k, d2k, d4k, R4k x n, u2k, uk, c7s1-3`` with
+  reflection padding, InstanceNorm (no affine, no running statistics) and ReLU, ``tanh``
+  out; ``(N, 3, H, W)`` in [-1, 1] -> the same shape; H, W divisible by 4.
+* :class:`PatchDiscriminator` -- the 70x70 PatchGAN ``C64-C128-C256-C512`` and a 4x4 conv
+  to raw scores ``(N, 1, h, w)``, one per overlapping patch (fewer layers: smaller
+  patches, :func:`patch_receptive_field`). InstanceNorm, never BatchNorm: the WGAN-GP
+  penalty needs per-sample input gradients.
+* :class:`CycleGAN` -- ``g_ab`` (G: A -> B), ``g_ba`` (F: B -> A), ``d_b`` (real B vs
+  G(a)) and ``d_a`` (real A vs F(b)); :class:`ImagePool` -- the fakes D sees.
 
-Initialisation as the official code: conv weights ~ N(0, 0.02), biases 0. Convs carry a
-bias (InstanceNorm without affine parameters has none to absorb it).
+Initialisation as the official code: conv weights ~ N(0, 0.02), biases 0. The paper's
+layer-by-layer description: ``docs/tasks/translate.md``, "Model".
 """
 from __future__ import annotations
 

@@ -1,21 +1,13 @@
 """A small ResNet-like CNN that maps a face image to an L2-normalised embedding.
 
-Architecture (``width`` w, ``dim`` D, input ``(N, 3, H, W)`` in [0, 1], H = W ≥ 16)::
-
-    stem     conv3×3(3→w) · BN · ReLU                     H × W
-    stage 1  BasicBlock(w → w)                            H × W
-    stage 2  BasicBlock(w → 2w, stride 2)                 H/2 × W/2
-    stage 3  BasicBlock(2w → 4w, stride 2)                H/4 × W/4
-    stage 4  BasicBlock(4w → 8w, stride 2)  (depth = 4)   H/8 × W/8
-    head     global average pool · Linear(→ D) · BN1d      f(x) ∈ R^D   (BN1d: bn_neck)
-    output   f(x) / ‖f(x)‖₂                               on the unit sphere (FaceNet)
-
-A BasicBlock is He et al.'s (2016): two conv3×3 + BN with an identity (or 1×1-conv +
-BN projection) shortcut. ``features`` returns the un-normalised f(x) (the layer before
-the classifier of the softmax baseline); ``forward`` the normalised embedding; and, when
-``num_classes`` is given, ``classifier`` is a Linear(D → num_classes) over f(x), used only
-by the softmax baseline (it is built for every loss so every loss starts from the same
-backbone weights at a given seed).
+Input ``(N, 3, H, W)`` in [0, 1], H = W ≥ 16: a conv3×3·BN·ReLU stem, ``depth`` stages of
+He et al.'s BasicBlock (width ``w, 2w, 4w, 8w``, stride 2 from the second), global
+average pooling, Linear(→ ``dim``) and an optional BatchNorm1d neck (``bn_neck``) give
+f(x) ∈ R^D; ``forward`` returns f(x)/‖f(x)‖₂ ``(N, D)`` on the unit sphere (FaceNet),
+``features`` the un-normalised f(x). With ``num_classes``, ``classifier`` is a
+Linear(D → num_classes) over f(x) for the softmax baseline, built for every loss so every
+loss starts from the same backbone weights at a given seed. Layer table:
+``docs/tasks/embed.md``, "Model".
 """
 from __future__ import annotations
 

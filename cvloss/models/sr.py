@@ -2,22 +2,16 @@
 
     x (N, 3, h, w) in [0, 1]
       -> subtract the DIV2K mean RGB (0.4488, 0.4371, 0.4040)      EDSR's MeanShift
-      -> head: conv3x3 3 -> F
-      -> body: B residual blocks  r + s·conv3x3(ReLU(conv3x3(r))), no BatchNorm
-               (EDSR removes BN: it normalises away the range flexibility SR needs),
-               then conv3x3, plus the head's output (a long skip)
+      -> head conv3x3 3 -> F; B residual blocks r + s·conv3x3(ReLU(conv3x3(r))), no BN,
+         then conv3x3 plus the head's output (a long skip)
       -> upsampler: ×2, ×3: conv3x3 F -> F·s², PixelShuffle(s); ×4: two ×2 stages
-      -> tail: conv3x3 F -> 3, add the mean back
-         (``global_skip="bicubic"``: add bicubic(x) instead; the tail starts at zero)
+      -> tail conv3x3 F -> 3, add the mean back (``global_skip="bicubic"``: add bicubic(x)
+         instead; the tail starts at zero)
     -> (N, 3, s·h, s·w), not clamped (losses see the raw output; metrics clamp)
 
-EDSR-baseline is F = 64, B = 16, residual scaling s = 1 (0.1 only in the large EDSR).
-``global_skip="bicubic"`` (our addition, VDSR-style global residual learning) makes the
-network predict the residual over bicubic upsampling; it is what lets a few hundred CPU
-steps beat bicubic, and it is off in the ``full`` budget (the paper's protocol).
-Initialisation: PyTorch's default (EDSR's too; the bicubic variant zeroes the tail so it
-starts as bicubic), drawn from the global RNG, so the
-trainer's seeding makes it identical for every loss at a given seed.
+EDSR-baseline is F = 64, B = 16, residual scaling s = 1. Initialisation is PyTorch's
+default from the global RNG, so the trainer's seeding gives every loss the same weights.
+Why no BatchNorm and why the bicubic skip: ``docs/tasks/sr.md``, "Model".
 """
 from __future__ import annotations
 
@@ -60,7 +54,7 @@ def upsampler(n_feats: int, scale: int) -> nn.Sequential:
 
 
 class EDSR(nn.Module):
-    """EDSR-baseline-like SR net; see the module docstring. ``forward``: (N, 3, h, w) -> (N, 3, s·h, s·w)."""
+    """EDSR-baseline-like SR net (layout in the module docstring). ``forward``: (N, 3, h, w) -> (N, 3, s·h, s·w)."""
 
     def __init__(self, scale: int = 2, n_feats: int = 64, n_blocks: int = 16, res_scale: float = 1.0,
                  global_skip: str = "none") -> None:

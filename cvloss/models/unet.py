@@ -1,22 +1,13 @@
-"""A small U-Net (Ronneberger, Fischer & Brox, "U-Net: Convolutional Networks for
-Biomedical Image Segmentation", MICCAI 2015), the reference model of the ``seg`` task.
+"""A small U-Net (Ronneberger, Fischer & Brox, MICCAI 2015), the reference model of ``seg``.
 
-Shape of the paper, scaled down:
+:class:`UNet`: ``depth`` stages of a double 3×3 conv block and 2×2 max-pooling (channels
+``width · 2**i``), a bottleneck, 2×2 transposed convolutions back up with skip
+concatenation, and a 1×1 head to ``num_classes`` logits. Convolutions are padded
+(``padding=1``) so the output has the input's size; an optional norm layer follows each
+conv; no dropout. Input ``(N, C, H, W)`` with H, W multiples of ``2**depth``; output raw
+logits ``(N, num_classes, H, W)``.
 
-* contracting path: ``depth`` stages of a *double 3×3 conv block* (conv → norm → ReLU,
-  twice) followed by 2×2 max-pooling with stride 2; channels double at every stage
-  (``width, 2·width, …``);
-* bottleneck: one more double conv block with ``width · 2**depth`` channels;
-* expansive path: a 2×2 *transposed convolution* with stride 2 ("up-convolution" in the
-  paper) that halves the channels, concatenation with the skip features of the same
-  resolution, then a double conv block;
-* head: a 1×1 convolution to ``num_classes`` logits.
-
-Differences from the paper, on purpose: convolutions use ``padding=1`` so the output has
-the input's size and no cropping of the skips is needed (the paper's valid convolutions
-shrink 572 → 388); an optional normalisation layer after each conv (the 2015 paper had
-none; BatchNorm is the usual modern choice and makes the small model train quickly on a
-CPU); and no dropout.
+The paper's architecture and what differs from it on purpose: ``docs/tasks/seg.md``.
 """
 from __future__ import annotations
 

@@ -115,8 +115,8 @@ def table_view(result: ComparisonResult, analysis: str = "completed") -> dict[st
                      "baseline": row["loss"] == result.baseline, "flagged": bool(row["flags"]),
                      "success": "" if row["reference"] else success_text(result, row["loss"]),
                      "time": row["time"], "compute": [row["compute"].get(c, "") for c in extra], "cells": cells})
-    return {"metrics": [{"name": m, "unit": metric_unit(m) or m, "arrow": "↑" if result.directions.get(m, True)
-                         else "↓"} for m in metrics],
+    return {"metrics": [{"name": m, "unit": metric_unit(result.task, m) or m,
+                         "arrow": "↑" if result.directions.get(m, True) else "↓"} for m in metrics],
             "success": result.success is not None, "timed": result.compute is not None, "compute_columns": extra,
             "rows": rows,
             "looks": _looks(result.losses, result_key(result))}

@@ -1,4 +1,4 @@
-"""The "Image by image" section of a comparison (issue 31): its ``item_analysis``
+"""The "Image by image" section of a comparison: its ``item_analysis``
 (written by :mod:`cvloss.run.item_analysis`) as Markdown lines -- one summary table of the
 primary metric's contrasts, one verdict line per contrast that says whether the effect
 holds on seeds, across images, both or neither, and the per-item differences.

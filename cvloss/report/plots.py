@@ -1,20 +1,14 @@
 """Comparison plots (matplotlib, Agg): each loss's final metrics as dot-and-whisker on a
-zoomed axis (``bars.png``, the name kept from when they were bars from zero, which hid
-0.1 dB differences), the paired differences against the baseline with their CI and
-corrected significance (``forest.png``), learning curves, and a side-by-side grid of
-every loss's prediction on the same validation images.
+zoomed axis (``bars.png``), the paired differences against the baseline with their CI and
+corrected significance (``forest.png``), learning curves, and a grid of every loss's
+prediction on the same validation images.
 
-Every plot is written as PNG (embedded in the report), PDF and SVG (for papers) next to
-each other, deterministically: no creation date, a fixed SVG hash salt, so regenerating a
-report changes no file whose data did not change.
-
-Every loss keeps its look (colour, hatch, line style, marker: the comparison's key,
-:func:`cvloss.report.style.result_key`, which ``cvloss report`` makes report-wide) across
-every plot, so plots stay readable when printed in grey and a loss is recognisable from
-one figure to the next; no two losses look alike. Whiskers stop at the metric's bounds,
-as the tables' intervals do. References (bicubic, the untrained network) are grey dashed
-lines, never bars; one far outside the losses' range is a labelled arrow at the panel's
-edge instead of a line that would squash the losses' zoomed axis.
+Every plot is written as PNG, PDF and SVG, deterministically (no creation date, a fixed
+SVG hash salt), so regenerating a report changes no file whose data did not change. Every
+loss keeps its look (:func:`cvloss.report.style.result_key`) across every plot; whiskers
+stop at the metric's bounds; references (bicubic, the untrained network) are grey dashed
+lines, or a labelled arrow at the panel's edge when far outside the losses' range. See
+docs/report.md.
 """
 from __future__ import annotations
 
@@ -35,59 +29,14 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from cvloss.errors import ResultsFileError, UsageError  # noqa: E402
+from cvloss.errors import ResultsFileError  # noqa: E402
+from cvloss.report.figures import FONT, save_figure  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, metric_label, reference_style, result_key  # noqa: E402
 from cvloss.report.tables import bound, clipped_interval, contrast_verdicts  # noqa: E402
 from cvloss.result import ComparisonResult, reads_result  # noqa: E402
 from cvloss.report.text import fmt, mpl_text  # noqa: E402
-from cvloss.io import atomic_path, read_csv, read_summary  # noqa: E402
-from cvloss.tasks import get_task_class  # noqa: E402
-
-DPI = 110
-FONT = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
-        "legend.fontsize": 7, "hatch.linewidth": 0.8, "svg.hashsalt": "cvloss",
-        # text is text: never LaTeX (whatever the user's matplotlibrc says), mathtext only
-        # where a label of ours asks for it -- values from data pass through mpl_text
-        "text.usetex": False}
-# Metadata that would differ between two runs on the same data (dates) is left out.
-_METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "ModDate": None, "Producer": None},
-             ".svg": {"Date": None}}
-VECTOR_FORMATS = (".pdf", ".svg")
-# Which formats beside the PNG (which the report embeds): "png,pdf,svg" by default; a
-# sweep of hundreds of comparisons (or a test suite) may keep "png" only.
-FORMATS_ENV = "CVLOSS_PLOT_FORMATS"
-
-
-def vector_formats() -> tuple[str, ...]:
-    """The vector formats ``$CVLOSS_PLOT_FORMATS`` asks for (default both); an unknown
-    format is refused in one line."""
-    raw = os.environ.get(FORMATS_ENV, "").strip()
-    if not raw:
-        return VECTOR_FORMATS
-    asked = {"." + f.strip().lower().lstrip(".") for f in raw.split(",") if f.strip()}
-    unknown = asked - {".png", *VECTOR_FORMATS}
-    if unknown or ".png" not in asked:
-        raise UsageError(f"${FORMATS_ENV}={raw!r}: give png plus any of pdf, svg (comma-separated)")
-    return tuple(ext for ext in VECTOR_FORMATS if ext in asked)
-
-
-def save_figure(fig, path: Path, close: bool = True) -> None:
-    """Write ``fig`` as ``path`` (PNG) and as the same name in PDF and SVG beside it
-    (:func:`vector_formats`), each atomically under a unique temporary name (concurrent
-    writers never collide), with no date in the files (see the module docstring)."""
-    path = Path(path)
-    try:
-        with plt.rc_context({"svg.hashsalt": "cvloss"}):
-            # The tight box once (it costs a full draw), shared by every format.
-            box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
-            for target in (path, *(path.with_suffix(ext) for ext in vector_formats())):
-                with atomic_path(target) as tmp:
-                    fig.savefig(tmp, dpi=DPI, bbox_inches=box, format=target.suffix[1:],
-                                metadata=_METADATA.get(target.suffix))
-    finally:
-        if close:
-            plt.close(fig)
-
+from cvloss.io import read_csv, read_summary  # noqa: E402
+from cvloss.report.views import view_for  # noqa: E402
 
 
 def _short(spec: str, width: int = 22) -> str:
@@ -232,7 +181,7 @@ def bar_plot(result: ComparisonResult, path: Path) -> None:
             _reference_lines(ax, ref_values, _zoom(shown))
             direction = result.directions.get(metric, True)
             ax.set_title(mpl_text(f"{metric} ({'higher' if direction else 'lower'} is better)"))
-            ax.set_ylabel(mpl_text(metric_label(metric)))
+            ax.set_ylabel(mpl_text(metric_label(result.task, metric)))
             # Trials left out of the mean are named under the loss, in red.
             notes = [_status_note(result, l) for l in losses]
             tilt = len(losses) > 3 or max(len(_short(l).split("\n")[0]) for l in losses) > 10  # no overlaps
@@ -339,7 +288,7 @@ def curves_plot(result: ComparisonResult, path: Path) -> None:
         if log:
             axes[0].set_yscale("log")
         if metric:
-            axes[-1].set_ylabel(mpl_text(metric_label(metric, result.directions.get(metric, True))))
+            axes[-1].set_ylabel(mpl_text(metric_label(result.task, metric, result.directions.get(metric, True))))
             axes[-1].set_title(mpl_text(f"validation {metric} per epoch"))
         for ax in axes:
             ax.set_xlabel("epoch")
@@ -382,8 +331,8 @@ def samples_plot(result: ComparisonResult, path: Path) -> bool:
     names = list(cols)
     k = len(cols["input"])
     one_seed = len(set(seed_of.values())) == 1
-    task_cls = get_task_class(result.task)
-    titles, note = dict(task_cls.sample_titles), task_cls.sample_note
+    view = view_for(result.task)
+    titles, note = dict(view.sample_titles), view.sample_note
     looks = result_key(result)
     with plt.rc_context(FONT):
         fig, axes = plt.subplots(k, len(names), figsize=(1.45 * len(names), 1.45 * k + 0.5), squeeze=False)
@@ -479,7 +428,7 @@ def forest_plot(result: ComparisonResult, path: Path) -> bool:
             ax.set_title(mpl_text(f"{metric}{' (primary)' if metric == primary else ''}: "
                                   f"Δ vs {_short(result.baseline, 18)}\n"
                                   f"{'higher' if up else 'lower'} is better · {name}"))
-            ax.set_xlabel(mpl_text(f"Δ {metric_label(metric)}  ({'→' if up else '←'} better)"))
+            ax.set_xlabel(mpl_text(f"Δ {metric_label(result.task, metric)}  ({'→' if up else '←'} better)"))
             ax.grid(axis="x", alpha=0.3, zorder=0)
         for k in range(len(metrics), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")

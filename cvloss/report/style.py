@@ -1,27 +1,14 @@
 """One look per loss, the same in every plot, table and colour key of a report.
 
 A look is a colour plus a *pattern* (bar hatch, line style and marker, which go
-together), and no two losses of one report share colour and pattern:
-
-* Every registered loss name has a fixed look (:data:`SLOTS`), distinct over **all**
-  registered names, so a report that mixes tasks (gan's ``ns`` beside seg's ``topo``)
-  never shows two losses alike, and a registered loss looks the same in every report,
-  whatever else the report holds. The losses that serve one task also differ in colour and
-  in pattern, so they stay apart when printed in grey.
-* Any other spec -- a variant (``triplet(mining=semi_hard)``, ``2*lsgan+cycle``: a shade of
-  its first term's colour with a pattern of its own) or a name the table does not know
-  (hashed onto a palette colour) -- gets a *preferred* look from a hash of its text (SHA-1,
-  the same in every process and on every machine; Python's ``hash`` is not), then the
-  report's key (:func:`loss_key`) moves it to the next free look when that one is taken:
-  by a registered loss (always reserved, present or not) or by another such spec that
-  sorts before it. So the key depends only on the *set* of specs, and adding a comparison
-  can recolour an unregistered spec only when the newcomer sorts first and hashes onto
-  the same look (rare: 16 colours x 41 shades x 8 patterns).
-
-Plots take the look from the comparison's key (:func:`result_key`): the report-wide key
-when ``cvloss report`` draws them (``load_comparisons`` sets it), the comparison's own
-otherwise. Reference rows (bicubic, the untrained network) are not losses: they are drawn
-in :data:`REFERENCE_COLOR`, dashed, never with a loss colour.
+together), and no two losses of one report share both. Every registered loss name has a
+fixed look (:data:`SLOTS`), distinct over all registered names (and, within one task's
+losses, in colour and in pattern, for print in grey). Any other spec gets a *preferred*
+look from a SHA-1 of its text (the same on every machine; Python's ``hash`` is not),
+moved by the report's key (:func:`loss_key`) to the next free look when a registered
+loss or an earlier-sorting spec holds it: the key depends only on the *set* of specs.
+Plots take the look from :func:`result_key` (report-wide under ``cvloss report``);
+reference rows are drawn in :data:`REFERENCE_COLOR`, dashed. See docs/report.md.
 """
 from __future__ import annotations
 
@@ -31,7 +18,9 @@ import itertools
 import re
 from typing import Any, Iterable, Iterator
 
+from cvloss.errors import UsageError
 from cvloss.result import ComparisonResult, reads_result
+from cvloss.tasks import get_task_class
 
 # 16 colours, distinct in hue and (pairwise, mostly) in lightness; no grey: grey is the
 # reference colour. tab10 without its grey, then darker tones of tab20b/tab20c.
@@ -203,36 +192,20 @@ def reference_style(k: int = 0) -> dict[str, Any]:
     return {"color": REFERENCE_COLOR, "linestyle": ["--", ":", "-."][k % 3], "marker": "", "hatch": ""}
 
 
-# Units and ranges shown on axes and in table headers. Exact names first, then prefixes.
-METRIC_UNITS = {
-    "miou": "mean IoU, 0-1", "dice": "Dice, 0-1", "pixel_acc": "fraction of pixels",
-    "betti0_err": "|Δβ0|, components", "betti1_err": "|Δβ1|, holes", "cldice_score": "clDice, 0-1",
-    "psnr": "dB", "psnr_y": "dB", "psnr_rgb": "dB", "ssim": "SSIM, ≤1", "vgg_dist": "feature distance",
-    "verif_acc": "fraction of pairs", "auc": "ROC AUC, 0-1",
-    "modes": "count", "hq_pct": "% of samples", "kl": "nats",
-    "content_loss": "feature MSE", "style_dist": "Gram distance", "tv": "total variation", "evals": "function evaluations",
-    "wall_s": "s",
-    "paired_ssim": "SSIM, ≤1", "paired_psnr": "dB", "paired_l1": "mean |Δ|, pixels in [0,1]",
-    "cycle_l1": "mean |Δ|, pixels in [0,1]", "fid": "FID", "kid": "KID",
-    "train_loss": "loss value",
-}
-_PREFIX_UNITS = [("iou_", "IoU, 0-1"), ("tar_far", "TAR, 0-1"), ("gram_", "Gram distance"), ("psnr", "dB"),
-                 ("ssim", "SSIM, ≤1")]
+def metric_unit(task: str, metric: str) -> str:
+    """Unit or range of ``task``'s metric (``dB``, ``mean IoU, 0-1``) as its spec declares
+    it (:meth:`cvloss.tasks.spec.TaskSpec.unit`); ``""`` when it declares none or the task
+    is not installed here (a report of a plugin's results without the plugin)."""
+    try:
+        spec = get_task_class(task).spec
+    except UsageError:
+        return ""
+    return spec.unit(metric)
 
 
-def metric_unit(metric: str) -> str:
-    """Unit or range of a metric (``dB``, ``mean IoU, 0-1``), ``""`` when unknown."""
-    if metric in METRIC_UNITS:
-        return METRIC_UNITS[metric]
-    for prefix, unit in _PREFIX_UNITS:
-        if metric.startswith(prefix):
-            return unit
-    return ""
-
-
-def metric_label(metric: str, direction: bool | None = None) -> str:
+def metric_label(task: str, metric: str, direction: bool | None = None) -> str:
     """Axis label: ``miou (mean IoU, 0-1) ↑``."""
-    unit = metric_unit(metric)
+    unit = metric_unit(task, metric)
     text = f"{metric} ({unit})" if unit else metric
     if direction is not None:
         text += " ↑" if direction else " ↓"

@@ -1,31 +1,14 @@
 """Comparison tables: one row per loss, one column per metric, ``mean ± 95% CI``.
 
-Marks (the same in the console, Markdown and HTML):
-
-* best -- the loss that beats every other one on that metric in paired tests over seeds
-  after correction (Holm over its k - 1 tests for the primary metric, Benjamini-Hochberg
-  for the exploratory others): ``result.best``. When no loss does, nothing is marked
-  and the table says "no significant difference". Reference rows (bicubic, the untrained
-  network) are never best. Console ``(best)``, Markdown **bold**, HTML bold + shaded.
-  (Comparisons written before corrected statistics existed mark the best mean instead,
-  and say so.)
-* ``*`` / ``**`` -- the paired difference against the baseline (first loss) has an
-  adjusted p (``p_adj``: Holm for the primary metric, BH for the others) < 0.05 / < 0.01;
-  the baseline and references are never marked. Its family (the k - 1 tests of each loss
-  against the baseline) is not best's (the k - 1 tests of the leader against each other
-  loss): a best loss can lack a star. The legends say so (:func:`console_legend`).
-* *runs* -- ``done/seeds``, i.e. ``n`` of the statistics, followed by the trials left out
-  of every mean: ``(1 diverged)`` (NaN/Inf), ``(1 collapsed)``, ``(1 degenerate)``,
-  ``(1 missing)``; ``(3 identical)`` when seeds of a loss are identical replicates
-  (:mod:`cvloss.report.trial_notes`). ⚠ marks a row with any of these, or with trials that
-  today's degenerate rule flags on their stored test numbers; :func:`note_lines` lists
-  the reasons under the table, with the unit of replication.
-* verdicts -- every contrast of a loss against the baseline gets one verdict from
-  :func:`cvloss.verdict.contrast_verdict` (appears / reversed / not detected with its MDE /
-  inconclusive / not measurable), read by :func:`contrast_verdicts` from the rows, the same
-  for the verdict lines, the forest plot and the study's effects.
-
-:func:`comparison_table` computes these once; the renderers only format.
+Marks, the same in the console, Markdown and HTML: *best* (``result.best``: the loss that
+beats every other one after correction, Holm for the primary metric, BH for the others;
+references are never best); ``*`` / ``**`` (the paired difference against the baseline
+has ``p_adj`` < 0.05 / < 0.01, a family other than best's: :func:`console_legend` says
+so); *runs* (``done/seeds`` and the trials left out: diverged, collapsed, degenerate,
+missing, identical replicates; ⚠ and :func:`note_lines` give the reasons); and one
+verdict per contrast against the baseline from :func:`cvloss.verdict.contrast_verdict`
+(:func:`contrast_verdicts`). :func:`comparison_table` computes these once; the renderers
+only format. See docs/report.md.
 """
 from __future__ import annotations
 
@@ -456,7 +439,7 @@ def comparison_markdown(result: ComparisonResult, heading_level: int = 2, headin
                if result.best is not None else "paired t-test p, uncorrected")
         parts += [f"\nPaired difference against {md_code(result.baseline)} (Δ ± 95% CI, {how}):\n",
                   markdown_table(difference_rows(result))]
-    parts += item_lines(result.item_analysis, heading_level)  # "Image by image" (issue 31)
+    parts += item_lines(result.item_analysis, heading_level)  # "Image by image"
     if has_failures(result) and result.itt is not None:
         parts += [f"\n{h}# Intent to treat\n",
                   ITT_LEGEND + "\n", markdown_table(comparison_rows(result, markdown=True, analysis="itt"))]
@@ -562,7 +545,7 @@ def verdict_bounds(result: ComparisonResult, metric: str) -> tuple[float | None,
     try:
         from cvloss.tasks import get_task_class
 
-        t_low, t_high = get_task_class(result.task).bounds(metric, result.dataset or None)
+        t_low, t_high = get_task_class(result.task).spec.bounds(metric, result.dataset or None)
     except Exception:  # an unknown task (a results file from elsewhere): the recorded bound
         return low, high
     return (t_low if t_low is not None else low), (t_high if t_high is not None else high)
@@ -774,12 +757,12 @@ def note_lines(result: ComparisonResult, form: Form = CONSOLE) -> list[str]:
 
 
 def _task_attr(result: ComparisonResult, name: str) -> str:
-    """A task's class attribute (its degenerate rule, its unit of replication) for a
+    """A field of a task's spec (its degenerate rule, its unit of replication) for a
     comparison written before compare.json carried it; empty for an unknown task."""
     try:
         from cvloss.tasks import get_task_class
 
-        return str(getattr(get_task_class(result.task), name, "") or "")
+        return str(getattr(get_task_class(result.task).spec, name, "") or "")
     except Exception:  # a results file of an unknown task
         return ""
 

@@ -1,106 +1,166 @@
-"""Task-specific comparison plots, drawn from a whole comparison's trial folders:
-embed's ROC curves and embedding PCA, gan's sample scatter, style's every-seed grid.
+"""The built-in tasks' own comparison plots, drawn from the files the trials wrote:
+embed's ROC curves and embedding PCA (``report_data.npz``), gan's sample scatter and
+style's every-seed grid (``samples.npz``). The views (:mod:`cvloss.report.views`) hold them.
 
-:func:`task_plots` writes a task's plots into ``out_dir`` and returns {key: file name};
-``result.trials[loss]`` lists each loss's trial folders (per seed) to read
-``samples.npz``, ``trial.json`` or the final weights (``model.pt``, else ``checkpoint.pt``)
-from.
+Each takes a comparison (``result.trials[loss]``: that loss's trial folders, one per seed)
+and a folder to draw in, and returns {key: file name}. No task is rebuilt and no weights
+are loaded: a trial's files are read as untrusted (:func:`read_report_data`).
 """
 from __future__ import annotations
 
 import math
 import textwrap
+import warnings
+import zipfile
+from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from numpy.lib import format as npy_format  # noqa: E402
 
-from cvloss.errors import CheckpointError  # noqa: E402
-from cvloss.io import load_checkpoint, load_torch_file, read_json  # noqa: E402
+from cvloss.errors import ResultsFileError  # noqa: E402
+from cvloss.io import read_bounded  # noqa: E402
 from cvloss.metrics.verification import roc_auc, roc_curve  # noqa: E402
-from cvloss.report.plots import save_figure  # noqa: E402
+from cvloss.report.figures import save_figure  # noqa: E402
 from cvloss.report.style import REFERENCE_COLOR, result_key  # noqa: E402
 from cvloss.report.text import mpl_text  # noqa: E402
 from cvloss.result import ComparisonResult, reads_result  # noqa: E402
-from cvloss.tasks.base import seed_everything  # noqa: E402
-from cvloss.tasks.embed import EmbedTask  # noqa: E402
 
-PCA_IDS = 10  # val identities drawn in the PCA plot
-WEIGHTS = ("model.pt", "checkpoint.pt")  # a trial's final weights: model.pt, else (older trials) the last checkpoint
-
-
-def task_plots(task: str, result: ComparisonResult, out_dir: Path) -> dict[str, str]:
-    """The plots of ``task`` (none for tasks without their own)."""
-    plots = _PLOTS.get(task)
-    return plots(result, Path(out_dir)) if plots else {}
+#: A trial's arrays for its task's plots (:meth:`cvloss.tasks.base.Task.report_arrays`),
+#: written by the trainer after the final test evaluation; the untrained model's arrays
+#: under the same keys prefixed ``untrained.``.
+REPORT_DATA = "report_data.npz"
+#: The largest report data file read: embed's full budget writes well under 1 MiB.
+MAX_REPORT_DATA_BYTES = 64 * 2**20
+UNTRAINED_PREFIX = "untrained."
 
 
-def has_weights(trial_dir: Path) -> bool:
-    """Whether a trial folder holds final weights (:data:`WEIGHTS`) and its trial.json."""
-    return (trial_dir / "trial.json").exists() and any((trial_dir / name).exists() for name in WEIGHTS)
+def _declared_bytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The data bytes an ``.npy`` member's header declares (read before the array, so a
+    header claiming a huge shape is refused before numpy allocates it)."""
+    with zf.open(info) as f:
+        version = npy_format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"member {info.filename} is .npy format {version}, not 1.0 or 2.0")
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise ValueError(f"member {info.filename} holds Python objects")
+    return math.prod(shape) * dtype.itemsize
 
 
-def trained_weights(trial_dir: Path) -> dict[str, torch.Tensor]:
-    """A finished trial's final ``state_dict``: ``model.pt`` (weights only), else the
-    ``"model"`` of ``checkpoint.pt`` -- trials written before model.pt existed, and the
-    committed results/embed seed-0 trials, have only that; both read with
-    ``weights_only=True``."""
-    if not (trial_dir / WEIGHTS[0]).exists():
-        return load_checkpoint(trial_dir / WEIGHTS[1])["model"]
-    state = load_torch_file(trial_dir / WEIGHTS[0], "model weights")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"model weights {trial_dir / WEIGHTS[0]} refused: it holds a {type(state).__name__}, "
-                              "not a state_dict")
-    return state
+def read_report_data(trial_dir: Path, name: str = REPORT_DATA) -> dict[str, np.ndarray]:
+    """The arrays of ``trial_dir``'s :data:`REPORT_DATA` (or ``name``), read as untrusted: a
+    regular file inside the folder of at most :data:`MAX_REPORT_DATA_BYTES`, a zip of plain
+    ``.npy`` arrays (no pickled objects) each declaring no more data than its member holds.
+    :class:`FileNotFoundError` when there is none; else one :class:`ResultsFileError` line."""
+    path = Path(trial_dir) / name
+    data = read_bounded(path, Path(trial_dir), MAX_REPORT_DATA_BYTES, "report data file")
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as zf:
+            infos = zf.infolist()
+            if sum(i.file_size for i in infos) > MAX_REPORT_DATA_BYTES:
+                raise ValueError(f"its members unpack to more than {MAX_REPORT_DATA_BYTES} bytes")
+            for info in infos:
+                if not info.filename.endswith(".npy") or _declared_bytes(zf, info) > info.file_size:
+                    raise ValueError(f"member {info.filename} is not an .npy array of the size it declares")
+        with np.load(BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ResultsFileError(f"{path} is not a valid report data file: {type(exc).__name__}: {exc}") from None
 
 
-@torch.no_grad()
-def _embed(task: EmbedTask, model: torch.nn.Module) -> torch.Tensor:
-    model.eval()  # as the trainer evaluates
-    return task.embed(model, task.val_x)
+def _pairs(arrays: dict[str, np.ndarray], prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``(scores (M,) float64 finite, same (M,) bool with both kinds)`` for a ROC curve;
+    ValueError naming what is wrong."""
+    s, same = arrays.get(prefix + "pair_scores"), arrays.get(prefix + "pair_same")
+    if s is None or same is None:
+        raise ValueError(f"no {prefix}pair_scores or {prefix}pair_same")
+    if s.ndim != 1 or s.dtype.kind != "f" or same.shape != s.shape or same.dtype != np.bool_:
+        raise ValueError(f"{prefix}pair_scores/{prefix}pair_same are not (M,) floats and (M,) booleans")
+    if not np.isfinite(s).all() or same.all() or not same.any():
+        raise ValueError(f"{prefix}pair_scores are not finite, or the pairs are not both same and different")
+    return s.astype(np.float64), same
+
+
+def _cloud(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings (N, D) float64 finite, N >= 2, D >= 2; identities (N,) int)`` for the PCA."""
+    e, ids = arrays.get("pca_embeddings"), arrays.get("pca_ids")
+    if e is None or ids is None:
+        raise ValueError("no pca_embeddings or pca_ids")
+    if e.ndim != 2 or e.dtype.kind != "f" or min(e.shape) < 2 or ids.shape != e.shape[:1] or ids.dtype.kind not in "iu":
+        raise ValueError("pca_embeddings/pca_ids are not (N, D >= 2) floats and (N,) integers")
+    if not np.isfinite(e).all():
+        raise ValueError("pca_embeddings are not finite")
+    return e.astype(np.float64), ids
+
+
+def _embed_arrays(dirs: list[str]) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The report data of the first of a loss's trials (seed order) whose file reads and
+    holds embed's arrays, else (None, why not). A seed run as k folds (LFW View 2) keeps
+    it in each fold's sub-trial: its first fold's is drawn."""
+    why = f"no {REPORT_DATA} in its trials (trials written before cvloss kept report data)"
+    folders = [f for d in dirs for f in (Path(d), Path(d) / "fold0")]
+    for d in folders:
+        try:
+            arrays = read_report_data(d)
+            _pairs(arrays)
+            _cloud(arrays)
+            return arrays, ""
+        except FileNotFoundError:
+            continue
+        except ResultsFileError as exc:
+            why = str(exc)
+        except ValueError as exc:
+            why = f"{d / REPORT_DATA}: {exc}"
+    return None, why
 
 
 @reads_result
 def embed_plots(result: ComparisonResult, out_dir: Path) -> dict[str, str]:
-    """``roc.png``: ROC curves (TAR vs FAR, log FAR axis) of every loss at the first
-    seed, plus the untrained network; ``pca.png``: per loss, the 2-D PCA of the val
-    embeddings of the first 10 val identities, coloured by identity. Both rebuilt
-    from each trial's final weights (:func:`trained_weights`) and ``trial.json``."""
-    curves, clouds, task = [], [], None
+    """``roc.png``: ROC curves (TAR vs FAR, log FAR axis) of every loss on the val pairs
+    at its first seed with report data, plus the untrained network; ``pca.png``: per loss,
+    the 2-D PCA of the val embeddings of the first 10 val identities, coloured by identity.
+    Both from each trial's ``report_data.npz``; a loss without one is left out, said in one
+    warning line (trials written before that file existed have none)."""
+    curves, clouds, skipped, untrained = [], [], {}, None
     for spec, dirs in result.trials.items():
-        d = next((Path(x) for x in dirs if has_weights(Path(x))), None)
-        if d is None:
+        arrays, why = _embed_arrays(dirs)
+        if arrays is None:
+            skipped.setdefault(why, []).append(spec)
             continue
-        info = read_json(d / "trial.json")
-        cfg = info["config"]
-        if task is None:
-            task = EmbedTask(cfg["dataset"], cfg["params"], torch.device("cpu"), cfg.get("data_dir"), cfg.get("feature_weights"))
-            task.load_data()
-            seed_everything(int(cfg["seed"]))  # the trainer's init at this seed
-            init = task.build_model()
-            s0 = task.pair_scores(_embed(task, init))
-            curves.append(("untrained", s0))
-        model = task.build_model()
-        model.load_state_dict(trained_weights(d))
-        emb = _embed(task, model)
-        curves.append((spec, task.pair_scores(emb)))
-        clouds.append((spec, emb))
-    if task is None:
+        curves.append((spec, *_pairs(arrays)))
+        clouds.append((spec, *_cloud(arrays)))
+        if untrained is None:
+            try:  # every loss's untrained network at a seed is the same one: drawn once
+                untrained = ("untrained", *_pairs(arrays, UNTRAINED_PREFIX))
+            except ValueError:
+                pass
+    if skipped:
+        warnings.warn(f"{result.task} plots roc.png and pca.png leave out "
+                      + "; ".join(f"{', '.join(specs)}: {why}" for why, specs in skipped.items()), stacklevel=2)
+    if not curves:
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
+    _roc_plot(result, [untrained, *curves] if untrained else curves, out_dir / "roc.png")
+    _pca_plot(clouds, out_dir / "pca.png")
+    return {"roc": "roc.png", "pca": "pca.png"}
+
+
+def _roc_plot(result: ComparisonResult, curves: list[tuple[str, np.ndarray, np.ndarray]], path: Path) -> None:
+    """ROC curves ``(spec, scores, same)``, FAR on a log axis down to one false accept."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    floor = 1.0 / max(1, int((~task.same).sum()))
-    for spec, s in curves:
-        far, tar, _ = roc_curve(s, task.same)
+    floor = 1.0 / max(1, int((~curves[0][2]).sum()))
+    for spec, s, same in curves:
+        far, tar, _ = roc_curve(s, same)
         # the comparison's colour and line style of each loss, so the ROC matches every other plot
         look = {"color": REFERENCE_COLOR, "linestyle": "--"} if spec == "untrained" else result_key(result)[spec]
         ax.step(np.maximum(far, floor / 2), tar, where="post", ls=look["linestyle"], color=look["color"],
-                label=mpl_text(f"{spec} (AUC {roc_auc(s, task.same):.3f})"))
+                label=mpl_text(f"{spec} (AUC {roc_auc(s, same):.3f})"))
     ax.set_xscale("log")
     ax.set_xlim(floor / 2, 1)
     ax.set_ylim(0, 1.01)
@@ -111,28 +171,30 @@ def embed_plots(result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    save_figure(fig, out_dir / "roc.png")  # with its PDF and SVG
+    save_figure(fig, path)  # with its PDF and SVG
 
-    keep = torch.isin(task.val_y, torch.unique(task.val_y)[:PCA_IDS]).numpy()
+
+def _pca_plot(clouds: list[tuple[str, np.ndarray, np.ndarray]], path: Path) -> None:
+    """Per loss ``(spec, embeddings, identities)``: the embeddings projected on their first
+    two principal axes, coloured by identity."""
     ncol = min(3, len(clouds))
     nrow = math.ceil(len(clouds) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.0 * nrow), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, (spec, emb) in zip(axes.flat, clouds):
-        e = emb.numpy()[keep].astype(np.float64)
+    for ax, (spec, e, ids) in zip(axes.flat, clouds):
         e = e - e.mean(0)
         _, _, vt = np.linalg.svd(e, full_matrices=False)
         xy = e @ vt[:2].T
         ax.set_axis_on()
-        ax.scatter(xy[:, 0], xy[:, 1], c=task.val_y.numpy()[keep], cmap="tab10", s=12, rasterized=True)
+        ax.scatter(xy[:, 0], xy[:, 1], c=ids, cmap="tab10", s=12, rasterized=True)
         ax.set_title(mpl_text(spec), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"PCA of val embeddings, {PCA_IDS} identities (colour = identity)", fontsize=9)
+    n_ids = len(np.unique(clouds[0][2]))
+    fig.suptitle(f"PCA of val embeddings, {n_ids} identities (colour = identity)", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, out_dir / "pca.png")
-    return {"roc": "roc.png", "pca": "pca.png"}
+    save_figure(fig, path)
 
 
 @reads_result
@@ -232,7 +294,3 @@ def style_plots(result: ComparisonResult, out_dir: Path) -> dict[str, str]:
     path = out_dir / "stylised_all_seeds.png"
     save_figure(fig, path)
     return {"stylised_all_seeds": path.name}
-
-
-_PLOTS: dict[str, Callable[[dict[str, Any], Path], dict[str, str]]] = {
-    "embed": embed_plots, "gan": gan_plots, "style": style_plots}

@@ -2,18 +2,13 @@
 GitHub-flavoured Markdown tables, and the escapes that keep a value from a results file
 (a loss spec, a dataset, a device string: untrusted) from being read as markup.
 
-* :func:`md_escape` -- every value written into Markdown as text (cells, headings, list
-  items, captions); :func:`md_code` -- a value shown as code (loss specs, folders,
-  commands), a code span when that is safe, else escaped text.
-* :func:`mpl_text` -- every value matplotlib draws (titles, legends, tick labels,
-  annotations): a ``$`` would start mathtext.
-* LaTeX has :func:`cvloss.report.latex.latex_escape`; HTML is escaped by its templates
-  (:mod:`cvloss.report.templates`).
-
-The lines the report and the console share (:func:`cvloss.report.tables.verdict_lines`,
-``provenance_lines``) take a :class:`Form` saying how they write a value: :data:`CONSOLE`
-(backticked, raw: the console strips the backticks), :data:`PLAIN` (raw, no marks: the
-HTML templates escape the whole line) or :data:`MARKDOWN` (escaped)."""
+:func:`md_escape` escapes every value written into Markdown as text; :func:`md_code`
+shows a value as code (a code span when that is safe, else escaped text); :func:`mpl_text`
+escapes every value matplotlib draws (a ``$`` would start mathtext). LaTeX has
+:func:`cvloss.report.latex.latex_escape`; HTML is escaped by its templates. Lines the
+report and the console share take a :class:`Form`: :data:`CONSOLE` (backticked, raw),
+:data:`PLAIN` (raw, no marks: the HTML templates escape the whole line) or
+:data:`MARKDOWN` (escaped)."""
 from __future__ import annotations
 
 import math

@@ -1,23 +1,15 @@
 """What a comparison's trial folders say beyond their statuses: which trials are
 degenerate and why, and which seeds are identical replicates.
 
-Both are read from the trials' own files, so the comparison (``cvloss compare``) and the
-report (``cvloss report``, for a comparison written before these checks existed) get the
-same answer from the same function, :func:`trial_notes`:
-
-* ``degenerate`` -- per loss, one entry per seed: the task's degenerate rule on val, the
-  reason the trial's status is ``degenerate`` (null otherwise; decided when the trial
-  ended, :func:`cvloss.run.trainer._degenerate`);
-* ``degenerate_on_test`` -- the same rule on test, a note that decides nothing. For a
-  trial written before the rule existed (a summary without a ``degenerate`` field, schema
-  2) it is the rule's numbers part applied now to the stored test metrics
-  (:func:`cvloss.tasks.base.stored_degenerate`; rules that need the model's outputs
-  cannot be applied), and ``degenerate_predates`` marks that trial: its status, success
-  and intent-to-treat value stay as written -- the rule decides on val, at a trial's end;
-* ``identical_replicates`` -- per loss, the groups of seeds whose trials produced the same
-  metric vector (leaving out timing metrics such as style's ``wall_s``) and the same
-  training curves (every ``train_*`` column of ``metrics.csv`` but times): one replicate
-  counted several times (style's seeds that drew the same pair did so).
+Both are read from the trials' own files, so ``cvloss compare`` and ``cvloss report``
+get the same answer from :func:`trial_notes`: ``degenerate`` (per loss and seed, the
+task's rule on val, the reason for the status); ``degenerate_on_test`` (the same rule on
+test, a note that decides nothing; for a trial written before the rule, the rule's
+numbers part on its stored test metrics, :func:`cvloss.tasks.base.stored_degenerate`,
+with ``degenerate_predates`` marking it and its status left as written); and
+``identical_replicates`` (per loss, the seed groups with the same metric vector, timings
+aside, and the same training curves: one replicate counted several times). See
+docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -75,11 +67,11 @@ def trial_notes(task_cls: Any, trials: dict[str, Sequence[str | Path]], seeds: S
                 summaries: dict[str, Sequence[dict[str, Any] | None]] | None = None) -> dict[str, Any]:
     """The notes of the module docstring for a comparison whose ``trials[loss][i]`` is the
     folder of seed ``seeds[i]``; ``summaries`` (same shape) saves reading them again.
-    ``task_cls`` gives the rule (:meth:`cvloss.tasks.base.Task.degenerate_by_numbers`)
+    ``task_cls`` gives the rule (:meth:`cvloss.tasks.spec.TaskSpec.degenerate_by_numbers`)
     and the timing metrics; None (an unknown task) applies no rule to older trials."""
     from cvloss.tasks.base import stored_degenerate
 
-    timing = tuple(getattr(task_cls, "timing_metrics", ()) or ())
+    timing = tuple(task_cls.spec.timing_metrics) if task_cls is not None else ()
     notes: dict[str, Any] = {"degenerate": {}, "degenerate_on_test": {}, "degenerate_predates": {},
                              "identical_replicates": {}}
     for loss, dirs in trials.items():
@@ -89,7 +81,7 @@ def trial_notes(task_cls: Any, trials: dict[str, Sequence[str | Path]], seeds: S
             old = bool(s) and s.get("status") in FINISHED and "degenerate" not in s
             val.append((s or {}).get("degenerate") if not old else None)
             if old:
-                test.append(stored_degenerate(task_cls, s) if task_cls is not None else None)
+                test.append(stored_degenerate(task_cls.spec, s) if task_cls is not None else None)
             else:
                 test.append((s or {}).get("degenerate_on_test"))
             predates.append(old)

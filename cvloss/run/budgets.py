@@ -17,22 +17,22 @@ from cvloss.tasks import get_task_class
 BUDGET_NAMES = ("smoke", "quick", "full")
 
 def budget_params(task: str, budget: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The budget's parameters for ``task`` (its Task class's ``budgets``) with ``overrides``
+    """The budget's parameters for ``task`` (its spec's ``budgets``) with ``overrides``
     applied: every key must be a setting of the task and every value must pass its schema
     (:mod:`cvloss.settings`); values come back canonical."""
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGET_NAMES)}")
-    task_cls = get_task_class(task)
-    params = dict(task_cls.budgets[budget])
+    spec = get_task_class(task).spec
+    params = dict(spec.budgets[budget])
     params.update(resolve_overrides(task, overrides or {}))
-    task_cls.check_params(params)
+    spec.check_params(params)
     return params
 
 
 def resolve_overrides(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """``{key: text or value}`` -> ``{key: canonical value}``, checked against the task's
     schema: unknown keys and bad values raise :class:`UsageError` naming the valid ones."""
-    schema = get_task_class(task).schema()
+    schema = get_task_class(task).spec.schema()
     out: dict[str, Any] = {}
     for key, raw in overrides.items():
         if key not in schema:

@@ -29,12 +29,12 @@ from cvloss.errors import UsageError
 from cvloss.result import ComparisonResult
 from cvloss.report.plots import comparison_plots
 from cvloss.report.tables import comparison_markdown
-from cvloss.report.task_plots import task_plots
+from cvloss.report.views import task_plots
 from cvloss.report.trial_notes import trial_notes
 from cvloss.run.config import TrialConfig, loss_slug
 from cvloss.io import plain_file_name, read_json, read_summary, write_text, write_csv
 from cvloss.report.latex import comparison_latex
-from cvloss.report.plots import VECTOR_FORMATS
+from cvloss.report.figures import VECTOR_FORMATS
 from cvloss.report.runs import FINAL_SPLIT, run_rows
 from cvloss.run.progress import Reporter
 from cvloss.run.stats import annotate_comparison, mean_ci
@@ -210,7 +210,7 @@ def run_comparison(base: TrialConfig, losses: list[str], seeds: list[int], repor
     reporter = reporter or Reporter()
     executor = resolve_executor(executor, break_stale_locks)  # an Executor, a registry name or None
     out_dir = comparison_dir(base, losses)
-    get_task_class(base.task).check_seeds(base.params, seeds, base.dataset, base.data_dir)  # distinct replicates
+    get_task_class(base.task).spec.check_seeds(base.params, seeds, base.dataset, base.data_dir)  # distinct replicates
     old = check_seed_set(out_dir, seeds)
     check_stale(comparison_trials(base, losses, seeds), reporter, retrain_stale, allow_mixed)
     check_identities([replace(base, loss=spec, seed=seed) for seed in seeds for spec in losses])
@@ -283,8 +283,8 @@ def aggregate_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         for s in runs:
             if s and s.get("status") in FINISHED:  # a degenerate trial has every metric too
                 metric_names += [m for m in s["metrics"] if m not in metric_names]
-    directions = {m: task_cls.direction(m) for m in metric_names}
-    bounds = {m: list(task_cls.bounds(m, base.dataset)) for m in metric_names}
+    directions = {m: task_cls.spec.direction(m) for m in metric_names}
+    bounds = {m: list(task_cls.spec.bounds(m, base.dataset)) for m in metric_names}
 
     baseline = losses[0]
     untrained = untrained_by_seed(base, losses, seeds, summaries)
@@ -303,7 +303,7 @@ def aggregate_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
     }
     rows, stats = [], {}
     for analysis, vals in analyses.items():
-        stats[analysis] = annotate_comparison(vals, baseline, task_cls.primary_metric, directions,
+        stats[analysis] = annotate_comparison(vals, baseline, task_cls.spec.primary, directions,
                                               target_effect=target_effect, bounds=bounds)
         rows += loss_rows(base, losses, vals, status, directions, stats[analysis], analysis)
     references = _reference_values(summaries, seeds)
@@ -318,7 +318,7 @@ def aggregate_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         baseline=baseline, references=list(references), metrics=metric_names, directions=directions, bounds=bounds,
         rows=rows, feature_weights=feature_weights or None,
         trials={spec: [str(d) for d in dirs] for spec, dirs in result_trials.items()},
-        status=status, split=FINAL_SPLIT, primary_metric=task_cls.primary_metric,
+        status=status, split=FINAL_SPLIT, primary_metric=task_cls.spec.primary,
         compute={spec: compute_summary(summaries[spec]) for spec in losses},
         success={spec: sum(st == "done" for st in status[spec]) / len(seeds) for spec in losses},
         best=completed["best"], mde=completed["mde"], seeds_needed=completed["seeds_needed"],
@@ -327,9 +327,9 @@ def aggregate_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
         # degenerate reasons (val: the status; test: a note), identical replicates, and what
         # one seed varies: read from the trial folders as the report reads them
         **trial_notes(task_cls, result_trials, seeds, summaries),
-        degenerate_rule=task_cls.degenerate_rule, replicate_unit=task_cls.replicate_unit,
+        degenerate_rule=task_cls.spec.degenerate_rule, replicate_unit=task_cls.spec.replicate_unit,
         itt={"best": stats["itt"]["best"], "mde": stats["itt"]["mde"]},
-        folds=_folds(task_cls.primary_metric, losses, seeds, summaries),
+        folds=_folds(task_cls.spec.primary, losses, seeds, summaries),
         provenance=check_provenance(result_trials, allow_mixed),
         target_effect=target_effect, dir=str(comparison_dir(base, losses)))
     for key, record in (extra or {}).items():  # a tuned comparison's search record (cvloss.run.tuning)
@@ -337,7 +337,7 @@ def aggregate_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
             setattr(result, key, record)
         else:
             result.extra[key] = record
-    # "item_analysis": image by image, few test items (issue 31)
+    # "item_analysis": image by image, for a test split of few items
     result.item_analysis = item_analysis_of(result.to_dict()).get("item_analysis")
     return result
 

@@ -2,33 +2,16 @@
 
 A trial is a pure function of its configuration that writes one folder under its lock
 (:func:`cvloss.run.trainer.run_trial`), so an executor only decides *where* and *when*
-each :class:`~cvloss.run.config.TrialConfig` runs. :class:`Executor` declares what every
-executor provides:
+each :class:`~cvloss.run.config.TrialConfig` runs. :class:`Executor` declares ``run``
+(summaries in the order of the configurations; a trial whose worker died on every
+attempt gets :func:`crashed_summary`), ``progress``, ``cancel`` and ``resources``.
 
-* ``run(cfgs, reporter) -> list[summary]`` -- same order as ``cfgs`` (the comparison
-  dispatches them seed-major, so an interrupted run holds complete paired sets); a trial
-  whose worker died on every attempt gets a ``{"status": "crashed"}`` summary
-  (:func:`crashed_summary`) and leaves no ``summary.json`` (a rerun retries it);
-* ``progress(quiet, keys)`` -- the reporter a command shows the run with (one trial at a
-  time, or the comparison's view when several run at once: :attr:`Executor.concurrent`);
-* ``cancel()`` -- stop the running trials (each releases its lock, its checkpoints stay);
-  ``run`` then raises :class:`KeyboardInterrupt`, as it does on Ctrl-C;
-* ``resources()`` -- what one trial gets (:class:`TrialResources`).
-
-The executors live in one :class:`~cvloss.registry.Registry`, :data:`EXECUTORS`:
-``local`` (:class:`SerialExecutor` for ``--jobs 1``, else :class:`ProcessExecutor`),
-``ray`` (:mod:`cvloss.run.ray_executor`), ``slurm`` (:mod:`cvloss.run.slurm_executor`)
-and whatever installed packages add in the entry-point group ``cvloss.executors`` (an
-:class:`Executor` subclass). The CLI and the library build one from
-:class:`ExecutorOptions` through :func:`executor_from_options`, the one place where the
-options are checked.
-
-Workers never write to the terminal: their progress, stderr lines and warnings travel
-as whole messages (:class:`PipeReporter`, :class:`Lines`) over a connection -- a pipe to
-the parent here, a Ray queue, a file that a Slurm driver reads -- to the one process
-that prints. In the process pool a worker that dies (killed by a signal, out of memory)
-is reported and its trial retried once in a fresh worker, resuming from its last epoch
-checkpoint; a second death makes the trial crashed. Ctrl-C interrupts every worker.
+:data:`EXECUTORS` holds ``local`` (:class:`SerialExecutor`, :class:`ProcessExecutor`),
+``ray``, ``slurm`` and the entry-point group ``cvloss.executors``;
+:func:`executor_from_options` is the one place options are checked. Workers never write
+to the terminal: their messages (:class:`PipeReporter`, :class:`Lines`) travel to the one
+process that prints. A pool worker that dies is retried once from its last checkpoint;
+a second death makes the trial crashed. See docs/running.md.
 """
 from __future__ import annotations
 
@@ -40,7 +23,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from multiprocessing import connection, get_context
 from typing import Any, ClassVar
 
@@ -339,7 +322,7 @@ class ProcessExecutor(Executor):
         cfg = replace(cfg, threads=self.threads)
         if self.devices:
             cfg = replace(cfg, device=f"cuda:{self.devices[slot % len(self.devices)]}")
-        return asdict(cfg)
+        return cfg.record()
 
     def run(self, cfgs, reporter=None):
         try:
@@ -662,7 +645,7 @@ def worker_main(conn, threads: int, break_stale_locks: bool, plugins: list[str] 
             if job is None:
                 return
             i, values, attempt = job
-            cfg = TrialConfig(**values)
+            cfg = TrialConfig.from_record(values)
             if cfg.device.startswith("cuda:"):
                 torch.cuda.set_device(int(cfg.device.split(":", 1)[1]))
             torch.set_num_threads(cfg.threads or threads)

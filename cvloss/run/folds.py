@@ -4,7 +4,7 @@ LFW's View 2 (Huang et al. 2007, "unrestricted, labeled outside data") reports a
 ten folds: for fold f, train on the people of the other nine folds and test on the 600
 pairs of fold f; the published number is the mean over folds with its standard error
 (the LFW results page's "mean ± SE"). A task declares such a protocol with
-``Task.folds(dataset) -> k`` (0: none). Then the seed's trial ``<loss>/seed<k>/`` is
+``TaskSpec.folds(dataset) -> k`` (0: none). Then the seed's trial ``<loss>/seed<k>/`` is
 trained as k ordinary trials ``seed<k>/fold<f>/`` (each locked, checkpointed and resumed
 alone), and its ``summary.json`` is written by :func:`write_fold_summary` after the last
 fold: ``metrics`` = the mean over folds, ``fold_se`` = their standard error
@@ -36,7 +36,7 @@ def fold_count(cfg: TrialConfig) -> int:
     and is scored on val (LFW: View 1, the view its authors set aside for model selection)."""
     if cfg.fold is not None or not cfg.test:
         return 0
-    return int(get_task_class(cfg.task).folds(cfg.dataset))
+    return int(get_task_class(cfg.task).spec.folds(cfg.dataset))
 
 
 def expand(cfgs: list[TrialConfig]) -> tuple[list[TrialConfig], list[list[int]]]:

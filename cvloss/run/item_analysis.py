@@ -1,36 +1,16 @@
-"""Effects checked image by image (issue 31): per-item test metrics and their paired
-analysis over items, beside the seed-level analysis.
+"""Effects checked image by image: per-item test metrics and their paired analysis over
+items, beside the seed-level analysis.
 
-Why: a comparison's seeds vary initialisation, batch order and augmentation, but on sr
-every seed scores the same few test photographs. An effect "on 10 seeds" may then be an
-effect on one photograph; the seed-level p cannot tell. So for a task whose test split has
-fewer than :data:`MAX_ITEMS` items, each trial records its per-item test metrics
-(:meth:`cvloss.tasks.base.Task.test_items`) in ``test_items.json``, and a comparison asks
-of each contrast (loss A against the baseline B, on a metric with its direction):
-
-* per item, the paired difference A − B averaged over the seeds that scored that item
-  (seeds pair across losses: the same seed is the same init, batches and -- on style --
-  the same content/style pair; sr's every seed scores every test image, style's seed k
-  scores its own pair, whose content image is the item);
-* on how many items A wins (that average is better for A), loses, ties (exactly 0);
-* a two-sided exact sign test over the untied items -- it decides: does A win on more
-  items than chance? -- and a Wilcoxon signed-rank test beside it (it also weighs how
-  large each item's difference is), both corrected over the contrasts as the seed-level
-  table corrects them (Holm for the primary metric, Benjamini-Hochberg for the others).
-
-Fewer than six untied items cannot reach p < 0.05 (the smallest two-sided p is 2·0.5^n),
-and every item a tie gives no test (p = 1): both are said, never read as "no effect".
-Only trials that finished without failing (``done``, the seed-level "completed"
-analysis) count: a diverged trial has no per-item metrics to pair.
-
-Files. ``test_items.json`` (one per trial, written atomically before ``summary.json``)::
-
-    {"schema": 1, "split": "test", "unit": "test image",
-     "ids": ["0801", "0802", ...],                     # one per item, in scoring order
-     "metrics": {"psnr_y": [31.2, 28.9, ...], ...}}   # one value (or null) per id
-
-``compare.json`` gains the optional key ``item_analysis`` (:func:`analyse_items`, schema
-:data:`ITEM_ANALYSIS_SCHEMA`); :mod:`cvloss.report.items` renders it.
+Every seed of sr scores the same few test photographs, so an effect "on 10 seeds" may be
+an effect on one photograph. For a task whose test split has fewer than :data:`MAX_ITEMS`
+items, each trial records its per-item test metrics in ``test_items.json``
+(``{"schema": 1, "split", "unit", "ids": [...], "metrics": {name: [value or null per
+id]}}``), and :func:`analyse_items` asks of each contrast A - B: per item the paired
+difference averaged over the seeds that scored it; wins, losses and ties; a two-sided
+exact sign test over the untied items (it decides) and a Wilcoxon signed-rank test beside
+it, corrected as the seed-level table is (Holm primary, BH others). Only ``done`` trials
+count. ``compare.json`` gains ``item_analysis`` (schema :data:`ITEM_ANALYSIS_SCHEMA`),
+rendered by :mod:`cvloss.report.items`. The protocol: docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -46,7 +26,7 @@ from cvloss.run.stats import benjamini_hochberg, holm, min_sign_p, sign_test_p, 
 TEST_ITEMS = "test_items.json"
 TEST_ITEMS_SCHEMA = 1
 ITEM_ANALYSIS_SCHEMA = 1
-#: A test split of fewer items than this gets the image-level analysis (issue 31).
+#: A test split of fewer items than this gets the image-level analysis (a few images can carry a seed-level effect).
 MAX_ITEMS = 30
 #: Bounds of a test_items.json read back (untrusted): no trial of ours records more.
 MAX_READ_ITEMS = 10_000

@@ -1,38 +1,16 @@
 """The per-trial lock: one process trains a trial folder at a time.
 
-``<trial>/trial.lock`` is created atomically (``O_CREAT | O_EXCL``: of two processes
-exactly one succeeds) and holds JSON: ``pid``, ``host``, a random ``token``, ``started``
-and ``heartbeat`` (Unix times). The holder refreshes the heartbeat every epoch and, from
-a background thread, at least every ``$CVLOSS_LOCK_HEARTBEAT`` seconds (default 30), so a
-long epoch never looks dead. It removes the file when the trial ends, however it ends.
-
-A lock is *stale*, and taken over with one line saying why, when
-
-* its pid is on this host and that process is gone (or the pid now belongs to a younger
-  process), or
-* its heartbeat is older than ``$CVLOSS_LOCK_TIMEOUT`` seconds (default 600: generous,
-  since a live holder beats every 30 s; this is what frees a lock left by another host), or
-* its heartbeat (or, for a lock without one, the file's modification time) lies more
-  than :data:`CLOCK_SKEW_S` seconds in the future: no live holder writes that -- clocks
-  of hosts sharing a results folder agree within seconds -- and such a lock would
-  otherwise never age,
-
-or always with ``break_stale=True`` (``--break-stale-locks``: the user says the locks met
-are stale, e.g. a crashed run on another machine within the timeout).
-
-The lock file is read only as a regular file of at most :data:`MAX_LOCK_BYTES` in its
-trial folder (:func:`cvloss.io.read_bounded`): anything else in its place -- a FIFO that
-would block the reader, a link out of the folder -- is no lock of ours and is refused
-with one :class:`LockError` line naming it.
-
-Takeover is serialised by a short-lived ``trial.lock.break`` file (also ``O_EXCL``), and
-the breaker removes the lock only if its bytes are still the ones it judged stale, so two
-processes taking over one stale lock never both end up holding it.
-
-A lock also records ``owner`` (``$CVLOSS_LOCK_OWNER``, when set): the Ray executor sets
-it to a token of the task submission, so the retry of a task whose worker died -- on
-another node, where the pid check cannot look -- takes over the dead attempt's lock at
-once (:func:`take_over_owned`) instead of waiting for its heartbeat to age.
+``<trial>/trial.lock`` is created atomically (``O_CREAT | O_EXCL``) and holds JSON:
+``pid``, ``host``, a random ``token``, ``started``, ``heartbeat`` (Unix times) and, when
+``$CVLOSS_LOCK_OWNER`` is set, ``owner``. The holder refreshes the heartbeat every epoch
+and at least every ``$CVLOSS_LOCK_HEARTBEAT`` seconds (default 30) and removes the file
+when the trial ends, however it ends. A lock is *stale* -- taken over with one line
+saying why -- when its pid on this host is gone, its heartbeat is older than
+``$CVLOSS_LOCK_TIMEOUT`` seconds (default 600), it lies more than :data:`CLOCK_SKEW_S`
+in the future, or with ``break_stale=True``; an owned lock is taken over at once by its
+submission's retry (:func:`take_over_owned`). The file is read only as a regular file of
+at most :data:`MAX_LOCK_BYTES` (else one :class:`LockError` line); takeover is serialised
+by ``trial.lock.break`` and removes only the bytes it judged stale. See docs/running.md.
 """
 from __future__ import annotations
 

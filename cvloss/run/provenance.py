@@ -2,22 +2,13 @@
 
 ``trial.json`` records :func:`code_provenance` so a number can be traced to the code that
 made it, a trial is never resumed by other code, and a comparison never pools trials of
-different code without saying so (:func:`code_key`, ``--allow-mixed``).
-
-*Code* is the package's source, the plugins the trial's loss spec uses (only those: a
-``--plugin`` that adds losses leaves the provenance of built-in-only trials unchanged) and
-the torch version. Thread counts and devices change float reduction order too, but they
-are a property of where a trial ran, not of what was asked: they are recorded and shown
-beside every table, never a reason to refuse (:func:`run_key`).
-
-* ``commit``: ``git rev-parse HEAD`` of the checkout the package was imported from, or
-  None for an installed wheel (then the source hash alone identifies the code);
-* ``dirty``: ``git status --porcelain`` of the package (``cvloss/``, which holds
-  ``datasets.toml``) and ``pyproject.toml`` only -- not of the whole tree, since
-  ``results/`` is tracked and changes while a study runs;
-* ``source_sha256``: sha256 over the sorted relative paths and bytes of every ``.py`` and
-  ``.toml`` file of the package: the same for a checkout and the wheel built from it, and
-  different as soon as one line of the code that trains or scores changes.
+different code without saying so (:func:`code_key`, ``--allow-mixed``). *Code* is the
+package's source, the plugins the trial's loss spec uses (only those) and the torch
+version; threads and devices are where a trial ran, recorded but never a reason to refuse
+(:func:`run_key`). ``commit`` is ``git rev-parse HEAD`` (None for a wheel); ``dirty`` is
+``git status --porcelain`` of ``cvloss/`` and ``pyproject.toml`` only (``results/``
+changes while a study runs); ``source_sha256`` hashes the sorted relative paths and bytes
+of every ``.py`` and ``.toml`` file of the package. See docs/running.md.
 """
 from __future__ import annotations
 

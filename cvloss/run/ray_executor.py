@@ -1,37 +1,16 @@
 """The Ray executor: a comparison's trials as Ray tasks, on a local instance or a cluster.
 
-Another implementation of :class:`cvloss.run.executor.Executor`: each
-:class:`~cvloss.run.config.TrialConfig` becomes one Ray task that runs the same trial
-function, :func:`cvloss.run.trainer.run_trial`, under the trial folder's lock, so a
-trial's result does not depend on where it ran (the tests compare against serial runs).
-
-* Resources: a task asks for ``num_cpus = threads`` (``--threads``, default 1) and, with
-  ``--devices``, ``num_gpus = min(1, len(devices) / jobs)`` (``--jobs 8 --devices 0,1``:
-  a quarter GPU each, as the process pool places four workers per GPU). Ray picks the
-  GPU (``CUDA_VISIBLE_DEVICES``), so the trial trains on ``cuda``; ``--jobs`` caps the
-  trials in flight (default: as many as the cluster's resources admit).
-* Storage: every node must see ``--out`` (and the data folder): before the first trial
-  the driver writes a probe file there with a random token, one task must read it back
-  and answer beside it; otherwise one :class:`~cvloss.errors.UsageError` line, and
-  nothing is left behind.
-* Failures: a trial whose worker or node died is retried once by Ray (``max_retries=1``,
-  system failures only; an exception in the trial is raised on the driver, as the
-  serial executor would). The retry resumes from the last epoch checkpoint; a lock left
-  by the dead attempt is taken over at once when it is on this host and its process is
-  gone (:mod:`cvloss.run.lock`), and on another host because the lock names the
-  submission (``$CVLOSS_LOCK_OWNER``): Ray retries a task only after its attempt died.
-  A second death leaves the trial crashed (no ``summary.json``, a rerun retries it); the
-  other trials go on.
-* Progress: a task's reporter events and its stdout/stderr lines (whole lines) go
-  through one :class:`ray.util.queue.Queue` to the driver, which alone prints them.
-* Ctrl-C on the driver: ``ray.cancel`` on every pending task (a running trial gets
-  KeyboardInterrupt, releases its lock, keeps its checkpoints), then KeyboardInterrupt
-  is re-raised (the CLI exits 130).
-* Plugins: the ``--plugin`` modules of the driver are imported in every task
-  (:func:`cvloss.losses.load_plugins`; a ``.py`` path made absolute), so plugin losses
-  resolve on the workers; entry-point plugins load there by themselves.
-
-Ray is an optional extra (``pip install 'cvloss[ray]'``); :func:`require_ray` says so.
+Another :class:`cvloss.run.executor.Executor`: each
+:class:`~cvloss.run.config.TrialConfig` becomes one Ray task that runs
+:func:`cvloss.run.trainer.run_trial` under the trial folder's lock, so a trial's result
+does not depend on where it ran. A task asks ``num_cpus = threads`` and, with
+``--devices``, ``num_gpus = min(1, len(devices) / jobs)``; every node must see ``--out``
+(a probe proves it before the first trial, else one UsageError line). A dead worker's
+trial is retried once (``max_retries=1``) from its last checkpoint, taking over the dead
+attempt's lock through ``$CVLOSS_LOCK_OWNER``; a second death leaves it crashed. Progress
+travels through one Ray queue to the driver; Ctrl-C cancels every task and re-raises
+KeyboardInterrupt; ``--plugin`` modules are imported in every task. Ray is an optional
+extra (``pip install 'cvloss[ray]'``; :func:`require_ray`). See docs/running.md.
 """
 from __future__ import annotations
 
@@ -41,7 +20,7 @@ import sys
 import time
 import uuid
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -160,7 +139,7 @@ def trial_task(index: int, fields: dict[str, Any], queue, env: dict[str, str], o
             warnings.simplefilter("always")
             warnings.showwarning = lambda message, *a, **k: conn.send(("warning", str(message)))
             _load_plugins(plugins)
-            cfg = TrialConfig(**fields)
+            cfg = TrialConfig.from_record(fields)
             label = trial_label(cfg)
             if take_over_owned(cfg.trial_dir, owner):
                 conn.send(("message", f"[{label}] took over the lock of this trial's earlier attempt, "
@@ -255,7 +234,7 @@ class RayExecutor(Executor):
         # A trial trains on the GPU Ray reserved for it, else on the CPU: never on a GPU of
         # its node that another task holds (--device auto would pick it).
         cfg = replace(cfg, device="cuda" if self.num_gpus else "cpu")
-        return asdict(cfg)
+        return cfg.record()
 
     def run(self, cfgs, reporter=None):
         cfgs = list(cfgs)

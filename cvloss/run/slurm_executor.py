@@ -1,53 +1,17 @@
 """The Slurm executor: each trial a Slurm job (submitit), or one job array per batch.
 
-Another implementation of :class:`cvloss.run.executor.Executor`: each
-:class:`~cvloss.run.config.TrialConfig` becomes one Slurm job that runs the same trial
-function, :func:`cvloss.run.trainer.run_trial`, under the trial folder's lock, so its
-result does not depend on where it ran (the tests compare it with serial runs).
-
-* Jobs: submitit pickles a :class:`SlurmTrial` and writes one sbatch script per job (or
-  one job array per batch of trials with ``--slurm-array-parallelism N``:
-  ``--array=0-<n-1>%N``). ``--threads`` is both the trial's torch threads and the job's
-  ``--cpus-per-task``; ``--slurm-gpus-per-trial N`` asks ``--gres=gpu:N`` and the trial
-  trains on ``cuda``; ``--slurm-partition``, ``--slurm-time``, ``--slurm-account``,
-  ``--slurm-qos`` and ``--slurm-extra KEY=VALUE`` go into the script as they are.
-* A finished trial (its ``summary.json``, same configuration and data) is read on the
-  driver: a rerun submits jobs only for what is left, and none at all when nothing is.
-* Before anything is submitted: ``sbatch --test-only`` on the trials' script (a bad
-  partition, account, QOS or gres is one line from sbatch), then a probe job proves that
-  the nodes see ``--out`` (:mod:`cvloss.run.shared_folder`); otherwise one
-  :class:`~cvloss.errors.UsageError` line and no trial is submitted.
-* Logs: everything of one run -- sbatch scripts, pickles, each job's stdout/stderr
-  (``<jobid>_0_log.out/.err``), ``jobs.tsv`` (job id, attempt, trial) and the trials'
-  event files -- in ``<out>/slurm-logs/<run>/``, named at the start of the run.
-* Preemption and time limits: Slurm signals a job ``USR2`` 90 s before its time limit
-  (submitit's ``--signal``), and a test or an admin may do so with ``scancel
-  --signal=USR2``: the trial stops, keeps its last epoch checkpoint, and submitit requeues
-  the job (``scontrol requeue``), which resumes it -- up to ``--slurm-max-requeues`` times
-  (default 3), then the trial is ``crashed``. A job requeued by Slurm itself (preemption
-  in REQUEUE mode, ``scontrol requeue``) restarts and resumes the same way.
-* Failures: a job that ends without a result (killed, out of memory, node failure) is
-  submitted again once, resuming from its checkpoint; a second death makes the trial
-  ``crashed`` (no ``summary.json``: a rerun retries it), and the others go on. A job the
-  user ``scancel``-s is final: ``crashed`` at once. An exception in a trial is raised on
-  the driver, as the serial executor would. A lock left by a dead job is removed by the
-  driver and taken over by the retry at once: both know the submission's owner token
-  (``$CVLOSS_LOCK_OWNER``, :func:`cvloss.run.lock.take_over_owned`).
-* Job state without accounting: from ``squeue`` (polled more slowly while nothing
-  changes) plus the files each job writes -- its result pickle and its events file -- so
-  a cluster without ``slurmdbd`` works; submitit's own state queries (``sacct``) are
-  never made, and its log lines go to ``driver.log`` in the run's log folder, never to
-  the user's stdout or stderr.
-* Progress: a trial's reporter events and printed lines are appended to its events file
-  (JSON lines: the :class:`~cvloss.run.executor.PipeReporter` messages), which the
-  driver reads and forwards to the one view, with a line for each change of a job's
-  scheduler state (queued, running, requeued, done, failed).
-* Ctrl-C on the driver: pending jobs are cancelled, running ones get ``SIGINT`` (the
-  trial releases its lock, keeps its checkpoints) and are cancelled after a grace
-  period; then KeyboardInterrupt is re-raised (the CLI exits 130).
-
-submitit is an optional extra (``pip install 'cvloss[slurm]'``); :func:`require_submitit`
-says so.
+Another :class:`cvloss.run.executor.Executor`: each
+:class:`~cvloss.run.config.TrialConfig` becomes one Slurm job that runs
+:func:`cvloss.run.trainer.run_trial` under the trial folder's lock, so its result does
+not depend on where it ran. Finished trials are read on the driver (a rerun submits only
+what is left). Before anything is submitted, ``sbatch --test-only`` and a probe job
+(:mod:`cvloss.run.shared_folder`) check the options and the shared ``--out``. Logs go to
+``<out>/slurm-logs/<run>/``. ``USR2`` before the time limit stops, keeps the checkpoint
+and requeues (up to ``--slurm-max-requeues``); a job that dies is submitted once more;
+a second death, or the user's ``scancel``, makes the trial crashed. Job state comes from
+``squeue`` and the jobs' files (never ``sacct``); progress from each trial's events file.
+Ctrl-C cancels the jobs and re-raises KeyboardInterrupt. submitit is an optional extra
+(``pip install 'cvloss[slurm]'``; :func:`require_submitit`). See docs/running.md.
 """
 from __future__ import annotations
 
@@ -66,7 +30,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +202,7 @@ class SlurmTrial:
         warnings.showwarning = lambda message, *a, **k: conn.send(("warning", str(message)))
         try:
             load_worker_plugins(self.plugins)
-            cfg = TrialConfig(**self.fields)
+            cfg = TrialConfig.from_record(self.fields)
             label = trial_label(cfg)
             if take_over_owned(cfg.trial_dir, self.owner):
                 conn.send(("message", f"[{label}] took over the lock of this trial's earlier attempt, whose job ended"))
@@ -362,7 +326,7 @@ class SlurmExecutor(Executor):
         cfg = replace(cfg, out=str(Path(cfg.out).resolve()), threads=self.threads,
                       data_dir=str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None,
                       device="cuda" if self.gpus_per_trial else "cpu")
-        return asdict(cfg)
+        return cfg.record()
 
     def run(self, cfgs, reporter=None):
         cfgs = list(cfgs)

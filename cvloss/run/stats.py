@@ -227,7 +227,7 @@ def _mean(values: Sequence[float]) -> float:
     return sum(x) / len(x) if x else math.nan
 
 
-# ---------------------------------------------------------------------------- items (issue 31)
+# ---------------------------------------------------------------------------- items
 def sign_test_p(wins: int, losses: int) -> float:
     """Two-sided exact sign test: P(a split of ``wins + losses`` fair coin flips at least
     as uneven as ``wins``:``losses``), ``binomtest(wins, wins + losses, 0.5)``; ties are

@@ -4,30 +4,12 @@ The results folder stays the source of truth; a tracker run is a view of one tri
 folder, written live while the trial trains (:class:`TrialRun`, through
 :class:`cvloss.run.live_log.LiveLog`) or afterwards from its files
 (:mod:`cvloss.run.trackers_export`). Both ways go through the functions here, so a run
-pushed from the files holds the same params, metric histories and tags as one logged live.
-
-What a run holds (one run per trial folder; a k-fold seed's folds are one run each):
-
-* where: experiment (MLflow) / group (W&B) ``<task>/<dataset>/<budget>`` -- trials are
-  shared between comparisons, so a comparison is a tag, not an experiment; run name = the
-  trial folder below it (``ce/seed0``, ``tune--<h>/ce/t3``);
-* params: the trial's resolved configuration from its ``trial.json`` (task, dataset, loss
-  spec, budget and its settings as ``params.<key>``, seed, tuned values as
-  ``tuned.<key>`` -- a search trial's candidate);
-* metrics: every metrics.csv row at step = its epoch (val metrics, ``train_*`` scalars,
-  timings), then the final metrics as ``<split>_<metric>`` (``test_miou``);
-* tags: ``commit``, ``source`` (the source hash, 12 hex), ``torch``, ``device``,
-  ``cvloss``, ``stage`` (``search`` or ``final``), ``status`` (done / diverged /
-  collapsed / degenerate / crashed) and one per comparison the trial is in (MLflow:
-  ``comparison.<key> = <slug>``, as MLflow keys allow no ``=``; W&B: ``comparison=<slug>``);
-* files: the trial's ``samples.png``; per comparison its plots and ``compare.md`` under
-  ``comparisons/<slug>/``.
-
-Each trial folder remembers its runs in ``trackers.json`` (per tracker and store: run id,
-last step logged, comparisons tagged), so a resumed trial continues its run -- one
-continuous step axis -- and an export never pushes a run twice. A tracker that fails
-(store unwritable, disk full, library error) is one warning line and is off for the rest
-of the trial: the trial goes on (:class:`Guard`).
+pushed from the files holds the same params, metric histories and tags as one logged
+live. One run per trial folder, in experiment/group ``<task>/<dataset>/<budget>``, named
+after the trial folder; a comparison is a tag. Each trial folder remembers its runs in
+``trackers.json``, so a resumed trial continues its run and an export never pushes a run
+twice. A tracker that fails is one warning line and is off for the rest of the trial
+(:class:`Guard`). What a run holds: docs/running.md.
 """
 from __future__ import annotations
 
@@ -42,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 from cvloss.errors import CvlossError, ResultsFileError
 from cvloss.io import file_inside, read_csv, read_json, write_json
+from cvloss.run.config import is_search_run
 from cvloss.run.trackers_base import Backend, RunNames
 
 TRACKERS = ("mlflow", "wandb")
@@ -60,7 +43,7 @@ def run_names(group_dir: Path, trial_dir: Path) -> RunNames:
     the trial folder relative to it (the same wherever the results folder lies)."""
     group_dir, trial_dir = Path(group_dir), Path(trial_dir)
     run = trial_dir.relative_to(group_dir).as_posix()
-    return RunNames("/".join(group_dir.parts[-3:]), run, "search" if run.startswith("tune--") else "final")
+    return RunNames("/".join(group_dir.parts[-3:]), run, "search" if is_search_run(run) else "final")
 
 
 def read_trial(trial_dir: Path) -> dict[str, Any]:

@@ -1,20 +1,16 @@
 """Comparisons in MLflow and W&B: a comparison's tag on its trials' runs, live or after
 the fact, from the results files alone.
 
-* :func:`track_comparison` -- the hook :func:`cvloss.run.compare.run_comparison` and
-  :func:`cvloss.run.tuning.run_tuned_comparison` call once the comparison is summarised,
-  for the trackers of ``--log``: every member run gets the tag ``comparison=<slug>`` and
-  the comparison's plots; a member that has no run in the store yet (a trial reused from
-  an earlier command without ``--log``) is pushed from its files first.
-* :func:`export_results` -- ``cvloss export mlflow|wandb RESULTS_DIR``: the same for
-  every comparison below a results folder, into a store that may never have seen them.
+* :func:`track_comparison` -- called once a comparison is summarised, for the trackers of
+  ``--log``: every member run gets the tag ``comparison=<slug>`` and the comparison's
+  plots; a member with no run in the store yet is pushed from its files first.
+* :func:`export_results` -- ``cvloss export mlflow|wandb RESULTS_DIR``: the same for every
+  comparison below a results folder.
 
-Both read a trial through the same functions as live logging
-(:mod:`cvloss.run.trackers`), so a run pushed from the files equals the live one, ids and
-timestamps aside. Trial folders are derived from ``compare.json``'s losses and seeds
-(never from the paths it stores, which may be another machine's); a tuned comparison
-brings its search trials (``stage=search``). Each trial folder's ``trackers.json``
-remembers its runs: exporting twice pushes nothing twice.
+Both read a trial through :mod:`cvloss.run.trackers`, so an exported run equals the live
+one, ids and timestamps aside. Trial folders are derived from ``compare.json``'s losses
+and seeds (never from the paths it stores); ``trackers.json`` keeps an export from pushing
+a run twice.
 """
 from __future__ import annotations
 
@@ -25,6 +21,7 @@ from typing import Any, NamedTuple
 
 from cvloss.errors import CvlossError, UsageError
 from cvloss.io import file_inside, loss_slug, read_comparison
+from cvloss.run.config import search_folder, tuned_suffix
 from cvloss.run.trackers import (TRACKERS, Backend, Guard, TrackerState, backend, chosen_id, comparison_slug,
                                  comparisons_of, epoch_metrics, final_metrics, history_rows, outcome_of,
                                  read_summary_file, read_trial, run_names, run_tags, samples_file, trial_params,
@@ -75,12 +72,12 @@ def comparison_trials(cmp_dir: Path, result: dict[str, Any]) -> list[Trained]:
             found += [Trained(d, group, state, True) for d in _trained(group / loss_slug(spec) / f"seed{seed}", group)]
     tuning = result.get("tuning")
     if isinstance(tuning, dict) and isinstance(tuning.get("hash"), str):
-        suffix = f"+tuned-{tuning['hash']}"
+        suffix = tuned_suffix(tuning["hash"])
         if group.name.endswith(suffix):
             base = group.parent / group.name[:-len(suffix)]
             h = tuning.get("search_hash") if isinstance(tuning.get("search_hash"), str) else tuning["hash"]
             for spec in result["losses"]:
-                search = base / f"tune--{h}" / loss_slug(spec)
+                search = base / search_folder(h) / loss_slug(spec)
                 cands = sorted((d for d in search.glob("t*") if d.name[1:].isdigit()), key=lambda d: int(d.name[1:])) \
                     if search.is_dir() and _inside(search, base) else []
                 for d in cands:  # t<i> itself (the legacy layout) or its tuning seeds t<i>/seed<s>

@@ -1,20 +1,13 @@
 """The Weights & Biases store of cvloss's tracker runs (:mod:`cvloss.run.trackers`).
 
-Where: W&B's own environment variables (``WANDB_MODE``, ``WANDB_DIR``, ``WANDB_PROJECT``,
-``WANDB_ENTITY``), with two defaults of cvloss's: the mode is ``offline`` unless
-``WANDB_MODE`` says otherwise (nothing is sent anywhere the user did not configure), and
-the runs go to ``<out>/wandb/`` unless ``WANDB_DIR`` is set; the project is
-``$WANDB_PROJECT``, else ``cvloss``. ``wandb sync <out>/wandb/offline-run-*`` uploads them
-later; a resumed trial's run is several ``offline-run-*-<id>`` folders of one run id,
-which ``wandb sync`` replays in the order they started, as one run. W&B's crash reports
-(``WANDB_ERROR_REPORTING``) are off unless the environment turns them on.
-
-A run has ``group`` = ``<task>/<dataset>/<budget>``, ``job_type`` = its stage, the trial's
-params as its config (typed: numbers stay numbers for the parallel-coordinates panel),
-each epoch's metrics at ``step`` = the epoch, the final metrics in its summary, tags
-``key=value`` (W&B tags are plain strings of at most 64 characters), and files under its
-Files tab. ``reinit="create_new"``: a run of the user's own in the same process is never
-touched.
+W&B's own environment variables decide where, with two defaults of cvloss's: the mode is
+``offline`` unless ``WANDB_MODE`` says otherwise (nothing is sent anywhere the user did
+not configure), and runs go to ``<out>/wandb/`` unless ``WANDB_DIR`` is set; the project
+is ``$WANDB_PROJECT``, else ``cvloss``. ``wandb sync`` uploads them later (a resumed
+trial's offline folders replay as one run). Crash reports are off unless the environment
+turns them on. A run has ``group`` = ``<task>/<dataset>/<budget>``, ``job_type`` = its
+stage, typed params as its config, tags ``key=value`` (at most 64 characters), and
+``reinit="create_new"`` so a run of the user's own is never touched. See docs/running.md.
 """
 from __future__ import annotations
 

@@ -1,41 +1,17 @@
 """The training loop of one trial: seed, build, train, evaluate, checkpoint, resume.
 
-Fairness: the model is built right after ``torch.manual_seed(seed)``, before anything
-else draws from the global generator, so every loss starts from the same weights at a
-given seed; each epoch's batch order and augmentation come from a generator seeded by
-(seed, epoch) alone, so every loss sees the same batches in the same order -- and a
-resumed trial sees exactly the batches an uninterrupted one would have.
-
-Splits: every epoch is scored on ``val`` (metrics.csv, the learning curves); ``test`` is
-read exactly twice -- the untrained model right after it is built (``untrained.json``,
-kept for a resume, and ``summary["untrained"]``: what a diverged or crashed trial is
-scored at in the intent-to-treat summary) and the final model (``summary["metrics"]``).
-
-Files (written atomically, see :mod:`cvloss.io`), in ``cfg.trial_dir``:
-``trial.json`` (first; with the code's provenance, :mod:`cvloss.run.provenance`),
-``untrained.json``, ``metrics.csv`` and ``checkpoint.pt`` (each epoch; the one before
-is kept as ``checkpoint.prev.pt``), ``samples.png``, ``samples.npz`` and ``model.pt``
-(the final weights: the model's ``state_dict`` on the CPU, loadable with
-``torch.load(weights_only=True)``), ``test_items.json`` (the final test metrics per item, for a
-test split of few items: :mod:`cvloss.run.item_analysis`), then ``summary.json`` (last: its presence means the
-trial is done, and a rerun skips it -- only when ``trial.json`` records the identity the
-rerun requests; a trial of another configuration is refused in one line naming both,
-:func:`identity_mismatch`). Then the two checkpoints, needed only to resume, are
-deleted -- a quick comparison kept ~7 MB of them per trial -- unless
-``cfg.keep_checkpoints`` (``--keep-checkpoints``). A diverged trial writes no ``model.pt`` (its last step's
-weights may not be finite) and its checkpoints go the same way.
-
-A trial is trained under its folder's lock (:mod:`cvloss.run.lock`): a command that meets
-a trial locked by a live process runs its other trials first, then waits for that one
-and reads its summary, so no trial is ever trained twice at once.
-
-A checkpoint that cannot be read (0 bytes, truncated, not a regular file) or does not fit
-its trial (an epoch or step outside its budget, another plan's optimisers or task state:
-:func:`_apply_checkpoint`) is set aside as ``checkpoint.pt.corrupt-<n>`` and the trial
-resumes from the previous one, or restarts from scratch when neither is good, saying so
-in one line; an ``untrained.json`` that is not the task's metrics is measured again. A
-checkpoint that holds code is never loaded, nor one of the layout before the one
-training contract: the trial stops with one line naming it. :func:`run_trial` reads as prepare / resume / epochs / finish.
+Fairness: the model is built right after ``torch.manual_seed(seed)``, so every loss starts
+from the same weights at a seed, and each epoch's batches come from a generator seeded by
+(seed, epoch) alone, so every loss -- and a resumed trial -- sees the same batches. Every
+epoch is scored on ``val``; ``test`` is read twice: the untrained model
+(``untrained.json``, the intent-to-treat value of a failed trial) and the final one.
+Files in ``cfg.trial_dir``, written atomically: ``trial.json`` first (with
+:mod:`cvloss.run.provenance`), ``metrics.csv`` and checkpoints each epoch, samples,
+``model.pt``, ``report_data.npz``, ``test_items.json``, ``summary.json`` last (a rerun skips the trial only
+when its identity matches, :func:`identity_mismatch`); checkpoints are then deleted
+unless ``cfg.keep_checkpoints``. Training runs under the folder's lock
+(:mod:`cvloss.run.lock`); a bad checkpoint is set aside and the trial resumes from the
+previous one (:func:`_apply_checkpoint`). Details: docs/running.md, docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -60,6 +36,8 @@ from cvloss.io import (SUMMARY_SCHEMA, atomic_path, check_untrained, load_checkp
 from cvloss.losses import build_loss, get_loss_info, parse_spec, plugin_provenance
 from cvloss.losses.features import FeatureLoss, FeatureWeightsError, _parse_weights
 from cvloss.report.grid import save_grid
+from cvloss.report.task_plots import REPORT_DATA, UNTRAINED_PREFIX, read_report_data
+from cvloss.report.views import view_for
 from cvloss.run.config import TrialConfig, identity_difference
 from cvloss.run.folds import collect, expand, fold_dirs
 from cvloss.run.item_analysis import write_test_items
@@ -68,7 +46,7 @@ from cvloss.run.live_log import LiveLog
 from cvloss.run.memory import PeakMemory
 from cvloss.run.provenance import code_key, code_provenance, plugins_used
 from cvloss.run.progress import Reporter, data_line
-from cvloss.tasks.base import evaluating, seed_everything
+from cvloss.tasks.base import evaluating, metric_names, seed_everything
 from cvloss.tasks import get_task_class
 
 SUMMARY, TRIAL, METRICS, CHECKPOINT = "summary.json", "trial.json", "metrics.csv", "checkpoint.pt"
@@ -82,6 +60,8 @@ CRASHED = "crashed.json"
 TEST_READ = "test_read_utc"
 PREV_CHECKPOINT = "checkpoint.prev.pt"
 MODEL = "model.pt"  # a finished trial's final weights (the model's state_dict only)
+# the untrained model's report arrays until the trial ends (a resumed trial's model is no longer untrained)
+REPORT_DATA_UNTRAINED = "report_data_untrained.npz"
 CHECKPOINT_LAYOUT = 2  # 2: the one training contract (plan optimisers, trainer step, task steppers)
 _END = object()
 
@@ -152,8 +132,7 @@ def trial_label(cfg: TrialConfig) -> str:
     (``t<i>/seed<s>``, legacy ``t<i>``, in place of ``seed<k>`` for a tuning trial), each part the folder name the
     results layout gives it (:attr:`TrialConfig.trial_dir`)."""
     fold = "" if cfg.fold is None else f"/fold{cfg.fold}"
-    where = cfg.place.split("/", 1)[1] if cfg.place.startswith("tune--") else f"seed{cfg.seed}"  # t<i>[/seed<s>]: tuning
-    return f"{data_scope(cfg)}/{loss_slug(cfg.name or cfg.loss)}/{where}{fold}"
+    return f"{data_scope(cfg)}/{loss_slug(cfg.name or cfg.loss)}/{cfg.seed_part}{fold}"
 
 
 def run_trial(cfg: TrialConfig, reporter: Reporter | None = None, stop_after_epoch: int | None = None,
@@ -417,6 +396,7 @@ def _train(cfg: TrialConfig, reporter: Reporter, stop_after_epoch: int | None, l
     try:
         trial = _prepare(cfg, label, lock)
         _untrained(trial, reporter)  # before any checkpoint is loaded: the initial weights
+        _untrained_report_data(trial)
         _resume(trial, reporter)
         live = LiveLog(cfg.log, trial.out_dir, cfg)  # --log: TensorBoard, MLflow, W&B (views, never read back)
         stopped = _epochs(trial, reporter, stop_after_epoch, live)
@@ -447,7 +427,7 @@ def _prepare(cfg: TrialConfig, label: str, lock: TrialLock) -> _Trial:
     trial.fresh_model()
     trial.info = {
         "identity": cfg.identity(),
-        "config": {**cfg.__dict__, "params": trial.params},
+        "config": {**cfg.record(), "params": trial.params},
         "loss": trial.loss.config(),
         "feature_weights": trial.loss.feature_weights,
         "data": task.describe_data(),
@@ -483,13 +463,13 @@ def _untrained(trial: _Trial, reporter: Reporter) -> None:
             kept = read_json(path, trial.out_dir)
             if isinstance(kept, dict) and isinstance(kept.get(TEST_READ), str):
                 first_read = kept.pop(TEST_READ)
-            trial.untrained = check_untrained(kept, path, trial.task.metric_names())
+            trial.untrained = check_untrained(kept, path, metric_names(trial.task))
             return
         except ResultsFileError as exc:
             reporter.message(f"[{trial.label}] {exc}; measuring the untrained model again")
     # one entry per metric of the task, as the check above reads it: a value that is not a
     # number is null (as a NaN is written), in the order evaluate gives them
-    names = trial.task.metric_names()
+    names = metric_names(trial.task)
     from datetime import datetime, timezone
 
     first_read = first_read or datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -504,7 +484,7 @@ def _untrained_val(trial: _Trial, path: Path) -> None:
     or crashed seed of a search candidate counts at (:mod:`cvloss.run.tune_score`). The
     whole evaluation is kept as the epoch-0 row of a task that scores its untrained model,
     so val is not evaluated twice."""
-    names = trial.task.metric_names()
+    names = metric_names(trial.task)
     if path.exists() and not path.is_symlink():
         try:
             trial.untrained = check_untrained(read_json(path, trial.out_dir), path, names)
@@ -551,7 +531,7 @@ def _epochs(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None, liv
     reporter.message(data_line(scope, f"{task.describe_data()}; device: {trial.info['device']}"))
     if trial.loss.feature_weights:  # differs by loss (l1: none), so a line of its own
         reporter.message(data_line(scope, str(trial.loss.feature_weights), key="feature weights"))
-    if task.evaluate_at_init and not trial.history:
+    if task.spec.evaluate_at_init and not trial.history:
         trial.history.append({"epoch": 0, "train_loss": math.nan, **(trial.at_init or trial.evaluate()),
                               "epoch_time_s": 0.0, "train_time_s": 0.0, "data_time_s": 0.0})
         write_csv(trial.out_dir / METRICS, trial.history)
@@ -634,13 +614,14 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
     cfg, task, out_dir, history = trial.cfg, trial.task, trial.out_dir, trial.history
     with trial.evaluating() as model:
         rows = task.sample_rows(model)
+        arrays = task.report_arrays(model) if cfg.test else {}  # for the report's plots: a comparison's trials
         final = history[-1] if history else {}
-        names = task.metric_names()
+        names = metric_names(task)
         val_metrics = {k: final[k] for k in names if k in final}
         collapse = task.collapse_reason(model, val_metrics)  # a decision: on val
         split = "test" if cfg.test else "val"  # a tuning trial is scored on val alone
         metrics = {k: v for k, v in task.evaluate(model, "test").items() if k in names} if cfg.test else dict(val_metrics)
-        items = task.test_items("test") if cfg.test else None  # that evaluation per test item (issue 31)
+        items = task.test_items("test") if cfg.test else None  # that evaluation per test item (few-item test splits)
         reference = task.reference_metrics(split)
         degenerate, degenerate_on_test = _degenerate(trial, model, val_metrics, metrics, collapse)
     status = "collapsed" if collapse else "degenerate" if degenerate else "done"
@@ -648,7 +629,9 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         np.savez_compressed(tmp, **rows)
     # The grid shows the image rows (uint8 (K, H, W, 3)); a task may save other arrays too.
     images = {k: v for k, v in rows.items() if v.ndim == 4 and v.shape[-1] == 3 and v.dtype == np.uint8}
-    save_grid(images, out_dir / "samples.png", titles={**task.sample_titles, "pred": cfg.loss}, note=task.sample_note)
+    view = view_for(cfg.task)
+    save_grid(images, out_dir / "samples.png", titles={**view.sample_titles, "pred": cfg.loss}, note=view.sample_note)
+    _write_report_data(trial, arrays)
     save_model(trial.model, out_dir / MODEL)  # before summary.json: a done trial always has it
     summary = {
         **_summary_head(trial, status),
@@ -659,7 +642,7 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         # from one written before the rule existed (no such keys)
         "degenerate": degenerate,
         "degenerate_on_test": degenerate_on_test,
-        **({"at_init": {k: history[0][k] for k in names if k in history[0]}} if task.evaluate_at_init else {}),
+        **({"at_init": {k: history[0][k] for k in names if k in history[0]}} if task.spec.evaluate_at_init else {}),
         "reference": reference,
         "train_loss": final.get("train_loss"),
         "epochs": trial.params["epochs"],
@@ -667,13 +650,13 @@ def _finish(trial: _Trial, reporter: Reporter) -> dict[str, Any]:
         "feature_weights": trial.loss.feature_weights,
         "device": _device_name(trial.device),
     }
-    write_test_items(out_dir, items, task.item_unit)  # test_items.json, for a test split of few items
+    write_test_items(out_dir, items, task.spec.item_unit)  # test_items.json, for a test split of few items
     write_json(out_dir / SUMMARY, summary)
     _drop_checkpoints(trial)
-    primary = summary["metrics"].get(task.primary_metric, math.nan)
+    primary = summary["metrics"].get(task.spec.primary, math.nan)
     why = collapse or degenerate
     reporter.trial_end(trial.label, summary["status"] + (f" ({why})" if why else ""),
-                       f"{task.primary_metric}={primary:.4g} in {time.perf_counter() - trial.t_start:.1f}s")
+                       f"{task.spec.primary}={primary:.4g} in {time.perf_counter() - trial.t_start:.1f}s")
     return summary
 
 
@@ -684,16 +667,53 @@ def _degenerate(trial: _Trial, model: torch.nn.Module, val_metrics: dict[str, fl
     measured only by a trial that reads test). Neither is asked of a collapsed trial:
     degenerate is checked only when a trial neither diverged nor collapsed. The untrained
     model's metrics the rule compares with: on val, the epoch-0 row of a task that scores
-    its untrained model (``evaluate_at_init``); on test, ``untrained.json``'s."""
+    its untrained model (``spec.evaluate_at_init``); on test, ``untrained.json``'s."""
     if collapse:
         return None, None
     task, history = trial.task, trial.history
-    names = set(task.metric_names())
+    names = set(metric_names(task))
     first = history[0] if history and history[0].get("epoch") == 0 else {}
     untrained_val = {k: v for k, v in first.items() if k in names}
     on_val = task.degenerate_reason(model, val_metrics, "val", untrained_val)
     on_test = task.degenerate_reason(model, metrics, "test", trial.untrained) if trial.cfg.test else None
     return on_val, on_test
+
+
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``arrays`` as an uncompressed ``.npz`` (plain arrays: read back without pickle), atomically."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def _untrained_report_data(trial: _Trial) -> None:
+    """The untrained model's :meth:`~cvloss.tasks.base.Task.report_arrays`, taken before any
+    checkpoint is loaded and kept in :data:`REPORT_DATA_UNTRAINED` until the trial ends, so a
+    resumed trial still has them. Only a trial that reads test (a comparison's) keeps report
+    data; a task without report arrays writes nothing."""
+    path = trial.out_dir / REPORT_DATA_UNTRAINED
+    if not trial.cfg.test or path.exists():
+        return
+    with trial.evaluating() as model:
+        arrays = trial.task.report_arrays(model)
+    if arrays:
+        _save_arrays(path, arrays)
+
+
+def _write_report_data(trial: _Trial, arrays: dict[str, np.ndarray]) -> None:
+    """:data:`REPORT_DATA`: the final model's report arrays plus the untrained model's
+    (keys prefixed ``untrained.``; left out when their file cannot be read), then the
+    untrained file goes. Nothing for a task without report arrays."""
+    if not arrays:
+        return
+    kept = trial.out_dir / REPORT_DATA_UNTRAINED
+    untrained: dict[str, np.ndarray] = {}
+    if kept.exists():
+        try:
+            untrained = read_report_data(trial.out_dir, REPORT_DATA_UNTRAINED)
+        except ResultsFileError:
+            pass  # the final arrays still draw; the plot lacks the untrained curve
+    _save_arrays(trial.out_dir / REPORT_DATA, {**arrays, **{UNTRAINED_PREFIX + k: v for k, v in untrained.items()}})
+    kept.unlink(missing_ok=True)
 
 
 def save_model(model: torch.nn.Module, path: Path) -> None:
@@ -715,7 +735,7 @@ def _drop_checkpoints(trial: _Trial) -> None:
     (``checkpoint.pt.corrupt-<n>``) stay for a post-mortem."""
     if trial.cfg.keep_checkpoints:
         return
-    for name in (CHECKPOINT, PREV_CHECKPOINT):
+    for name in (CHECKPOINT, PREV_CHECKPOINT, REPORT_DATA_UNTRAINED):  # the last: a diverged trial's, resume state too
         try:
             (trial.out_dir / name).unlink()
         except FileNotFoundError:  # a trial of one epoch has no previous checkpoint
@@ -810,7 +830,7 @@ def _progress_misfit(state: dict[str, Any], trial: _Trial) -> str | None:
         return f"epoch {str(epoch)[:20]} is outside this trial's 0..{epochs}"
     if type(step) is not int or step != epoch * per_epoch:
         return f"step {str(step)[:20]} after epoch {epoch} is not {epoch} x {per_epoch} batches"
-    first = 0 if trial.task.evaluate_at_init else 1
+    first = 0 if trial.task.spec.evaluate_at_init else 1
     if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)
             and [r.get("epoch") for r in history] == list(range(first, epoch + 1))
             and all(isinstance(k, str) and (v is None or isinstance(v, (int, float, str)))

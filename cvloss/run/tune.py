@@ -1,72 +1,17 @@
 """Per-loss hyper-parameter search with an equal budget, selected on val, reported on test.
 
-The protocol (Musgrave, Belongie & Lim 2020, "A Metric Learning Reality Check", Sec. 3:
-the same search budget for every loss, chosen on a validation split, the winner
-retrained and tested on held-out data), made to decide by signal rather than by seed:
-
-1. The search space (``--tune "lr=log(1e-4,1e-2)"``, repeatable) and the sampler give
-   ``n`` candidate settings, drawn ONCE from ``sampler_seed`` over the union of the
-   comparison's dimensions. Each loss trains the projection of every candidate onto the
-   dimensions it has (:func:`own_dims`), so every loss gets the same ``n`` candidates and
-   the same learning rates. The default sampler, ``lhs``, is a centred Latin hypercube
-   (``scipy.stats.qmc.LatinHypercube(scramble=False)``) over the transformed space: in
-   1-D the candidates are the cell midpoints (i + 1/2)/n, so the whole range is covered
-   (log scale for ``log``).
-2. Every candidate of every loss is trained at the same K tuning seeds (``seeds`` of
-   :class:`TuneProtocol`, default 3), ``TUNE_SEED0 + r*K + k`` for repeat r -- disjoint
-   from every reporting seed < ``TUNE_SEED0`` -- on ``train`` and scored on ``val``; the
-   test split is never read. A candidate's score is the mean over its seeds of the
-   intent-to-treat value (:mod:`cvloss.run.tune_score`): a diverged or crashed seed counts
-   at the untrained model's val score, a collapsed or degenerate one at its own.
-3. The best candidate per loss (exact ties: the task's ``secondary_metric``, then the
-   candidate nearer the centre of the unit cube) is retrained at every requested seed
-   under ``<budget>+tuned-<H>/<loss-slug>/seed<k>/`` and evaluated on test.
-4. ``repeats`` R > 1 runs the whole search R times with the same candidates and fresh
-   seeds and reports how often each candidate won; the reported winner is the one the
-   pooled R*K seeds choose. ``halving`` runs each search as successive halving
-   (:class:`Halving`): every candidate at all its seeds for a fraction of the epochs, the
-   best 1/eta continue (resuming their checkpoints), until the full budget.
-
-Folders. A search trial is ``<budget>/tune--<h>/<loss-slug>/t<i>/seed<s>/`` (``t<i>/``
-holds ``candidate.json``, the values it trains); ``<h>`` (:meth:`Space.key`) hashes the
-space, the trial count, the sampler and its seed but not K, R or halving, so raising them
-reuses every finished trial. The winners' ``<H>`` (:meth:`Space.tuned_key`) adds K, R and
-the halving settings. The legacy layout -- candidate i trained once at seed
-``TUNE_SEED0 + i`` in ``t<i>/`` itself, ``<H> == <h>`` -- is what the samplers
-``random``, ``grid`` and ``tpe`` do with K = R = 1 and no halving (:meth:`Space.legacy`):
-the searches committed under results/ were made so, and their recorded commands
-(``--tune-sampler random``, ``--tune-seeds 1``) find the same folders again.
-
-Names a space may tune: any setting of the task's budget (``lr``, ``weight_decay``,
-``d_lr``, ...: the optimiser's), a loss argument ``<term>.<arg>`` (``topo.mu``), a term's
-weight ``<term>.weight`` (the 0.01 of ``0.01*perceptual``) -- of a spec with two or more
-terms only: a one-term loss's weight just rescales its gradient, which the lr search
-covers -- and ``<term>#2.<arg>`` for the second occurrence of a repeated term. A loss
-parameter applies to the specs that contain the term and leaves the others as they are;
-it is an error only if no spec does.
-
-Distributions: ``log(a,b)`` (log-uniform, 0 < a < b), ``uniform(a,b)`` (a < b),
-``int(a,b)`` (integers a..b inclusive, a < b), ``choice(x,y,...)`` (two or more values).
-Sampled floats are rounded to 4 significant digits (their text names the setting).
-Samplers: ``lhs`` (above); ``random`` (the first sampler, kept so that the committed
-searches stay reproducible: independent draws, which may leave much of a range untried);
-``grid``: each numeric range cut into ``ceil(n^(1/d))`` points including its ends
-(log-spaced for ``log``), ``n`` points of that grid taken in a seeded order; ``tpe``
-(Optuna's TPE sampler, the optional ``cvloss[tune]`` extra) proposes each loss's
-candidate i from that loss's scores of candidates 0..i-1 (seeded; trials run one after
-another, so a rerun proposes the same ones). TPE adapts to the scores, so it cannot give
-every repeat the same candidates nor run as successive halving: both are refused.
-
-A term's weight is never negative (the spec language has no negative weights: a negative
-one would reward that term's error), so a ``<term>.weight`` range must stay >= 0.
-
-Everything is checked before the first folder is created (:func:`check_space`): the names,
-the weights, and every candidate the search will train (lhs, random and grid: all of them;
-TPE: each range's ends and an inner point, every choice) applied to every spec -- its loss
-spec must build and its settings pass the task's schema -- so a bad space is one line and
-writes nothing. At most :data:`MAX_TRIALS` candidates per loss, :data:`MAX_TRIAL_RUNS`
-tuning trials per loss (candidates x seeds x repeats) and, for grid search,
-:data:`MAX_GRID_POINTS` grid points.
+The protocol of Musgrave, Belongie & Lim 2020 (Sec. 3), made to decide by signal: the
+space (``--tune "lr=log(1e-4,1e-2)"``) and the sampler (:data:`SAMPLERS`: ``lhs`` default,
+``random``, ``grid``, ``tpe``) give ``n`` candidates drawn once over the union of the
+comparison's dimensions, each loss training their projection on its own (:func:`own_dims`);
+every candidate trains at the same K tuning seeds ``TUNE_SEED0 + r*K + k`` (disjoint from
+reporting seeds) and is scored on val by its intent-to-treat mean; the best per loss is
+retrained at every seed under ``<budget>+tuned-<H>/`` and tested. Repeats and successive
+halving (:class:`Halving`) are options. Search trials live in
+``<budget>/tune--<h>/<loss-slug>/t<i>/seed<s>/``: ``<h>`` (:meth:`Space.key`) leaves out
+K, R and halving, ``<H>`` (:meth:`Space.tuned_key`) adds them. :func:`check_space` checks
+names, weights and every candidate before the first folder; limits :data:`MAX_TRIALS`,
+:data:`MAX_TRIAL_RUNS`, :data:`MAX_GRID_POINTS`. The full protocol: docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -85,7 +30,7 @@ from cvloss.io import read_json, write_json
 from cvloss.losses.registry import get_loss_info
 from cvloss.losses.spec import build_loss, format_term, parse_spec
 from cvloss.run.budgets import resolve_overrides
-from cvloss.run.config import TrialConfig
+from cvloss.run.config import SearchCandidate, TrialConfig, TunedWinner
 from cvloss.settings import coerce
 from cvloss.tasks import get_task_class
 
@@ -322,6 +267,10 @@ class Space:
         text = json.dumps({"search": self.key(), **self.protocol.fields()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
+    def winners(self) -> TunedWinner:
+        """Where this search's retrained winners lie: ``<budget>+tuned-<H>`` (:meth:`tuned_key`)."""
+        return TunedWinner(self.tuned_key())
+
     def seeds(self, repeat: int | None = None) -> list[int]:
         """Tuning seeds of repeat ``repeat`` (all R*K of them with None):
         ``TUNE_SEED0 + r*K + k``. The legacy layout has none shared (candidate i: TUNE_SEED0 + i)."""
@@ -428,7 +377,7 @@ def check_space(space: Space, task: str, specs: list[str], base: TrialConfig | N
     (its loss spec parses and each argument fits its loss) and -- given ``base``, the
     trials' budget and overrides -- yields settings the task accepts, for the tuning
     trials and the retrained winners alike."""
-    schema = get_task_class(task).schema()
+    schema = get_task_class(task).spec.schema()
     for dim in space.dims:
         param = _loss_param(dim.name)
         if param is None:
@@ -607,7 +556,7 @@ def centre_distance(space: Space, values: dict[str, Any]) -> float:
 def candidate_dir(base: TrialConfig, spec: str, i: int, space: Space) -> Path:
     """``<budget>/tune--<h>/<loss-slug>/t<i>``: candidate i's folder (its ``candidate.json``,
     and its trials' ``seed<s>/`` -- the trial itself in the legacy layout)."""
-    return replace(base, name=spec, place=f"tune--{space.key()}/t{i}").trial_dir
+    return replace(base, name=spec, place=SearchCandidate(space.key(), i)).trial_dir
 
 
 def tuning_config(base: TrialConfig, spec: str, values: dict[str, Any], i: int, space: Space,
@@ -617,13 +566,13 @@ def tuning_config(base: TrialConfig, spec: str, values: dict[str, Any], i: int, 
     layout (:meth:`Space.legacy`): seed TUNE_SEED0 + i in ``t<i>/``. ``stop_at_epoch``: a
     rung of successive halving, trained under the full budget's schedule up to that epoch."""
     loss, settings = apply_candidate(spec, values)
-    task_tune = dict(getattr(get_task_class(base.task), "tune_overrides", {}))
+    task_tune = dict(get_task_class(base.task).spec.tune_overrides)
     if space.legacy():
-        seed, place = TUNE_SEED0 + i, f"tune--{space.key()}/t{i}"
+        seed, place = TUNE_SEED0 + i, SearchCandidate(space.key(), i)
     else:
         if seed is None or seed < TUNE_SEED0:
             raise ValueError(f"a tuning trial's seed is TUNE_SEED0 + r*K + k; got {seed}")
-        place = f"tune--{space.key()}/t{i}/seed{seed}"
+        place = SearchCandidate(space.key(), i, seed)
     return replace(base, loss=loss, name=spec, seed=seed, tuned={**task_tune, **settings}, place=place, test=False,
                    stop_at_epoch=stop_at_epoch)
 
@@ -631,7 +580,7 @@ def tuning_config(base: TrialConfig, spec: str, values: dict[str, Any], i: int, 
 def winner_config(base: TrialConfig, spec: str, values: dict[str, Any], seed: int, space: Space) -> TrialConfig:
     """The retrained winner of ``spec`` at reporting seed ``seed``, in ``<budget>+tuned-<H>``."""
     loss, settings = apply_candidate(spec, values)
-    return replace(base, loss=loss, name=spec, seed=seed, tuned=settings, place=f"+tuned-{space.tuned_key()}")
+    return replace(base, loss=loss, name=spec, seed=seed, tuned=settings, place=space.winners())
 
 
 def select(scores: list[float | None], higher: bool, secondary: list[float | None] | None = None,

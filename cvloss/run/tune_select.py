@@ -48,10 +48,10 @@ def trial_seeds(space: Space, i: int, repeat: int | None) -> list[int]:
 
 def scoring_of(base: TrialConfig) -> Scoring:
     """The task's metrics and the budget's epochs, as the search scores them."""
-    cls = get_task_class(base.task)
-    secondary = getattr(cls, "secondary_metric", "") or None
-    return Scoring(cls.primary_metric, cls.direction(cls.primary_metric), secondary,
-                   cls.direction(secondary) if secondary else True, int(base.params["epochs"]))
+    spec = get_task_class(base.task).spec
+    secondary = spec.secondary or None
+    return Scoring(spec.primary, spec.direction(spec.primary), secondary,
+                   spec.direction(secondary) if secondary else True, int(base.params["epochs"]))
 
 
 def score_members(space: Space, spec: str, own: list[dict[str, Any]], members: list[int], repeat: int | None,

@@ -1,21 +1,14 @@
 """Run a tuned comparison: the search per loss on val, then the winners on test.
 
-See :mod:`cvloss.run.tune` for the protocol, the space and the folder layout, and
-:mod:`cvloss.run.tune_score` for how a trial and a candidate are scored. This module
-drives it through the ordinary trial runner (every tuning trial and every retrained
-winner is a resumable, locked trial folder) and hands the winners to
-:func:`cvloss.run.compare.summarize_comparison`, adding the search's record (chosen
-setting, every candidate's val score and SE, the set within one SE of the best, the
-repeats' choices, the rungs, the cost, flags) to the comparison.
-
-The search runs as one or more *selections* over the same candidates: with one repeat,
-the pooled one (all K seeds); with R repeats, each repeat at its own K seeds (how stable
-the choice is) and the pooled one at all R*K seeds (the reported winner). Each selection
-is successive halving over the rungs (:class:`cvloss.run.tune.Halving`; without halving,
-one rung: the full budget). A rung's trials of every selection go to the executor in one
-batch, candidate-major (after k rounds every loss has had the same k), and a trial that
-two selections need is trained once: its folder is keyed by candidate and seed alone.
-Every step reads what is on disk, so a search killed anywhere resumes where it stopped.
+The protocol, the space and the folders are :mod:`cvloss.run.tune`'s; scoring is
+:mod:`cvloss.run.tune_score`'s. This module drives the search through the ordinary trial
+runner (every tuning trial and retrained winner is a resumable, locked trial folder) and
+hands the winners to :func:`cvloss.run.compare.summarize_comparison` with the search's
+record. The search runs as *selections* over the same candidates (the pooled one and,
+with R repeats, one per repeat), each successive halving over the rungs; a rung's trials
+of every selection go to the executor in one candidate-major batch, and a trial two
+selections need is trained once. Every step reads what is on disk, so a killed search
+resumes where it stopped. See docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -224,8 +217,8 @@ def run_tuned_comparison(base: TrialConfig, losses: list[str], seeds: list[int],
                          f"tuning trials'); got {max(seeds)}")
     sc = scoring_of(base)
     rungs_of(space, sc.epochs)  # halving that cannot halve: refused before any folder
-    get_task_class(base.task).check_seeds(base.params, seeds, base.dataset, base.data_dir)  # distinct replicates
-    tuned_base = replace(base, place=f"+tuned-{space.tuned_key()}")
+    get_task_class(base.task).spec.check_seeds(base.params, seeds, base.dataset, base.data_dir)  # distinct replicates
+    tuned_base = replace(base, place=space.winners())
     check_seed_set(comparison_dir(tuned_base, losses), seeds)  # before any training
     check_stale(_existing_trials(base, tuned_base, losses, seeds, space), reporter, retrain_stale, allow_mixed)
     if space.sampler != "tpe":  # a folder of another configuration is refused, never read (TPE: by the trainer)

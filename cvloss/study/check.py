@@ -2,24 +2,15 @@
 the plan it makes.
 
 Each comparison goes through the checks ``cvloss compare`` makes before its first folder
--- the task, the budget and its ``set`` overrides (:mod:`cvloss.run.budgets`), the
-feature weights, the dataset (known to the task and present: ``check`` neither
-downloads nor adopts, it says what to run), the seeds (:func:`cvloss.run.compare.
-parse_seeds` and the task's own check), the loss specs (:func:`cvloss.run.compare.
-canonical_specs`: each builds for the task, none twice) and the search space
-(:func:`cvloss.run.tune.parse_space` and :func:`~cvloss.run.tune.check_space`, every
-candidate applied to every spec with this budget), each call's error prefixed with the
-key it checked; then the comparison is planned as ``cvloss compare`` plans it
-(:func:`cvloss.api.plan_comparison`). Each hypothesis names two of its
-comparison's losses (compared as canonical specs, so ``cldice()`` is ``cldice``) and a
-metric its task reports. Every error is one line naming the file, the table and the key.
-
-The plan (:class:`Plan`) holds each comparison resolved -- the library's plan (the
-trial configuration everything else derives from), its canonical values, its test-reading
-trials and search trials and the CPU-hour estimate (:mod:`cvloss.study.costs`) -- and each
-hypothesis with its
-canonical specs. Its canonical forms are what a lock hashes (:mod:`cvloss.study.lock`).
-Nothing is trained, downloaded or written.
+(task, budget and ``set`` overrides, feature weights, dataset -- known and present: check
+neither downloads nor adopts --, seeds, loss specs, search space), each error prefixed
+with the key it checked, and is then planned as ``cvloss compare`` plans it
+(:func:`cvloss.api.plan_comparison`). Each hypothesis names two of its comparison's
+losses (as canonical specs) and a metric its task reports. Every error is one line
+naming the file, the table and the key. The :class:`Plan` holds each comparison resolved
+(the library's plan, canonical values, test-reading and search trials, the CPU-hour
+estimate of :mod:`cvloss.study.costs`) and each hypothesis; its canonical forms are what
+a lock hashes. Nothing is trained, downloaded or written.
 """
 from __future__ import annotations
 
@@ -163,17 +154,28 @@ def build_space(c: Comparison, task: str, specs: list[str], base: Any) -> Any:
     return space
 
 
-def tuned_place(space: Any) -> str:
-    """``+tuned-<H>``: the folder suffix of a search's retrained winners."""
-    return "+tuned-" + space.tuned_key()
-
-
 def search_trials(space: Any, n_losses: int) -> int:
     """Search trials at most: every loss's candidates at each tuning seed of each repeat
     (successive halving trains fewer epochs of most: this is the count before it)."""
     if space is None:
         return 0
     return n_losses * space.trials * space.protocol.seeds * space.protocol.repeats
+
+
+def search_epochs(space: Any, n_losses: int, epochs: int) -> int:
+    """Trial-epochs the search trains: each candidate's epochs at every tuning seed of every
+    repeat of every loss; under successive halving, rung r trains only its survivors, each
+    from the previous rung's epoch to this rung's (a later rung resumes the checkpoint)."""
+    if space is None:
+        return 0
+    halving = space.protocol.halving
+    if halving is None:
+        per_search = space.trials * epochs
+    else:
+        rungs = halving.rungs(epochs)
+        per_search = sum(halving.survivors(space.trials, r) * (e - (rungs[r - 1] if r else 0))
+                         for r, e in enumerate(rungs))
+    return n_losses * space.protocol.seeds * space.protocol.repeats * per_search
 
 
 def _set_items(c: Comparison) -> list[str]:
@@ -197,7 +199,7 @@ def _validate(c: Comparison, at: Callable[[str], str], data_dir: str | None, out
     _checked(at("feature_weights"), lambda: check_feature_weights(c.feature_weights))
     dataset, fingerprint = _checked(at("dataset"), lambda: _dataset(c, c.task, data_dir))
     seeds = _checked(at("seeds"), lambda: parse_seeds(c.seeds))
-    _checked(at("seeds"), lambda: task_cls.check_seeds(params, seeds, dataset, data_dir))
+    _checked(at("seeds"), lambda: task_cls.spec.check_seeds(params, seeds, dataset, data_dir))
     specs = _checked(at("losses"), lambda: canonical_specs(list(c.losses), c.task))
     base = TrialConfig(task=c.task, loss="", dataset=dataset, budget=c.budget, out=str(out), data_dir=data_dir,
                        feature_weights=c.feature_weights, overrides=overrides, data_fingerprint=fingerprint)
@@ -233,7 +235,8 @@ def plan_comparison(c: Comparison, study: Study, out: Path, data_dir: str | None
                                             "sampler": space.sampler, "seed": space.seed,
                                             "protocol": space.protocol.fields()},
     }
-    hours = cpu_hours(c.task, c.budget, v["params"]["epochs"], trials + n_search)
+    epochs = int(v["params"]["epochs"])
+    hours = cpu_hours(c.task, c.budget, trials * epochs + search_epochs(space, len(v["specs"]), epochs))
     return PlannedComparison(c, plan, canonical, trials, n_search, hours)
 
 
@@ -241,8 +244,8 @@ def plan_comparison(c: Comparison, study: Study, out: Path, data_dir: str | None
 def metric_known(task_cls: Any, metric: str) -> bool:
     """Whether ``metric`` is one the task reports: declared, or of a data-dependent prefix
     (seg's ``iou_<class>``)."""
-    return metric in task_cls.metrics or any(metric.startswith(p) and len(metric) > len(p)
-                                             for p in task_cls.extra_metrics)
+    spec = task_cls.spec
+    return metric in spec.metrics or any(metric.startswith(p) and len(metric) > len(p) for p in spec.extra_metrics)
 
 
 def plan_hypothesis(h: Hypothesis, study: Study, comparison: PlannedComparison) -> PlannedHypothesis:
@@ -266,8 +269,8 @@ def plan_hypothesis(h: Hypothesis, study: Study, comparison: PlannedComparison) 
                          f"({specs['a']!r})")
     if not metric_known(task_cls, h.metric):
         raise UsageError(f"{where(study.path, 'hypothesis', h.index, h.name, 'metric')}: task {task} has no metric "
-                         f"{h.metric!r}; its metrics: {', '.join(task_cls.metrics)}"
-                         + "".join(f", {p}<name>" for p in task_cls.extra_metrics))
+                         f"{h.metric!r}; its metrics: {', '.join(task_cls.spec.metrics)}"
+                         + "".join(f", {p}<name>" for p in task_cls.spec.extra_metrics))
     canonical = {"comparison": h.comparison, "a": specs["a"], "b": specs["b"], "metric": h.metric,
                  "claim": h.claim, "margin": h.margin, "family": h.family}
     return PlannedHypothesis(h, specs["a"], specs["b"], canonical)

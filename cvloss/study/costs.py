@@ -31,8 +31,8 @@ def seconds_per_epoch() -> dict[str, dict[str, float]]:
             for task, row in raw.items() if isinstance(row, dict)}
 
 
-def cpu_hours(task: str, budget: str, epochs: int, trials: int) -> float | None:
-    """CPU hours of ``trials`` trials of ``epochs`` epochs each (None when the table has
-    no figure for the task and budget)."""
+def cpu_hours(task: str, budget: str, trial_epochs: int) -> float | None:
+    """CPU hours of ``trial_epochs`` epochs of trials in all (None when the table has no
+    figure for the task and budget)."""
     per = seconds_per_epoch().get(task, {}).get(budget)
-    return None if per is None else trials * epochs * per / 3600.0
+    return None if per is None else trial_epochs * per / 3600.0

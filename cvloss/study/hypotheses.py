@@ -2,25 +2,15 @@
 p, the MDE at the family's level, and the verdict.
 
 A hypothesis is a paired contrast ``A - B`` over its comparison's seeds on one metric,
-read from the comparison's ``runs.csv`` (one row per loss and seed, written by every
-comparison). Two analyses, as under every comparison table: ``completed`` (the trials
-that finished without failing) and ``itt``, intent to treat (a diverged or crashed trial
-at the untrained model's value at its seed, a collapsed or degenerate one at its own).
-
-* Δ and its 95% CI, and the two-sided paired t-test's p:
-  :func:`cvloss.run.stats.paired_difference`;
-* the *family*: the hypotheses that share a ``family`` name and were registered alike
-  (before the lock, or post hoc: a post-hoc hypothesis never changes the correction of
-  the registered ones); its m counts its measurable contrasts (a finite p), and p is
-  Holm-corrected over them (:func:`cvloss.run.stats.holm`);
-* the MDE at the family's level alpha/m, the headroom and the verdict:
-  :func:`cvloss.verdict.assess` -- the one verdict function (appears, reversed, not
-  detected, inconclusive, not measurable). For ``claim = "differs"`` a significant
-  difference either way ``appears``, and the headroom is the larger of the two ways;
-* ``equivalent``, when a ``margin`` was given, the contrast is not significant and its
-  CI at the family's level (1 - alpha/m, two-sided) lies inside ±margin: the study
-  rules out any difference that matters. A significant contrast keeps its verdict (a
-  real difference, however small, is reported as one), with ``within margin`` noted.
+read from the comparison's ``runs.csv``, in both analyses (``completed`` and ``itt``).
+Δ, its 95% CI and p come from :func:`cvloss.run.stats.paired_difference`; p is
+Holm-corrected (:func:`cvloss.run.stats.holm`) over the measurable contrasts of its
+*family* (same ``family`` name, registered alike: a post-hoc hypothesis never changes the
+registered ones' correction); the MDE at alpha/m, the headroom and the verdict come from
+:func:`cvloss.verdict.assess` (``claim = "differs"``: either way, the larger headroom).
+With a ``margin``, a non-significant contrast whose CI at level 1 - alpha/m lies inside
+±margin is ``equivalent``; a significant one keeps its verdict, noted ``within margin``.
+See docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -32,7 +22,7 @@ from typing import Any
 from scipy import stats as sps
 
 from cvloss import verdict as vd
-from cvloss.study.check import Plan, PlannedComparison, PlannedHypothesis, tuned_place
+from cvloss.study.check import Plan, PlannedComparison, PlannedHypothesis
 
 EQUIVALENT = "equivalent"
 FAILED = ("diverged", "crashed")  # under ITT: the untrained model's value at their seed
@@ -45,7 +35,7 @@ def comparison_folder(c: PlannedComparison) -> Path:
     its winners' ``<budget>+tuned-<H>``)."""
     from cvloss.run.compare import comparison_dir
 
-    base = c.base if c.space is None else replace(c.base, place=tuned_place(c.space))
+    base = c.base if c.space is None else replace(c.base, place=c.space.winners())
     return comparison_dir(base, c.specs)
 
 
@@ -111,7 +101,7 @@ def _contrast(h: PlannedHypothesis, c: PlannedComparison, runs: dict | None, ana
     metric = h.entry.metric
     rec = {"hypothesis": h.name, "comparison": c.name, "a": h.a, "b": h.b, "metric": metric, "claim": h.entry.claim,
            "family": h.entry.family, "margin": h.entry.margin, "why": h.entry.why, "analysis": analysis,
-           "higher_is_better": task_cls.direction(metric), "ran": runs is not None, "failed": 0}
+           "higher_is_better": task_cls.spec.direction(metric), "ran": runs is not None, "failed": 0}
     if runs is None:
         return {**rec, "diffs": [], "b_mean": math.nan, "diff": math.nan, "ci95": math.nan, "p": math.nan, "n": 0}
     va = [seed_value(runs.get(h.a, {}).get(s), metric, analysis) for s in c.seeds]
@@ -119,7 +109,7 @@ def _contrast(h: PlannedHypothesis, c: PlannedComparison, runs: dict | None, ana
     diff, half, p, n = paired_difference(va, vb)
     return {**rec, "diffs": [x - y for x, y in zip(va, vb)], "b_mean": _mean(vb), "diff": diff, "ci95": half,
             "p": p, "n": n, "failed": failures(runs, [h.a, h.b], c.seeds),
-            "bounds": task_cls.bounds(metric, c.base.dataset)}
+            "bounds": task_cls.spec.bounds(metric, c.base.dataset)}
 
 
 def _judge(rec: dict[str, Any], p_adj: float, m: int) -> dict[str, Any]:

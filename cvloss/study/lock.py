@@ -1,22 +1,15 @@
 """``FILE.lock``: a study's pre-registration, and what changed since.
 
 ``cvloss study lock FILE`` writes ``FILE.lock`` (JSON): the sha256 of each comparison
-and each hypothesis in canonical form (:mod:`cvloss.study.check`: resolved names,
-canonical specs and settings, sorted keys; executor hints left out, since where a study
-runs does not change what it asks), with the canonical form itself (so a change can be
-named key by key), the time, and the code's commit and source hash
-(:func:`cvloss.run.provenance.code_provenance`).
-
-A lock is refused once any trial of the study has read ``test``: a trial's
-``untrained.json`` (written right before its first test evaluation, with
-``test_read_utc``) or a ``summary.json`` measured on test marks it. Until then a study
-may be locked again (a change before any test read is an amendment, not a fishing trip),
-and the new lock says what changed.
-
-``study run`` and ``study report`` refuse a study whose locked comparisons or hypotheses
-changed or disappeared (:func:`check_unchanged`), naming each; what was added after the
-lock runs and is reported apart: its hypotheses are *post hoc* (:func:`post_hoc`), and so
-is a locked hypothesis whose comparison has a trial that read test before the lock time.
+and hypothesis in canonical form (:mod:`cvloss.study.check`; executor hints left out),
+the canonical form itself (so a change is named key by key), the time, and the code's
+commit and source hash (:func:`cvloss.run.provenance.code_provenance`). A lock is
+refused once any trial of the study has read ``test`` (an ``untrained.json`` with
+``test_read_utc``, or a ``summary.json`` measured on test); before that, locking again
+is an amendment and says what changed. ``study run`` and ``study report`` refuse a study
+whose locked entries changed or disappeared (:func:`check_unchanged`); what was added
+after the lock, or whose comparison read test before the lock time, is *post hoc*
+(:func:`post_hoc`). See docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -67,13 +60,15 @@ def test_reading_dirs(c: PlannedComparison) -> list[Path]:
     (``<budget>+tuned-*/<loss>/seed<k>``: whatever space found it, it read test)."""
     from dataclasses import replace
 
+    from cvloss.run.config import tuned_glob
+
     found = []
     for spec in c.specs:
         for seed in c.seeds:
             trial = replace(c.base, loss=spec, seed=seed).trial_dir
             group = c.base.group_dir
             rel = trial.relative_to(group)
-            found += [d for d in [trial, *sorted(group.parent.glob(f"{group.name}+tuned-*/{rel.as_posix()}"))]
+            found += [d for d in [trial, *sorted(group.parent.glob(f"{tuned_glob(group.name)}/{rel.as_posix()}"))]
                       if d.is_dir()]
     return found
 

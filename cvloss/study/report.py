@@ -1,22 +1,14 @@
 """``cvloss study report``: the study's report, hypotheses first, then its comparisons.
 
 Four files in the study's results root, named after the study file (``study.toml`` ->
-``study.md``, ``study.html``, ``study.tex``, ``study.csv``):
-
-* one table of the hypotheses registered before the lock, one of those that are post hoc
-  (added after it, or all of them without a lock), each row the contrast, Δ (A − B) with
-  its 95% CI and its CI at the family's level, the raw and the family-corrected (Holm)
-  p, the family's m, the MDE at the family's level, the headroom, the paired seeds and
-  the verdict (:mod:`cvloss.study.hypotheses`); an intent-to-treat table too when a trial
-  of a hypothesis's losses failed;
-* then each of the study's comparisons as ``cvloss report`` writes it (the report
-  layer's writers: :func:`cvloss.report.markdown.markdown_report`, :func:`cvloss.report.
-  html.html_report`, :func:`cvloss.report.latex.report_latex`);
-* ``study.csv``: one row per hypothesis and analysis, the numbers unformatted.
-
-Every value from the study file or a results file is escaped for its format (Markdown:
-:func:`cvloss.report.text.md_escape`/``md_code``; HTML: :func:`html.escape`; LaTeX:
-:func:`cvloss.report.latex.latex_escape`).
+``study.md``, ``study.html``, ``study.tex``, ``study.csv``): one table of the hypotheses
+registered before the lock and one of the post-hoc ones (contrast, Δ with its 95% CI and
+its CI at the family's level, raw and Holm p, m, MDE, headroom, paired seeds, verdict:
+:mod:`cvloss.study.hypotheses`), an intent-to-treat table when a trial failed; then each
+comparison as ``cvloss report`` writes it; ``study.csv`` one row per hypothesis and
+analysis, unformatted. Every value from the study file or a results file is escaped for
+its format (:func:`cvloss.report.text.md_escape`, :func:`html.escape`,
+:func:`cvloss.report.latex.latex_escape`). See docs/report.md.
 """
 from __future__ import annotations
 

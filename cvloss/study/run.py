@@ -1,21 +1,14 @@
 """``cvloss study run``: every comparison of a study through the library, in file order.
 
-Each comparison runs as ``cvloss compare`` runs it -- the library API's plan
-(:func:`cvloss.api.plan_comparison`, made by :mod:`cvloss.study.check`) run by
-:func:`cvloss.api.run_plan` on an executor of :func:`cvloss.api.executor_for`, no
-subprocess -- so it resumes like one: finished trials are
-skipped, interrupted ones continue from their checkpoints, and a killed ``study run``
-started again picks up where it stopped. Any executor of the registry runs it; a
-comparison's executor hints (``jobs``, ``threads``, ``slurm = {cpus, gpus, time}``) apply
-where the command line leaves an option unset.
-
-Before anything trains: the study must match its lock (:func:`cvloss.study.lock.
-check_unchanged`), and an unlocked study runs only with ``unlocked`` (its hypotheses are
-then all post hoc: a lock after a test read is refused).
-
-The progress view over the study (:class:`StudyProgress`) names the comparison and
-counts the study's finished trials across comparisons on stderr; each comparison's own
-view (its executor's) shows its trials.
+Each comparison runs as ``cvloss compare`` runs it -- the plan of
+:mod:`cvloss.study.check` run by :func:`cvloss.api.run_plan` on an executor of
+:func:`cvloss.api.executor_for`, no subprocess -- so it resumes like one, and a killed
+``study run`` started again picks up where it stopped. A comparison's executor hints
+(``jobs``, ``threads``, ``slurm``) apply where the command line leaves an option unset.
+Before anything trains the study must match its lock
+(:func:`cvloss.study.lock.check_unchanged`); an unlocked study runs only with
+``unlocked`` (its hypotheses all post hoc). :class:`StudyProgress` names the comparison
+and counts the study's finished trials on stderr.
 """
 from __future__ import annotations
 
@@ -159,7 +152,7 @@ def run_study(plan: Plan, lock: dict[str, Any] | None, opts: StudyRunOptions,
                 f"{c.base.group_dir.name}, {len(c.specs)} loss(es) x {len(c.seeds)} seed(s)"
                 + (f" + {c.search_trials} search trial(s)" if c.search_trials else ""))
             executor = executors[c.name]
-            inner = executor.progress(opts.quiet, keys=list(get_task_class(c.base.task).metrics))
+            inner = executor.progress(opts.quiet, keys=list(get_task_class(c.base.task).spec.metrics))
             threads = threads if threads is not None else _torch_threads()
             results[c.name] = run_one(c, opts, options[c.name], executor,
                                       StudyProgress(inner, c.name, counter, total, say))

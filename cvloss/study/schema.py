@@ -1,31 +1,11 @@
 """The study file (``study.toml``): read as untrusted input into typed entries.
 
-A study file holds ``[[comparison]]`` tables -- what ``cvloss compare`` takes -- and
-``[[hypothesis]]`` tables -- the claims the comparisons test -- and an optional
-top-level ``title``::
-
-    [[comparison]]
-    name = "vessels"                 # unique; hypotheses name it
-    task = "seg"
-    dataset = "synth-vessels"        # default: the task's embedded dataset
-    losses = ["ce", "dice", "cldice"]   # the first is the baseline
-    budget = "quick"                 # smoke (default) | quick | full
-    seeds = 10                       # a count, or a list such as [0, 1, 2]
-    set = { epochs = 8 }             # budget overrides (--set)
-    tune = ["lr=log(2e-4,2e-2)"]     # the search (--tune), with tune_trials, tune_sampler,
-    tune_trials = 6                  #   tune_seed, tune_seeds, tune_repeats, halving
-    jobs = 2                         # executor hints: jobs, threads, slurm = {cpus, gpus, time};
-    threads = 1                      #   the command line overrides them
-
-    [[hypothesis]]
-    name = "cldice-cuts-betti0"      # unique
-    comparison = "vessels"
-    a = "cldice"                     # "A better than B on metric" ...
-    b = "ce"
-    metric = "betti0_err"
-    claim = "better"                 # ... or "differs" (either way)
-    margin = 0.5                     # optional: the smallest difference that matters
-    family = "topology"              # optional: Holm over each family (default: one)
+A study file holds ``[[comparison]]`` tables -- what ``cvloss compare`` takes: ``name``,
+``task``, ``dataset``, ``losses`` (the first is the baseline), ``budget``, ``seeds``,
+``set``, the search (``tune``, ``tune_trials``, ...) and executor hints -- and
+``[[hypothesis]]`` tables -- the claims they test: ``name``, ``comparison``, ``a``,
+``b``, ``metric``, ``claim`` (``better`` or ``differs``), optional ``margin`` and
+``family`` -- and an optional top-level ``title``. docs/protocol.md shows a whole file.
 
 This module checks shapes and types only (names, kinds, ranges of plain numbers): what
 a name means -- a task, a loss, a metric -- is :mod:`cvloss.study.check`'s job. Every

@@ -1,18 +1,14 @@
 """Tasks: what model, data, training step, evaluation and samples each task uses.
 
-Each task lives in its own module; :mod:`cvloss.task_registry` maps task names to
-``module:Class`` so the CLI can list them without importing every model."""
+Each task lives in its own module; :data:`cvloss.task_registry.TASKS` maps task names
+to ``module:Class`` (built-ins) or entry points (plugins), so the CLI lists them without
+importing every model."""
 from __future__ import annotations
 
-import importlib
-
-from cvloss.errors import UsageError
-from cvloss.task_registry import TASK_CLASSES, TASKS
+from cvloss.task_registry import TASKS
 
 
 def get_task_class(name: str):
-    """The Task class for ``name``; ``UsageError`` for an unknown task."""
-    if name not in TASK_CLASSES:
-        raise UsageError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
-    module, cls = TASK_CLASSES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The Task class for ``name`` (a built-in or an installed plugin's); an unknown name
+    is one ``UsageError`` line listing the valid ones."""
+    return TASKS.get(name)

@@ -1,39 +1,17 @@
 """One adversarial stepper for every task that trains a discriminator (sr, translate, gan).
 
-The stepper owns what a GAN step repeats, whatever the objective: ``n_critic`` (the
-objective's discriminator steps per generator step), freezing D during the generator step
-(no D gradients from G's loss), weight clipping after each D step (``clip_weights``: WGAN),
-the gradient penalty and the generator of its ε (injected into the objective once, task
-state: resume-exact), and the count of generator updates. The task supplies only what its
-model does: how fakes are made, G's loss on them, and which (critic, real, fake) pairs D
-sees. A new objective is one class in :mod:`cvloss.losses.adversarial` and no task edit.
+:class:`AdversarialStepper` owns what a GAN step repeats, whatever the objective:
+``n_critic`` D steps per G step, D frozen during the G step, weight clipping after each D
+step, the gradient penalty's ε generator (task state: resume-exact) and the update
+counts. The task supplies how fakes are made, G's loss, and the (critic, real, fake)
+pairs D sees. Schedules: :meth:`~AdversarialStepper.update` (groups of ``n_critic`` data
+batches: SRGAN, CycleGAN) and :meth:`~AdversarialStepper.critic_first` (``n_critic`` D
+steps then one G step: the toy GAN). Both return ``{"loss": G's, "d_loss": D's}``. One
+training step is one generator update, so budgets count G updates for every objective.
 
-Two schedules:
-
-* :meth:`AdversarialStepper.update` (SRGAN, CycleGAN): one call = one group of
-  ``n_critic`` data batches; :meth:`AdversarialStepper.alternate` on each makes a D step
-  per batch and a G step first on the group's first batch, so a critic step always sees
-  fresh real data (Arjovsky et al. 2017, Algorithm 1, with the data loop outside);
-* :meth:`AdversarialStepper.critic_first` (the toy GAN, whose data is infinite): one call
-  = ``n_critic`` D steps, then one G step.
-
-Both return ``{"loss": G's objective (of the latest G step), "d_loss": D's}``; the trainer
-checks each for NaN/Inf and logs both.
-
-Budgets count GENERATOR updates, whatever the objective: one training step of an
-adversarial task is exactly one G step (and ``n_critic`` D steps), so ``wgan`` (n_critic =
-5) and ``ns`` (1) get the same number of G updates from the same budget, and WGAN's extra
-critic steps are extra D work, counted (``discriminator_updates`` in the summary, via
-:meth:`AdversarialStepper.counts`), not fewer G steps. For the alternating schedule the
-step's batch is a group of ``n_critic`` data batches (:meth:`AdversarialStepper.batch_groups`).
-
-Optimiser policy (:data:`OPTIMIZER_POLICY`, the ``optimizer`` setting of gan and
-translate, recorded in trial.json with the other params): ``equal`` trains every objective
-with the task's Adam (the same class, learning rates and betas for all: a comparison at
-equal budget compares objectives, nothing else); ``paper`` gives each objective the
-optimiser its paper prescribes (``AdversarialLoss.paper_optimizer``), the task's Adam where
-it prescribes none (:func:`policy_optimizer`). smoke and quick budgets run ``equal``,
-``full`` runs ``paper``.
+:func:`policy_optimizer` applies :data:`OPTIMIZER_POLICY`: ``equal`` (the task's Adam for
+every objective) or ``paper`` (each objective's ``paper_optimizer``).
+Rationale and details: ``docs/tasks/adversarial.md``.
 """
 from __future__ import annotations
 
@@ -42,8 +20,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from cvloss.losses.base import AdversarialLoss
+from cvloss.losses.base import AdversarialLoss, Loss
 from cvloss.settings import Choice
+from cvloss.tasks.base import Plan, Task
 
 Pairs = list[tuple[nn.Module, torch.Tensor, torch.Tensor]]  # (critic, real, fake) of one D loss
 Critics = list[nn.Module]
@@ -214,3 +193,34 @@ class AdversarialStepper:
         self.batches, self.g_updates, self.d_updates = (int(state[k]) for k in ("batches", "g_updates", "d_updates"))
         self.last_g = state["last_g"].to(self.last_g.device)
         self.penalty_gen.set_state(state["penalty_gen"])
+
+
+class AdversarialTask(Task):
+    """A task with an adversarial slot (sr, translate, gan): :meth:`plan` builds the
+    trial's :class:`AdversarialStepper` (``penalty_seed``: its ε stream, the same for every
+    loss); its state is task state (resume-exact) and its update counts and the
+    ``optimizer`` policy go to summary.json."""
+
+    penalty_seed: int = 0
+    stepper: AdversarialStepper | None = None
+
+    def plan(self, loss: Loss) -> Plan:
+        plan = super().plan(loss)
+        self.stepper = AdversarialStepper(plan.adversarial, self.device, self.penalty_seed)
+        return plan
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        return {**state, "stepper": self.stepper.state_dict()} if self.stepper else state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.stepper and state:
+            self.stepper.load_state_dict(state["stepper"])
+
+    def summary_extras(self) -> dict[str, Any]:
+        """The trial's ``generator_updates`` and ``discriminator_updates`` (exact across a
+        resume: they are stepper state) and its ``optimizer`` policy (``equal`` / ``paper``)."""
+        if self.stepper is None:
+            return super().summary_extras()
+        return {**super().summary_extras(), **self.stepper.counts(), "optimizer": self.params.get("optimizer")}

@@ -20,7 +20,7 @@ import os
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -30,8 +30,7 @@ from cvloss.data.folders import dataset_label
 from cvloss.errors import UsageError
 from cvloss.losses.base import AdversarialLoss, Loss
 from cvloss.losses.spec import CombinedLoss
-from cvloss.settings import COMMON, Setting
-from cvloss.tasks.adversarial import AdversarialStepper
+from cvloss.tasks.spec import TaskSpec
 
 #: The evaluation splits every task loads: ``val`` for every choice (learning curves,
 #: tuning, thresholds, collapse checks, sample grids) and ``test`` for the reported number,
@@ -50,6 +49,7 @@ class Slot:
 
     def __init__(self, terms: list[tuple[float, Loss]], spec: str) -> None:
         self.terms = terms
+        self.spec = spec  # the loss's spec text, for refusal lines
         self._combined = CombinedLoss(terms, spec) if len(terms) > 1 else None
 
     def __bool__(self) -> bool:
@@ -68,7 +68,7 @@ class Slot:
             return w * term(*args)
 
 
-def route(loss: Loss, slots: dict[str, tuple[str, ...]], task: str) -> dict[str, Slot]:
+def route(loss: Loss, slots: Mapping[str, tuple[str, ...]], task: str) -> dict[str, Slot]:
     """Map every weighted term of ``loss`` to the task's input slot that names it: first
     a slot listing the term's name (``identity``, ``tv``), else one listing its kind
     (``image``, ``adversarial``). A term no slot takes is refused with a UsageError."""
@@ -123,57 +123,17 @@ class Plan:
 
 
 class Task(ABC):
-    """Base class: subclasses set the class attributes and implement the methods.
+    """Base class of the training contract: a subclass sets :attr:`spec` (what the task
+    is, as data: :class:`~cvloss.tasks.spec.TaskSpec`) and implements the abstract
+    methods; the hooks have defaults that fit most tasks."""
 
-    ``metrics`` maps each reported metric to ``True`` when higher is better; its order is
-    the column order of tables. ``primary_metric`` is the one plots lead with.
-    ``extra_metrics`` declares metrics whose names depend on the data (seg's per-class
-    IoU): a name prefix and its direction. ``slots`` maps each input slot of the task to
-    the loss kinds or names it takes (see :func:`route`).
-    """
-
-    name: str = ""
-    metrics: dict[str, bool] = {}
-    extra_metrics: dict[str, bool] = {}
-    # The range each metric cannot leave, (low, high), None = unbounded; a name absent here
-    # matches an ``extra_metrics`` prefix key, else it is unbounded. Tables never show a
-    # confidence interval past these bounds (a rate's CI stops at 0 and 1).
-    metric_bounds: dict[str, tuple[float | None, float | None]] = {}
-    primary_metric: str = ""
-    slots: dict[str, tuple[str, ...]] = {}
-    # {"smoke": {...}, "quick": {...}, "full": {...}}: every setting a run may override.
-    budgets: dict[str, dict[str, Any]] = {}
-    # The schema of the task's own settings (cvloss.settings); names shared by every task
-    # (epochs, lr, batch_size, ...) come from COMMON unless declared here.
-    settings: dict[str, Setting] = {}
-    # What the columns of ``sample_rows`` show (titles of the sample grids), and one line
-    # that explains a grid whose cells are not plain images.
-    sample_titles: dict[str, str] = {"input": "input", "truth": "truth"}
-    sample_note: str = ""
-    # Also evaluate the untrained model on val (row ``epoch 0`` of metrics.csv, a learning
-    # curve's start). Every task evaluates the untrained model on test (``summary["untrained"]``).
-    evaluate_at_init: bool = False
-    # The metric that breaks an exact tie of the primary metric between search candidates
-    # (cvloss.run.tune.select): another view of the same quality, never a cost.
-    secondary_metric: str = ""
-    # Settings every tuning trial runs with (cvloss.run.tune): what makes a task's trial
-    # read val instead of test where its test data is what it trains on (style's pairs).
-    tune_overrides: dict[str, Any] = {}
-    # Seed of the adversarial stepper's penalty stream, for tasks with an adversarial slot.
-    penalty_seed: int = 0
-    # What one seed of a comparison varies (named under every table): two seeds are two
-    # distinct replicates of this.
-    replicate_unit: str = "seed: initial weights + batch order + augmentation"
-    # Metrics that measure the run, not its result (a wall time): two identical replicates
-    # differ in them, so the check for identical replicates leaves them out.
-    timing_metrics: tuple[str, ...] = ()
-    # The degenerate rule in one line (listed under tables; the method docstrings hold the
-    # constants): what a trained model worse than the trivial answer is on this task.
-    degenerate_rule: str = ""
-    stepper: AdversarialStepper | None = None
+    #: What the task is, as data; every task sets its own.
+    spec: ClassVar[TaskSpec | None] = None
 
     def __init__(self, dataset: str, params: dict[str, Any], device: torch.device, data_dir: str | None = None,
                  feature_weights: str | None = None, fid_weights: str | None = None) -> None:
+        if not isinstance(self.spec, TaskSpec):
+            raise TypeError(f"{type(self).__name__} sets no spec (a cvloss.tasks.spec.TaskSpec)")
         self.dataset = dataset
         self.params = params
         self.device = device
@@ -184,67 +144,21 @@ class Task(ABC):
         # ``--fid-weights``: the FID Inception file (else $CVLOSS_FID_WEIGHTS or the hub cache).
         self.fid_weights = fid_weights
 
-    @classmethod
-    def schema(cls) -> dict[str, Setting]:
-        """Every setting a run may override (the budgets' keys), with its type and range."""
-        keys = dict.fromkeys(k for params in cls.budgets.values() for k in params)
-        return {k: cls.settings.get(k) or COMMON[k] for k in keys}
-
-    @classmethod
-    def folds(cls, dataset: str) -> int:
-        """Folds of the dataset's reporting protocol for this task (LFW View 2: 10): a
-        trial then runs as that many fold sub-trials (:mod:`cvloss.run.folds`); 0: none."""
-        return 0
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        """Checks that tie settings together (``UsageError``); each value alone already
-        passed its schema. Called before anything is built or written."""
-
-    @classmethod
-    def direction(cls, metric: str) -> bool:
-        """True when higher is better for ``metric`` (declared, or by an extra prefix;
-        True for a name neither declares)."""
-        if metric in cls.metrics:
-            return cls.metrics[metric]
-        return next((up for prefix, up in cls.extra_metrics.items() if metric.startswith(prefix)), True)
-
-    @classmethod
-    def check_seeds(cls, params: dict[str, Any], seeds: list[int], dataset: str,
-                    data_dir: str | None = None) -> None:
-        """Refuse (``UsageError``, one line) a comparison's seeds that cannot all be
-        distinct replicates on this task (style: more seeds than distinct pairs). Called
-        before anything is trained or written; most tasks accept any seeds."""
-
-    @classmethod
-    def bounds(cls, metric: str, dataset: str | None = None) -> tuple[float | None, float | None]:
-        """``(low, high)`` of ``metric`` (see :attr:`metric_bounds`); a task whose bound
-        depends on the data (gan's ``modes``: the mixture's mode count) narrows it for
-        ``dataset``."""
-        if metric in cls.metric_bounds:
-            return cls.metric_bounds[metric]
-        return next((b for prefix, b in cls.metric_bounds.items() if prefix in cls.extra_metrics
-                     and metric.startswith(prefix)), (None, None))
-
-    def metric_names(self) -> list[str]:
-        """This trial's metrics: ``metrics`` (those the data supports) plus extra ones."""
-        return list(self.metrics)
+    def _metric_names(self) -> list[str]:
+        """This trial's metrics, what ``evaluate`` reports: the spec's (a task whose data
+        supports fewer, or names more, overrides it). Read through :func:`metric_names`."""
+        return list(self.spec.metrics)
 
     def plan(self, loss: Loss) -> Plan:
-        """Bind ``loss`` to this task (once per trial): route its terms, choose optimisers."""
-        slots = route(loss, self.slots, self.name)
-        self.check_plan(slots, getattr(loss, "spec", loss.name))
-        plan = Plan(slots, self.optimizers(slots))
-        if "adversarial" in self.slots:  # the trial's G/D stepper; its state is task state
-            self.stepper = AdversarialStepper(plan.adversarial, self.device, self.penalty_seed)
-        return plan
-
-    def check_plan(self, slots: dict[str, Slot], spec: str) -> None:
-        """Refuse combinations of terms the task cannot train (``UsageError``)."""
+        """Bind ``loss`` to this task (once per trial): route its terms, choose optimisers
+        (which refuse combinations the task cannot train)."""
+        slots = route(loss, self.spec.slots, self.spec.name)
+        return Plan(slots, self.optimizers(slots))
 
     @abstractmethod
     def optimizers(self, slots: dict[str, Slot]) -> dict[str, Optim]:
-        """The optimisers the trainer builds for this plan."""
+        """The optimisers the trainer builds for this plan; ``UsageError`` for a
+        combination of terms the task cannot train (each slot's ``spec`` names the loss)."""
 
     def lr_factor(self, step: int) -> float | None:
         """Multiplier of every optimiser's base learning rate before (0-based) training
@@ -292,17 +206,21 @@ class Task(ABC):
         shown as extra rows."""
         return {}
 
-    #: What one item of :meth:`test_items` is, in words (tables say "6 test images").
-    item_unit: str = "test image"
-
     def test_items(self, split: str = "test") -> dict[str, Any] | None:
         """Per-item metrics of the last ``evaluate(model, split)`` call, for a test split of
-        few items (issue 31: an effect on 10 seeds may be an effect on 2 photographs):
+        few items (an effect on 10 seeds may be an effect on 2 photographs):
         ``{"ids": [item id, ...], "metrics": {metric: [one value per id, NaN/None when not
         measured]}}``, the same ids in the same order for every loss at a seed, so items pair
         across losses (:mod:`cvloss.run.item_analysis`). The trainer asks once, after the
         final test evaluation, and writes ``test_items.json``. Default: None (none recorded)."""
         return None
+
+    def report_arrays(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Arrays the report's task plots draw (embed: val pair scores and embeddings), asked
+        of the untrained model and after the final test evaluation (eval mode, ``no_grad``)
+        and written by the trainer to ``report_data.npz`` (the untrained ones' keys prefixed
+        ``untrained.``), so a report never rebuilds the task. Default: none."""
+        return {}
 
     def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
         """A one-line reason when the trained model has collapsed (all embeddings alike, a
@@ -319,49 +237,43 @@ class Task(ABC):
         The trainer asks once on ``val`` (the decision: status ``degenerate``, checked only
         when the trial neither diverged nor collapsed) and once on ``test`` (recorded as
         ``degenerate_on_test``, a note). This default applies the rule on numbers alone,
-        :meth:`degenerate_by_numbers`, with the split's reference rows; a task whose rule
-        also needs the model's outputs overrides it. Called in eval mode under no_grad."""
-        return self.degenerate_by_numbers(metrics, self.reference_metrics(split), untrained or {}, self.dataset)
-
-    @classmethod
-    def degenerate_by_numbers(cls, metrics: dict[str, Any], reference: dict[str, dict[str, Any]],
-                              untrained: dict[str, Any], dataset: str) -> str | None:
-        """The part of the degenerate rule that stored numbers decide: a trial's metrics on
-        one split, that split's reference rows (``summary["reference"]``) and the untrained
-        model's metrics on it. Pure, so a report can apply it to a summary written before
-        the rule existed (:func:`stored_degenerate`). None when the numbers do not make the
-        trial degenerate, or lack what the rule needs."""
-        return None
+        :meth:`TaskSpec.degenerate_by_numbers <cvloss.tasks.spec.TaskSpec.degenerate_by_numbers>`,
+        with the split's reference rows; a task whose rule also needs the model's outputs
+        overrides it. Called in eval mode under no_grad."""
+        return self.spec.degenerate_by_numbers(metrics, self.reference_metrics(split), untrained or {}, self.dataset)
 
     def state_dict(self) -> dict:
-        """Task state beyond model/optimisers that a resume needs (the adversarial stepper's;
-        a subclass adds its own, e.g. a GAN image pool)."""
-        return {"stepper": self.stepper.state_dict()} if self.stepper else {}
+        """Task state beyond model/optimisers that a resume needs (a GAN image pool, the
+        adversarial stepper's); none by default."""
+        return {}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.stepper and state:
-            self.stepper.load_state_dict(state["stepper"])
+        """Restore what :meth:`state_dict` gave."""
 
     def summary_extras(self) -> dict[str, Any]:
-        """Keys the trainer adds to summary.json. A task with an adversarial slot: the
-        trial's ``generator_updates`` and ``discriminator_updates`` (exact across a resume:
-        they are stepper state) and its ``optimizer`` policy (``equal`` / ``paper``)."""
-        if self.stepper is None:
-            return {}
-        return {**self.stepper.counts(), "optimizer": self.params.get("optimizer")}
+        """Keys the trainer adds to summary.json (none by default)."""
+        return {}
 
     def describe_data(self) -> str:
         """One line naming the data, and the real dataset an embedded one stands in for."""
         return self.dataset
 
-    def named(self, real: str | None) -> str:
-        """The dataset's name, with the real one an embedded stand-in imitates, or for a
-        dataset folder its description (path, split sizes, how the split was made)."""
-        if os.path.isabs(self.dataset):
-            from cvloss.data.folders import describe_folder  # cached: indexed once per run
 
-            return f"{dataset_label(self.dataset)} ({describe_folder(self.dataset, self.name)})"
-        return f"{self.dataset} (embedded stand-in for {real})" if real else self.dataset
+def metric_names(task: Task) -> list[str]:
+    """The metrics ``task``'s ``evaluate`` reports in this trial (its data loaded): the
+    spec's, less those the data cannot support, plus those the data names (seg's per-class
+    IoU). What the trainer keeps of an evaluation and checks a kept file against."""
+    return task._metric_names()
+
+
+def named(task: Task, real: str | None) -> str:
+    """``task``'s dataset by name, with the real one an embedded stand-in imitates, or for
+    a dataset folder its description (path, split sizes, how the split was made)."""
+    if os.path.isabs(task.dataset):
+        from cvloss.data.folders import describe_folder  # cached: indexed once per run
+
+        return f"{dataset_label(task.dataset)} ({describe_folder(task.dataset, task.spec.name)})"
+    return f"{task.dataset} (embedded stand-in for {real})" if real else task.dataset
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -393,13 +305,14 @@ def evaluating(model: nn.Module, *contexts: Any) -> Iterator[nn.Module]:
         model.train(was)
 
 
-def stored_degenerate(task_cls: type[Task], summary: dict[str, Any] | None) -> str | None:
+def stored_degenerate(spec: TaskSpec, summary: dict[str, Any] | None) -> str | None:
     """Today's degenerate rule on a finished trial's stored *test* numbers (its metrics,
     reference rows and untrained model), as far as numbers decide it
-    (:meth:`Task.degenerate_by_numbers`); None for a trial that did not finish or that
-    the numbers do not flag. What a report shows for a summary written before the rule
-    (no ``degenerate`` field): a note, never a changed status -- the rule decides on val."""
+    (:meth:`TaskSpec.degenerate_by_numbers <cvloss.tasks.spec.TaskSpec.degenerate_by_numbers>`);
+    None for a trial that did not finish or that the numbers do not flag. What a report
+    shows for a summary written before the rule (no ``degenerate`` field): a note, never a
+    changed status -- the rule decides on val."""
     if not summary or summary.get("status") not in ("done", "degenerate"):
         return None
-    return task_cls.degenerate_by_numbers(summary.get("metrics") or {}, summary.get("reference") or {},
-                                          summary.get("untrained") or {}, str(summary.get("dataset") or ""))
+    return spec.degenerate_by_numbers(summary.get("metrics") or {}, summary.get("reference") or {},
+                                      summary.get("untrained") or {}, str(summary.get("dataset") or ""))

@@ -1,56 +1,17 @@
 """Task ``embed``: a small CNN embedding trained for face verification.
 
-Data: ``synth-ids`` (default, embedded stand-in for LFW) or ``lfw`` (downloaded). The
-train, val and test identities are disjoint; val and test carry 10-fold verification
-pairs. On ``lfw`` the reported number follows View 2's unrestricted protocol: a trial is
-ten fold sub-trials (``seed<k>/fold<f>/``, :mod:`cvloss.run.folds`), each trained on the
-people of the other nine folds of people.txt and tested on the 600 pairs of its fold,
-with the accuracy threshold chosen on the val pairs (in a fold: the nine other folds'
-pairs, as LFW's protocol has it); the seed's number is the mean over folds, with its
-standard error.
+Data: ``synth-ids`` (default, embedded stand-in for LFW), ``lfw`` (downloaded; reported
+by View 2's ten folds, one sub-trial per fold) or an identity-folder dataset; train, val
+and test identities are disjoint. Training batches come from a P×K sampler (P identities,
+K >= 2 images each, random flips). Loss kinds: ``metric`` terms see the P·K unit-norm
+embeddings and identity ids; ``triplets`` (``triplet_offline``) random offline triplets,
+⌊P·K/3⌋ per step; ``logits`` (``softmax``) a linear classifier over the training
+identities on the un-normalised features.
 
-Training batches come from a **P×K sampler**: each step draws P identities (an epoch
-visits every identity with ≥ 2 images once, in an order drawn from the batch generator)
-and K images of each (without replacement when the identity has ≥ K images, otherwise
-cycling through its shuffled images), each flipped horizontally with probability ½.
-K = 1 is refused (no positive pair for any metric loss).
-
-How a loss is applied, by the ``kind`` of each term of the spec:
-
-* ``metric`` (``contrastive``, ``triplet(mining=all|batch_hard|semi_hard)``):
-  ``loss(e, y)`` on the P·K L2-normalised embeddings e = f(x)/‖f(x)‖₂ and identity ids y.
-* ``triplets`` (:class:`OfflineTripletLoss`, registered as ``triplet_offline``): FaceNet's
-  offline baseline. Each step also carries ⌊P·K/3⌋ random (anchor, positive, negative)
-  image triplets drawn by the library's :class:`~cvloss.losses.metric.OfflineTripletSampler`
-  (seeded from the batch generator, so fair and resume-exact) -- the same number of images
-  per step as the P×K batch, with no mining; the loss is FaceNet's hinge on them.
-* ``logits`` (:class:`SoftmaxLoss`, registered as ``softmax``): the softmax baseline,
-  cross-entropy over the training identities of a linear classifier on the
-  un-normalised embedding f(x); verification then uses f(x)/‖f(x)‖₂, the layer before
-  the classifier. The classifier exists in every model (so all losses share the
-  backbone's initial weights) and is simply unused by the other losses.
-
-``softmax`` and ``triplet_offline`` live in :mod:`cvloss.losses.metric` with the other
-metric-learning losses (kinds ``logits`` and ``triplets``: only this task can feed them).
-
-Metrics (see :mod:`cvloss.metrics.verification`), on the cosine similarity of the
-pairs of the evaluation split (val every epoch, test at the end): 10-fold verification accuracy (threshold chosen on nine folds, applied to the
-tenth), ROC AUC, TAR at FAR = 1e-2 and 1e-3 (highest TAR with FAR ≤ target, no
-interpolation). The untrained network is evaluated too (``evaluate_at_init``).
-
-Collapse: a trial is reported as collapsed when the root-mean-square pairwise Euclidean
-distance of its unit-norm val embeddings is below ``collapse_tol`` (default 0.05), i.e.
-all images map to (nearly) one point -- the classic triplet failure, whose accuracy of
-~50% would otherwise read as a merely bad score. Scale: random unit vectors in R^D give
-√2 ≈ 1.41; trained quick-budget models 0.8–1.4; collapsed batch-hard runs (seen without
-the BatchNorm neck of :class:`~cvloss.models.embedding.EmbeddingNet`) 0.03–0.05. The
-untrained network in eval mode measures 0.03–0.09 (seeds 0–2, quick): fresh BatchNorm
-running statistics (mean 0, variance 1) leave its embeddings huddled, which is why the
-check is applied to trained models only.
-
-Degenerate (:meth:`EmbedTask.degenerate_by_numbers`): a trained model whose verification
-accuracy is at most :data:`CHANCE_ACC` (0.55; chance is 0.5) -- it tells same and different
-pairs apart no better than a coin.
+Metrics (:mod:`cvloss.metrics.verification`) on the cosine similarity of the split's
+pairs: 10-fold verification accuracy (primary), ROC AUC, TAR at FAR = 1e-2 and 1e-3; the
+untrained network is scored too. Collapsed: val embeddings' RMS spread below
+``collapse_tol``; degenerate: accuracy <= :data:`CHANCE_ACC`. ``docs/tasks/embed.md``.
 """
 from __future__ import annotations
 
@@ -70,9 +31,12 @@ from cvloss.losses.metric import OfflineTripletSampler
 from cvloss.metrics.verification import accuracy_at, best_threshold, roc_auc, tar_at_far, verification_metrics
 from cvloss.models.embedding import EmbeddingNet
 from cvloss.settings import Bool, Float, Int
-from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
+from cvloss.task_registry import VIEWS
+from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, named, to_uint8
+from cvloss.tasks.spec import Metric, TaskSpec
 
 N_SAMPLES = 4  # verification pairs shown in the sample grid
+PCA_IDS = 10  # val identities whose embeddings the report's PCA plot draws
 
 
 class EmbedBatch(NamedTuple):
@@ -110,50 +74,70 @@ class EvalPairs(NamedTuple):
 CHANCE_ACC = 0.55
 
 
+class EmbedSpec(TaskSpec):
+    """embed's folds (LFW View 2) and rule on stored numbers."""
+
+    def folds(self, dataset: str) -> int:
+        """LFW is reported by View 2's ten folds (docs/tasks/embed.md); other sets by one trial."""
+        return VIEW2_FOLDS.get(dataset, 0)
+
+    def degenerate_by_numbers(self, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: ``verif_acc`` <= :data:`CHANCE_ACC` -- the embedding tells same and
+        different pairs apart no better than chance. (Embeddings all alike are
+        ``collapsed`` first, :meth:`EmbedTask.collapse_reason`.)"""
+        acc = metrics.get("verif_acc")
+        if isinstance(acc, (int, float)) and acc <= CHANCE_ACC:
+            return f"verification accuracy {acc:.3f} <= {CHANCE_ACC:g} (chance)"
+        return None
+
+
 class EmbedTask(Task):
-    name = "embed"
-    metrics = {"verif_acc": True, "auc": True, "tar_far1e-2": True, "tar_far1e-3": True}
-    primary_metric = "verif_acc"
-    metric_bounds = {m: (0.0, 1.0) for m in metrics}
-    slots = {"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)}
-    degenerate_rule = f"verification accuracy <= {CHANCE_ACC:g} (chance: 0.5)"
-    replicate_unit = "seed: initial weights + P×K identity order, image draws and flips"
-    secondary_metric = "auc"
-    evaluate_at_init = True
-    # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
-    # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).
-    settings = {
-        "P": Int(2, help="identities per batch (>= 2 for a negative pair)"),
-        "K": Int(2, help="images per identity (>= 2 for a positive pair)"),
-        "dim": Int(1, help="embedding dimension"),
-        "depth": Int(2, 4, help="ResNet stages (2, 3 or 4)"),
-        "n_train_ids": Int(2, nullable=True, help="training identities (none: all)"),
-        "per_id": Int(2, help="synth-ids images per identity"),
-        "n_val_ids": Int(2, help="synth-ids evaluation identities"),
-        "val_per_id": Int(2, help="synth-ids evaluation images per identity"),
-        "pairs_per_fold": Int(1, help="verification pairs per fold and kind"),
-        # the test split apart from val (issue 31): it is embedded twice per trial, val every
-        # epoch, so it can be larger (quick: 200 identities, 10 x (50 + 50) = 1,000 pairs)
-        "n_test_ids": Int(2, help="synth-ids test identities"),
-        "test_pairs_per_fold": Int(1, help="synth-ids test verification pairs per fold and kind"),
-        "eval_batch": Int(1, help="images per evaluation batch"),
-        "collapse_tol": Float(0.0, help="embedding spread below which a model counts as collapsed"),
-        "bn_neck": Bool("batch-norm before the embedding"),
-    }
-    budgets = {
-        "smoke": dict(epochs=2, P=8, K=4, lr=2e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=32,
-                      n_train_ids=40, per_id=6, n_val_ids=20, val_per_id=4, pairs_per_fold=6, n_test_ids=20,
-                      test_pairs_per_fold=6, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True, cpu_threads=1),
-        # quick: 15 epochs × 12 steps of 16 × 4 images, ~20 s per trial on 2 idle cores.
-        "quick": dict(epochs=15, P=16, K=4, lr=1e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=64,
-                      n_train_ids=200, per_id=8, n_val_ids=100, val_per_id=6, pairs_per_fold=30, n_test_ids=200,
-                      test_pairs_per_fold=50, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True),
-        # Real data (lfw) on a GPU: Hermans et al.'s P = 18, K = 4 scaled to 32 × 4;
-        # 96 px crops, 128-d embeddings (FaceNet's size).
-        "full": dict(epochs=60, P=32, K=4, lr=1e-3, weight_decay=5e-4, image_size=96, width=32, depth=4, dim=128,
-                     n_train_ids=None, per_id=10, n_val_ids=300, val_per_id=8, pairs_per_fold=300, n_test_ids=300,
-                     test_pairs_per_fold=300, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True),
-    }
+    spec = EmbedSpec(
+        name="embed",
+        # Metric(higher is better, low, high, unit)
+        metrics={"verif_acc": Metric(True, 0.0, 1.0, "fraction of pairs"), "auc": Metric(True, 0.0, 1.0, "ROC AUC, 0-1"),
+                 "tar_far1e-2": Metric(True, 0.0, 1.0, "TAR, 0-1"), "tar_far1e-3": Metric(True, 0.0, 1.0, "TAR, 0-1")},
+        primary="verif_acc",
+        secondary="auc",
+        slots={"metric": ("metric",), "logits": ("logits",), "triplets": ("triplets",)},
+        degenerate_rule=f"verification accuracy <= {CHANCE_ACC:g} (chance: 0.5)",
+        replicate_unit="seed: initial weights + P×K identity order, image draws and flips",
+        evaluate_at_init=True,
+        # P identities × K images per step; n_* / per_id / pairs_per_fold size synth-ids
+        # (ignored for lfw, whose lists are fixed; n_train_ids then caps its identities).
+        settings={
+            "P": Int(2, help="identities per batch (>= 2 for a negative pair)"),
+            "K": Int(2, help="images per identity (>= 2 for a positive pair)"),
+            "dim": Int(1, help="embedding dimension"),
+            "depth": Int(2, 4, help="ResNet stages (2, 3 or 4)"),
+            "n_train_ids": Int(2, nullable=True, help="training identities (none: all)"),
+            "per_id": Int(2, help="synth-ids images per identity"),
+            "n_val_ids": Int(2, help="synth-ids evaluation identities"),
+            "val_per_id": Int(2, help="synth-ids evaluation images per identity"),
+            "pairs_per_fold": Int(1, help="verification pairs per fold and kind"),
+            # the test split apart from val: it is embedded twice per trial, val every epoch,
+            # so it can be larger (quick: 200 identities, 10 x (50 + 50) = 1,000 pairs)
+            "n_test_ids": Int(2, help="synth-ids test identities"),
+            "test_pairs_per_fold": Int(1, help="synth-ids test verification pairs per fold and kind"),
+            "eval_batch": Int(1, help="images per evaluation batch"),
+            "collapse_tol": Float(0.0, help="embedding spread below which a model counts as collapsed"),
+            "bn_neck": Bool("batch-norm before the embedding"),
+        },
+        budgets={
+            "smoke": dict(epochs=2, P=8, K=4, lr=2e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=32,
+                          n_train_ids=40, per_id=6, n_val_ids=20, val_per_id=4, pairs_per_fold=6, n_test_ids=20,
+                          test_pairs_per_fold=6, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True, cpu_threads=1),
+            # quick: 15 epochs × 12 steps of 16 × 4 images, ~20 s per trial on 2 idle cores.
+            "quick": dict(epochs=15, P=16, K=4, lr=1e-3, weight_decay=0.0, image_size=32, width=8, depth=3, dim=64,
+                          n_train_ids=200, per_id=8, n_val_ids=100, val_per_id=6, pairs_per_fold=30, n_test_ids=200,
+                          test_pairs_per_fold=50, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True),
+            # Real data (lfw) on a GPU: Hermans et al.'s P = 18, K = 4 scaled to 32 × 4;
+            # 96 px crops, 128-d embeddings (FaceNet's size).
+            "full": dict(epochs=60, P=32, K=4, lr=1e-3, weight_decay=5e-4, image_size=96, width=32, depth=4, dim=128,
+                         n_train_ids=None, per_id=10, n_val_ids=300, val_per_id=8, pairs_per_fold=300, n_test_ids=300,
+                         test_pairs_per_fold=300, eval_batch=512, collapse_tol=0.05, bn_neck=True, amp=True),
+        },
+    )
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
@@ -195,7 +179,7 @@ class EmbedTask(Task):
         self.offline_pool = torch.nonzero(counts[train.labels] >= 2).squeeze(1)  # images usable as offline anchors
 
     def describe_data(self) -> str:
-        return (f"{self.named(self.real_name)}: {len(self.train_x)} train images of {self.n_train_ids} identities / "
+        return (f"{named(self, self.real_name)}: {len(self.train_x)} train images of {self.n_train_ids} identities / "
                 + " / ".join(f"{split} {len(e.x)} images, {len(e.same)} pairs in {len(np.unique(e.folds))} folds"
                              for split, e in self.eval_sets.items())
                 + " (identity-disjoint)")
@@ -264,11 +248,6 @@ class EmbedTask(Task):
         p = torch.as_tensor(self.pairs if pairs is None else pairs)
         return (e[p[:, 0]] * e[p[:, 1]]).sum(1).numpy()
 
-    @classmethod
-    def folds(cls, dataset: str) -> int:
-        """LFW is reported by View 2's ten folds (module docstring); other sets by one trial."""
-        return VIEW2_FOLDS.get(dataset, 0)
-
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
         ev = self.eval_sets[split]
         scores = self.pair_scores(self.embed(model, ev.x), ev.pairs)
@@ -279,7 +258,7 @@ class EmbedTask(Task):
             return {"verif_acc": accuracy_at(scores, ev.same, t), "auc": roc_auc(scores, ev.same),
                     "tar_far1e-2": tar_at_far(scores, ev.same, 1e-2), "tar_far1e-3": tar_at_far(scores, ev.same, 1e-3)}
         out = verification_metrics(scores, ev.same, ev.folds)
-        return {k: float(out[k]) for k in self.metrics}
+        return {k: float(out[k]) for k in self.spec.metrics}
 
     @staticmethod
     def spread(emb: torch.Tensor) -> float:
@@ -297,19 +276,16 @@ class EmbedTask(Task):
             return f"embeddings collapsed: RMS pairwise distance {spread:.3g} < {tol:g} (unit-norm embeddings)"
         return None
 
-    @classmethod
-    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
-        """Degenerate: ``verif_acc`` <= :data:`CHANCE_ACC` -- the embedding tells same and
-        different pairs apart no better than chance. (Embeddings all alike are
-        ``collapsed`` first, :meth:`collapse_reason`.)"""
-        acc = metrics.get("verif_acc")
-        if isinstance(acc, (int, float)) and acc <= CHANCE_ACC:
-            return f"verification accuracy {acc:.3f} <= {CHANCE_ACC:g} (chance)"
-        return None
-
-    sample_titles = {"input": "image A of the pair", "truth": "image B of the pair"}
-    sample_note = ("Pairs: the first half share an identity, the second half do not. Loss columns: the decision at the "
-                   "best threshold (green = same, red = different); white bar = similarity (-1..1), yellow line = threshold.")
+    def report_arrays(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """What the report's ROC and PCA plots draw, on the val split: ``pair_scores``
+        (M,) float64 cosine similarities in [-1, 1] of the val pairs, ``pair_same`` (M,)
+        bool; ``pca_embeddings`` (N, D) float32 unit-norm embeddings of the images of the
+        first :data:`PCA_IDS` val identities and ``pca_ids`` (N,) int64 their identities."""
+        emb = self.embed(model, self.val_x)
+        keep = torch.isin(self.val_y, torch.unique(self.val_y)[:PCA_IDS]).numpy()
+        return {"pair_scores": self.pair_scores(emb), "pair_same": np.asarray(self.same, dtype=bool),
+                "pca_embeddings": emb.numpy()[keep].astype(np.float32),
+                "pca_ids": self.val_y.numpy()[keep].astype(np.int64)}
 
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """``input``/``truth``: the two images of N_SAMPLES val pairs (half same, half
@@ -330,3 +306,6 @@ class EmbedTask(Task):
             ty = min(h - 1, max(0, h - int(round((t + 1) / 2 * h))))
             pred[i, ty, :] = (255, 220, 0)
         return {"input": to_uint8(self.val_x[a]), "truth": to_uint8(self.val_x[b]), "pred": pred}
+
+
+VIEWS.register("embed", "cvloss.report.views:EMBED_VIEW")  # titles, notes and plots: the report's

@@ -1,46 +1,17 @@
 """Task ``gan``: GAN objectives compared on 2-D Gaussian mixtures (mode coverage).
 
-Data: ``ring8`` (default; 8 Gaussians on a ring of radius 2, σ = 0.02) or ``grid25`` (25
-Gaussians at {-4, -2, 0, 2, 4}², σ = 0.05), see :mod:`cvloss.data.toy2d`. The data is
-infinite: real points are drawn fresh every step, and an "epoch" is ``steps_per_epoch``
-generator steps followed by an evaluation.
+Data: ``ring8`` (default) or ``grid25`` (:mod:`cvloss.data.toy2d`), infinite: an "epoch"
+is ``steps_per_epoch`` generator steps, then an evaluation. Model:
+:class:`~cvloss.models.mlp_gan.MLPGAN`. The spec is exactly one adversarial term; one
+training step = one generator step after the objective's ``n_critic`` critic steps
+(:meth:`~cvloss.tasks.adversarial.AdversarialStepper.critic_first`); the term's weight
+scales G's loss only. Every draw after ``build_model`` comes from the trainer's epoch
+generator or from generators seeded by a per-step seed: fair across objectives and
+resume-exact. ``optimizer``: ``equal`` (smoke, quick) or ``paper`` (full).
 
-Model: :class:`~cvloss.models.mlp_gan.MLPGAN`, MLP generator (noise_dim -> hidden ×
-layers -> 2) and MLP discriminator / critic (2 -> hidden × layers -> 1 raw score), ReLU,
-no normalisation layer (WGAN-GP and R1 need per-sample gradients).
-
-One training step = ONE GENERATOR STEP, preceded by the objective's ``n_critic``
-discriminator steps on fresh real data (:meth:`AdversarialStepper.critic_first
-<cvloss.tasks.adversarial.AdversarialStepper.critic_first>`); the term's weight in the
-spec (``2*lsgan`` -> 2) scales G's loss only. The spec must be exactly one adversarial term.
-
-Optimisers (``optimizer`` setting, :func:`~cvloss.tasks.adversarial.policy_optimizer`):
-``equal`` (smoke and quick) trains G and D of every objective with Adam(``lr``, betas
-(``beta1``, ``beta2``)) = Adam(1e-3, (0.5, 0.999)): the same optimiser and the same
-number of generator steps for all, so the comparison is of objectives alone (at the price
-of running WGAN with the momentum optimiser its paper found unstable). ``paper`` (full)
-uses each objective's ``paper_optimizer`` for both networks -- ``minimax``/``ns``/``lsgan``:
-DCGAN's Adam(2e-4, (0.5, 0.999)); ``wgan``: RMSprop(5e-5); ``wgan_gp``: Adam(1e-4, (0, 0.9))
--- and the budget's Adam where the paper gives no single setting (``hinge``). n_critic is
-the objective's under both (``wgan``, ``wgan_gp``: 5 critic steps per generator step);
-every trial's summary records its ``generator_updates`` and ``discriminator_updates``.
-
-Randomness (fairness and exact resume): the first critic step's real batch and an integer
-step seed are drawn from the trainer's epoch generator in :meth:`GANTask.train_batches`;
-every other draw of the step -- further real batches and z of the critic steps, z of the
-generator step, the gradient penalty's ε -- comes from three generators seeded by that
-step seed (one stream each, so e.g. the generator step's z is the same for every objective
-at a given seed and step, whatever its n_critic or penalty consumed). Nothing is drawn
-from the global RNG after ``build_model``, and no generator state has to be checkpointed.
-
-Metrics (:mod:`cvloss.metrics.generative`, PacGAN's protocol) on ``n_eval`` = 2,500
-samples from a fixed noise batch: ``modes`` covered (≥ ``min_count`` high-quality samples),
-``hq_pct`` (% of samples within 3σ of a mode), ``kl`` (reverse KL of the HQ mode histogram
-against the uniform target). A trained generator covering ≤ 1 mode with its samples
-concentrated in one place is reported as collapsed (see :meth:`GANTask.collapse_reason`);
-one that covers at most a quarter of the modes with under 10% high-quality samples is
-degenerate (:meth:`GANTask.degenerate_by_numbers`). ``modes`` is bounded by the mixture's
-mode count (:meth:`GANTask.bounds`).
+Metrics (:mod:`cvloss.metrics.generative`) on ``n_eval`` samples: ``modes`` covered,
+``hq_pct``, reverse ``kl``. Collapsed: <= 1 mode with the samples in one place;
+degenerate: <= a quarter of the modes with < 10% high-quality samples. ``docs/tasks/gan.md``.
 """
 from __future__ import annotations
 
@@ -56,8 +27,10 @@ from cvloss.errors import UsageError
 from cvloss.metrics.generative import mode_metrics
 from cvloss.models.mlp_gan import MLPGAN
 from cvloss.settings import Int
-from cvloss.tasks.adversarial import OPTIMIZER_POLICY, policy_optimizer
-from cvloss.tasks.base import Optim, Task
+from cvloss.tasks.adversarial import OPTIMIZER_POLICY, AdversarialTask, policy_optimizer
+from cvloss.task_registry import VIEWS
+from cvloss.tasks.base import Optim
+from cvloss.tasks.spec import Metric, TaskSpec
 
 EVAL_SEED = 20180101  # fixed noise for evaluation: every epoch and loss sees the same z
 REAL_SEED = 12345  # fixed real sample for the reference row and the 'input' scatter
@@ -129,38 +102,68 @@ def _spread(points: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------- the task
-class GANTask(Task):
-    name = "gan"
-    metrics = {"modes": True, "hq_pct": True, "kl": False}
-    primary_metric = "modes"
-    metric_bounds = {"modes": (0.0, None), "hq_pct": (0.0, 100.0), "kl": (0.0, None)}
-    slots = {"adversarial": ("adversarial",)}
-    degenerate_rule = (f"at most {DEGENERATE_MODE_SHARE:.0%} of the modes covered and under "
-                       f"{DEGENERATE_HQ_PCT:g}% high-quality samples")
-    replicate_unit = "seed: initial weights + real-batch, noise and penalty streams"
-    secondary_metric = "kl"
-    evaluate_at_init = True
-    # steps_per_epoch counts GENERATOR steps (each with n_critic critic steps). quick:
-    # 2,000 generator steps, ~20 min for 6 losses x 3 seeds on a heavily shared 2-core CPU
-    # (load 5-11), much less idle. full: 50,000 steps of wider nets -- the toy benchmark
-    # has no single paper protocol (Gulrajani et al. train 100k steps of 512-wide MLPs).
-    settings = {
-        "steps_per_epoch": Int(1, help="generator steps per epoch"),
-        "noise_dim": Int(1, help="latent dimension"),
-        "hidden": Int(1, help="MLP width"),
-        "layers": Int(1, help="MLP hidden layers"),
-        "optimizer": OPTIMIZER_POLICY,
-        "n_eval": Int(10, help="samples drawn for the mode metrics"),
-        "min_count": Int(1, help="samples a mode needs to count as covered"),
-    }
-    budgets = {
-        "smoke": dict(epochs=2, steps_per_epoch=50, batch_size=64, noise_dim=2, hidden=64, layers=2,
-                      optimizer="equal", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=500, min_count=1, cpu_threads=1),
-        "quick": dict(epochs=8, steps_per_epoch=250, batch_size=128, noise_dim=2, hidden=128, layers=3,
-                      optimizer="equal", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=2500, min_count=1, cpu_threads=1),
-        "full": dict(epochs=50, steps_per_epoch=1000, batch_size=512, noise_dim=2, hidden=256, layers=4,
-                     optimizer="paper", lr=1e-4, beta1=0.5, beta2=0.999, n_eval=2500, min_count=1, cpu_threads=1),
-    }
+class GANSpec(TaskSpec):
+    """gan's rules that depend on the mixture: its mode count bounds ``modes`` and the
+    degenerate rule."""
+
+    def bounds(self, name: str, dataset: str | None = None) -> tuple[float | None, float | None]:
+        """``modes`` cannot exceed the mixture's mode count (8 on ring8): the headroom of a
+        contrast whose baseline already covers them all is 0."""
+        low, high = super().bounds(name, dataset)
+        n = mode_count(dataset) if name == "modes" and dataset else None
+        return (low, float(n)) if n else (low, high)
+
+    def degenerate_by_numbers(self, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: at most :data:`DEGENERATE_MODE_SHARE` of the mixture's modes covered
+        AND under :data:`DEGENERATE_HQ_PCT` % of the samples high-quality -- a generator
+        that reached few modes and puts little mass near any (the reference study's
+        ring8 ``minimax`` seed 0: 2 of 8 modes, 6.3%). One that covers few modes with
+        sharp samples is a narrow generator, not a failed one (and <= 1 mode concentrated
+        in one place is ``collapsed`` first, :meth:`GANTask.collapse_reason`)."""
+        modes, hq, n = metrics.get("modes"), metrics.get("hq_pct"), mode_count(dataset)
+        if not (isinstance(modes, (int, float)) and isinstance(hq, (int, float)) and n):
+            return None
+        if modes <= DEGENERATE_MODE_SHARE * n and hq < DEGENERATE_HQ_PCT:
+            return (f"{modes:g} of {n} modes covered (<= {DEGENERATE_MODE_SHARE:.0%}) with {hq:.1f}% high-quality "
+                    f"samples (< {DEGENERATE_HQ_PCT:g}%)")
+        return None
+
+
+class GANTask(AdversarialTask):
+    spec = GANSpec(
+        name="gan",
+        # Metric(higher is better, low, high, unit)
+        metrics={"modes": Metric(True, 0.0, None, "count"), "hq_pct": Metric(True, 0.0, 100.0, "% of samples"),
+                 "kl": Metric(False, 0.0, None, "nats")},
+        primary="modes",
+        secondary="kl",
+        slots={"adversarial": ("adversarial",)},
+        degenerate_rule=(f"at most {DEGENERATE_MODE_SHARE:.0%} of the modes covered and under "
+                         f"{DEGENERATE_HQ_PCT:g}% high-quality samples"),
+        replicate_unit="seed: initial weights + real-batch, noise and penalty streams",
+        evaluate_at_init=True,
+        settings={
+            "steps_per_epoch": Int(1, help="generator steps per epoch"),
+            "noise_dim": Int(1, help="latent dimension"),
+            "hidden": Int(1, help="MLP width"),
+            "layers": Int(1, help="MLP hidden layers"),
+            "optimizer": OPTIMIZER_POLICY,
+            "n_eval": Int(10, help="samples drawn for the mode metrics"),
+            "min_count": Int(1, help="samples a mode needs to count as covered"),
+        },
+        # steps_per_epoch counts GENERATOR steps (each with n_critic critic steps). quick:
+        # 2,000 generator steps, ~20 min for 6 losses x 3 seeds on a heavily shared 2-core CPU
+        # (load 5-11), much less idle. full: 50,000 steps of wider nets -- the toy benchmark
+        # has no single paper protocol (Gulrajani et al. train 100k steps of 512-wide MLPs).
+        budgets={
+            "smoke": dict(epochs=2, steps_per_epoch=50, batch_size=64, noise_dim=2, hidden=64, layers=2,
+                          optimizer="equal", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=500, min_count=1, cpu_threads=1),
+            "quick": dict(epochs=8, steps_per_epoch=250, batch_size=128, noise_dim=2, hidden=128, layers=3,
+                          optimizer="equal", lr=1e-3, beta1=0.5, beta2=0.999, n_eval=2500, min_count=1, cpu_threads=1),
+            "full": dict(epochs=50, steps_per_epoch=1000, batch_size=512, noise_dim=2, hidden=256, layers=4,
+                         optimizer="paper", lr=1e-4, beta1=0.5, beta2=0.999, n_eval=2500, min_count=1, cpu_threads=1),
+        },
+    )
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
@@ -179,13 +182,12 @@ class GANTask(Task):
         p = self.params
         return MLPGAN(noise_dim=p["noise_dim"], hidden=p["hidden"], layers=p["layers"]).to(self.device)
 
-    def check_plan(self, slots, spec: str) -> None:
+    def optimizers(self, slots) -> dict[str, Optim]:
+        """Both networks' optimiser under the ``optimizer`` policy (docs/tasks/gan.md); a
+        spec without an adversarial term is refused."""
         if not slots["adversarial"]:
             raise UsageError(f"task gan needs exactly one adversarial objective (minimax, ns, lsgan, wgan, wgan_gp, "
-                             f"hinge) in the loss spec; {spec!r} has no adversarial term")
-
-    def optimizers(self, slots) -> dict[str, Optim]:
-        """Both networks' optimiser under the ``optimizer`` policy (module docstring)."""
+                             f"hinge) in the loss spec; {slots['adversarial'].spec!r} has no adversarial term")
         p, adv = self.params, slots["adversarial"].terms[0][1]
         name, kw = policy_optimizer(p["optimizer"], adv, {"lr": p["lr"], "betas": (p["beta1"], p["beta2"])})
         return {"d": Optim(lambda m: m.D.parameters(), name, kw), "g": Optim(lambda m: m.G.parameters(), name, kw)}
@@ -254,33 +256,6 @@ class GANTask(Task):
                     f"{metrics.get('hq_pct', 0.0):.1f}% high-quality samples, spread {ratio:.2f}x the data's")
         return None
 
-    @classmethod
-    def bounds(cls, metric: str, dataset: str | None = None) -> tuple[float | None, float | None]:
-        """``modes`` cannot exceed the mixture's mode count (8 on ring8): the headroom of a
-        contrast whose baseline already covers them all is 0."""
-        low, high = super().bounds(metric, dataset)
-        n = mode_count(dataset) if metric == "modes" and dataset else None
-        return (low, float(n)) if n else (low, high)
-
-    @classmethod
-    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
-        """Degenerate: at most :data:`DEGENERATE_MODE_SHARE` of the mixture's modes covered
-        AND under :data:`DEGENERATE_HQ_PCT` % of the samples high-quality -- a generator
-        that reached few modes and puts little mass near any (the reference study's
-        ring8 ``minimax`` seed 0: 2 of 8 modes, 6.3%). One that covers few modes with
-        sharp samples is a narrow generator, not a failed one (and <= 1 mode concentrated
-        in one place is ``collapsed`` first, :meth:`collapse_reason`)."""
-        modes, hq, n = metrics.get("modes"), metrics.get("hq_pct"), mode_count(dataset)
-        if not (isinstance(modes, (int, float)) and isinstance(hq, (int, float)) and n):
-            return None
-        if modes <= DEGENERATE_MODE_SHARE * n and hq < DEGENERATE_HQ_PCT:
-            return (f"{modes:g} of {n} modes covered (<= {DEGENERATE_MODE_SHARE:.0%}) with {hq:.1f}% high-quality "
-                    f"samples (< {DEGENERATE_HQ_PCT:g}%)")
-        return None
-
-    sample_titles = {"input": "real data", "truth": "real data"}
-    sample_note = "Scatter of samples over the mode centres (red crosses, 3 sigma circles); loss columns: generated samples."
-
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """One scatter each (K = 1 row): the real data (``input`` and ``truth``) and the
         generated samples (``pred``) over the mode centres, uint8 ``(1, 240, 240, 3)``."""
@@ -288,3 +263,6 @@ class GANTask(Task):
         real = render_scatter(self.real_eval.numpy(), centers, self.mixture.sigma, color="#2ca02c")
         fake = render_scatter(self.generate(model).cpu().numpy(), centers, self.mixture.sigma)
         return {"input": real[None], "truth": real[None], "pred": fake[None]}
+
+
+VIEWS.register("gan", "cvloss.report.views:GAN_VIEW")  # titles, notes and plots: the report's

@@ -1,20 +1,17 @@
 """Task ``seg``: a small U-Net trained for semantic segmentation.
 
 Data: ``synth-pets`` (default, embedded; stands in for Oxford-IIIT Pet trimaps),
-``synth-vessels`` (embedded thin structures) or ``oxford-pets`` (downloaded). Images are
-decoded once and kept in memory as float tensors in [0, 1]; masks as int64 class ids.
+``synth-vessels`` (embedded thin structures), ``oxford-pets`` (downloaded) or a folder.
+Images are float tensors in [0, 1], masks int64 class ids; every loss term (kind ``seg``)
+sees the logits ``(N, C, H, W)`` and the masks ``(N, H, W)``.
 
-Metrics (see :mod:`cvloss.metrics.segmentation`): mIoU over all classes of the dataset
-(for trimaps: background, pet, border -- the 3-class definition), per-class IoU, Dice of
-the foreground classes, pixel accuracy, Betti-0/1 errors and the clDice score. Reference
-row ``majority class``: the trivial predictor that labels every pixel with the training
-split's most frequent class, scored like a model.
+Metrics (:mod:`cvloss.metrics.segmentation`): mIoU over all classes of the dataset
+(primary), per-class IoU, Dice of the foreground classes (secondary), pixel accuracy,
+Betti-0/1 errors, clDice score; reference row ``majority class``. Degenerate: one class
+on >= :data:`ONE_CLASS_SHARE` of the pixels (more than the truth has), or mIoU at or
+below the majority-class predictor's.
 
-Degenerate (:meth:`SegTask.degenerate_reason`): a trained model that predicts one class
-on >= 95% (:data:`ONE_CLASS_SHARE`) of the split's pixels while the truth has that class
-on fewer, or whose mIoU is at or below the majority-class predictor's. (The reference
-study's clDice seed 9 ended at mIoU 0.238 labelling most pixels as vessel; the majority
-predictor scores ~0.44 on synth-vessels.)
+Metric definitions, degenerate rule and budgets: ``docs/tasks/seg.md``.
 """
 from __future__ import annotations
 
@@ -33,7 +30,9 @@ from cvloss.losses.spec import CombinedLoss
 from cvloss.losses.segmentation import supplied_borders, wce_terms
 from cvloss.metrics.segmentation import SegMetricAccumulator
 from cvloss.models.unet import UNet
-from cvloss.tasks.base import EVAL_SPLITS, Optim, Task
+from cvloss.task_registry import VIEWS
+from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, named
+from cvloss.tasks.spec import Metric, TaskSpec
 
 # Mask colours: background dark, first class light, then distinct hues (print-safe
 # because lightness differs between classes too).
@@ -63,32 +62,47 @@ def check_ignore_index(loss: nn.Module, ignore_index: int) -> None:
                          f"{', '.join(bad)} do not: write each as e.g. '{bad[0]}(ignore_index={ignore_index})'")
 
 
+class SegSpec(TaskSpec):
+    """seg's rule on stored numbers."""
+
+    def degenerate_by_numbers(self, metrics, reference, untrained, dataset) -> str | None:
+        """mIoU at or below the ``majority class`` reference row's (absent in summaries
+        written before that row existed: then None)."""
+        miou, floor = metrics.get("miou"), (reference.get(MAJORITY) or {}).get("miou")
+        if isinstance(miou, (int, float)) and isinstance(floor, (int, float)) and miou <= floor:
+            return f"mIoU {miou:.3g} <= the majority-class predictor's {floor:.3g}"
+        return None
+
+
 class SegTask(Task):
-    name = "seg"
-    metrics = {"miou": True, "dice": True, "pixel_acc": True, "betti0_err": False, "betti1_err": False,
-               "cldice_score": True}
-    extra_metrics = {"iou_": True}  # per-class IoU, one per class of the dataset
-    metric_bounds = {"miou": (0.0, 1.0), "dice": (0.0, 1.0), "pixel_acc": (0.0, 1.0), "betti0_err": (0.0, None),
-                     "betti1_err": (0.0, None), "cldice_score": (0.0, 1.0), "iou_": (0.0, 1.0)}
-    primary_metric = "miou"
-    slots = {"seg": ("seg",)}
-    degenerate_rule = (f"one class on >= {ONE_CLASS_SHARE:.0%} of the pixels (more than the truth has), or mIoU at "
-                       "or below the majority-class predictor's")
-    secondary_metric = "dice"
-    budgets = {
-        # smoke on one CPU thread, as every task's: a tiny model gains nothing from threads, and
-        # one count for every smoke comparison keeps their provenance alike
-        "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, n_test=16, width=8, depth=2,
-                      augment=True, amp=True, channels_last=True, cpu_threads=1),
-        # quick: sized for the reference study (issue 21): the 8 reference specs x (6 lr
-        # tuning trials + 10 seeds) in < 60 min with --jobs 2 on a 2-core CPU. 8 epochs x 12
-        # steps (was 12 epochs: topo's VGG19 term costs ~4x a pixel loss per step). n_test: the
-        # whole 256-image test split (issue 31), read twice per trial only.
-        "quick": dict(epochs=8, batch_size=16, lr=2e-3, image_size=64, n_train=192, n_val=64, n_test=256, width=16,
-                      depth=3, augment=True, amp=True, channels_last=True),
-        "full": dict(epochs=60, batch_size=16, lr=1e-3, image_size=128, n_train=None, n_val=None, n_test=None, width=32,
-                     depth=4, augment=True, amp=True, channels_last=True),
-    }
+    spec = SegSpec(
+        name="seg",
+        # Metric(higher is better, low, high, unit)
+        metrics={"miou": Metric(True, 0.0, 1.0, "mean IoU, 0-1"), "dice": Metric(True, 0.0, 1.0, "Dice, 0-1"),
+                 "pixel_acc": Metric(True, 0.0, 1.0, "fraction of pixels"),
+                 "betti0_err": Metric(False, 0.0, None, "|Δβ0|, components"),
+                 "betti1_err": Metric(False, 0.0, None, "|Δβ1|, holes"),
+                 "cldice_score": Metric(True, 0.0, 1.0, "clDice, 0-1")},
+        extra_metrics={"iou_": Metric(True, 0.0, 1.0, "IoU, 0-1")},  # per-class IoU, one per class of the dataset
+        primary="miou",
+        secondary="dice",
+        slots={"seg": ("seg",)},
+        degenerate_rule=(f"one class on >= {ONE_CLASS_SHARE:.0%} of the pixels (more than the truth has), or mIoU at "
+                         "or below the majority-class predictor's"),
+        budgets={
+            # smoke on one CPU thread, as every task's: a tiny model gains nothing from threads, and
+            # one count for every smoke comparison keeps their provenance alike
+            "smoke": dict(epochs=2, batch_size=8, lr=2e-3, image_size=32, n_train=32, n_val=16, n_test=16, width=8,
+                          depth=2, augment=True, amp=True, channels_last=True, cpu_threads=1),
+            # quick: the reference study's 8 specs x (6 lr trials + 10 seeds) in < 60 min with
+            # --jobs 2 on 2 cores; n_test: the whole test split, read twice per trial only
+            # (rationale: docs/tasks/seg.md, "Budgets")
+            "quick": dict(epochs=8, batch_size=16, lr=2e-3, image_size=64, n_train=192, n_val=64, n_test=256,
+                          width=16, depth=3, augment=True, amp=True, channels_last=True),
+            "full": dict(epochs=60, batch_size=16, lr=1e-3, image_size=128, n_train=None, n_val=None, n_test=None,
+                         width=32, depth=4, augment=True, amp=True, channels_last=True),
+        },
+    )
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
@@ -115,12 +129,12 @@ class SegTask(Task):
         self._border_cache: dict[tuple, torch.Tensor] = {}  # wce border maps per training image
         self._reference: dict[str, dict[str, dict[str, float]]] = {}
 
-    def metric_names(self) -> list[str]:
-        return [*self.metrics, *(f"iou_{c}" for c in self.class_names)]
+    def _metric_names(self) -> list[str]:
+        return [*self.spec.metrics, *(f"iou_{c}" for c in self.class_names)]
 
     def describe_data(self) -> str:
         n_tr, n_va, n_te = len(self.train_x), len(self.val_x), len(self.eval_sets["test"][0])
-        return (f"{self.named(self.real_name)}: {n_tr} train / {n_va} val / {n_te} test images, "
+        return (f"{named(self, self.real_name)}: {n_tr} train / {n_va} val / {n_te} test images, "
                 f"{self.num_classes} classes {list(self.class_names)}")
 
     # ------------------------------------------------------------------ model
@@ -129,6 +143,14 @@ class SegTask(Task):
         return UNet(in_channels=3, num_classes=self.num_classes, width=p["width"], depth=p["depth"]).to(self.device)
 
     def optimizers(self, slots) -> dict[str, Optim]:
+        """Adam over the U-Net. Class weights must name every class of the data: checked
+        here, before trial.json is written, rather than at the first step."""
+        k = max(self.num_classes, 2)
+        for _, term in slots["seg"]:
+            w = getattr(term, "class_weight", None)
+            if w is not None and w.numel() != k:
+                raise UsageError(f"loss {slots['seg'].spec!r}: {term.name}(weight=...) has {w.numel()} entries but "
+                                 f"{self.dataset} has {k} classes {list(self.class_names)}; give one weight per class")
         return {"model": Optim(nn.Module.parameters, "adam", {"lr": self.params["lr"]})}
 
     # ------------------------------------------------------------------ training
@@ -158,16 +180,6 @@ class SegTask(Task):
             check_ignore_index(loss, self.ignore_index)
         self._wce = wce_terms(loss)  # the wce terms with a U-Net border map, bound once
         return super().plan(loss)
-
-    def check_plan(self, slots, spec: str) -> None:
-        """Class weights must name every class of the data: checked here, before trial.json
-        is written, rather than at the first step."""
-        k = max(self.num_classes, 2)
-        for _, term in slots["seg"]:
-            w = getattr(term, "class_weight", None)
-            if w is not None and w.numel() != k:
-                raise UsageError(f"loss {spec!r}: {term.name}(weight=...) has {w.numel()} entries but {self.dataset} "
-                                 f"has {k} classes {list(self.class_names)}; give one weight per class")
 
     def _wce_borders(self, idx: torch.Tensor, fh, fv) -> dict:
         """The U-Net border map of every wce term for the batch ``idx``: it depends on one
@@ -216,7 +228,7 @@ class SegTask(Task):
             pred = self.predict(model, xs[i : i + bs])
             acc.update(pred.cpu(), ys[i : i + bs].cpu())
         out = acc.compute()
-        return {k: float(out[k]) for k in self.metric_names() if k in out}
+        return {k: float(out[k]) for k in self._metric_names() if k in out}
 
     def _class_shares(self, labels: torch.Tensor) -> torch.Tensor:
         """(K,) share of each class among ``labels`` (void pixels left out)."""
@@ -239,14 +251,14 @@ class SegTask(Task):
             ys = self.eval_sets[split][1].cpu()
             acc.update(torch.full_like(ys, self.majority_class()), ys)
             out = acc.compute()
-            self._reference[split] = {MAJORITY: {k: float(out[k]) for k in self.metric_names() if k in out}}
+            self._reference[split] = {MAJORITY: {k: float(out[k]) for k in self._metric_names() if k in out}}
         return self._reference[split]
 
     def degenerate_reason(self, model: nn.Module, metrics: dict[str, float], split: str,
                           untrained: dict[str, float] | None) -> str | None:
         """One class on >= :data:`ONE_CLASS_SHARE` of ``split``'s predicted pixels while
         the truth has it on fewer (the model draws one label), else the numbers' rule
-        (:meth:`degenerate_by_numbers`: mIoU at or below the majority predictor's)."""
+        (:meth:`SegSpec.degenerate_by_numbers`: mIoU at or below the majority predictor's)."""
         xs, ys = self.eval_sets[split]
         bs = self.params["batch_size"]
         pred = torch.cat([self.predict(model, xs[i : i + bs]).cpu() for i in range(0, len(xs), bs)])
@@ -259,18 +271,6 @@ class SegTask(Task):
                     f"(>= {ONE_CLASS_SHARE:.0%}; the truth has it on {float(truth[top]):.1%})")
         return super().degenerate_reason(model, metrics, split, untrained)
 
-    @classmethod
-    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
-        """mIoU at or below the ``majority class`` reference row's (absent in summaries
-        written before that row existed: then None)."""
-        miou, floor = metrics.get("miou"), (reference.get(MAJORITY) or {}).get("miou")
-        if isinstance(miou, (int, float)) and isinstance(floor, (int, float)) and miou <= floor:
-            return f"mIoU {miou:.3g} <= the majority-class predictor's {floor:.3g}"
-        return None
-
-    sample_titles = {"input": "image", "truth": "true mask"}
-    sample_note = "Masks: one colour per class; loss columns: the predicted mask."
-
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         x = self.val_x[:N_SAMPLES]
         pred = self.predict(model, x).cpu().numpy()
@@ -279,3 +279,6 @@ class SegTask(Task):
             "truth": colorize(self.val_y[:N_SAMPLES].cpu().numpy()),
             "pred": colorize(pred),
         }
+
+
+VIEWS.register("seg", "cvloss.report.views:SEG_VIEW")  # titles, notes and plots: the report's

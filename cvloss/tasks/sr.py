@@ -1,47 +1,17 @@
 """Task ``sr``: single-image super-resolution with a small EDSR-baseline-like network.
 
-Data: ``skimage-photos`` (default, embedded; stands in for DIV2K: 6 train / 2 val colour
-photos, shrunk so their short side is ``hr_size``) or ``div2k`` (downloaded; 0001-0800
-train, 0801-0900 val, native size, official bicubic LR files when present).
+Data: ``skimage-photos`` (default, embedded; stands in for DIV2K), ``div2k`` (downloaded)
+or a folder of HR images. LR = antialiased bicubic ×1/s of the HR image, rounded to 8
+bits, or DIV2K's official LR files; HR is cropped to a multiple of s ∈ {2, 3, 4}.
+Training: random aligned crops with flips and 90° rotations; the ``image`` terms see the
+raw output and the HR patch in [0, 1]. An ``adversarial`` term (SRGAN: ``l1+1e-3*ns``)
+trains :class:`~cvloss.models.discriminator.SRDiscriminator` through the shared
+:class:`~cvloss.tasks.adversarial.AdversarialStepper`; one step = one generator update.
 
-Degradation (DIV2K's bicubic track): LR = antialiased bicubic ×1/s downsampling of the HR
-image, ``torch.nn.functional.interpolate(mode="bicubic", antialias=True)``, rounded to
-8 bits (:func:`cvloss.data.div2k.bicubic_downsample`), or DIV2K's official LR files.
-Every HR image is first cropped (top-left) to a multiple of the scale s ∈ {2, 3, 4} so
-each LR pixel has an s×s HR block (:func:`cvloss.data.div2k.make_pair`).
-
-Training (EDSR protocol, scaled down): random aligned crops -- an LR patch of
-``patch / s`` px and its HR patch of ``patch`` px -- with random flips and 90° rotations,
-``repeat`` crops of every training image per epoch, all drawn from the trainer's batch
-generator; Adam (β = 0.9, 0.999), learning rate halved every ``lr_step`` epochs.
-The loss sees the raw network output (no clamping) and the HR patch in [0, 1].
-
-Adversarial terms (SRGAN, Ledig et al. 2017: ``l1+1e-3*ns``): the spec's adversarial
-objective trains the small discriminator (:class:`~cvloss.models.discriminator.SRDiscriminator`)
-on HR patches vs super-resolved ones and adds ``w · g_loss(D(sr))`` to the generator's
-loss, w being the term's weight in the spec; the steps (n_critic, clipping, the penalty's
-ε as task state) are :meth:`AdversarialStepper.update <cvloss.tasks.adversarial.AdversarialStepper.update>`.
-One training step is one generator update: with an n_critic > 1 objective its batch is a
-group of n_critic batches of crops (G steps on the first, the same for every loss), so every
-loss gets the same number of generator updates from a budget. Optimisers: Adam (0.9,
-0.999) for G (``lr``) and D (``d_lr``) for every loss and objective in every budget --
-EDSR's and SRGAN's protocol (Ledig et al. 2017 train G and D with Adam, β1 = 0.9) -- so
-the ``optimizer`` setting has the one value ``equal``, recorded like gan's and translate's.
-
-Evaluation: whole validation images (cropped to a multiple of s), predictions clamped and
-quantised to 8 bits, ``s`` border pixels shaved (see :mod:`cvloss.metrics.image_quality`):
-``psnr_y`` (BT.601 Y, 16-235), ``psnr_rgb``, ``ssim`` (on Y), ``feat_dist`` (VGG16
-``relu3_3`` mean squared feature difference) and ``lpips`` (LPIPS v0.1, AlexNet,
-:mod:`cvloss.metrics.lpips_metric`; extra ``cvloss[lpips]``). ``feat_dist`` runs the run's
-``--feature-weights`` VGG16 (``auto`` = ImageNet when torchvision's cache has them, else
-random(seed=0)) -- the network the ``perceptual`` loss trains through (its relu2_2 is on
-the way to relu3_3), so it is declared NOT independent of ``perceptual``; ``lpips`` is the
-independent perceptual metric (no cvloss loss runs AlexNet), n/a when the AlexNet ImageNet
-file is not in the torch hub cache. ``describe_data()`` (``trial.json``) names the
-network, layers and weights of both and says which is independent
-(:meth:`SRTask.feature_metrics`, checked by ``tests/metrics/test_independence.py``).
-Reference row: ``bicubic`` upsampling of the LR images
-(``interpolate(mode="bicubic", align_corners=False)``), measured the same way.
+Metrics on whole images, quantised to 8 bits, ``s`` border pixels shaved: ``psnr_y``
+(primary), ``psnr_rgb``, ``ssim`` (on Y), ``feat_dist`` (VGG16 relu3_3: not independent
+of ``perceptual``) and ``lpips`` (AlexNet: the independent one). Reference row
+``bicubic``; degenerate: PSNR-Y below bicubic's. More: ``docs/tasks/sr.md``.
 """
 from __future__ import annotations
 
@@ -63,63 +33,78 @@ from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_
 from cvloss.models.discriminator import SRDiscriminator
 from cvloss.models.sr import EDSR, SRModel
 from cvloss.settings import Choice, Int, Positive
-from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
+from cvloss.task_registry import VIEWS
+from cvloss.tasks.adversarial import AdversarialTask
+from cvloss.tasks.base import EVAL_SPLITS, Optim, named, to_uint8
+from cvloss.tasks.spec import Metric, TaskSpec
 
 EVAL_ARCH, EVAL_LAYER = "vgg16", "relu3_3"
 N_SAMPLES = 4
 SAMPLE_SIDE = 64
 
 
-class SRTask(Task):
-    name = "sr"
-    metrics = {"psnr_y": True, "psnr_rgb": True, "ssim": True, "feat_dist": False, "lpips": False}
-    primary_metric = "psnr_y"
-    metric_bounds = {"psnr_y": (0.0, None), "psnr_rgb": (0.0, None), "ssim": (-1.0, 1.0), "feat_dist": (0.0, None),
-                     "lpips": (0.0, None)}
-    slots = {"image": ("image",), "adversarial": ("adversarial",)}
-    degenerate_rule = "PSNR-Y below bicubic upsampling's"
-    replicate_unit = "seed: initial weights + crop order and augmentation (every seed scores the same test images)"
-    secondary_metric = "ssim"
+class SRSpec(TaskSpec):
+    """sr's rule on stored numbers."""
+
+    def degenerate_by_numbers(self, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: ``psnr_y`` strictly below the ``bicubic`` reference row's on the same
+        split -- the trained network made the picture worse than the interpolation it
+        starts from (with ``global_skip=bicubic`` and a zero residual, its initial
+        output). The reference study's ``content`` (8 of 10 seeds) and ``texture`` (10 of
+        10) ended there."""
+        got, floor = metrics.get("psnr_y"), (reference.get("bicubic") or {}).get("psnr_y")
+        if isinstance(got, (int, float)) and isinstance(floor, (int, float)) and got < floor:
+            return f"PSNR-Y {got:.2f} dB < bicubic's {floor:.2f} dB"
+        return None
+
+
+class SRTask(AdversarialTask):
     penalty_seed = 0x5151  # the same ε stream for every loss
-    # n_test caps the test split apart from val (issue 31): none = all 6 embedded test
+    # n_test caps the test split apart from val: none = all 6 embedded test
     # photos (quick, full); smoke keeps the first 2, rocket and motorcycle, as before
     _common = dict(optimizer="equal", scale=2, lr=1e-3, lr_step=None, res_scale=1.0, global_skip="bicubic", d_lr=1e-4,
                    n_train=None, n_val=None, n_test=None)
-    settings = {
-        # One policy: the same Adam for every loss (the papers' too); see the module docstring.
-        "optimizer": Choice("equal", help="the same Adam for every loss (EDSR / SRGAN)"),
-        "scale": Int(2, 4, help="upscaling factor (2, 3 or 4)"),
-        "lr_step": Int(1, nullable=True, help="halve the learning rates every lr_step epochs (none: constant)"),
-        "res_scale": Positive(help="EDSR residual scaling"),
-        "global_skip": Choice("bicubic", "none", help="add the bicubic upsampling to the output"),
-        "d_lr": Positive(help="discriminator learning rate (adversarial terms)"),
-        "patch": Int(2, help="HR crop side in pixels (a multiple of the scale)"),
-        "repeat": Int(1, help="random crops per image per epoch"),
-        "hr_size": Int(8, nullable=True, help="embedded photos' HR side (none: native)"),
-        "n_feats": Int(1, help="EDSR feature channels"),
-        "d_down": Int(1, help="discriminator down-sampling stages"),
-    }
-    budgets = {
-        # 2 x 32 steps: ~5 s per l1 trial on one CPU core, imports included (the VGG losses
-        # and n_critic = 5 objectives up to ~7 s). With the 2 x 2 steps it had, the trained
-        # rows equalled bicubic at 4 digits (29.61 vs 29.62 dB psnr_y); now l1 gains ~0.4 dB.
-        # n_train caps a dataset folder's training images, so smoke stays seconds on any
-        # folder (the embedded set has 4).
-        "smoke": dict(_common, epochs=2, batch_size=4, patch=32, repeat=32, hr_size=64, n_feats=8, n_blocks=1,
-                      d_width=8, d_down=2, n_train=8, n_test=2, cpu_threads=1),
-        # quick: sized for the reference study (issue 21): the 14 reference specs x (6 lr
-        # tuning trials + 10 seeds) in < 60 min with --jobs 2 (one thread each: small
-        # convolutions run slower with 2 threads on busy cores). 6 epochs x 16 steps (was 8).
-        "quick": dict(_common, epochs=6, batch_size=16, patch=32, repeat=64, hr_size=128, n_feats=24, n_blocks=3,
-                      d_width=16, d_down=3),
-        # EDSR-baseline (Lim et al. 2017) on DIV2K (--dataset div2k): F=64, B=16, LR patch
-        # 48 (HR 96 at x2), batch 16, Adam lr 1e-4 halved every 2e5 iterations, 3e5
-        # iterations = 300 epochs of 800 images x 20 crops / 16; no bicubic skip.
-        # x4: --set scale=4 --set patch=192 (LR 48, HR 192, as EDSR), trained from scratch --
-        # EDSR initialises x4 from its x2 model (README, "Full budgets and the published protocols").
-        "full": dict(_common, epochs=300, batch_size=16, patch=96, repeat=20, hr_size=None, n_feats=64, n_blocks=16,
-                     lr=1e-4, lr_step=200, global_skip="none", d_width=64, d_down=4),
-    }
+    spec = SRSpec(
+        name="sr",
+        # Metric(higher is better, low, high, unit)
+        metrics={"psnr_y": Metric(True, 0.0, None, "dB"), "psnr_rgb": Metric(True, 0.0, None, "dB"),
+                 "ssim": Metric(True, -1.0, 1.0, "SSIM, ≤1"), "feat_dist": Metric(False, 0.0, None),
+                 "lpips": Metric(False, 0.0, None)},
+        primary="psnr_y",
+        secondary="ssim",
+        slots={"image": ("image",), "adversarial": ("adversarial",)},
+        excluded_losses=("style",),
+        degenerate_rule="PSNR-Y below bicubic upsampling's",
+        replicate_unit="seed: initial weights + crop order and augmentation (every seed scores the same test images)",
+        settings={
+            # One policy: the same Adam for every loss (the papers' too); see docs/tasks/sr.md.
+            "optimizer": Choice("equal", help="the same Adam for every loss (EDSR / SRGAN)"),
+            "scale": Int(2, 4, help="upscaling factor (2, 3 or 4)"),
+            "lr_step": Int(1, nullable=True, help="halve the learning rates every lr_step epochs (none: constant)"),
+            "res_scale": Positive(help="EDSR residual scaling"),
+            "global_skip": Choice("bicubic", "none", help="add the bicubic upsampling to the output"),
+            "d_lr": Positive(help="discriminator learning rate (adversarial terms)"),
+            "patch": Int(2, help="HR crop side in pixels (a multiple of the scale)"),
+            "repeat": Int(1, help="random crops per image per epoch"),
+            "hr_size": Int(8, nullable=True, help="embedded photos' HR side (none: native)"),
+            "n_feats": Int(1, help="EDSR feature channels"),
+            "d_down": Int(1, help="discriminator down-sampling stages"),
+        },
+        budgets={
+            # smoke: 2 x 32 steps, ~5 s per l1 trial on one core, enough to beat bicubic; n_train
+            # keeps any folder to seconds (docs/tasks/sr.md, "Budgets")
+            "smoke": dict(_common, epochs=2, batch_size=4, patch=32, repeat=32, hr_size=64, n_feats=8, n_blocks=1,
+                          d_width=8, d_down=2, n_train=8, n_test=2, cpu_threads=1),
+            # quick: the reference study's 14 specs x (6 lr trials + 10 seeds) in < 60 min with
+            # --jobs 2, one thread each (docs/tasks/sr.md, "Budgets")
+            "quick": dict(_common, epochs=6, batch_size=16, patch=32, repeat=64, hr_size=128, n_feats=24, n_blocks=3,
+                          d_width=16, d_down=3),
+            # full: EDSR-baseline (Lim et al. 2017) on DIV2K: 3e5 iterations = 300 epochs of 800
+            # images x 20 crops / 16, lr 1e-4 halved every 2e5; no bicubic skip (x4: docs/tasks/sr.md)
+            "full": dict(_common, epochs=300, batch_size=16, patch=96, repeat=20, hr_size=None, n_feats=64, n_blocks=16,
+                         lr=1e-4, lr_step=200, global_skip="none", d_width=64, d_down=4),
+        },
+    )
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
@@ -171,7 +156,7 @@ class SRTask(Task):
         sizes = sorted({tuple(h.shape[-2:]) for h in self.val_hr + test_hr})
         lr_src = "official DIV2K bicubic LR files" if self.official_lr else "antialiased bicubic (torch interpolate, 8-bit)"
         hr = f", HR short side {self.params['hr_size']} px" if self.resized else ""
-        return (f"{self.named(self.real_name)}: {len(self.train_hr)} train / {len(self.val_hr)} val / {len(test_hr)} test images{hr}, x{self.scale}, "
+        return (f"{named(self, self.real_name)}: {len(self.train_hr)} train / {len(self.val_hr)} val / {len(test_hr)} test images{hr}, x{self.scale}, "
                 f"LR: {lr_src}; val and test scored whole ({'; '.join(f'{w}x{h}' for h, w in sizes[:3])} px), "
                 f"{self.scale}-px border shaved; "
                 + describe_feature_metrics(self.feature_metrics(self._eval_net.weights_used), "sr",
@@ -191,13 +176,12 @@ class SRTask(Task):
         d = SRDiscriminator(p["d_width"], p["d_down"])  # after g: g's init is the same with or without a GAN term
         return SRModel(g, d).to(self.device)
 
-    def check_plan(self, slots, spec: str) -> None:
+    def optimizers(self, slots) -> dict[str, Optim]:
+        """Adam for G and D; an adversarial term alone (no reconstruction target) is refused."""
         if slots["adversarial"] and not slots["image"]:
             name = slots["adversarial"].terms[0][1].name
-            raise UsageError(f"loss {spec!r}: an adversarial term alone has no reconstruction target in sr; "
-                             f"add a content term, e.g. l1+1e-3*{name} (SRGAN)")
-
-    def optimizers(self, slots) -> dict[str, Optim]:
+            raise UsageError(f"loss {slots['image'].spec!r}: an adversarial term alone has no reconstruction target "
+                             f"in sr; add a content term, e.g. l1+1e-3*{name} (SRGAN)")
         betas = (0.9, 0.999)
         return {"g": Optim(lambda m: m.g.parameters(), "adam", {"lr": self.params["lr"], "betas": betas}),
                 "d": Optim(lambda m: m.d.parameters(), "adam", {"lr": self.params["d_lr"], "betas": betas})}
@@ -277,9 +261,9 @@ class SRTask(Task):
                          float(feature_distance(pred, t, self._eval_net, EVAL_LAYER, s)), lp])
         if keep:
             self._items[split] = {"ids": list(self.eval_names[split]),
-                                  "metrics": {m: [r[k] for r in rows] for k, m in enumerate(self.metrics)}}
+                                  "metrics": {m: [r[k] for r in rows] for k, m in enumerate(self.spec.metrics)}}
         mean = np.mean(np.array(rows), axis=0)
-        return dict(zip(self.metrics, map(float, mean)))
+        return dict(zip(self.spec.metrics, map(float, mean)))
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
         return self._score([self._upscale(model, lr) for lr in self.eval_sets[split][1]], split, keep=True)
@@ -298,21 +282,6 @@ class SRTask(Task):
             lrs = self.eval_sets[split][1]
             self._reference[split] = {"bicubic": self._score([self._bicubic(lr) for lr in lrs], split)}
         return self._reference[split]
-
-    @classmethod
-    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
-        """Degenerate: ``psnr_y`` strictly below the ``bicubic`` reference row's on the same
-        split -- the trained network made the picture worse than the interpolation it
-        starts from (with ``global_skip=bicubic`` and a zero residual, its initial
-        output). The reference study's ``content`` (8 of 10 seeds) and ``texture`` (10 of
-        10) ended there."""
-        got, floor = metrics.get("psnr_y"), (reference.get("bicubic") or {}).get("psnr_y")
-        if isinstance(got, (int, float)) and isinstance(floor, (int, float)) and got < floor:
-            return f"PSNR-Y {got:.2f} dB < bicubic's {floor:.2f} dB"
-        return None
-
-    sample_titles = {"input": "LR (nearest, enlarged)", "bicubic": "bicubic", "truth": "HR (truth)"}
-    sample_note = ""
 
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """``N_SAMPLES`` fixed HR crops (at most 64 px) of the validation images, cycling
@@ -335,3 +304,6 @@ class SRTask(Task):
             rows["truth"].append(crop(self.val_hr[i].float().div(255)))
             rows["pred"].append(crop(preds[i])[0])
         return {k: to_uint8(torch.stack(v)) for k, v in rows.items()}
+
+
+VIEWS.register("sr", "cvloss.report.views:SR_VIEW")  # titles, notes and plots: the report's

@@ -1,80 +1,17 @@
 """Task ``style``: Gatys-style neural style transfer by optimising an image.
 
-Protocol (Gatys, Ecker & Bethge 2016, *Image Style Transfer Using CNNs*): the "model" is
-one image x, initialised from the content image p ("content init"), optimised to minimise
+The "model" is one image x in [0, 1] (:class:`~cvloss.models.style_image.StyleImage`),
+initialised from the content image p and optimised with L-BFGS (Gatys et al. 2016) or
+Adam to minimise Σ_i w_i · L_i(x, target_i), e.g. ``content+1e3*style+1e-3*tv``. Each
+term gets its target by slot: ``content``/``perceptual`` -> p ``(N, 3, H, W)``;
+``style``/``texture`` -> the style image a ``(N, 3, Hs, Ws)``; ``tv`` -> none.
 
-    L(x) = Σ_i w_i · L_i(x, target_i),  e.g.  content + 1e3·style + 1e-3·tv,
-
-with L-BFGS (as the paper) or Adam (``--set optimizer=lbfgs|adam``). Each term of the loss
-spec is called with its own target, routed once per trial by the term's name (the
-task's ``slots``, see :func:`cvloss.tasks.base.route`):
-
-    content, perceptual -> the content image p   (N, 3, H, W)
-    style, texture      -> the style image a     (N, 3, Hs, Ws), may differ in size
-    tv                  -> no target (a prior on x alone)
-
-Parameterisation: x lives in [0, 1] pixel space. ``param=clamp`` (default) optimises the
-pixels directly; the loss sees ``x.clamp(0, 1)`` and after every optimiser step the
-pixels are projected back to [0, 1] (projected gradient; for L-BFGS after each epoch's
-call, since projecting inside its line search would break it). ``param=sigmoid``
-optimises θ unconstrained with x = sigmoid(θ), θ₀ = logit(clip(p, 1e-3, 1 − 1e-3)).
-
-Budget settings (all overridable with ``--set``): ``epochs`` × ``iters_per_epoch``
-optimisation iterations. Adam: one iteration = one step = one loss evaluation
-(forward + backward). L-BFGS: one ``step(closure)`` call per epoch with
-``max_iter=iters_per_epoch`` and torch's default ``max_eval = 1.25·max_iter``, strong-Wolfe
-line search; the metric ``evals`` counts loss evaluations so the two optimisers' costs
-can be compared. ``lr=None`` means 1.0 for L-BFGS and 0.02 for Adam (pixels in [0, 1]).
-
-Inputs: ``--dataset skimage-photos`` (default; scikit-image photos as content, its
-brick/grass/gravel textures and two procedural colour textures as style, see
-:mod:`cvloss.data.style_pairs`), ``--dataset div2k`` (contents from DIV2K_valid_HR), or
-any pair on disk with ``--set content=PATH --set style=PATH``; named embedded pairs with
-``--set pairs=astronaut:brick,coffee:waves``.
-
-Splits: there is no held-out data in style transfer -- each trial optimises one image per
-pair -- so the pairs themselves are split: ``pair_split=test`` (default, the reported
-comparisons) draws the trial's pairs from the test pool, ``pair_split=val`` from the
-disjoint val pool (for tuning, so a tuned setting is never chosen on the pairs it is
-reported on; see :mod:`cvloss.data.style_pairs`). ``evaluate`` scores the optimised image
-of the trial's own pairs whatever split the trainer names.
-
-Seeds: content init is (nearly) deterministic, so the seed chooses *which* pairs are
-optimised, without replacement across a comparison's seeds: seed k takes the ``n_pairs``
-pairs from position ``k * n_pairs`` of one fixed, seeded order of the pool that shows every
-content once before any twice (:func:`cvloss.data.style_pairs.pool_order`: on the embedded
-test pool of 10 contents, 10 seeds are 10 photos; the same pairs for every loss at that
-seed -- fair, and the sample grids line up). Two seeds never share a pair, so they are
-two distinct replicates; a comparison with more test seeds than distinct pairs is refused
-before anything runs (:meth:`StyleTask.check_seeds`, one line naming both numbers), and
-tuning seeds (val pool) wrap round the pool. Named pairs and files are used as given;
-then seeds differ only through ``init_noise`` (σ of Gaussian noise added to the content
-init, default 0), and a comparison of several seeds without it -- identical replicates --
-is refused too.
-
-Degenerate (:meth:`StyleTask.degenerate_by_numbers`): a final image whose style distance
-is not below its initial image's (the ``content image (init)`` reference row).
-
-Metrics, with ONE FIXED evaluation network for every loss of a comparison -- VGG16, which
-no default term trains through (``content``, ``style`` and ``texture`` default to VGG19),
-with the run's ``--feature-weights`` (``auto``: ImageNet when cached, else random(seed=0);
-recorded in ``metrics.csv`` as ``eval_feature_weights`` and named in ``describe_data``).
-The ``perceptual`` term (VGG16 by default) shares it: the table says so
-(:meth:`StyleTask.feature_metrics`, checked by ``tests/metrics/test_independence.py``).
-Layers are Johnson et al.'s (2016) for VGG16:
-
-* ``content_loss`` = ½ · mean (φ_relu4_3(x) − φ_relu4_3(p))² (Gatys' ½ Σ (F − P)² divided by
-  the element count, at VGG16's deepest block-4 layer, as Gatys' conv4_2 is in VGG19);
-* ``gram_<layer>`` = E_l = 1/(4 N_l² M_l²) Σ_ij (G^l(x) − G^l(a))²_ij for l in relu1_2,
-  relu2_2, relu3_3, relu4_3 (Johnson et al.'s style layers), and ``style_dist`` = their
-  mean (w_l = 1/4);
-* ``tv`` = mean |x_{i+1,j} − x_{i,j}| + |x_{i,j+1} − x_{i,j}| over all differences
-  (high-frequency noise raises it);
-* ``evals`` (loss evaluations) and ``wall_s`` (optimisation wall time, no evaluation).
-
-All are averaged over the optimised pairs; lower is better for each. Reference rows:
-``content image (init)`` (the starting point: content loss 0, the content's Gram
-distance to the style, its TV) and ``style image`` (its TV).
+Pairs come from :mod:`cvloss.data.style_pairs` (embedded photos and textures, DIV2K, or
+files). The pool is split by content (``pair_split``: test reported, val for tuning), and
+seed k optimises its own pairs, drawn without replacement. Metrics on one fixed VGG16 for
+every loss: ``content_loss``, ``gram_<layer>`` and their mean ``style_dist`` (primary),
+``tv``, ``evals``, ``wall_s``; degenerate: style distance not below the initial image's.
+Parameterisation, iterations, seeds, metric formulas, budgets: ``docs/tasks/style.md``.
 """
 from __future__ import annotations
 
@@ -94,7 +31,9 @@ from cvloss.losses.style import gram_matrix, total_variation
 from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
 from cvloss.models.style_image import StyleImage
 from cvloss.settings import Choice, Float, ImagePath, Int, Positive, Setting
+from cvloss.task_registry import VIEWS
 from cvloss.tasks.base import Optim, Task, to_uint8
+from cvloss.tasks.spec import Metric, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -106,45 +45,15 @@ EVAL_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 
 
-class StyleTask(Task):
-    name = "style"
-    metrics = {"content_loss": False, "style_dist": False, **{f"gram_{l}": False for l in EVAL_STYLE_LAYERS}, "tv": False,
-               "evals": False, "wall_s": False}
-    primary_metric = "style_dist"
-    tune_overrides = {"pair_split": "val"}
-    replicate_unit = "seed: the content/style pair (each seed its own, drawn without replacement) + init noise"
-    timing_metrics = ("wall_s",)
-    degenerate_rule = "final style distance not below the initial image's"
-    secondary_metric = "content_loss"
-    metric_bounds = {m: (0.0, None) for m in metrics}
-    # Which target each term is called with: the content image, the style image, none.
-    slots = {"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)}
-    _common = dict(optimizer="lbfgs", lr=None, param="clamp", init_noise=0.0, pairs=None, content=None, style=None,
-                   pair_split="test")
-    settings = {
-        "iters_per_epoch": Int(1, help="optimiser iterations between evaluations"),
-        "image_size": Int(16, help="content side in px (VGG19's relu5_1 needs >= 16)"),
-        "style_size": Int(16, nullable=True, help="style image side (none: image_size)"),
-        "n_pairs": Int(1, help="content/style pairs optimised per trial"),
-        "optimizer": Choice(*DEFAULT_LR, help="L-BFGS (the paper) or Adam"),
-        "lr": Positive(nullable=True, help="step size (none: the optimiser's default)"),
-        "param": Choice("clamp", "sigmoid", help="image parameterisation"),
-        "init_noise": Float(0.0, help="std of noise added to the content init"),
-        "pairs": Setting("str", nullable=True, help="named embedded pairs, e.g. astronaut:brick,coffee:waves"),
-        "content": ImagePath("a content image file (with style=)"),
-        "pair_split": Choice("test", "val", help="the pool the trial's pairs are drawn from"),
-        "style": ImagePath("a style image file (with content=)"),
-    }
-    budgets = {
-        # smoke: every output in seconds; quick: 1 pair per seed (3 seeds = 3 pairs),
-        # 64 px, 60 L-BFGS iterations; full: Gatys' ~500 iterations at 512 px on a GPU.
-        "smoke": dict(epochs=2, iters_per_epoch=2, image_size=32, style_size=None, n_pairs=1, cpu_threads=1, **_common),
-        "quick": dict(epochs=4, iters_per_epoch=15, image_size=64, style_size=None, n_pairs=1, **_common),
-        "full": dict(epochs=10, iters_per_epoch=50, image_size=512, style_size=None, n_pairs=3, **_common),
-    }
+class StyleSpec(TaskSpec):
+    """style's checks of settings and seeds against the pair pool, and its rule on stored
+    numbers."""
 
-    @classmethod
-    def check_seeds(cls, params: dict[str, Any], seeds: list[int], dataset: str, data_dir: str | None = None) -> None:
+    def check_params(self, params: dict[str, Any]) -> None:
+        if (params.get("content") is None) != (params.get("style") is None):
+            raise UsageError("give both a content and a style image (--set content=PATH --set style=PATH), or neither")
+
+    def check_seeds(self, params: dict[str, Any], seeds: list[int], dataset: str, data_dir: str | None = None) -> None:
         """Refuse, in one line naming both numbers, a comparison whose seeds cannot each
         take their own pairs of the test pool (more seeds than distinct pairs, or a seed
         past the pool), and several seeds of named pairs or files without ``init_noise``
@@ -165,8 +74,7 @@ class StyleTask(Task):
         if why:
             raise UsageError(f"--seeds: {why}")
 
-    @classmethod
-    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
+    def degenerate_by_numbers(self, metrics, reference, untrained, dataset) -> str | None:
         """Degenerate: the final image's ``style_dist`` not below its initial image's (the
         ``content image (init)`` reference row: the content it starts from) -- the
         optimisation bought no style at all."""
@@ -175,10 +83,54 @@ class StyleTask(Task):
             return f"style distance {got:.3g} not below the initial image's {start:.3g}"
         return None
 
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        if (params.get("content") is None) != (params.get("style") is None):
-            raise UsageError("give both a content and a style image (--set content=PATH --set style=PATH), or neither")
+
+def _cost(unit: str) -> Metric:
+    """A style metric: lower is better, at least 0."""
+    return Metric(False, 0.0, None, unit)
+
+
+class StyleTask(Task):
+    _common = dict(optimizer="lbfgs", lr=None, param="clamp", init_noise=0.0, pairs=None, content=None, style=None,
+                   pair_split="test")
+    spec = StyleSpec(
+        name="style",
+        metrics={"content_loss": _cost("feature MSE"), "style_dist": _cost("Gram distance"),
+                 **{f"gram_{l}": _cost("Gram distance") for l in EVAL_STYLE_LAYERS}, "tv": _cost("total variation"),
+                 "evals": _cost("function evaluations"), "wall_s": _cost("s")},
+        primary="style_dist",
+        secondary="content_loss",
+        # Which target each term is called with: the content image, the style image, none.
+        slots={"content": ("content", "perceptual"), "style": ("style", "texture"), "prior": ("tv",)},
+        tune_overrides={"pair_split": "val"},
+        replicate_unit="seed: the content/style pair (each seed its own, drawn without replacement) + init noise",
+        timing_metrics=("wall_s",),
+        # One item per optimised pair, named by its content image: seeds that draw the same
+        # content (with other styles) are averaged into that content's item.
+        item_unit="content image",
+        degenerate_rule="final style distance not below the initial image's",
+        settings={
+            "iters_per_epoch": Int(1, help="optimiser iterations between evaluations"),
+            "image_size": Int(16, help="content side in px (VGG19's relu5_1 needs >= 16)"),
+            "style_size": Int(16, nullable=True, help="style image side (none: image_size)"),
+            "n_pairs": Int(1, help="content/style pairs optimised per trial"),
+            "optimizer": Choice(*DEFAULT_LR, help="L-BFGS (the paper) or Adam"),
+            "lr": Positive(nullable=True, help="step size (none: the optimiser's default)"),
+            "param": Choice("clamp", "sigmoid", help="image parameterisation"),
+            "init_noise": Float(0.0, help="std of noise added to the content init"),
+            "pairs": Setting("str", nullable=True, help="named embedded pairs, e.g. astronaut:brick,coffee:waves"),
+            "content": ImagePath("a content image file (with style=)"),
+            "pair_split": Choice("test", "val", help="the pool the trial's pairs are drawn from"),
+            "style": ImagePath("a style image file (with content=)"),
+        },
+        budgets={
+            # smoke: every output in seconds; quick: 1 pair per seed (3 seeds = 3 pairs),
+            # 64 px, 60 L-BFGS iterations; full: Gatys' ~500 iterations at 512 px on a GPU.
+            "smoke": dict(epochs=2, iters_per_epoch=2, image_size=32, style_size=None, n_pairs=1, cpu_threads=1,
+                          **_common),
+            "quick": dict(epochs=4, iters_per_epoch=15, image_size=64, style_size=None, n_pairs=1, **_common),
+            "full": dict(epochs=10, iters_per_epoch=50, image_size=512, style_size=None, n_pairs=3, **_common),
+        },
+    )
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
@@ -217,7 +169,7 @@ class StyleTask(Task):
             # (seed_everything) right before it builds the model
             seed = torch.initial_seed()
             try:
-                # n_contents: consecutive seeds take different contents (issue 31)
+                # n_contents: consecutive seeds take different contents (photos, not styles)
                 picks = seed_pair_indices(len(pairs), seed, p["n_pairs"], self.data.split,
                                           n_contents=len(self.data.content_names))
             except ValueError as exc:
@@ -322,7 +274,7 @@ class StyleTask(Task):
         return out
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
-        per_pair = self.pair_metrics(model())  # the trial's own pairs (module docstring, "Splits")
+        per_pair = self.pair_metrics(model())  # the trial's own pairs (docs/tasks/style.md, "Splits")
         out: dict[str, Any] = {k: float(v.mean()) for k, v in per_pair.items()}
         self._items[split] = {"ids": [self.data.content_names[c] for c, _ in self.pairs],
                               "metrics": {k: [float(x) for x in v] for k, v in per_pair.items()}}
@@ -330,10 +282,6 @@ class StyleTask(Task):
         out["wall_s"] = self._wall
         out["eval_feature_weights"] = self._eval_net.weights_used  # type: ignore[assignment]
         return out
-
-    #: One item per optimised pair, named by its content image: seeds that draw the same
-    #: content (with other styles) are averaged into that content's item.
-    item_unit = "content image"
 
     def test_items(self, split: str = "test") -> dict[str, Any] | None:
         """Per optimised pair (id: its content image's name) the metrics of the last
@@ -343,9 +291,6 @@ class StyleTask(Task):
     def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
         return {"content image (init)": self.image_metrics(self.content),
                 "style image": {"tv": float(total_variation(self.style, "l1", "mean"))}}
-
-    sample_titles = {"input": "content", "truth": "style"}
-    sample_note = "Loss columns: the image optimised from the content under that loss."
 
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """input = content, truth = style, pred = the optimised image, one row per pair."""
@@ -360,3 +305,6 @@ class StyleTask(Task):
         self._evals = int(state.get("evals", 0))
         if "pairs" in state and [tuple(p) for p in state["pairs"]] != [tuple(p) for p in self.pairs]:
             raise UsageError("the checkpoint was made with other content/style pairs; use another --out")
+
+
+VIEWS.register("style", "cvloss.report.views:STYLE_VIEW")  # titles, notes and plots: the report's

@@ -1,75 +1,17 @@
 """Task ``translate``: unpaired image-to-image translation with CycleGAN (Zhu et al. 2017).
 
-Model (:mod:`cvloss.models.cyclegan`): two ResNet generators G: A -> B, F: B -> A and two
-PatchGAN discriminators D_B (real B vs G(a)), D_A (real A vs F(b)), InstanceNorm
-throughout. Images are in [-1, 1] inside the model (tanh outputs), as in the paper.
+Model (:mod:`cvloss.models.cyclegan`): ResNet generators G: A -> B, F: B -> A and PatchGAN
+discriminators D_B, D_A; images in [-1, 1] inside the model. Spec slots: one
+``adversarial`` objective (D sees pooled fakes), ``cycle`` and ``identity`` terms (on
+[-1, 1] images) and ``image`` terms (on [0, 1]); CycleGAN's balance is
+``2*lsgan+cycle+identity``. One step = one generator update (the shared adversarial
+stepper); the learning rate decays linearly over the second half. Data: ``synth-stripes``
+(default, hidden pairs in val and test) or a CycleGAN-layout dataset (``horse2zebra``).
 
-Objective, routed from the loss spec (``build_loss(spec, task="translate")``)::
-
-    L_G = w_adv · [g_loss(D_B(G(a))) + g_loss(D_A(F(b)))]             adversarial term
-        + Σ w · [cycle(F(G(a)), a) + cycle(G(F(b)), b)]                 ``cycle`` terms
-        + Σ w · [identity(G(b), b) + identity(F(a), a)]                 ``identity`` terms
-        + Σ w · [t(F(G(a)), a) + t(G(F(b)), b)]                         ``image`` terms (l1, ssim, ...)
-    L_D = d_loss(D_B(b), D_B(pool_B(G(a)))) + penalty(D_B, b, pool_B(G(a)))   (+ the same for D_A)
-
-``cycle``/``identity`` (L1, λ = 10 and 5) see images in [-1, 1], the range λ was tuned in;
-``image`` terms (another reconstruction distance, e.g. ``ssim``) see them mapped to [0, 1].
-The library's ``lsgan`` keeps Mao's ½, so CycleGAN's exact balance (G minimises
-(D(G(x)) − 1)² + 10·L_cyc + 5·L_idt) is ``2*lsgan+cycle+identity``; the reference
-comparison uses that spec as its baseline. Without an adversarial term (``cycle``
-alone) the discriminators are never trained (nor run).
-
-Schedule (the paper's Sec. 4 and official code): one optimiser for both generators
-together and one for both discriminators together; the learning rate is constant for
-the first half of the epochs and decays linearly towards 0 over the second half (epoch e
-of E, 0-based: ``1 − max(0, e + 1 − ⌈E/2⌉) / (⌊E/2⌋ + 1)``). The ``optimizer`` policy
-(:func:`~cvloss.tasks.adversarial.policy_optimizer`): ``equal`` (smoke, quick) is
-CycleGAN's Adam(lr = 2e-4, β = (0.5, 0.999)) for every objective, so objectives are
-compared alone; ``paper`` (full) gives each objective its paper's optimiser (``wgan``:
-RMSprop 5e-5; ``wgan_gp``: Adam(1e-4, (0, 0.9)); ``lsgan``, ``ns``, ``minimax``: Adam(2e-4,
-(0.5, 0.999)), which for CycleGAN's own ``lsgan`` is the paper's setting) and CycleGAN's
-Adam where the paper gives none (``hinge``, ``cycle`` alone). One training step is ONE
-generator update: a group of n_critic batches, G and D stepped on the first, D alone on
-the others (:meth:`AdversarialStepper.update <cvloss.tasks.adversarial.AdversarialStepper.update>`:
-n_critic, clipping, the penalty), so every objective gets ``epochs × num_batches()``
-generator updates; D sees fakes through an image pool of 50
-(:class:`~cvloss.models.cyclegan.ImagePool`).
-
-Randomness after the model is built comes only from (a) the batch generator the trainer
-passes to :meth:`train_batches` (batch order, flips, crops) and (b) the task's own
-generators (image pool draws, WGAN-GP's ε), which are in :meth:`state_dict` with the pools
-and the step counter: a resumed trial continues exactly.
-
-Data: ``synth-stripes`` (default, embedded; A plain shapes, B striped; hidden pairs in
-val) or any CycleGAN-layout dataset such as ``horse2zebra``. An epoch has
-``max(|A|, |B|) // batch_size`` generator updates; A and B are shuffled independently
-(unpaired). The batches G steps on are the same for every objective; an objective with
-n_critic > 1 draws its further critic batches from a second stream
-(:meth:`AdversarialStepper.batch_groups <cvloss.tasks.adversarial.AdversarialStepper.batch_groups>`).
-
-Metrics on the validation split (images in [0, 1]):
-
-* ``paired_ssim``/``paired_psnr``/``paired_l1``/``paired_lpips``: G(a) against the hidden
-  true b (embedded paired data only; n/a for real unpaired data). ``paired_lpips`` (LPIPS
-  v0.1, AlexNet, :mod:`cvloss.metrics.lpips_metric`; extra ``cvloss[lpips]``) is the
-  perceptual metric no loss trains through; n/a when the AlexNet ImageNet file is not in
-  the torch hub cache, and :meth:`describe_data` says which file to place where;
-* ``cycle_l1``: ½(mean|F(G(a)) − a| + mean|G(F(b)) − b|);
-* ``fid``/``kid``: G(val A) against all real val B images (for horse2zebra: testA -> testB,
-  the published protocol) on the standard FID extractor, the 2015-12-05 TF Inception as
-  ported by torch-fidelity (:mod:`cvloss.metrics.fid`; extra ``cvloss[fid]``), with that
-  library's resizing; its weights come from ``--fid-weights PATH`` or the torch hub cache
-  (never downloaded), else FID/KID are n/a, and :meth:`describe_data` (recorded in
-  trial.json) names the extractor or says in one line which file to place where.
-
-Reference row: ``identity (B = A)`` -- the metrics of returning the input unchanged, the
-score any translation must beat. Collapse rule (:meth:`collapse_reason`): G's outputs on
-the validation A images are "all alike" when their per-pixel standard deviation across
-images, averaged over pixels, is below 10% of that of the real validation B images.
-Degenerate rule (:meth:`degenerate_reason`, decided on val; the untrained model is scored
-on val too, ``evaluate_at_init``, row ``epoch 0`` of metrics.csv): a paired score
-(``paired_ssim``) below the untrained model's on the same split, or G's outputs spread
-across the split's inputs by less than :data:`SPREAD_FRACTION` of the targets' spread.
+Metrics on [0, 1] images: ``paired_*`` against the hidden pairs (primary ``paired_ssim``),
+``cycle_l1``, ``fid``/``kid``. Reference row ``identity (B = A)``; collapsed below
+:data:`COLLAPSE_RATIO` of the targets' spread; degenerate: paired SSIM below the untrained
+model's, or spread < :data:`SPREAD_FRACTION`. More: ``docs/tasks/translate.md``.
 """
 from __future__ import annotations
 
@@ -90,19 +32,17 @@ from cvloss.metrics.independence import FeatureNet, describe_feature_metrics
 from cvloss.metrics.lpips_metric import MIN_SIDE, LPIPSMetric, lpips_net, lpips_status
 from cvloss.models.cyclegan import CycleGAN, ImagePool
 from cvloss.settings import Bool, Int
-from cvloss.tasks.adversarial import OPTIMIZER_POLICY, policy_optimizer
-from cvloss.tasks.base import EVAL_SPLITS, Optim, Task, to_uint8
+from cvloss.tasks.adversarial import OPTIMIZER_POLICY, AdversarialTask, policy_optimizer
+from cvloss.task_registry import VIEWS
+from cvloss.tasks.base import EVAL_SPLITS, Optim, named, to_uint8
+from cvloss.tasks.spec import Metric, TaskSpec
 
 N_SAMPLES = 4
 COLLAPSE_RATIO = 0.1
 #: Degenerate below this spread of G's outputs across inputs, relative to the targets'
-#: (per-pixel std across images, averaged; :meth:`TranslateTask.diversity`). Set from a
-#: measurement: the reference study's ``2*lsgan`` trials (seeds 0-9 retrained from their
-#: trial.json, the 64 val images) spread 0.63-0.76 of the targets' -- they keep the
-#: input's background tint -- and CycleGAN's own (``2*lsgan+cycle+identity``) 0.80-0.81,
-#: ``hinge+cycle`` 0.75-0.77: no spread threshold parts the two, so the rule takes half
-#: the lowest ``2*lsgan`` spread. It flags outputs nearly alike (a constant image: 0)
-#: without flagging a trained model whose outputs follow its inputs' colours.
+#: (per-pixel std across images, averaged; :meth:`TranslateTask.diversity`): half the
+#: lowest spread measured on the reference study's ``2*lsgan`` trials, so it flags outputs
+#: nearly alike, not outputs that follow their inputs' colours (docs/tasks/translate.md).
 SPREAD_FRACTION = 0.3
 POOL_SEED = 0x5EED  # the same stream for every loss (and exact after resume)
 PAIRED = ("paired_ssim", "paired_psnr", "paired_l1", "paired_lpips")  # need the hidden pairs of embedded data
@@ -112,53 +52,69 @@ def _to01(x: torch.Tensor) -> torch.Tensor:
     return (x + 1) / 2
 
 
-class TranslateTask(Task):
-    name = "translate"
-    metrics = {"paired_ssim": True, "paired_psnr": True, "paired_l1": False, "paired_lpips": False, "cycle_l1": False,
-               "fid": False, "kid": False}
-    primary_metric = "paired_ssim"
-    evaluate_at_init = True  # the untrained model's val scores: what the degenerate rule holds G to
-    degenerate_rule = (f"paired SSIM below the untrained model's, or outputs spread across inputs by under "
-                       f"{SPREAD_FRACTION:g} x the targets' spread")
-    # KID is an unbiased estimate and can be slightly negative: unbounded
-    metric_bounds = {"paired_ssim": (-1.0, 1.0), "paired_psnr": (0.0, 100.0), "paired_l1": (0.0, 1.0),
-                     "paired_lpips": (0.0, None), "cycle_l1": (0.0, 1.0), "fid": (0.0, None)}
-    slots = {"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)}
-    secondary_metric = "paired_psnr"
-    penalty_seed = 0x6F  # the same ε stream for every loss
-    _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
-    settings = {
-        "optimizer": OPTIMIZER_POLICY,
-        "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
-        "n_down": Int(1, help="generator down-sampling stages"),
-        "load_size": Int(8, nullable=True, help="resize before the random crop (none: image_size)"),
-        "fid": Bool("compute FID/KID when Inception weights are present"),
-        "g_width": Int(1, help="generator width"),
-        "d_layers": Int(1, help="PatchGAN layers"),
-    }
-    # smoke: ~10 s per trial on a shared 2-core CPU. quick: sized for the reference study
-    # (issue 21): the 14 reference specs x (6 lr tuning trials + 10 seeds) in < 60 min with
-    # --jobs 2 on 2 cores: 5 epochs x 16 steps of 8 (was 8 x 32: 256 training pairs, now
-    # 128). full, the paper: horse2zebra (--dataset horse2zebra), batch 1, 286 -> random
-    # 256 crop + flips, 9 blocks, 70x70 PatchGAN, 100 + 100 epochs. n_test caps the test split
-    # apart from val (issue 31): it is read twice per trial, val every epoch; quick scores all
-    # 256 hidden test pairs of synth-stripes, smoke keeps 16.
-    _smoke = dict(_common, optimizer="equal", epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, n_test=16,
-                  g_width=8, n_blocks=1, d_width=8, d_layers=2)
-    budgets = {
-        "smoke": dict(_smoke, cpu_threads=1),  # one thread, as every task's smoke (tiny models)
-        "quick": dict(_smoke, epochs=5, n_train=128, n_val=64, n_test=256, g_width=16, n_blocks=3, d_width=16),
-        "full": dict(_common, optimizer="paper", epochs=200, batch_size=1, image_size=256, n_train=None, n_val=None,
-                     n_test=None, g_width=64, n_blocks=9, d_width=64, d_layers=3, augment=True, load_size=286),
-    }
+class TranslateSpec(TaskSpec):
+    """translate's setting checks and rule on stored numbers."""
 
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(self, params: dict[str, Any]) -> None:
         size, load_size = params["image_size"], params.get("load_size") or params["image_size"]
         if load_size < size:
             raise UsageError(f"load_size ({load_size}) must be >= image_size ({size})")
         if size % 2 ** params["n_down"]:
             raise UsageError(f"image_size {size} must be divisible by 2**n_down = {2 ** params['n_down']}")
+
+    def degenerate_by_numbers(self, metrics, reference, untrained, dataset) -> str | None:
+        """Degenerate: ``paired_ssim`` below the untrained model's on the same split -- the
+        translation is further from the hidden true B than the initial weights' (the
+        reference study's ``cycle`` seed 9: -0.014 against 0.020). n/a without paired data."""
+        got, floor = metrics.get("paired_ssim"), (untrained or {}).get("paired_ssim")
+        if isinstance(got, (int, float)) and isinstance(floor, (int, float)) and got < floor:
+            return f"paired SSIM {got:.3f} < the untrained model's {floor:.3f}"
+        return None
+
+
+_PIXEL_L1 = "mean |Δ|, pixels in [0,1]"
+
+
+class TranslateTask(AdversarialTask):
+    penalty_seed = 0x6F  # the same ε stream for every loss
+    _common = dict(lr=2e-4, beta1=0.5, pool_size=50, n_down=2, augment=False, load_size=None, fid=True)
+    # smoke: ~10 s per trial on a shared 2-core CPU. quick: the reference study's 14 specs x
+    # (6 lr trials + 10 seeds) in < 60 min with --jobs 2. full: the paper's horse2zebra
+    # protocol. n_test caps the test split apart from val (docs/tasks/translate.md, "Budgets").
+    _smoke = dict(_common, optimizer="equal", epochs=2, batch_size=8, image_size=32, n_train=48, n_val=16, n_test=16,
+                  g_width=8, n_blocks=1, d_width=8, d_layers=2)
+    spec = TranslateSpec(
+        name="translate",
+        # Metric(higher is better, low, high, unit); KID is an unbiased estimate and can be
+        # slightly negative: unbounded
+        metrics={"paired_ssim": Metric(True, -1.0, 1.0, "SSIM, ≤1"), "paired_psnr": Metric(True, 0.0, 100.0, "dB"),
+                 "paired_l1": Metric(False, 0.0, 1.0, _PIXEL_L1), "paired_lpips": Metric(False, 0.0, None),
+                 "cycle_l1": Metric(False, 0.0, 1.0, _PIXEL_L1), "fid": Metric(False, 0.0, None, "FID"),
+                 "kid": Metric(False, unit="KID")},
+        primary="paired_ssim",
+        secondary="paired_psnr",
+        slots={"adversarial": ("adversarial",), "cycle": ("cycle",), "identity": ("identity",), "image": ("image",)},
+        excluded_losses=("content", "style", "texture"),
+        evaluate_at_init=True,  # the untrained model's val scores: what the degenerate rule holds G to
+        degenerate_rule=(f"paired SSIM below the untrained model's, or outputs spread across inputs by under "
+                         f"{SPREAD_FRACTION:g} x the targets' spread"),
+        settings={
+            "optimizer": OPTIMIZER_POLICY,
+            "pool_size": Int(0, help="image pool of past fakes for D (0: none)"),
+            "n_down": Int(1, help="generator down-sampling stages"),
+            "load_size": Int(8, nullable=True, help="resize before the random crop (none: image_size)"),
+            "fid": Bool("compute FID/KID when Inception weights are present"),
+            "g_width": Int(1, help="generator width"),
+            "d_layers": Int(1, help="PatchGAN layers"),
+        },
+        budgets={
+            "smoke": dict(_smoke, cpu_threads=1),  # one thread, as every task's smoke (tiny models)
+            "quick": dict(_smoke, epochs=5, n_train=128, n_val=64, n_test=256, g_width=16, n_blocks=3, d_width=16),
+            "full": dict(_common, optimizer="paper", epochs=200, batch_size=1, image_size=256, n_train=None,
+                         n_val=None, n_test=None, g_width=64, n_blocks=9, d_width=64, d_layers=3, augment=True,
+                         load_size=286),
+        },
+    )
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> None:
@@ -199,15 +155,15 @@ class TranslateTask(Task):
         self._pool_a, self._pool_b = ImagePool(p["pool_size"]), ImagePool(p["pool_size"])
         self._pool_gen = torch.Generator().manual_seed(POOL_SEED)
 
-    def metric_names(self) -> list[str]:
-        return [k for k in self.metrics if self.paired or k not in PAIRED]
+    def _metric_names(self) -> list[str]:
+        return [k for k in self.spec.metrics if self.paired or k not in PAIRED]
 
     def describe_data(self) -> str:
         pairs = "hidden pairs" if self.paired else "unpaired"
         test_a, test_b = self.eval_sets["test"]
         a, b = self.domains
-        nets = {k: v for k, v in self.feature_metrics().items() if k in self.metric_names()}
-        return (f"{self.named(self.real_name)}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
+        nets = {k: v for k, v in self.feature_metrics().items() if k in self._metric_names()}
+        return (f"{named(self, self.real_name)}: {len(self.train_a)} {a} (A) / {len(self.train_b)} {b} (B) train images, "
                 f"{len(self.val_a)} / {len(self.val_b)} val, {len(test_a)} / {len(test_b)} test ({pairs}), "
                 f"{self.train_a.shape[-1]} px; FID/KID: {self.fid_note}; "
                 + describe_feature_metrics(nets, "translate", {"paired_lpips": self._lpips_note}))
@@ -345,7 +301,7 @@ class TranslateTask(Task):
         # Differences of [-1, 1] images halved = differences in [0, 1].
         out["cycle_l1"] = float(0.5 * ((rec_a - real_a).abs().mean() + (rec_b - real_b).abs().mean()) / 2)
         out["fid"], out["kid"] = self._fid_kid(fake01, split)
-        return {k: out[k] for k in self.metric_names() if k in out}
+        return {k: out[k] for k in self._metric_names() if k in out}
 
     def reference_metrics(self, split: str = "test") -> dict[str, dict[str, float]]:
         """``identity (B = A)``: the metrics of G(a) = a (the input returned unchanged)."""
@@ -355,7 +311,7 @@ class TranslateTask(Task):
         if self.paired:
             ref.update(self._paired(a01, _to01(real_b)))
         ref["fid"], ref["kid"] = self._fid_kid(a01, split)
-        return {"identity (B = A)": {k: ref[k] for k in self.metric_names() if k in ref}}
+        return {"identity (B = A)": {k: ref[k] for k in self._metric_names() if k in ref}}
 
     def diversity(self, model: nn.Module, split: str = "val") -> tuple[float, float]:
         """(per-pixel std across G's outputs on the split's A images, the same for the
@@ -368,7 +324,7 @@ class TranslateTask(Task):
                           untrained: dict[str, float] | None) -> str | None:
         """G's outputs on ``split`` spread across inputs by less than
         :data:`SPREAD_FRACTION` of the targets' (it draws nearly one image whatever the
-        input), else the numbers' rule (:meth:`degenerate_by_numbers`: paired SSIM below
+        input), else the numbers' rule (:meth:`TranslateSpec.degenerate_by_numbers`: paired SSIM below
         the untrained model's)."""
         if len(self.eval_sets[split][0]) >= 2:
             d, ref = self.diversity(model, split)
@@ -376,16 +332,6 @@ class TranslateTask(Task):
                 return (f"G's outputs barely depend on the input: spread across {len(self.eval_sets[split][0])} "
                         f"{split} inputs {d:.4f} < {SPREAD_FRACTION:g} x the targets' ({ref:.4f})")
         return super().degenerate_reason(model, metrics, split, untrained)
-
-    @classmethod
-    def degenerate_by_numbers(cls, metrics, reference, untrained, dataset) -> str | None:
-        """Degenerate: ``paired_ssim`` below the untrained model's on the same split -- the
-        translation is further from the hidden true B than the initial weights' (the
-        reference study's ``cycle`` seed 9: -0.014 against 0.020). n/a without paired data."""
-        got, floor = metrics.get("paired_ssim"), (untrained or {}).get("paired_ssim")
-        if isinstance(got, (int, float)) and isinstance(floor, (int, float)) and got < floor:
-            return f"paired SSIM {got:.3f} < the untrained model's {floor:.3f}"
-        return None
 
     def collapse_reason(self, model: nn.Module, metrics: dict[str, float]) -> str | None:
         if len(self.val_a) < 2:
@@ -396,9 +342,6 @@ class TranslateTask(Task):
                     f"{d:.4f} < {COLLAPSE_RATIO:g} x that of real B images ({ref:.4f})")
         return None
 
-    sample_titles = {"input": "A (input)", "truth": "B (hidden pair)", "recon": "F(G(A))"}
-    sample_note = "Loss columns: G(A), the translation; a B column of unpaired data is a domain reference, not a pair."
-
     def sample_rows(self, model: nn.Module) -> dict[str, np.ndarray]:
         """The first K validation A images: ``input`` a, ``truth`` the hidden true b (for
         unpaired data: the first K validation B images, a domain reference, not pairs),
@@ -408,3 +351,6 @@ class TranslateTask(Task):
         rec = self._translate(model, fake, "ba")
         return {"input": to_uint8(_to01(a)), "truth": to_uint8(_to01(self.val_b[:N_SAMPLES])),
                 "pred": to_uint8(_to01(fake)), "recon": to_uint8(_to01(rec))}
+
+
+VIEWS.register("translate", "cvloss.report.views:TRANSLATE_VIEW")  # titles, notes and plots: the report's

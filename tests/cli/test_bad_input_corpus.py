@@ -234,7 +234,7 @@ CASES: list[tuple[list[str], str]] = [
     (_seg("--catalog", "{bad}/no-such.toml"), "no-such.toml not found"),
     (_seg("--catalog", "{txt}"), "is not valid TOML"),
     (["datasets", "list", "--catalog", "{bad}/clash.toml"], "is a built-in dataset"),
-    # untrusted catalogs (issue 28): no code named by a catalog, no name or URL out of its folder
+    # untrusted catalogs: no code named by a catalog, no name or URL out of its folder
     (_seg("--catalog", "{bad}/rmtree.toml", "--dataset", "victim-data"), "loader = 'shutil:rmtree' names Python code"),
     (["train", "--task", "seg", "--loss", "ce", "--catalog", "{bad}/rmtree.toml"], "pass --trust-catalog"),
     (["datasets", "download", "victim-data", "--catalog", "{bad}/rmtree.toml"], "names Python code"),

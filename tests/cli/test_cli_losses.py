@@ -35,7 +35,7 @@ def test_losses_list_filters_by_task():
 def test_losses_list_unknown_task_is_one_line_exit_2():
     result = runner.invoke(app, ["losses", "list", "--task", "nope"])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["error: unknown task 'nope'; valid tasks: seg, sr, style, embed, translate, gan"]
+    assert result.output.strip().splitlines() == ["error: unknown task 'nope'; valid: seg, sr, style, embed, translate, gan"]
 
 
 def test_losses_show_prints_formula_and_arguments():

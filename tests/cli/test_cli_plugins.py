@@ -30,7 +30,7 @@ from cvloss.losses import Loss, register_loss
 from cvloss.losses.base import check_seg
 
 
-@register_loss("{name}", family="pixel-wise", tasks=("seg",), paper="a test plugin")
+@register_loss("{name}", family="pixel-wise", paper="a test plugin")
 class ProbSquaredError(Loss):
     """Mean of (softmax(z) - onehot(t))**2 times scale, over pixels and classes."""
 

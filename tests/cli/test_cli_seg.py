@@ -81,7 +81,7 @@ def test_models_start_from_the_same_weights_for_every_loss(tmp_path):
     from cvloss.run.trainer import resolve_device, seed_everything
     from cvloss.tasks.seg import SegTask
 
-    params = SegTask.budgets["smoke"] | {"n_train": 8, "n_val": 4}
+    params = SegTask.spec.budgets["smoke"] | {"n_train": 8, "n_val": 4}
     weights = []
     for spec in ("ce", "topo", "dice"):
         build_loss(spec, task="seg", feature_weights="random")  # building a loss must not shift the RNG

@@ -1,4 +1,4 @@
-"""A catalog is data (issue 28): it names registered loaders and never imports code unless
+"""A catalog is data: it names registered loaders and never imports code unless
 the user trusts it (``--trust-catalog``); its names, layout entries and URLs cannot lead
 out of their folders; it is read only when it is a small regular file; every wrong shape
 is one error line naming the file and the field. Data folders with a link loop or a

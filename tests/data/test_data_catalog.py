@@ -9,7 +9,8 @@ import pytest
 
 from cvloss.data import registry
 from cvloss.data.registry import (DatasetError, dataset_dir, datasets_for, default_dataset, get_dataset,
-                                  is_present, load_catalog, load_dataset, resolve_data_dir)
+                                  is_present, load_catalog, load_dataset, register_dataset, resolve_data_dir)
+from cvloss.task_registry import task_names
 
 DESIGN_DATASETS = {
     "seg": {"oxford-pets", "synth-pets", "synth-vessels"},
@@ -74,9 +75,44 @@ def test_checksums_are_the_ones_torchvision_publishes(catalog):
 
 
 def test_defaults_are_embedded(catalog):
-    for task in registry.TASKS:
+    for task in task_names():
         info = catalog[default_dataset(task)]
         assert info.embedded and task in info.tasks
+
+
+def _ramp(root, split, size=4, limit=None):
+    """A loader of a registered dataset: ``size`` values of one split, ``limit`` at most."""
+    return [f"{split}{i}" for i in range(size)][:limit]
+
+
+@pytest.fixture
+def registered_ramp(monkeypatch):
+    """``ramp`` registered for seg (as a plugin's import would); gone after the test."""
+    monkeypatch.setattr(registry.DATASETS, "_entries", dict(registry.DATASETS._entries))
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    return register_dataset("ramp", tasks="seg", loader=_ramp, description="a ramp of names")
+
+
+def test_a_registered_dataset_joins_the_catalog_and_loads(registered_ramp, tmp_path):
+    info = registered_ramp
+    assert (info.tasks, info.embedded, info.files, info.loader) == (("seg",), True, (), f"{__name__}:_ramp")
+    assert set(info.splits) == {"train", "val", "test"}
+    assert load_catalog()["ramp"] == info and [i.name for i in datasets_for("seg")][-1] == "ramp"
+    assert load_dataset("ramp", "val", data_dir=tmp_path, size=3, limit=2, task="seg") == ["val0", "val1"]
+    assert register_dataset("ramp", tasks="seg", loader=_ramp, description="a ramp of names") == info  # again: no-op
+    with pytest.raises(DatasetError, match="serves seg, not 'sr'"):
+        get_dataset("ramp", task="sr")
+    with pytest.raises(DatasetError, match="loader name 'ramp' is registered already"):
+        register_dataset("ramp", tasks="seg", loader=lambda root, split: [], description="another")
+    with pytest.raises(DatasetError, match="is cvloss's own"):
+        register_dataset("div2k", tasks="sr", loader=_ramp, description="a clash")
+
+
+def test_a_registered_dataset_of_a_task_not_installed_is_left_out(monkeypatch):
+    monkeypatch.setattr(registry.DATASETS, "_entries", dict(registry.DATASETS._entries))
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    register_dataset("orphan", tasks="no-such-task", loader=_ramp, description="its task's plugin is gone")
+    assert "orphan" not in load_catalog()
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):

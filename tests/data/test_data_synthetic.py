@@ -25,7 +25,7 @@ def test_same_seed_same_tensors_other_seed_other_tensors(gen):
 def test_train_val_and_test_are_disjoint(gen):
     tr, va, te = gen("train", n=40), gen("val"), gen("test")
     assert len(va) == DEFAULT_N["val"] and len(gen("train", n=None, size=16)) == DEFAULT_N["train"]
-    assert len(te) == DEFAULT_N["test"] == 256  # 48 before issue 31 (tests/data/test_test_splits.py)
+    assert len(te) == DEFAULT_N["test"] == 256  # 48 before the test splits grew (tests/data/test_test_splits.py)
     hashes = [{bytes(x.numpy()) for x in d.images} for d in (tr, va, te)]
     assert not hashes[0] & hashes[1] and not hashes[0] & hashes[2] and not hashes[1] & hashes[2]
     with pytest.raises(DatasetError, match="unknown split 'tst'"):

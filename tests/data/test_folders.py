@@ -245,6 +245,33 @@ def test_a_folder_that_does_not_fit_the_task_says_so(tmp_path):
     assert info.root == str(root.resolve()) and info.name == str(root.resolve()) and not info.embedded
 
 
+def test_a_layout_registered_from_outside_is_detected_indexed_and_loaded(tmp_path, monkeypatch):
+    """A plugin's :class:`FolderLayout`: tried before the broad built-in rules (embed would
+    otherwise take any folder of sub-folders), indexed and split by its own functions."""
+    root = tmp_path / "stereo"
+    for i in range(10):
+        _png(root / "left" / f"v{i}.png", value=i)
+
+    def index(root, entries):
+        return folders.Indexed({Path(e.rel).stem: (e,) for e in entries if e.rel.startswith("left/")},
+                               lambda item: item, unit="views")
+
+    layout = folders.FolderLayout(
+        "left/", detect=lambda root, dirs: "left" in dirs, lacks=lambda root, dirs: None if "left" in dirs else "left/",
+        index=index, seeded_split=folders._split_by_file("stereo", 9),
+        loader=lambda root, split, **kw: folders.index_folder(root, "stereo").splits[split])
+    monkeypatch.setitem(folders.LOADERS._entries, "stereo", layout)
+    idx = index_folder(root)
+    assert idx.task == "stereo" and [len(idx.splits[s]) for s in ("train", "val", "test")] == [8, 1, 1]
+    assert idx.description == (f"stereo folder {root}: 8 train / 1 val / 1 test views, split by seed 0x17f01d "
+                               f"(80/10/10 by file)")
+    order = np.random.default_rng([folders.SPLIT_SEED, 9]).permutation(10)
+    assert idx.splits["val"] == [f"v{order[0]}"]  # its own seed stream
+    assert folders.load_folder(root, "val") == idx.splits["val"]
+    with pytest.raises(DatasetError, match="a stereo folder needs left/; this one lacks left/"):
+        folders.detect_task(fd.build_sr(tmp_path / "photos"), "stereo")
+
+
 
 
 def test_user_catalog_adds_entries_and_refuses_a_clash(tmp_path, monkeypatch):

@@ -63,7 +63,7 @@ def test_test_streams_are_shaped_like_val():
     assert synth_stripes("test", size=16, n=4).paired and not synth_stripes("train", size=16, n=4).paired
     ids = synth_ids("test", size=16, n_ids=20, per_id=2, pairs_per_fold=1)
     assert ids.pairs.shape == (20, 2) and ids.identities[0] == "test_0000" and ids.real == "lfw"
-    assert len(synth_pets("val", size=16)) == 48 and len(synth_pets("test", size=16)) == 256  # test: issue 31
+    assert len(synth_pets("val", size=16)) == 48 and len(synth_pets("test", size=16)) == 256  # test: enlarged to carry a claim
 
 
 @pytest.mark.parametrize("name", ["synth-pets", "synth-vessels", "synth-ids", "synth-stripes"])

@@ -1,4 +1,4 @@
-"""Issue 31: the embedded stand-ins' test splits are large enough to carry a claim.
+"""The embedded stand-ins' test splits are large enough to carry a claim.
 
 Each test split has the size the catalog states (seg and translate 256 images, embed
 1,000 distinct pairs, sr 6 photographs, style 10 contents), holds no image of train or
@@ -41,7 +41,7 @@ def _hashes(images: torch.Tensor) -> set[str]:
 
 
 # name -> (the split at 16 px, seed 0; its tensors (digested); its images (hashed); the
-# test split's size; digest of the whole test split; (its size before issue 31, the
+# test split's size; digest of the whole test split; (its size before it grew, the
 # digest it had then))
 SYNTHETIC = {
     "synth-pets": (lambda s: synth_pets(s, size=16), lambda d: (d.images, d.masks), lambda d: (d.images,), 256,
@@ -141,15 +141,15 @@ TEST_CAPS = {SegTask: ("n_test", 16, 256), TranslateTask: ("n_test", 16, 256), S
              EmbedTask: ("test_pairs_per_fold", 6, 50)}
 
 
-@pytest.mark.parametrize("task", list(TEST_CAPS), ids=lambda t: t.name)
+@pytest.mark.parametrize("task", list(TEST_CAPS), ids=lambda t: t.spec.name)
 def test_smoke_keeps_a_small_test_cap_and_quick_scores_the_whole_split(task):
     key, smoke_max, quick = TEST_CAPS[task]
-    smoke = budget_params(task.name, "smoke")
+    smoke = budget_params(task.spec.name, "smoke")
     assert smoke[key] <= smoke_max  # CI time does not grow
-    assert budget_params(task.name, "quick")[key] == quick and key in task.budgets["full"]
-    assert resolve_overrides(task.name, {key: "none"} if key == "n_test" else {key: "7"})  # a valid setting
+    assert budget_params(task.spec.name, "quick")[key] == quick and key in task.spec.budgets["full"]
+    assert resolve_overrides(task.spec.name, {key: "none"} if key == "n_test" else {key: "7"})  # a valid setting
     with pytest.raises(UsageError, match=f"--set {key}=0"):
-        resolve_overrides(task.name, {key: "0"})
+        resolve_overrides(task.spec.name, {key: "0"})
     assert budget_params("style", "smoke")["n_pairs"] == 1  # style's test: one pair per seed, as before
 
 

@@ -44,7 +44,7 @@ def test_registration():
     for name in NAMES:
         info = get_loss_info(name)
         assert info.family == "adversarial"
-        assert info.tasks == ("gan", "translate", "sr")
+        assert info.tasks == ("sr", "translate", "gan")  # by kind, in task order
         assert info.kind == "adversarial"
         assert info.summary
 

@@ -1,4 +1,4 @@
-"""The fast paths of issue 18 give today's values and gradients (to 1e-6).
+"""The fast paths give today's values and gradients (to 1e-6).
 
 Each reference below is a verbatim copy of the formula the loss used before it was made
 cheaper (the (N, N, N) batch-all tensor, boolean indexing, log_softmax + gather, one-hot
@@ -317,7 +317,7 @@ def test_seg_task_caches_the_border_map_per_image_and_flips_it_with_the_batch(sp
     from cvloss.run.trainer import resolve_device
     from cvloss.tasks.seg import SegTask
 
-    params = SegTask.budgets["smoke"] | {"n_train": 16, "n_val": 4, "image_size": 32}
+    params = SegTask.spec.budgets["smoke"] | {"n_train": 16, "n_val": 4, "image_size": 32}
     task = SegTask("synth-pets", params, resolve_device("cpu"))
     task.load_data()
     loss = build_loss(spec, task="seg")

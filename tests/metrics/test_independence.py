@@ -38,32 +38,32 @@ def _reference_specs(task: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def default_losses():
-    return {cls.name: [build_loss(i.name, task=cls.name, feature_weights="random") for i in list_losses(cls.name)]
-            for cls in TASKS}
+    return {cls.spec.name: [build_loss(i.name, task=cls.spec.name, feature_weights="random")
+                            for i in list_losses(cls.spec.name)] for cls in TASKS}
 
 
-@pytest.mark.parametrize("cls", TASKS, ids=lambda c: c.name)
+@pytest.mark.parametrize("cls", TASKS, ids=lambda c: c.spec.name)
 def test_declared_dependence_equals_the_networks_of_every_default_loss(cls, default_losses):
     for name, (net, shared) in cls.feature_metrics(RUN_WEIGHTS).items():
-        assert name in cls.metrics
+        assert name in cls.spec.metrics
         assert net.arch and net.layers and net.weights  # the table can name all three
-        assert dependence(net, default_losses[cls.name]) == sorted(shared), name
+        assert dependence(net, default_losses[cls.spec.name]) == sorted(shared), name
 
 
-@pytest.mark.parametrize("cls", TASKS, ids=lambda c: c.name)
+@pytest.mark.parametrize("cls", TASKS, ids=lambda c: c.spec.name)
 def test_the_reference_comparisons_are_marked_where_a_metric_shares_a_term_network(cls):
-    specs = _reference_specs(cls.name)
-    assert specs, f"no reference comparison of {cls.name} in {README}"
-    losses = [build_loss(s, task=cls.name, feature_weights="random") for s in specs]
+    specs = _reference_specs(cls.spec.name)
+    assert specs, f"no reference comparison of {cls.spec.name} in {README}"
+    losses = [build_loss(s, task=cls.spec.name, feature_weights="random") for s in specs]
     for name, (net, shared) in cls.feature_metrics(RUN_WEIGHTS).items():
         found = dependence(net, losses)
         assert set(found) <= set(shared), (name, found)
-        text = describe_metric(name, net, shared, cls.name)
+        text = describe_metric(name, net, shared, cls.spec.name)
         assert ("NOT independent" in text) == bool(shared) and net.describe() in text
 
 
 def test_each_task_has_an_independent_perceptual_metric():
-    independent = {cls.name: [n for n, (_, shared) in cls.feature_metrics(RUN_WEIGHTS).items() if not shared]
+    independent = {cls.spec.name: [n for n, (_, shared) in cls.feature_metrics(RUN_WEIGHTS).items() if not shared]
                    for cls in TASKS}
     assert "lpips" in independent["sr"] and "paired_lpips" in independent["translate"] and "fid" in independent["translate"]
     # style: VGG16, which none of its default content/style/texture terms (VGG19) runs

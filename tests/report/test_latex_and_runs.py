@@ -35,7 +35,7 @@ def comparison(tmp_path):
 
 def test_plot_formats_setting_is_checked(monkeypatch):
     from cvloss.errors import UsageError
-    from cvloss.report.plots import vector_formats
+    from cvloss.report.figures import vector_formats
 
     monkeypatch.setenv("CVLOSS_PLOT_FORMATS", "png,svg")
     assert vector_formats() == (".svg",)

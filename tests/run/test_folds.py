@@ -2,6 +2,7 @@
 fold sub-trials, its summary the mean over folds with the standard error."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ TINY = {"epochs": 1, "n_train_ids": 8, "per_id": 3, "n_val_ids": 20, "val_per_id
 def three_folds(monkeypatch):
     """synth-ids reported by a 3-fold protocol (its loader ignores the fold: the run
     layer's bookkeeping is what is tested here; the LFW loader's folds in tests/data)."""
-    monkeypatch.setattr(EmbedTask, "folds", classmethod(lambda cls, dataset: 3))
+    monkeypatch.setattr(type(EmbedTask.spec), "folds", lambda self, dataset: 3)
 
 
 def _cfg(tmp_path, loss="contrastive", seed=0):
@@ -75,6 +76,8 @@ def test_the_worst_fold_decides_and_a_comparison_reads_seed_summaries(tmp_path, 
     assert per_seed["protocol"] == "3-fold" and per_seed["se"] >= 0
     md = (result["dir"] + "/compare.md")
     assert "3-fold protocol, `verif_acc` mean ± SE over folds: seed 0:" in open(md).read()
+    # embed's ROC and PCA are drawn from the first fold's report data of each seed
+    assert (Path(result["dir"]) / "roc.png").is_file() and (Path(result["dir"]) / "pca.png").is_file()
 
 
 def test_lfw_view2_on_the_fixture_runs_ten_folds_with_their_own_people(tmp_path, capture):

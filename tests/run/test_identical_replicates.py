@@ -58,7 +58,7 @@ def test_identical_replicates_are_marked_and_the_unit_named(tmp_path):
     md = comparison_markdown(result)
     assert f"| `{a}` | 3/3 (1 identical) ⚠ |" in md
     assert f"⚠ Identical replicates (the same metrics and training curves): `{a}` seeds {{0, 2}}." in md
-    assert f"Unit of replication: {StyleTask.replicate_unit}." in md
+    assert f"Unit of replication: {StyleTask.spec.replicate_unit}." in md
     assert identical_groups([(0, ("x",)), (1, None), (2, ("x",)), (3, None), (4, ("y",))]) == [[0, 2]]
 
 
@@ -90,7 +90,7 @@ def test_the_report_finds_them_in_a_comparison_written_before_the_checks(tmp_pat
     assert loaded.degenerate_on_test[LOSSES[1]][2].startswith("style distance 4e-06")
     text = "\n".join(note_lines(loaded))
     assert "Identical replicates" in text and "Degenerate by today's rule" in text
-    assert f"(the comparison predates the record; its seeds may have drawn otherwise): {StyleTask.replicate_unit}." \
+    assert f"(the comparison predates the record; its seeds may have drawn otherwise): {StyleTask.spec.replicate_unit}." \
         in text  # from the task, the file lacks it
     again = trial_notes(StyleTask, loaded.trials, loaded.seeds)
     assert again["identical_replicates"] == loaded.identical_replicates

@@ -1,4 +1,4 @@
-"""Effects checked image by image (issue 31): the sign and signed-rank tests against hand
+"""Effects checked image by image: the sign and signed-rank tests against hand
 computations, the item-level verdicts (one image carrying the whole effect, every image,
 ties, too few images), pairing across seeds, test_items.json round trip and malformed
 files, and a comparison from hand-written trials (no training)."""

@@ -1,10 +1,9 @@
-"""A folder is one trial (issue 28): loss folder names are injective (a lossy name carries a
+"""A folder is one trial: loss folder names are injective (a lossy name carries a
 hash of the spec; the committed results keep theirs), a finished trial is skipped only when
 its recorded identity is the requested one, a checkpoint or untrained.json that does not
 fit its trial is set aside or measured again, and a plugin's broken loss is one line."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -55,14 +54,12 @@ def test_the_committed_results_keep_their_folder_names():
     identity but for the test-split caps that the larger test splits added (a rerun on
     them is another configuration: it is refused, never mixed with these); every
     compare.json's losses name its loss folders and its comparison folder."""
-    fields = {f.name for f in dataclasses.fields(TrialConfig)}
     trials = sorted(RESULTS.rglob(TRIAL))
     assert len(trials) > 900
     test_caps = {"n_test", "n_test_ids", "test_pairs_per_fold"}
     for path in trials:
         info = json.loads(path.read_text())
-        cfg = TrialConfig(**{k: v for k, v in info["config"].items() if k in fields})
-        cfg.out = str(RESULTS)  # recorded relative to the repository
+        cfg = replace(TrialConfig.from_record(info["config"]), out=str(RESULTS))  # recorded relative to the repository
         assert cfg.trial_dir == path.parent, path
         now, then = cfg.identity(), info["identity"]
         added = set(now["params"]) - set(then["params"])
@@ -82,28 +79,32 @@ from cvloss.losses import Loss, register_loss
 from cvloss.losses.segmentation import CrossEntropyLoss
 
 
-@register_loss("lossé", family="pixel-wise", tasks=("seg",), paper="test")
+@register_loss("lossé", family="pixel-wise", paper="test")
 class Acute(CrossEntropyLoss):
     """Cross-entropy under another name."""
 
 
-@register_loss("lossè", family="pixel-wise", tasks=("seg",), paper="test")
+@register_loss("lossè", family="pixel-wise", paper="test")
 class Grave(CrossEntropyLoss):
     """Cross-entropy under another name."""
 
 
-@register_loss("broken", family="pixel-wise", tasks=("seg",), paper="test")
+@register_loss("broken", family="pixel-wise", paper="test")
 class Broken(Loss):
     """Its constructor fails."""
+
+    kind = "seg"
 
     def __init__(self, k: int = 1) -> None:
         super().__init__()
         raise KeyError("no such thing")
 
 
-@register_loss("make", family="pixel-wise", tasks=("seg",), paper="test")
+@register_loss("make", family="pixel-wise", paper="test")
 class Make(Loss):
     """Its constructor returns a number."""
+
+    kind = "seg"
 
     def __new__(cls, k: int = 5):
         return k
@@ -154,7 +155,7 @@ def test_a_plugin_loss_that_fails_to_build_is_one_line_naming_it(plugin_file, tm
         return k
 
     with pytest.raises(TypeError, match=r"register_loss\('fn'\) decorates fn, a function, not a subclass"):
-        registry.register_loss("fn", family="pixel-wise", tasks=("seg",), paper="test")(fn)
+        registry.register_loss("fn", family="pixel-wise", paper="test")(fn)
     assert "fn" not in registry._REGISTRY
 
 
@@ -189,8 +190,7 @@ def test_a_finished_trial_of_other_feature_weights_is_refused_not_skipped(finish
 def test_a_comparison_refuses_a_mismatched_trial_before_training(finished, capture):
     out, trial = finished
     info = json.loads((trial / TRIAL).read_text())
-    base = TrialConfig(**{**{k: v for k, v in info["config"].items() if k in {f.name for f in dataclasses.fields(TrialConfig)}},
-                          "loss": "", "feature_weights": "random:2", "seed": 0})
+    base = replace(TrialConfig.from_record(info["config"]), loss="", feature_weights="random:2", seed=0)
     before = _tree(out)
     with pytest.raises(ComparisonError, match=re.escape(f"{trial} holds a finished trial of another configuration")):
         run_comparison(base, ["dice", "ce"], [0], capture)  # dice would train first: it does not

@@ -12,7 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cvloss.cli import app
-from cvloss.run.config import TrialConfig
+from cvloss.run.config import SearchCandidate, TrialConfig
 from cvloss.run.progress import ComparisonView, LineReporter, data_line
 from cvloss.run.trainer import trial_label
 
@@ -37,7 +37,7 @@ def test_trial_label_names_the_results_folders():
     assert trial_label(TrialConfig(task="seg", loss="ce", dataset="synth-pets")) == "seg/synth-pets/ce/seed0"
     assert trial_label(replace(cfg, fold=1)) == f"seg/{_short(folder)}/0.5xdice/seed3/fold1"
     # a tuning trial: named after the spec compared, t<i> for the seed
-    tuning = replace(cfg, loss="dice(smooth=0.5)", name="dice", place="tune--abcd1234/t2")
+    tuning = replace(cfg, loss="dice(smooth=0.5)", name="dice", place=SearchCandidate("abcd1234", 2))
     assert trial_label(tuning) == f"seg/{_short(folder)}/dice/t2"
 
 

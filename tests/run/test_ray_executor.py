@@ -315,7 +315,7 @@ from cvloss.losses import Loss, register_loss
 Path(__file__).with_name(f"imported-{os.getpid()}").touch()
 
 
-@register_loss("ray_test_zero", family="pixel-wise", tasks=("seg",), paper="a test plugin")
+@register_loss("ray_test_zero", family="pixel-wise", paper="a test plugin")
 class Zero(Loss):
     """0 * mean(logits): a loss that only proves the plugin was imported."""
 

@@ -5,7 +5,6 @@ divergence on any scalar, exact resume and the refusal of an old checkpoint layo
 from __future__ import annotations
 
 import csv
-import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -13,23 +12,19 @@ import torch
 from torch import nn
 
 from cvloss import task_registry
-from cvloss.data import registry as data_registry
 from cvloss.errors import CvlossError
-from cvloss.losses import registry as loss_registry
 from cvloss.run.compare import run_comparison
 from cvloss.run.config import TrialConfig
 from cvloss.run.trainer import CHECKPOINT, run_trial
 from cvloss.tasks.base import Optim, Task
+from cvloss.tasks.spec import Metric, TaskSpec
 
 
 class ToyTask(Task):
     """Fit y = 2x + 1 per pixel with a 1x1 convolution; records what the trainer does."""
 
-    name = "toy"
-    metrics = {"mse": False}
-    primary_metric = "mse"
-    slots = {"image": ("image",)}
-    budgets = {"smoke": dict(epochs=3, batch_size=4, lr=0.1, cpu_threads=1)}
+    spec = TaskSpec(name="toy", metrics={"mse": Metric(higher_is_better=False)}, primary="mse",
+                    slots={"image": ("image",)}, budgets={"smoke": dict(epochs=3, batch_size=4, lr=0.1, cpu_threads=1)})
     seen: dict[str, list] = {}
     blow_up = 1.0  # a test sets inf: a non-finite scalar besides "loss"
 
@@ -79,13 +74,8 @@ class ToyTask(Task):
 
 @pytest.fixture
 def toy(monkeypatch):
-    """``toy`` in the task registry (and where loss validation reads it), served by mse."""
-    monkeypatch.setitem(task_registry.TASK_CLASSES, "toy", f"{__name__}:ToyTask")
-    for module in (loss_registry, data_registry):
-        monkeypatch.setattr(module, "TASKS", (*module.TASKS, "toy"))
-    monkeypatch.setattr("cvloss.losses.spec.TASKS", (*loss_registry.TASKS,))
-    info = loss_registry._REGISTRY["mse"]
-    monkeypatch.setitem(loss_registry._REGISTRY, "mse", dataclasses.replace(info, tasks=(*info.tasks, "toy")))
+    """``toy`` in the task registry, for the test only; its image slot takes mse by kind."""
+    monkeypatch.setitem(task_registry.TASKS._entries, "toy", ToyTask)
     return TrialConfig(task="toy", loss="mse", dataset="toy-data", budget="smoke", seed=0)
 
 

@@ -1,4 +1,4 @@
-"""A search that picks by signal (issue 32): every candidate of every loss at the same K
+"""A search that picks by signal: every candidate of every loss at the same K
 tuning seeds, scored by the mean of intent-to-treat val values; a Latin hypercube over
 the whole range; ties broken by the secondary metric; repeats and their stability;
 successive halving with the same trial-epochs for every loss; resume after a kill at
@@ -41,7 +41,7 @@ class FakeExecutor:
         for cfg in cfgs:
             if self.kill_after is not None and len(self.ran) >= self.kill_after:
                 raise KeyboardInterrupt
-            i = int(cfg.place.split("/")[1][1:])
+            i = cfg.place.index
             d = cfg.trial_dir
             d.mkdir(parents=True, exist_ok=True)
             (d / "untrained.json").write_text(json.dumps(UNTRAINED))
@@ -135,7 +135,7 @@ def test_an_exact_tie_in_a_search_goes_to_the_better_dice(tmp_path):
             out = super().run(cfgs, reporter)
             for cfg in cfgs:
                 s = json.loads((cfg.trial_dir / "summary.json").read_text())
-                s["val_metrics"]["dice"] = 0.3 if "/t1/" in cfg.place + "/" else 0.1
+                s["val_metrics"]["dice"] = 0.3 if cfg.place.index == 1 else 0.1
                 (cfg.trial_dir / "summary.json").write_text(json.dumps(s))
             return out
 

@@ -18,7 +18,7 @@ def test_every_comparison_plans_at_the_protocols_sizes_and_writes_nothing(study,
     for name in study.COMPARISONS:
         settings = study.settings(name, out=str(tmp_path / "out"))
         plan = api.plan_comparison(**settings)  # every spec, setting and search candidate checked
-        assert plan.space.trials >= 6 and len(plan.seeds) >= 10  # issue 21's protocol
+        assert plan.space.trials >= 6 and len(plan.seeds) >= 10  # the reference protocol
         assert plan.options.threads == 1 and plan.options.jobs == study.JOBS
         argv = study.command(name)  # the same comparison as a command line
         assert _opts(argv, "--losses") == [",".join(settings["losses"])] and _opts(argv, "--seeds") == ["10"]

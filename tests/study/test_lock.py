@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cvloss.cli import app
+from cvloss.run.config import TunedWinner
 from cvloss.study.lock import digest, lock_path, post_hoc, read_lock, trials_that_read_test
 
 runner = CliRunner()
@@ -142,7 +143,7 @@ def test_a_tuned_winner_that_read_test_counts_too(write_study, plan_of):
     path = write_study(STUDY)
     plan = plan_of(path)
     c = plan.comparison("seg-a")
-    d = replace(c.base, loss="dice", seed=2, place="+tuned-0123abcd").trial_dir  # any search's winner
+    d = replace(c.base, loss="dice", seed=2, place=TunedWinner("0123abcd")).trial_dir  # any search's winner
     d.mkdir(parents=True)
     (d / "summary.json").write_text(json.dumps({"split": "test"}))
     assert [(name, folder) for name, folder, _ in trials_that_read_test(plan.comparisons)] == [("seg-a", d)]

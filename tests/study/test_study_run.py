@@ -35,8 +35,8 @@ def _study(folder: Path, text: str) -> Path:
 def _numbers(c) -> dict[tuple[str, int], dict[str, float]]:
     """(loss, seed) -> the trial's final metrics from its comparison's runs.csv, timing metrics left out."""
     runs = read_runs(comparison_folder(c))
-    timing = set(get_task_class(c.base.task).timing_metrics)
-    metrics = [m for m in get_task_class(c.base.task).metrics if m not in timing]
+    timing = set(get_task_class(c.base.task).spec.timing_metrics)
+    metrics = [m for m in get_task_class(c.base.task).spec.metrics if m not in timing]
     return {(loss, seed): {m: row.get(m) for m in metrics} for loss, per in runs.items() for seed, row in per.items()}
 
 

@@ -48,7 +48,7 @@ class OneClass(nn.Module):
 
 @pytest.fixture(scope="module")
 def seg():
-    task = SegTask("synth-pets", SegTask.budgets["smoke"] | SEG_TINY, CPU)
+    task = SegTask("synth-pets", SegTask.spec.budgets["smoke"] | SEG_TINY, CPU)
     task.load_data()
     torch.manual_seed(0)
     return task
@@ -70,9 +70,9 @@ def test_seg_all_one_class_is_degenerate_with_its_reason(seg):
     ref = seg.reference_metrics("val")[MAJORITY]
     assert seg.majority_class() == 0
     assert ref["miou"] == pytest.approx(share / seg.num_classes, rel=1e-6)
-    assert SegTask.degenerate_by_numbers({"miou": ref["miou"]}, {MAJORITY: ref}, {}, "synth-pets").startswith("mIoU")
-    assert SegTask.degenerate_by_numbers({"miou": ref["miou"] + 0.01}, {MAJORITY: ref}, {}, "synth-pets") is None
-    assert SegTask.degenerate_by_numbers({"miou": 0.1}, {}, {}, "synth-pets") is None  # no reference: no call
+    assert SegTask.spec.degenerate_by_numbers({"miou": ref["miou"]}, {MAJORITY: ref}, {}, "synth-pets").startswith("mIoU")
+    assert SegTask.spec.degenerate_by_numbers({"miou": ref["miou"] + 0.01}, {MAJORITY: ref}, {}, "synth-pets") is None
+    assert SegTask.spec.degenerate_by_numbers({"miou": 0.1}, {}, {}, "synth-pets") is None  # no reference: no call
 
 
 # ---------------------------------------------------------------- sr
@@ -87,7 +87,7 @@ class Upscale(nn.Module):
 
 
 def test_sr_nearest_neighbour_upscaling_is_below_bicubic():
-    task = SRTask("skimage-photos", SRTask.budgets["smoke"] | {"hr_size": 40, "patch": 16}, CPU,
+    task = SRTask("skimage-photos", SRTask.spec.budgets["smoke"] | {"hr_size": 40, "patch": 16}, CPU,
                   feature_weights="random")
     task.load_data()
     reasons = {}
@@ -122,7 +122,7 @@ class TwoModes(nn.Module):
 
 
 def test_gan_on_2_of_8_modes_with_few_sharp_samples_is_degenerate():
-    task = GANTask("ring8", GANTask.budgets["smoke"] | {"n_eval": 400}, CPU)
+    task = GANTask("ring8", GANTask.spec.budgets["smoke"] | {"n_eval": 400}, CPU)
     task.load_data()
     model = TwoModes(task.centers, 0.05)
     metrics = task.evaluate(model, "val")
@@ -132,8 +132,8 @@ def test_gan_on_2_of_8_modes_with_few_sharp_samples_is_degenerate():
         "2 of 8 modes covered (<= 25%) with 5.0% high-quality samples (< 10%)")
     sharp = TwoModes(task.centers, 0.5)  # a narrow generator with sharp samples is not a failed one
     assert task.degenerate_reason(sharp, task.evaluate(sharp, "val"), "val", {}) is None
-    assert GANTask.bounds("modes", "ring8") == (0.0, 8.0) and GANTask.bounds("modes", "grid25") == (0.0, 25.0)
-    assert GANTask.bounds("modes") == (0.0, None)
+    assert GANTask.spec.bounds("modes", "ring8") == (0.0, 8.0) and GANTask.spec.bounds("modes", "grid25") == (0.0, 25.0)
+    assert GANTask.spec.bounds("modes") == (0.0, None)
 
 
 # ---------------------------------------------------------------- translate
@@ -147,7 +147,7 @@ class Scaled(nn.Module):
 
 
 def test_translate_outputs_nearly_alike_are_degenerate_and_a_constant_image_too():
-    task = TranslateTask("synth-stripes", TranslateTask.budgets["smoke"] | {"n_train": 8, "n_val": 16}, CPU)
+    task = TranslateTask("synth-stripes", TranslateTask.spec.budgets["smoke"] | {"n_train": 8, "n_val": 16}, CPU)
     task.load_data()
     a, b = task.eval_sets["val"]
     scale = 0.2 * float(b.std(0).mean()) / float(a.std(0).mean())  # outputs spread 0.2 x the targets'
@@ -161,19 +161,19 @@ def test_translate_outputs_nearly_alike_are_degenerate_and_a_constant_image_too(
     constant = Scaled(0.0)
     assert "barely depend" in task.degenerate_reason(constant, task.evaluate(constant, "val"), "val", {})
     # the numbers' part: paired SSIM below the untrained model's
-    assert TranslateTask.degenerate_by_numbers({"paired_ssim": -0.014}, {}, {"paired_ssim": 0.020}, "x") == (
+    assert TranslateTask.spec.degenerate_by_numbers({"paired_ssim": -0.014}, {}, {"paired_ssim": 0.020}, "x") == (
         "paired SSIM -0.014 < the untrained model's 0.020")
-    assert TranslateTask.degenerate_by_numbers({"paired_ssim": math.nan}, {}, {"paired_ssim": 0.02}, "x") is None
+    assert TranslateTask.spec.degenerate_by_numbers({"paired_ssim": math.nan}, {}, {"paired_ssim": 0.02}, "x") is None
 
 
 def test_embed_at_chance_and_style_without_style_gain_are_degenerate():
-    assert EmbedTask.degenerate_by_numbers({"verif_acc": 0.55}, {}, {}, "synth-ids") == (
+    assert EmbedTask.spec.degenerate_by_numbers({"verif_acc": 0.55}, {}, {}, "synth-ids") == (
         "verification accuracy 0.550 <= 0.55 (chance)")
-    assert EmbedTask.degenerate_by_numbers({"verif_acc": 0.56}, {}, {}, "synth-ids") is None
+    assert EmbedTask.spec.degenerate_by_numbers({"verif_acc": 0.56}, {}, {}, "synth-ids") is None
     init = {"content image (init)": {"style_dist": 2e-6}}
-    assert StyleTask.degenerate_by_numbers({"style_dist": 2e-6}, init, {}, "skimage-photos").startswith(
+    assert StyleTask.spec.degenerate_by_numbers({"style_dist": 2e-6}, init, {}, "skimage-photos").startswith(
         "style distance 2e-06 not below")
-    assert StyleTask.degenerate_by_numbers({"style_dist": 1e-6}, init, {}, "skimage-photos") is None
+    assert StyleTask.spec.degenerate_by_numbers({"style_dist": 1e-6}, init, {}, "skimage-photos") is None
 
 
 # ---------------------------------------------------------------- through the trainer and the comparison

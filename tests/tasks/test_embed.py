@@ -92,7 +92,7 @@ def test_evaluate_and_collapse_detection(task):
     model = task.build_model()
     with evaluating(model):
         m = task.evaluate(model)
-    assert set(m) == set(EmbedTask.metrics) and all(0 <= v <= 1 for v in m.values())
+    assert set(m) == set(EmbedTask.spec.metrics) and all(0 <= v <= 1 for v in m.values())
     # Fresh BatchNorm running statistics (mean 0, var 1) make an untrained net's eval-mode
     # embeddings nearly alike; set them from one train-mode pass (momentum None: exact).
     for mod in model.modules():
@@ -144,7 +144,7 @@ def test_compare_writes_every_output(tmp_path):
             p.name for p in trial.iterdir()}
         summary = json.loads((trial / "summary.json").read_text())
         # finished: a smoke trial may end at chance (degenerate), with every metric still
-        assert summary["status"] in ("done", "degenerate") and set(summary["at_init"]) == set(EmbedTask.metrics)
+        assert summary["status"] in ("done", "degenerate") and set(summary["at_init"]) == set(EmbedTask.spec.metrics)
         rows = list(csv.DictReader(open(trial / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["0", "1"]
     cmp_dir = next(group.glob("compare--*"))

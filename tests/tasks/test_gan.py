@@ -28,7 +28,7 @@ SET = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
 
 
 def make(loss_spec: str, seed: int = 0, **over):
-    task = GANTask("ring8", GANTask.budgets["smoke"] | TINY | over, torch.device("cpu"))
+    task = GANTask("ring8", GANTask.spec.budgets["smoke"] | TINY | over, torch.device("cpu"))
     task.load_data()
     plan = task.plan(build_loss(loss_spec, task="gan"))
     torch.manual_seed(seed)
@@ -75,12 +75,12 @@ PAPER = {"minimax": ("adam", {"lr": 2e-4, "betas": (0.5, 0.999)}),  # DCGAN, Rad
 
 
 def _plan(budget: str, spec: str):
-    return GANTask("ring8", GANTask.budgets[budget], torch.device("cpu")).plan(build_loss(spec, task="gan"))
+    return GANTask("ring8", GANTask.spec.budgets[budget], torch.device("cpu")).plan(build_loss(spec, task="gan"))
 
 
 @pytest.mark.parametrize("budget", ["smoke", "quick"])
 def test_smoke_and_quick_give_every_objective_the_same_adam(budget):
-    assert GANTask.budgets[budget]["optimizer"] == "equal"
+    assert GANTask.spec.budgets[budget]["optimizer"] == "equal"
     assert set(ADVERSARIAL) == set(PAPER)  # a new objective needs its paper's optimiser here
     seen = {(o.name, tuple(sorted(o.kwargs.items()))) for spec in ADVERSARIAL
             for o in _plan(budget, spec).optimizers.values()}
@@ -88,7 +88,7 @@ def test_smoke_and_quick_give_every_objective_the_same_adam(budget):
 
 
 def test_full_gives_each_objective_its_papers_optimiser():
-    assert GANTask.budgets["full"]["optimizer"] == "paper"
+    assert GANTask.spec.budgets["full"]["optimizer"] == "paper"
     for spec, (name, kwargs) in PAPER.items():
         plan = _plan("full", spec)
         assert {k: (o.name, o.kwargs) for k, o in plan.optimizers.items()} == {"g": (name, kwargs), "d": (name, kwargs)}

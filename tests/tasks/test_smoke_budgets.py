@@ -36,9 +36,11 @@ def test_smoke_writes_every_output_and_moves_the_model(tmp_path, task):
     summary = run_trial(cfg)
     # smoke is seconds of training: its trials may end degenerate (worse than the trivial answer)
     assert summary["status"] in ("done", "collapsed", "degenerate"), summary
-    items = {"test_items.json"} if task in ("sr", "style") else set()  # few test items: per-item metrics (issue 31)
+    items = {"test_items.json"} if task in ("sr", "style") else set()  # few test items: per-item metrics
+    if task == "embed":  # its ROC and PCA plots' arrays (Task.report_arrays); the untrained ones merged in
+        items.add("report_data.npz")
     assert {p.name for p in cfg.trial_dir.iterdir()} == OUTPUTS | items
-    key = cls.primary_metric
+    key = cls.spec.primary
     trained, untrained = fmt(summary["metrics"][key]), fmt(summary["untrained"][key])
     assert trained != untrained, (key, trained)
     if task == "sr":

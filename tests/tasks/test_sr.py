@@ -23,7 +23,7 @@ TINY = {"hr_size": 40, "patch": 16, "repeat": 2, "batch_size": 4, "n_feats": 4, 
 
 @pytest.fixture(scope="module")
 def task():
-    t = SRTask("skimage-photos", SRTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t = SRTask("skimage-photos", SRTask.spec.budgets["smoke"] | TINY, torch.device("cpu"))
     t.load_data()
     return t
 
@@ -102,7 +102,7 @@ def test_plain_loss_trains_g_only_and_adversarial_trains_d(task):
     assert plan.adversarial[1].generator is task.stepper.penalty_gen
     state = task.state_dict()["stepper"]
     assert (state["batches"], state["g_updates"], state["d_updates"]) == (5, 1, 5) and float(out["d_loss"]) != 0
-    assert {o.name for o in plan.optimizers.values()} == {"adam"} and SRTask.budgets["full"]["optimizer"] == "equal"
+    assert {o.name for o in plan.optimizers.values()} == {"adam"} and SRTask.spec.budgets["full"]["optimizer"] == "equal"
 
 
 def test_g_init_does_not_depend_on_the_loss(task):
@@ -123,7 +123,7 @@ def test_bad_loss_specs_are_refused(task):
 
 def test_bicubic_reference_equals_scoring_the_bicubic_image(task):
     ref = task.reference_metrics("test")["bicubic"]
-    assert set(ref) == set(SRTask.metrics) and 15 < ref["psnr_y"] < 60 and 0 < ref["ssim"] <= 1
+    assert set(ref) == set(SRTask.spec.metrics) and 15 < ref["psnr_y"] < 60 and 0 < ref["ssim"] <= 1
     # the untrained bicubic-skip model is exactly bicubic, so it scores the same
     model, _, _ = _fresh(task)
     with evaluating(model):
@@ -150,7 +150,7 @@ def test_compare_smoke_writes_every_output_with_a_bicubic_row(tmp_path):
         p.name for p in trial.iterdir()}
     summary = json.loads((trial / "summary.json").read_text())
     # finished: a smoke trial may end below bicubic (degenerate), with every metric still
-    assert summary["status"] in ("done", "degenerate") and set(summary["metrics"]) == set(SRTask.metrics)
+    assert summary["status"] in ("done", "degenerate") and set(summary["metrics"]) == set(SRTask.spec.metrics)
     assert "bicubic" in summary["reference"]
     gan = json.loads((group / "l1+0.001xns" / "seed0" / "summary.json").read_text())
     n = summary["generator_updates"]  # epochs x batches per epoch, the same with and without D
@@ -195,7 +195,7 @@ def test_lpips_is_scored_when_the_alexnet_file_is_in_the_hub_cache(tmp_path, mon
     (tmp_path / "checkpoints").mkdir()
     fake.fake_alexnet_features(tmp_path / "checkpoints" / ALEXNET_FILE)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    t = SRTask("skimage-photos", SRTask.budgets["smoke"] | TINY, torch.device("cpu"), feature_weights="random")
+    t = SRTask("skimage-photos", SRTask.spec.budgets["smoke"] | TINY, torch.device("cpu"), feature_weights="random")
     t.load_data()
     ref = t.reference_metrics()["bicubic"]
     assert np.isfinite(ref["lpips"]) and ref["lpips"] > 0

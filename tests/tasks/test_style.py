@@ -23,7 +23,7 @@ TINY = {"image_size": 32, "pairs": "chelsea:waves,coffee:gravel"}
 
 @pytest.fixture(scope="module")
 def task():
-    t = StyleTask("skimage-photos", StyleTask.budgets["smoke"] | TINY, torch.device("cpu"), feature_weights="random")
+    t = StyleTask("skimage-photos", StyleTask.spec.budgets["smoke"] | TINY, torch.device("cpu"), feature_weights="random")
     t.load_data()
     torch.manual_seed(0)
     t.model = t.build_model()
@@ -67,7 +67,7 @@ def test_metrics_against_hand_computed_values(task):
 
 
 def test_seed_draws_the_pairs_and_content_init():
-    t = StyleTask("skimage-photos", StyleTask.budgets["smoke"] | {"image_size": 32}, torch.device("cpu"))
+    t = StyleTask("skimage-photos", StyleTask.spec.budgets["smoke"] | {"image_size": 32}, torch.device("cpu"))
     t.load_data()
     drawn = []
     for seed in (0, 1, 2, 3, 0):
@@ -133,7 +133,7 @@ def test_compare_writes_tables_and_plots(tmp_path):
         trial = group / loss / "seed0"
         summary = json.loads((trial / "summary.json").read_text())
         assert summary["status"] == "done" and summary["feature_weights"] == "random(seed=0)"
-        assert set(StyleTask.metrics) <= set(summary["metrics"])
+        assert set(StyleTask.spec.metrics) <= set(summary["metrics"])
         with np.load(trial / "samples.npz") as z:
             assert z["input"].shape == z["pred"].shape == (1, 32, 32, 3) and z["pred"].dtype == np.uint8
         assert (trial / "metrics.csv").exists() and (trial / "samples.png").exists()

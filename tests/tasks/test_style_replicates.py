@@ -15,7 +15,7 @@ from cvloss.run.compare import run_comparison
 from cvloss.run.config import TrialConfig
 from cvloss.tasks.style import StyleTask
 
-SMOKE = StyleTask.budgets["smoke"] | {"image_size": 32}
+SMOKE = StyleTask.spec.budgets["smoke"] | {"image_size": 32}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _pairs(task, seed):
 
 
 def test_ten_seeds_take_ten_test_contents_without_replacement(task):
-    # 10 test contents x 5 styles (issue 31; it was rocket, motorcycle x 5 styles)
+    # 10 test contents x 5 styles (it was rocket, motorcycle x 5 styles)
     assert pool_size(None, "test") == len(task.data.pairs) == 50
     drawn = [_pairs(task, seed) for seed in range(10)]
     assert all(len(d) == 1 for d in drawn)
@@ -54,13 +54,13 @@ def test_several_pairs_per_seed_stay_disjoint_and_tuning_seeds_wrap():
 
 def test_more_seeds_than_pairs_are_refused_naming_both_numbers(tmp_path):
     with pytest.raises(UsageError) as info:
-        StyleTask.check_seeds(SMOKE, list(range(51)), "skimage-photos")
+        StyleTask.spec.check_seeds(SMOKE, list(range(51)), "skimage-photos")
     text = str(info.value)
     assert "51 seeds x 1 pair(s) need 51 distinct content/style pairs but the test pool has 50" in text
     assert "\n" not in text
-    StyleTask.check_seeds(SMOKE, list(range(50)), "skimage-photos")  # 50 on 50: fine
+    StyleTask.spec.check_seeds(SMOKE, list(range(50)), "skimage-photos")  # 50 on 50: fine
     with pytest.raises(UsageError, match="seed 52 would take pairs past the test pool of 50"):
-        StyleTask.check_seeds(SMOKE, [3, 52], "skimage-photos")
+        StyleTask.spec.check_seeds(SMOKE, [3, 52], "skimage-photos")
     assert seeds_beyond_pool(list(range(4)), 10, 3) is not None  # 4 x 3 = 12 > 10
     base = TrialConfig(task="style", loss="", dataset="skimage-photos", budget="smoke", device="cpu",
                        out=str(tmp_path / "out"), feature_weights="random",
@@ -74,6 +74,6 @@ def test_named_pairs_over_several_seeds_are_identical_replicates_and_refused():
     named = SMOKE | {"pairs": "chelsea:waves"}
     with pytest.raises(UsageError, match="3 seeds of the same named pairs/files with init_noise=0 would be 3 "
                                          "identical replicates"):
-        StyleTask.check_seeds(named, [0, 1, 2], "skimage-photos")
-    StyleTask.check_seeds(named, [0], "skimage-photos")
-    StyleTask.check_seeds(named | {"init_noise": 0.01}, [0, 1, 2], "skimage-photos")  # the noise varies
+        StyleTask.spec.check_seeds(named, [0, 1, 2], "skimage-photos")
+    StyleTask.spec.check_seeds(named, [0], "skimage-photos")
+    StyleTask.spec.check_seeds(named | {"init_noise": 0.01}, [0, 1, 2], "skimage-photos")  # the noise varies

@@ -1,4 +1,4 @@
-"""Per-item test metrics (issue 31): style's per-pair metrics against hand computations
+"""Per-item test metrics: style's per-pair metrics against hand computations
 and their mean against the batch's, and a smoke sr comparison that writes
 test_items.json per trial and an item_analysis in compare.json."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from cvloss.cli import app
-from cvloss.task_registry import TASKS
+from cvloss.task_registry import task_names
 from cvloss.tasks import get_task_class
 from cvloss.tasks.base import Task
 from cvloss.tasks.sr import SRTask
@@ -19,12 +19,12 @@ from cvloss.tasks.style import EVAL_STYLE_LAYERS, StyleTask
 
 def test_only_sr_and_style_record_test_items():
     """The hook's default records none; the tasks whose test split is a few images use it."""
-    overriding = [name for name in TASKS if get_task_class(name).test_items is not Task.test_items]
+    overriding = [name for name in task_names() if get_task_class(name).test_items is not Task.test_items]
     assert sorted(overriding) == ["sr", "style"]
 
 
 def test_style_items_are_its_pairs_named_by_content():
-    params = StyleTask.budgets["smoke"] | {"image_size": 32, "pairs": "chelsea:waves,coffee:gravel"}
+    params = StyleTask.spec.budgets["smoke"] | {"image_size": 32, "pairs": "chelsea:waves,coffee:gravel"}
     t = StyleTask("skimage-photos", params, torch.device("cpu"), feature_weights="random")
     t.load_data()
     torch.manual_seed(0)
@@ -46,7 +46,7 @@ def test_style_items_are_its_pairs_named_by_content():
         assert {k: float(v.mean()) for k, v in per_pair.items()} == pytest.approx(means, rel=1e-6)
         out = t.evaluate(model, "test")
     items = t.test_items("test")
-    assert items["ids"] == ["chelsea", "coffee"] and t.item_unit == "content image"
+    assert items["ids"] == ["chelsea", "coffee"] and t.spec.item_unit == "content image"
     assert set(items["metrics"]) == {"content_loss", "style_dist", "tv", *(f"gram_{l}" for l in EVAL_STYLE_LAYERS)}
     for name, values in items["metrics"].items():
         assert len(values) == 2 and sum(values) / 2 == pytest.approx(out[name], rel=1e-6)
@@ -64,7 +64,7 @@ def test_sr_compare_writes_test_items_and_an_item_analysis(tmp_path):
     assert {s["status"] for s in summaries.values()} == {"done"}
     for loss, rec in records.items():
         assert rec["schema"] == 1 and rec["unit"] == "test image" and len(rec["ids"]) >= 2
-        assert set(rec["metrics"]) == set(SRTask.metrics)
+        assert set(rec["metrics"]) == set(SRTask.spec.metrics)
         psnr = rec["metrics"]["psnr_y"]  # the summary's number is the mean over the photos
         assert sum(psnr) / len(psnr) == pytest.approx(summaries[loss]["metrics"]["psnr_y"], rel=1e-9)
     assert records["mse"]["ids"] == records["l1"]["ids"]

@@ -26,7 +26,7 @@ TINY = {"n_train": 16, "n_val": 8, "epochs": 2, "batch_size": 4, "g_width": 4, "
 
 @pytest.fixture(scope="module")
 def task():
-    t = TranslateTask("synth-stripes", TranslateTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t = TranslateTask("synth-stripes", TranslateTask.spec.budgets["smoke"] | TINY, torch.device("cpu"))
     t.load_data()
     return t
 
@@ -130,7 +130,7 @@ ADVERSARIAL = sorted(i.name for i in list_losses("translate") if i.family == "ad
 
 
 def _optims(budget: str, spec: str):
-    plan = TranslateTask("synth-stripes", TranslateTask.budgets[budget], torch.device("cpu")).plan(
+    plan = TranslateTask("synth-stripes", TranslateTask.spec.budgets[budget], torch.device("cpu")).plan(
         build_loss(spec, task="translate"))
     return {k: (o.name, o.kwargs) for k, o in plan.optimizers.items()}
 
@@ -138,10 +138,10 @@ def _optims(budget: str, spec: str):
 def test_optimiser_policy_equal_in_smoke_and_quick_paper_in_full():
     cyclegan = ("adam", {"lr": 2e-4, "betas": (0.5, 0.999)})  # Zhu et al. 2017, Sec. 4
     for budget in ("smoke", "quick"):
-        assert TranslateTask.budgets[budget]["optimizer"] == "equal"
+        assert TranslateTask.spec.budgets[budget]["optimizer"] == "equal"
         for spec in [f"{name}+cycle" for name in ADVERSARIAL] + ["cycle"]:
             assert _optims(budget, spec) == {"g": cyclegan, "d": cyclegan}, (budget, spec)
-    assert TranslateTask.budgets["full"]["optimizer"] == "paper"
+    assert TranslateTask.spec.budgets["full"]["optimizer"] == "paper"
     paper = {"wgan": ("rmsprop", {"lr": 5e-5}), "wgan_gp": ("adam", {"lr": 1e-4, "betas": (0.0, 0.9)}),
              "lsgan": cyclegan, "ns": cyclegan, "minimax": cyclegan, "hinge": cyclegan}
     assert set(paper) == set(ADVERSARIAL)
@@ -216,7 +216,7 @@ def test_evaluate_and_collapse_rule(task):
     with evaluating(model):
         m = task.evaluate(model)
         assert task.collapse_reason(model, m) is None  # an untrained G still varies with its input
-    assert list(m) == list(TranslateTask.metrics) and 0 <= m["paired_l1"] <= 1 and m["cycle_l1"] > 0
+    assert list(m) == list(TranslateTask.spec.metrics) and 0 <= m["paired_l1"] <= 1 and m["cycle_l1"] > 0
 
     class Const(torch.nn.Module):
         def forward(self, x):
@@ -327,7 +327,7 @@ def test_paired_lpips_with_the_alexnet_file_in_the_hub_cache(tmp_path, monkeypat
     (tmp_path / "checkpoints").mkdir()
     _fake_weights_module().fake_alexnet_features(tmp_path / "checkpoints" / ALEXNET_FILE)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    t = TranslateTask("synth-stripes", TranslateTask.budgets["smoke"] | TINY, torch.device("cpu"))
+    t = TranslateTask("synth-stripes", TranslateTask.spec.budgets["smoke"] | TINY, torch.device("cpu"))
     t.load_data()
     ref = t.reference_metrics()["identity (B = A)"]
     assert np.isfinite(ref["paired_lpips"]) and ref["paired_lpips"] > 0
