@@ -99,9 +99,9 @@ def test_the_typed_result_round_trips_compare_json(readme_run, tmp_path):
 
 
 def test_an_older_compare_json_still_reads():
-    """The reference study's untuned comparison predates the trial notes (degenerate
+    """The first reference study's untuned comparison (tests/fixtures/study1) predates the trial notes (degenerate
     reasons, identical replicates, the unit of replication) and ``mde_how``."""
-    (path,) = (ROOT / "results" / "embed" / "synth-ids" / "quick").glob("compare--*/compare.json")
+    (path,) = (ROOT / "tests" / "fixtures" / "study1" / "embed" / "synth-ids" / "quick").glob("compare--*/compare.json")
     text = json.loads(path.read_text())
     old = ComparisonResult.from_json(path)
     assert "replicate_unit" not in text and old.replicate_unit is None and old.degenerate is None

@@ -24,6 +24,7 @@ from cvloss.run.tune import (LEGACY_PROTOCOL, TUNE_SEED0, Halving, TuneProtocol,
 from cvloss.run.tuning import _search, planned_trial_epochs, rungs_of, run_tuned_comparison, scoring_of, search_record
 
 ROOT = Path(__file__).resolve().parents[2]
+STUDY1 = ROOT / "tests" / "fixtures" / "study1"  # the first reference study's records
 UNTRAINED = {"miou": 0.05, "dice": 0.04}  # the untrained model's val scores every fake trial reports
 
 
@@ -211,12 +212,12 @@ def test_protocol_settings_are_refused_in_one_line():
 
 
 def test_the_committed_one_seed_search_reads_as_k1_with_its_folder_names(tmp_path):
-    """results/seg/synth-vessels: the first protocol's search (random, t<i>/ at seed
+    """The first reference study's seg synth-vessels search (tests/fixtures/study1): the first protocol's search (random, t<i>/ at seed
     10000 + i) is read, not trained, and the winners' folder keeps its hash."""
     space = parse_space(["lr=log(2e-4,2e-2)"], 6, "random", 0, LEGACY_PROTOCOL)
     assert space.key() == space.tuned_key() == "b6efaaf1"
-    base = TrialConfig(task="seg", loss="", dataset="synth-vessels", budget="quick", out=str(ROOT / "results"))
-    committed = json.loads(next((ROOT / "results" / "seg" / "synth-vessels" / "quick+tuned-b6efaaf1").glob(
+    base = TrialConfig(task="seg", loss="", dataset="synth-vessels", budget="quick", out=str(STUDY1))
+    committed = json.loads(next((STUDY1 / "seg" / "synth-vessels" / "quick+tuned-b6efaaf1").glob(
         "compare--*/compare.json")).read_text())["tuning"]["losses"]
     losses = ["ce", "dice", "topo"]
 

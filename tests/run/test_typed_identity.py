@@ -20,6 +20,7 @@ from cvloss.run.trainer import trial_label
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
+STUDY1 = ROOT / "tests" / "fixtures" / "study1"  # the first reference study's records
 
 PLACES = [("", ORDINARY), ("tune--abcd1234/t2", SearchCandidate("abcd1234", 2)),
           ("tune--abcd1234/t2/seed10003", SearchCandidate("abcd1234", 2, 10003)),
@@ -169,15 +170,15 @@ def test_every_committed_trial_config_reads_back_to_the_same_record():
     """trial.json's ``config`` of each committed trial (written by the one flat config
     class, before the fields the later versions added) is what its config records again,
     byte for byte, and names the folder it lies in."""
-    trials = sorted(RESULTS.rglob("trial.json"))
-    assert len(trials) > 900
+    trials = [(root, path) for root in (STUDY1, RESULTS) for path in sorted(root.rglob("trial.json"))]
+    assert len(trials) >= 129  # the first study's fixture, and whatever results/ holds
     places = set()
-    for path in trials:
+    for root, path in trials:
         recorded = json.loads(path.read_text())["config"]
         cfg = TrialConfig.from_record(recorded)
         again = cfg.record()
         kept = {k: recorded[k] for k in recorded if k != "params"}
         assert json.dumps({k: again[k] for k in kept}) == json.dumps(kept), path
-        assert replace(cfg, out=str(RESULTS)).trial_dir == path.parent, path
+        assert replace(cfg, out=str(root)).trial_dir == path.parent, path
         places.add(type(cfg.place))
     assert places == {Ordinary, SearchCandidate, TunedWinner}
