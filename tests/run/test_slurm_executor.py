@@ -320,8 +320,10 @@ def test_refusals_are_one_line_and_submit_no_trial(slurm_cluster, tmp_path, monk
 def test_ctrl_c_cancels_the_jobs_and_exits_130(slurm_cluster, tmp_path):
     out = tmp_path / "out"
     env = _cluster_env(slurm_cluster, **{PAUSE_HOOK_ENV: "/ce/seed0:1,/dice/seed0:1"})
+    # SIGINT at its default in the driver (a suite started in the background runs with it ignored)
     proc = subprocess.Popen([sys.executable, "-m", "cvloss.cli", *_compare(out, "ce,dice", "1", "--executor", "slurm")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     jobs = [job for job, *_ in _wait_paused(out, proc, 2)]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
