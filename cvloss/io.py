@@ -213,7 +213,9 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write_bytes(path, text.encode())
 
 
-def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+def csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The rows as CSV text: every key of any row is a column, in first-seen order; a
+    float is written as its ``repr`` (exact round trip), NaN/Inf as ``nan``/``inf``."""
     rows = list(rows)
     columns: list[str] = []
     for row in rows:
@@ -223,7 +225,11 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _format_cell(v) for k, v in row.items()})
-    write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    write_text(path, csv_text(rows))
 
 
 def _format_cell(v: Any) -> Any:

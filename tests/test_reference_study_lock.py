@@ -1,11 +1,14 @@
 """The reference study under results/, checked from its trial files: its lock precedes the
 first test read of every trial it ran, and every trial it committed ran from the commit
-the lock names, clean, from one source."""
+the lock names, clean, from one source; its committed report is what `cvloss study report`
+writes from them."""
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 from cvloss.study.check import check_study
 from cvloss.study.lock import read_lock, trials_that_read_test
@@ -36,3 +39,22 @@ def test_every_trial_ran_from_the_locked_commit_clean():
         return
     assert lock["dirty"] is False
     assert codes <= {(lock["commit"], False, lock["source_sha256"])}, codes
+
+
+def test_the_committed_report_is_what_study_report_writes(monkeypatch):
+    """``cvloss study report results/study.toml``, run from the repository root, rewrites
+    results/study.{md,html,tex,csv} byte for byte from the committed trials: a comparison
+    that landed without its report rerun, or a report edited by hand, fails here."""
+    from cvloss.study.hypotheses import evaluate_all
+    from cvloss.study.lock import check_unchanged, post_hoc
+    from cvloss.study.report import render_study_report, report_paths
+
+    if not (RESULTS / "study.md").is_file():
+        pytest.skip("results/study.md is written once the study's first comparison has landed")
+    monkeypatch.chdir(RESULTS.parent)  # the report names its folders as the command line gave them
+    study = read_study("results/study.toml")
+    plan, lock = check_study(study), read_lock(study.path)
+    check_unchanged(plan, lock)
+    texts = render_study_report(plan, lock, evaluate_all(plan, post_hoc(plan, lock)))
+    for kind, path in report_paths(plan).items():
+        assert path.read_text(encoding="utf-8") == texts[kind], f"{path} differs from what `cvloss study report` writes"

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cvloss.io import write_csv, write_text
+from cvloss.io import csv_text, write_text
 from cvloss.report.latex import latex_escape
 from cvloss.report.text import md_code, md_escape, markdown_table
 from cvloss.study.check import Plan
@@ -204,21 +204,31 @@ def csv_rows(evaluated: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]
     return [{k: r.get(k) for k in keys} for recs in evaluated.values() for r in recs]
 
 
-def write_study_report(plan: Plan, lock: dict[str, Any] | None, evaluated: dict[str, list[dict[str, Any]]],
-                       replot: bool = False) -> dict[str, Path]:
-    """Write the four files (module docstring) into the study's results root; returns
-    their paths by kind (``md``, ``html``, ``tex``, ``csv``). Everything is read before
-    the first file is written."""
+def render_study_report(plan: Plan, lock: dict[str, Any] | None, evaluated: dict[str, list[dict[str, Any]]],
+                        replot: bool = False) -> dict[str, str]:
+    """The four files' texts by kind (``md``, ``html``, ``tex``, ``csv``); nothing is
+    written but, with ``replot``, each comparison's standard plots."""
     from cvloss.report.latex import report_latex
 
     results = study_comparisons(plan, replot)
-    stem = plan.study.path.stem
-    texts = {"md": study_markdown(plan, lock, evaluated, results),
-             "html": study_html(plan, lock, evaluated, results),
-             "tex": hypotheses_latex(evaluated) + (report_latex(results) if results else "")}
-    out = {kind: plan.out / f"{stem}.{kind}" for kind in ("md", "html", "tex", "csv")}
+    return {"md": study_markdown(plan, lock, evaluated, results),
+            "html": study_html(plan, lock, evaluated, results),
+            "tex": hypotheses_latex(evaluated) + (report_latex(results) if results else ""),
+            "csv": csv_text(csv_rows(evaluated))}
+
+
+def report_paths(plan: Plan) -> dict[str, Path]:
+    """Where the four files go: the study's results root, named after the study file."""
+    return {kind: plan.out / f"{plan.study.path.stem}.{kind}" for kind in ("md", "html", "tex", "csv")}
+
+
+def write_study_report(plan: Plan, lock: dict[str, Any] | None, evaluated: dict[str, list[dict[str, Any]]],
+                       replot: bool = False) -> dict[str, Path]:
+    """Write the four files (module docstring) into the study's results root; returns
+    their paths by kind. Everything is read before the first file is written."""
+    texts = render_study_report(plan, lock, evaluated, replot)
+    out = report_paths(plan)
     plan.out.mkdir(parents=True, exist_ok=True)
     for kind, text in texts.items():
         write_text(out[kind], text)
-    write_csv(out["csv"], csv_rows(evaluated))
     return out
