@@ -14,7 +14,8 @@ from cvloss.study.check import check_study
 from cvloss.study.lock import read_lock, trials_that_read_test
 from cvloss.study.schema import read_study
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
 STUDY_FILE = RESULTS / "study.toml"
 
 
@@ -51,10 +52,26 @@ def test_the_committed_report_is_what_study_report_writes(monkeypatch):
 
     if not (RESULTS / "study.md").is_file():
         pytest.skip("results/study.md is written once the study's first comparison has landed")
-    monkeypatch.chdir(RESULTS.parent)  # the report names its folders as the command line gave them
+    monkeypatch.chdir(ROOT)  # the report names its folders as the command line gave them
     study = read_study("results/study.toml")
     plan, lock = check_study(study), read_lock(study.path)
     check_unchanged(plan, lock)
     texts = render_study_report(plan, lock, evaluate_all(plan, post_hoc(plan, lock)))
     for kind, path in report_paths(plan).items():
         assert path.read_text(encoding="utf-8") == texts[kind], f"{path} differs from what `cvloss study report` writes"
+
+
+def test_the_readme_hypothesis_table_is_the_studys(monkeypatch):
+    """results/README.md's hypothesis table is what scripts/study_readme_table.py prints from
+    the committed trials (the verdicts a reader quotes cannot drift from the report's)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_readme_table", ROOT / "scripts" / "study_readme_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = (RESULTS / "README.md").read_text(encoding="utf-8")
+    if script.BEGIN not in readme:
+        pytest.skip("results/README.md has no hypothesis table yet")
+    monkeypatch.chdir(ROOT)
+    block = readme[readme.index(script.BEGIN) + len(script.BEGIN):readme.index(script.END)]
+    assert block.strip("\n") == script.table(script.evaluate()).strip("\n")

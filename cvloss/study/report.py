@@ -199,7 +199,7 @@ def hypotheses_latex(evaluated: dict[str, list[dict[str, Any]]]) -> str:
 # ---------------------------------------------------------------------------- CSV and all
 def csv_rows(evaluated: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     keys = ("hypothesis", "comparison", "a", "b", "claim", "metric", "higher_is_better", "family", "margin",
-            "analysis", "registered", "post_hoc", "n", "diff", "ci95", "ci_family", "level", "p", "p_adj", "m",
+            "analysis", "registered", "post_hoc", "ran", "n", "diff", "ci95", "ci_family", "level", "p", "p_adj", "m",
             "mde", "headroom", "within_margin", "verdict", "failed", "why")
     return [{k: r.get(k) for k in keys} for recs in evaluated.values() for r in recs]
 

@@ -20,5 +20,5 @@ def study():
 
 
 @pytest.fixture(scope="module")
-def effects():
-    return _load("reference_effects")
+def readme_table():
+    return _load("study_readme_table")
