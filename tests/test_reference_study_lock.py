@@ -75,3 +75,13 @@ def test_the_readme_hypothesis_table_is_the_studys(monkeypatch):
     monkeypatch.chdir(ROOT)
     block = readme[readme.index(script.BEGIN) + len(script.BEGIN):readme.index(script.END)]
     assert block.strip("\n") == script.table(script.evaluate()).strip("\n")
+
+
+def test_every_search_candidate_trained_at_three_tuning_seeds():
+    """Each candidate folder of the study's searches (``tune--<h>/<loss>/t<i>``) holds a
+    trial at each of the 3 tuning seeds the study file asks for (``tune_seeds = 3``): a
+    candidate is never chosen on one seed's luck."""
+    candidates = [p for p in RESULTS.glob("*/*/*/tune--*/*/t*") if p.is_dir()]
+    for cand in candidates:
+        seeds = sorted(p.parent.name for p in cand.glob("seed*/trial.json"))
+        assert len(seeds) >= 3, f"{cand.relative_to(RESULTS)}: trained at {seeds or 'no seed'}"
