@@ -85,3 +85,11 @@ def test_every_search_candidate_trained_at_three_tuning_seeds():
     for cand in candidates:
         seeds = sorted(p.parent.name for p in cand.glob("seed*/trial.json"))
         assert len(seeds) >= 3, f"{cand.relative_to(RESULTS)}: trained at {seeds or 'no seed'}"
+
+
+def test_no_two_reporting_seeds_are_identical_replicates():
+    """Each landed comparison checked its seeds for identical replicates (trials whose
+    metrics repeat another seed's exactly) and found none: its n counts distinct runs."""
+    for path in RESULTS.glob("*/*/*/compare--*/compare.json"):
+        record = json.loads(path.read_text())
+        assert record.get("identical_replicates") == {}, f"{path.relative_to(RESULTS)}: {record.get('identical_replicates')}"
