@@ -660,7 +660,12 @@ class FocalLoss(Loss):
         # modulating factor matters most.
         values = -log_pt
         if self.gamma != 0:  # skip x**0: its gradient is nan at x = 0 (p_t == 1)
-            values = (-torch.expm1(log_pt)).pow(self.gamma) * values
+            # For 0 < γ < 1, d(x^γ)/dx = γ·x^(γ−1) is inf at x = 0, a pixel whose p_t
+            # rounds to 1, and inf·0 makes the whole gradient NaN. The true gradient of
+            # (1 − p_t)^γ·(−log p_t) ~ (1 − p_t)^(γ+1) there is 0; flooring x at the
+            # dtype's smallest normal keeps it finite and changes no loss value.
+            modulating = (-torch.expm1(log_pt)).clamp_min(torch.finfo(log_pt.dtype).tiny)
+            values = modulating.pow(self.gamma) * values
         if self.alpha is not None:
             alpha_t = torch.where(target > 0, self.alpha, 1.0 - self.alpha).to(values.dtype)
             values = alpha_t * values

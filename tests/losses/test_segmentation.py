@@ -250,6 +250,28 @@ def test_focal_hand_values():
     assert torch.isfinite(big.grad).all()
 
 
+@pytest.mark.parametrize("gamma", [0.25, 0.4167, 0.999, 1.0, 2.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_focal_gradient_is_zero_not_nan_where_p_t_rounds_to_one(gamma, dtype):
+    """0 < γ < 1: d(1 − p_t)^γ/dp_t is infinite at p_t = 1, so a confident pixel once made the
+    whole gradient NaN (a reference-study search candidate "diverged" in its first epoch).
+    The loss there, (1 − p_t)^γ·(−log p_t) ~ (1 − p_t)^(γ+1), has gradient 0."""
+    logits = torch.tensor([[[[40.0, 0.5]], [[-40.0, 0.0]]]], dtype=dtype, requires_grad=True)  # pixel 0: p_t == 1
+    target = torch.tensor([[[0, 1]]])
+    loss = FocalLoss(gamma=gamma, alpha=0.1667)(logits, target)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    assert logits.grad[0, :, 0, 0].abs().max().item() < 1e-30  # 0, or the (1 − p_t)^(γ+1) scale
+    assert logits.grad[0, :, 0, 1].abs().max().item() > 0.0  # the other pixel still learns
+
+
+def test_focal_gradcheck_with_gamma_below_one():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (2, 2, 2))
+    assert torch.autograd.gradcheck(lambda z: FocalLoss(gamma=0.5, alpha=0.3)(z, target), (logits,))
+
+
 # ---------------------------------------------------------------- shared behaviour
 SEG_LOSSES = {
     "ce": CrossEntropyLoss,
