@@ -36,14 +36,15 @@ def table(evaluated: dict[str, list[dict[str, Any]]]) -> str:
     show_itt = any(r["failed"] for r in evaluated["itt"])
     rows = []
     for r in evaluated["completed"]:
-        c = cells(r) if r["n"] else dict.fromkeys(("delta", "p_adj", "m", "mde", "headroom", "n"), "—")
-        c["metric"] = cells(r)["metric"]
+        c = cells(r)
+        if not r["n"]:  # no paired values: numbers that would only read n/a
+            c.update(dict.fromkeys(("delta", "p_adj", "mde", "headroom", "n"), "—"))
         word = "better than" if r["claim"] == "better" else "differs from"
         row = {"hypothesis": md_code(r["hypothesis"]) + (" (post hoc)" if not r["registered"] else ""),
                "claim": f"{md_code(r['a'])} {word} {md_code(r['b'])} on {md_escape(c['metric'])}",
                "source": md_escape(r["why"] or ""), "Δ ± 95% CI": c["delta"],
-               "p (Holm, m)": f"{c['p_adj']} ({c['m']})" if r["n"] else "—", "MDE": c["mde"], "headroom": c["headroom"], "n": c["n"],
-               "verdict": f"**{md_escape(verdict_words(r))}**"}
+               "p (Holm, m)": f"{c['p_adj']} ({c['m']})" if r["n"] else "—",
+               "MDE": c["mde"], "headroom": c["headroom"], "n": c["n"], "verdict": f"**{md_escape(verdict_words(r))}**"}
         if show_itt:
             i = itt[r["hypothesis"]]
             row["intent to treat"] = (md_escape(verdict_words(i)) + f" (Δ {cells(i)['delta']})"
@@ -75,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("study", nargs="?", default="results/study.toml")
     ap.add_argument("--write", action="store_true", help="replace the table in the README beside the study file")
     args = ap.parse_args(argv)
+    from cvloss.io import write_text
+
     block = table(evaluate(args.study))
     if args.write:
         readme = Path(args.study).parent / "README.md"
-        readme.write_text(replace_block(readme.read_text(encoding="utf-8"), block), encoding="utf-8")
+        write_text(readme, replace_block(readme.read_text(encoding="utf-8"), block))  # atomic
     else:
         print(block)
     return 0
