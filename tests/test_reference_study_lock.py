@@ -82,6 +82,8 @@ def test_every_search_candidate_trained_at_three_tuning_seeds():
     trial at each of the 3 tuning seeds the study file asks for (``tune_seeds = 3``): a
     candidate is never chosen on one seed's luck."""
     candidates = [p for p in RESULTS.glob("*/*/*/tune--*/*/t*") if p.is_dir()]
+    if any(RESULTS.glob("*/*/*+tuned-*/compare--*/compare.json")):  # a tuned comparison landed: its search is here
+        assert candidates, "no search candidate folder found under results/ (has the layout changed?)"
     for cand in candidates:
         seeds = sorted(p.parent.name for p in cand.glob("seed*/trial.json"))
         assert len(seeds) >= 3, f"{cand.relative_to(RESULTS)}: trained at {seeds or 'no seed'}"
@@ -90,6 +92,9 @@ def test_every_search_candidate_trained_at_three_tuning_seeds():
 def test_no_two_reporting_seeds_are_identical_replicates():
     """Each landed comparison checked its seeds for identical replicates (trials whose
     metrics repeat another seed's exactly) and found none: its n counts distinct runs."""
-    for path in RESULTS.glob("*/*/*/compare--*/compare.json"):
+    landed = list(RESULTS.glob("*/*/*/compare--*/compare.json"))
+    if (RESULTS / "study.md").is_file():
+        assert landed, "the study's report exists but no comparison's compare.json was found"
+    for path in landed:
         record = json.loads(path.read_text())
         assert record.get("identical_replicates") == {}, f"{path.relative_to(RESULTS)}: {record.get('identical_replicates')}"
