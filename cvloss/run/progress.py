@@ -17,6 +17,11 @@ ONCE_KEYS = ("data", "feature weights")
 _ONCE = re.compile(r"\[[^\]\n]*\] (?:" + "|".join(ONCE_KEYS) + r"): ")
 
 
+#: A search trial's status when it stopped at a rung of successive halving: it has done
+#: what its batch asked, and the search decides whether a later batch continues it.
+RUNG_STOP = "stopped at its rung"
+
+
 def data_line(scope: str, text: str, key: str = "data") -> str:
     """``[<scope>] <key>: <text>``, a line a reporter prints once however many trials
     send it (``scope``: ``<task>/<dataset folder>``; ``key``: one of :data:`ONCE_KEYS`)."""

@@ -45,7 +45,7 @@ from cvloss.run.lock import DEFAULT_POLL_S, POLL_ENV, TIMEOUT_ENV, TrialLock, de
 from cvloss.run.live_log import LiveLog
 from cvloss.run.memory import PeakMemory
 from cvloss.run.provenance import code_key, code_provenance, plugins_used
-from cvloss.run.progress import Reporter, data_line
+from cvloss.run.progress import RUNG_STOP, Reporter, data_line
 from cvloss.tasks.base import evaluating, metric_names, seed_everything
 from cvloss.tasks import get_task_class
 
@@ -546,7 +546,7 @@ def _epoch_loop(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None,
     rung = trial.cfg.stop_at_epoch  # a successive-halving rung: stop there, the checkpoint kept for the next rung
     if rung is not None:
         if trial.start_epoch >= rung and trial.start_epoch < epochs:  # resumed at (or past) its rung already
-            return {"status": "interrupted", "epoch": trial.start_epoch}
+            return _rung_stop(trial, reporter, trial.start_epoch)
         stop_after_epoch = rung if stop_after_epoch is None else min(rung, stop_after_epoch)
     for epoch in range(trial.start_epoch + 1, epochs + 1):
         row = _epoch(trial, epoch, reporter)
@@ -566,9 +566,19 @@ def _epoch_loop(trial: _Trial, reporter: Reporter, stop_after_epoch: int | None,
             "history": trial.history,
         })
         reporter.epoch_end(epoch, epochs, row)
+        if rung is not None and epoch == rung < epochs:
+            return _rung_stop(trial, reporter, epoch)
         if stop_after_epoch is not None and stop_after_epoch <= epoch < epochs:
             return {"status": "interrupted", "epoch": epoch}
     return None
+
+
+def _rung_stop(trial: _Trial, reporter: Reporter, epoch: int) -> dict[str, Any]:
+    """A search trial at its rung: its batch is done with it (the progress views count it
+    and stop showing it as running); the checkpoint stays for a later rung."""
+    reporter.trial_end(trial.label, RUNG_STOP, f"epoch {epoch} of {trial.params['epochs']} "
+                                               f"in {time.perf_counter() - trial.t_start:.1f}s")
+    return {"status": "interrupted", "epoch": epoch}
 
 
 def _epoch(trial: _Trial, epoch: int, reporter: Reporter) -> dict[str, Any]:

@@ -78,16 +78,22 @@ def run_options(c: PlannedComparison, opts: StudyRunOptions, out: str) -> Any:
 
 
 class StudyProgress(ForwardingReporter):
-    """A comparison's reporter wrapped for the study: every finished trial also counts
-    towards the study's total, said in one line (``[study 7/24] vessels: ce/seed1 done``)."""
+    """A comparison's reporter wrapped for the study: every trial also counts towards the
+    study's total, said in one line (``[study 7/24] vessels: ce/seed1 done``). A trial
+    counts once, the first time it stops: under successive halving that is its first
+    rung, where a candidate the search drops also ends (a later rung's stop or its end
+    is said without counting it again)."""
 
     def __init__(self, inner: Reporter, name: str, counter: list[int], total: int,
                  say: Callable[[str], None]) -> None:
         self.inner, self.name, self.counter, self.total, self.say = inner, name, counter, total, say
+        self.counted: set[str] = set()
 
     def trial_end(self, label, status, detail=""):
         self.inner.trial_end(label, status, detail)
-        self.counter[0] += 1
+        if label not in self.counted:
+            self.counted.add(label)
+            self.counter[0] += 1
         self.say(f"[study {self.counter[0]}/{self.total}] {self.name}: {label} {status}")
 
 

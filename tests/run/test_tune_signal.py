@@ -19,6 +19,7 @@ import pytest
 from cvloss.errors import UsageError
 from cvloss.run.config import TrialConfig
 from cvloss.run.progress import Reporter
+from cvloss.run.progress import RUNG_STOP
 from cvloss.run.tune import (LEGACY_PROTOCOL, TUNE_SEED0, Halving, TuneProtocol, candidates, parse_space, select,
                              winner_config)
 from cvloss.run.tuning import _search, planned_trial_epochs, rungs_of, run_tuned_comparison, scoring_of, search_record
@@ -249,8 +250,13 @@ def test_a_halving_search_trains_rungs_and_resumes_a_killed_promotion(tmp_path, 
             if self.resumed:  # killed in the middle of its second epoch
                 raise KeyboardInterrupt
 
+    kill = Kill()
+    kill.ends = []
+    kill.trial_end = lambda label, status, detail="": kill.ends.append((label, status, detail))
     with pytest.raises(KeyboardInterrupt):
-        run_tuned_comparison(base, ["ce"], [0], space, Kill())
+        run_tuned_comparison(base, ["ce"], [0], space, kill)
+    assert [(label.split("/", 2)[2], status, detail.split(" in ")[0]) for label, status, detail in kill.ends] == [
+        (f"ce/t{i}/seed10000", RUNG_STOP, "epoch 1 of 2") for i in (0, 1)]  # each counted by the views
     search = tmp_path / "seg" / "synth-pets" / "smoke+epochs=2+n_train=8+n_val=8" / f"tune--{space.key()}" / "ce"
     rung = [d / "seed10000" for d in (search / "t0", search / "t1")]
     assert all((d / "checkpoint.pt").is_file() and not (d / "summary.json").exists() for d in rung)
@@ -258,7 +264,12 @@ def test_a_halving_search_trains_rungs_and_resumes_a_killed_promotion(tmp_path, 
     result = run_tuned_comparison(base, ["ce"], [0], space, capture)
     rec = result["tuning"]["losses"]["ce"]
     winner = rung[rec["chosen_index"]]
-    assert f"START seg/synth-pets/ce/t{rec['chosen_index']}/seed10000 at 1" in capture.lines  # resumed, not restarted
+    label = f"seg/synth-pets/ce/t{rec['chosen_index']}/seed10000"
+    assert f"START {label} at 1" in capture.lines  # resumed, not restarted
+    # the kill came after both had stopped at the rung and said so; the rerun said nothing
+    # of the rung (both had reached it): it ended the promoted candidate, then the winner
+    ends = [line for line in capture.lines if line.startswith("END ")]
+    assert [e.split()[1] for e in ends] == [label, "seg/synth-pets/ce/seed0"] and RUNG_STOP not in "".join(ends)
     assert (winner / "summary.json").is_file() and (winner / "metrics.csv").read_text().startswith(before[winner])
     loser = rung[1 - rec["chosen_index"]]
     assert (loser / "metrics.csv").read_text() == before[loser] and not (loser / "summary.json").exists()
