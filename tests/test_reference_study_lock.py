@@ -1,7 +1,8 @@
 """The reference study under results/, checked from its trial files: its lock precedes the
 first test read of every trial it ran, and every trial it committed ran from the commit
 the lock names, clean, from one source; its committed report is what `cvloss study report`
-writes from them."""
+writes from them; every search candidate trained at 3 tuning seeds; no identical
+replicates; every failed reporting trial counted in success and intent to treat."""
 from __future__ import annotations
 
 import json
@@ -98,3 +99,30 @@ def test_no_two_reporting_seeds_are_identical_replicates():
     for path in landed:
         record = json.loads(path.read_text())
         assert record.get("identical_replicates") == {}, f"{path.relative_to(RESULTS)}: {record.get('identical_replicates')}"
+
+
+def test_every_failed_reporting_trial_counts_in_success_and_intent_to_treat():
+    """Each landed comparison's status, success column and intent-to-treat table agree with
+    its trials' own summary.json: a degenerate, collapsed or diverged seed is never dropped
+    from the study's counts (success = done seeds / seeds; an ITT table whenever one failed)."""
+    from cvloss.io import loss_slug
+
+    landed = list(RESULTS.glob("*/*/*/compare--*/compare.json"))
+    if (RESULTS / "study.md").is_file():
+        assert landed, "the study's report exists but no comparison's compare.json was found"
+    failures = 0
+    for path in landed:
+        record = json.loads(path.read_text())
+        budget_dir, failed_here = path.parents[1], 0
+        for loss in record["losses"]:
+            statuses = [json.loads((budget_dir / loss_slug(loss) / f"seed{s}" / "summary.json").read_text())["status"]
+                        for s in record["seeds"]]
+            failed = sum(status != "done" for status in statuses)
+            assert record["status"][loss] == statuses, f"{path.parent.name}: {loss}"
+            assert record["success"][loss] == pytest.approx((len(statuses) - failed) / len(statuses)), loss
+            failed_here += failed
+        if failed_here:
+            assert record["itt"] is not None and "### Intent to treat" in (path.parent / "compare.md").read_text()
+        failures += failed_here
+    if any("+tuned-" in str(p) for p in landed):  # the study's own: ring8's hinge seed 0, sr's texture
+        assert failures > 0, "no failed reporting trial found: has the status layout changed?"
