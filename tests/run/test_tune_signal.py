@@ -18,8 +18,7 @@ import pytest
 
 from cvloss.errors import UsageError
 from cvloss.run.config import TrialConfig
-from cvloss.run.progress import Reporter
-from cvloss.run.progress import RUNG_STOP
+from cvloss.run.progress import RUNG_STOP, Reporter
 from cvloss.run.tune import (LEGACY_PROTOCOL, TUNE_SEED0, Halving, TuneProtocol, candidates, parse_space, select,
                              winner_config)
 from cvloss.run.tuning import _search, planned_trial_epochs, rungs_of, run_tuned_comparison, scoring_of, search_record
